@@ -1,0 +1,67 @@
+package sm
+
+import (
+	"fmt"
+
+	"go.uber.org/zap"
+)
+
+// Defaults for Config.
+const (
+	// DefaultReadConns bounds concurrent local reads; SQLite readers in WAL
+	// mode do not block each other, so this is about memory, not locking.
+	DefaultReadConns = 8
+	// DefaultDedupWindow is how many log entries a request ID is remembered
+	// for. A retried proposal is deduplicated when it is applied within this
+	// many entries of the original, which covers a retry inside any request
+	// timeout at tens of thousands of writes per second.
+	DefaultDedupWindow = 200_000
+)
+
+// Config configures a state machine.
+type Config struct {
+	// Dir holds the SQLite files of this replica (created if missing).
+	Dir string
+	// ReadConns is the size of the read-only connection pool for Lookup.
+	ReadConns int
+	// DedupWindow is the number of entries request IDs are remembered for.
+	DedupWindow uint64
+	// ForeignKeys turns on PRAGMA foreign_keys (rqlited's -fk); it must be
+	// the same on every node.
+	ForeignKeys bool
+	// Notify receives progress events. It is called from Dragonboat's
+	// workers and must not block (DRAGONBOAT.md 0.8). Nil drops events.
+	Notify func(Event)
+	// Logger receives the state machine's logs. Nil means no logs.
+	Logger *zap.Logger
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.ReadConns == 0 {
+		c.ReadConns = DefaultReadConns
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = DefaultDedupWindow
+	}
+	if c.Notify == nil {
+		c.Notify = func(Event) {}
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// Validate reports whether c can be used.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return fmt.Errorf("%w: Dir is empty", ErrInvalidConfig)
+	case c.ReadConns < 1:
+		return fmt.Errorf("%w: ReadConns %d < 1", ErrInvalidConfig, c.ReadConns)
+	case c.DedupWindow < 1:
+		return fmt.Errorf("%w: DedupWindow is 0", ErrInvalidConfig)
+	}
+	return nil
+}

@@ -1,0 +1,20 @@
+// Package sm is Skiff's Raft state machine: a Dragonboat
+// statemachine.IOnDiskStateMachine that applies SQL to one SQLite file.
+//
+// The rules it follows come from DESIGN.md "The state machine" and
+// DRAGONBOAT.md; the ones that crash or lose data when broken are:
+//
+//   - the applied index is written in the same SQLite transaction as the
+//     batch it covers, and Open returns it, so a restart never re-applies or
+//     skips an entry and opens in constant time whatever the file's size;
+//   - Sync is a real fsync barrier, because Dragonboat compacts the Raft log
+//     right after it;
+//   - a SQL error is a per-statement result, never a Go error (a Go error
+//     from Update panics the process by Dragonboat's design); only storage
+//     faults (I/O error, disk full, corruption) are returned as errors;
+//   - Lookup runs without any lock taken by Dragonboat, concurrently with
+//     RecoverFromSnapshot and even after Close, so every handle it touches is
+//     guarded here and a closed machine answers ErrClosed.
+//
+// Commands and results are the protobuf messages of package cmdpb.
+package sm

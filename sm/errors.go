@@ -1,0 +1,20 @@
+package sm
+
+import "errors"
+
+// Sentinel errors of package sm. Callers check them with errors.Is.
+var (
+	// ErrClosed is returned by Lookup after Close, or before Open finished.
+	ErrClosed = errors.New("state machine closed")
+	// ErrBadQuery is returned by Lookup for a query value it does not know.
+	ErrBadQuery = errors.New("unsupported lookup query")
+	// ErrSnapshotFormat is returned by RecoverFromSnapshot for a stream that
+	// is not a Skiff snapshot or fails its checksum.
+	ErrSnapshotFormat = errors.New("invalid snapshot stream")
+	// ErrStorage marks a storage fault (I/O error, disk full, corruption):
+	// returned from Update or Sync it stops the node, because applying past
+	// it could make this replica diverge from the others.
+	ErrStorage = errors.New("storage fault")
+	// ErrInvalidConfig is returned by Config.Validate.
+	ErrInvalidConfig = errors.New("invalid sm config")
+)

@@ -1,0 +1,188 @@
+package sm
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"strings"
+	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+
+	"github.com/skiffdb/skiff/sm/cmdpb"
+)
+
+// errWriteViaQuery is the per-statement error rqlite returns for a write sent
+// as a read (API.md 1.6).
+const errWriteViaQuery = "attempt to change database via query operation"
+
+// args converts protobuf parameters into driver arguments. mattn binds a
+// named argument to ":name", "@name" or "$name", whichever the SQL uses.
+func args(ps []*cmdpb.Parameter) []driver.NamedValue {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]driver.NamedValue, len(ps))
+	for i, p := range ps {
+		out[i] = driver.NamedValue{Name: p.GetName(), Ordinal: i + 1}
+		switch v := p.GetValue().(type) {
+		case *cmdpb.Parameter_I:
+			out[i].Value = v.I
+		case *cmdpb.Parameter_D:
+			out[i].Value = v.D
+		case *cmdpb.Parameter_B:
+			out[i].Value = v.B
+		case *cmdpb.Parameter_Y:
+			out[i].Value = v.Y
+		case *cmdpb.Parameter_S:
+			out[i].Value = v.S
+		}
+	}
+	return out
+}
+
+// toValue converts a value scanned by mattn (which already applies the
+// DATETIME and BOOLEAN conversions of API.md 1.5) to its protobuf form.
+func toValue(v driver.Value) *cmdpb.Value {
+	switch x := v.(type) {
+	case int64:
+		return &cmdpb.Value{V: &cmdpb.Value_I{I: x}}
+	case float64:
+		return &cmdpb.Value{V: &cmdpb.Value_D{D: x}}
+	case string:
+		return &cmdpb.Value{V: &cmdpb.Value_S{S: x}}
+	case []byte:
+		return &cmdpb.Value{V: &cmdpb.Value_Y{Y: x}}
+	case bool:
+		return &cmdpb.Value{V: &cmdpb.Value_B{B: x}}
+	case time.Time:
+		return &cmdpb.Value{V: &cmdpb.Value_T{T: x.UTC().Format(time.RFC3339Nano)}}
+	}
+	return &cmdpb.Value{}
+}
+
+// stmtMode says how one statement may run.
+type stmtMode int
+
+const (
+	// modeWrite runs a statement on the writer; ReturnsRows picks the shape.
+	modeWrite stmtMode = iota
+	// modeRead refuses statements that would change the database.
+	modeRead
+)
+
+// runStatement executes one client statement on c and returns its result.
+// err is non-nil only for storage faults or a cancelled ctx; SQL errors are
+// in the result.
+func runStatement(ctx context.Context, c *sqlite3.SQLiteConn, st *cmdpb.Statement, mode stmtMode) (*cmdpb.StatementResult, error) {
+	sqlText := st.GetSql()
+	a := args(st.GetParameters())
+	if mode == modeRead {
+		return runRead(ctx, c, sqlText, a)
+	}
+	if st.GetReturnsRows() {
+		res, handled, err := runQuery(ctx, c, sqlText, a)
+		if handled || err != nil {
+			return res, err
+		}
+	}
+	r, err := c.ExecContext(ctx, sqlText, a)
+	if err != nil {
+		return sqlError(err)
+	}
+	id, _ := r.LastInsertId()
+	n, _ := r.RowsAffected()
+	return &cmdpb.StatementResult{LastInsertId: id, RowsAffected: n}, nil
+}
+
+// sqlError turns an execution error into a per-statement result, or passes
+// a storage fault on.
+func sqlError(err error) (*cmdpb.StatementResult, error) {
+	if isStorageFault(err) {
+		return nil, err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return &cmdpb.StatementResult{Error: "query timeout"}, nil
+	}
+	return &cmdpb.StatementResult{Error: err.Error()}, nil
+}
+
+// runRead runs a statement that must not write: it is prepared first so
+// SQLite itself says whether it is read-only.
+func runRead(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []driver.NamedValue) (*cmdpb.StatementResult, error) {
+	ds, err := c.PrepareContext(ctx, sqlText)
+	if err != nil {
+		return sqlError(err)
+	}
+	stmt := ds.(*sqlite3.SQLiteStmt)
+	defer stmt.Close()
+	if !stmt.Readonly() {
+		return &cmdpb.StatementResult{Error: errWriteViaQuery}, nil
+	}
+	rows, err := stmt.QueryContext(ctx, a)
+	if err != nil {
+		return sqlError(err)
+	}
+	return collect(rows.(*sqlite3.SQLiteRows))
+}
+
+// runQuery runs a statement for its rows. handled is false when the
+// statement turned out to return no columns (then it is run as a write).
+func runQuery(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []driver.NamedValue) (*cmdpb.StatementResult, bool, error) {
+	rows, err := c.QueryContext(ctx, sqlText, a)
+	if err != nil {
+		res, err := sqlError(err)
+		return res, true, err
+	}
+	sr := rows.(*sqlite3.SQLiteRows)
+	if len(sr.Columns()) == 0 {
+		// Not stepped yet, so closing it runs nothing.
+		_ = sr.Close()
+		return nil, false, nil
+	}
+	res, err := collect(sr)
+	return res, true, err
+}
+
+// collect reads every row. A statement with no result columns is never
+// stepped through Next (mattn would report a row of nils for a statement
+// that compiled to nothing, such as a lone comment).
+func collect(rows *sqlite3.SQLiteRows) (*cmdpb.StatementResult, error) {
+	defer rows.Close()
+	cols := rows.Columns()
+	res := &cmdpb.StatementResult{IsQuery: true, Columns: cols}
+	decl := rows.DeclTypes()
+	res.Types = make([]string, len(cols))
+	for i := range cols {
+		if i < len(decl) {
+			res.Types[i] = strings.ToLower(decl[i])
+		}
+	}
+	if len(cols) == 0 {
+		return res, nil
+	}
+	dest := make([]driver.Value, len(cols))
+	for {
+		for i := range dest {
+			dest[i] = nil
+		}
+		err := rows.Next(dest)
+		if errors.Is(err, io.EOF) {
+			return res, nil
+		}
+		if err != nil {
+			r, ferr := sqlError(err)
+			if ferr != nil {
+				return nil, ferr
+			}
+			// rqlite reports a failed query with its error only.
+			return &cmdpb.StatementResult{IsQuery: true, Error: r.GetError()}, nil
+		}
+		row := &cmdpb.Row{Values: make([]*cmdpb.Value, len(cols))}
+		for i, v := range dest {
+			row.Values[i] = toValue(v)
+		}
+		res.Rows = append(res.Rows, row)
+	}
+}

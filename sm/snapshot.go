@@ -1,0 +1,333 @@
+package sm
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+
+	sm "github.com/lni/dragonboat/v4/statemachine"
+	sqlite3 "github.com/mattn/go-sqlite3"
+	"go.uber.org/zap"
+)
+
+// Snapshot stream format (version 1), little-endian:
+//
+//	magic "SKIFFSN1" | version u32 | applied index u64 | size u64 |
+//	size bytes of SQLite database | CRC-32C of those bytes u32
+//
+// The index travels in the header as well as inside the file so that the
+// receiver can check one against the other before switching.
+const (
+	snapshotMagic   = "SKIFFSN1"
+	snapshotVersion = 1
+	headerSize      = len(snapshotMagic) + 4 + 8 + 8
+	// backupPagesPerStep bounds how long one backup step holds SQLite's
+	// mutexes and how often stopc is checked.
+	backupPagesPerStep = 1024
+	// progressEvery is how many bytes pass between progress events.
+	progressEvery = 8 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// snapshotCtx pins a read transaction: the state PrepareSnapshot saw.
+type snapshotCtx struct {
+	conn    *sqlite3.SQLiteConn
+	applied uint64
+}
+
+// PrepareSnapshot pins a read transaction on a connection of its own, so
+// that SaveSnapshot copies exactly this point in time while Update goes on.
+// It runs with Update excluded, so the pinned state matches the index
+// Dragonboat records for the snapshot.
+func (s *StateMachine) PrepareSnapshot() (interface{}, error) {
+	s.mu.RLock()
+	path, closed := s.path, s.closed
+	s.mu.RUnlock()
+	if closed || path == "" {
+		return nil, ErrClosed
+	}
+	c, err := openReader(path, s.cfg.ForeignKeys, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := execRaw(c, "BEGIN"); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("pin read transaction: %w", err)
+	}
+	// The first read starts the WAL read transaction that pins the snapshot.
+	applied, err := queryInt64(c, "SELECT applied FROM "+metaTable+" WHERE id = 1")
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("read applied index: %w", err)
+	}
+	return &snapshotCtx{conn: c, applied: uint64(applied)}, nil
+}
+
+// SaveSnapshot streams the pinned state: an online backup from the pinned
+// connection into a temporary file (so no whole database is ever held in
+// memory), then the file, framed and checksummed. Errors other than a broken
+// stream or a stop are turned into ErrSnapshotAborted: any other error would
+// make Dragonboat stop this (healthy) node because one transfer failed.
+func (s *StateMachine) SaveSnapshot(ctx interface{}, w io.Writer, stopc <-chan struct{}) error {
+	sc, ok := ctx.(*snapshotCtx)
+	if !ok {
+		return fmt.Errorf("%w: snapshot context %T", sm.ErrSnapshotAborted, ctx)
+	}
+	defer func() {
+		_ = execRaw(sc.conn, "ROLLBACK")
+		_ = sc.conn.Close()
+	}()
+	err := s.saveSnapshot(sc, w, stopc)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sm.ErrSnapshotStreaming), errors.Is(err, sm.ErrSnapshotStopped), errors.Is(err, sm.ErrSnapshotAborted):
+		s.log.Warn("snapshot send ended", zap.Error(err))
+		return err
+	default:
+		s.log.Error("snapshot send failed", zap.Error(err))
+		return fmt.Errorf("%w: %w", sm.ErrSnapshotAborted, err)
+	}
+}
+
+func (s *StateMachine) saveSnapshot(sc *snapshotCtx, w io.Writer, stopc <-chan struct{}) error {
+	tmp, err := os.CreateTemp(s.cfg.Dir, "snap-*"+tmpSuffix)
+	if err != nil {
+		return fmt.Errorf("create snapshot file: %w", err)
+	}
+	tmpPath := tmp.Name()
+	_ = tmp.Close()
+	defer os.Remove(tmpPath)
+	if err := backupTo(sc.conn, tmpPath, stopc); err != nil {
+		return err
+	}
+	f, err := os.Open(tmpPath)
+	if err != nil {
+		return fmt.Errorf("open snapshot file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat snapshot file: %w", err)
+	}
+	size := st.Size()
+	var hdr [headerSize]byte
+	copy(hdr[:], snapshotMagic)
+	binary.LittleEndian.PutUint32(hdr[8:], snapshotVersion)
+	binary.LittleEndian.PutUint64(hdr[12:], sc.applied)
+	binary.LittleEndian.PutUint64(hdr[20:], uint64(size))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	crc := crc32.New(castagnoli)
+	report := func(n int64) {
+		s.cfg.Notify(Event{Kind: EventSnapshotSendProgress, Index: sc.applied, Bytes: n, Total: size})
+	}
+	if _, err := copyProgress(io.MultiWriter(w, crc), f, size, stopc, report); err != nil {
+		return err
+	}
+	var tail [4]byte
+	binary.LittleEndian.PutUint32(tail[:], crc.Sum32())
+	if _, err := w.Write(tail[:]); err != nil {
+		return err
+	}
+	s.log.Info("snapshot sent", zap.Uint64("applied_index", sc.applied), zap.Int64("bytes", size))
+	return nil
+}
+
+// backupTo copies src's database, as of its open read transaction, into a
+// new file at path. sqlite3_backup_step uses the source connection's read
+// transaction when it has one, so every step sees the same state.
+func backupTo(src *sqlite3.SQLiteConn, path string, stopc <-chan struct{}) error {
+	dc, err := (&sqlite3.SQLiteDriver{}).Open(fmt.Sprintf("file:%s?_journal_mode=OFF&_synchronous=OFF", uriPath(path)))
+	if err != nil {
+		return fmt.Errorf("open snapshot file: %w", err)
+	}
+	dst := dc.(*sqlite3.SQLiteConn)
+	defer dst.Close()
+	b, err := dst.Backup("main", src, "main")
+	if err != nil {
+		return fmt.Errorf("start backup: %w", err)
+	}
+	for {
+		select {
+		case <-stopc:
+			_ = b.Finish()
+			return sm.ErrSnapshotStopped
+		default:
+		}
+		done, err := b.Step(backupPagesPerStep)
+		if err != nil {
+			_ = b.Finish()
+			return fmt.Errorf("backup step: %w", err)
+		}
+		if done {
+			break
+		}
+	}
+	if err := b.Finish(); err != nil {
+		return fmt.Errorf("finish backup: %w", err)
+	}
+	return nil
+}
+
+// copyProgress copies exactly n bytes, checking stopc and reporting progress.
+func copyProgress(dst io.Writer, src io.Reader, n int64, stopc <-chan struct{}, report func(int64)) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var done, lastReport int64
+	for done < n {
+		select {
+		case <-stopc:
+			return done, sm.ErrSnapshotStopped
+		default:
+		}
+		chunk := buf
+		if rem := n - done; rem < int64(len(chunk)) {
+			chunk = chunk[:rem]
+		}
+		k, err := io.ReadFull(src, chunk)
+		if k > 0 {
+			if _, werr := dst.Write(chunk[:k]); werr != nil {
+				return done, werr
+			}
+			done += int64(k)
+		}
+		if err != nil {
+			return done, fmt.Errorf("%w: short stream after %d of %d bytes: %w", ErrSnapshotFormat, done, n, err)
+		}
+		if done-lastReport >= progressEvery || done == n {
+			report(done)
+			lastReport = done
+		}
+	}
+	return done, nil
+}
+
+// RecoverFromSnapshot installs a received database: it is written under the
+// next generation's name, checksummed, fsynced, checked, and only then made
+// live by an atomic CURRENT switch. A crash before the switch leaves the old
+// database live and Dragonboat retries the install at restart; a crash
+// after it leaves the new one live with the snapshot's index.
+func (s *StateMachine) RecoverFromSnapshot(r io.Reader, stopc <-chan struct{}) error {
+	err := s.recoverFromSnapshot(r, stopc)
+	if err != nil && !errors.Is(err, sm.ErrSnapshotStopped) {
+		s.fault(err)
+	}
+	return err
+}
+
+func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) error {
+	br := bufio.NewReaderSize(r, 256<<10)
+	var hdr [headerSize]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return fmt.Errorf("%w: header: %w", ErrSnapshotFormat, err)
+	}
+	if string(hdr[:8]) != snapshotMagic || binary.LittleEndian.Uint32(hdr[8:]) != snapshotVersion {
+		return fmt.Errorf("%w: bad magic or version", ErrSnapshotFormat)
+	}
+	applied := binary.LittleEndian.Uint64(hdr[12:])
+	size := int64(binary.LittleEndian.Uint64(hdr[20:]))
+	s.cfg.Notify(Event{Kind: EventSnapshotInstallBegun, Index: applied, Total: size})
+	s.log.Info("installing snapshot", zap.Uint64("applied_index", applied), zap.Int64("bytes", size))
+
+	gen := s.gen + 1
+	final := filepath.Join(s.cfg.Dir, dbName(gen))
+	tmpPath := final + tmpSuffix
+	if err := receiveFile(br, tmpPath, size, stopc, func(n int64) {
+		s.cfg.Notify(Event{Kind: EventSnapshotInstallProgress, Index: applied, Bytes: n, Total: size})
+	}); err != nil {
+		_ = os.Remove(tmpPath)
+		return err
+	}
+	if err := os.Rename(tmpPath, final); err != nil {
+		_ = os.Remove(tmpPath)
+		return fmt.Errorf("rename snapshot: %w", err)
+	}
+	if err := syncDir(s.cfg.Dir); err != nil {
+		return err
+	}
+	if err := checkApplied(final, applied); err != nil {
+		_ = os.Remove(final)
+		return err
+	}
+	if err := writeCurrent(s.cfg.Dir, gen); err != nil {
+		return err
+	}
+	w, readers, got, err := s.openHandles(final)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	oldW, oldReaders := s.w, s.readers
+	s.w, s.readers, s.path, s.gen = w, readers, final, gen
+	s.mu.Unlock()
+	if oldReaders != nil {
+		closeReaders(oldReaders)
+	}
+	if oldW != nil {
+		_ = oldW.close()
+	}
+	s.applied.Store(got)
+	if err := removeStale(s.cfg.Dir, gen); err != nil {
+		s.log.Warn("could not remove the replaced database", zap.Error(err))
+	}
+	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", final))
+	s.cfg.Notify(Event{Kind: EventSnapshotInstallDone, Index: got})
+	return nil
+}
+
+// receiveFile writes exactly size bytes and the trailing checksum from r to
+// path, and fsyncs it.
+func receiveFile(r io.Reader, path string, size int64, stopc <-chan struct{}, report func(int64)) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer f.Close()
+	var crc hash.Hash32 = crc32.New(castagnoli)
+	bw := bufio.NewWriterSize(f, 256<<10)
+	if _, err := copyProgress(io.MultiWriter(bw, crc), r, size, stopc, report); err != nil {
+		return err
+	}
+	var tail [4]byte
+	if _, err := io.ReadFull(r, tail[:]); err != nil {
+		return fmt.Errorf("%w: checksum: %w", ErrSnapshotFormat, err)
+	}
+	if binary.LittleEndian.Uint32(tail[:]) != crc.Sum32() {
+		return fmt.Errorf("%w: checksum mismatch", ErrSnapshotFormat)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// checkApplied opens a received file and checks that the index inside it is
+// the one its header promised.
+func checkApplied(path string, want uint64) error {
+	// Read-write, because a WAL-mode file without its -shm cannot be opened
+	// read-only.
+	c, err := openWriter(path, false)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	got, err := queryInt64(c, "SELECT applied FROM "+metaTable+" WHERE id = 1")
+	if err != nil {
+		return fmt.Errorf("%w: received database: %w", ErrSnapshotFormat, err)
+	}
+	if uint64(got) != want {
+		return fmt.Errorf("%w: received database is at index %d, header says %d", ErrSnapshotFormat, got, want)
+	}
+	return nil
+}

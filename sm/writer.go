@@ -1,0 +1,315 @@
+package sm
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	sm "github.com/lni/dragonboat/v4/statemachine"
+	sqlite3 "github.com/mattn/go-sqlite3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffdb/skiff/sm/cmdpb"
+)
+
+// CommandVersion is the codec version this build writes and applies.
+const CommandVersion = 1
+
+// Result.Value flags. Value carries the number of statement results in its
+// low bits so that a caller can size things without decoding.
+const (
+	// ResultRequestError marks a Response whose request-level Error is set.
+	ResultRequestError uint64 = 1 << 63
+)
+
+// writer is the single read-write connection and its prepared bookkeeping
+// statements. Only the apply path uses it.
+type writer struct {
+	c                                *sqlite3.SQLiteConn
+	setApplied, dedupGet, dedupPut   *sqlite3.SQLiteStmt
+	dedupPrune, savepoint, release   *sqlite3.SQLiteStmt
+	rollbackTo, begin, commit, bumpN *sqlite3.SQLiteStmt
+}
+
+func newWriter(c *sqlite3.SQLiteConn) (*writer, error) {
+	w := &writer{c: c}
+	for _, p := range []struct {
+		dst **sqlite3.SQLiteStmt
+		sql string
+	}{
+		{&w.setApplied, "UPDATE " + metaTable + " SET applied = ? WHERE id = 1"},
+		{&w.dedupGet, "SELECT response FROM " + dedupTable + " WHERE id = ?"},
+		{&w.dedupPut, "INSERT INTO " + dedupTable + " (idx, id, response) VALUES (?, ?, ?)"},
+		{&w.dedupPrune, "DELETE FROM " + dedupTable + " WHERE idx < ?"},
+		{&w.savepoint, "SAVEPOINT skiff_entry"},
+		{&w.release, "RELEASE skiff_entry"},
+		{&w.rollbackTo, "ROLLBACK TO skiff_entry"},
+		{&w.begin, "BEGIN IMMEDIATE"},
+		{&w.commit, "COMMIT"},
+		{&w.bumpN, "UPDATE " + localTable + " SET n = n + 1 WHERE id = 1"},
+	} {
+		st, err := c.Prepare(p.sql)
+		if err != nil {
+			w.close()
+			return nil, fmt.Errorf("%w: prepare %q: %w", ErrStorage, p.sql, err)
+		}
+		*p.dst = st.(*sqlite3.SQLiteStmt)
+	}
+	return w, nil
+}
+
+func (w *writer) close() error {
+	for _, st := range []*sqlite3.SQLiteStmt{w.setApplied, w.dedupGet, w.dedupPut, w.dedupPrune,
+		w.savepoint, w.release, w.rollbackTo, w.begin, w.commit, w.bumpN} {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+	return w.c.Close()
+}
+
+func run(st *sqlite3.SQLiteStmt, a ...driver.NamedValue) error {
+	_, err := st.ExecContext(context.Background(), a)
+	return err
+}
+
+func arg(i int, v driver.Value) driver.NamedValue { return driver.NamedValue{Ordinal: i, Value: v} }
+
+func (w *writer) sync() error {
+	if err := execRaw(w.c, "PRAGMA synchronous=FULL"); err != nil {
+		return err
+	}
+	if err := run(w.bumpN); err != nil {
+		return err
+	}
+	return execRaw(w.c, "PRAGMA synchronous=NORMAL")
+}
+
+// lookupDedup returns the stored response of an already applied request.
+func (w *writer) lookupDedup(id []byte) ([]byte, bool, error) {
+	rows, err := w.dedupGet.QueryContext(context.Background(), []driver.NamedValue{arg(1, id)})
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 1)
+	switch err := rows.Next(dest); {
+	case errors.Is(err, io.EOF):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	b, _ := dest[0].([]byte)
+	return b, true, nil
+}
+
+// Update applies a batch of committed entries in one SQLite transaction,
+// one savepoint per entry, and records the last index in that transaction.
+func (s *StateMachine) Update(ents []sm.Entry) ([]sm.Entry, error) {
+	if len(ents) == 0 {
+		return ents, nil
+	}
+	if s.w == nil {
+		return nil, fmt.Errorf("%w: update before open", ErrStorage)
+	}
+	if err := s.applyBatch(ents); err != nil {
+		s.fault(err)
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	last := ents[len(ents)-1].Index
+	s.applied.Store(last)
+	s.cfg.Notify(Event{Kind: EventApplied, Index: last})
+	return ents, nil
+}
+
+func (s *StateMachine) applyBatch(ents []sm.Entry) error {
+	w := s.w
+	if err := run(w.begin); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	for i := 0; i < len(ents); i++ {
+		res, rolledBack, err := s.applyEntry(&ents[i])
+		if err != nil {
+			_ = execRaw(w.c, "ROLLBACK")
+			return err
+		}
+		if rolledBack {
+			// A client statement (INSERT OR ROLLBACK, RAISE(ROLLBACK)) ended
+			// the batch's transaction and undid the entries before it. Redo
+			// them, deterministically, and fail this entry alone.
+			if err := s.redo(ents[:i]); err != nil {
+				return err
+			}
+			res = errorResult(ents[i].Index, "statement rolled back the transaction: ROLLBACK conflict resolution is not supported")
+		}
+		ents[i].Result = res
+	}
+	last := ents[len(ents)-1].Index
+	if err := run(w.setApplied, arg(1, int64(last))); err != nil {
+		_ = execRaw(w.c, "ROLLBACK")
+		return fmt.Errorf("record applied index: %w", err)
+	}
+	if last > s.cfg.DedupWindow {
+		if err := run(w.dedupPrune, arg(1, int64(last-s.cfg.DedupWindow))); err != nil {
+			_ = execRaw(w.c, "ROLLBACK")
+			return fmt.Errorf("prune request ids: %w", err)
+		}
+	}
+	if err := run(w.commit); err != nil {
+		_ = execRaw(w.c, "ROLLBACK")
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// redo begins a new transaction and re-applies ents, after a client
+// statement rolled the previous one back.
+func (s *StateMachine) redo(ents []sm.Entry) error {
+	if err := run(s.w.begin); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	for i := range ents {
+		res, rolledBack, err := s.applyEntry(&ents[i])
+		if err != nil {
+			return err
+		}
+		if rolledBack {
+			return fmt.Errorf("entry %d rolled back on redo", ents[i].Index)
+		}
+		ents[i].Result = res
+	}
+	return nil
+}
+
+func errorResult(index uint64, msg string) sm.Result {
+	b, _ := proto.Marshal(&cmdpb.Response{Error: msg, RaftIndex: index})
+	return sm.Result{Value: ResultRequestError, Data: b}
+}
+
+// applyEntry applies one entry inside the open batch transaction.
+// rolledBack reports that a client statement ended the batch transaction.
+func (s *StateMachine) applyEntry(e *sm.Entry) (res sm.Result, rolledBack bool, err error) {
+	if len(e.Cmd) == 0 {
+		return sm.Result{}, false, nil
+	}
+	var cmd cmdpb.Command
+	if err := proto.Unmarshal(e.Cmd, &cmd); err != nil {
+		return errorResult(e.Index, "invalid command encoding"), false, nil
+	}
+	if cmd.GetVersion() != CommandVersion {
+		return errorResult(e.Index, fmt.Sprintf("unsupported command version %d", cmd.GetVersion())), false, nil
+	}
+	id := cmd.GetRequestId()
+	if len(id) > 0 {
+		prev, ok, err := s.w.lookupDedup(id)
+		if err != nil {
+			return sm.Result{}, false, fmt.Errorf("look up request id: %w", err)
+		}
+		if ok {
+			var resp cmdpb.Response
+			_ = proto.Unmarshal(prev, &resp)
+			return sm.Result{Value: uint64(len(resp.GetResults())), Data: prev}, false, nil
+		}
+	}
+	var mode stmtMode
+	switch cmd.GetType() {
+	case cmdpb.Command_TYPE_EXECUTE:
+		mode = modeWrite
+	case cmdpb.Command_TYPE_QUERY:
+		mode = modeRead
+	default:
+		return errorResult(e.Index, fmt.Sprintf("unsupported command type %d", cmd.GetType())), false, nil
+	}
+	resp, times, rolledBack, err := s.execRequest(cmd.GetRequest(), mode)
+	if err != nil || rolledBack {
+		return sm.Result{}, rolledBack, err
+	}
+	resp.RaftIndex = e.Index
+	// The remembered response leaves out timings: they differ from replica
+	// to replica, and the file's contents must not.
+	data, err := proto.Marshal(resp)
+	if err != nil {
+		return sm.Result{}, false, fmt.Errorf("encode response: %w", err)
+	}
+	if len(id) > 0 {
+		if err := run(s.w.dedupPut, arg(1, int64(e.Index)), arg(2, id), arg(3, data)); err != nil {
+			return sm.Result{}, false, fmt.Errorf("remember request id: %w", err)
+		}
+	}
+	if times != nil {
+		for i, t := range times {
+			resp.Results[i].Time = t
+		}
+		if data, err = proto.Marshal(resp); err != nil {
+			return sm.Result{}, false, fmt.Errorf("encode response: %w", err)
+		}
+	}
+	v := uint64(len(resp.Results))
+	if resp.Error != "" {
+		v |= ResultRequestError
+	}
+	return sm.Result{Value: v, Data: data}, false, nil
+}
+
+// execRequest runs a request's statements inside a savepoint, so that a
+// request with transaction set rolls back alone.
+func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmdpb.Response, times []float64, rolledBack bool, err error) {
+	w := s.w
+	if err := run(w.savepoint); err != nil {
+		return nil, nil, false, fmt.Errorf("savepoint: %w", err)
+	}
+	stmts := req.GetStatements()
+	resp = &cmdpb.Response{Results: make([]*cmdpb.StatementResult, 0, len(stmts))}
+	if req.GetTimings() {
+		times = make([]float64, 0, len(stmts))
+	}
+	failed := false
+	for _, st := range stmts {
+		var t0 time.Time
+		if times != nil {
+			t0 = time.Now()
+		}
+		s.userMode = true
+		res, err := runStatement(context.Background(), w.c, st, mode)
+		s.userMode = false
+		if err != nil {
+			return nil, nil, false, err
+		}
+		if w.c.AutoCommit() {
+			return nil, nil, true, nil
+		}
+		if times != nil {
+			times = append(times, time.Since(t0).Seconds())
+		}
+		resp.Results = append(resp.Results, res)
+		if res.GetError() != "" && req.GetTransaction() {
+			failed = true
+			break
+		}
+	}
+	if failed {
+		if err := run(w.rollbackTo); err != nil {
+			return nil, nil, false, fmt.Errorf("rollback to savepoint: %w", err)
+		}
+	}
+	if err := run(w.release); err != nil {
+		return nil, nil, false, fmt.Errorf("release savepoint: %w", err)
+	}
+	return resp, times, false, nil
+}
+
+// timed runs f and, when on, records its duration in the result.
+func timed(on bool, f func() (*cmdpb.StatementResult, error)) (*cmdpb.StatementResult, error) {
+	if !on {
+		return f()
+	}
+	t0 := time.Now()
+	res, err := f()
+	if res != nil {
+		res.Time = time.Since(t0).Seconds()
+	}
+	return res, err
+}
