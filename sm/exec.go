@@ -13,9 +13,10 @@ import (
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 
-// errWriteViaQuery is the per-statement error rqlite returns for a write sent
-// as a read (API.md 1.6).
-const errWriteViaQuery = "attempt to change database via query operation"
+// ErrTextWriteViaQuery is the per-statement error text rqlite returns for a
+// write sent as a read (API.md 1.6). The gateway matches it to send a
+// /db/request holding writes through the log.
+const ErrTextWriteViaQuery = "attempt to change database via query operation"
 
 // args converts protobuf parameters into driver arguments. mattn binds a
 // named argument to ":name", "@name" or "$name", whichever the SQL uses.
@@ -118,7 +119,7 @@ func runRead(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []dri
 	stmt := ds.(*sqlite3.SQLiteStmt)
 	defer stmt.Close()
 	if !stmt.Readonly() {
-		return &cmdpb.StatementResult{Error: errWriteViaQuery}, nil
+		return &cmdpb.StatementResult{Error: ErrTextWriteViaQuery}, nil
 	}
 	rows, err := stmt.QueryContext(ctx, a)
 	if err != nil {

@@ -27,9 +27,14 @@ type StateMachine struct {
 
 	// Owned by the apply path (Update, Sync, Recover, Close), which
 	// Dragonboat runs one at a time.
-	gen       uint64
-	w         *writer
-	userMode  bool // authorizer applies to client SQL only
+	gen      uint64
+	w        *writer
+	userMode bool // authorizer applies to client SQL only
+	// What the authorizer saw while preparing the current client
+	// statement, and the rowid/changes a client would see on a connection
+	// of its own (see echo).
+	sawInsert, sawWrite, sawDDL bool
+	echoID, echoChanges         int64
 
 	// mu guards the handles Lookup uses against the swap in
 	// RecoverFromSnapshot and the teardown in Close.
@@ -121,6 +126,7 @@ func (s *StateMachine) openHandles(path string) (*writer, chan *sqlite3.SQLiteCo
 		if !s.userMode {
 			return sqlite3.SQLITE_OK
 		}
+		s.observe(op, a1)
 		return authorize(op, a1, a2)
 	})
 	fail := func(err error) (*writer, chan *sqlite3.SQLiteConn, uint64, error) {

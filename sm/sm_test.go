@@ -257,7 +257,7 @@ func TestReturningAndReadOnlyQueries(t *testing.T) {
 		t.Fatalf("values = %v", vals)
 	}
 	q := h.query("INSERT INTO t (v) VALUES ('no')").Results[0]
-	if q.Error != errWriteViaQuery {
+	if q.Error != ErrTextWriteViaQuery {
 		t.Fatalf("write via query: %v", q)
 	}
 }
@@ -462,3 +462,29 @@ func TestConfigValidate(t *testing.T) {
 var _ = io.EOF
 var _ = os.Remove
 var _ = context.Background
+
+// API.md 1.4: write results echo the connection's last insert id and change
+// count, so DDL on a fresh node gives {} and a later DROP echoes the INSERT,
+// whatever bookkeeping Skiff does on the same connection.
+func TestWriteResultsEchoLikeRqlite(t *testing.T) {
+	h := newHarness(t)
+	type want struct{ id, n int64 }
+	steps := []struct {
+		sql  string
+		want want
+	}{
+		{"CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)", want{0, 0}},
+		{`INSERT INTO foo(name) VALUES("fiona")`, want{1, 1}},
+		{`INSERT INTO foo(name) VALUES("declan")`, want{2, 1}},
+		{`UPDATE foo SET name = 'x'`, want{2, 2}},
+		{"CREATE INDEX foo_name ON foo(name)", want{2, 2}},
+		{`DELETE FROM foo WHERE id = 1`, want{2, 1}},
+		{"DROP TABLE foo", want{2, 1}},
+	}
+	for _, st := range steps {
+		r := h.apply(cmd("", false, st.sql))[0].Results[0]
+		if r.Error != "" || r.LastInsertId != st.want.id || r.RowsAffected != st.want.n {
+			t.Fatalf("%s: got id=%d n=%d err=%q, want id=%d n=%d", st.sql, r.LastInsertId, r.RowsAffected, r.Error, st.want.id, st.want.n)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
@@ -273,6 +274,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 			t0 = time.Now()
 		}
 		s.userMode = true
+		s.sawInsert, s.sawWrite, s.sawDDL = false, false, false
 		res, err := runStatement(context.Background(), w.c, st, mode)
 		s.userMode = false
 		if err != nil {
@@ -284,6 +286,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		if times != nil {
 			times = append(times, time.Since(t0).Seconds())
 		}
+		s.echo(res)
 		resp.Results = append(resp.Results, res)
 		if res.GetError() != "" && req.GetTransaction() {
 			failed = true
@@ -312,4 +315,43 @@ func timed(on bool, f func() (*cmdpb.StatementResult, error)) (*cmdpb.StatementR
 		res.Time = time.Since(t0).Seconds()
 	}
 	return res, err
+}
+
+// observe records, from the authorizer's calls while a client statement is
+// prepared, whether it writes rows of a client table and whether it is DDL.
+func (s *StateMachine) observe(op int, table string) {
+	switch op {
+	case sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE:
+		if strings.HasPrefix(strings.ToLower(table), "sqlite_") {
+			return // DDL edits the schema table
+		}
+		s.sawWrite = true
+		if op == sqlite3.SQLITE_INSERT {
+			s.sawInsert = true
+		}
+	case sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_TRIGGER,
+		sqlite3.SQLITE_CREATE_VIEW, sqlite3.SQLITE_DROP_INDEX, sqlite3.SQLITE_DROP_TABLE,
+		sqlite3.SQLITE_DROP_TRIGGER, sqlite3.SQLITE_DROP_VIEW, sqlite3.SQLITE_ALTER_TABLE,
+		sqlite3.SQLITE_CREATE_VTABLE, sqlite3.SQLITE_DROP_VTABLE:
+		s.sawDDL = true
+	}
+}
+
+// echo makes a write result report what rqlite reports: the connection's
+// sqlite3_last_insert_rowid() and sqlite3_changes(), which a statement that
+// writes no rows (DDL) leaves as the previous write set them (API.md 1.4:
+// CREATE TABLE on a fresh node gives {}, a later DROP TABLE echoes the last
+// INSERT). Skiff's own bookkeeping writes on the same connection, so the
+// connection's values are replaced by the last client write's.
+func (s *StateMachine) echo(res *cmdpb.StatementResult) {
+	if res.GetIsQuery() || res.GetError() != "" {
+		return
+	}
+	if s.sawWrite && !s.sawDDL {
+		if s.sawInsert && res.RowsAffected > 0 {
+			s.echoID = res.LastInsertId
+		}
+		s.echoChanges = res.RowsAffected
+	}
+	res.LastInsertId, res.RowsAffected = s.echoID, s.echoChanges
 }

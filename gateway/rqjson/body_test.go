@@ -135,6 +135,13 @@ func TestParseStatements(t *testing.T) {
 				named("d", pB(true)), named("e", pS("s")), named("z", pNull()))},
 		},
 		{
+			// SQLite allows '$' inside names, so only one prefix is removed:
+			// the driver binds "$" as "$$" (fuzz seed 6c0e69c27e6818a8).
+			name: "API.md 1.3 named: only one prefix is stripped",
+			body: `[["q", {"$$": 0, "::a": 1}]]`,
+			want: []*cmdpb.Statement{st("q", named("$", pI(0)), named(":a", pI(1)))},
+		},
+		{
 			name: "API.md 1.3 named: object after positional arguments spreads too",
 			body: `[["q", 1, {"b": 2, "a": 3}]]`,
 			want: []*cmdpb.Statement{st("q", pI(1), named("a", pI(3)), named("b", pI(2)))},

@@ -133,7 +133,7 @@ func TestAppendResponse(t *testing.T) {
 		{name: "API.md 1.4 timings example",
 			results: res(&cmdpb.StatementResult{LastInsertId: 1, RowsAffected: 1, Time: 0.00886}),
 			env:     Envelope{Time: 0.0152}, opts: Options{Timings: true},
-			want:    `{"results":[{"last_insert_id":1,"rows_affected":1,"time":0.00886}],"time":0.0152}`},
+			want: `{"results":[{"last_insert_id":1,"rows_affected":1,"time":0.00886}],"time":0.0152}`},
 		{name: "API.md 1.4 per-result time dropped without timings",
 			results: res(&cmdpb.StatementResult{LastInsertId: 1, RowsAffected: 1, Time: 0.00886}),
 			want:    `{"results":[{"last_insert_id":1,"rows_affected":1}]}`},

@@ -1,0 +1,47 @@
+package lifecycle
+
+import (
+	"github.com/skiffdb/skiff/sm"
+)
+
+// Event is something lifecycle learns from. Each is a small value type;
+// sending one copies it.
+type Event interface{ isEvent() }
+
+// IdentityKnown: bootstrap has loaded or created the node's identity.
+type IdentityKnown struct{ Identity Identity }
+
+// JoinBegun: the node waits to be added to an existing cluster.
+type JoinBegun struct{}
+
+// SMEvent wraps a state machine progress report.
+type SMEvent struct{ E sm.Event }
+
+// NodeReady: Dragonboat has opened the replica (Open and initial recovery).
+type NodeReady struct{}
+
+// LeaderUpdated: Dragonboat's view of the leader changed (0 = none).
+type LeaderUpdated struct{ LeaderReplicaID, Term uint64 }
+
+// CaughtUp: a linearizable read succeeded locally, so this node's applied
+// index has reached the leader's commit index as of that read.
+type CaughtUp struct{ LeaderReplicaID, Index uint64 }
+
+// MembershipChanged carries the new membership.
+type MembershipChanged struct{ Members []Member }
+
+// Failed records an error worth showing in /status.
+type Failed struct{ Err string }
+
+// ShuttingDown: shutdown has begun; terminal.
+type ShuttingDown struct{}
+
+func (IdentityKnown) isEvent()     {}
+func (JoinBegun) isEvent()         {}
+func (SMEvent) isEvent()           {}
+func (NodeReady) isEvent()         {}
+func (LeaderUpdated) isEvent()     {}
+func (CaughtUp) isEvent()          {}
+func (MembershipChanged) isEvent() {}
+func (Failed) isEvent()            {}
+func (ShuttingDown) isEvent()      {}

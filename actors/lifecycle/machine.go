@@ -1,0 +1,122 @@
+package lifecycle
+
+import (
+	"time"
+
+	"github.com/skiffdb/skiff/sm"
+)
+
+// Machine holds the current State and applies events to it. It is not safe
+// for concurrent use: the Lifecycle actor alone drives it (tests drive it
+// directly).
+type Machine struct {
+	cur State
+}
+
+// NewMachine starts in Starting at now.
+func NewMachine(now time.Time) *Machine {
+	return &Machine{cur: State{Phase: Starting, Since: now, StartedAt: now}}
+}
+
+// State returns the current state (a copy).
+func (m *Machine) State() State { return m.cur }
+
+// Apply applies ev at now and reports whether the state changed.
+func (m *Machine) Apply(ev Event, now time.Time) bool {
+	next := m.cur
+	if next.Phase == Stopping {
+		// Terminal: only errors are still recorded.
+		if f, ok := ev.(Failed); ok {
+			next.LastError = f.Err
+			return m.commit(next, now)
+		}
+		return false
+	}
+	switch e := ev.(type) {
+	case IdentityKnown:
+		next.Identity = e.Identity
+	case JoinBegun:
+		next.Phase = Joining
+	case SMEvent:
+		applySM(&next, e.E)
+	case NodeReady:
+		next.NodeReady = true
+		if next.Phase == Starting || next.Phase == Opening || next.Phase == Joining {
+			next.Phase = Recovering
+		}
+	case LeaderUpdated:
+		next.LeaderReplicaID, next.Term = e.LeaderReplicaID, e.Term
+		if e.LeaderReplicaID != 0 {
+			next.LastLeaderContact = now
+		}
+		if e.LeaderReplicaID == 0 && next.Phase == Ready {
+			next.Phase = Degraded
+		}
+	case CaughtUp:
+		// A catch-up check that raced with a leader change says nothing
+		// about the current leader.
+		if e.LeaderReplicaID == 0 || e.LeaderReplicaID != next.LeaderReplicaID || !next.NodeReady {
+			return false
+		}
+		next.LastLeaderContact = now
+		if e.Index > next.Progress.TargetIndex {
+			next.Progress.TargetIndex = e.Index
+		}
+		if next.Phase == Recovering || next.Phase == Degraded {
+			next.Phase = Ready
+		}
+	case MembershipChanged:
+		next.Members = e.Members
+	case Failed:
+		next.LastError = e.Err
+	case ShuttingDown:
+		next.Phase = Stopping
+	default:
+		return false
+	}
+	return m.commit(next, now)
+}
+
+func applySM(next *State, e sm.Event) {
+	p := &next.Progress
+	switch e.Kind {
+	case sm.EventOpenBegun:
+		p.DBBytes = e.Bytes
+		if next.Phase == Starting || next.Phase == Joining {
+			next.Phase = Opening
+		}
+	case sm.EventOpenDone:
+		p.AppliedIndex = e.Index
+		if next.Phase == Opening {
+			next.Phase = Recovering
+		}
+	case sm.EventApplied:
+		if e.Index > p.AppliedIndex {
+			p.AppliedIndex = e.Index
+		}
+	case sm.EventSnapshotInstallBegun:
+		p.SnapshotIndex, p.SnapshotBytes, p.SnapshotTotal = e.Index, 0, e.Total
+		next.Phase = Recovering
+	case sm.EventSnapshotInstallProgress:
+		p.SnapshotBytes, p.SnapshotTotal = e.Bytes, e.Total
+	case sm.EventSnapshotInstallDone:
+		p.AppliedIndex = e.Index
+		p.SnapshotBytes = p.SnapshotTotal
+	case sm.EventSnapshotSendProgress:
+		p.SentBytes, p.SentTotal = e.Bytes, e.Total
+	case sm.EventStorageFault:
+		if e.Err != nil {
+			next.LastError = e.Err.Error()
+		}
+	}
+}
+
+// commit installs next if it differs in anything but bookkeeping.
+func (m *Machine) commit(next State, now time.Time) bool {
+	if next.Phase != m.cur.Phase {
+		next.Since = now
+	}
+	next.Version = m.cur.Version + 1
+	m.cur = next
+	return true
+}

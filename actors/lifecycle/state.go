@@ -1,0 +1,106 @@
+package lifecycle
+
+import (
+	"time"
+)
+
+// Phase is where a node is in its life.
+type Phase string
+
+// The phases of DESIGN.md "Lifecycle states".
+const (
+	Starting   Phase = "starting"
+	Opening    Phase = "opening"
+	Joining    Phase = "joining"
+	Recovering Phase = "recovering"
+	Ready      Phase = "ready"
+	Degraded   Phase = "degraded"
+	Stopping   Phase = "stopping"
+)
+
+// Member is one replica of the shard as this node knows it.
+type Member struct {
+	NodeID    string
+	ReplicaID uint64
+	RaftAddr  string
+	APIAddr   string
+	Voter     bool
+}
+
+// Identity is what a node is: fixed once bootstrap has loaded it.
+type Identity struct {
+	NodeID    string
+	ShardID   uint64
+	ReplicaID uint64
+	RaftAddr  string
+	APIAddr   string
+	Voter     bool
+}
+
+// Progress holds the numbers of the current phase.
+type Progress struct {
+	// DBBytes is the database file's size when it was opened.
+	DBBytes int64
+	// AppliedIndex is the last index the state machine committed.
+	AppliedIndex uint64
+	// TargetIndex is the commit index the node is catching up to (the
+	// applied index at its last successful catch-up check).
+	TargetIndex uint64
+	// SnapshotBytes of SnapshotTotal have been received (installing).
+	SnapshotBytes, SnapshotTotal int64
+	// SnapshotIndex is the index of the snapshot being installed.
+	SnapshotIndex uint64
+	// SentBytes of SentTotal of a snapshot streamed to a peer.
+	SentBytes, SentTotal int64
+}
+
+// State is an immutable snapshot of the node's state. A published State is
+// never modified; Machine copies it for every change, and slices in it are
+// never written after publication.
+type State struct {
+	Phase     Phase
+	Since     time.Time
+	StartedAt time.Time
+	Identity  Identity
+
+	// LeaderReplicaID is 0 while no leader is known.
+	LeaderReplicaID uint64
+	Term            uint64
+	// LastLeaderContact is when this node last saw a leader (now, while
+	// one is known).
+	LastLeaderContact time.Time
+	// NodeReady is set once Dragonboat has opened the replica.
+	NodeReady bool
+
+	Progress  Progress
+	Members   []Member
+	LastError string
+	// Dropped counts events lost because the inbox was full.
+	Dropped uint64
+	// Version increases with every published change.
+	Version uint64
+}
+
+// IsLeader reports whether this node is the leader.
+func (s *State) IsLeader() bool {
+	return s.LeaderReplicaID != 0 && s.LeaderReplicaID == s.Identity.ReplicaID
+}
+
+// Leader returns the leader's member record, if the leader is known and in
+// the membership.
+func (s *State) Leader() (Member, bool) {
+	if s.LeaderReplicaID == 0 {
+		return Member{}, false
+	}
+	for _, m := range s.Members {
+		if m.ReplicaID == s.LeaderReplicaID {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// ServesData reports whether data requests may run locally in this phase;
+// DESIGN.md's table: only ready serves everything, degraded serves reads at
+// level none.
+func (s *State) ServesData() bool { return s.Phase == Ready }

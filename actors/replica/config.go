@@ -1,0 +1,156 @@
+package replica
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/lni/dragonboat/v4/config"
+	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/actors/lifecycle"
+)
+
+// Defaults for Config. Ticks are RTT units (Dragonboat counts time in them).
+const (
+	// DefaultRTT is Dragonboat's logical tick. 10 ms made leaders flap on
+	// a loaded 2-core machine (DRAGONBOAT.md 4.2); 50 ms does not, and
+	// still elects a single node's leader in about half a second.
+	DefaultRTT          = 50 * time.Millisecond
+	DefaultHeartbeatRTT = 1
+	DefaultElectionRTT  = 10
+	// DefaultSnapshotEntries matches rqlited's -raft-snap. A local snapshot
+	// of an on-disk machine is only a Sync plus metadata (DRAGONBOAT.md
+	// 0.1), so it is cheap; it bounds the log replayed at restart.
+	DefaultSnapshotEntries = 8192
+	// DefaultCompactionOverhead keeps this many entries behind a snapshot,
+	// so a briefly lagging follower catches up from the log instead of
+	// receiving the whole database.
+	DefaultCompactionOverhead = 10_000
+	// DefaultMaxInMemLogSize bounds unapplied log bytes in memory: past it
+	// proposals get ErrBusy (back-pressure) instead of growing memory.
+	DefaultMaxInMemLogSize = 256 << 20
+	// DefaultApplyTimeout bounds a request that came without a deadline
+	// (rqlited's -raft-apply-timeout).
+	DefaultApplyTimeout = 10 * time.Second
+	// DefaultShardID is the shard holding the database.
+	DefaultShardID = 1
+)
+
+// LogDB memory presets (Dragonboat's Get*MemLogDBConfig).
+const (
+	LogDBTiny   = "tiny"
+	LogDBSmall  = "small"
+	LogDBMedium = "medium"
+	LogDBLarge  = "large"
+)
+
+// Config configures the replica actor.
+type Config struct {
+	// NodeHostDir holds Dragonboat's data: the Pebble LogDB and snapshots.
+	NodeHostDir string
+	// WALDir holds the LogDB's write-ahead log; put it on the lowest
+	// latency device. Empty means inside NodeHostDir.
+	WALDir string
+	// SMDir holds the SQLite files.
+	SMDir string
+	// RaftAddr is the advertised Raft address (must not change across
+	// restarts: Dragonboat refuses with ErrNotOwner).
+	RaftAddr string
+	// RaftListenAddr is the bind address; empty means RaftAddr.
+	RaftListenAddr string
+	ShardID        uint64
+	ReplicaID      uint64
+	// InitialMembers bootstraps a new shard (replica ID -> Raft address);
+	// ignored at restart.
+	InitialMembers map[uint64]string
+
+	RTT                       time.Duration
+	HeartbeatRTT, ElectionRTT uint64
+	SnapshotEntries           uint64
+	CompactionOverhead        uint64
+	MaxInMemLogSize           uint64
+	ApplyTimeout              time.Duration
+	LogDBMemory               string
+	ForeignKeys               bool
+	Logger                    *zap.Logger
+	// Lifecycle receives events (non-blocking) and is read for the phase.
+	Lifecycle *lifecycle.Lifecycle
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.ShardID == 0 {
+		c.ShardID = DefaultShardID
+	}
+	if c.RTT == 0 {
+		c.RTT = DefaultRTT
+	}
+	if c.HeartbeatRTT == 0 {
+		c.HeartbeatRTT = DefaultHeartbeatRTT
+	}
+	if c.ElectionRTT == 0 {
+		c.ElectionRTT = DefaultElectionRTT
+	}
+	if c.SnapshotEntries == 0 {
+		c.SnapshotEntries = DefaultSnapshotEntries
+	}
+	if c.CompactionOverhead == 0 {
+		c.CompactionOverhead = DefaultCompactionOverhead
+	}
+	if c.MaxInMemLogSize == 0 {
+		c.MaxInMemLogSize = DefaultMaxInMemLogSize
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = DefaultApplyTimeout
+	}
+	if c.LogDBMemory == "" {
+		c.LogDBMemory = LogDBSmall
+	}
+	if c.RaftListenAddr == "" {
+		c.RaftListenAddr = c.RaftAddr
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// Validate reports whether c is usable.
+func (c Config) Validate() error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: "+f, append([]any{ErrInvalidConfig}, a...)...) }
+	switch {
+	case c.NodeHostDir == "" || c.SMDir == "":
+		return bad("NodeHostDir and SMDir are required")
+	case c.RaftAddr == "":
+		return bad("RaftAddr is required")
+	case c.ReplicaID == 0:
+		return bad("ReplicaID must be >= 1")
+	case c.RTT < time.Millisecond:
+		return bad("RTT %s < 1ms", c.RTT)
+	case c.ElectionRTT <= 2*c.HeartbeatRTT:
+		return bad("election timeout (%d ticks) must exceed twice the heartbeat (%d ticks)", c.ElectionRTT, c.HeartbeatRTT)
+	case c.Lifecycle == nil:
+		return bad("Lifecycle is required")
+	}
+	if _, err := logDBConfig(c.LogDBMemory); err != nil {
+		return err
+	}
+	return nil
+}
+
+func logDBConfig(preset string) (config.LogDBConfig, error) {
+	var c config.LogDBConfig
+	switch preset {
+	case LogDBTiny:
+		c = config.GetTinyMemLogDBConfig()
+	case LogDBSmall:
+		c = config.GetSmallMemLogDBConfig()
+	case LogDBMedium:
+		c = config.GetMediumMemLogDBConfig()
+	case LogDBLarge:
+		c = config.GetLargeMemLogDBConfig()
+	default:
+		return c, fmt.Errorf("%w: LogDB memory preset %q (want tiny, small, medium or large)", ErrInvalidConfig, preset)
+	}
+	return c, nil
+}

@@ -1,0 +1,482 @@
+package replica
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+	"github.com/lni/dragonboat/v4/config"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffdb/skiff/actors"
+	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/sm"
+	"github.com/skiffdb/skiff/sm/cmdpb"
+)
+
+// Level is a read consistency level (API.md 1.8).
+type Level int
+
+// Read consistency levels.
+const (
+	LevelWeak Level = iota
+	LevelNone
+	LevelLinearizable
+	LevelStrong
+	LevelAuto
+)
+
+// ParseLevel maps rqlite's level names, case-insensitively; rqlite treats
+// an unknown or absent level as weak (API.md 1.2).
+func ParseLevel(s string) Level {
+	switch strings.ToLower(s) {
+	case "none":
+		return LevelNone
+	case "linearizable":
+		return LevelLinearizable
+	case "strong":
+		return LevelStrong
+	case "auto":
+		return LevelAuto
+	}
+	return LevelWeak
+}
+
+func (l Level) String() string {
+	return [...]string{"weak", "none", "linearizable", "strong", "auto"}[l]
+}
+
+// ExecReq asks for a write through the log.
+type ExecReq struct {
+	// Ctx bounds the request; it travels with the message because the
+	// work happens on another goroutine.
+	Ctx     context.Context
+	Request *cmdpb.Request
+}
+
+// QueryReq asks for a read at a consistency level.
+type QueryReq struct {
+	Ctx     context.Context
+	Request *cmdpb.Request
+	Level   Level
+}
+
+type (
+	execEnv  = actors.Envelope[ExecReq, *cmdpb.Response]
+	queryEnv = actors.Envelope[QueryReq, *cmdpb.Response]
+)
+
+// Inbox and timer sizes.
+const (
+	// inboxSize: the loop only dispatches, so a small buffer is enough
+	// to smooth bursts without hiding a stalled loop.
+	inboxSize = 64
+	// probeInterval is how often a node that is not ready checks whether
+	// it has caught up with the leader.
+	probeInterval = 50 * time.Millisecond
+	// probeTimeout bounds one catch-up check.
+	probeTimeout = 2 * time.Second
+	// shutdownGrace is how long shutdown lets in-flight requests finish
+	// before cancelling them.
+	shutdownGrace = 5 * time.Second
+	// retryBackoffMax caps the wait between retries of a dropped proposal.
+	retryBackoffMax = 200 * time.Millisecond
+)
+
+// Replica is the actor owning the NodeHost.
+type Replica struct {
+	cfg    Config
+	log    *zap.Logger
+	life   *lifecycle.Lifecycle
+	execC  chan execEnv
+	queryC chan queryEnv
+	done   *actors.Done
+	lis    *listener
+	// workers counts request goroutines, so shutdown can wait for them
+	// before the NodeHost they use is closed under them.
+	workers sync.WaitGroup
+	// workCtx ends every in-flight request when shutdown's grace period
+	// is over, so shutdown is bounded whatever the requests' deadlines.
+	workCtx    context.Context
+	cancelWork context.CancelFunc
+}
+
+// New validates cfg and returns an unstarted replica.
+func New(cfg Config) (*Replica, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Replica{
+		cfg: cfg, log: cfg.Logger, life: cfg.Lifecycle,
+		execC: make(chan execEnv, inboxSize), queryC: make(chan queryEnv, inboxSize),
+		done: actors.NewDone(),
+		lis:  &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
+	}
+	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// Execute proposes req and returns its results once applied locally.
+func (r *Replica) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Response, error) {
+	return actors.Call(ctx, r.done.C(), r.execC, ExecReq{Ctx: ctx, Request: req})
+}
+
+// Query reads at level.
+func (r *Replica) Query(ctx context.Context, req *cmdpb.Request, level Level) (*cmdpb.Response, error) {
+	return actors.Call(ctx, r.done.C(), r.queryC, QueryReq{Ctx: ctx, Request: req, Level: level})
+}
+
+// Done is closed when Run has returned.
+func (r *Replica) Done() <-chan struct{} { return r.done.C() }
+
+type started struct {
+	nh  *dragonboat.NodeHost
+	err error
+}
+
+// Run starts the NodeHost and the replica, then serves requests until ctx
+// ends; it then waits for in-flight requests and closes the NodeHost.
+func (r *Replica) Run(ctx context.Context) error {
+	defer r.done.Close()
+	startC := make(chan started, 1)
+	go func() {
+		nh, err := r.start()
+		startC <- started{nh, err}
+	}()
+	var nh *dragonboat.NodeHost
+	probe := time.NewTicker(probeInterval)
+	defer probe.Stop()
+	probeDone := make(chan struct{}, 1)
+	probing := false
+	for {
+		select {
+		case s := <-startC:
+			if s.err != nil {
+				r.life.Notify(lifecycle.Failed{Err: s.err.Error()})
+				return s.err
+			}
+			nh, startC = s.nh, nil
+		case env := <-r.execC:
+			if nh == nil {
+				env.Answer(nil, ErrNotStarted)
+				continue
+			}
+			r.workers.Add(1)
+			go func() { defer r.workers.Done(); r.serveExec(nh, env) }()
+		case env := <-r.queryC:
+			if nh == nil {
+				env.Answer(nil, ErrNotStarted)
+				continue
+			}
+			r.workers.Add(1)
+			go func() { defer r.workers.Done(); r.serveQuery(nh, env) }()
+		case <-r.lis.members:
+			if nh != nil {
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.refreshMembers(nh) }()
+			}
+		case <-probe.C:
+			if nh != nil && !probing && r.needsProbe() {
+				probing = true
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.probe(nh); probeDone <- struct{}{} }()
+			}
+		case <-probeDone:
+			probing = false
+		case <-ctx.Done():
+			if startC != nil {
+				// NewNodeHost is still running; it must finish before
+				// what it opened can be closed.
+				if s := <-startC; s.err == nil {
+					nh = s.nh
+				}
+			}
+			r.shutdown(nh)
+			return nil
+		}
+	}
+}
+
+// shutdown refuses what is still queued, waits for in-flight requests
+// (they are bounded by their deadlines) and closes the NodeHost.
+func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
+	r.done.Close()
+	for {
+		select {
+		case env := <-r.execC:
+			env.Answer(nil, ErrStopped)
+			continue
+		case env := <-r.queryC:
+			env.Answer(nil, ErrStopped)
+			continue
+		default:
+		}
+		break
+	}
+	waited := make(chan struct{})
+	go func() { r.workers.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(shutdownGrace):
+		r.log.Warn("cancelling in-flight requests at shutdown", zap.Duration("grace", shutdownGrace))
+		r.cancelWork()
+		<-waited
+	}
+	r.cancelWork()
+	if nh != nil {
+		// Close stops the replica, which closes the state machine (and
+		// checkpoints SQLite's WAL), then the LogDB.
+		nh.Close()
+		r.log.Info("raft stopped")
+	}
+}
+
+// start creates the NodeHost and starts (or restarts) the replica.
+func (r *Replica) start() (*dragonboat.NodeHost, error) {
+	c := r.cfg
+	ldb, _ := logDBConfig(c.LogDBMemory)
+	// One Raft shard per node: a single LogDB shard and a few engine
+	// workers are enough; Dragonboat's defaults (16 of each) are sized for
+	// thousands of shards. Both are hard settings, fixed at first start.
+	ldb.Shards = 1
+	nhc := config.NodeHostConfig{
+		NodeHostDir:         c.NodeHostDir,
+		WALDir:              c.WALDir,
+		RTTMillisecond:      uint64(c.RTT / time.Millisecond),
+		RaftAddress:         c.RaftAddr,
+		ListenAddress:       c.RaftListenAddr,
+		RaftEventListener:   r.lis,
+		SystemEventListener: r.lis,
+		Expert: config.ExpertConfig{
+			LogDB: ldb,
+			Engine: config.EngineConfig{
+				ExecShards: 1, CommitShards: 1, ApplyShards: 1, SnapshotShards: 2, CloseShards: 1,
+			},
+		},
+	}
+	t0 := time.Now()
+	nh, err := dragonboat.NewNodeHost(nhc)
+	if err != nil {
+		return nil, fmt.Errorf("start raft node host: %w", err)
+	}
+	r.log.Info("raft node host started", zap.Duration("took", time.Since(t0)), zap.String("raft_addr", c.RaftAddr))
+	rc := config.Config{
+		ShardID:                 c.ShardID,
+		ReplicaID:               c.ReplicaID,
+		ElectionRTT:             c.ElectionRTT,
+		HeartbeatRTT:            c.HeartbeatRTT,
+		CheckQuorum:             true,
+		PreVote:                 true,
+		SnapshotEntries:         c.SnapshotEntries,
+		CompactionOverhead:      c.CompactionOverhead,
+		OrderedConfigChange:     true,
+		MaxInMemLogSize:         c.MaxInMemLogSize,
+		SnapshotCompressionType: config.Snappy,
+	}
+	factory := sm.Factory(sm.Config{
+		Dir: c.SMDir, ForeignKeys: c.ForeignKeys, Notify: r.life.NotifySM, Logger: r.log.Named("sm"),
+	})
+	members := map[uint64]dragonboat.Target{}
+	if !nh.HasNodeInfo(c.ShardID, c.ReplicaID) {
+		for id, addr := range c.InitialMembers {
+			members[id] = addr
+		}
+		r.log.Info("bootstrapping new shard", zap.Any("members", c.InitialMembers))
+	} else {
+		r.log.Info("restarting replica from its data")
+	}
+	if err := nh.StartOnDiskReplica(members, false, factory, rc); err != nil {
+		nh.Close()
+		return nil, fmt.Errorf("start replica: %w", err)
+	}
+	return nh, nil
+}
+
+// withDeadline gives ctx a deadline if it has none: Dragonboat refuses
+// calls without one, and a request without one could hang forever.
+func (r *Replica) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	var cancel context.CancelFunc
+	if _, ok := ctx.Deadline(); ok {
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithTimeout(ctx, r.cfg.ApplyTimeout)
+	}
+	stop := context.AfterFunc(r.workCtx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+func (r *Replica) serveExec(nh *dragonboat.NodeHost, env execEnv) {
+	ctx, cancel := r.withDeadline(env.Req.Ctx)
+	defer cancel()
+	env.Answer(r.propose(ctx, nh, cmdpb.Command_TYPE_EXECUTE, env.Req.Request))
+}
+
+func (r *Replica) serveQuery(nh *dragonboat.NodeHost, env queryEnv) {
+	ctx, cancel := r.withDeadline(env.Req.Ctx)
+	defer cancel()
+	q := &sm.Query{Ctx: ctx, Request: env.Req.Request}
+	level := env.Req.Level
+	if level == LevelAuto {
+		// auto is none on read replicas and weak on voters (API.md 1.8).
+		level = LevelWeak
+		if !r.life.State().Identity.Voter {
+			level = LevelNone
+		}
+	}
+	if level == LevelWeak {
+		// weak is served locally by the leader. A follower serves it as a
+		// linearizable read (ReadIndex), which is never staler than the
+		// leader's local state and needs no forwarding.
+		level = LevelLinearizable
+		if lid, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err == nil && ok && lid == r.cfg.ReplicaID {
+			level = LevelNone
+		}
+	}
+	var (
+		out any
+		err error
+	)
+	switch level {
+	case LevelNone:
+		out, err = nh.StaleRead(r.cfg.ShardID, q)
+	case LevelLinearizable:
+		out, err = nh.SyncRead(ctx, r.cfg.ShardID, q)
+	case LevelStrong:
+		env.Answer(r.propose(ctx, nh, cmdpb.Command_TYPE_QUERY, env.Req.Request))
+		return
+	default:
+		err = ErrBadLevel
+	}
+	if err != nil {
+		env.Answer(nil, r.mapErr(nh, err))
+		return
+	}
+	resp, ok := out.(*cmdpb.Response)
+	if !ok {
+		env.Answer(nil, fmt.Errorf("%w: lookup returned %T", ErrNotReady, out))
+		return
+	}
+	env.Answer(resp, nil)
+}
+
+// propose replicates one command and waits until it is applied locally.
+// Proposals that Raft dropped or refused as busy never entered the log, so
+// they are retried (with the same request ID, which the state machine
+// deduplicates, in case a "dropped" one did get in) until the deadline.
+func (r *Replica) propose(ctx context.Context, nh *dragonboat.NodeHost, typ cmdpb.Command_Type, req *cmdpb.Request) (*cmdpb.Response, error) {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	b, err := proto.Marshal(&cmdpb.Command{Version: sm.CommandVersion, RequestId: id, Type: typ, Request: req})
+	if err != nil {
+		return nil, fmt.Errorf("encode command: %w", err)
+	}
+	backoff := 5 * time.Millisecond
+	for {
+		res, err := nh.SyncPropose(ctx, nh.GetNoOPSession(r.cfg.ShardID), b)
+		if err == nil {
+			var resp cmdpb.Response
+			if err := proto.Unmarshal(res.Data, &resp); err != nil {
+				return nil, fmt.Errorf("decode result: %w", err)
+			}
+			return &resp, nil
+		}
+		if !errors.Is(err, dragonboat.ErrSystemBusy) && !errors.Is(err, dragonboat.ErrShardNotReady) {
+			return nil, r.mapErr(nh, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, r.mapErr(nh, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, retryBackoffMax)
+	}
+}
+
+// mapErr turns Dragonboat's errors into this package's sentinels.
+func (r *Replica) mapErr(nh *dragonboat.NodeHost, err error) error {
+	switch {
+	case errors.Is(err, sm.ErrClosed), errors.Is(err, dragonboat.ErrClosed), errors.Is(err, dragonboat.ErrShardClosed):
+		return fmt.Errorf("%w: %w", ErrStopped, err)
+	case errors.Is(err, dragonboat.ErrTimeout), errors.Is(err, dragonboat.ErrCanceled),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	case errors.Is(err, dragonboat.ErrSystemBusy):
+		return fmt.Errorf("%w: %w", ErrBusy, err)
+	case errors.Is(err, dragonboat.ErrPayloadTooBig):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	case errors.Is(err, dragonboat.ErrShardNotReady), errors.Is(err, dragonboat.ErrShardNotInitialized),
+		errors.Is(err, dragonboat.ErrShardNotFound), errors.Is(err, dragonboat.ErrRejected), errors.Is(err, dragonboat.ErrAborted):
+		if _, _, ok, lerr := nh.GetLeaderID(r.cfg.ShardID); lerr == nil && !ok {
+			return fmt.Errorf("%w: %w", ErrNoLeader, err)
+		}
+		return fmt.Errorf("%w: %w", ErrNotReady, err)
+	}
+	return err
+}
+
+// needsProbe: only a node waiting to become ready checks for catch-up.
+func (r *Replica) needsProbe() bool {
+	st := r.life.State()
+	return st.NodeReady && st.LeaderReplicaID != 0 && (st.Phase == lifecycle.Recovering || st.Phase == lifecycle.Degraded)
+}
+
+// probe runs a linearizable read: when it succeeds, this node has applied
+// everything the leader had committed when the read began.
+func (r *Replica) probe(nh *dragonboat.NodeHost) {
+	leader, _, ok, err := nh.GetLeaderID(r.cfg.ShardID)
+	if err != nil || !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	if _, err := nh.SyncRead(ctx, r.cfg.ShardID, &sm.Query{Ctx: ctx, Request: &cmdpb.Request{}}); err != nil {
+		r.log.Debug("catch-up check failed", zap.Error(err))
+		return
+	}
+	r.life.Notify(lifecycle.CaughtUp{LeaderReplicaID: leader, Index: r.life.State().Progress.AppliedIndex})
+	if len(r.life.State().Members) == 0 {
+		r.refreshMembers(nh)
+	}
+}
+
+// refreshMembers reads the membership through Raft and hands it to
+// lifecycle. Node IDs and API addresses of peers come from replicated
+// metadata once clusters exist; for now only this node's are known.
+func (r *Replica) refreshMembers(nh *dragonboat.NodeHost) {
+	if _, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err != nil || !ok {
+		return // the read below needs a leader; the catch-up probe retries
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
+	if err != nil {
+		r.log.Debug("membership refresh failed", zap.Error(err))
+		return
+	}
+	self := r.life.State().Identity
+	var out []lifecycle.Member
+	add := func(nodes map[uint64]string, voter bool) {
+		for id, addr := range nodes {
+			mem := lifecycle.Member{NodeID: addr, ReplicaID: id, RaftAddr: addr, Voter: voter}
+			if id == self.ReplicaID {
+				mem.NodeID, mem.APIAddr = self.NodeID, self.APIAddr
+			}
+			out = append(out, mem)
+		}
+	}
+	add(m.Nodes, true)
+	add(m.NonVotings, false)
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	r.life.Notify(lifecycle.MembershipChanged{Members: out})
+}

@@ -1,0 +1,72 @@
+package bootstrap
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble"
+	"go.uber.org/zap"
+)
+
+// identityKey holds the node's identity in its local store.
+var identityKey = []byte("skiff/identity/v1")
+
+// identity is what a node is, fixed at its first start. The Raft address
+// is fixed too: Dragonboat refuses to start on data made under another.
+type identity struct {
+	NodeID    string `json:"node_id"`
+	ShardID   uint64 `json:"shard_id"`
+	ReplicaID uint64 `json:"replica_id"`
+	RaftAddr  string `json:"raft_addr"`
+}
+
+// localStore is the node's durable key-value data outside SQLite and Raft
+// (Pebble, which Dragonboat already uses for its log).
+type localStore struct {
+	db *pebble.DB
+}
+
+type pebbleLog struct{ s *zap.SugaredLogger }
+
+func (p pebbleLog) Infof(f string, a ...any)  { p.s.Debugf(f, a...) }
+func (p pebbleLog) Fatalf(f string, a ...any) { p.s.Fatalf(f, a...) }
+
+func openLocalStore(dir string, log *zap.Logger) (*localStore, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLog{log.Named("pebble").Sugar()}})
+	if err != nil {
+		return nil, fmt.Errorf("open local store %s: %w", dir, err)
+	}
+	return &localStore{db: db}, nil
+}
+
+func (s *localStore) Close() error { return s.db.Close() }
+
+// loadIdentity returns the stored identity, or ok=false on a first start.
+func (s *localStore) loadIdentity() (identity, bool, error) {
+	var id identity
+	v, closer, err := s.db.Get(identityKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return id, false, nil
+	}
+	if err != nil {
+		return id, false, fmt.Errorf("read identity: %w", err)
+	}
+	defer closer.Close()
+	if err := json.Unmarshal(v, &id); err != nil {
+		return id, false, fmt.Errorf("decode identity: %w", err)
+	}
+	return id, true, nil
+}
+
+// saveIdentity stores id durably (fsynced) before Raft ever runs with it.
+func (s *localStore) saveIdentity(id identity) error {
+	b, err := json.Marshal(id)
+	if err != nil {
+		return err
+	}
+	if err := s.db.Set(identityKey, b, pebble.Sync); err != nil {
+		return fmt.Errorf("write identity: %w", err)
+	}
+	return nil
+}

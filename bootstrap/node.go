@@ -1,0 +1,216 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/actors"
+	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/gateway"
+	"github.com/skiffdb/skiff/sm/cmdpb"
+)
+
+// ErrIdentityChanged is returned when flags contradict the stored identity.
+var ErrIdentityChanged = errors.New("node identity changed")
+
+// shutdownSteps is the one place the shutdown order is written down.
+var shutdownSteps = []actors.Step{
+	{Name: "gateway", Reason: "stop accepting requests and let in-flight ones finish while Raft still runs"},
+	{Name: "replica", Reason: "stop Raft: closes the state machine (checkpointing SQLite's WAL) and the Raft log"},
+	{Name: "lifecycle", Reason: "last: nothing reports state any more"},
+}
+
+// router hands data requests to the replica once it exists; before that it
+// refuses them at once.
+type router struct {
+	r atomic.Pointer[replica.Replica]
+}
+
+func (rt *router) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Response, error) {
+	if r := rt.r.Load(); r != nil {
+		return r.Execute(ctx, req)
+	}
+	return nil, replica.ErrNotStarted
+}
+
+func (rt *router) Query(ctx context.Context, req *cmdpb.Request, level replica.Level) (*cmdpb.Response, error) {
+	if r := rt.r.Load(); r != nil {
+		return r.Query(ctx, req, level)
+	}
+	return nil, replica.ErrNotStarted
+}
+
+// Node is a running node.
+type Node struct {
+	cfg     Config
+	log     *zap.Logger
+	sup     *actors.Supervisor
+	life    *lifecycle.Lifecycle
+	httpLn  net.Listener
+	store   *localStore
+	startup chan error
+	started chan struct{}
+}
+
+// Start binds the HTTP port and starts the actors; the replica starts in the
+// background, so Start returns as soon as HTTP is being served.
+func Start(cfg Config) (*Node, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	lvl, _ := raftLogLevel(cfg.RaftLogLevel)
+	dbLogs.install(log, lvl)
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("bind HTTP %s: %w", cfg.HTTPAddr, err)
+	}
+	life, err := lifecycle.New(lifecycle.Config{Logger: log.Named("lifecycle")})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	rt := &router{}
+	gw, err := gateway.New(gateway.Config{
+		AdvAddr: cfg.HTTPAdvAddr, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
+		Logger: log.Named("gateway"),
+	}, ln, rt, life.State)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
+		startup: make(chan error, 1), started: make(chan struct{})}
+	n.sup.Start("lifecycle", life)
+	n.sup.Start("gateway", gw)
+	log.Info("http serving", zap.String("addr", ln.Addr().String()), zap.String("adv_addr", cfg.HTTPAdvAddr))
+	go func() {
+		defer close(n.started)
+		n.startup <- n.startReplica(rt)
+	}()
+	return n, nil
+}
+
+// HTTPAddr is the bound HTTP address.
+func (n *Node) HTTPAddr() net.Addr { return n.httpLn.Addr() }
+
+// State is the node's published lifecycle state.
+func (n *Node) State() *lifecycle.State { return n.life.State() }
+
+// startReplica loads (or creates) the identity and starts the replica.
+func (n *Node) startReplica(rt *router) error {
+	c := n.cfg
+	for _, d := range []string{c.DataDir, c.nodeHostDir(), c.RaftWALDir, c.smDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	store, err := openLocalStore(c.localStoreDir(), n.log)
+	if err != nil {
+		return err
+	}
+	n.store = store
+	id, found, err := store.loadIdentity()
+	if err != nil {
+		return err
+	}
+	if found {
+		if id.NodeID != c.NodeID {
+			return fmt.Errorf("%w: data directory belongs to node %q, flags say %q (node IDs are immutable)", ErrIdentityChanged, id.NodeID, c.NodeID)
+		}
+		if id.RaftAddr != c.RaftAdvAddr {
+			return fmt.Errorf("%w: data directory was made with raft address %q, flags say %q", ErrIdentityChanged, id.RaftAddr, c.RaftAdvAddr)
+		}
+	} else {
+		// A node that bootstraps alone is replica 1 of shard 1.
+		id = identity{NodeID: c.NodeID, ShardID: replica.DefaultShardID, ReplicaID: 1, RaftAddr: c.RaftAdvAddr}
+		if err := store.saveIdentity(id); err != nil {
+			return err
+		}
+	}
+	n.life.Notify(lifecycle.IdentityKnown{Identity: lifecycle.Identity{
+		NodeID: id.NodeID, ShardID: id.ShardID, ReplicaID: id.ReplicaID, RaftAddr: id.RaftAddr,
+		APIAddr: c.HTTPAdvAddr, Voter: true,
+	}})
+	tick := c.RaftTick
+	rep, err := replica.New(replica.Config{
+		NodeHostDir: c.nodeHostDir(), WALDir: c.RaftWALDir, SMDir: c.smDir(),
+		RaftAddr: c.RaftAdvAddr, RaftListenAddr: c.RaftAddr,
+		ShardID: id.ShardID, ReplicaID: id.ReplicaID,
+		InitialMembers:  map[uint64]string{id.ReplicaID: id.RaftAddr},
+		RTT:             tick,
+		HeartbeatRTT:    uint64(max(1, c.RaftHeartbeatTimeout/tick)),
+		ElectionRTT:     uint64(max(3, c.RaftElectionTimeout/tick)),
+		SnapshotEntries: c.RaftSnapshotEntries, ApplyTimeout: c.RaftApplyTimeout,
+		LogDBMemory: c.LogDBMemory, ForeignKeys: c.ForeignKeys,
+		Logger: n.log.Named("replica"), Lifecycle: n.life,
+	})
+	if err != nil {
+		return err
+	}
+	n.sup.Start("replica", rep)
+	rt.r.Store(rep)
+	return nil
+}
+
+// Wait blocks until ctx ends (a signal) or the node fails, then shuts the
+// node down in order. It returns the failure, if any.
+func (n *Node) Wait(ctx context.Context) error {
+	var cause error
+	startup := n.startup
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			n.log.Info("shutdown requested")
+			break wait
+		case cause = <-n.sup.Failed():
+			break wait
+		case err := <-startup:
+			startup = nil
+			if err != nil {
+				cause = err
+				break wait
+			}
+		}
+	}
+	if cause != nil {
+		n.log.Error("node failed; shutting down", zap.Error(cause))
+		n.life.Notify(lifecycle.Failed{Err: cause.Error()})
+	}
+	return errors.Join(cause, n.Shutdown())
+}
+
+// Shutdown stops the node in shutdownSteps order within ShutdownTimeout.
+func (n *Node) Shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	defer cancel()
+	// Refuse new data requests before anything stops.
+	n.life.SetStopping(ctx)
+	// Startup owns the local store and starts the replica; let it finish
+	// so that everything it opened is stopped below.
+	select {
+	case <-n.started:
+	case <-ctx.Done():
+	}
+	err := n.sup.Shutdown(ctx, shutdownSteps)
+	if n.store != nil {
+		err = errors.Join(err, n.store.Close())
+		n.store = nil
+	}
+	if err != nil {
+		n.log.Error("shutdown incomplete", zap.Error(err))
+	} else {
+		n.log.Info("shutdown complete")
+	}
+	return err
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/bootstrap"
+)
+
+// errUsage is returned for command-line mistakes (exit status 2).
+var errUsage = errors.New("usage")
+
+// ignoredValueFlags are rqlited flags taking a value that Skiff accepts and
+// ignores (with a warning): ignoring them changes no safety property.
+var ignoredValueFlags = []string{
+	"join-attempts", "join-interval", "bootstrap-expect-timeout", "disco-key",
+	"raft-snap-wal-size", "raft-snap-int", "raft-commit-timeout", "raft-leader-lease-timeout",
+	"raft-reap-node-timeout", "raft-reap-read-only-node-timeout", "cluster-connect-timeout",
+	"write-queue-capacity", "write-queue-batch-size", "write-queue-timeout",
+	"http-allow-origin", "auto-backup", "auto-vacuum-int", "auto-optimize-int", "db-max-ro-conns",
+	"cdc-config", "otlp-endpoint", "otlp-service-name", "otlp-interval",
+	"cpu-profile", "mem-profile", "trace-profile", "on-disk-path",
+}
+
+// ignoredBoolFlags are rqlited boolean flags accepted and ignored.
+var ignoredBoolFlags = []string{
+	"raft-remove-shutdown", "raft-cluster-remove-shutdown", "raft-shutdown-stepdown",
+	"write-queue-tx", "compress-snap-transport", "on-disk",
+}
+
+// refusedFlags are rqlited flags Skiff does not implement yet and will not
+// pretend to: each changes who may join, who may read, or whether traffic
+// is encrypted. value says whether the flag takes a value.
+var refusedFlags = map[string]bool{
+	"join": true, "join-as": true, "bootstrap-expect": true, "disco-mode": true, "disco-config": true,
+	"raft-non-voter": false, "auth": true, "auto-restore": true, "extensions-path": true,
+	"http-cert": true, "http-key": true, "http-ca-cert": true, "http-verify-client": false,
+	"http-verify-common-name": true, "node-cert": true, "node-key": true, "node-ca-cert": true,
+	"node-no-verify": false, "node-verify-client": false, "node-verify-server-name": true,
+	"node-verify-common-name": true,
+}
+
+// options is the parsed command line.
+type options struct {
+	cfg         bootstrap.Config
+	logLevel    string
+	showVersion bool
+	warnings    []string
+}
+
+// boolish is a presence flag whose value is ignored; it records being set.
+type boolish struct{ set *bool }
+
+func (b boolish) String() string   { return "false" }
+func (b boolish) Set(string) error { *b.set = true; return nil }
+func (b boolish) IsBoolFlag() bool { return true }
+
+type valueish struct{ set *bool }
+
+func (v valueish) String() string   { return "" }
+func (v valueish) Set(string) error { *v.set = true; return nil }
+
+// parseFlags parses args (without the program name).
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	c := &o.cfg
+	fs := flag.NewFlagSet("skiffd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: skiffd [flags] <data directory>\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.NodeID, "node-id", "", "Unique, immutable node ID (default: the advertised Raft address)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", bootstrap.DefaultHTTPAddr, "HTTP API bind address")
+	fs.StringVar(&c.HTTPAdvAddr, "http-adv-addr", "", "Advertised HTTP API address (default: -http-addr)")
+	fs.StringVar(&c.RaftAddr, "raft-addr", bootstrap.DefaultRaftAddr, "Raft bind address")
+	fs.StringVar(&c.RaftAdvAddr, "raft-adv-addr", "", "Advertised Raft address (default: -raft-addr)")
+	fs.StringVar(&c.RaftLogLevel, "raft-log-level", "WARN", "Raft log level: DEBUG, INFO, WARN, ERROR")
+	fs.BoolVar(&c.ForeignKeys, "fk", false, "Enable SQLite foreign key constraints (must match on every node)")
+	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat timeout (default: one tick)")
+	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-timeout", 0, "Old name of -raft-heartbeat-timeout")
+	fs.DurationVar(&c.RaftElectionTimeout, "raft-election-timeout", 0, "Raft election timeout (default: ten ticks)")
+	fs.Uint64Var(&c.RaftSnapshotEntries, "raft-snap", replica.DefaultSnapshotEntries, "Applied log entries between local snapshots")
+	fs.DurationVar(&c.RaftApplyTimeout, "raft-apply-timeout", replica.DefaultApplyTimeout, "Deadline of a request that came without one")
+	fs.DurationVar(&c.RaftTick, "raft-tick", replica.DefaultRTT, "Skiff: Raft's logical clock tick; timeouts are whole ticks")
+	fs.StringVar(&c.RaftWALDir, "raft-wal-dir", "", "Skiff: directory of the Raft log's write-ahead log (default: DATADIR/raft-wal)")
+	fs.StringVar(&c.LogDBMemory, "raft-logdb-memory", replica.LogDBSmall, "Skiff: Raft log store memory preset: tiny, small, medium, large")
+	fs.StringVar(&o.logLevel, "log-level", "info", "Skiff: log level: debug, info, warn, error")
+	fs.BoolVar(&o.showVersion, "version", false, "Show version information and exit")
+
+	set := map[string]*bool{}
+	for _, n := range ignoredValueFlags {
+		set[n] = new(bool)
+		fs.Var(valueish{set[n]}, n, "rqlited flag, accepted and ignored by Skiff")
+	}
+	for _, n := range ignoredBoolFlags {
+		set[n] = new(bool)
+		fs.Var(boolish{set[n]}, n, "rqlited flag, accepted and ignored by Skiff")
+	}
+	refused := map[string]*bool{}
+	for n, takesValue := range refusedFlags {
+		refused[n] = new(bool)
+		if takesValue {
+			fs.Var(valueish{refused[n]}, n, "rqlited flag, not supported by Skiff yet")
+		} else {
+			fs.Var(boolish{refused[n]}, n, "rqlited flag, not supported by Skiff yet")
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if o.showVersion {
+		return o, nil
+	}
+	var refusedSet []string
+	for n, s := range refused {
+		if *s {
+			refusedSet = append(refusedSet, "-"+n)
+		}
+	}
+	if len(refusedSet) > 0 {
+		sort.Strings(refusedSet)
+		return nil, fmt.Errorf("%w: %v: not supported by this version of Skiff (ignoring them would be unsafe)", errUsage, refusedSet)
+	}
+	for n, s := range set {
+		if *s {
+			o.warnings = append(o.warnings, "-"+n)
+		}
+	}
+	sort.Strings(o.warnings)
+	switch fs.NArg() {
+	case 0:
+		fs.Usage()
+		return nil, fmt.Errorf("%w: the data directory is required", errUsage)
+	case 1:
+		c.DataDir = fs.Arg(0)
+	default:
+		return nil, fmt.Errorf("%w: one data directory expected, got %v", errUsage, fs.Args())
+	}
+	return o, nil
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/skiffdb/skiff/bootstrap"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version   = "0.1.0-dev"
+	commit    = "unknown"
+	buildTime = "unknown"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "skiffd: %v\n", err)
+		return 2
+	}
+	if o.showVersion {
+		fmt.Fprintf(stdout, "skiffd %s (commit %s, built %s)\n", version, commit, buildTime)
+		return 0
+	}
+	log, err := newLogger(o.logLevel, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "skiffd: %v\n", err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+	for _, f := range o.warnings {
+		log.Warn("rqlited flag accepted but not implemented; ignored", zap.String("flag", f))
+	}
+	cfg := o.cfg
+	cfg.Version, cfg.Commit, cfg.BuildTime, cfg.Logger = version, commit, buildTime, log
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	node, err := bootstrap.Start(cfg)
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		if errors.Is(err, bootstrap.ErrInvalidConfig) {
+			return 2
+		}
+		return 1
+	}
+	if err := node.Wait(ctx); err != nil {
+		log.Error("stopped with error", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), lvl)
+	return zap.New(core, zap.AddCaller()), nil
+}

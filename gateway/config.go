@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Defaults for Config.
+const (
+	// DefaultMaxBodyBytes bounds a request body held in memory for
+	// parsing. SQL and parameters rarely come near it; /db/load and /boot
+	// stream instead.
+	DefaultMaxBodyBytes = 64 << 20
+	// DefaultRequestTimeout is the deadline of a data request without a
+	// timeout parameter (rqlite's default timeout, API.md 1.2).
+	DefaultRequestTimeout = 30 * time.Second
+	// DefaultShutdownTimeout bounds the wait for in-flight requests.
+	DefaultShutdownTimeout = 10 * time.Second
+	// DefaultReadHeaderTimeout drops clients that never finish headers.
+	DefaultReadHeaderTimeout = 10 * time.Second
+)
+
+// ErrInvalidConfig is returned by Config.Validate.
+var ErrInvalidConfig = errors.New("invalid gateway config")
+
+// Config configures the gateway.
+type Config struct {
+	// AdvAddr is the advertised HTTP address (host:port) for api_addr.
+	AdvAddr           string
+	MaxBodyBytes      int64
+	RequestTimeout    time.Duration
+	ShutdownTimeout   time.Duration
+	ReadHeaderTimeout time.Duration
+	// Version is reported in X-Rqlite-Version, X-Skiff-Version and /status.
+	Version string
+	// Commit and BuildTime are reported in /status build.
+	Commit, BuildTime string
+	Logger            *zap.Logger
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.Version == "" {
+		c.Version = "unknown"
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// Validate reports whether c is usable.
+func (c Config) Validate() error {
+	switch {
+	case c.AdvAddr == "":
+		return fmt.Errorf("%w: AdvAddr is required", ErrInvalidConfig)
+	case c.MaxBodyBytes < 1:
+		return fmt.Errorf("%w: MaxBodyBytes %d < 1", ErrInvalidConfig, c.MaxBodyBytes)
+	case c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0:
+		return fmt.Errorf("%w: timeouts must be positive", ErrInvalidConfig)
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/sm/cmdpb"
+)
+
+// Data is what the gateway needs from the replica actor.
+type Data interface {
+	Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Response, error)
+	Query(ctx context.Context, req *cmdpb.Request, level replica.Level) (*cmdpb.Response, error)
+}
+
+// StateSource returns the latest published lifecycle state (never nil).
+type StateSource func() *lifecycle.State
+
+// Gateway is the HTTP actor.
+type Gateway struct {
+	cfg   Config
+	log   *zap.Logger
+	ln    net.Listener
+	data  Data
+	state StateSource
+	srv   *http.Server
+}
+
+// New returns a gateway serving on ln, which the caller has bound already:
+// binding first means a client never sees a refused connection while the
+// node starts.
+func New(cfg Config, ln net.Listener, data Data, state StateSource) (*Gateway, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if ln == nil || data == nil || state == nil {
+		return nil, fmt.Errorf("%w: listener, data and state are required", ErrInvalidConfig)
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, state: state}
+	g.srv = &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ErrorLog:          zap.NewStdLog(cfg.Logger.Named("http")),
+	}
+	return g, nil
+}
+
+// Run serves until ctx ends, then stops accepting and lets in-flight
+// requests finish (bounded by ShutdownTimeout).
+func (g *Gateway) Run(ctx context.Context) error {
+	errC := make(chan error, 1)
+	go func() { errC <- g.srv.Serve(g.ln) }()
+	select {
+	case err := <-errC:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := g.srv.Shutdown(sctx); err != nil {
+		g.log.Warn("http shutdown timed out; closing connections", zap.Error(err))
+		_ = g.srv.Close()
+	}
+	if err := <-errC; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	return nil
+}
+
+// ServeHTTP routes by path as rqlite does (API.md 1.1): prefix matching,
+// except for the exact paths listed there.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			g.log.Error("panic in handler", zap.Any("panic", p), zap.String("path", r.URL.Path),
+				zap.ByteString("stack", debug.Stack()))
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		}
+	}()
+	h := w.Header()
+	h.Set("X-Rqlite-Version", g.cfg.Version)
+	h.Set("X-Skiff-Version", g.cfg.Version)
+	if r.Method == http.MethodOptions {
+		// CORS preflight answers before any routing (API.md 1.1).
+		h.Set("Access-Control-Allow-Methods", "OPTIONS, GET, POST")
+		h.Set("Access-Control-Allow-Headers", "Content-Type")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	p := r.URL.Path
+	switch {
+	case p == "/":
+		http.Redirect(w, r, "/status", http.StatusFound)
+	case strings.HasPrefix(p, "/db/execute"):
+		g.handleExecute(w, r)
+	case strings.HasPrefix(p, "/db/query"):
+		g.handleQuery(w, r)
+	case strings.HasPrefix(p, "/db/request"):
+		g.handleRequest(w, r)
+	case strings.HasPrefix(p, "/status"):
+		g.handleStatus(w, r)
+	case strings.HasPrefix(p, "/readyz"):
+		g.handleReadyz(w, r)
+	case strings.HasPrefix(p, "/nodes"):
+		g.handleNodes(w, r)
+	case p == "/leader":
+		g.handleLeader(w, r)
+	default:
+		w.WriteHeader(http.StatusNotFound)
+	}
+}
+
+// methods answers 405 (empty body, API.md 1.6) unless r uses one of ms.
+func methods(w http.ResponseWriter, r *http.Request, ms ...string) bool {
+	for _, m := range ms {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.WriteHeader(http.StatusMethodNotAllowed)
+	return false
+}
+
+// writeError writes err through the error table.
+func (g *Gateway) writeError(w http.ResponseWriter, err error) {
+	status, form, msg := classify(err)
+	if status >= 500 {
+		g.log.Warn("request failed", zap.Int("status", status), zap.Error(err))
+	}
+	if form == jsonError {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(status)
+		b := append([]byte(`{"error":`), jsonString(msg)...)
+		_, _ = w.Write(append(b, "}\n"...))
+		return
+	}
+	http.Error(w, msg, status)
+}
+
+func writeJSON(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// requestContext bounds a data request by its timeout parameter or the
+// default.
+func (g *Gateway) requestContext(r *http.Request, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout <= 0 {
+		timeout = g.cfg.RequestTimeout
+	}
+	return context.WithTimeout(r.Context(), timeout)
+}

@@ -1,0 +1,309 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+
+	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/gateway/rqjson"
+)
+
+// jsonString encodes s as a JSON string (HTML-escaped, like rqlite).
+func jsonString(s string) []byte {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// obj is an ordered-enough JSON object for status output: encoding/json
+// sorts map keys, which is what rqlite's /status does too.
+type obj = map[string]any
+
+// raftState names the Raft role the way hashicorp/raft does, since rqlite
+// clients read store.raft.state (API.md 2.1).
+func raftState(st *lifecycle.State) string {
+	switch {
+	case st.Phase == lifecycle.Stopping:
+		return "Shutdown"
+	case st.IsLeader():
+		return "Leader"
+	case st.LeaderReplicaID == 0 && st.NodeReady:
+		return "Candidate"
+	}
+	return "Follower"
+}
+
+func apiURL(addr string) string {
+	if addr == "" || strings.Contains(addr, "://") {
+		return addr
+	}
+	return "http://" + addr
+}
+
+// lifecycleSection is Skiff's own addition to /status: the phase with its
+// numbers (DESIGN.md).
+func lifecycleSection(st *lifecycle.State, now time.Time) obj {
+	p := st.Progress
+	return obj{
+		"state":          string(st.Phase),
+		"since":          st.Since.UTC().Format(time.RFC3339Nano),
+		"in_state_s":     now.Sub(st.Since).Seconds(),
+		"node_ready":     st.NodeReady,
+		"last_error":     st.LastError,
+		"dropped_events": st.Dropped,
+		"version":        st.Version,
+		"progress": obj{
+			"db_bytes":             p.DBBytes,
+			"applied_index":        p.AppliedIndex,
+			"target_index":         p.TargetIndex,
+			"snapshot_index":       p.SnapshotIndex,
+			"snapshot_bytes":       p.SnapshotBytes,
+			"snapshot_total_bytes": p.SnapshotTotal,
+			"sent_bytes":           p.SentBytes,
+			"sent_total_bytes":     p.SentTotal,
+		},
+	}
+}
+
+func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
+	id := st.Identity
+	leader := obj{"addr": "", "node_id": ""}
+	if l, ok := st.Leader(); ok {
+		leader = obj{"addr": l.RaftAddr, "node_id": l.NodeID}
+	}
+	nodes := make([]obj, 0, len(st.Members))
+	voters := 0
+	for _, m := range st.Members {
+		suffrage := "nonvoter"
+		if m.Voter {
+			suffrage = "voter"
+			voters++
+		}
+		nodes = append(nodes, obj{"id": m.NodeID, "addr": m.RaftAddr, "suffrage": suffrage})
+	}
+	// store.open is {} once the database is open and false before, as
+	// rqlite serialises it; the rest of store is always present because
+	// clients (gorqlite) read store.leader unconditionally (API.md 4.1).
+	var open any = false
+	if st.NodeReady {
+		open = obj{}
+	}
+	sqliteVersion, _, _ := sqlite3.Version()
+	hostname, _ := os.Hostname()
+	exe, _ := os.Executable()
+	numPeers := voters - 1
+	if numPeers < 0 {
+		numPeers = 0
+	}
+	lastContact := "never"
+	if st.IsLeader() {
+		lastContact = "0"
+	} else if !st.LastLeaderContact.IsZero() {
+		lastContact = now.Sub(st.LastLeaderContact).String()
+	}
+	return obj{
+		"build": obj{
+			"version": g.cfg.Version, "commit": g.cfg.Commit, "build_time": g.cfg.BuildTime,
+			"compiler": runtime.Compiler, "branch": "",
+		},
+		"cluster": obj{"addr": id.RaftAddr, "api_addr": id.APIAddr, "https": "false"},
+		"http":    obj{"auth": "disabled", "bind_addr": g.ln.Addr().String()},
+		"node": obj{
+			"start_time":   st.StartedAt.UTC().Format(time.RFC3339Nano),
+			"current_time": now.UTC().Format(time.RFC3339Nano),
+			"uptime":       now.Sub(st.StartedAt).String(),
+		},
+		"os": obj{"pid": os.Getpid(), "ppid": os.Getppid(), "page_size": os.Getpagesize(),
+			"executable": exe, "hostname": hostname},
+		"runtime": obj{"GOARCH": runtime.GOARCH, "GOOS": runtime.GOOS, "GOMAXPROCS": runtime.GOMAXPROCS(0),
+			"num_cpu": runtime.NumCPU(), "num_goroutine": runtime.NumGoroutine(), "version": runtime.Version()},
+		"store": obj{
+			"open":             open,
+			"node_id":          id.NodeID,
+			"addr":             id.RaftAddr,
+			"leader":           leader,
+			"ready":            st.Phase == lifecycle.Ready,
+			"fsm_index":        st.Progress.AppliedIndex,
+			"db_applied_index": st.Progress.AppliedIndex,
+			"nodes":            nodes,
+			"raft": obj{
+				"state":         raftState(st),
+				"term":          st.Term,
+				"applied_index": st.Progress.AppliedIndex,
+				"commit_index":  max(st.Progress.TargetIndex, st.Progress.AppliedIndex),
+				"voter":         id.Voter,
+				"num_peers":     numPeers,
+				"last_contact":  lastContact,
+			},
+			"sqlite3": obj{"version": sqliteVersion},
+		},
+		"lifecycle": lifecycleSection(st, now),
+	}
+}
+
+// handleStatus answers 200 whenever the process lives (DESIGN.md): it reads
+// the published lifecycle state and nothing else.
+func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodGet) {
+		return
+	}
+	params, err := rqjson.ParseParams(r.URL.Query())
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	var doc any = g.statusDoc(g.state(), time.Now())
+	if params.Key != "" {
+		// ?key=a.b.c returns that sub-object (API.md 2.1).
+		for _, k := range strings.Split(params.Key, ".") {
+			m, ok := doc.(obj)
+			if !ok {
+				doc = nil
+				break
+			}
+			doc = m[k]
+		}
+		if doc == nil {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, marshal(doc, params.Pretty))
+}
+
+func marshal(v any, pretty bool) []byte {
+	var b []byte
+	if pretty {
+		b, _ = json.MarshalIndent(v, "", "    ")
+	} else {
+		b, _ = json.Marshal(v)
+	}
+	return b
+}
+
+// handleReadyz: 200 only when ready; the reason otherwise (API.md 2.3).
+func (g *Gateway) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodGet) {
+		return
+	}
+	params, err := rqjson.ParseParams(r.URL.Query())
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	st := g.state()
+	var b bytes.Buffer
+	b.WriteString("[+]node ok")
+	status := http.StatusOK
+	switch {
+	case params.NoLeader:
+	case st.LeaderReplicaID == 0:
+		b.WriteString("\n[+]leader does not exist")
+		status = http.StatusServiceUnavailable
+	case st.Phase != lifecycle.Ready:
+		b.WriteString("\n[+]leader ok\n[+]store not ready (" + string(st.Phase) + ")")
+		status = http.StatusServiceUnavailable
+	default:
+		b.WriteString("\n[+]leader ok\n[+]store ok")
+		if params.Sync {
+			b.WriteString("\n[+]sync ok")
+		}
+		b.WriteString("\n[+]db ok")
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b.Bytes())
+}
+
+// nodeDoc is one node in /nodes and /leader (API.md 2.2).
+func (g *Gateway) nodeDoc(st *lifecycle.State, m lifecycle.Member, start time.Time) obj {
+	d := obj{"id": m.NodeID, "api_addr": apiURL(m.APIAddr), "addr": m.RaftAddr, "voter": m.Voter,
+		"leader": m.ReplicaID != 0 && m.ReplicaID == st.LeaderReplicaID}
+	if m.ReplicaID == st.Identity.ReplicaID {
+		el := time.Since(start)
+		d["reachable"] = true
+		d["version"] = g.cfg.Version
+		d["time"] = el.Seconds()
+		d["time_s"] = el.String()
+		d["state"] = string(st.Phase)
+		return d
+	}
+	// Peers are asked through their own gateways once clusters exist; a
+	// peer whose API address is not known yet cannot be asked.
+	d["reachable"] = false
+	d["version"] = ""
+	d["error"] = "api address of peer not known"
+	return d
+}
+
+// members returns the membership, or this node alone before it is known.
+func members(st *lifecycle.State) []lifecycle.Member {
+	if len(st.Members) > 0 {
+		return st.Members
+	}
+	id := st.Identity
+	return []lifecycle.Member{{NodeID: id.NodeID, ReplicaID: id.ReplicaID, RaftAddr: id.RaftAddr, APIAddr: id.APIAddr, Voter: id.Voter}}
+}
+
+// handleNodes: the legacy map keyed by node ID, or {"nodes":[...]} with
+// ver=2 (API.md 2.2). Voters only unless nonvoters.
+func (g *Gateway) handleNodes(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodGet) {
+		return
+	}
+	start := time.Now()
+	params, err := rqjson.ParseParams(r.URL.Query())
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	st := g.state()
+	var list []obj
+	for _, m := range members(st) {
+		if !m.Voter && !params.NonVoters {
+			continue
+		}
+		list = append(list, g.nodeDoc(st, m, start))
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i]["id"].(string) < list[j]["id"].(string) })
+	if params.Ver == "2" {
+		if list == nil {
+			list = []obj{}
+		}
+		writeJSON(w, http.StatusOK, marshal(obj{"nodes": list}, params.Pretty))
+		return
+	}
+	legacy := make(obj, len(list))
+	for _, d := range list {
+		legacy[d["id"].(string)] = d
+	}
+	writeJSON(w, http.StatusOK, marshal(legacy, params.Pretty))
+}
+
+// handleLeader: GET returns the leader's node object (API.md 2.2).
+// Stepdown (POST) arrives with clusters.
+func (g *Gateway) handleLeader(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodGet) {
+		return
+	}
+	params, err := rqjson.ParseParams(r.URL.Query())
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	st := g.state()
+	for _, m := range members(st) {
+		if m.ReplicaID != 0 && m.ReplicaID == st.LeaderReplicaID {
+			writeJSON(w, http.StatusOK, marshal(g.nodeDoc(st, m, time.Now()), params.Pretty))
+			return
+		}
+	}
+	g.writeError(w, ErrNoLeader)
+}
