@@ -292,11 +292,11 @@ func (s *StateMachine) NALookup(b []byte) ([]byte, error) {
 // which stops the node with the reason.
 type failedSM struct{ err error }
 
-func (f *failedSM) Open(<-chan struct{}) (uint64, error)            { return 0, f.err }
-func (f *failedSM) Update(e []sm.Entry) ([]sm.Entry, error)         { return nil, f.err }
-func (f *failedSM) Lookup(interface{}) (interface{}, error)         { return nil, f.err }
-func (f *failedSM) Sync() error                                     { return f.err }
-func (f *failedSM) PrepareSnapshot() (interface{}, error)           { return nil, f.err }
+func (f *failedSM) Open(<-chan struct{}) (uint64, error)                       { return 0, f.err }
+func (f *failedSM) Update(e []sm.Entry) ([]sm.Entry, error)                    { return nil, f.err }
+func (f *failedSM) Lookup(interface{}) (interface{}, error)                    { return nil, f.err }
+func (f *failedSM) Sync() error                                                { return f.err }
+func (f *failedSM) PrepareSnapshot() (interface{}, error)                      { return nil, f.err }
 func (f *failedSM) SaveSnapshot(interface{}, io.Writer, <-chan struct{}) error { return f.err }
-func (f *failedSM) RecoverFromSnapshot(io.Reader, <-chan struct{}) error { return f.err }
-func (f *failedSM) Close() error                                    { return nil }
+func (f *failedSM) RecoverFromSnapshot(io.Reader, <-chan struct{}) error       { return f.err }
+func (f *failedSM) Close() error                                               { return nil }
