@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		wantErr bool
+		check   func(t *testing.T, o *options)
+	}{
+		{name: "defaults (API.md 5)", args: []string{"data"}, check: func(t *testing.T, o *options) {
+			c := o.cfg
+			if c.DataDir != "data" || c.HTTPAddr != "localhost:4001" || c.RaftAddr != "localhost:4002" || c.RaftLogLevel != "WARN" {
+				t.Fatalf("defaults = %+v", c)
+			}
+		}},
+		{name: "rqlited syntax, both forms", args: []string{"-node-id", "n1", "-http-addr=127.0.0.1:5001", "--raft-addr", "127.0.0.1:5002",
+			"-http-adv-addr", "h:1", "-raft-adv-addr=h:2", "-raft-log-level", "INFO", "-raft-election-timeout", "2s", "-fk", "dir"},
+			check: func(t *testing.T, o *options) {
+				c := o.cfg
+				if c.NodeID != "n1" || c.HTTPAddr != "127.0.0.1:5001" || c.RaftAddr != "127.0.0.1:5002" || c.HTTPAdvAddr != "h:1" ||
+					c.RaftAdvAddr != "h:2" || c.RaftLogLevel != "INFO" || c.RaftElectionTimeout != 2*time.Second || !c.ForeignKeys || c.DataDir != "dir" {
+					t.Fatalf("cfg = %+v", c)
+				}
+			}},
+		{name: "accepted and ignored with a warning", args: []string{"-raft-snap-int", "30s", "-write-queue-tx", "-raft-shutdown-stepdown=false", "d"},
+			check: func(t *testing.T, o *options) {
+				if strings.Join(o.warnings, ",") != "-raft-shutdown-stepdown,-raft-snap-int,-write-queue-tx" {
+					t.Fatalf("warnings = %v", o.warnings)
+				}
+			}},
+		{name: "join refused, not ignored", args: []string{"-join", "h:4002", "d"}, wantErr: true},
+		{name: "auth refused, not ignored", args: []string{"-auth", "f.json", "d"}, wantErr: true},
+		{name: "non-voter refused", args: []string{"-raft-non-voter", "d"}, wantErr: true},
+		{name: "no data dir", args: []string{}, wantErr: true},
+		{name: "two data dirs", args: []string{"a", "b"}, wantErr: true},
+		{name: "unknown flag", args: []string{"-no-such-flag", "d"}, wantErr: true},
+		{name: "version", args: []string{"-version"}, check: func(t *testing.T, o *options) {
+			if !o.showVersion {
+				t.Fatal("showVersion not set")
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseFlags(tc.args, &bytes.Buffer{})
+			if tc.wantErr {
+				if !errors.Is(err, errUsage) {
+					t.Fatalf("err = %v, want a usage error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, o)
+		})
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "skiffd ") {
+		t.Fatalf("-version: %d %q", code, out.String())
+	}
+	if code := run([]string{"-join", "x:1", t.TempDir()}, &out, &errOut); code != 2 {
+		t.Fatalf("refused flag: exit %d", code)
+	}
+	// Same advertised HTTP and Raft address: invalid (API.md 5).
+	if code := run([]string{"-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0", t.TempDir()}, &out, &errOut); code != 2 {
+		t.Fatalf("invalid config: exit %d", code)
+	}
+}
