@@ -89,126 +89,115 @@ func requestError(w http.ResponseWriter, msg string, p rqjson.Params) {
 	writeJSON(w, http.StatusOK, rqjson.AppendError(nil, msg, p.Pretty))
 }
 
-// handleExecute: POST /db/execute, writes through the log (API.md 1.1).
-func (g *Gateway) handleExecute(w http.ResponseWriter, r *http.Request) {
-	if !methods(w, r, http.MethodPost) {
-		return
+// dataCall is a parsed, admitted data request.
+type dataCall struct {
+	start  time.Time
+	params rqjson.Params
+	level  replica.Level
+	req    *cmdpb.Request
+}
+
+// endpoint says how a data route parses and admits its requests.
+type endpoint struct {
+	methods []string
+	// allowQ: statements may come from GET ?q= (API.md 1.2).
+	allowQ bool
+	// write: the route writes (execute): level does not apply, and
+	// RETURNING alone makes a statement answer with rows.
+	write bool
+}
+
+// prepare parses and admits a data request, answering the client itself
+// (error or request-level error) when it returns false.
+func (g *Gateway) prepare(w http.ResponseWriter, r *http.Request, ep endpoint) (dataCall, bool) {
+	c := dataCall{start: time.Now()}
+	if !methods(w, r, ep.methods...) {
+		return c, false
 	}
-	start := time.Now()
-	params, stmts, err := g.parse(w, r, false)
+	params, stmts, err := g.parse(w, r, ep.allowQ)
 	if err != nil {
 		g.writeError(w, err)
-		return
+		return c, false
 	}
+	c.params = params
 	if hasDisallowedPragma(stmts) {
 		requestError(w, errTextDisallowedPragma, params)
-		return
+		return c, false
 	}
-	if err := g.admit(false); err != nil {
+	c.level = replica.ParseLevel(params.Level)
+	if err := g.admit(!ep.write && c.level == replica.LevelNone); err != nil {
 		g.writeError(w, err)
-		return
+		return c, false
 	}
 	for _, s := range stmts {
-		// RETURNING makes a write answer with rows (API.md 1.4).
-		s.ReturnsRows = rqjson.HasReturning(s.GetSql())
+		// A read route asks rows of every statement; on the log path a
+		// statement asking rows runs as a query when it has result columns
+		// and as a write otherwise. RETURNING makes a write answer with rows
+		// (API.md 1.4).
+		s.ReturnsRows = !ep.write || rqjson.HasReturning(s.GetSql())
 	}
-	ctx, cancel := g.requestContext(r, params.Timeout)
-	defer cancel()
-	resp, err := g.data.Execute(ctx, &cmdpb.Request{Statements: stmts, Transaction: params.Transaction, Timings: params.Timings})
+	c.req = &cmdpb.Request{Statements: stmts, Transaction: params.Transaction, Timings: params.Timings}
+	return c, true
+}
+
+// finish writes the outcome of a data call.
+func (g *Gateway) finish(w http.ResponseWriter, c dataCall, resp *cmdpb.Response, err error, writes bool) {
 	if err != nil {
 		g.writeError(w, err)
 		return
 	}
-	respond(w, resp, params, start, true)
+	respond(w, resp, c.params, c.start, writes)
+}
+
+// handleExecute: POST /db/execute, writes through the log (API.md 1.1).
+func (g *Gateway) handleExecute(w http.ResponseWriter, r *http.Request) {
+	c, ok := g.prepare(w, r, endpoint{methods: []string{http.MethodPost}, write: true})
+	if !ok {
+		return
+	}
+	ctx, cancel := g.requestContext(r, c.params.Timeout)
+	defer cancel()
+	resp, err := g.data.Execute(ctx, c.req)
+	g.finish(w, c, resp, err, true)
 }
 
 // handleQuery: GET ?q= or POST /db/query, reads at a consistency level.
 func (g *Gateway) handleQuery(w http.ResponseWriter, r *http.Request) {
-	if !methods(w, r, http.MethodGet, http.MethodPost) {
+	c, ok := g.prepare(w, r, endpoint{methods: []string{http.MethodGet, http.MethodPost}, allowQ: true})
+	if !ok {
 		return
 	}
-	start := time.Now()
-	params, stmts, err := g.parse(w, r, true)
-	if err != nil {
-		g.writeError(w, err)
-		return
-	}
-	if hasDisallowedPragma(stmts) {
-		requestError(w, errTextDisallowedPragma, params)
-		return
-	}
-	level := replica.ParseLevel(params.Level)
-	if err := g.admit(level == replica.LevelNone); err != nil {
-		g.writeError(w, err)
-		return
-	}
-	for _, s := range stmts {
-		s.ReturnsRows = true
-	}
-	ctx, cancel := g.requestContext(r, params.Timeout)
+	ctx, cancel := g.requestContext(r, c.params.Timeout)
 	defer cancel()
-	resp, err := g.data.Query(ctx, &cmdpb.Request{Statements: stmts, Transaction: params.Transaction, Timings: params.Timings}, level)
-	if err != nil {
-		g.writeError(w, err)
-		return
-	}
-	respond(w, resp, params, start, false)
+	resp, err := g.data.Query(ctx, c.req, c.level)
+	g.finish(w, c, resp, err, false)
 }
 
 // handleRequest: POST /db/request, mixed reads and writes (API.md 1.8): a
 // request of reads only is a read at its level; one holding any write goes
 // through the log whole, each statement answering in its own shape.
 func (g *Gateway) handleRequest(w http.ResponseWriter, r *http.Request) {
-	if !methods(w, r, http.MethodPost) {
+	c, ok := g.prepare(w, r, endpoint{methods: []string{http.MethodPost}})
+	if !ok {
 		return
 	}
-	start := time.Now()
-	params, stmts, err := g.parse(w, r, false)
-	if err != nil {
-		g.writeError(w, err)
-		return
-	}
-	if hasDisallowedPragma(stmts) {
-		requestError(w, errTextDisallowedPragma, params)
-		return
-	}
-	level := replica.ParseLevel(params.Level)
-	if err := g.admit(level == replica.LevelNone); err != nil {
-		g.writeError(w, err)
-		return
-	}
-	for _, s := range stmts {
-		// On the log path a statement with ReturnsRows runs as a query when
-		// it has result columns and as a write otherwise.
-		s.ReturnsRows = true
-	}
-	req := &cmdpb.Request{Statements: stmts, Transaction: params.Transaction, Timings: params.Timings}
-	ctx, cancel := g.requestContext(r, params.Timeout)
+	ctx, cancel := g.requestContext(r, c.params.Timeout)
 	defer cancel()
-	var resp *cmdpb.Response
-	if level != replica.LevelStrong {
+	if c.level != replica.LevelStrong {
 		// The read path refuses each write, statement by statement, so a
 		// refusal anywhere means the request holds a write.
-		resp, err = g.data.Query(ctx, req, level)
-		if err == nil && !hasWrite(resp) {
-			respond(w, resp, params, start, true)
+		resp, err := g.data.Query(ctx, c.req, c.level)
+		if err != nil || !hasWrite(resp) {
+			g.finish(w, c, resp, err, true)
 			return
 		}
-		if err == nil {
-			if err = g.admit(false); err != nil {
-				g.writeError(w, err)
-				return
-			}
+		if err := g.admit(false); err != nil {
+			g.writeError(w, err)
+			return
 		}
 	}
-	if err == nil || level == replica.LevelStrong {
-		resp, err = g.data.Execute(ctx, req)
-	}
-	if err != nil {
-		g.writeError(w, err)
-		return
-	}
-	respond(w, resp, params, start, true)
+	resp, err := g.data.Execute(ctx, c.req)
+	g.finish(w, c, resp, err, true)
 }
 
 func hasWrite(resp *cmdpb.Response) bool {

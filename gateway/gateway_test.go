@@ -57,7 +57,9 @@ func (f *fakeData) Query(_ context.Context, req *cmdpb.Request, _ replica.Level)
 }
 
 // phases is a settable state source.
-type phases struct{ st atomic.Pointer[lifecycle.State] }
+type phases struct {
+	st atomic.Pointer[lifecycle.State]
+}
 
 func (p *phases) set(ph lifecycle.Phase, leader uint64) {
 	p.st.Store(&lifecycle.State{Phase: ph, Since: time.Now(), StartedAt: time.Now(), LeaderReplicaID: leader, NodeReady: ph != lifecycle.Starting && ph != lifecycle.Opening,

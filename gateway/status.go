@@ -148,15 +148,25 @@ func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
 	}
 }
 
-// handleStatus answers 200 whenever the process lives (DESIGN.md): it reads
-// the published lifecycle state and nothing else.
-func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
+// statusParams checks the method and parses parameters of a status route,
+// answering the client itself when it returns false.
+func (g *Gateway) statusParams(w http.ResponseWriter, r *http.Request) (rqjson.Params, bool) {
 	if !methods(w, r, http.MethodGet) {
-		return
+		return rqjson.Params{}, false
 	}
 	params, err := rqjson.ParseParams(r.URL.Query())
 	if err != nil {
 		g.writeError(w, err)
+		return params, false
+	}
+	return params, true
+}
+
+// handleStatus answers 200 whenever the process lives (DESIGN.md): it reads
+// the published lifecycle state and nothing else.
+func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
+	params, ok := g.statusParams(w, r)
+	if !ok {
 		return
 	}
 	var doc any = g.statusDoc(g.state(), time.Now())
@@ -190,12 +200,8 @@ func marshal(v any, pretty bool) []byte {
 
 // handleReadyz: 200 only when ready; the reason otherwise (API.md 2.3).
 func (g *Gateway) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	if !methods(w, r, http.MethodGet) {
-		return
-	}
-	params, err := rqjson.ParseParams(r.URL.Query())
-	if err != nil {
-		g.writeError(w, err)
+	params, ok := g.statusParams(w, r)
+	if !ok {
 		return
 	}
 	st := g.state()
@@ -255,13 +261,9 @@ func members(st *lifecycle.State) []lifecycle.Member {
 // handleNodes: the legacy map keyed by node ID, or {"nodes":[...]} with
 // ver=2 (API.md 2.2). Voters only unless nonvoters.
 func (g *Gateway) handleNodes(w http.ResponseWriter, r *http.Request) {
-	if !methods(w, r, http.MethodGet) {
-		return
-	}
 	start := time.Now()
-	params, err := rqjson.ParseParams(r.URL.Query())
-	if err != nil {
-		g.writeError(w, err)
+	params, ok := g.statusParams(w, r)
+	if !ok {
 		return
 	}
 	st := g.state()
@@ -290,12 +292,8 @@ func (g *Gateway) handleNodes(w http.ResponseWriter, r *http.Request) {
 // handleLeader: GET returns the leader's node object (API.md 2.2).
 // Stepdown (POST) arrives with clusters.
 func (g *Gateway) handleLeader(w http.ResponseWriter, r *http.Request) {
-	if !methods(w, r, http.MethodGet) {
-		return
-	}
-	params, err := rqjson.ParseParams(r.URL.Query())
-	if err != nil {
-		g.writeError(w, err)
+	params, ok := g.statusParams(w, r)
+	if !ok {
 		return
 	}
 	st := g.state()
