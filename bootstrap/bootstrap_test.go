@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lni/dragonboat/v4/logger"
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
@@ -81,4 +82,44 @@ func TestIdentityIsImmutable(t *testing.T) {
 	if err := n.Wait(ctx); !errors.Is(err, ErrIdentityChanged) {
 		t.Fatalf("Wait = %v, want ErrIdentityChanged", err)
 	}
+}
+
+// Shutdown right after Start, while the replica is still starting, is clean
+// and bounded; a restart afterwards works.
+func TestShutdownWhileStarting(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), Logger: zap.NewNop()}
+	for range 3 {
+		n, err := Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		if err := n.Shutdown(); err != nil {
+			t.Fatal(err)
+		}
+		if el := time.Since(t0); el > cfg.WithDefaults().ShutdownTimeout {
+			t.Fatalf("shutdown took %s", el)
+		}
+	}
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, n, lifecycle.Ready)
+	if err := n.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Dragonboat calls Panicf on broken invariants and carries on with corrupt
+// state if it returns (DRAGONBOAT.md 4.3): routed into zap, it must panic.
+func TestDragonboatPanicfPanics(t *testing.T) {
+	dbLogs.install(zap.NewNop(), zap.WarnLevel)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Panicf returned")
+		}
+	}()
+	logger.GetLogger("skiff-test").Panicf("invariant %d broken", 1)
 }
