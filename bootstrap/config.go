@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 )
 
@@ -50,6 +51,8 @@ type Config struct {
 	RaftSnapshotEntries  uint64
 	RaftApplyTimeout     time.Duration
 	ShutdownTimeout      time.Duration
+	// Queue configures queued writes (rqlited's -write-queue-* flags).
+	Queue queue.Config
 	// Version and build details, reported over HTTP.
 	Version, Commit, BuildTime string
 	Logger                     *zap.Logger
@@ -102,6 +105,7 @@ func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	c.Queue = c.Queue.WithDefaults()
 	return c
 }
 
@@ -122,6 +126,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := raftLogLevel(c.RaftLogLevel); err != nil {
 		return err
+	}
+	if err := c.Queue.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.RaftTick < time.Millisecond {
 		return bad("raft tick %s is below 1ms", c.RaftTick)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/skiffdb/skiff/actors"
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway"
 	"github.com/skiffdb/skiff/sm/cmdpb"
@@ -23,6 +24,7 @@ var ErrIdentityChanged = errors.New("node identity changed")
 // shutdownSteps is the one place the shutdown order is written down.
 var shutdownSteps = []actors.Step{
 	{Name: "gateway", Reason: "stop accepting requests and let in-flight ones finish while Raft still runs"},
+	{Name: "queue", Reason: "write what is still queued while Raft still runs"},
 	{Name: "replica", Reason: "stop Raft: closes the state machine (checkpointing SQLite's WAL) and the Raft log"},
 	{Name: "lifecycle", Reason: "last: nothing reports state any more"},
 }
@@ -80,10 +82,17 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	rt := &router{}
+	qc := cfg.Queue
+	qc.Logger = log.Named("queue")
+	q, err := queue.New(qc, rt)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
 	gw, err := gateway.New(gateway.Config{
 		AdvAddr: cfg.HTTPAdvAddr, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
 		Logger: log.Named("gateway"),
-	}, ln, rt, life.State)
+	}, ln, rt, q, life.State)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -91,6 +100,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
 		startup: make(chan error, 1), started: make(chan struct{})}
 	n.sup.Start("lifecycle", life)
+	n.sup.Start("queue", q)
 	n.sup.Start("gateway", gw)
 	log.Info("http serving", zap.String("addr", ln.Addr().String()), zap.String("adv_addr", cfg.HTTPAdvAddr))
 	go func() {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -107,6 +108,9 @@ type endpoint struct {
 	write bool
 }
 
+// queueWaitTimeout is ?wait's default deadline (API.md 1.2).
+const queueWaitTimeout = 30 * time.Second
+
 // prepare parses and admits a data request, answering the client itself
 // (error or request-level error) when it returns false.
 func (g *Gateway) prepare(w http.ResponseWriter, r *http.Request, ep endpoint) (dataCall, bool) {
@@ -125,7 +129,10 @@ func (g *Gateway) prepare(w http.ResponseWriter, r *http.Request, ep endpoint) (
 		return c, false
 	}
 	c.level = replica.ParseLevel(params.Level)
-	if err := g.admit(!ep.write && c.level == replica.LevelNone); err != nil {
+	// A queued write with noleader is accepted whatever the node's state
+	// (API.md 1.2); it is written when the node can.
+	queuedNoLeader := ep.write && params.Queue && params.NoLeader
+	if err := g.admit(!ep.write && c.level == replica.LevelNone); err != nil && !queuedNoLeader {
 		g.writeError(w, err)
 		return c, false
 	}
@@ -155,10 +162,40 @@ func (g *Gateway) handleExecute(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if c.params.Queue {
+		g.enqueue(w, r, c)
+		return
+	}
 	ctx, cancel := g.requestContext(r, c.params.Timeout)
 	defer cancel()
 	resp, err := g.data.Execute(ctx, c.req)
 	g.finish(w, c, resp, err, true)
+}
+
+// enqueue answers a queued write (API.md 1.9): a sequence number at once,
+// or once the queue is flushed past it with ?wait.
+func (g *Gateway) enqueue(w http.ResponseWriter, r *http.Request, c dataCall) {
+	ctx, cancel := g.requestContext(r, c.params.Timeout)
+	defer cancel()
+	seq, err := g.queue.Enqueue(ctx, c.req.Statements)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	if c.params.Wait {
+		timeout := c.params.Timeout
+		if timeout <= 0 {
+			timeout = queueWaitTimeout
+		}
+		wctx, wcancel := context.WithTimeout(r.Context(), timeout)
+		defer wcancel()
+		if err := g.queue.Wait(wctx, seq); err != nil {
+			g.writeError(w, err)
+			return
+		}
+	}
+	env := rqjson.Envelope{SequenceNumber: seq, Time: time.Since(c.start).Seconds()}
+	writeJSON(w, http.StatusOK, rqjson.AppendResponse(nil, nil, env, options(c.params, true)))
 }
 
 // handleQuery: GET ?q= or POST /db/query, reads at a consistency level.

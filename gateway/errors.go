@@ -6,6 +6,7 @@ import (
 
 	"github.com/skiffdb/skiff/actors"
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway/rqjson"
 )
@@ -68,6 +69,7 @@ var errorTable = []struct {
 	{rqjson.ErrUnsupportedType, http.StatusBadRequest, plainText, true},
 	{rqjson.ErrBadParam, http.StatusBadRequest, plainText, true},
 	{ErrBodyTooLarge, http.StatusRequestEntityTooLarge, plainText, false},
+	{queue.ErrWaitTimeout, http.StatusRequestTimeout, plainText, false},
 	{replica.ErrTooLarge, http.StatusRequestEntityTooLarge, plainText, false},
 	{ErrStarting, http.StatusServiceUnavailable, jsonError, false},
 	{ErrOpening, http.StatusServiceUnavailable, jsonError, false},

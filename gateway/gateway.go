@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
@@ -21,6 +22,13 @@ import (
 type Data interface {
 	Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Response, error)
 	Query(ctx context.Context, req *cmdpb.Request, level replica.Level) (*cmdpb.Response, error)
+}
+
+// Queue is what the gateway needs from the queued-writes actor.
+type Queue interface {
+	Enqueue(ctx context.Context, stmts []*cmdpb.Statement) (int64, error)
+	Wait(ctx context.Context, seq int64) error
+	Stats(ctx context.Context) (queue.Stats, error)
 }
 
 // StateSource returns the latest published lifecycle state (never nil).
@@ -32,6 +40,7 @@ type Gateway struct {
 	log   *zap.Logger
 	ln    net.Listener
 	data  Data
+	queue Queue
 	state StateSource
 	srv   *http.Server
 }
@@ -39,15 +48,15 @@ type Gateway struct {
 // New returns a gateway serving on ln, which the caller has bound already:
 // binding first means a client never sees a refused connection while the
 // node starts.
-func New(cfg Config, ln net.Listener, data Data, state StateSource) (*Gateway, error) {
+func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*Gateway, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if ln == nil || data == nil || state == nil {
-		return nil, fmt.Errorf("%w: listener, data and state are required", ErrInvalidConfig)
+	if ln == nil || data == nil || q == nil || state == nil {
+		return nil, fmt.Errorf("%w: listener, data, queue and state are required", ErrInvalidConfig)
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, state: state}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, queue: q, state: state}
 	g.srv = &http.Server{
 		Handler:           g,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway/rqjson"
 	"github.com/skiffdb/skiff/sm"
@@ -72,12 +73,17 @@ func startGateway(t *testing.T, data Data, p *phases) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(Config{AdvAddr: ln.Addr().String()}, ln, data, p.st.Load)
+	q, err := queue.New(queue.Config{}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Config{AdvAddr: ln.Addr().String()}, ln, data, q, p.st.Load)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	go func() { _ = q.Run(ctx) }()
 	go func() { done <- g.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()

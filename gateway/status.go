@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -114,7 +115,7 @@ func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
 			"compiler": runtime.Compiler, "branch": "",
 		},
 		"cluster": obj{"addr": id.RaftAddr, "api_addr": id.APIAddr, "https": "false"},
-		"http":    obj{"auth": "disabled", "bind_addr": g.ln.Addr().String()},
+		"http":    g.httpSection(),
 		"node": obj{
 			"start_time":   st.StartedAt.UTC().Format(time.RFC3339Nano),
 			"current_time": now.UTC().Format(time.RFC3339Nano),
@@ -161,6 +162,23 @@ func (g *Gateway) statusParams(w http.ResponseWriter, r *http.Request) (rqjson.P
 	}
 	return params, true
 }
+
+// httpSection reports the queue as rqlite does (http.queue._default,
+// API.md 2.1). The queue actor answers at once (it never waits on Raft in
+// its loop); if it does not within the bound, the section is left out.
+func (g *Gateway) httpSection() obj {
+	sec := obj{"auth": "disabled", "bind_addr": g.ln.Addr().String()}
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	if st, err := g.queue.Stats(ctx); err == nil {
+		sec["queue"] = obj{"_default": obj{"batch_size": st.BatchSize, "max_size": st.MaxSize,
+			"sequence_number": st.SequenceNumber, "timeout": st.Timeout.String(), "pending": st.Pending}}
+	}
+	return sec
+}
+
+// statsTimeout bounds asking another actor for /status counters.
+const statsTimeout = 200 * time.Millisecond
 
 // handleStatus answers 200 whenever the process lives (DESIGN.md): it reads
 // the published lifecycle state and nothing else.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 
+	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/bootstrap"
 )
@@ -20,7 +21,6 @@ var ignoredValueFlags = []string{
 	"join-attempts", "join-interval", "bootstrap-expect-timeout", "disco-key",
 	"raft-snap-wal-size", "raft-snap-int", "raft-commit-timeout", "raft-leader-lease-timeout",
 	"raft-reap-node-timeout", "raft-reap-read-only-node-timeout", "cluster-connect-timeout",
-	"write-queue-capacity", "write-queue-batch-size", "write-queue-timeout",
 	"http-allow-origin", "auto-backup", "auto-vacuum-int", "auto-optimize-int", "db-max-ro-conns",
 	"cdc-config", "otlp-endpoint", "otlp-service-name", "otlp-interval",
 	"cpu-profile", "mem-profile", "trace-profile", "on-disk-path",
@@ -29,7 +29,7 @@ var ignoredValueFlags = []string{
 // ignoredBoolFlags are rqlited boolean flags accepted and ignored.
 var ignoredBoolFlags = []string{
 	"raft-remove-shutdown", "raft-cluster-remove-shutdown", "raft-shutdown-stepdown",
-	"write-queue-tx", "compress-snap-transport", "on-disk",
+	"compress-snap-transport", "on-disk",
 }
 
 // refusedFlags are rqlited flags Skiff does not implement yet and will not
@@ -89,6 +89,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&c.RaftTick, "raft-tick", replica.DefaultRTT, "Skiff: Raft's logical clock tick; timeouts are whole ticks")
 	fs.StringVar(&c.RaftWALDir, "raft-wal-dir", "", "Skiff: directory of the Raft log's write-ahead log (default: DATADIR/raft-wal)")
 	fs.StringVar(&c.LogDBMemory, "raft-logdb-memory", replica.LogDBSmall, "Skiff: Raft log store memory preset: tiny, small, medium, large")
+	fs.IntVar(&c.Queue.Capacity, "write-queue-capacity", queue.DefaultCapacity, "Queued-write capacity (requests)")
+	fs.IntVar(&c.Queue.BatchSize, "write-queue-batch-size", queue.DefaultBatchSize, "Queued-write batch size (requests per Raft entry)")
+	fs.DurationVar(&c.Queue.Timeout, "write-queue-timeout", queue.DefaultTimeout, "Queued-write flush timeout")
+	fs.BoolVar(&c.Queue.Tx, "write-queue-tx", false, "Wrap each queued-write batch in a transaction")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Skiff: log level: debug, info, warn, error")
 	fs.BoolVar(&o.showVersion, "version", false, "Show version information and exit")
 

@@ -30,9 +30,9 @@ func TestParseFlags(t *testing.T) {
 					t.Fatalf("cfg = %+v", c)
 				}
 			}},
-		{name: "accepted and ignored with a warning", args: []string{"-raft-snap-int", "30s", "-write-queue-tx", "-raft-shutdown-stepdown=false", "d"},
+		{name: "accepted and ignored with a warning", args: []string{"-raft-snap-int", "30s", "-compress-snap-transport", "-raft-shutdown-stepdown=false", "d"},
 			check: func(t *testing.T, o *options) {
-				if strings.Join(o.warnings, ",") != "-raft-shutdown-stepdown,-raft-snap-int,-write-queue-tx" {
+				if strings.Join(o.warnings, ",") != "-compress-snap-transport,-raft-shutdown-stepdown,-raft-snap-int" {
 					t.Fatalf("warnings = %v", o.warnings)
 				}
 			}},
