@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway/rqjson"
+	"github.com/skiffdb/skiff/gateway/sqlrw"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
@@ -147,6 +149,20 @@ func (g *Gateway) prepare(w http.ResponseWriter, r *http.Request, ep endpoint) (
 	return c, true
 }
 
+// rewrite makes c's statements deterministic before they enter the log
+// (API.md 1.15): writes and strong reads only, unless noparse.
+func (g *Gateway) rewrite(c dataCall) {
+	if c.params.NoParse {
+		return
+	}
+	o := sqlrw.Options{NoRandom: c.params.NoRWRandom, NoTime: c.params.NoRWTime, Now: time.Now(), Rand: rand.Reader}
+	for _, s := range c.req.Statements {
+		if out, changed := sqlrw.Rewrite(s.Sql, o); changed {
+			s.Sql = out
+		}
+	}
+}
+
 // finish writes the outcome of a data call.
 func (g *Gateway) finish(w http.ResponseWriter, c dataCall, resp *cmdpb.Response, err error, writes bool) {
 	if err != nil {
@@ -163,9 +179,11 @@ func (g *Gateway) handleExecute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.params.Queue {
+		g.rewrite(c)
 		g.enqueue(w, r, c)
 		return
 	}
+	g.rewrite(c)
 	ctx, cancel := g.requestContext(r, c.params.Timeout)
 	defer cancel()
 	resp, err := g.data.Execute(ctx, c.req)
@@ -204,6 +222,9 @@ func (g *Gateway) handleQuery(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if c.level == replica.LevelStrong {
+		g.rewrite(c)
+	}
 	ctx, cancel := g.requestContext(r, c.params.Timeout)
 	defer cancel()
 	resp, err := g.data.Query(ctx, c.req, c.level)
@@ -233,6 +254,7 @@ func (g *Gateway) handleRequest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	g.rewrite(c)
 	resp, err := g.data.Execute(ctx, c.req)
 	g.finish(w, c, resp, err, true)
 }
@@ -244,4 +266,30 @@ func hasWrite(resp *cmdpb.Response) bool {
 		}
 	}
 	return false
+}
+
+// handleSQL: /db/sql shows what rewriting does to statements, changing
+// nothing (API.md 1.15).
+func (g *Gateway) handleSQL(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodGet, http.MethodPost) {
+		return
+	}
+	params, stmts, err := g.parse(w, r, true)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	type shown struct {
+		Original  string `json:"original"`
+		Rewritten string `json:"rewritten"`
+	}
+	out := struct {
+		Results []shown `json:"results"`
+	}{Results: make([]shown, 0, len(stmts))}
+	o := sqlrw.Options{NoRandom: params.NoRWRandom, NoTime: params.NoRWTime, Now: time.Now(), Rand: rand.Reader}
+	for _, s := range stmts {
+		rw, _ := sqlrw.Rewrite(s.Sql, o)
+		out.Results = append(out.Results, shown{Original: s.Sql, Rewritten: rw})
+	}
+	writeJSON(w, http.StatusOK, marshal(out, params.Pretty))
 }

@@ -120,6 +120,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.handleQuery(w, r)
 	case strings.HasPrefix(p, "/db/request"):
 		g.handleRequest(w, r)
+	case strings.HasPrefix(p, "/db/sql"):
+		g.handleSQL(w, r)
 	case strings.HasPrefix(p, "/status"):
 		g.handleStatus(w, r)
 	case strings.HasPrefix(p, "/readyz"):

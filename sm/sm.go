@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -35,6 +36,9 @@ type StateMachine struct {
 	// of its own (see echo).
 	sawInsert, sawWrite, sawDDL bool
 	echoID, echoChanges         int64
+	// rng backs RANDOM() and RANDOMBLOB() in writes, reseeded from each
+	// entry's index so every replica draws the same values.
+	rng *rand.Rand
 
 	// mu guards the handles Lookup uses against the swap in
 	// RecoverFromSnapshot and the teardown in Close.
@@ -132,6 +136,9 @@ func (s *StateMachine) openHandles(path string) (*writer, chan *sqlite3.SQLiteCo
 	fail := func(err error) (*writer, chan *sqlite3.SQLiteConn, uint64, error) {
 		_ = wc.Close()
 		return nil, nil, 0, err
+	}
+	if err := s.registerDeterministic(wc); err != nil {
+		return fail(err)
 	}
 	if err := execRaw(wc, "BEGIN IMMEDIATE"); err != nil {
 		return fail(fmt.Errorf("%w: begin schema: %w", ErrStorage, err))
@@ -300,3 +307,29 @@ func (f *failedSM) PrepareSnapshot() (interface{}, error)                      {
 func (f *failedSM) SaveSnapshot(interface{}, io.Writer, <-chan struct{}) error { return f.err }
 func (f *failedSM) RecoverFromSnapshot(io.Reader, <-chan struct{}) error       { return f.err }
 func (f *failedSM) Close() error                                               { return nil }
+
+// registerDeterministic overrides SQLite's RANDOM() and RANDOMBLOB() on the
+// writer with a generator seeded from the entry being applied. The gateway
+// already rewrites them into literals (API.md 1.15), but not everywhere
+// (ORDER BY RANDOM(), ?norwrandom, computed arguments); this makes a write
+// apply identically on every replica whatever it was sent with.
+func (s *StateMachine) registerDeterministic(c *sqlite3.SQLiteConn) error {
+	s.rng = rand.New(rand.NewPCG(0, 0))
+	if err := c.RegisterFunc("random", func() int64 { return int64(s.rng.Uint64()) }, false); err != nil {
+		return fmt.Errorf("%w: register random: %w", ErrStorage, err)
+	}
+	blob := func(n int64) []byte {
+		b := make([]byte, max(1, min(n, 1<<30)))
+		for i := range b {
+			b[i] = byte(s.rng.Uint32())
+		}
+		return b
+	}
+	if err := c.RegisterFunc("randomblob", blob, false); err != nil {
+		return fmt.Errorf("%w: register randomblob: %w", ErrStorage, err)
+	}
+	return nil
+}
+
+// seed makes the writer's RANDOM() a function of the entry index.
+func (s *StateMachine) seed(index uint64) { s.rng = rand.New(rand.NewPCG(index, 0x5eed)) }

@@ -488,3 +488,22 @@ func TestWriteResultsEchoLikeRqlite(t *testing.T) {
 		}
 	}
 }
+
+// Two replicas applying the same entries draw the same RANDOM() values,
+// even when the statement reached the log unrewritten.
+func TestRandomIsDeterministicAcrossReplicas(t *testing.T) {
+	a, b := newHarness(t), newHarness(t)
+	for _, h := range []*harness{a, b} {
+		h.apply(cmd("a", false, "CREATE TABLE t (id INTEGER PRIMARY KEY, r INTEGER, blob BLOB)"))
+		h.apply(cmd("b", false, "INSERT INTO t (r, blob) VALUES (random(), randomblob(8))",
+			"INSERT INTO t (r, blob) SELECT random(), randomblob(3) FROM t"))
+	}
+	q := "SELECT id, r, hex(blob) FROM t ORDER BY id"
+	ra, rb := a.query(q).Results[0], b.query(q).Results[0]
+	if len(ra.Rows) != 2 || fmt.Sprint(ra.Rows) != fmt.Sprint(rb.Rows) {
+		t.Fatalf("replicas differ:\n%v\n%v", ra.Rows, rb.Rows)
+	}
+	if ra.Rows[0].Values[1].GetI() == ra.Rows[1].Values[1].GetI() {
+		t.Fatal("random() repeated its value")
+	}
+}

@@ -224,6 +224,7 @@ func (s *StateMachine) applyEntry(e *sm.Entry) (res sm.Result, rolledBack bool, 
 	default:
 		return errorResult(e.Index, fmt.Sprintf("unsupported command type %d", cmd.GetType())), false, nil
 	}
+	s.seed(e.Index)
 	resp, times, rolledBack, err := s.execRequest(cmd.GetRequest(), mode)
 	if err != nil || rolledBack {
 		return sm.Result{}, rolledBack, err
