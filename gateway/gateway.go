@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,6 +44,12 @@ type Gateway struct {
 	queue Queue
 	state StateSource
 	srv   *http.Server
+	stats counters
+}
+
+// counters are the gateway's request counts, shown in /debug/vars.
+type counters struct {
+	execute, query, request, status, readyz, nodes atomic.Int64
 }
 
 // New returns a gateway serving on ln, which the caller has bound already:
@@ -115,25 +122,59 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/":
 		http.Redirect(w, r, "/status", http.StatusFound)
 	case strings.HasPrefix(p, "/db/execute"):
+		g.count(&g.stats.execute)
 		g.handleExecute(w, r)
 	case strings.HasPrefix(p, "/db/query"):
+		g.count(&g.stats.query)
 		g.handleQuery(w, r)
 	case strings.HasPrefix(p, "/db/request"):
+		g.count(&g.stats.request)
 		g.handleRequest(w, r)
 	case strings.HasPrefix(p, "/db/sql"):
 		g.handleSQL(w, r)
+	case strings.HasPrefix(p, "/db/backup"):
+		g.notYet(w, r, http.MethodGet)
+	case strings.HasPrefix(p, "/db/load"):
+		g.notYet(w, r, http.MethodPost)
+	case p == "/boot":
+		g.notYet(w, r, http.MethodPost)
+	case p == "/snapshot":
+		g.notYet(w, r, http.MethodPost)
+	case p == "/reap":
+		g.notYet(w, r, http.MethodPost)
+	case strings.HasPrefix(p, "/remove"):
+		g.notYet(w, r, http.MethodDelete)
 	case strings.HasPrefix(p, "/status"):
+		g.count(&g.stats.status)
 		g.handleStatus(w, r)
 	case strings.HasPrefix(p, "/readyz"):
+		g.count(&g.stats.readyz)
 		g.handleReadyz(w, r)
 	case strings.HasPrefix(p, "/nodes"):
+		g.count(&g.stats.nodes)
 		g.handleNodes(w, r)
 	case p == "/leader":
 		g.handleLeader(w, r)
+	case p == "/debug/vars":
+		g.handleVars(w, r)
+	case strings.HasPrefix(p, "/debug/pprof"):
+		g.handlePprof(w, r)
 	default:
 		w.WriteHeader(http.StatusNotFound)
 	}
 }
+
+// notYet answers a route of API.md 1.1 that this version does not serve:
+// 405 for a wrong method as rqlite would, else 501 with a clear message.
+func (g *Gateway) notYet(w http.ResponseWriter, r *http.Request, method string) {
+	if !methods(w, r, method) {
+		return
+	}
+	http.Error(w, r.URL.Path+" is not implemented by this version of Skiff", http.StatusNotImplemented)
+}
+
+// count increments a request counter for /debug/vars.
+func (g *Gateway) count(c *atomic.Int64) { c.Add(1) }
 
 // methods answers 405 (empty body, API.md 1.6) unless r uses one of ms.
 func methods(w http.ResponseWriter, r *http.Request, ms ...string) bool {

@@ -300,3 +300,38 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// API.md 1.1: every route answers; the ones not served yet say so, and a
+// wrong method is 405 as in rqlite.
+func TestRoutingTable(t *testing.T) {
+	data := &fakeData{}
+	p := &phases{}
+	p.set(lifecycle.Ready, 1)
+	base := startGateway(t, data, p)
+	do(t, "POST", base+"/db/execute", `["INSERT INTO t VALUES(1)"]`)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		contains     string
+	}{
+		{"GET", "/", 302, ""},
+		{"GET", "/db/backup", 501, "not implemented"},
+		{"POST", "/db/backup", 405, ""},
+		{"GET", "/db/load", 405, ""},
+		{"GET", "/boot", 405, ""},
+		{"GET", "/snapshot", 405, ""},
+		{"GET", "/remove", 405, ""},
+		{"GET", "/debug/vars", 200, `"num_execute":1`},
+		{"GET", "/debug/vars?key=http", 200, `"num_execute":1`},
+		{"GET", "/debug/vars?key=nope", 404, ""},
+		{"GET", "/debug/pprof/", 200, "goroutine"},
+		{"GET", "/db/sql?q=SELECT+datetime('now')", 200, `"rewritten":"SELECT datetime(24`},
+		{"GET", "/status?key=store.raft.state", 200, `"Leader"`},
+		{"GET", "/status?key=no.such", 404, ""},
+	} {
+		r := do(t, tc.method, base+tc.path, "")
+		if r.status != tc.status || !strings.Contains(r.body, tc.contains) {
+			t.Errorf("%s %s: %d %.200q, want %d containing %q", tc.method, tc.path, r.status, r.body, tc.status, tc.contains)
+		}
+	}
+}

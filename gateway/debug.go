@@ -1,0 +1,60 @@
+package gateway
+
+import (
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"runtime"
+	"strings"
+)
+
+// handleVars serves expvar-style JSON at /debug/vars (API.md 1.1): the
+// process's command line and memory statistics, rqlite's "http" counters,
+// and Skiff's own. ?key= returns one top-level section.
+func (g *Gateway) handleVars(w http.ResponseWriter, r *http.Request) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st := g.state()
+	vars := obj{
+		"cmdline":  os.Args,
+		"memstats": ms,
+		"http": obj{
+			"num_execute": g.stats.execute.Load(), "num_query": g.stats.query.Load(),
+			"num_request": g.stats.request.Load(), "num_status": g.stats.status.Load(),
+			"num_readyz": g.stats.readyz.Load(), "num_nodes": g.stats.nodes.Load(),
+		},
+		"skiff": obj{
+			"lifecycle_state":          string(st.Phase),
+			"lifecycle_dropped_events": st.Dropped,
+			"applied_index":            st.Progress.AppliedIndex,
+			"num_goroutine":            runtime.NumGoroutine(),
+		},
+	}
+	var doc any = vars
+	if k := r.URL.Query().Get("key"); k != "" {
+		v, ok := vars[k]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		doc = v
+	}
+	writeJSON(w, http.StatusOK, marshal(doc, r.URL.Query().Has("pretty")))
+}
+
+// handlePprof serves Go's profiles under /debug/pprof/ without the global
+// ServeMux.
+func (g *Gateway) handlePprof(w http.ResponseWriter, r *http.Request) {
+	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r)
+	}
+}
