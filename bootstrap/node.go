@@ -15,6 +15,7 @@ import (
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway"
+	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 
@@ -45,6 +46,13 @@ func (rt *router) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Respo
 func (rt *router) Query(ctx context.Context, req *cmdpb.Request, level replica.Level) (*cmdpb.Response, error) {
 	if r := rt.r.Load(); r != nil {
 		return r.Query(ctx, req, level)
+	}
+	return nil, replica.ErrNotStarted
+}
+
+func (rt *router) Backup(ctx context.Context, b *sm.Backup) (*sm.BackupResult, error) {
+	if r := rt.r.Load(); r != nil {
+		return r.Backup(ctx, b)
 	}
 	return nil, replica.ErrNotStarted
 }

@@ -293,3 +293,6 @@ func (g *Gateway) handleSQL(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, marshal(out, params.Pretty))
 }
+
+// rqjsonParams parses r's query parameters.
+func rqjsonParams(r *http.Request) (rqjson.Params, error) { return rqjson.ParseParams(r.URL.Query()) }

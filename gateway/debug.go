@@ -22,6 +22,7 @@ func (g *Gateway) handleVars(w http.ResponseWriter, r *http.Request) {
 			"num_execute": g.stats.execute.Load(), "num_query": g.stats.query.Load(),
 			"num_request": g.stats.request.Load(), "num_status": g.stats.status.Load(),
 			"num_readyz": g.stats.readyz.Load(), "num_nodes": g.stats.nodes.Load(),
+			"backups": g.stats.backup.Load(),
 		},
 		"skiff": obj{
 			"lifecycle_state":          string(st.Phase),

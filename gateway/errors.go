@@ -14,6 +14,7 @@ import (
 // Sentinel errors of package gateway.
 var (
 	ErrBodyTooLarge = errors.New("request body too large")
+	ErrBadFormat    = errors.New("invalid backup format")
 	ErrNoLeader     = errors.New("leader not found")
 	// Phase errors refuse data requests while the node cannot serve them
 	// (DESIGN.md "Lifecycle states").
@@ -69,6 +70,7 @@ var errorTable = []struct {
 	{rqjson.ErrUnsupportedType, http.StatusBadRequest, plainText, true},
 	{rqjson.ErrBadParam, http.StatusBadRequest, plainText, true},
 	{ErrBodyTooLarge, http.StatusRequestEntityTooLarge, plainText, false},
+	{ErrBadFormat, http.StatusBadRequest, plainText, true},
 	{queue.ErrWaitTimeout, http.StatusRequestTimeout, plainText, false},
 	{replica.ErrTooLarge, http.StatusRequestEntityTooLarge, plainText, false},
 	{ErrStarting, http.StatusServiceUnavailable, jsonError, false},

@@ -16,6 +16,7 @@ import (
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 
@@ -23,6 +24,7 @@ import (
 type Data interface {
 	Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Response, error)
 	Query(ctx context.Context, req *cmdpb.Request, level replica.Level) (*cmdpb.Response, error)
+	Backup(ctx context.Context, b *sm.Backup) (*sm.BackupResult, error)
 }
 
 // Queue is what the gateway needs from the queued-writes actor.
@@ -49,7 +51,7 @@ type Gateway struct {
 
 // counters are the gateway's request counts, shown in /debug/vars.
 type counters struct {
-	execute, query, request, status, readyz, nodes atomic.Int64
+	execute, query, request, status, readyz, nodes, backup atomic.Int64
 }
 
 // New returns a gateway serving on ln, which the caller has bound already:
@@ -133,7 +135,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/db/sql"):
 		g.handleSQL(w, r)
 	case strings.HasPrefix(p, "/db/backup"):
-		g.notYet(w, r, http.MethodGet)
+		g.count(&g.stats.backup)
+		g.handleBackup(w, r)
 	case strings.HasPrefix(p, "/db/load"):
 		g.notYet(w, r, http.MethodPost)
 	case p == "/boot":

@@ -57,6 +57,12 @@ func (f *fakeData) Query(_ context.Context, req *cmdpb.Request, _ replica.Level)
 	return out, nil
 }
 
+func (f *fakeData) Backup(_ context.Context, b *sm.Backup) (*sm.BackupResult, error) {
+	f.calls.Add(1)
+	n, err := b.W.Write([]byte("SQLite format 3\x00fake"))
+	return &sm.BackupResult{Bytes: int64(n)}, err
+}
+
 // phases is a settable state source.
 type phases struct {
 	st atomic.Pointer[lifecycle.State]
@@ -315,7 +321,10 @@ func TestRoutingTable(t *testing.T) {
 		contains     string
 	}{
 		{"GET", "/", 302, ""},
-		{"GET", "/db/backup", 501, "not implemented"},
+		{"GET", "/db/backup", 200, "SQLite format 3"},
+		{"GET", "/db/backup?fmt=xml", 400, "invalid backup format"},
+		{"GET", "/db/load", 405, ""},
+		{"POST", "/db/load", 501, "not implemented"},
 		{"POST", "/db/backup", 405, ""},
 		{"GET", "/db/load", 405, ""},
 		{"GET", "/boot", 405, ""},

@@ -238,6 +238,14 @@ type Query struct {
 // Lookup runs a read. It may run concurrently with any other method and
 // after Close, so it works only under mu.RLock.
 func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
+	if b, ok := q.(*Backup); ok {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if s.closed || s.path == "" {
+			return nil, ErrClosed
+		}
+		return s.backup(b)
+	}
 	query, ok := q.(*Query)
 	if !ok || query.Request == nil {
 		return nil, fmt.Errorf("%w: %T", ErrBadQuery, q)

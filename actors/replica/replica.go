@@ -68,9 +68,16 @@ type QueryReq struct {
 	Level   Level
 }
 
+// BackupReq asks for a consistent copy of the local database.
+type BackupReq struct {
+	Ctx    context.Context
+	Backup *sm.Backup
+}
+
 type (
-	execEnv  = actors.Envelope[ExecReq, *cmdpb.Response]
-	queryEnv = actors.Envelope[QueryReq, *cmdpb.Response]
+	execEnv   = actors.Envelope[ExecReq, *cmdpb.Response]
+	queryEnv  = actors.Envelope[QueryReq, *cmdpb.Response]
+	backupEnv = actors.Envelope[BackupReq, *sm.BackupResult]
 )
 
 // Inbox and timer sizes.
@@ -92,13 +99,14 @@ const (
 
 // Replica is the actor owning the NodeHost.
 type Replica struct {
-	cfg    Config
-	log    *zap.Logger
-	life   *lifecycle.Lifecycle
-	execC  chan execEnv
-	queryC chan queryEnv
-	done   *actors.Done
-	lis    *listener
+	cfg     Config
+	log     *zap.Logger
+	life    *lifecycle.Lifecycle
+	execC   chan execEnv
+	queryC  chan queryEnv
+	backupC chan backupEnv
+	done    *actors.Done
+	lis     *listener
 	// workers counts request goroutines, so shutdown can wait for them
 	// before the NodeHost they use is closed under them.
 	workers sync.WaitGroup
@@ -116,7 +124,7 @@ func New(cfg Config) (*Replica, error) {
 	}
 	r := &Replica{
 		cfg: cfg, log: cfg.Logger, life: cfg.Lifecycle,
-		execC: make(chan execEnv, inboxSize), queryC: make(chan queryEnv, inboxSize),
+		execC: make(chan execEnv, inboxSize), queryC: make(chan queryEnv, inboxSize), backupC: make(chan backupEnv, inboxSize),
 		done: actors.NewDone(),
 		lis:  &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
 	}
@@ -132,6 +140,11 @@ func (r *Replica) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Respo
 // Query reads at level.
 func (r *Replica) Query(ctx context.Context, req *cmdpb.Request, level Level) (*cmdpb.Response, error) {
 	return actors.Call(ctx, r.done.C(), r.queryC, QueryReq{Ctx: ctx, Request: req, Level: level})
+}
+
+// Backup streams a consistent copy of the local database (API.md 1.10).
+func (r *Replica) Backup(ctx context.Context, b *sm.Backup) (*sm.BackupResult, error) {
+	return actors.Call(ctx, r.done.C(), r.backupC, BackupReq{Ctx: ctx, Backup: b})
 }
 
 // Done is closed when Run has returned.
@@ -178,6 +191,13 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 			r.workers.Add(1)
 			go func() { defer r.workers.Done(); r.serveQuery(nh, env) }()
+		case env := <-r.backupC:
+			if nh == nil {
+				env.Answer(nil, ErrNotStarted)
+				continue
+			}
+			r.workers.Add(1)
+			go func() { defer r.workers.Done(); r.serveBackup(nh, env) }()
 		case <-r.lis.members:
 			if nh != nil {
 				r.workers.Add(1)
@@ -215,6 +235,9 @@ func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
 			env.Answer(nil, ErrStopped)
 			continue
 		case env := <-r.queryC:
+			env.Answer(nil, ErrStopped)
+			continue
+		case env := <-r.backupC:
 			env.Answer(nil, ErrStopped)
 			continue
 		default:
@@ -368,6 +391,27 @@ func (r *Replica) serveQuery(nh *dragonboat.NodeHost, env queryEnv) {
 		return
 	}
 	env.Answer(resp, nil)
+}
+
+// serveBackup copies the local database. It runs as long as the copy
+// takes: its deadline is the request's, not the apply timeout.
+func (r *Replica) serveBackup(nh *dragonboat.NodeHost, env backupEnv) {
+	ctx, cancel := context.WithCancel(env.Req.Ctx)
+	defer cancel()
+	stop := context.AfterFunc(r.workCtx, cancel)
+	defer stop()
+	b := *env.Req.Backup
+	b.Ctx = ctx
+	out, err := nh.StaleRead(r.cfg.ShardID, &b)
+	if err != nil {
+		if errors.Is(err, sm.ErrBackupWrite) {
+			env.Answer(nil, err)
+			return
+		}
+		env.Answer(nil, r.mapErr(nh, err))
+		return
+	}
+	env.Answer(out.(*sm.BackupResult), nil)
 }
 
 // propose replicates one command and waits until it is applied locally.

@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"compress/gzip"
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/skiffdb/skiff/sm"
+)
+
+// backupTimeout bounds a backup without a timeout parameter: a large
+// database takes long to copy, and a client that goes away cancels it.
+const backupTimeout = 24 * time.Hour
+
+// trackingWriter remembers whether the response has started, because a
+// failure after that can only be reported by aborting the connection.
+type trackingWriter struct {
+	w       http.ResponseWriter
+	started bool
+	ctype   string
+}
+
+func (t *trackingWriter) Write(p []byte) (int, error) {
+	if !t.started {
+		t.started = true
+		t.w.Header().Set("Content-Type", t.ctype)
+		t.w.WriteHeader(http.StatusOK)
+	}
+	return t.w.Write(p)
+}
+
+// handleBackup: GET /db/backup streams a consistent copy of the database:
+// SQLite file (default, fmt=delete for rollback mode) or SQL dump
+// (fmt=sql, tables=), optionally vacuumed or gzip-compressed (API.md 1.10).
+func (g *Gateway) handleBackup(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodGet) {
+		return
+	}
+	params, err := rqjsonParams(r)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	b := &sm.Backup{Tables: params.Tables, Vacuum: params.Vacuum}
+	ctype := "application/octet-stream"
+	switch params.Fmt {
+	case "", "binary":
+		b.Format = sm.BackupBinary
+	case "delete":
+		b.Format = sm.BackupDelete
+	case "sql":
+		b.Format, ctype = sm.BackupSQL, "application/sql"
+	default:
+		g.writeError(w, fmt.Errorf("%w: %q", ErrBadFormat, params.Fmt))
+		return
+	}
+	if err := g.admit(params.NoLeader); err != nil {
+		g.writeError(w, err)
+		return
+	}
+	timeout := params.Timeout
+	if timeout <= 0 {
+		timeout = backupTimeout
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	tw := &trackingWriter{w: w, ctype: ctype}
+	b.W = tw
+	var zw *gzip.Writer
+	if params.Compress {
+		zw = gzip.NewWriter(tw)
+		b.W = zw
+	}
+	_, err = g.data.Backup(ctx, b)
+	if err == nil && zw != nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		if tw.started {
+			// Half a backup must not look like a whole one.
+			g.log.Warn("backup aborted mid-stream")
+			panic(http.ErrAbortHandler)
+		}
+		g.writeError(w, err)
+		return
+	}
+	if !tw.started {
+		tw.Write(nil) //nolint:errcheck // an empty body still gets its headers
+	}
+}

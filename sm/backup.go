@@ -1,0 +1,292 @@
+package sm
+
+import (
+	"bufio"
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+	"go.uber.org/zap"
+)
+
+// BackupFormat selects what a Backup writes (API.md 1.10).
+type BackupFormat int
+
+// Backup formats.
+const (
+	// BackupBinary is a SQLite database file in WAL mode.
+	BackupBinary BackupFormat = iota
+	// BackupDelete is a SQLite database file in rollback (DELETE) mode.
+	BackupDelete
+	// BackupSQL is a SQL text dump.
+	BackupSQL
+)
+
+// Backup is a Lookup query that streams a consistent copy of the database
+// to W. Skiff's internal tables are left out: the copy is the client's
+// database, loadable anywhere.
+type Backup struct {
+	Ctx    context.Context
+	W      io.Writer
+	Format BackupFormat
+	// Tables limits a SQL dump to these tables (empty: all).
+	Tables []string
+	// Vacuum writes a VACUUMed (compacted) copy of a binary backup.
+	Vacuum bool
+}
+
+// BackupResult reports what was written.
+type BackupResult struct{ Bytes int64 }
+
+// ErrBackupWrite marks a failure writing to the client (as opposed to
+// reading the database).
+var ErrBackupWrite = errors.New("backup write failed")
+
+// backupLogEvery is how many bytes pass between progress logs.
+const backupLogEvery = 64 << 20
+
+// backup serves a Backup under mu.RLock (the caller's), on a connection of
+// its own so that the read-only pool is not held for the whole transfer.
+func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
+	ctx := b.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	src, err := openReader(s.path, s.cfg.ForeignKeys, false)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	if err := execRaw(src, "BEGIN"); err != nil {
+		return nil, fmt.Errorf("pin read transaction: %w", err)
+	}
+	defer execRaw(src, "ROLLBACK") //nolint:errcheck // a read transaction; nothing to lose
+	if _, err := queryInt64(src, "SELECT COUNT(*) FROM sqlite_master"); err != nil {
+		return nil, fmt.Errorf("start read transaction: %w", err)
+	}
+	cw := &countingWriter{w: b.W, log: s.log}
+	if b.Format == BackupSQL {
+		err = dumpSQL(ctx, src, bufio.NewWriterSize(cw, 256<<10), b.Tables)
+	} else {
+		err = s.backupFile(ctx, src, cw, b)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("backup written", zap.Int64("bytes", cw.n))
+	return &BackupResult{Bytes: cw.n}, nil
+}
+
+// stopChan turns ctx into the stop channel backupTo watches.
+func stopChan(ctx context.Context) <-chan struct{} { return ctx.Done() }
+
+// backupFile copies the pinned state into a temporary file, removes Skiff's
+// tables from the copy, and streams the file.
+func (s *StateMachine) backupFile(ctx context.Context, src *sqlite3.SQLiteConn, w io.Writer, b *Backup) error {
+	tmp, err := os.CreateTemp(s.cfg.Dir, "backup-*"+tmpSuffix)
+	if err != nil {
+		return fmt.Errorf("create backup file: %w", err)
+	}
+	path := tmp.Name()
+	_ = tmp.Close()
+	defer func() {
+		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+			_ = os.Remove(path + suffix)
+		}
+	}()
+	if err := backupTo(src, path, stopChan(ctx)); err != nil {
+		return err
+	}
+	if err := scrubCopy(path, b); err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open backup file: %w", err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(w, f); err != nil {
+		return fmt.Errorf("%w: %w", ErrBackupWrite, err)
+	}
+	return nil
+}
+
+// scrubCopy drops Skiff's internal tables from a copy and applies the
+// requested journal mode and vacuum.
+func scrubCopy(path string, b *Backup) error {
+	dc, err := (&sqlite3.SQLiteDriver{}).Open("file:" + uriPath(path) + "?_synchronous=OFF")
+	if err != nil {
+		return fmt.Errorf("open backup copy: %w", err)
+	}
+	c := dc.(*sqlite3.SQLiteConn)
+	defer c.Close()
+	for _, t := range []string{dedupTable, localTable, metaTable} {
+		if err := execRaw(c, "DROP TABLE IF EXISTS "+t); err != nil {
+			return fmt.Errorf("scrub backup copy: %w", err)
+		}
+	}
+	mode := "WAL"
+	if b.Format == BackupDelete {
+		mode = "DELETE"
+	}
+	if err := execRaw(c, "PRAGMA journal_mode="+mode); err != nil {
+		return fmt.Errorf("set journal mode: %w", err)
+	}
+	if b.Vacuum {
+		if err := execRaw(c, "VACUUM"); err != nil {
+			return fmt.Errorf("vacuum backup copy: %w", err)
+		}
+	}
+	// Fold the WAL into the file so the copy is one self-contained file.
+	if err := execRaw(c, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		return fmt.Errorf("checkpoint backup copy: %w", err)
+	}
+	return nil
+}
+
+type countingWriter struct {
+	w       io.Writer
+	n, last int64
+	log     *zap.Logger
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if c.n-c.last >= backupLogEvery {
+		c.last = c.n
+		c.log.Info("backup progress", zap.Int64("bytes", c.n))
+	}
+	if err != nil {
+		return n, fmt.Errorf("%w: %w", ErrBackupWrite, err)
+	}
+	return n, nil
+}
+
+// dumpSQL writes a SQL text dump like sqlite3's .dump: schema and rows of
+// each client table, then indexes, triggers and views.
+func dumpSQL(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, only []string) error {
+	want := map[string]bool{}
+	for _, t := range only {
+		want[strings.ToLower(t)] = true
+	}
+	keep := func(tbl string) bool {
+		l := strings.ToLower(tbl)
+		return !strings.HasPrefix(l, internalPrefix) && (len(want) == 0 || want[l])
+	}
+	type entry struct{ typ, name, tbl, sql string }
+	var schema []entry
+	if err := eachRow(ctx, c, `SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql NOT NULL ORDER BY rowid`, 4, func(v []driver.Value) error {
+		schema = append(schema, entry{str(v[0]), str(v[1]), str(v[2]), str(v[3])})
+		return nil
+	}); err != nil {
+		return err
+	}
+	if _, err := w.WriteString("PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n"); err != nil {
+		return fmt.Errorf("%w: %w", ErrBackupWrite, err)
+	}
+	hasSequence := false
+	for _, e := range schema {
+		if e.typ != "table" || !keep(e.tbl) {
+			continue
+		}
+		if e.name == "sqlite_sequence" {
+			hasSequence = true
+			continue
+		}
+		if strings.HasPrefix(e.name, "sqlite_") {
+			continue
+		}
+		if _, err := w.WriteString(e.sql + ";\n"); err != nil {
+			return fmt.Errorf("%w: %w", ErrBackupWrite, err)
+		}
+		if err := dumpRows(ctx, c, w, e.name); err != nil {
+			return err
+		}
+	}
+	if hasSequence {
+		if _, err := w.WriteString("DELETE FROM sqlite_sequence;\n"); err != nil {
+			return fmt.Errorf("%w: %w", ErrBackupWrite, err)
+		}
+		if err := dumpRows(ctx, c, w, "sqlite_sequence"); err != nil {
+			return err
+		}
+	}
+	for _, e := range schema {
+		if e.typ == "table" || !keep(e.tbl) {
+			continue
+		}
+		if _, err := w.WriteString(e.sql + ";\n"); err != nil {
+			return fmt.Errorf("%w: %w", ErrBackupWrite, err)
+		}
+	}
+	if _, err := w.WriteString("COMMIT;\n"); err != nil {
+		return fmt.Errorf("%w: %w", ErrBackupWrite, err)
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBackupWrite, err)
+	}
+	return nil
+}
+
+// dumpRows writes one INSERT per row; SQLite's quote() renders each value
+// as the literal that reads back as the same value and storage class.
+func dumpRows(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, table string) error {
+	var cols []string
+	if err := eachRow(ctx, c, "SELECT name FROM pragma_table_info("+quoteLiteral(table)+")", 1, func(v []driver.Value) error {
+		cols = append(cols, "quote("+quoteIdent(str(v[0]))+")")
+		return nil
+	}); err != nil {
+		return err
+	}
+	if len(cols) == 0 {
+		return nil
+	}
+	prefix := "INSERT INTO " + quoteIdent(table) + " VALUES("
+	q := "SELECT " + strings.Join(cols, "||','||") + " FROM " + quoteIdent(table)
+	return eachRow(ctx, c, q, 1, func(v []driver.Value) error {
+		if _, err := w.WriteString(prefix + str(v[0]) + ");\n"); err != nil {
+			return fmt.Errorf("%w: %w", ErrBackupWrite, err)
+		}
+		return nil
+	})
+}
+
+func eachRow(ctx context.Context, c *sqlite3.SQLiteConn, q string, n int, f func([]driver.Value) error) error {
+	rows, err := c.QueryContext(ctx, q, nil)
+	if err != nil {
+		return fmt.Errorf("dump %q: %w", q, err)
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, n)
+	for {
+		err := rows.Next(dest)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("dump %q: %w", q, err)
+		}
+		if err := f(dest); err != nil {
+			return err
+		}
+	}
+}
+
+func str(v driver.Value) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	}
+	return ""
+}
+
+func quoteIdent(s string) string   { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+func quoteLiteral(s string) string { return `'` + strings.ReplaceAll(s, `'`, `''`) + `'` }

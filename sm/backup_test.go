@@ -1,0 +1,128 @@
+package sm
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func backupOf(t *testing.T, h *harness, b *Backup) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	b.W, b.Ctx = &buf, context.Background()
+	out, err := h.s.Lookup(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := out.(*BackupResult).Bytes; n != int64(buf.Len()) {
+		t.Fatalf("reported %d bytes, wrote %d", n, buf.Len())
+	}
+	return buf.Bytes()
+}
+
+func fixture(t *testing.T) *harness {
+	h := newHarness(t)
+	h.apply(cmd("a", false,
+		"CREATE TABLE foo (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, ts DATETIME, r REAL, b BLOB)",
+		`INSERT INTO foo (name, ts, r, b) VALUES ('fi''ona', 1700000000, 1.5, x'deadbeef'), (NULL, '2024-01-02 03:04:05', -0.1, NULL)`,
+		"CREATE INDEX foo_name ON foo(name)",
+		"CREATE TABLE bar (x)", "INSERT INTO bar VALUES (42)",
+		"CREATE VIEW v AS SELECT name FROM foo"))
+	return h
+}
+
+func openSQLite(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func tables(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	rows, err := db.Query("SELECT name FROM sqlite_master WHERE type IN ('table','view') ORDER BY name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		_ = rows.Scan(&n)
+		names = append(names, n)
+	}
+	return strings.Join(names, ",")
+}
+
+// API.md 1.10: a binary backup is the client's database, without Skiff's
+// tables, in WAL mode or (fmt=delete) rollback mode.
+func TestBackupBinary(t *testing.T) {
+	h := fixture(t)
+	for _, tc := range []struct {
+		b    Backup
+		mode string
+	}{
+		{Backup{Format: BackupBinary}, "wal"},
+		{Backup{Format: BackupDelete}, "delete"},
+		{Backup{Format: BackupBinary, Vacuum: true}, "wal"},
+	} {
+		data := backupOf(t, h, &tc.b)
+		if !bytes.HasPrefix(data, []byte("SQLite format 3\x00")) {
+			t.Fatalf("not a SQLite file: %q", data[:16])
+		}
+		path := filepath.Join(t.TempDir(), "copy.sqlite")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		db := openSQLite(t, path)
+		if got := tables(t, db); got != "bar,foo,sqlite_sequence,v" {
+			t.Fatalf("tables in copy = %s", got)
+		}
+		var mode string
+		_ = db.QueryRow("PRAGMA journal_mode").Scan(&mode)
+		if mode != tc.mode {
+			t.Fatalf("journal mode %s, want %s", mode, tc.mode)
+		}
+		var n int
+		_ = db.QueryRow("SELECT COUNT(*) FROM foo WHERE b = x'deadbeef'").Scan(&n)
+		if n != 1 {
+			t.Fatal("row missing from copy")
+		}
+	}
+}
+
+// A SQL dump loads into an empty SQLite database and reproduces the same
+// values with the same storage classes.
+func TestBackupSQLDump(t *testing.T) {
+	h := fixture(t)
+	dump := string(backupOf(t, h, &Backup{Format: BackupSQL}))
+	for _, want := range []string{"PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n", "CREATE TABLE foo", `INSERT INTO "foo" VALUES(1,'fi''ona',1700000000,1.5,X'DEADBEEF');`,
+		"CREATE INDEX foo_name", "CREATE VIEW v", "DELETE FROM sqlite_sequence;", "COMMIT;\n"} {
+		if !strings.Contains(dump, want) {
+			t.Fatalf("dump lacks %q:\n%s", want, dump)
+		}
+	}
+	if strings.Contains(dump, internalPrefix) {
+		t.Fatalf("dump holds internal tables:\n%s", dump)
+	}
+	db := openSQLite(t, filepath.Join(t.TempDir(), "load.sqlite"))
+	if _, err := db.Exec(dump); err != nil {
+		t.Fatalf("loading the dump: %v", err)
+	}
+	var types string
+	_ = db.QueryRow("SELECT group_concat(typeof(name)||typeof(ts)||typeof(r)||typeof(b), ',') FROM foo").Scan(&types)
+	if types != "textintegerrealblob,nulltextrealnull" {
+		t.Fatalf("storage classes after reload = %s", types)
+	}
+	only := string(backupOf(t, h, &Backup{Format: BackupSQL, Tables: []string{"bar"}}))
+	if strings.Contains(only, "foo") || !strings.Contains(only, `INSERT INTO "bar" VALUES(42);`) {
+		t.Fatalf("tables=bar dump:\n%s", only)
+	}
+}
