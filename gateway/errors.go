@@ -9,6 +9,7 @@ import (
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway/rqjson"
+	"github.com/skiffdb/skiff/sm"
 )
 
 // Sentinel errors of package gateway.
@@ -71,6 +72,7 @@ var errorTable = []struct {
 	{rqjson.ErrBadParam, http.StatusBadRequest, plainText, true},
 	{ErrBodyTooLarge, http.StatusRequestEntityTooLarge, plainText, false},
 	{ErrBadFormat, http.StatusBadRequest, plainText, true},
+	{sm.ErrInvalidSQLite, http.StatusBadRequest, plainText, false},
 	{queue.ErrWaitTimeout, http.StatusRequestTimeout, plainText, false},
 	{replica.ErrTooLarge, http.StatusRequestEntityTooLarge, plainText, false},
 	{ErrStarting, http.StatusServiceUnavailable, jsonError, false},

@@ -138,7 +138,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.count(&g.stats.backup)
 		g.handleBackup(w, r)
 	case strings.HasPrefix(p, "/db/load"):
-		g.notYet(w, r, http.MethodPost)
+		g.handleLoad(w, r)
 	case p == "/boot":
 		g.notYet(w, r, http.MethodPost)
 	case p == "/snapshot":

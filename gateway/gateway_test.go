@@ -324,7 +324,7 @@ func TestRoutingTable(t *testing.T) {
 		{"GET", "/db/backup", 200, "SQLite format 3"},
 		{"GET", "/db/backup?fmt=xml", 400, "invalid backup format"},
 		{"GET", "/db/load", 405, ""},
-		{"POST", "/db/load", 501, "not implemented"},
+		{"POST", "/boot", 501, "not implemented"},
 		{"POST", "/db/backup", 405, ""},
 		{"GET", "/db/load", 405, ""},
 		{"GET", "/boot", 405, ""},

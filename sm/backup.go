@@ -290,3 +290,27 @@ func str(v driver.Value) string {
 
 func quoteIdent(s string) string   { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 func quoteLiteral(s string) string { return `'` + strings.ReplaceAll(s, `'`, `''`) + `'` }
+
+// ErrInvalidSQLite is returned by DumpFile for a file that is not a usable
+// SQLite database.
+var ErrInvalidSQLite = errors.New("invalid SQLite data")
+
+// DumpFile writes a SQL dump of the SQLite database at path (a file a
+// client uploaded, not the replica's): how a binary load becomes
+// statements that every replica applies.
+func DumpFile(ctx context.Context, path string, w io.Writer) error {
+	dc, err := (&sqlite3.SQLiteDriver{}).Open("file:" + uriPath(path) + "?_query_only=1")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSQLite, err)
+	}
+	c := dc.(*sqlite3.SQLiteConn)
+	defer c.Close()
+	if err := execRaw(c, "BEGIN"); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSQLite, err)
+	}
+	defer execRaw(c, "ROLLBACK") //nolint:errcheck // read only
+	if _, err := queryInt64(c, "SELECT COUNT(*) FROM sqlite_master"); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSQLite, err)
+	}
+	return dumpSQL(ctx, c, bufio.NewWriterSize(w, 256<<10), nil)
+}

@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 
 func backupOf(t *testing.T, h *harness, b *Backup) []byte {
@@ -125,4 +129,35 @@ func TestBackupSQLDump(t *testing.T) {
 	if strings.Contains(only, "foo") || !strings.Contains(only, `INSERT INTO "bar" VALUES(42);`) {
 		t.Fatalf("tables=bar dump:\n%s", only)
 	}
+}
+
+// A binary load replaces the database: the dump of another database runs
+// after every client object is dropped, in one entry.
+func TestReplaceAllLoadsDump(t *testing.T) {
+	src := fixture(t)
+	dump := string(backupOf(t, src, &Backup{Format: BackupSQL}))
+	dst := newHarness(t)
+	dst.apply(cmd("a", false, "CREATE TABLE old (x)", "CREATE VIEW oldv AS SELECT x FROM old", "INSERT INTO old VALUES (1)"))
+	b, _ := proto.Marshal(&cmdpb.Command{Version: CommandVersion, RequestId: []byte("load"), Type: cmdpb.Command_TYPE_EXECUTE,
+		Request: &cmdpb.Request{Statements: stmts(stripTxControl(dump)), Transaction: true, ReplaceAll: true}})
+	r := dst.apply(b)[0]
+	if r.Error != "" || r.Results[0].Error != "" {
+		t.Fatalf("load: %v", r)
+	}
+	got := string(backupOf(t, dst, &Backup{Format: BackupSQL}))
+	if got != dump {
+		t.Fatalf("database after load differs:\n got %s\nwant %s", got, dump)
+	}
+}
+
+// stripTxControl removes the dump's own BEGIN/COMMIT lines, as the gateway
+// does before a load (client transaction control is refused in entries).
+func stripTxControl(dump string) string {
+	var out []string
+	for _, l := range strings.Split(dump, "\n") {
+		if l != "BEGIN TRANSACTION;" && l != "COMMIT;" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -34,8 +34,9 @@ type StateMachine struct {
 	// What the authorizer saw while preparing the current client
 	// statement, and the rowid/changes a client would see on a connection
 	// of its own (see echo).
-	sawInsert, sawWrite, sawDDL bool
-	echoID, echoChanges         int64
+	sawInsert, sawWrite bool
+	dropping            string
+	echoID, echoChanges int64
 	// rng backs RANDOM() and RANDOMBLOB() in writes, reseeded from each
 	// entry's index so every replica draws the same values.
 	rng *rand.Rand

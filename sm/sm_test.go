@@ -480,6 +480,9 @@ func TestWriteResultsEchoLikeRqlite(t *testing.T) {
 		{"CREATE INDEX foo_name ON foo(name)", want{2, 2}},
 		{`DELETE FROM foo WHERE id = 1`, want{2, 1}},
 		{"DROP TABLE foo", want{2, 1}},
+		// API.md 1.10: a dump loaded as one statement string reports its
+		// last write.
+		{"CREATE TABLE bar (id INTEGER PRIMARY KEY, v); INSERT INTO bar (v) VALUES (1), (2); CREATE INDEX bar_v ON bar(v)", want{2, 2}},
 	}
 	for _, st := range steps {
 		r := h.apply(cmd("", false, st.sql))[0].Results[0]

@@ -265,6 +265,21 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 	}
 	stmts := req.GetStatements()
 	resp = &cmdpb.Response{Results: make([]*cmdpb.StatementResult, 0, len(stmts))}
+	if req.GetReplaceAll() && mode == modeWrite {
+		if err := dropClientObjects(w.c); err != nil {
+			if isStorageFault(err) {
+				return nil, nil, false, err
+			}
+			if err := run(w.rollbackTo); err != nil {
+				return nil, nil, false, fmt.Errorf("rollback to savepoint: %w", err)
+			}
+			if err := run(w.release); err != nil {
+				return nil, nil, false, fmt.Errorf("release savepoint: %w", err)
+			}
+			resp.Error = err.Error()
+			return resp, nil, false, nil
+		}
+	}
 	if req.GetTimings() {
 		times = make([]float64, 0, len(stmts))
 	}
@@ -275,7 +290,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 			t0 = time.Now()
 		}
 		s.userMode = true
-		s.sawInsert, s.sawWrite, s.sawDDL = false, false, false
+		s.sawInsert, s.sawWrite, s.dropping = false, false, ""
 		res, err := runStatement(context.Background(), w.c, st, mode)
 		s.userMode = false
 		if err != nil {
@@ -319,22 +334,21 @@ func timed(on bool, f func() (*cmdpb.StatementResult, error)) (*cmdpb.StatementR
 }
 
 // observe records, from the authorizer's calls while a client statement is
-// prepared, whether it writes rows of a client table and whether it is DDL.
+// prepared, whether it writes rows of a client table. DDL edits only the
+// schema table, and DROP TABLE announces a DELETE of the table it drops,
+// neither of which changes sqlite3_changes().
 func (s *StateMachine) observe(op int, table string) {
 	switch op {
+	case sqlite3.SQLITE_DROP_TABLE:
+		s.dropping = table
 	case sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE:
-		if strings.HasPrefix(strings.ToLower(table), "sqlite_") {
-			return // DDL edits the schema table
+		if strings.HasPrefix(strings.ToLower(table), "sqlite_") || (op == sqlite3.SQLITE_DELETE && table == s.dropping) {
+			return
 		}
 		s.sawWrite = true
 		if op == sqlite3.SQLITE_INSERT {
 			s.sawInsert = true
 		}
-	case sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_TRIGGER,
-		sqlite3.SQLITE_CREATE_VIEW, sqlite3.SQLITE_DROP_INDEX, sqlite3.SQLITE_DROP_TABLE,
-		sqlite3.SQLITE_DROP_TRIGGER, sqlite3.SQLITE_DROP_VIEW, sqlite3.SQLITE_ALTER_TABLE,
-		sqlite3.SQLITE_CREATE_VTABLE, sqlite3.SQLITE_DROP_VTABLE:
-		s.sawDDL = true
 	}
 }
 
@@ -348,11 +362,37 @@ func (s *StateMachine) echo(res *cmdpb.StatementResult) {
 	if res.GetIsQuery() || res.GetError() != "" {
 		return
 	}
-	if s.sawWrite && !s.sawDDL {
+	if s.sawWrite {
 		if s.sawInsert && res.RowsAffected > 0 {
 			s.echoID = res.LastInsertId
 		}
 		s.echoChanges = res.RowsAffected
 	}
 	res.LastInsertId, res.RowsAffected = s.echoID, s.echoChanges
+}
+
+// dropClientObjects removes every client view, trigger and table (their
+// indexes go with them), for a load that replaces the database. It runs
+// inside the entry's savepoint, so a load that fails rolls the drops back.
+func dropClientObjects(c *sqlite3.SQLiteConn) error {
+	var drops []string
+	q := `SELECT type, name FROM sqlite_master WHERE type IN ('view', 'trigger', 'table')
+		AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE '\_\_skiff\_%' ESCAPE '\'
+		ORDER BY CASE type WHEN 'view' THEN 0 WHEN 'trigger' THEN 1 ELSE 2 END, rowid DESC`
+	if err := eachRow(context.Background(), c, q, 2, func(v []driver.Value) error {
+		drops = append(drops, "DROP "+strings.ToUpper(str(v[0]))+" IF EXISTS "+quoteIdent(str(v[1])))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, d := range drops {
+		if err := execRaw(c, d); err != nil {
+			return fmt.Errorf("replace database: %s: %w", d, err)
+		}
+	}
+	n, err := queryInt64(c, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_sequence'")
+	if err != nil || n == 0 {
+		return err
+	}
+	return execRaw(c, "DELETE FROM sqlite_sequence")
 }

@@ -280,3 +280,24 @@ func randomBytes(r io.Reader, n int) []byte {
 func randomInt64(r io.Reader) int64 {
 	return int64(binary.LittleEndian.Uint64(randomBytes(r, 8)))
 }
+
+// txControlLines are the statements a dump wraps itself in (sqlite3's
+// .dump and rqlite's fmt=sql). A load runs as one entry inside Skiff's own
+// transaction, where client transaction control is refused, so they go.
+var txControlLines = map[string]bool{
+	"BEGIN;": true, "BEGIN TRANSACTION;": true, "COMMIT;": true, "COMMIT TRANSACTION;": true,
+	"END TRANSACTION;": true,
+}
+
+// StripTxControl removes whole lines holding only BEGIN/COMMIT statements.
+// Lines are compared whole, so a trigger body's BEGIN ... END stays.
+func StripTxControl(sql string) string {
+	lines := strings.Split(sql, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if !txControlLines[strings.ToUpper(strings.TrimSpace(l))] {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -292,7 +292,10 @@ type Request struct {
 	// stops processing and rolls back this request alone.
 	Transaction bool `protobuf:"varint,2,opt,name=transaction,proto3" json:"transaction,omitempty"`
 	// timings asks for per-statement execution time in results.
-	Timings       bool `protobuf:"varint,3,opt,name=timings,proto3" json:"timings,omitempty"`
+	Timings bool `protobuf:"varint,3,opt,name=timings,proto3" json:"timings,omitempty"`
+	// replace_all drops every client table, view and trigger before the
+	// statements run: a load that replaces the database (API.md 1.10).
+	ReplaceAll    bool `protobuf:"varint,4,opt,name=replace_all,json=replaceAll,proto3" json:"replace_all,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -344,6 +347,13 @@ func (x *Request) GetTransaction() bool {
 func (x *Request) GetTimings() bool {
 	if x != nil {
 		return x.Timings
+	}
+	return false
+}
+
+func (x *Request) GetReplaceAll() bool {
+	if x != nil {
+		return x.ReplaceAll
 	}
 	return false
 }
@@ -801,13 +811,15 @@ const file_command_proto_rawDesc = "" +
 	"\n" +
 	"parameters\x18\x02 \x03(\v2\x1b.skiff.command.v1.ParameterR\n" +
 	"parameters\x12!\n" +
-	"\freturns_rows\x18\x03 \x01(\bR\vreturnsRows\"\x82\x01\n" +
+	"\freturns_rows\x18\x03 \x01(\bR\vreturnsRows\"\xa3\x01\n" +
 	"\aRequest\x12;\n" +
 	"\n" +
 	"statements\x18\x01 \x03(\v2\x1b.skiff.command.v1.StatementR\n" +
 	"statements\x12 \n" +
 	"\vtransaction\x18\x02 \x01(\bR\vtransaction\x12\x18\n" +
-	"\atimings\x18\x03 \x01(\bR\atimings\"\xeb\x01\n" +
+	"\atimings\x18\x03 \x01(\bR\atimings\x12\x1f\n" +
+	"\vreplace_all\x18\x04 \x01(\bR\n" +
+	"replaceAll\"\xeb\x01\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
