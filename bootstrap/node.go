@@ -57,6 +57,20 @@ func (rt *router) Backup(ctx context.Context, b *sm.Backup) (*sm.BackupResult, e
 	return nil, replica.ErrNotStarted
 }
 
+func (rt *router) Checkpoint(ctx context.Context) (*sm.CheckpointResult, error) {
+	if r := rt.r.Load(); r != nil {
+		return r.Checkpoint(ctx)
+	}
+	return nil, replica.ErrNotStarted
+}
+
+func (rt *router) Snapshot(ctx context.Context, trailingLogs int64) (uint64, error) {
+	if r := rt.r.Load(); r != nil {
+		return r.Snapshot(ctx, trailingLogs)
+	}
+	return 0, replica.ErrNotStarted
+}
+
 // Node is a running node.
 type Node struct {
 	cfg     Config

@@ -3,10 +3,12 @@ package gateway
 import (
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/sm"
 )
 
@@ -89,4 +91,66 @@ func (g *Gateway) handleBackup(w http.ResponseWriter, r *http.Request) {
 	if !tw.started {
 		tw.Write(nil) //nolint:errcheck // an empty body still gets its headers
 	}
+}
+
+// handleSnapshot: POST /snapshot forces a Raft snapshot and log truncation,
+// keeping trailing_logs entries; 204 when nothing is new (API.md 1.10).
+func (g *Gateway) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodPost) {
+		return
+	}
+	params, err := rqjsonParams(r)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	if err := g.admit(false); err != nil {
+		g.writeError(w, err)
+		return
+	}
+	trailing := int64(-1)
+	if params.HasTrailingLogs {
+		trailing = int64(max(0, params.TrailingLogs))
+	}
+	ctx, cancel := g.requestContext(r, params.Timeout)
+	defer cancel()
+	if _, err := g.data.Snapshot(ctx, trailing); err != nil {
+		if errors.Is(err, replica.ErrNothingToSnapshot) {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		g.writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// handleReap: POST /reap checkpoints the SQLite WAL. Dragonboat removes
+// its own obsolete snapshots as it takes new ones, so none are left here
+// to reap.
+func (g *Gateway) handleReap(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodPost) {
+		return
+	}
+	params, err := rqjsonParams(r)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	if err := g.admit(true); err != nil {
+		g.writeError(w, err)
+		return
+	}
+	ctx, cancel := g.requestContext(r, params.Timeout)
+	defer cancel()
+	res, err := g.data.Checkpoint(ctx)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	checkpointed := 0
+	if res.Frames > 0 {
+		checkpointed = 1
+	}
+	writeJSON(w, http.StatusOK, []byte(fmt.Sprintf(`{"snapshots_reaped":0,"wals_checkpointed":%d}`, checkpointed)))
 }

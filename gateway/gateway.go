@@ -25,6 +25,8 @@ type Data interface {
 	Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Response, error)
 	Query(ctx context.Context, req *cmdpb.Request, level replica.Level) (*cmdpb.Response, error)
 	Backup(ctx context.Context, b *sm.Backup) (*sm.BackupResult, error)
+	Checkpoint(ctx context.Context) (*sm.CheckpointResult, error)
+	Snapshot(ctx context.Context, trailingLogs int64) (uint64, error)
 }
 
 // Queue is what the gateway needs from the queued-writes actor.
@@ -142,9 +144,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/boot":
 		g.notYet(w, r, http.MethodPost)
 	case p == "/snapshot":
-		g.notYet(w, r, http.MethodPost)
+		g.handleSnapshot(w, r)
 	case p == "/reap":
-		g.notYet(w, r, http.MethodPost)
+		g.handleReap(w, r)
 	case strings.HasPrefix(p, "/remove"):
 		g.notYet(w, r, http.MethodDelete)
 	case strings.HasPrefix(p, "/status"):

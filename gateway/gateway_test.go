@@ -63,6 +63,17 @@ func (f *fakeData) Backup(_ context.Context, b *sm.Backup) (*sm.BackupResult, er
 	return &sm.BackupResult{Bytes: int64(n)}, err
 }
 
+func (f *fakeData) Checkpoint(context.Context) (*sm.CheckpointResult, error) {
+	return &sm.CheckpointResult{Frames: 3}, nil
+}
+
+func (f *fakeData) Snapshot(_ context.Context, trailing int64) (uint64, error) {
+	if trailing == 0 {
+		return 0, replica.ErrNothingToSnapshot
+	}
+	return 9, nil
+}
+
 // phases is a settable state source.
 type phases struct {
 	st atomic.Pointer[lifecycle.State]
@@ -329,6 +340,10 @@ func TestRoutingTable(t *testing.T) {
 		{"GET", "/db/load", 405, ""},
 		{"GET", "/boot", 405, ""},
 		{"GET", "/snapshot", 405, ""},
+		{"POST", "/snapshot", 200, ""},
+		{"POST", "/snapshot?trailing_logs=0", 204, ""},
+		{"POST", "/snapshot?trailing_logs=x", 400, "trailing_logs is not a valid integer"},
+		{"POST", "/reap", 200, `{"snapshots_reaped":0,"wals_checkpointed":1}`},
 		{"GET", "/remove", 405, ""},
 		{"GET", "/debug/vars", 200, `"num_execute":1`},
 		{"GET", "/debug/vars?key=http", 200, `"num_execute":1`},

@@ -314,3 +314,29 @@ func DumpFile(ctx context.Context, path string, w io.Writer) error {
 	}
 	return dumpSQL(ctx, c, bufio.NewWriterSize(w, 256<<10), nil)
 }
+
+// Checkpoint is a Lookup query that folds SQLite's WAL into the database
+// file (rqlite's /reap).
+type Checkpoint struct{}
+
+// CheckpointResult reports how many WAL frames were checkpointed.
+type CheckpointResult struct{ Frames int64 }
+
+// checkpoint runs a PASSIVE checkpoint from a connection of its own: it
+// copies what no reader still needs and never blocks the writer.
+func (s *StateMachine) checkpoint() (*CheckpointResult, error) {
+	c, err := openWriter(s.path, s.cfg.ForeignKeys)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var frames int64
+	err = eachRow(context.Background(), c, "PRAGMA wal_checkpoint(PASSIVE)", 3, func(v []driver.Value) error {
+		frames, _ = v[2].(int64)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	return &CheckpointResult{Frames: frames}, nil
+}

@@ -239,13 +239,21 @@ type Query struct {
 // Lookup runs a read. It may run concurrently with any other method and
 // after Close, so it works only under mu.RLock.
 func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
-	if b, ok := q.(*Backup); ok {
+	switch x := q.(type) {
+	case *Backup:
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		if s.closed || s.path == "" {
 			return nil, ErrClosed
 		}
-		return s.backup(b)
+		return s.backup(x)
+	case *Checkpoint:
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if s.closed || s.path == "" {
+			return nil, ErrClosed
+		}
+		return s.checkpoint()
 	}
 	query, ok := q.(*Query)
 	if !ok || query.Request == nil {

@@ -20,6 +20,8 @@ var (
 	ErrTooLarge = errors.New("request too large")
 	// ErrStopped: the replica is shutting down.
 	ErrStopped = errors.New("replica stopped")
+	// ErrNothingToSnapshot: no entry was applied since the last snapshot.
+	ErrNothingToSnapshot = errors.New("nothing new to snapshot")
 	// ErrBadLevel: unknown read consistency level.
 	ErrBadLevel = errors.New("unknown read consistency level")
 	// ErrInvalidConfig is returned by Config.Validate.

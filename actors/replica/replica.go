@@ -68,16 +68,25 @@ type QueryReq struct {
 	Level   Level
 }
 
-// BackupReq asks for a consistent copy of the local database.
-type BackupReq struct {
-	Ctx    context.Context
-	Backup *sm.Backup
+// LocalReq runs a state machine query on the local replica for as long as
+// it takes (a backup, a checkpoint): its deadline is the request's own.
+type LocalReq struct {
+	Ctx   context.Context
+	Query any
+}
+
+// SnapshotReq asks for a Raft snapshot and log truncation, keeping
+// TrailingLogs entries (-1: the configured compaction overhead).
+type SnapshotReq struct {
+	Ctx          context.Context
+	TrailingLogs int64
 }
 
 type (
-	execEnv   = actors.Envelope[ExecReq, *cmdpb.Response]
-	queryEnv  = actors.Envelope[QueryReq, *cmdpb.Response]
-	backupEnv = actors.Envelope[BackupReq, *sm.BackupResult]
+	snapshotEnv = actors.Envelope[SnapshotReq, uint64]
+	execEnv     = actors.Envelope[ExecReq, *cmdpb.Response]
+	queryEnv    = actors.Envelope[QueryReq, *cmdpb.Response]
+	localEnv    = actors.Envelope[LocalReq, any]
 )
 
 // Inbox and timer sizes.
@@ -99,14 +108,15 @@ const (
 
 // Replica is the actor owning the NodeHost.
 type Replica struct {
-	cfg     Config
-	log     *zap.Logger
-	life    *lifecycle.Lifecycle
-	execC   chan execEnv
-	queryC  chan queryEnv
-	backupC chan backupEnv
-	done    *actors.Done
-	lis     *listener
+	cfg    Config
+	log    *zap.Logger
+	life   *lifecycle.Lifecycle
+	execC  chan execEnv
+	queryC chan queryEnv
+	localC chan localEnv
+	snapC  chan snapshotEnv
+	done   *actors.Done
+	lis    *listener
 	// workers counts request goroutines, so shutdown can wait for them
 	// before the NodeHost they use is closed under them.
 	workers sync.WaitGroup
@@ -124,9 +134,10 @@ func New(cfg Config) (*Replica, error) {
 	}
 	r := &Replica{
 		cfg: cfg, log: cfg.Logger, life: cfg.Lifecycle,
-		execC: make(chan execEnv, inboxSize), queryC: make(chan queryEnv, inboxSize), backupC: make(chan backupEnv, inboxSize),
-		done: actors.NewDone(),
-		lis:  &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
+		execC: make(chan execEnv, inboxSize), queryC: make(chan queryEnv, inboxSize), localC: make(chan localEnv, inboxSize),
+		snapC: make(chan snapshotEnv, inboxSize),
+		done:  actors.NewDone(),
+		lis:   &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
 	}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	return r, nil
@@ -144,7 +155,31 @@ func (r *Replica) Query(ctx context.Context, req *cmdpb.Request, level Level) (*
 
 // Backup streams a consistent copy of the local database (API.md 1.10).
 func (r *Replica) Backup(ctx context.Context, b *sm.Backup) (*sm.BackupResult, error) {
-	return actors.Call(ctx, r.done.C(), r.backupC, BackupReq{Ctx: ctx, Backup: b})
+	return localCall[*sm.BackupResult](ctx, r, b)
+}
+
+// Checkpoint folds the local SQLite WAL into the database file (/reap).
+func (r *Replica) Checkpoint(ctx context.Context) (*sm.CheckpointResult, error) {
+	return localCall[*sm.CheckpointResult](ctx, r, &sm.Checkpoint{})
+}
+
+func localCall[T any](ctx context.Context, r *Replica, q any) (T, error) {
+	var zero T
+	out, err := actors.Call(ctx, r.done.C(), r.localC, LocalReq{Ctx: ctx, Query: q})
+	if err != nil {
+		return zero, err
+	}
+	v, ok := out.(T)
+	if !ok {
+		return zero, fmt.Errorf("%w: lookup returned %T", ErrNotReady, out)
+	}
+	return v, nil
+}
+
+// Snapshot forces a Raft snapshot and log truncation (API.md 1.10) and
+// returns its index; ErrNothingToSnapshot when nothing is new.
+func (r *Replica) Snapshot(ctx context.Context, trailingLogs int64) (uint64, error) {
+	return actors.Call(ctx, r.done.C(), r.snapC, SnapshotReq{Ctx: ctx, TrailingLogs: trailingLogs})
 }
 
 // Done is closed when Run has returned.
@@ -191,13 +226,20 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 			r.workers.Add(1)
 			go func() { defer r.workers.Done(); r.serveQuery(nh, env) }()
-		case env := <-r.backupC:
+		case env := <-r.localC:
 			if nh == nil {
 				env.Answer(nil, ErrNotStarted)
 				continue
 			}
 			r.workers.Add(1)
-			go func() { defer r.workers.Done(); r.serveBackup(nh, env) }()
+			go func() { defer r.workers.Done(); r.serveLocal(nh, env) }()
+		case env := <-r.snapC:
+			if nh == nil {
+				env.Answer(0, ErrNotStarted)
+				continue
+			}
+			r.workers.Add(1)
+			go func() { defer r.workers.Done(); r.serveSnapshot(nh, env) }()
 		case <-r.lis.members:
 			if nh != nil {
 				r.workers.Add(1)
@@ -237,8 +279,11 @@ func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
 		case env := <-r.queryC:
 			env.Answer(nil, ErrStopped)
 			continue
-		case env := <-r.backupC:
+		case env := <-r.localC:
 			env.Answer(nil, ErrStopped)
+			continue
+		case env := <-r.snapC:
+			env.Answer(0, ErrStopped)
 			continue
 		default:
 		}
@@ -393,25 +438,52 @@ func (r *Replica) serveQuery(nh *dragonboat.NodeHost, env queryEnv) {
 	env.Answer(resp, nil)
 }
 
-// serveBackup copies the local database. It runs as long as the copy
-// takes: its deadline is the request's, not the apply timeout.
-func (r *Replica) serveBackup(nh *dragonboat.NodeHost, env backupEnv) {
+// serveLocal runs a local query (backup, checkpoint) until it is done or
+// its request's context ends; shutdown cancels it after its grace period.
+func (r *Replica) serveLocal(nh *dragonboat.NodeHost, env localEnv) {
 	ctx, cancel := context.WithCancel(env.Req.Ctx)
 	defer cancel()
 	stop := context.AfterFunc(r.workCtx, cancel)
 	defer stop()
-	b := *env.Req.Backup
-	b.Ctx = ctx
-	out, err := nh.StaleRead(r.cfg.ShardID, &b)
-	if err != nil {
-		if errors.Is(err, sm.ErrBackupWrite) {
-			env.Answer(nil, err)
-			return
-		}
+	q := env.Req.Query
+	if b, ok := q.(*sm.Backup); ok {
+		cp := *b
+		cp.Ctx = ctx
+		q = &cp
+	}
+	out, err := nh.StaleRead(r.cfg.ShardID, q)
+	switch {
+	case err == nil:
+		env.Answer(out, nil)
+	case errors.Is(err, sm.ErrBackupWrite):
+		env.Answer(nil, err)
+	default:
 		env.Answer(nil, r.mapErr(nh, err))
+	}
+}
+
+// serveSnapshot asks Dragonboat for a snapshot. For an on-disk state
+// machine it is a Sync barrier plus metadata, after which the log is
+// compacted down to the trailing entries (DRAGONBOAT.md 0.1).
+func (r *Replica) serveSnapshot(nh *dragonboat.NodeHost, env snapshotEnv) {
+	ctx, cancel := r.withDeadline(env.Req.Ctx)
+	defer cancel()
+	opt := dragonboat.SnapshotOption{}
+	if env.Req.TrailingLogs >= 0 {
+		opt.OverrideCompactionOverhead = true
+		opt.CompactionOverhead = uint64(env.Req.TrailingLogs)
+	}
+	idx, err := nh.SyncRequestSnapshot(ctx, r.cfg.ShardID, opt)
+	if errors.Is(err, dragonboat.ErrRejected) {
+		env.Answer(0, ErrNothingToSnapshot)
 		return
 	}
-	env.Answer(out.(*sm.BackupResult), nil)
+	if err != nil {
+		env.Answer(0, r.mapErr(nh, err))
+		return
+	}
+	r.log.Info("snapshot taken", zap.Uint64("index", idx))
+	env.Answer(idx, nil)
 }
 
 // propose replicates one command and waits until it is applied locally.
