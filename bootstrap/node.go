@@ -43,9 +43,9 @@ func (rt *router) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Respo
 	return nil, replica.ErrNotStarted
 }
 
-func (rt *router) Query(ctx context.Context, req *cmdpb.Request, level replica.Level) (*cmdpb.Response, error) {
+func (rt *router) Query(ctx context.Context, req *cmdpb.Request, opts replica.ReadOptions) (*cmdpb.Response, error) {
 	if r := rt.r.Load(); r != nil {
-		return r.Query(ctx, req, level)
+		return r.Query(ctx, req, opts)
 	}
 	return nil, replica.ErrNotStarted
 }

@@ -163,8 +163,16 @@ func (g *Gateway) rewrite(c dataCall) {
 	}
 }
 
+func (c dataCall) readOptions() replica.ReadOptions {
+	return replica.ReadOptions{Level: c.level, Freshness: c.params.Freshness, DBTimeout: c.params.DBTimeout}
+}
+
 // finish writes the outcome of a data call.
 func (g *Gateway) finish(w http.ResponseWriter, c dataCall, resp *cmdpb.Response, err error, writes bool) {
+	if errors.Is(err, replica.ErrStaleRead) {
+		requestError(w, replica.ErrStaleRead.Error(), c.params)
+		return
+	}
 	if err != nil {
 		g.writeError(w, err)
 		return
@@ -227,7 +235,7 @@ func (g *Gateway) handleQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := g.requestContext(r, c.params.Timeout)
 	defer cancel()
-	resp, err := g.data.Query(ctx, c.req, c.level)
+	resp, err := g.data.Query(ctx, c.req, c.readOptions())
 	g.finish(w, c, resp, err, false)
 }
 
@@ -244,7 +252,7 @@ func (g *Gateway) handleRequest(w http.ResponseWriter, r *http.Request) {
 	if c.level != replica.LevelStrong {
 		// The read path refuses each write, statement by statement, so a
 		// refusal anywhere means the request holds a write.
-		resp, err := g.data.Query(ctx, c.req, c.level)
+		resp, err := g.data.Query(ctx, c.req, c.readOptions())
 		if err != nil || !hasWrite(resp) {
 			g.finish(w, c, resp, err, true)
 			return

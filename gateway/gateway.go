@@ -23,7 +23,7 @@ import (
 // Data is what the gateway needs from the replica actor.
 type Data interface {
 	Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Response, error)
-	Query(ctx context.Context, req *cmdpb.Request, level replica.Level) (*cmdpb.Response, error)
+	Query(ctx context.Context, req *cmdpb.Request, opts replica.ReadOptions) (*cmdpb.Response, error)
 	Backup(ctx context.Context, b *sm.Backup) (*sm.BackupResult, error)
 	Checkpoint(ctx context.Context) (*sm.CheckpointResult, error)
 	Snapshot(ctx context.Context, trailingLogs int64) (uint64, error)

@@ -40,7 +40,7 @@ func (f *fakeData) Execute(_ context.Context, req *cmdpb.Request) (*cmdpb.Respon
 	return out, nil
 }
 
-func (f *fakeData) Query(_ context.Context, req *cmdpb.Request, _ replica.Level) (*cmdpb.Response, error) {
+func (f *fakeData) Query(_ context.Context, req *cmdpb.Request, _ replica.ReadOptions) (*cmdpb.Response, error) {
 	f.calls.Add(1)
 	if f.err != nil {
 		return nil, f.err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -234,6 +235,9 @@ type Query struct {
 	// Ctx bounds the read; SQLite is interrupted when it is done.
 	Ctx     context.Context
 	Request *cmdpb.Request
+	// StatementTimeout interrupts each statement after this long (0: no
+	// bound beyond Ctx); the statement's result is "query timeout".
+	StatementTimeout time.Duration
 }
 
 // Lookup runs a read. It may run concurrently with any other method and
@@ -275,16 +279,22 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 		return nil, ctx.Err()
 	}
 	defer func() { s.readers <- c }()
-	return readRequest(ctx, c, query.Request)
+	return readRequest(ctx, c, query.Request, query.StatementTimeout)
 }
 
 // readRequest runs every statement of req as a read. A storage fault on a
 // read is an error of this read only; it does not stop the node.
-func readRequest(ctx context.Context, c *sqlite3.SQLiteConn, req *cmdpb.Request) (*cmdpb.Response, error) {
+func readRequest(ctx context.Context, c *sqlite3.SQLiteConn, req *cmdpb.Request, stmtTimeout time.Duration) (*cmdpb.Response, error) {
 	resp := &cmdpb.Response{Results: make([]*cmdpb.StatementResult, 0, len(req.GetStatements()))}
 	for _, st := range req.GetStatements() {
 		res, err := timed(req.GetTimings(), func() (*cmdpb.StatementResult, error) {
-			return runStatement(ctx, c, st, modeRead)
+			sctx := ctx
+			if stmtTimeout > 0 {
+				var cancel context.CancelFunc
+				sctx, cancel = context.WithTimeout(ctx, stmtTimeout)
+				defer cancel()
+			}
+			return runStatement(sctx, c, st, modeRead)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: read: %w", ErrStorage, err)

@@ -510,3 +510,18 @@ func TestRandomIsDeterministicAcrossReplicas(t *testing.T) {
 		t.Fatal("random() repeated its value")
 	}
 }
+
+// API.md 1.2 db_timeout: a statement of a local read that runs past its
+// bound is interrupted and answers "query timeout"; the next one runs.
+func TestReadStatementTimeout(t *testing.T) {
+	h := newHarness(t)
+	slow := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT COUNT(*) FROM c"
+	out, err := h.s.Lookup(&Query{Request: &cmdpb.Request{Statements: stmts(slow, "SELECT 1")}, StatementTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := out.(*cmdpb.Response).Results
+	if res[0].Error != "query timeout" || res[1].Error != "" || res[1].Rows[0].Values[0].GetI() != 1 {
+		t.Fatalf("results = %v", res)
+	}
+}

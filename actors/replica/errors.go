@@ -20,6 +20,9 @@ var (
 	ErrTooLarge = errors.New("request too large")
 	// ErrStopped: the replica is shutting down.
 	ErrStopped = errors.New("replica stopped")
+	// ErrStaleRead: a level-none read's freshness bound was not met; rqlite
+	// answers it as a request-level error (API.md 1.4).
+	ErrStaleRead = errors.New("stale read")
 	// ErrNothingToSnapshot: no entry was applied since the last snapshot.
 	ErrNothingToSnapshot = errors.New("nothing new to snapshot")
 	// ErrBadLevel: unknown read consistency level.

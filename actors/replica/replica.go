@@ -61,11 +61,23 @@ type ExecReq struct {
 	Request *cmdpb.Request
 }
 
-// QueryReq asks for a read at a consistency level.
+// ReadOptions qualify a read (API.md 1.2, 1.8).
+type ReadOptions struct {
+	Level Level
+	// Freshness bounds, for level none on a node that is not the leader,
+	// how long ago the leader was last heard from (0: no bound).
+	Freshness time.Duration
+	// DBTimeout interrupts each statement of a local read after this long
+	// ("query timeout"). Reads through the log ignore it: an interrupt
+	// timed differently on each replica would make them diverge.
+	DBTimeout time.Duration
+}
+
+// QueryReq asks for a read.
 type QueryReq struct {
 	Ctx     context.Context
 	Request *cmdpb.Request
-	Level   Level
+	Opts    ReadOptions
 }
 
 // LocalReq runs a state machine query on the local replica for as long as
@@ -149,8 +161,8 @@ func (r *Replica) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Respo
 }
 
 // Query reads at level.
-func (r *Replica) Query(ctx context.Context, req *cmdpb.Request, level Level) (*cmdpb.Response, error) {
-	return actors.Call(ctx, r.done.C(), r.queryC, QueryReq{Ctx: ctx, Request: req, Level: level})
+func (r *Replica) Query(ctx context.Context, req *cmdpb.Request, opts ReadOptions) (*cmdpb.Response, error) {
+	return actors.Call(ctx, r.done.C(), r.queryC, QueryReq{Ctx: ctx, Request: req, Opts: opts})
 }
 
 // Backup streams a consistent copy of the local database (API.md 1.10).
@@ -393,8 +405,8 @@ func (r *Replica) serveExec(nh *dragonboat.NodeHost, env execEnv) {
 func (r *Replica) serveQuery(nh *dragonboat.NodeHost, env queryEnv) {
 	ctx, cancel := r.withDeadline(env.Req.Ctx)
 	defer cancel()
-	q := &sm.Query{Ctx: ctx, Request: env.Req.Request}
-	level := env.Req.Level
+	q := &sm.Query{Ctx: ctx, Request: env.Req.Request, StatementTimeout: env.Req.Opts.DBTimeout}
+	level := env.Req.Opts.Level
 	if level == LevelAuto {
 		// auto is none on read replicas and weak on voters (API.md 1.8).
 		level = LevelWeak
@@ -417,6 +429,10 @@ func (r *Replica) serveQuery(nh *dragonboat.NodeHost, env queryEnv) {
 	)
 	switch level {
 	case LevelNone:
+		if r.stale(env.Req.Opts.Freshness) {
+			env.Answer(nil, ErrStaleRead)
+			return
+		}
 		out, err = nh.StaleRead(r.cfg.ShardID, q)
 	case LevelLinearizable:
 		out, err = nh.SyncRead(ctx, r.cfg.ShardID, q)
@@ -484,6 +500,20 @@ func (r *Replica) serveSnapshot(nh *dragonboat.NodeHost, env snapshotEnv) {
 	}
 	r.log.Info("snapshot taken", zap.Uint64("index", idx))
 	env.Answer(idx, nil)
+}
+
+// stale reports whether a level-none read must be refused: a freshness
+// bound was asked for, this node is not the leader, and it has not heard
+// from one within the bound (API.md 1.8).
+func (r *Replica) stale(freshness time.Duration) bool {
+	if freshness <= 0 {
+		return false
+	}
+	st := r.life.State()
+	if st.IsLeader() {
+		return false
+	}
+	return st.LeaderReplicaID == 0 || time.Since(st.LastLeaderContact) > freshness
 }
 
 // propose replicates one command and waits until it is applied locally.

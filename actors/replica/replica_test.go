@@ -119,7 +119,7 @@ func TestWriteReadEveryLevelAndRestart(t *testing.T) {
 	}
 	for _, lvl := range []Level{LevelNone, LevelWeak, LevelLinearizable, LevelStrong, LevelAuto} {
 		t.Run(lvl.String(), func(t *testing.T) {
-			out, err := n.r.Query(ctxT(t), req("SELECT v FROM t"), lvl)
+			out, err := n.r.Query(ctxT(t), req("SELECT v FROM t"), ReadOptions{Level: lvl})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,7 +137,7 @@ func TestWriteReadEveryLevelAndRestart(t *testing.T) {
 	}
 	n = startNode(t, dir, addr)
 	defer n.stop(t)
-	out, err := n.r.Query(ctxT(t), req("SELECT COUNT(*) FROM t"), LevelLinearizable)
+	out, err := n.r.Query(ctxT(t), req("SELECT COUNT(*) FROM t"), ReadOptions{Level: LevelLinearizable})
 	if err != nil {
 		t.Fatal(err)
 	}
