@@ -44,6 +44,8 @@ type Config struct {
 	// LogDBMemory is the Raft log store's memory preset.
 	LogDBMemory string
 	ForeignKeys bool
+	// HTTPAllowOrigin is the CORS origin allowed (rqlited's -http-allow-origin).
+	HTTPAllowOrigin string
 	// Raft timing (rqlited's flags); converted to ticks of RaftTick.
 	RaftTick             time.Duration
 	RaftHeartbeatTimeout time.Duration

@@ -112,7 +112,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	gw, err := gateway.New(gateway.Config{
-		AdvAddr: cfg.HTTPAdvAddr, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
+		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
 		Logger: log.Named("gateway"),
 	}, ln, rt, q, life.State)
 	if err != nil {

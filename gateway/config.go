@@ -36,6 +36,9 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// Version is reported in X-Rqlite-Version, X-Skiff-Version and /status.
 	Version string
+	// AllowOrigin is sent as Access-Control-Allow-Origin (rqlited's
+	// -http-allow-origin); empty sends none.
+	AllowOrigin string
 	// Commit and BuildTime are reported in /status build.
 	Commit, BuildTime string
 	Logger            *zap.Logger

@@ -114,6 +114,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Rqlite-Version", g.cfg.Version)
 	h.Set("X-Skiff-Version", g.cfg.Version)
+	if g.cfg.AllowOrigin != "" {
+		h.Set("Access-Control-Allow-Origin", g.cfg.AllowOrigin)
+	}
 	if r.Method == http.MethodOptions {
 		// CORS preflight answers before any routing (API.md 1.1).
 		h.Set("Access-Control-Allow-Methods", "OPTIONS, GET, POST")

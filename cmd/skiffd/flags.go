@@ -21,7 +21,7 @@ var ignoredValueFlags = []string{
 	"join-attempts", "join-interval", "bootstrap-expect-timeout", "disco-key",
 	"raft-snap-wal-size", "raft-snap-int", "raft-commit-timeout", "raft-leader-lease-timeout",
 	"raft-reap-node-timeout", "raft-reap-read-only-node-timeout", "cluster-connect-timeout",
-	"http-allow-origin", "auto-backup", "auto-vacuum-int", "auto-optimize-int", "db-max-ro-conns",
+	"auto-backup", "auto-vacuum-int", "auto-optimize-int", "db-max-ro-conns",
 	"cdc-config", "otlp-endpoint", "otlp-service-name", "otlp-interval",
 	"cpu-profile", "mem-profile", "trace-profile", "on-disk-path",
 }
@@ -80,6 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&c.RaftAddr, "raft-addr", bootstrap.DefaultRaftAddr, "Raft bind address")
 	fs.StringVar(&c.RaftAdvAddr, "raft-adv-addr", "", "Advertised Raft address (default: -raft-addr)")
 	fs.StringVar(&c.RaftLogLevel, "raft-log-level", "WARN", "Raft log level: DEBUG, INFO, WARN, ERROR")
+	fs.StringVar(&c.HTTPAllowOrigin, "http-allow-origin", "", "Value of the Access-Control-Allow-Origin header (CORS)")
 	fs.BoolVar(&c.ForeignKeys, "fk", false, "Enable SQLite foreign key constraints (must match on every node)")
 	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat timeout (default: one tick)")
 	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-timeout", 0, "Old name of -raft-heartbeat-timeout")
