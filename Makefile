@@ -9,6 +9,9 @@ STATICCHECK_VERSION := 2026.2.2
 GOBIN := $(shell $(GO) env GOPATH)/bin
 DATA ?= ./data
 TEST_TIMEOUT ?= 20m
+# SQLite's column metadata names a result column's table (?qualify_columns).
+# Exported so every go command, and the e2e tests' own build of skiffd, use it.
+export GOFLAGS := $(strip $(GOFLAGS) -tags=sqlite_column_metadata)
 
 .PHONY: all build run test test-unit test-e2e bench verify fmt tools proto clean
 

@@ -145,7 +145,12 @@ func (g *Gateway) prepare(w http.ResponseWriter, r *http.Request, ep endpoint) (
 		// (API.md 1.4).
 		s.ReturnsRows = !ep.write || rqjson.HasReturning(s.GetSql())
 	}
-	c.req = &cmdpb.Request{Statements: stmts, Transaction: params.Transaction, Timings: params.Timings}
+	if params.QualifyColumns && !sm.QualifyColumnsSupported {
+		g.writeError(w, ErrQualifyUnsupported)
+		return c, false
+	}
+	c.req = &cmdpb.Request{Statements: stmts, Transaction: params.Transaction, Timings: params.Timings,
+		QualifyColumns: params.QualifyColumns}
 	return c, true
 }
 

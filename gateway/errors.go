@@ -16,7 +16,10 @@ import (
 var (
 	ErrBodyTooLarge = errors.New("request body too large")
 	ErrBadFormat    = errors.New("invalid backup format")
-	ErrNoLeader     = errors.New("leader not found")
+	// ErrQualifyUnsupported: a binary built without the Makefile's
+	// sqlite_column_metadata tag cannot name a column's table.
+	ErrQualifyUnsupported = errors.New("qualify_columns is not supported by this build (build with -tags sqlite_column_metadata)")
+	ErrNoLeader           = errors.New("leader not found")
 	// Phase errors refuse data requests while the node cannot serve them
 	// (DESIGN.md "Lifecycle states").
 	ErrStarting   = errors.New("node is starting")
@@ -72,6 +75,7 @@ var errorTable = []struct {
 	{rqjson.ErrBadParam, http.StatusBadRequest, plainText, true},
 	{ErrBodyTooLarge, http.StatusRequestEntityTooLarge, plainText, false},
 	{ErrBadFormat, http.StatusBadRequest, plainText, true},
+	{ErrQualifyUnsupported, http.StatusBadRequest, plainText, false},
 	{sm.ErrInvalidSQLite, http.StatusBadRequest, plainText, false},
 	{queue.ErrWaitTimeout, http.StatusRequestTimeout, plainText, false},
 	{replica.ErrTooLarge, http.StatusRequestEntityTooLarge, plainText, false},

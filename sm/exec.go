@@ -76,11 +76,11 @@ const (
 // runStatement executes one client statement on c and returns its result.
 // err is non-nil only for storage faults or a cancelled ctx; SQL errors are
 // in the result.
-func runStatement(ctx context.Context, c *sqlite3.SQLiteConn, st *cmdpb.Statement, mode stmtMode) (*cmdpb.StatementResult, error) {
+func runStatement(ctx context.Context, c *sqlite3.SQLiteConn, st *cmdpb.Statement, mode stmtMode, qualifyCols bool) (*cmdpb.StatementResult, error) {
 	sqlText := st.GetSql()
 	a := args(st.GetParameters())
 	if mode == modeRead {
-		return runRead(ctx, c, sqlText, a)
+		return runRead(ctx, c, sqlText, a, qualifyCols)
 	}
 	if st.GetReturnsRows() {
 		res, handled, err := runQuery(ctx, c, sqlText, a)
@@ -111,7 +111,7 @@ func sqlError(err error) (*cmdpb.StatementResult, error) {
 
 // runRead runs a statement that must not write: it is prepared first so
 // SQLite itself says whether it is read-only.
-func runRead(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []driver.NamedValue) (*cmdpb.StatementResult, error) {
+func runRead(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []driver.NamedValue, qualifyCols bool) (*cmdpb.StatementResult, error) {
 	ds, err := c.PrepareContext(ctx, sqlText)
 	if err != nil {
 		return sqlError(err)
@@ -125,7 +125,11 @@ func runRead(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []dri
 	if err != nil {
 		return sqlError(err)
 	}
-	return collect(rows.(*sqlite3.SQLiteRows))
+	res, err := collect(rows.(*sqlite3.SQLiteRows))
+	if err == nil && qualifyCols && res.GetError() == "" {
+		res.Columns = qualify(stmt, res.Columns)
+	}
+	return res, err
 }
 
 // runQuery runs a statement for its rows. handled is false when the

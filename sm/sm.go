@@ -294,7 +294,7 @@ func readRequest(ctx context.Context, c *sqlite3.SQLiteConn, req *cmdpb.Request,
 				sctx, cancel = context.WithTimeout(ctx, stmtTimeout)
 				defer cancel()
 			}
-			return runStatement(sctx, c, st, modeRead)
+			return runStatement(sctx, c, st, modeRead, req.GetQualifyColumns())
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: read: %w", ErrStorage, err)

@@ -525,3 +525,20 @@ func TestReadStatementTimeout(t *testing.T) {
 		t.Fatalf("results = %v", res)
 	}
 }
+
+// API.md 1.2 qualify_columns, where this build supports it.
+func TestQualifyColumns(t *testing.T) {
+	h := newHarness(t)
+	h.apply(cmd("a", false, "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo (name) VALUES ('x')"))
+	out, err := h.s.Lookup(&Query{Request: &cmdpb.Request{Statements: stmts("SELECT id, name, 1 AS one FROM foo"), QualifyColumns: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[id name one]"
+	if QualifyColumnsSupported {
+		want = "[foo.id foo.name one]"
+	}
+	if got := fmt.Sprint(out.(*cmdpb.Response).Results[0].Columns); got != want {
+		t.Fatalf("columns = %s, want %s", got, want)
+	}
+}

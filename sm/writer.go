@@ -291,7 +291,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		}
 		s.userMode = true
 		s.sawInsert, s.sawWrite, s.dropping = false, false, ""
-		res, err := runStatement(context.Background(), w.c, st, mode)
+		res, err := runStatement(context.Background(), w.c, st, mode, req.GetQualifyColumns())
 		s.userMode = false
 		if err != nil {
 			return nil, nil, false, err

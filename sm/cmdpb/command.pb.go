@@ -295,9 +295,11 @@ type Request struct {
 	Timings bool `protobuf:"varint,3,opt,name=timings,proto3" json:"timings,omitempty"`
 	// replace_all drops every client table, view and trigger before the
 	// statements run: a load that replaces the database (API.md 1.10).
-	ReplaceAll    bool `protobuf:"varint,4,opt,name=replace_all,json=replaceAll,proto3" json:"replace_all,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReplaceAll bool `protobuf:"varint,4,opt,name=replace_all,json=replaceAll,proto3" json:"replace_all,omitempty"`
+	// qualify_columns names query columns "table.column" (API.md 1.2).
+	QualifyColumns bool `protobuf:"varint,5,opt,name=qualify_columns,json=qualifyColumns,proto3" json:"qualify_columns,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Request) Reset() {
@@ -354,6 +356,13 @@ func (x *Request) GetTimings() bool {
 func (x *Request) GetReplaceAll() bool {
 	if x != nil {
 		return x.ReplaceAll
+	}
+	return false
+}
+
+func (x *Request) GetQualifyColumns() bool {
+	if x != nil {
+		return x.QualifyColumns
 	}
 	return false
 }
@@ -811,7 +820,7 @@ const file_command_proto_rawDesc = "" +
 	"\n" +
 	"parameters\x18\x02 \x03(\v2\x1b.skiff.command.v1.ParameterR\n" +
 	"parameters\x12!\n" +
-	"\freturns_rows\x18\x03 \x01(\bR\vreturnsRows\"\xa3\x01\n" +
+	"\freturns_rows\x18\x03 \x01(\bR\vreturnsRows\"\xcc\x01\n" +
 	"\aRequest\x12;\n" +
 	"\n" +
 	"statements\x18\x01 \x03(\v2\x1b.skiff.command.v1.StatementR\n" +
@@ -819,7 +828,8 @@ const file_command_proto_rawDesc = "" +
 	"\vtransaction\x18\x02 \x01(\bR\vtransaction\x12\x18\n" +
 	"\atimings\x18\x03 \x01(\bR\atimings\x12\x1f\n" +
 	"\vreplace_all\x18\x04 \x01(\bR\n" +
-	"replaceAll\"\xeb\x01\n" +
+	"replaceAll\x12'\n" +
+	"\x0fqualify_columns\x18\x05 \x01(\bR\x0equalifyColumns\"\xeb\x01\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
