@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync/atomic"
@@ -69,6 +70,13 @@ func (rt *router) Snapshot(ctx context.Context, trailingLogs int64) (uint64, err
 		return r.Snapshot(ctx, trailingLogs)
 	}
 	return 0, replica.ErrNotStarted
+}
+
+func (rt *router) Boot(ctx context.Context, rd io.Reader) error {
+	if r := rt.r.Load(); r != nil {
+		return r.Boot(ctx, rd)
+	}
+	return replica.ErrNotStarted
 }
 
 // Node is a running node.

@@ -79,6 +79,7 @@ var errorTable = []struct {
 	{sm.ErrInvalidSQLite, http.StatusBadRequest, plainText, false},
 	{queue.ErrWaitTimeout, http.StatusRequestTimeout, plainText, false},
 	{replica.ErrTooLarge, http.StatusRequestEntityTooLarge, plainText, false},
+	{replica.ErrNotSingleNode, http.StatusServiceUnavailable, plainText, false},
 	{ErrStarting, http.StatusServiceUnavailable, jsonError, false},
 	{ErrOpening, http.StatusServiceUnavailable, jsonError, false},
 	{ErrJoining, http.StatusServiceUnavailable, jsonError, false},

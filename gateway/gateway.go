@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -27,6 +28,7 @@ type Data interface {
 	Backup(ctx context.Context, b *sm.Backup) (*sm.BackupResult, error)
 	Checkpoint(ctx context.Context) (*sm.CheckpointResult, error)
 	Snapshot(ctx context.Context, trailingLogs int64) (uint64, error)
+	Boot(ctx context.Context, r io.Reader) error
 }
 
 // Queue is what the gateway needs from the queued-writes actor.
@@ -145,7 +147,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/db/load"):
 		g.handleLoad(w, r)
 	case p == "/boot":
-		g.notYet(w, r, http.MethodPost)
+		g.handleBoot(w, r)
 	case p == "/snapshot":
 		g.handleSnapshot(w, r)
 	case p == "/reap":

@@ -74,6 +74,11 @@ func (f *fakeData) Snapshot(_ context.Context, trailing int64) (uint64, error) {
 	return 9, nil
 }
 
+func (f *fakeData) Boot(_ context.Context, r io.Reader) error {
+	_, err := io.Copy(io.Discard, r)
+	return err
+}
+
 // phases is a settable state source.
 type phases struct {
 	st atomic.Pointer[lifecycle.State]
@@ -335,7 +340,8 @@ func TestRoutingTable(t *testing.T) {
 		{"GET", "/db/backup", 200, "SQLite format 3"},
 		{"GET", "/db/backup?fmt=xml", 400, "invalid backup format"},
 		{"GET", "/db/load", 405, ""},
-		{"POST", "/boot", 501, "not implemented"},
+		{"POST", "/boot", 200, ""},
+		{"DELETE", "/remove", 501, "not implemented"},
 		{"POST", "/db/backup", 405, ""},
 		{"GET", "/db/load", 405, ""},
 		{"GET", "/boot", 405, ""},

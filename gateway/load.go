@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -96,4 +97,33 @@ func (g *Gateway) dumpUpload(r *http.Request, body []byte) (string, error) {
 		return "", err
 	}
 	return dump.String(), nil
+}
+
+// handleBoot: POST /boot streams a SQLite file into a single-node cluster,
+// replacing its database (API.md 1.10). The body is never held in memory:
+// it goes straight to a file beside the database.
+func (g *Gateway) handleBoot(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodPost) {
+		return
+	}
+	params, err := rqjsonParams(r)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	if err := g.admit(false); err != nil {
+		g.writeError(w, err)
+		return
+	}
+	timeout := params.Timeout
+	if timeout <= 0 {
+		timeout = backupTimeout
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	if err := g.data.Boot(ctx, r.Body); err != nil {
+		g.writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }

@@ -237,48 +237,18 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	s.cfg.Notify(Event{Kind: EventSnapshotInstallBegun, Index: applied, Total: size})
 	s.log.Info("installing snapshot", zap.Uint64("applied_index", applied), zap.Int64("bytes", size))
 
-	gen := s.gen + 1
-	final := filepath.Join(s.cfg.Dir, dbName(gen))
-	tmpPath := final + tmpSuffix
+	tmpPath := filepath.Join(s.cfg.Dir, dbName(s.gen+1)+tmpSuffix)
 	if err := receiveFile(br, tmpPath, size, stopc, func(n int64) {
 		s.cfg.Notify(Event{Kind: EventSnapshotInstallProgress, Index: applied, Bytes: n, Total: size})
 	}); err != nil {
 		_ = os.Remove(tmpPath)
 		return err
 	}
-	if err := os.Rename(tmpPath, final); err != nil {
-		_ = os.Remove(tmpPath)
-		return fmt.Errorf("rename snapshot: %w", err)
-	}
-	if err := syncDir(s.cfg.Dir); err != nil {
+	if err := s.install(tmpPath, applied); err != nil {
 		return err
 	}
-	if err := checkApplied(final, applied); err != nil {
-		_ = os.Remove(final)
-		return err
-	}
-	if err := writeCurrent(s.cfg.Dir, gen); err != nil {
-		return err
-	}
-	w, readers, got, err := s.openHandles(final)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	oldW, oldReaders := s.w, s.readers
-	s.w, s.readers, s.path, s.gen = w, readers, final, gen
-	s.mu.Unlock()
-	if oldReaders != nil {
-		closeReaders(oldReaders)
-	}
-	if oldW != nil {
-		_ = oldW.close()
-	}
-	s.applied.Store(got)
-	if err := removeStale(s.cfg.Dir, gen); err != nil {
-		s.log.Warn("could not remove the replaced database", zap.Error(err))
-	}
-	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", final))
+	got := s.applied.Load()
+	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", s.path))
 	s.cfg.Notify(Event{Kind: EventSnapshotInstallDone, Index: got})
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
 	sqlite3 "github.com/mattn/go-sqlite3"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffdb/skiff/sm/cmdpb"
@@ -127,21 +128,37 @@ func (s *StateMachine) Update(ents []sm.Entry) ([]sm.Entry, error) {
 }
 
 func (s *StateMachine) applyBatch(ents []sm.Entry) error {
-	w := s.w
-	if err := run(w.begin); err != nil {
+	// s.w, not a copy: a boot entry switches the writer mid-batch.
+	if err := run(s.w.begin); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	// txStart is the first entry of the open transaction: a boot commits
+	// the transaction and opens another.
+	txStart := 0
 	for i := 0; i < len(ents); i++ {
+		if name, ok := bootCommand(ents[i].Cmd); ok {
+			var prev uint64
+			if i > 0 {
+				prev = ents[i-1].Index
+			}
+			res, err := s.applyBoot(name, ents[i].Index, prev)
+			if err != nil {
+				return err
+			}
+			ents[i].Result = res
+			txStart = i + 1
+			continue
+		}
 		res, rolledBack, err := s.applyEntry(&ents[i])
 		if err != nil {
-			_ = execRaw(w.c, "ROLLBACK")
+			_ = execRaw(s.w.c, "ROLLBACK")
 			return err
 		}
 		if rolledBack {
 			// A client statement (INSERT OR ROLLBACK, RAISE(ROLLBACK)) ended
 			// the batch's transaction and undid the entries before it. Redo
 			// them, deterministically, and fail this entry alone.
-			if err := s.redo(ents[:i]); err != nil {
+			if err := s.redo(ents[txStart:i]); err != nil {
 				return err
 			}
 			res = errorResult(ents[i].Index, "statement rolled back the transaction: ROLLBACK conflict resolution is not supported")
@@ -149,18 +166,18 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 		ents[i].Result = res
 	}
 	last := ents[len(ents)-1].Index
-	if err := run(w.setApplied, arg(1, int64(last))); err != nil {
-		_ = execRaw(w.c, "ROLLBACK")
+	if err := run(s.w.setApplied, arg(1, int64(last))); err != nil {
+		_ = execRaw(s.w.c, "ROLLBACK")
 		return fmt.Errorf("record applied index: %w", err)
 	}
 	if last > s.cfg.DedupWindow {
-		if err := run(w.dedupPrune, arg(1, int64(last-s.cfg.DedupWindow))); err != nil {
-			_ = execRaw(w.c, "ROLLBACK")
+		if err := run(s.w.dedupPrune, arg(1, int64(last-s.cfg.DedupWindow))); err != nil {
+			_ = execRaw(s.w.c, "ROLLBACK")
 			return fmt.Errorf("prune request ids: %w", err)
 		}
 	}
-	if err := run(w.commit); err != nil {
-		_ = execRaw(w.c, "ROLLBACK")
+	if err := run(s.w.commit); err != nil {
+		_ = execRaw(s.w.c, "ROLLBACK")
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
@@ -183,6 +200,46 @@ func (s *StateMachine) redo(ents []sm.Entry) error {
 		ents[i].Result = res
 	}
 	return nil
+}
+
+// bootCommand reports whether cmd is a BOOT command, and its file.
+func bootCommand(b []byte) (string, bool) {
+	var cmd cmdpb.Command
+	if proto.Unmarshal(b, &cmd) != nil || cmd.GetType() != cmdpb.Command_TYPE_BOOT || cmd.GetVersion() != CommandVersion {
+		return "", false
+	}
+	return cmd.GetBootFile(), true
+}
+
+// applyBoot commits the batch so far (recording prev, the last entry
+// applied, when there is one), switches to the staged file at index, and
+// opens a new batch transaction on whichever database is live.
+func (s *StateMachine) applyBoot(name string, index, prev uint64) (sm.Result, error) {
+	if prev > 0 {
+		if err := run(s.w.setApplied, arg(1, int64(prev))); err != nil {
+			return sm.Result{}, fmt.Errorf("record applied index: %w", err)
+		}
+	}
+	if err := run(s.w.commit); err != nil {
+		return sm.Result{}, fmt.Errorf("commit: %w", err)
+	}
+	data, _ := proto.Marshal(&cmdpb.Response{RaftIndex: index})
+	res := sm.Result{Data: data}
+	err := s.boot(name, index)
+	switch {
+	case errors.Is(err, ErrBootFile) || errors.Is(err, ErrInvalidSQLite) || errors.Is(err, ErrSnapshotFormat):
+		// The old database is still live; the boot failed alone.
+		s.log.Warn("boot entry failed", zap.Uint64("index", index), zap.Error(err))
+		res = errorResult(index, err.Error())
+	case err != nil:
+		return sm.Result{}, err
+	default:
+		s.log.Info("database booted", zap.Uint64("index", index))
+	}
+	if err := run(s.w.begin); err != nil {
+		return sm.Result{}, fmt.Errorf("begin: %w", err)
+	}
+	return res, nil
 }
 
 func errorResult(index uint64, msg string) sm.Result {

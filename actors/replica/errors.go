@@ -23,6 +23,8 @@ var (
 	// ErrStaleRead: a level-none read's freshness bound was not met; rqlite
 	// answers it as a request-level error (API.md 1.4).
 	ErrStaleRead = errors.New("stale read")
+	// ErrNotSingleNode: /boot on a node that is not alone in its cluster.
+	ErrNotSingleNode = errors.New("not single-node")
 	// ErrNothingToSnapshot: no entry was applied since the last snapshot.
 	ErrNothingToSnapshot = errors.New("nothing new to snapshot")
 	// ErrBadLevel: unknown read consistency level.

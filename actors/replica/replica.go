@@ -5,13 +5,16 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lni/dragonboat/v4"
 	"github.com/lni/dragonboat/v4/config"
+	dbsm "github.com/lni/dragonboat/v4/statemachine"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
@@ -87,6 +90,13 @@ type LocalReq struct {
 	Query any
 }
 
+// BootReq replaces the database of a single-node cluster with the SQLite
+// file read from R (/boot).
+type BootReq struct {
+	Ctx context.Context
+	R   io.Reader
+}
+
 // SnapshotReq asks for a Raft snapshot and log truncation, keeping
 // TrailingLogs entries (-1: the configured compaction overhead).
 type SnapshotReq struct {
@@ -99,6 +109,7 @@ type (
 	execEnv     = actors.Envelope[ExecReq, *cmdpb.Response]
 	queryEnv    = actors.Envelope[QueryReq, *cmdpb.Response]
 	localEnv    = actors.Envelope[LocalReq, any]
+	bootEnv     = actors.Envelope[BootReq, struct{}]
 )
 
 // Inbox and timer sizes.
@@ -127,8 +138,11 @@ type Replica struct {
 	queryC chan queryEnv
 	localC chan localEnv
 	snapC  chan snapshotEnv
-	done   *actors.Done
-	lis    *listener
+	bootC  chan bootEnv
+	// machine is the state machine Dragonboat created, for /boot staging.
+	machine atomic.Pointer[sm.StateMachine]
+	done    *actors.Done
+	lis     *listener
 	// workers counts request goroutines, so shutdown can wait for them
 	// before the NodeHost they use is closed under them.
 	workers sync.WaitGroup
@@ -147,9 +161,9 @@ func New(cfg Config) (*Replica, error) {
 	r := &Replica{
 		cfg: cfg, log: cfg.Logger, life: cfg.Lifecycle,
 		execC: make(chan execEnv, inboxSize), queryC: make(chan queryEnv, inboxSize), localC: make(chan localEnv, inboxSize),
-		snapC: make(chan snapshotEnv, inboxSize),
-		done:  actors.NewDone(),
-		lis:   &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
+		snapC: make(chan snapshotEnv, inboxSize), bootC: make(chan bootEnv, inboxSize),
+		done: actors.NewDone(),
+		lis:  &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
 	}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	return r, nil
@@ -192,6 +206,13 @@ func localCall[T any](ctx context.Context, r *Replica, q any) (T, error) {
 // returns its index; ErrNothingToSnapshot when nothing is new.
 func (r *Replica) Snapshot(ctx context.Context, trailingLogs int64) (uint64, error) {
 	return actors.Call(ctx, r.done.C(), r.snapC, SnapshotReq{Ctx: ctx, TrailingLogs: trailingLogs})
+}
+
+// Boot replaces the database of a single-node cluster with the SQLite
+// file read from rd (API.md 1.10).
+func (r *Replica) Boot(ctx context.Context, rd io.Reader) error {
+	_, err := actors.Call(ctx, r.done.C(), r.bootC, BootReq{Ctx: ctx, R: rd})
+	return err
 }
 
 // Done is closed when Run has returned.
@@ -252,6 +273,13 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 			r.workers.Add(1)
 			go func() { defer r.workers.Done(); r.serveSnapshot(nh, env) }()
+		case env := <-r.bootC:
+			if nh == nil {
+				env.Answer(struct{}{}, ErrNotStarted)
+				continue
+			}
+			r.workers.Add(1)
+			go func() { defer r.workers.Done(); env.Answer(struct{}{}, r.serveBoot(nh, env.Req)) }()
 		case <-r.lis.members:
 			if nh != nil {
 				r.workers.Add(1)
@@ -296,6 +324,9 @@ func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
 			continue
 		case env := <-r.snapC:
 			env.Answer(0, ErrStopped)
+			continue
+		case env := <-r.bootC:
+			env.Answer(struct{}{}, ErrStopped)
 			continue
 		default:
 		}
@@ -361,9 +392,18 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 		MaxInMemLogSize:         c.MaxInMemLogSize,
 		SnapshotCompressionType: config.Snappy,
 	}
-	factory := sm.Factory(sm.Config{
+	makeSM := sm.Factory(sm.Config{
 		Dir: c.SMDir, ForeignKeys: c.ForeignKeys, Notify: r.life.NotifySM, Logger: r.log.Named("sm"),
 	})
+	factory := func(shardID, replicaID uint64) dbsm.IOnDiskStateMachine {
+		m := makeSM(shardID, replicaID)
+		if s, ok := m.(*sm.StateMachine); ok {
+			// Kept only to stage /boot files in its directory, which
+			// touches none of its live state.
+			r.machine.Store(s)
+		}
+		return m
+	}
 	members := map[uint64]dragonboat.Target{}
 	if !nh.HasNodeInfo(c.ShardID, c.ReplicaID) {
 		for id, addr := range c.InitialMembers {
@@ -478,6 +518,42 @@ func (r *Replica) serveLocal(nh *dragonboat.NodeHost, env localEnv) {
 	}
 }
 
+// serveBoot stages the upload in the state machine's directory, proposes
+// a BOOT entry naming it, then compacts the log past that entry: the file
+// exists on this node only, so no replica may ever replay the entry.
+func (r *Replica) serveBoot(nh *dragonboat.NodeHost, req BootReq) error {
+	st := r.life.State()
+	if len(st.Members) != 1 || st.Members[0].ReplicaID != r.cfg.ReplicaID {
+		return ErrNotSingleNode
+	}
+	m := r.machine.Load()
+	if m == nil {
+		return ErrNotReady
+	}
+	ctx, cancel := context.WithCancel(req.Ctx)
+	defer cancel()
+	stop := context.AfterFunc(r.workCtx, cancel)
+	defer stop()
+	name, n, err := m.StageBoot(req.R, ctx.Done())
+	if err != nil {
+		return err
+	}
+	pctx, pcancel := r.withDeadline(ctx)
+	defer pcancel()
+	resp, err := r.proposeCommand(pctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_BOOT, BootFile: name})
+	if err != nil {
+		return err
+	}
+	if resp.GetError() != "" {
+		return fmt.Errorf("%w: %s", sm.ErrInvalidSQLite, resp.GetError())
+	}
+	if _, err := nh.SyncRequestSnapshot(pctx, r.cfg.ShardID, dragonboat.SnapshotOption{OverrideCompactionOverhead: true}); err != nil {
+		r.log.Warn("snapshot after boot failed; the log still holds the boot entry", zap.Error(err))
+	}
+	r.log.Info("booted from upload", zap.Int64("bytes", n), zap.Uint64("index", resp.GetRaftIndex()))
+	return nil
+}
+
 // serveSnapshot asks Dragonboat for a snapshot. For an on-disk state
 // machine it is a Sync barrier plus metadata, after which the log is
 // compacted down to the trailing entries (DRAGONBOAT.md 0.1).
@@ -521,9 +597,15 @@ func (r *Replica) stale(freshness time.Duration) bool {
 // they are retried (with the same request ID, which the state machine
 // deduplicates, in case a "dropped" one did get in) until the deadline.
 func (r *Replica) propose(ctx context.Context, nh *dragonboat.NodeHost, typ cmdpb.Command_Type, req *cmdpb.Request) (*cmdpb.Response, error) {
+	return r.proposeCommand(ctx, nh, &cmdpb.Command{Type: typ, Request: req})
+}
+
+// proposeCommand gives cmd its version and request ID and proposes it.
+func (r *Replica) proposeCommand(ctx context.Context, nh *dragonboat.NodeHost, cmd *cmdpb.Command) (*cmdpb.Response, error) {
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
-	b, err := proto.Marshal(&cmdpb.Command{Version: sm.CommandVersion, RequestId: id, Type: typ, Request: req})
+	cmd.Version, cmd.RequestId = sm.CommandVersion, id
+	b, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}

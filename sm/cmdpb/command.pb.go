@@ -36,6 +36,10 @@ const (
 	Command_TYPE_EXECUTE Command_Type = 1
 	// QUERY runs a read through the log (level=strong).
 	Command_TYPE_QUERY Command_Type = 2
+	// BOOT replaces the database with a file staged in the replica's own
+	// directory (/boot, single-node clusters only: no other replica has
+	// the file, so the log is compacted past this entry right after).
+	Command_TYPE_BOOT Command_Type = 3
 )
 
 // Enum value maps for Command_Type.
@@ -44,11 +48,13 @@ var (
 		0: "TYPE_UNSPECIFIED",
 		1: "TYPE_EXECUTE",
 		2: "TYPE_QUERY",
+		3: "TYPE_BOOT",
 	}
 	Command_Type_value = map[string]int32{
 		"TYPE_UNSPECIFIED": 0,
 		"TYPE_EXECUTE":     1,
 		"TYPE_QUERY":       2,
+		"TYPE_BOOT":        3,
 	}
 )
 
@@ -375,9 +381,12 @@ type Command struct {
 	Version uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// request_id identifies the proposal; a retried proposal with the same ID
 	// applies once.
-	RequestId     []byte       `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Type          Command_Type `protobuf:"varint,3,opt,name=type,proto3,enum=skiff.command.v1.Command_Type" json:"type,omitempty"`
-	Request       *Request     `protobuf:"bytes,4,opt,name=request,proto3" json:"request,omitempty"`
+	RequestId []byte       `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Type      Command_Type `protobuf:"varint,3,opt,name=type,proto3,enum=skiff.command.v1.Command_Type" json:"type,omitempty"`
+	Request   *Request     `protobuf:"bytes,4,opt,name=request,proto3" json:"request,omitempty"`
+	// boot_file names the staged file of a BOOT command (a base name inside
+	// the replica's directory).
+	BootFile      string `protobuf:"bytes,5,opt,name=boot_file,json=bootFile,proto3" json:"boot_file,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -438,6 +447,13 @@ func (x *Command) GetRequest() *Request {
 		return x.Request
 	}
 	return nil
+}
+
+func (x *Command) GetBootFile() string {
+	if x != nil {
+		return x.BootFile
+	}
+	return ""
 }
 
 // Value is one result cell. An unset value is NULL.
@@ -829,18 +845,20 @@ const file_command_proto_rawDesc = "" +
 	"\atimings\x18\x03 \x01(\bR\atimings\x12\x1f\n" +
 	"\vreplace_all\x18\x04 \x01(\bR\n" +
 	"replaceAll\x12'\n" +
-	"\x0fqualify_columns\x18\x05 \x01(\bR\x0equalifyColumns\"\xeb\x01\n" +
+	"\x0fqualify_columns\x18\x05 \x01(\bR\x0equalifyColumns\"\x97\x02\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\fR\trequestId\x122\n" +
 	"\x04type\x18\x03 \x01(\x0e2\x1e.skiff.command.v1.Command.TypeR\x04type\x123\n" +
-	"\arequest\x18\x04 \x01(\v2\x19.skiff.command.v1.RequestR\arequest\">\n" +
+	"\arequest\x18\x04 \x01(\v2\x19.skiff.command.v1.RequestR\arequest\x12\x1b\n" +
+	"\tboot_file\x18\x05 \x01(\tR\bbootFile\"M\n" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fTYPE_EXECUTE\x10\x01\x12\x0e\n" +
 	"\n" +
-	"TYPE_QUERY\x10\x02\"l\n" +
+	"TYPE_QUERY\x10\x02\x12\r\n" +
+	"\tTYPE_BOOT\x10\x03\"l\n" +
 	"\x05Value\x12\x0e\n" +
 	"\x01i\x18\x01 \x01(\x03H\x00R\x01i\x12\x0e\n" +
 	"\x01d\x18\x02 \x01(\x01H\x00R\x01d\x12\x0e\n" +
