@@ -17,19 +17,22 @@ import (
 const internalPrefix = "__skiff_"
 
 const (
-	metaTable  = internalPrefix + "meta"
-	localTable = internalPrefix + "local"
-	dedupTable = internalPrefix + "dedup"
+	metaTable    = internalPrefix + "meta"
+	localTable   = internalPrefix + "local"
+	dedupTable   = internalPrefix + "dedup"
+	scratchTable = internalPrefix + "scratch"
 )
 
 // schema creates the internal tables. __skiff_local exists only so that Sync
-// has a page to dirty (a same-value UPDATE writes nothing).
+// has a page to dirty (a same-value UPDATE writes nothing); __skiff_scratch
+// only so that a request's connection state can be reset (execRequest).
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS ` + metaTable + ` (id INTEGER PRIMARY KEY CHECK (id = 1), applied INTEGER NOT NULL)`,
 	`INSERT OR IGNORE INTO ` + metaTable + ` (id, applied) VALUES (1, 0)`,
 	`CREATE TABLE IF NOT EXISTS ` + localTable + ` (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)`,
 	`INSERT OR IGNORE INTO ` + localTable + ` (id, n) VALUES (1, 0)`,
 	`CREATE TABLE IF NOT EXISTS ` + dedupTable + ` (idx INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, response BLOB NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS ` + scratchTable + ` (id INTEGER PRIMARY KEY)`,
 }
 
 // uriPath escapes the characters that end or alter a SQLite URI filename.
@@ -63,29 +66,71 @@ func openReader(path string, fk, clientSQL bool) (*sqlite3.SQLiteConn, error) {
 	if !clientSQL {
 		return rc, nil
 	}
-	rc.RegisterAuthorizer(func(op int, a1, a2, _ string) int { return authorize(op, a1, a2) })
+	rc.RegisterAuthorizer(authorize)
 	return rc, nil
 }
 
-// disallowedPragmas change durability or locking under Skiff's feet
-// (API.md 1.6 lists rqlite's; locking_mode and writable_schema are added
-// because they can wedge or corrupt the file).
-var disallowedPragmas = map[string]bool{
-	"journal_mode": true, "wal_autocheckpoint": true, "wal_checkpoint": true,
-	"synchronous": true, "query_only": true, "locking_mode": true, "writable_schema": true,
+// pragmaArgOK lists the PRAGMAs a client may give an argument to: the
+// introspection ones, which take a table or index name, and the two that
+// write a value into the database file itself (so every replica stores it).
+// Every other PRAGMA with an argument sets a per-connection setting (cache
+// size, recursive triggers, ignore_check_constraints, ...) or the file's
+// durability and locking (journal_mode, synchronous, locking_mode, ...).
+// On the writer such a setting would outlive the entry that set it and
+// apply to later entries on this replica only, after a restart not at all;
+// on a pooled reader it would leak into other clients' reads.
+var pragmaArgOK = map[string]bool{
+	"table_info": true, "table_xinfo": true, "index_info": true, "index_xinfo": true,
+	"index_list": true, "foreign_key_list": true, "foreign_key_check": true,
+	"integrity_check": true, "quick_check": true, "table_list": true,
+	"user_version": true, "application_id": true,
+	// A no-op inside a transaction, where every client write runs; SQL
+	// dumps (rqlite's own included) start with it.
+	"foreign_keys": true,
+}
+
+// pragmaActs lists PRAGMAs that act even without an argument: a checkpoint,
+// or an ANALYZE chosen from this connection's query history.
+var pragmaActs = map[string]bool{
+	"wal_checkpoint": true, "optimize": true, "incremental_vacuum": true,
+	"shrink_memory": true, "writable_schema": true,
+}
+
+// pragmaAllowed reports whether client SQL may run PRAGMA name with value
+// (empty when the PRAGMA only reads).
+func pragmaAllowed(name, value string) bool {
+	name = strings.ToLower(name)
+	if value != "" {
+		return pragmaArgOK[name]
+	}
+	return !pragmaActs[name]
 }
 
 // authorize is the SQLite authorizer applied to client SQL. Transaction
 // control is refused because every client statement runs inside the batch's
 // own transaction: a client COMMIT or ROLLBACK would split or undo other
-// clients' entries and the applied index with them.
-func authorize(op int, a1, a2 string) int {
+// clients' entries and the applied index with them. TEMP objects are
+// refused because they live in one connection, not in the replicated file:
+// a replica restored from a snapshot would not have them, and a TEMP
+// trigger on Skiff's own tables would fire inside its bookkeeping.
+func authorize(op int, a1, a2, db string) int {
 	isInternal := func(t string) bool { return strings.HasPrefix(strings.ToLower(t), internalPrefix) }
 	switch op {
-	case sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT, sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH:
+	case sqlite3.SQLITE_READ, sqlite3.SQLITE_SELECT, sqlite3.SQLITE_FUNCTION:
+	default:
+		// CREATE TABLE temp.x is announced as a plain CREATE TABLE.
+		if strings.EqualFold(db, "temp") {
+			return sqlite3.SQLITE_DENY
+		}
+	}
+	switch op {
+	case sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT, sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH,
+		sqlite3.SQLITE_CREATE_TEMP_INDEX, sqlite3.SQLITE_CREATE_TEMP_TABLE, sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
+		sqlite3.SQLITE_CREATE_TEMP_VIEW, sqlite3.SQLITE_DROP_TEMP_INDEX, sqlite3.SQLITE_DROP_TEMP_TABLE,
+		sqlite3.SQLITE_DROP_TEMP_TRIGGER, sqlite3.SQLITE_DROP_TEMP_VIEW:
 		return sqlite3.SQLITE_DENY
 	case sqlite3.SQLITE_PRAGMA:
-		if disallowedPragmas[strings.ToLower(a1)] {
+		if !pragmaAllowed(a1, a2) {
 			return sqlite3.SQLITE_DENY
 		}
 	case sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_DROP_TABLE:

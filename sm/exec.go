@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"time"
 
@@ -109,19 +111,98 @@ func sqlError(err error) (*cmdpb.StatementResult, error) {
 	return &cmdpb.StatementResult{Error: err.Error()}, nil
 }
 
-// runRead runs a statement that must not write: it is prepared first so
-// SQLite itself says whether it is read-only.
-func runRead(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []driver.NamedValue, qualifyCols bool) (*cmdpb.StatementResult, error) {
+// stmtTail is the SQL after the first statement SQLite compiled from a
+// string, trimmed. mattn keeps it unexported; TestStmtTail pins the field.
+func stmtTail(st *sqlite3.SQLiteStmt) string {
+	return reflect.ValueOf(st).Elem().FieldByName("t").String()
+}
+
+// onlyComments reports whether sqlText compiles to no statement at all.
+func onlyComments(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string) bool {
 	ds, err := c.PrepareContext(ctx, sqlText)
+	if err != nil {
+		return false
+	}
+	st := ds.(*sqlite3.SQLiteStmt)
+	defer st.Close()
+	return stmtTail(st) == "" && reflect.ValueOf(st).Elem().FieldByName("s").IsNil()
+}
+
+// stmtArgs picks the arguments of one statement of a multi-statement
+// string, as mattn's own Exec does: the next na positional ones, and every
+// named one.
+func stmtArgs(a []driver.NamedValue, start, na int) ([]driver.NamedValue, error) {
+	if len(a)-start < na {
+		return nil, fmt.Errorf("not enough args to execute query: want %d got %d", na, len(a)-start)
+	}
+	out := append([]driver.NamedValue(nil), a[start:start+na]...)
+	for i := range a {
+		if (i < start || i >= start+na) && a[i].Name != "" {
+			out = append(out, a[i])
+		}
+	}
+	for i := range out {
+		out[i].Ordinal = i + 1
+	}
+	return out, nil
+}
+
+// prepareLast prepares the last statement of sqlText. Each statement before
+// it is handed to lead, with its text and arguments, and skipped; start is
+// the index of the last statement's first positional argument.
+func prepareLast(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []driver.NamedValue,
+	lead func(st *sqlite3.SQLiteStmt, head string, args []driver.NamedValue) error) (st *sqlite3.SQLiteStmt, start int, err error) {
+	for {
+		ds, err := c.PrepareContext(ctx, sqlText)
+		if err != nil {
+			return nil, 0, err
+		}
+		st := ds.(*sqlite3.SQLiteStmt)
+		tail := stmtTail(st)
+		if tail == "" || onlyComments(ctx, c, tail) {
+			return st, start, nil
+		}
+		na := st.NumInput()
+		args, err := stmtArgs(a, start, na)
+		if err == nil {
+			err = lead(st, sqlText[:strings.LastIndex(sqlText, tail)], args)
+		}
+		_ = st.Close()
+		if err != nil {
+			return nil, 0, err
+		}
+		start += na
+		sqlText = tail
+	}
+}
+
+// runRead runs a statement that must not write: it is prepared first so
+// SQLite itself says whether it is read-only. Of a string of several
+// statements the last one's rows are returned, as rqlite does; every one
+// must be a read.
+func runRead(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []driver.NamedValue, qualifyCols bool) (*cmdpb.StatementResult, error) {
+	errWrite := errors.New(ErrTextWriteViaQuery)
+	stmt, start, err := prepareLast(ctx, c, sqlText, a, func(st *sqlite3.SQLiteStmt, _ string, _ []driver.NamedValue) error {
+		if !st.Readonly() {
+			return errWrite
+		}
+		return nil
+	})
+	if errors.Is(err, errWrite) {
+		return &cmdpb.StatementResult{Error: ErrTextWriteViaQuery}, nil
+	}
 	if err != nil {
 		return sqlError(err)
 	}
-	stmt := ds.(*sqlite3.SQLiteStmt)
 	defer stmt.Close()
 	if !stmt.Readonly() {
 		return &cmdpb.StatementResult{Error: ErrTextWriteViaQuery}, nil
 	}
-	rows, err := stmt.QueryContext(ctx, a)
+	args, err := stmtArgs(a, start, stmt.NumInput())
+	if err != nil {
+		return sqlError(err)
+	}
+	rows, err := stmt.QueryContext(ctx, args)
 	if err != nil {
 		return sqlError(err)
 	}
@@ -132,10 +213,29 @@ func runRead(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []dri
 	return res, err
 }
 
-// runQuery runs a statement for its rows. handled is false when the
-// statement turned out to return no columns (then it is run as a write).
+// runQuery runs a write for its rows (RETURNING, or a write string ending in
+// a SELECT). The statements before the last one are executed in order;
+// the last one's rows are the result. handled is false when the string is a
+// single statement that turned out to return no columns (then the caller
+// runs it as a plain write).
 func runQuery(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []driver.NamedValue) (*cmdpb.StatementResult, bool, error) {
-	rows, err := c.QueryContext(ctx, sqlText, a)
+	ranLead := false
+	stmt, start, err := prepareLast(ctx, c, sqlText, a, func(_ *sqlite3.SQLiteStmt, head string, args []driver.NamedValue) error {
+		ranLead = true
+		_, err := c.ExecContext(ctx, head, args)
+		return err
+	})
+	if err != nil {
+		res, err := sqlError(err)
+		return res, true, err
+	}
+	defer stmt.Close()
+	args, err := stmtArgs(a, start, stmt.NumInput())
+	if err != nil {
+		res, err := sqlError(err)
+		return res, true, err
+	}
+	rows, err := stmt.QueryContext(ctx, args)
 	if err != nil {
 		res, err := sqlError(err)
 		return res, true, err
@@ -144,7 +244,17 @@ func runQuery(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []dr
 	if len(sr.Columns()) == 0 {
 		// Not stepped yet, so closing it runs nothing.
 		_ = sr.Close()
-		return nil, false, nil
+		if !ranLead {
+			return nil, false, nil
+		}
+		r, err := stmt.ExecContext(ctx, args)
+		if err != nil {
+			res, err := sqlError(err)
+			return res, true, err
+		}
+		id, _ := r.LastInsertId()
+		n, _ := r.RowsAffected()
+		return &cmdpb.StatementResult{LastInsertId: id, RowsAffected: n}, true, nil
 	}
 	res, err := collect(sr)
 	return res, true, err

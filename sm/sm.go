@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,12 +129,15 @@ func (s *StateMachine) openHandles(path string) (*writer, chan *sqlite3.SQLiteCo
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	wc.RegisterAuthorizer(func(op int, a1, a2, _ string) int {
+	wc.RegisterAuthorizer(func(op int, a1, a2, db string) int {
 		if !s.userMode {
 			return sqlite3.SQLITE_OK
 		}
 		s.observe(op, a1)
-		return authorize(op, a1, a2)
+		if op == sqlite3.SQLITE_FUNCTION && strings.EqualFold(a2, "total_changes") {
+			return sqlite3.SQLITE_DENY
+		}
+		return authorize(op, a1, a2, db)
 	})
 	fail := func(err error) (*writer, chan *sqlite3.SQLiteConn, uint64, error) {
 		_ = wc.Close()
@@ -335,25 +339,39 @@ func (f *failedSM) SaveSnapshot(interface{}, io.Writer, <-chan struct{}) error {
 func (f *failedSM) RecoverFromSnapshot(io.Reader, <-chan struct{}) error       { return f.err }
 func (f *failedSM) Close() error                                               { return nil }
 
-// registerDeterministic overrides SQLite's RANDOM() and RANDOMBLOB() on the
-// writer with a generator seeded from the entry being applied. The gateway
-// already rewrites them into literals (API.md 1.15), but not everywhere
-// (ORDER BY RANDOM(), ?norwrandom, computed arguments); this makes a write
-// apply identically on every replica whatever it was sent with.
+// maxRandomBlob bounds RANDOMBLOB(n) in writes: the value is built in
+// memory on the apply path of every replica.
+const maxRandomBlob = 16 << 20
+
+// registerDeterministic overrides, on the writer, the SQL functions whose
+// value is not a function of the entry being applied:
+//   - RANDOM() and RANDOMBLOB() draw from a generator seeded from the entry.
+//     The gateway already rewrites them into literals (API.md 1.15), but not
+//     everywhere (ORDER BY RANDOM(), ?norwrandom, computed arguments).
+//
+// last_insert_rowid() and changes() read connection state, which Skiff's
+// bookkeeping and restarts leave differently on each replica: execRequest
+// resets both before each request. total_changes() counts from the
+// connection's opening and is refused in writes (authorizeWrite).
 func (s *StateMachine) registerDeterministic(c *sqlite3.SQLiteConn) error {
 	s.rng = rand.New(rand.NewPCG(0, 0))
-	if err := c.RegisterFunc("random", func() int64 { return int64(s.rng.Uint64()) }, false); err != nil {
-		return fmt.Errorf("%w: register random: %w", ErrStorage, err)
-	}
-	blob := func(n int64) []byte {
-		b := make([]byte, max(1, min(n, 1<<30)))
+	blob := func(n int64) ([]byte, error) {
+		if n > maxRandomBlob {
+			return nil, fmt.Errorf("randomblob(%d): larger than %d bytes", n, maxRandomBlob)
+		}
+		b := make([]byte, max(1, n))
 		for i := range b {
 			b[i] = byte(s.rng.Uint32())
 		}
-		return b
+		return b, nil
 	}
-	if err := c.RegisterFunc("randomblob", blob, false); err != nil {
-		return fmt.Errorf("%w: register randomblob: %w", ErrStorage, err)
+	for name, f := range map[string]any{
+		"random":     func() int64 { return int64(s.rng.Uint64()) },
+		"randomblob": blob,
+	} {
+		if err := c.RegisterFunc(name, f, false); err != nil {
+			return fmt.Errorf("%w: register %s: %w", ErrStorage, name, err)
+		}
 	}
 	return nil
 }

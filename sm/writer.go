@@ -34,6 +34,7 @@ type writer struct {
 	setApplied, dedupGet, dedupPut   *sqlite3.SQLiteStmt
 	dedupPrune, savepoint, release   *sqlite3.SQLiteStmt
 	rollbackTo, begin, commit, bumpN *sqlite3.SQLiteStmt
+	resetRowid, resetChanges         *sqlite3.SQLiteStmt
 }
 
 func newWriter(c *sqlite3.SQLiteConn) (*writer, error) {
@@ -52,6 +53,9 @@ func newWriter(c *sqlite3.SQLiteConn) (*writer, error) {
 		{&w.begin, "BEGIN IMMEDIATE"},
 		{&w.commit, "COMMIT"},
 		{&w.bumpN, "UPDATE " + localTable + " SET n = n + 1 WHERE id = 1"},
+		// Rowid 0 and a DELETE of nothing: last_insert_rowid() = changes() = 0.
+		{&w.resetRowid, "INSERT OR REPLACE INTO " + scratchTable + " (id) VALUES (0)"},
+		{&w.resetChanges, "DELETE FROM " + scratchTable + " WHERE id < 0"},
 	} {
 		st, err := c.Prepare(p.sql)
 		if err != nil {
@@ -65,7 +69,7 @@ func newWriter(c *sqlite3.SQLiteConn) (*writer, error) {
 
 func (w *writer) close() error {
 	for _, st := range []*sqlite3.SQLiteStmt{w.setApplied, w.dedupGet, w.dedupPut, w.dedupPrune,
-		w.savepoint, w.release, w.rollbackTo, w.begin, w.commit, w.bumpN} {
+		w.savepoint, w.release, w.rollbackTo, w.begin, w.commit, w.bumpN, w.resetRowid, w.resetChanges} {
 		if st != nil {
 			_ = st.Close()
 		}
@@ -282,29 +286,37 @@ func (s *StateMachine) applyEntry(e *sm.Entry) (res sm.Result, rolledBack bool, 
 		return errorResult(e.Index, fmt.Sprintf("unsupported command type %d", cmd.GetType())), false, nil
 	}
 	s.seed(e.Index)
-	resp, times, rolledBack, err := s.execRequest(cmd.GetRequest(), mode)
+	resp, flags, times, rolledBack, err := s.execRequest(cmd.GetRequest(), mode)
 	if err != nil || rolledBack {
 		return sm.Result{}, rolledBack, err
 	}
 	resp.RaftIndex = e.Index
-	// The remembered response leaves out timings: they differ from replica
-	// to replica, and the file's contents must not.
-	data, err := proto.Marshal(resp)
-	if err != nil {
-		return sm.Result{}, false, fmt.Errorf("encode response: %w", err)
-	}
-	if len(id) > 0 {
+	// Only writes are remembered: a retried read (a strong query) just
+	// reads again, and its rows could be any size. The remembered response
+	// leaves out timings and echoes: they differ from replica to replica
+	// (and across restarts), and the file's contents must not.
+	if len(id) > 0 && mode == modeWrite {
+		data, err := proto.Marshal(resp)
+		if err != nil {
+			return sm.Result{}, false, fmt.Errorf("encode response: %w", err)
+		}
+		if len(data) > maxRememberedResponse {
+			data, _ = proto.Marshal(&cmdpb.Response{RaftIndex: e.Index,
+				Error: fmt.Sprintf("request already applied at index %d; its result (%d bytes) was too large to keep", e.Index, len(data))})
+		}
 		if err := run(s.w.dedupPut, arg(1, int64(e.Index)), arg(2, id), arg(3, data)); err != nil {
 			return sm.Result{}, false, fmt.Errorf("remember request id: %w", err)
 		}
 	}
-	if times != nil {
-		for i, t := range times {
-			resp.Results[i].Time = t
+	for i, res := range resp.Results {
+		s.echo(res, flags[i])
+		if times != nil {
+			res.Time = times[i]
 		}
-		if data, err = proto.Marshal(resp); err != nil {
-			return sm.Result{}, false, fmt.Errorf("encode response: %w", err)
-		}
+	}
+	data, err := proto.Marshal(resp)
+	if err != nil {
+		return sm.Result{}, false, fmt.Errorf("encode response: %w", err)
 	}
 	v := uint64(len(resp.Results))
 	if resp.Error != "" {
@@ -313,32 +325,65 @@ func (s *StateMachine) applyEntry(e *sm.Entry) (res sm.Result, rolledBack bool, 
 	return sm.Result{Value: v, Data: data}, false, nil
 }
 
+// maxRememberedResponse bounds what a request id keeps of a response
+// (RETURNING can produce any number of rows).
+const maxRememberedResponse = 1 << 20
+
+// writeFlags is what the authorizer saw of one client statement.
+type writeFlags struct{ write, insert bool }
+
+// normalize keeps only the parts of a write result that are a function of
+// the database: sqlite3_last_insert_rowid() and sqlite3_changes() are
+// connection state, left over from Skiff's bookkeeping or from before a
+// restart when the statement itself wrote no row.
+func normalize(res *cmdpb.StatementResult, f writeFlags) {
+	if res.GetIsQuery() || res.GetError() != "" {
+		return
+	}
+	if !f.write {
+		res.RowsAffected = 0
+	}
+	if !f.insert || res.RowsAffected == 0 {
+		res.LastInsertId = 0
+	}
+}
+
 // execRequest runs a request's statements inside a savepoint, so that a
-// request with transaction set rolls back alone.
-func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmdpb.Response, times []float64, rolledBack bool, err error) {
+// request with transaction set rolls back alone. Write results come back
+// normalized; flags says, per result, what its statement wrote.
+func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmdpb.Response, flags []writeFlags, times []float64, rolledBack bool, err error) {
 	w := s.w
 	if err := run(w.savepoint); err != nil {
-		return nil, nil, false, fmt.Errorf("savepoint: %w", err)
+		return nil, nil, nil, false, fmt.Errorf("savepoint: %w", err)
 	}
 	stmts := req.GetStatements()
 	resp = &cmdpb.Response{Results: make([]*cmdpb.StatementResult, 0, len(stmts))}
+	flags = make([]writeFlags, 0, len(stmts))
 	if req.GetReplaceAll() && mode == modeWrite {
 		if err := dropClientObjects(w.c); err != nil {
 			if isStorageFault(err) {
-				return nil, nil, false, err
+				return nil, nil, nil, false, err
 			}
 			if err := run(w.rollbackTo); err != nil {
-				return nil, nil, false, fmt.Errorf("rollback to savepoint: %w", err)
+				return nil, nil, nil, false, fmt.Errorf("rollback to savepoint: %w", err)
 			}
 			if err := run(w.release); err != nil {
-				return nil, nil, false, fmt.Errorf("release savepoint: %w", err)
+				return nil, nil, nil, false, fmt.Errorf("release savepoint: %w", err)
 			}
 			resp.Error = err.Error()
-			return resp, nil, false, nil
+			return resp, flags, nil, false, nil
 		}
 	}
 	if req.GetTimings() {
 		times = make([]float64, 0, len(stmts))
+	}
+	// last_insert_rowid() and changes() start each request from nothing,
+	// as on a connection of the client's own, on every replica alike.
+	if err := run(w.resetRowid); err != nil {
+		return nil, nil, nil, false, fmt.Errorf("reset rowid: %w", err)
+	}
+	if err := run(w.resetChanges); err != nil {
+		return nil, nil, nil, false, fmt.Errorf("reset changes: %w", err)
 	}
 	failed := false
 	for _, st := range stmts {
@@ -351,16 +396,18 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		res, err := runStatement(context.Background(), w.c, st, mode, req.GetQualifyColumns())
 		s.userMode = false
 		if err != nil {
-			return nil, nil, false, err
+			return nil, nil, nil, false, err
 		}
 		if w.c.AutoCommit() {
-			return nil, nil, true, nil
+			return nil, nil, nil, true, nil
 		}
 		if times != nil {
 			times = append(times, time.Since(t0).Seconds())
 		}
-		s.echo(res)
+		f := writeFlags{write: s.sawWrite, insert: s.sawInsert}
+		normalize(res, f)
 		resp.Results = append(resp.Results, res)
+		flags = append(flags, f)
 		if res.GetError() != "" && req.GetTransaction() {
 			failed = true
 			break
@@ -368,13 +415,13 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 	}
 	if failed {
 		if err := run(w.rollbackTo); err != nil {
-			return nil, nil, false, fmt.Errorf("rollback to savepoint: %w", err)
+			return nil, nil, nil, false, fmt.Errorf("rollback to savepoint: %w", err)
 		}
 	}
 	if err := run(w.release); err != nil {
-		return nil, nil, false, fmt.Errorf("release savepoint: %w", err)
+		return nil, nil, nil, false, fmt.Errorf("release savepoint: %w", err)
 	}
-	return resp, times, false, nil
+	return resp, flags, times, false, nil
 }
 
 // timed runs f and, when on, records its duration in the result.
@@ -415,12 +462,12 @@ func (s *StateMachine) observe(op int, table string) {
 // CREATE TABLE on a fresh node gives {}, a later DROP TABLE echoes the last
 // INSERT). Skiff's own bookkeeping writes on the same connection, so the
 // connection's values are replaced by the last client write's.
-func (s *StateMachine) echo(res *cmdpb.StatementResult) {
+func (s *StateMachine) echo(res *cmdpb.StatementResult, f writeFlags) {
 	if res.GetIsQuery() || res.GetError() != "" {
 		return
 	}
-	if s.sawWrite {
-		if s.sawInsert && res.RowsAffected > 0 {
+	if f.write {
+		if f.insert && res.RowsAffected > 0 {
 			s.echoID = res.LastInsertId
 		}
 		s.echoChanges = res.RowsAffected
