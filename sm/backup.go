@@ -50,30 +50,29 @@ var ErrBackupWrite = errors.New("backup write failed")
 // backupLogEvery is how many bytes pass between progress logs.
 const backupLogEvery = 64 << 20
 
-// backup serves a Backup under mu.RLock (the caller's), on a connection of
-// its own so that the read-only pool is not held for the whole transfer.
+// backup serves a Backup. The pinned state is copied into a private
+// temporary file under mu.RLock, then streamed from that file with no lock
+// held: a slow client must not hold up a snapshot install or Close, which
+// take mu.Lock.
 func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 	ctx := b.Ctx
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	src, err := openReader(s.path, s.cfg.ForeignKeys, false)
+	path, err := s.copyForBackup(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer src.Close()
-	if err := execRaw(src, "BEGIN"); err != nil {
-		return nil, fmt.Errorf("pin read transaction: %w", err)
-	}
-	defer execRaw(src, "ROLLBACK") //nolint:errcheck // a read transaction; nothing to lose
-	if _, err := queryInt64(src, "SELECT COUNT(*) FROM sqlite_master"); err != nil {
-		return nil, fmt.Errorf("start read transaction: %w", err)
-	}
+	defer func() {
+		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+			_ = os.Remove(path + suffix)
+		}
+	}()
 	cw := &countingWriter{w: b.W, log: s.log}
 	if b.Format == BackupSQL {
-		err = dumpSQL(ctx, src, bufio.NewWriterSize(cw, 256<<10), b.Tables)
+		err = dumpCopy(ctx, path, bufio.NewWriterSize(cw, 256<<10), b.Tables)
 	} else {
-		err = s.backupFile(ctx, src, cw, b)
+		err = streamCopy(path, cw, b)
 	}
 	if err != nil {
 		return nil, err
@@ -82,26 +81,51 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 	return &BackupResult{Bytes: cw.n}, nil
 }
 
-// stopChan turns ctx into the stop channel backupTo watches.
-func stopChan(ctx context.Context) <-chan struct{} { return ctx.Done() }
-
-// backupFile copies the pinned state into a temporary file, removes Skiff's
-// tables from the copy, and streams the file.
-func (s *StateMachine) backupFile(ctx context.Context, src *sqlite3.SQLiteConn, w io.Writer, b *Backup) error {
+// copyForBackup copies the database, as of one read transaction, into a new
+// temporary file and returns its path.
+func (s *StateMachine) copyForBackup(ctx context.Context) (string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed || s.path == "" {
+		return "", ErrClosed
+	}
+	src, err := openReader(s.path, s.cfg.ForeignKeys, false)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
 	tmp, err := os.CreateTemp(s.cfg.Dir, "backup-*"+tmpSuffix)
 	if err != nil {
-		return fmt.Errorf("create backup file: %w", err)
+		return "", fmt.Errorf("create backup file: %w", err)
 	}
 	path := tmp.Name()
 	_ = tmp.Close()
-	defer func() {
+	if err := backupTo(src, path, stopChan(ctx)); err != nil {
 		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
 			_ = os.Remove(path + suffix)
 		}
-	}()
-	if err := backupTo(src, path, stopChan(ctx)); err != nil {
-		return err
+		return "", err
 	}
+	return path, nil
+}
+
+// stopChan turns ctx into the stop channel backupTo watches.
+func stopChan(ctx context.Context) <-chan struct{} { return ctx.Done() }
+
+// dumpCopy writes a SQL dump of the private copy at path.
+func dumpCopy(ctx context.Context, path string, w *bufio.Writer, tables []string) error {
+	dc, err := (&sqlite3.SQLiteDriver{}).Open("file:" + uriPath(path) + "?_synchronous=OFF")
+	if err != nil {
+		return fmt.Errorf("open backup copy: %w", err)
+	}
+	c := dc.(*sqlite3.SQLiteConn)
+	defer c.Close()
+	return dumpSQL(ctx, c, w, tables)
+}
+
+// streamCopy removes Skiff's tables from the private copy at path, applies
+// the requested journal mode and vacuum, and streams the file.
+func streamCopy(path string, w io.Writer, b *Backup) error {
 	if err := scrubCopy(path, b); err != nil {
 		return err
 	}

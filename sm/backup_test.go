@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -160,4 +162,49 @@ func stripTxControl(dump string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// blockingWriter holds the first Write until release is closed.
+type blockingWriter struct {
+	started chan struct{}
+	release chan struct{}
+	once    sync.Once
+	n       int
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.started) })
+	<-w.release
+	w.n += len(p)
+	return len(p), nil
+}
+
+// A backup streams from a private copy: a client that reads slowly holds
+// no lock, so Close (and a snapshot install) go ahead, and the stream still
+// completes afterwards.
+func TestSlowBackupClientDoesNotHoldTheDatabase(t *testing.T) {
+	for _, format := range []BackupFormat{BackupBinary, BackupSQL} {
+		h := fixture(t)
+		w := &blockingWriter{started: make(chan struct{}), release: make(chan struct{})}
+		done := make(chan error, 1)
+		go func() {
+			_, err := h.s.Lookup(&Backup{Ctx: context.Background(), W: w, Format: format})
+			done <- err
+		}()
+		<-w.started
+		closed := make(chan error, 1)
+		go func() { closed <- h.s.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("format %d: Close waited for a backup client", format)
+		}
+		close(w.release)
+		if err := <-done; err != nil || w.n == 0 {
+			t.Fatalf("format %d: backup after Close: %v, %d bytes", format, err, w.n)
+		}
+	}
 }

@@ -3,12 +3,15 @@ package sm
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
 	"go.uber.org/zap"
@@ -97,6 +100,20 @@ func prepareBootFile(path string) error {
 	if _, err := queryInt64(c, "SELECT COUNT(*) FROM sqlite_master"); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSQLite, err)
 	}
+	// A file with a valid header can still be damaged inside; booting it
+	// would replicate the damage. quick_check reads every page.
+	var problems []string
+	if err := eachRow(context.Background(), c, "PRAGMA quick_check(5)", 1, func(v []driver.Value) error {
+		if msg := str(v[0]); msg != "ok" {
+			problems = append(problems, msg)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSQLite, err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: quick_check: %s", ErrInvalidSQLite, strings.Join(problems, "; "))
+	}
 	for _, q := range append([]string{"DROP TABLE IF EXISTS " + dedupTable, "DROP TABLE IF EXISTS " + metaTable,
 		"DROP TABLE IF EXISTS " + localTable}, schema...) {
 		if err := execRaw(c, q); err != nil {
@@ -177,7 +194,7 @@ func (s *StateMachine) install(path string, index uint64) error {
 	}
 	s.applied.Store(got)
 	s.echoID, s.echoChanges = 0, 0
-	if err := removeStale(s.cfg.Dir, gen); err != nil {
+	if err := removeStale(s.cfg.Dir, gen, false); err != nil {
 		s.log.Warn("could not remove the replaced database", zap.Error(err))
 	}
 	return nil

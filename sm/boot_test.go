@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -74,5 +75,61 @@ func TestBootRejectsBadFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(h.dir, "db-1.sqlite")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A file whose header and schema read fine but whose pages are damaged is
+// refused before it is staged (review: boot replicated damage).
+func TestBootRejectsDamagedPages(t *testing.T) {
+	src := newHarness(t)
+	src.apply(cmd("a", false, "CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)",
+		"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000) INSERT INTO big (v) SELECT printf('%0200d', i) FROM n"))
+	file := backupOf(t, src, &Backup{Format: BackupDelete})
+	pageSize := int(file[16])<<8 | int(file[17])
+	if len(file) < 6*pageSize {
+		t.Fatalf("fixture too small: %d bytes", len(file))
+	}
+	// Scribble over the middle of the file, past the schema page.
+	for i := 4 * pageSize; i < 4*pageSize+64; i++ {
+		file[i] = 0xA5
+	}
+	h := newHarness(t)
+	if _, _, err := h.s.StageBoot(bytes.NewReader(file), make(chan struct{})); !errors.Is(err, ErrInvalidSQLite) || !strings.Contains(err.Error(), "quick_check") {
+		t.Fatalf("damaged upload staged: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(h.dir, bootPrefix+"*")); len(left) != 0 {
+		t.Fatalf("staged files left: %v", left)
+	}
+}
+
+// Installing a database removes the replaced generation only: a boot being
+// staged or a backup being streamed keeps its temporary file. Open, with
+// nothing running, removes those too.
+func TestRemoveStaleKeepsTemporaryFilesWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"db-1.sqlite", "db-1.sqlite-wal", "db-2.sqlite", "boot-7.tmp", "backup-9.tmp", "db-3.sqlite.tmp"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func() string {
+		ents, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		return strings.Join(names, " ")
+	}
+	if err := removeStale(dir, 2, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := list(), "backup-9.tmp boot-7.tmp db-2.sqlite db-3.sqlite.tmp"; got != want {
+		t.Fatalf("after install: %s, want %s", got, want)
+	}
+	if err := removeStale(dir, 2, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := list(), "db-2.sqlite"; got != want {
+		t.Fatalf("after open: %s, want %s", got, want)
 	}
 }

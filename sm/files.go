@@ -90,9 +90,11 @@ func syncDir(dir string) error {
 }
 
 // removeStale deletes every database generation but keep (with its -wal and
-// -shm) and every temporary file: leftovers of a crash mid-install or
-// mid-snapshot.
-func removeStale(dir string, keep uint64) error {
+// -shm) and, when tmpToo, every temporary file: leftovers of a crash
+// mid-install or mid-snapshot. Only Open may remove temporary files: once
+// the node runs, a staged boot, a backup or an incoming snapshot may be
+// writing one.
+func removeStale(dir string, keep uint64, tmpToo bool) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("list %s: %w", dir, err)
@@ -101,7 +103,11 @@ func removeStale(dir string, keep uint64) error {
 	for _, e := range ents {
 		name := e.Name()
 		base := strings.TrimSuffix(strings.TrimSuffix(name, "-wal"), "-shm")
-		stale := strings.HasSuffix(name, tmpSuffix)
+		isTmp := strings.HasSuffix(name, tmpSuffix)
+		if isTmp && !tmpToo {
+			continue
+		}
+		stale := isTmp
 		if _, isDB := parseGen(strings.TrimSuffix(base, tmpSuffix)); isDB && base != keepName {
 			stale = true
 		}

@@ -104,7 +104,7 @@ func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 			return 0, err
 		}
 	}
-	if err := removeStale(s.cfg.Dir, gen); err != nil {
+	if err := removeStale(s.cfg.Dir, gen, true); err != nil {
 		return 0, err
 	}
 	path := filepath.Join(s.cfg.Dir, dbName(gen))
@@ -249,11 +249,6 @@ type Query struct {
 func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 	switch x := q.(type) {
 	case *Backup:
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		if s.closed || s.path == "" {
-			return nil, ErrClosed
-		}
 		return s.backup(x)
 	case *Checkpoint:
 		s.mu.RLock()
