@@ -133,3 +133,25 @@ func TestRemoveStaleKeepsTemporaryFilesWhileRunning(t *testing.T) {
 		t.Fatalf("after open: %s, want %s", got, want)
 	}
 }
+
+// A BOOT proposal retried after it did get in answers its first result
+// instead of failing on the staged file it already consumed.
+func TestBootRequestIDAppliesOnce(t *testing.T) {
+	src := fixture(t)
+	file := backupOf(t, src, &Backup{Format: BackupBinary})
+	h := newHarness(t)
+	name, _, err := h.s.StageBoot(bytes.NewReader(file), make(chan struct{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, _ := proto.Marshal(&cmdpb.Command{Version: CommandVersion, RequestId: []byte("boot-1"), Type: cmdpb.Command_TYPE_BOOT, BootFile: name})
+	first := h.apply(boot)[0]
+	h.apply(cmd("w", false, "INSERT INTO bar VALUES (43)"))
+	again := h.apply(boot)[0]
+	if first.Error != "" || again.Error != "" || again.RaftIndex != first.RaftIndex {
+		t.Fatalf("first %v, repeat %v", first, again)
+	}
+	if r := h.query("SELECT group_concat(x) FROM bar").Results[0]; r.Rows[0].Values[0].GetS() != "42,43" {
+		t.Fatalf("bar = %v", r)
+	}
+}

@@ -140,12 +140,12 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 	// the transaction and opens another.
 	txStart := 0
 	for i := 0; i < len(ents); i++ {
-		if name, ok := bootCommand(ents[i].Cmd); ok {
+		if name, id, ok := bootCommand(ents[i].Cmd); ok {
 			var prev uint64
 			if i > 0 {
 				prev = ents[i-1].Index
 			}
-			res, err := s.applyBoot(name, ents[i].Index, prev)
+			res, err := s.applyBoot(name, id, ents[i].Index, prev)
 			if err != nil {
 				return err
 			}
@@ -206,19 +206,31 @@ func (s *StateMachine) redo(ents []sm.Entry) error {
 	return nil
 }
 
-// bootCommand reports whether cmd is a BOOT command, and its file.
-func bootCommand(b []byte) (string, bool) {
+// bootCommand reports whether cmd is a BOOT command, and its file and
+// request ID.
+func bootCommand(b []byte) (string, []byte, bool) {
 	var cmd cmdpb.Command
 	if proto.Unmarshal(b, &cmd) != nil || cmd.GetType() != cmdpb.Command_TYPE_BOOT || cmd.GetVersion() != CommandVersion {
-		return "", false
+		return "", nil, false
 	}
-	return cmd.GetBootFile(), true
+	return cmd.GetBootFile(), cmd.GetRequestId(), true
 }
 
 // applyBoot commits the batch so far (recording prev, the last entry
 // applied, when there is one), switches to the staged file at index, and
-// opens a new batch transaction on whichever database is live.
-func (s *StateMachine) applyBoot(name string, index, prev uint64) (sm.Result, error) {
+// opens a new batch transaction on whichever database is live. A repeated
+// request ID (a proposal retried after it did get in) answers the first
+// result: the staged file is gone by then.
+func (s *StateMachine) applyBoot(name string, id []byte, index, prev uint64) (sm.Result, error) {
+	if len(id) > 0 {
+		stored, ok, err := s.w.lookupDedup(id)
+		if err != nil {
+			return sm.Result{}, fmt.Errorf("look up request id: %w", err)
+		}
+		if ok {
+			return sm.Result{Data: stored}, nil
+		}
+	}
 	if prev > 0 {
 		if err := run(s.w.setApplied, arg(1, int64(prev))); err != nil {
 			return sm.Result{}, fmt.Errorf("record applied index: %w", err)
@@ -242,6 +254,11 @@ func (s *StateMachine) applyBoot(name string, index, prev uint64) (sm.Result, er
 	}
 	if err := run(s.w.begin); err != nil {
 		return sm.Result{}, fmt.Errorf("begin: %w", err)
+	}
+	if len(id) > 0 && res.Value&ResultRequestError == 0 {
+		if err := run(s.w.dedupPut, arg(1, int64(index)), arg(2, id), arg(3, res.Data)); err != nil {
+			return sm.Result{}, fmt.Errorf("remember request id: %w", err)
+		}
 	}
 	return res, nil
 }

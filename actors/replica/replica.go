@@ -62,6 +62,10 @@ type ExecReq struct {
 	// work happens on another goroutine.
 	Ctx     context.Context
 	Request *cmdpb.Request
+	// RequestID, when set, identifies the write across the caller's own
+	// retries: the state machine applies an ID once and answers a repeat
+	// with the first result. Empty: a new ID per call.
+	RequestID []byte
 }
 
 // ReadOptions qualify a read (API.md 1.2, 1.8).
@@ -439,7 +443,8 @@ func (r *Replica) withDeadline(ctx context.Context) (context.Context, context.Ca
 func (r *Replica) serveExec(nh *dragonboat.NodeHost, env execEnv) {
 	ctx, cancel := r.withDeadline(env.Req.Ctx)
 	defer cancel()
-	env.Answer(r.propose(ctx, nh, cmdpb.Command_TYPE_EXECUTE, env.Req.Request))
+	env.Answer(r.proposeCommand(ctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_EXECUTE,
+		Request: env.Req.Request, RequestId: env.Req.RequestID}))
 }
 
 func (r *Replica) serveQuery(nh *dragonboat.NodeHost, env queryEnv) {
@@ -547,8 +552,18 @@ func (r *Replica) serveBoot(nh *dragonboat.NodeHost, req BootReq) error {
 	if resp.GetError() != "" {
 		return fmt.Errorf("%w: %s", sm.ErrInvalidSQLite, resp.GetError())
 	}
-	if _, err := nh.SyncRequestSnapshot(pctx, r.cfg.ShardID, dragonboat.SnapshotOption{OverrideCompactionOverhead: true}); err != nil {
-		r.log.Warn("snapshot after boot failed; the log still holds the boot entry", zap.Error(err))
+	// The staged file exists on this node only: until the log is compacted
+	// past the BOOT entry, a replica added later would replay it and fail.
+	var serr error
+	for attempt := 0; attempt < 3; attempt++ {
+		if _, serr = nh.SyncRequestSnapshot(pctx, r.cfg.ShardID, dragonboat.SnapshotOption{OverrideCompactionOverhead: true}); serr == nil {
+			break
+		}
+		r.log.Warn("snapshot after boot failed", zap.Int("attempt", attempt+1), zap.Error(serr))
+	}
+	if serr != nil {
+		return fmt.Errorf("database booted at index %d, but the log could not be compacted past it (retry with POST /snapshot): %w",
+			resp.GetRaftIndex(), r.mapErr(nh, serr))
 	}
 	r.log.Info("booted from upload", zap.Int64("bytes", n), zap.Uint64("index", resp.GetRaftIndex()))
 	return nil
@@ -602,9 +617,10 @@ func (r *Replica) propose(ctx context.Context, nh *dragonboat.NodeHost, typ cmdp
 
 // proposeCommand gives cmd its version and request ID and proposes it.
 func (r *Replica) proposeCommand(ctx context.Context, nh *dragonboat.NodeHost, cmd *cmdpb.Command) (*cmdpb.Response, error) {
-	id := make([]byte, 16)
-	_, _ = rand.Read(id)
-	cmd.Version, cmd.RequestId = sm.CommandVersion, id
+	if len(cmd.RequestId) == 0 {
+		cmd.RequestId = NewRequestID()
+	}
+	cmd.Version = sm.CommandVersion
 	b, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
@@ -629,6 +645,13 @@ func (r *Replica) proposeCommand(ctx context.Context, nh *dragonboat.NodeHost, c
 		}
 		backoff = min(2*backoff, retryBackoffMax)
 	}
+}
+
+// NewRequestID returns a random request ID for ExecReq.RequestID.
+func NewRequestID() []byte {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	return id
 }
 
 // mapErr turns Dragonboat's errors into this package's sentinels.
