@@ -1,8 +1,11 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,5 +115,76 @@ func TestSupervisorReportsFirstFailure(t *testing.T) {
 	}
 	if err := s.Shutdown(context.Background(), nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Shutdown skips a step naming a declared actor that never started (a
+// startup that failed before reaching it), but still reports a step naming
+// no known actor; either way the other steps run.
+func TestSupervisorShutdownSteps(t *testing.T) {
+	cases := []struct {
+		name      string
+		declare   []string
+		steps     []string
+		wantErr   error
+		wantOrder []string
+	}{
+		{name: "all started", steps: []string{"b", "a"}, wantOrder: []string{"b", "a"}},
+		{name: "declared, never started: skipped", declare: []string{"late"}, steps: []string{"b", "late", "a"},
+			wantOrder: []string{"b", "a"}},
+		{name: "unknown name: error, the rest still stopped", steps: []string{"b", "zz", "a"},
+			wantErr: ErrUnknownActor, wantOrder: []string{"b", "a"}},
+		{name: "declared and unknown", declare: []string{"late"}, steps: []string{"late", "zz"},
+			wantErr: ErrUnknownActor, wantOrder: []string{"b", "a"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			s := NewSupervisor(zap.NewNop())
+			s.Declare(tc.declare...)
+			s.Start("a", &fake{name: "a", rec: rec})
+			s.Start("b", &fake{name: "b", rec: rec})
+			var steps []Step
+			for _, n := range tc.steps {
+				steps = append(steps, Step{Name: n})
+			}
+			err := s.Shutdown(context.Background(), steps)
+			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Shutdown = %v, want %v", err, tc.wantErr)
+			}
+			if tc.wantErr != nil && strings.Contains(err.Error(), "late") {
+				t.Fatalf("declared actor reported: %v", err)
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if !reflect.DeepEqual(rec.order, tc.wantOrder) {
+				t.Fatalf("order = %v, want %v", rec.order, tc.wantOrder)
+			}
+		})
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	if _, ok := RequestID(context.Background()); ok {
+		t.Fatal("request ID in a bare context")
+	}
+	a, b := NewRequestID(), NewRequestID()
+	if len(a) != 16 || bytes.Equal(a, b) {
+		t.Fatalf("NewRequestID: %x %x", a, b)
+	}
+	ctx := WithRequestID(context.Background(), a)
+	got, ok := RequestID(ctx)
+	if !ok || !bytes.Equal(got, a) {
+		t.Fatalf("RequestID = %x %v, want %x", got, ok, a)
+	}
+	got[0] ^= 0xff // the caller's copy: the context's ID is unchanged
+	if again, _ := RequestID(ctx); !bytes.Equal(again, a) {
+		t.Fatal("request ID in context was modified through a returned slice")
+	}
+	// A derived context (a deadline per attempt) keeps the ID.
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if got, _ := RequestID(dctx); !bytes.Equal(got, a) {
+		t.Fatal("derived context lost the request ID")
 	}
 }

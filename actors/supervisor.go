@@ -9,7 +9,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// ErrUnknownActor is returned by Shutdown for a step naming no actor.
+// ErrUnknownActor is returned by Shutdown for a step naming an actor that
+// was neither started nor declared.
 var ErrUnknownActor = errors.New("unknown actor")
 
 // Actor is anything run by a Supervisor. Run blocks until ctx ends (then it
@@ -40,13 +41,29 @@ type Supervisor struct {
 
 	mu      sync.Mutex
 	members []*member
-	failed  chan error
-	once    sync.Once
+	// declared holds the names of actors that may be started later (and
+	// every started one): a shutdown step naming one that never started
+	// is skipped, not an error.
+	declared map[string]bool
+	failed   chan error
+	once     sync.Once
 }
 
 // NewSupervisor returns an empty supervisor.
 func NewSupervisor(log *zap.Logger) *Supervisor {
-	return &Supervisor{log: log, failed: make(chan error, 1)}
+	return &Supervisor{log: log, declared: make(map[string]bool), failed: make(chan error, 1)}
+}
+
+// Declare names actors that may be started later, or never (an actor that
+// a failed startup did not reach). Shutdown skips a step naming a declared
+// actor that is not running; a step naming an undeclared, unstarted actor
+// is still an error (ErrUnknownActor), so a misspelt step is caught.
+func (s *Supervisor) Declare(names ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		s.declared[n] = true
+	}
 }
 
 // Start runs a under name with a context of its own, so that Shutdown can
@@ -56,6 +73,7 @@ func (s *Supervisor) Start(name string, a Actor) {
 	m := &member{name: name, cancel: cancel, done: make(chan struct{})}
 	s.mu.Lock()
 	s.members = append(s.members, m)
+	s.declared[name] = true
 	s.mu.Unlock()
 	go func() {
 		defer close(m.done)
@@ -76,11 +94,17 @@ func (s *Supervisor) Failed() <-chan error { return s.failed }
 
 // Shutdown stops the actors in the order of steps, waiting for each to
 // return before the next; actors not named are stopped last, in reverse
-// start order. It gives up waiting when ctx ends (every actor's context is
-// cancelled regardless).
+// start order. A step naming a declared actor that was never started is
+// skipped; one naming no known actor is reported (ErrUnknownActor) and the
+// rest still run. It gives up waiting when ctx ends (every actor's context
+// is cancelled regardless).
 func (s *Supervisor) Shutdown(ctx context.Context, steps []Step) error {
 	s.mu.Lock()
 	members := append([]*member(nil), s.members...)
+	declared := make(map[string]bool, len(s.declared))
+	for n := range s.declared {
+		declared[n] = true
+	}
 	s.mu.Unlock()
 	byName := make(map[string]*member, len(members))
 	for _, m := range members {
@@ -92,7 +116,11 @@ func (s *Supervisor) Shutdown(ctx context.Context, steps []Step) error {
 	for _, st := range steps {
 		m, ok := byName[st.Name]
 		if !ok {
-			errs = append(errs, fmt.Errorf("%w: %s", ErrUnknownActor, st.Name))
+			if declared[st.Name] {
+				s.log.Debug("skipping actor that never started", zap.String("actor", st.Name))
+			} else {
+				errs = append(errs, fmt.Errorf("%w: %s", ErrUnknownActor, st.Name))
+			}
 			continue
 		}
 		order = append(order, m)

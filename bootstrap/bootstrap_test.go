@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/lni/dragonboat/v4/logger"
 	"go.uber.org/zap"
 
+	"github.com/skiffdb/skiff/actors"
 	"github.com/skiffdb/skiff/actors/lifecycle"
 )
 
@@ -109,6 +113,68 @@ func TestShutdownWhileStarting(t *testing.T) {
 	waitPhase(t, n, lifecycle.Ready)
 	if err := n.Shutdown(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// When startup fails before the replica was started, shutdown skips the
+// replica's step: Wait returns the startup failure alone, not an "unknown
+// actor: replica" error from a shutdown that in fact went fine.
+func TestStartupFailureBeforeReplicaShutsDownCleanly(t *testing.T) {
+	cases := []struct {
+		name    string
+		prepare func(t *testing.T, cfg *Config)
+		want    error // nil: any error
+	}{
+		{
+			name: "data directory is a file",
+			prepare: func(t *testing.T, cfg *Config) {
+				f := filepath.Join(t.TempDir(), "file")
+				if err := os.WriteFile(f, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				cfg.DataDir = f
+			},
+		},
+		{
+			name: "identity changed",
+			prepare: func(t *testing.T, cfg *Config) {
+				if err := os.MkdirAll(cfg.WithDefaults().localStoreDir(), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				st, err := openLocalStore(cfg.WithDefaults().localStoreDir(), zap.NewNop())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer st.Close()
+				if err := st.saveIdentity(identity{NodeID: "someone-else", ShardID: 1, ReplicaID: 1, RaftAddr: cfg.WithDefaults().RaftAdvAddr}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: ErrIdentityChanged,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop()}
+			tc.prepare(t, &cfg)
+			n, err := Start(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err = n.Wait(ctx)
+			if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("Wait = %v, want a startup failure (%v)", err, tc.want)
+			}
+			if errors.Is(err, actors.ErrUnknownActor) || strings.Contains(err.Error(), "did not stop") {
+				t.Fatalf("shutdown after a failed startup reported: %v", err)
+			}
+			// Shutting down again is clean too.
+			if err := n.Shutdown(); err != nil {
+				t.Fatalf("second Shutdown = %v", err)
+			}
+		})
 	}
 }
 

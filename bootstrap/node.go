@@ -129,6 +129,9 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
 		startup: make(chan error, 1), started: make(chan struct{})}
+	// The replica starts in the background and may never start (startup
+	// can fail first); its shutdown step is then skipped, not an error.
+	n.sup.Declare("replica")
 	n.sup.Start("lifecycle", life)
 	n.sup.Start("queue", q)
 	n.sup.Start("gateway", gw)

@@ -9,15 +9,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/skiffdb/skiff/actors"
 	"github.com/skiffdb/skiff/sm"
 )
-
-// eventBuffer is the inbox size. Events come in bursts (one per applied
-// batch, many per snapshot); the buffer absorbs a burst while lifecycle
-// publishes, and an overflow only loses a progress report, counted in
-// State.Dropped.
-const eventBuffer = 4096
 
 // ErrInvalidConfig is returned by Config.Validate.
 var ErrInvalidConfig = errors.New("invalid lifecycle config")
@@ -53,12 +46,10 @@ func (c Config) Validate() error {
 type Lifecycle struct {
 	cfg     Config
 	machine *Machine
-	events  chan Event
-	// stop asks for Stopping on a channel of its own, because an event in
-	// a full inbox may be dropped and this one must not be.
-	stop    *actors.Done
-	state   atomic.Pointer[State]
-	dropped atomic.Uint64
+	// box is the inbox: never blocking, never losing a state event (see
+	// mailbox).
+	box   *mailbox
+	state atomic.Pointer[State]
 }
 
 // New returns a lifecycle in Starting.
@@ -67,7 +58,7 @@ func New(cfg Config) (*Lifecycle, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	l := &Lifecycle{cfg: cfg, machine: NewMachine(cfg.Now()), events: make(chan Event, eventBuffer), stop: actors.NewDone()}
+	l := &Lifecycle{cfg: cfg, machine: NewMachine(cfg.Now()), box: newMailbox()}
 	st := l.machine.State()
 	l.state.Store(&st)
 	return l, nil
@@ -76,45 +67,36 @@ func New(cfg Config) (*Lifecycle, error) {
 // State returns the latest published state. Never nil.
 func (l *Lifecycle) State() *State { return l.state.Load() }
 
-// Notify hands ev to the actor without ever blocking; if the inbox is full
-// the event is dropped and counted.
-func (l *Lifecycle) Notify(ev Event) {
-	select {
-	case l.events <- ev:
-	default:
-		l.dropped.Add(1)
-	}
-}
+// Notify hands ev to the actor. It never blocks, so Dragonboat's callbacks
+// and the state machine may call it, and it never loses an event that
+// changes state; successive progress reports (applied index, snapshot
+// bytes) may be coalesced into the latest, counted in State.Coalesced.
+func (l *Lifecycle) Notify(ev Event) { l.box.put(ev) }
 
 // NotifySM adapts Notify to the state machine's event hook.
 func (l *Lifecycle) NotifySM(e sm.Event) { l.Notify(SMEvent{E: e}) }
 
-// Run applies events until ctx ends.
+// Run applies events until ctx ends; events queued by then are applied and
+// published before it returns.
 func (l *Lifecycle) Run(ctx context.Context) error {
-	stop := l.stop.C()
 	for {
 		select {
-		case <-stop:
-			l.apply(ShuttingDown{})
-			l.publish()
-			stop = nil
-		case ev := <-l.events:
-			l.apply(ev)
-			// Drain what is queued before publishing, so a burst of
-			// progress events costs one publication.
-			for drained := false; !drained; {
-				select {
-				case ev := <-l.events:
-					l.apply(ev)
-				default:
-					drained = true
-				}
-			}
-			l.publish()
+		case <-l.box.signal:
+			// Everything queued is applied before publishing, so a burst
+			// of events costs one publication.
+			l.applyAll(l.box.take())
 		case <-ctx.Done():
+			l.applyAll(l.box.close())
 			return nil
 		}
 	}
+}
+
+func (l *Lifecycle) applyAll(evs []Event) {
+	for _, ev := range evs {
+		l.apply(ev)
+	}
+	l.publish()
 }
 
 func (l *Lifecycle) apply(ev Event) {
@@ -128,7 +110,7 @@ func (l *Lifecycle) apply(ev Event) {
 
 func (l *Lifecycle) publish() {
 	st := l.machine.State()
-	st.Dropped = l.dropped.Load()
+	st.Coalesced, st.Dropped = l.box.counters()
 	l.state.Store(&st)
 }
 
@@ -136,7 +118,7 @@ func (l *Lifecycle) publish() {
 // caller (shutdown) needs data requests refused before it stops anything.
 // It goes through the inbox like every event, and waits until published.
 func (l *Lifecycle) SetStopping(ctx context.Context) {
-	l.stop.Close()
+	l.Notify(ShuttingDown{})
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
 	for l.State().Phase != Stopping {

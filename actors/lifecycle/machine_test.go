@@ -3,6 +3,8 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,7 +97,85 @@ func TestProgressAndBookkeeping(t *testing.T) {
 	}
 }
 
-func TestActorPublishesAndCountsDrops(t *testing.T) {
+func applied(i uint64) Event { return SMEvent{sm.Event{Kind: sm.EventApplied, Index: i}} }
+
+func smev(k sm.EventKind, bytes int64) Event { return SMEvent{sm.Event{Kind: k, Bytes: bytes}} }
+
+// The mailbox keeps every state event, in order, and coalesces only
+// progress reports, never across a state event.
+func TestMailbox(t *testing.T) {
+	many := func(n int, f func(i int) Event) []Event {
+		var out []Event
+		for i := range n {
+			out = append(out, f(i))
+		}
+		return out
+	}
+	leaders := many(10000, func(i int) Event { return LeaderUpdated{LeaderReplicaID: uint64(i%3 + 1), Term: uint64(i)} })
+	cases := []struct {
+		name          string
+		put           []Event
+		want          []Event
+		wantCoalesced uint64
+	}{
+		{name: "state events are all kept, in order, however many", put: leaders, want: leaders},
+		{name: "applied reports coalesce to the latest",
+			put: many(1000, func(i int) Event { return applied(uint64(i + 1)) }), want: []Event{applied(1000)}, wantCoalesced: 999},
+		{name: "applied index never goes back", put: []Event{applied(5), applied(3)}, want: []Event{applied(5)}, wantCoalesced: 1},
+		{name: "kinds coalesce separately",
+			put:  []Event{applied(1), smev(sm.EventSnapshotSendProgress, 1), applied(2), smev(sm.EventSnapshotSendProgress, 2)},
+			want: []Event{applied(2), smev(sm.EventSnapshotSendProgress, 2)}, wantCoalesced: 2},
+		{name: "progress is not moved across a state event",
+			put: []Event{
+				smev(sm.EventSnapshotInstallBegun, 0), smev(sm.EventSnapshotInstallProgress, 10), smev(sm.EventSnapshotInstallProgress, 20),
+				SMEvent{sm.Event{Kind: sm.EventSnapshotInstallDone, Index: 9}}, applied(10), NodeReady{}, applied(11), applied(12),
+			},
+			want: []Event{
+				smev(sm.EventSnapshotInstallBegun, 0), smev(sm.EventSnapshotInstallProgress, 20),
+				SMEvent{sm.Event{Kind: sm.EventSnapshotInstallDone, Index: 9}}, applied(10), NodeReady{}, applied(12),
+			},
+			wantCoalesced: 2},
+		{name: "state events between progress reports all survive",
+			put:  []Event{applied(1), NodeReady{}, applied(2), LeaderUpdated{1, 1}, applied(3), CaughtUp{1, 3}, applied(4), applied(5)},
+			want: []Event{applied(1), NodeReady{}, applied(2), LeaderUpdated{1, 1}, applied(3), CaughtUp{1, 3}, applied(5)}, wantCoalesced: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMailbox()
+			for _, ev := range tc.put {
+				m.put(ev)
+			}
+			if got := m.take(); !reflect.DeepEqual(got, tc.want) {
+				if len(got) > 10 || len(tc.want) > 10 {
+					t.Fatalf("took %d events, want %d (or in another order)", len(got), len(tc.want))
+				}
+				t.Fatalf("took %v, want %v", got, tc.want)
+			}
+			if c, d := m.counters(); c != tc.wantCoalesced || d != 0 {
+				t.Fatalf("coalesced %d dropped %d, want %d and 0", c, d, tc.wantCoalesced)
+			}
+			if got := m.take(); len(got) != 0 {
+				t.Fatalf("second take = %v", got)
+			}
+			// After a take, a new report is queued anew, not merged.
+			m.put(applied(1))
+			if got := m.take(); !reflect.DeepEqual(got, []Event{applied(1)}) {
+				t.Fatalf("after take: %v", got)
+			}
+			m.close()
+			m.put(NodeReady{})
+			if _, d := m.counters(); d != 1 {
+				t.Fatalf("put after close: dropped %d, want 1", d)
+			}
+		})
+	}
+}
+
+// Notify never blocks, even with nobody running the actor and a flood of
+// progress reports from many goroutines, and no state event in the flood
+// is lost: the actor reaches Ready, which it could not if NodeReady,
+// LeaderUpdated or CaughtUp had been dropped.
+func TestNotifyNeverBlocksNorLosesStateEvents(t *testing.T) {
 	l, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -103,20 +183,77 @@ func TestActorPublishesAndCountsDrops(t *testing.T) {
 	if l.State().Phase != Starting {
 		t.Fatal("state before Run is not Starting")
 	}
-	// Nobody runs the actor yet: fill the inbox past its size.
-	for range eventBuffer + 10 {
-		l.NotifySM(sm.Event{Kind: sm.EventApplied, Index: 1})
+	const senders, perSender = 8, 20000
+	flooded := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for s := range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perSender {
+					l.NotifySM(sm.Event{Kind: sm.EventApplied, Index: uint64(s*perSender + i + 1)})
+				}
+			}()
+		}
+		// State events, interleaved with the flood, as Dragonboat's
+		// listener and bootstrap send them...
+		for _, ev := range []Event{IdentityKnown{self()}, SMEvent{sm.Event{Kind: sm.EventOpenBegun}},
+			SMEvent{sm.Event{Kind: sm.EventOpenDone, Index: 1}}} {
+			l.Notify(ev)
+		}
+		wg.Wait()
+		// ...and after it, when a bounded inbox would surely be full.
+		for _, ev := range []Event{NodeReady{}, LeaderUpdated{1, 2}, CaughtUp{1, 1}} {
+			l.Notify(ev)
+		}
+		close(flooded)
+	}()
+	select {
+	case <-flooded:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Notify blocked with nobody running the actor")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = l.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.State().Phase != Ready {
+		if time.Now().After(deadline) {
+			t.Fatalf("phase %s, want ready: a state event was lost", l.State().Phase)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	st := l.State()
+	if st.Progress.AppliedIndex != senders*perSender || st.Dropped != 0 || st.Coalesced == 0 || st.Identity != self() {
+		t.Fatalf("applied %d (want %d), dropped %d, coalesced %d, identity %+v",
+			st.Progress.AppliedIndex, senders*perSender, st.Dropped, st.Coalesced, st.Identity)
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
 	l.SetStopping(sctx)
-	st := l.State()
-	if st.Phase != Stopping || st.Dropped < 10 {
-		t.Fatalf("state = %s dropped %d", st.Phase, st.Dropped)
+	if l.State().Phase != Stopping {
+		t.Fatalf("phase after SetStopping = %s", l.State().Phase)
 	}
+}
+
+// Events sent just before the actor stops are still applied and published.
+func TestRunAppliesQueuedEventsWhenStopping(t *testing.T) {
+	l, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	<-done
+	l.Notify(Failed{Err: "boom"})
+	l.Notify(IdentityKnown{self()})
+	_ = l.Run(ctx)
+	if st := l.State(); st.LastError != "boom" || st.Identity != self() {
+		t.Fatalf("state after stop = %+v", st)
+	}
+	l.Notify(NodeReady{})
+	if l.box.take() != nil {
+		t.Fatal("event queued after the actor stopped")
+	}
 }

@@ -75,7 +75,12 @@ type State struct {
 	Progress  Progress
 	Members   []Member
 	LastError string
-	// Dropped counts events lost because the inbox was full.
+	// Coalesced counts progress reports (applied index, snapshot bytes)
+	// merged into a later one before lifecycle applied them. No event
+	// that changes state is ever coalesced or lost.
+	Coalesced uint64
+	// Dropped counts events that arrived after lifecycle had stopped, so
+	// nobody could apply them; while it runs nothing is dropped.
 	Dropped uint64
 	// Version increases with every published change.
 	Version uint64

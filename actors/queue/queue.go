@@ -18,10 +18,11 @@ const (
 	DefaultBatchSize     = 128
 	DefaultTimeout       = 50 * time.Millisecond
 	DefaultRetryInterval = time.Second
+	// DefaultShutdownGrace bounds how long shutdown keeps writing: the
+	// batch in flight and what is still queued.
+	DefaultShutdownGrace = 5 * time.Second
 	// flushDeadline bounds one attempt to write a batch.
 	flushDeadline = 10 * time.Second
-	// finalFlushGrace bounds the last flush at shutdown.
-	finalFlushGrace = 5 * time.Second
 )
 
 // Sentinel errors of package queue.
@@ -49,6 +50,11 @@ type Config struct {
 	// Tx wraps each batch in a transaction (rqlited's -write-queue-tx).
 	Tx            bool
 	RetryInterval time.Duration
+	// ShutdownGrace bounds the drain at shutdown: the batch being written
+	// finishes (its proposal is not cancelled with the actor) and what is
+	// still queued is written, until this long after shutdown began. What
+	// is not written by then is logged as dropped, with a count.
+	ShutdownGrace time.Duration
 	Logger        *zap.Logger
 	// Now is the clock; sequence numbers are seeded from it.
 	Now func() time.Time
@@ -68,6 +74,9 @@ func (c Config) WithDefaults() Config {
 	if c.RetryInterval == 0 {
 		c.RetryInterval = DefaultRetryInterval
 	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -79,9 +88,9 @@ func (c Config) WithDefaults() Config {
 
 // Validate reports whether c is usable.
 func (c Config) Validate() error {
-	if c.Capacity < 1 || c.BatchSize < 1 || c.Timeout <= 0 || c.RetryInterval <= 0 {
-		return fmt.Errorf("%w: capacity %d, batch size %d, timeout %s, retry %s", ErrInvalidConfig,
-			c.Capacity, c.BatchSize, c.Timeout, c.RetryInterval)
+	if c.Capacity < 1 || c.BatchSize < 1 || c.Timeout <= 0 || c.RetryInterval <= 0 || c.ShutdownGrace <= 0 {
+		return fmt.Errorf("%w: capacity %d, batch size %d, timeout %s, retry %s, shutdown grace %s", ErrInvalidConfig,
+			c.Capacity, c.BatchSize, c.Timeout, c.RetryInterval, c.ShutdownGrace)
 	}
 	return nil
 }
@@ -150,7 +159,22 @@ type item struct {
 	stmts []*cmdpb.Statement
 }
 
-type flushed struct{ upTo int64 }
+// batch is one proposal: the requests it carries and its request ID, chosen
+// when the batch is formed and sent with every attempt, so that an attempt
+// that timed out but did commit is not applied again by a retry (the state
+// machine answers a known request ID with its first result).
+type batch struct {
+	id    []byte
+	items []item
+}
+
+// flushed reports the end of a batch's writing: persisted up to upTo, or
+// given up (only at the end of the shutdown grace) with err.
+type flushed struct {
+	upTo int64
+	lost int
+	err  error
+}
 
 // loop is the actor's state, owned by Run.
 type loop struct {
@@ -160,20 +184,42 @@ type loop struct {
 	persisted int64
 	waiters   []actors.Envelope[waitReq, struct{}]
 	flushing  bool
+	// wctx bounds writes. It is not cancelled with Run's context: a
+	// proposal in flight when shutdown begins must finish, not be
+	// abandoned half way. Shutdown cancels it when its grace is over.
+	wctx context.Context
+	// lost counts requests given up at shutdown.
+	lost int
 }
 
-// Run serves until ctx ends, then makes one bounded attempt to flush what
-// is still queued.
+// Run serves until ctx ends, then drains: the batch in flight finishes
+// and what is still queued is written, in batches and in order, within
+// ShutdownGrace. Requests still unwritten then are logged with a count.
 func (q *Queue) Run(ctx context.Context) error {
 	defer q.done.Close()
-	l := &loop{q: q, lastSeq: q.cfg.Now().UnixNano()}
+	wctx, stopWriting := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWriting()
+	l := &loop{q: q, lastSeq: q.cfg.Now().UnixNano(), wctx: wctx}
 	flushC := make(chan flushed, 1)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	stop := ctx.Done()
+	draining := false
+	var grace *time.Timer
+	defer func() {
+		if grace != nil {
+			grace.Stop()
+		}
+	}()
 	for {
-		enq := q.enqC
+		enq, timerC := q.enqC, timer.C
 		if len(l.pending) >= q.cfg.Capacity {
 			enq = nil // full: callers wait, bounded by their contexts
+		}
+		if draining {
+			// Nothing new is taken (callers get ErrStopped once Run
+			// returns), and batches go out back to back.
+			enq, timerC = nil, nil
 		}
 		select {
 		case env := <-enq:
@@ -182,17 +228,29 @@ func (q *Queue) Run(ctx context.Context) error {
 			}
 			env.Answer(l.add(env.Req.stmts), nil)
 			if len(l.pending) >= q.cfg.BatchSize {
-				l.startFlush(ctx, flushC)
+				l.startFlush(flushC)
 			}
-		case <-timer.C:
-			l.startFlush(ctx, flushC)
+		case <-timerC:
+			l.startFlush(flushC)
 		case f := <-flushC:
 			l.flushing = false
-			l.persisted = max(l.persisted, f.upTo)
-			l.answerWaiters()
+			if f.err != nil {
+				l.lost += f.lost
+			} else {
+				l.persisted = max(l.persisted, f.upTo)
+				l.answerWaiters()
+			}
+			if draining {
+				l.startFlush(flushC)
+				if !l.flushing {
+					l.finishDrain()
+					return nil
+				}
+				continue
+			}
 			if len(l.pending) > 0 {
 				if len(l.pending) >= q.cfg.BatchSize {
-					l.startFlush(ctx, flushC)
+					l.startFlush(flushC)
 				} else {
 					timer.Reset(q.cfg.Timeout)
 				}
@@ -206,21 +264,37 @@ func (q *Queue) Run(ctx context.Context) error {
 		case env := <-q.statsC:
 			env.Answer(Stats{SequenceNumber: l.persisted, Pending: len(l.pending), BatchSize: q.cfg.BatchSize,
 				MaxSize: q.cfg.Capacity, Timeout: q.cfg.Timeout}, nil)
-		case <-ctx.Done():
+		case <-stop:
+			stop, draining = nil, true
 			timer.Stop()
-			if l.flushing {
-				<-flushC
+			grace = time.AfterFunc(q.cfg.ShutdownGrace, stopWriting)
+			if l.flushing || len(l.pending) > 0 {
+				q.cfg.Logger.Info("draining queued writes", zap.Int("queued_requests", len(l.pending)),
+					zap.Bool("batch_in_flight", l.flushing), zap.Duration("grace", q.cfg.ShutdownGrace))
 			}
-			if len(l.pending) > 0 {
-				fctx, cancel := context.WithTimeout(context.Background(), finalFlushGrace)
-				if err := q.write(fctx, l.pending); err != nil {
-					q.cfg.Logger.Error("queued writes lost at shutdown", zap.Int("requests", len(l.pending)), zap.Error(err))
-				}
-				cancel()
+			l.startFlush(flushC)
+			if !l.flushing {
+				l.finishDrain()
+				return nil
 			}
-			return nil
 		}
 	}
+}
+
+// finishDrain reports what shutdown could not write.
+func (l *loop) finishDrain() {
+	if n := l.lost + len(l.pending); n > 0 {
+		stmts := 0
+		for _, it := range l.pending {
+			stmts += len(it.stmts)
+		}
+		l.q.cfg.Logger.Error("queued writes dropped at shutdown", zap.Int("dropped_requests", n),
+			zap.Int("unconfirmed_requests", l.lost), zap.Int("unsent_requests", len(l.pending)),
+			zap.Int("unsent_statements", stmts), zap.Int64("last_persisted_sequence_number", l.persisted),
+			zap.Duration("grace", l.q.cfg.ShutdownGrace))
+		return
+	}
+	l.q.cfg.Logger.Info("queued writes drained", zap.Int64("last_persisted_sequence_number", l.persisted))
 }
 
 // add assigns the next sequence number: time-seeded and strictly
@@ -231,44 +305,50 @@ func (l *loop) add(stmts []*cmdpb.Statement) int64 {
 	return l.lastSeq
 }
 
-// startFlush hands the pending batch to a writer goroutine, one at a time
-// so batches reach the log in order.
-func (l *loop) startFlush(ctx context.Context, out chan<- flushed) {
-	if l.flushing || len(l.pending) == 0 {
+// startFlush forms the next batch, with its request ID, and hands it to a
+// writer goroutine, one at a time so batches reach the log in order. It
+// does nothing while a batch is in flight, when nothing is pending, or
+// once the shutdown grace is over.
+func (l *loop) startFlush(out chan<- flushed) {
+	if l.flushing || len(l.pending) == 0 || l.wctx.Err() != nil {
 		return
 	}
 	n := min(len(l.pending), l.q.cfg.BatchSize)
-	batch := append([]item(nil), l.pending[:n]...)
+	b := batch{id: actors.NewRequestID(), items: append([]item(nil), l.pending[:n]...)}
 	l.pending = append(l.pending[:0], l.pending[n:]...)
 	l.flushing = true
-	go func() {
-		for {
-			err := l.q.write(ctx, batch)
-			if err == nil {
-				out <- flushed{upTo: batch[len(batch)-1].seq}
-				return
-			}
-			l.q.cfg.Logger.Warn("queued batch not written; retrying", zap.Int("requests", len(batch)), zap.Error(err))
-			select {
-			case <-ctx.Done():
-				// Put nothing back: Run's shutdown path writes what is
-				// still pending; this batch is reported lost.
-				l.q.cfg.Logger.Error("queued batch lost at shutdown", zap.Int("requests", len(batch)))
-				out <- flushed{}
-				return
-			case <-time.After(l.q.cfg.RetryInterval):
-			}
-		}
-	}()
+	q, ctx := l.q, l.wctx
+	go func() { out <- q.writeBatch(ctx, b) }()
 }
 
-// write proposes a batch as one request.
-func (q *Queue) write(ctx context.Context, batch []item) error {
+// writeBatch writes b, retrying every RetryInterval with the same request
+// ID, until it is written or ctx ends (the shutdown grace is over).
+func (q *Queue) writeBatch(ctx context.Context, b batch) flushed {
+	for attempt := 1; ; attempt++ {
+		err := q.write(ctx, b)
+		if err == nil {
+			return flushed{upTo: b.items[len(b.items)-1].seq}
+		}
+		if ctx.Err() != nil {
+			return flushed{lost: len(b.items), err: err}
+		}
+		q.cfg.Logger.Warn("queued batch not written; retrying", zap.Int("requests", len(b.items)),
+			zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return flushed{lost: len(b.items), err: err}
+		case <-time.After(q.cfg.RetryInterval):
+		}
+	}
+}
+
+// write proposes a batch as one request, under the batch's request ID.
+func (q *Queue) write(ctx context.Context, b batch) error {
 	req := &cmdpb.Request{Transaction: q.cfg.Tx}
-	for _, it := range batch {
+	for _, it := range b.items {
 		req.Statements = append(req.Statements, it.stmts...)
 	}
-	ctx, cancel := context.WithTimeout(ctx, flushDeadline)
+	ctx, cancel := context.WithTimeout(actors.WithRequestID(ctx, b.id), flushDeadline)
 	defer cancel()
 	_, err := q.exec.Execute(ctx, req)
 	return err

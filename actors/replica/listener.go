@@ -8,7 +8,9 @@ import (
 
 // listener adapts Dragonboat's callbacks. Every callback returns at once:
 // Dragonboat's step, apply and snapshot workers wait on it (DRAGONBOAT.md
-// 0.8), so it only copies the info into a non-blocking send.
+// 0.8), so it only copies the info into a non-blocking send:
+// lifecycle.Notify (an append to an unbounded mailbox: it never blocks and
+// never loses a state event) or a capacity-1 nudge.
 type listener struct {
 	shardID uint64
 	life    *lifecycle.Lifecycle

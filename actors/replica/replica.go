@@ -2,7 +2,6 @@ package replica
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -62,10 +61,6 @@ type ExecReq struct {
 	// work happens on another goroutine.
 	Ctx     context.Context
 	Request *cmdpb.Request
-	// RequestID, when set, identifies the write across the caller's own
-	// retries: the state machine applies an ID once and answers a repeat
-	// with the first result. Empty: a new ID per call.
-	RequestID []byte
 }
 
 // ReadOptions qualify a read (API.md 1.2, 1.8).
@@ -443,8 +438,7 @@ func (r *Replica) withDeadline(ctx context.Context) (context.Context, context.Ca
 func (r *Replica) serveExec(nh *dragonboat.NodeHost, env execEnv) {
 	ctx, cancel := r.withDeadline(env.Req.Ctx)
 	defer cancel()
-	env.Answer(r.proposeCommand(ctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_EXECUTE,
-		Request: env.Req.Request, RequestId: env.Req.RequestID}))
+	env.Answer(r.propose(ctx, nh, cmdpb.Command_TYPE_EXECUTE, env.Req.Request))
 }
 
 func (r *Replica) serveQuery(nh *dragonboat.NodeHost, env queryEnv) {
@@ -618,7 +612,13 @@ func (r *Replica) propose(ctx context.Context, nh *dragonboat.NodeHost, typ cmdp
 // proposeCommand gives cmd its version and request ID and proposes it.
 func (r *Replica) proposeCommand(ctx context.Context, nh *dragonboat.NodeHost, cmd *cmdpb.Command) (*cmdpb.Response, error) {
 	if len(cmd.RequestId) == 0 {
-		cmd.RequestId = NewRequestID()
+		// A caller that retries on its own (the write queue) names the
+		// write once for all its attempts (actors.WithRequestID).
+		id, ok := actors.RequestID(ctx)
+		if !ok {
+			id = actors.NewRequestID()
+		}
+		cmd.RequestId = id
 	}
 	cmd.Version = sm.CommandVersion
 	b, err := proto.Marshal(cmd)
@@ -645,13 +645,6 @@ func (r *Replica) proposeCommand(ctx context.Context, nh *dragonboat.NodeHost, c
 		}
 		backoff = min(2*backoff, retryBackoffMax)
 	}
-}
-
-// NewRequestID returns a random request ID for ExecReq.RequestID.
-func NewRequestID() []byte {
-	id := make([]byte, 16)
-	_, _ = rand.Read(id)
-	return id
 }
 
 // mapErr turns Dragonboat's errors into this package's sentinels.
