@@ -23,6 +23,9 @@ const (
 	DefaultRaftAddr = "localhost:4002"
 	// DefaultShutdownTimeout bounds the whole shutdown.
 	DefaultShutdownTimeout = 30 * time.Second
+	// DefaultJoinAttempts and DefaultJoinInterval are rqlited's.
+	DefaultJoinAttempts = 5
+	DefaultJoinInterval = 3 * time.Second
 )
 
 // Config is everything a node needs; cmd/skiffd fills it from flags.
@@ -55,6 +58,13 @@ type Config struct {
 	ShutdownTimeout      time.Duration
 	// Queue configures queued writes (rqlited's -write-queue-* flags).
 	Queue queue.Config
+	// Join lists members to join through on first start: Raft addresses
+	// (rqlited v8+) or http:// API URLs (v7). Ignored once a member.
+	Join         []string
+	JoinAttempts int
+	JoinInterval time.Duration
+	// NonVoter makes a read replica: it joins and never votes.
+	NonVoter bool
 	// Version and build details, reported over HTTP.
 	Version, Commit, BuildTime string
 	Logger                     *zap.Logger
@@ -108,6 +118,12 @@ func (c Config) WithDefaults() Config {
 		c.Logger = zap.NewNop()
 	}
 	c.Queue = c.Queue.WithDefaults()
+	if c.JoinAttempts == 0 {
+		c.JoinAttempts = DefaultJoinAttempts
+	}
+	if c.JoinInterval == 0 {
+		c.JoinInterval = DefaultJoinInterval
+	}
 	return c
 }
 
@@ -131,6 +147,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.Queue.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.NonVoter && len(c.Join) == 0 {
+		return bad("-raft-non-voter needs -join: a read replica cannot bootstrap a cluster")
+	}
+	if c.JoinAttempts < 1 || c.JoinInterval <= 0 {
+		return bad("-join-attempts must be >= 1 and -join-interval positive")
 	}
 	if c.RaftTick < time.Millisecond {
 		return bad("raft tick %s is below 1ms", c.RaftTick)

@@ -19,6 +19,15 @@ type identity struct {
 	ShardID   uint64 `json:"shard_id"`
 	ReplicaID uint64 `json:"replica_id"`
 	RaftAddr  string `json:"raft_addr"`
+	// Joining: the node was told to join and has not started its replica
+	// as a member yet (cleared once it has).
+	Joining bool `json:"joining,omitempty"`
+	// Joiner: the node entered the cluster by joining, so it never
+	// bootstraps a shard of its own, whatever happens between its join and
+	// Raft recording it.
+	Joiner bool `json:"joiner,omitempty"`
+	// Promoted: a joiner seen to be a voter (it joined non-voting).
+	Promoted bool `json:"promoted,omitempty"`
 }
 
 // localStore is the node's durable key-value data outside SQLite and Raft

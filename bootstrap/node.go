@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -79,16 +80,43 @@ func (rt *router) Boot(ctx context.Context, rd io.Reader) error {
 	return replica.ErrNotStarted
 }
 
+func (rt *router) AddNonVoting(ctx context.Context, id uint64, addr string) error {
+	if r := rt.r.Load(); r != nil {
+		return r.AddNonVoting(ctx, id, addr)
+	}
+	return replica.ErrNotStarted
+}
+
+func (rt *router) RemoveMember(ctx context.Context, id uint64) error {
+	if r := rt.r.Load(); r != nil {
+		return r.RemoveMember(ctx, id)
+	}
+	return replica.ErrNotStarted
+}
+
+func (rt *router) TransferLeader(ctx context.Context, id uint64) error {
+	if r := rt.r.Load(); r != nil {
+		return r.TransferLeader(ctx, id)
+	}
+	return replica.ErrNotStarted
+}
+
 // Node is a running node.
 type Node struct {
-	cfg     Config
-	log     *zap.Logger
-	sup     *actors.Supervisor
-	life    *lifecycle.Lifecycle
-	httpLn  net.Listener
-	store   *localStore
-	startup chan error
-	started chan struct{}
+	cfg    Config
+	log    *zap.Logger
+	sup    *actors.Supervisor
+	life   *lifecycle.Lifecycle
+	httpLn net.Listener
+	mux    *raftMux
+	// raftInner is Dragonboat's private listen address behind the mux.
+	raftInner string
+	store     *localStore
+	startup   chan error
+	started   chan struct{}
+	// stopping is closed when Shutdown begins (ends join retries).
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -106,9 +134,21 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bind HTTP %s: %w", cfg.HTTPAddr, err)
 	}
+	raftLn, err := net.Listen("tcp", cfg.RaftAddr)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("bind Raft %s: %w", cfg.RaftAddr, err)
+	}
+	inner, err := privateAddr()
+	if err != nil {
+		ln.Close()
+		raftLn.Close()
+		return nil, fmt.Errorf("pick the raft transport's private address: %w", err)
+	}
 	life, err := lifecycle.New(lifecycle.Config{Logger: log.Named("lifecycle")})
 	if err != nil {
 		ln.Close()
+		raftLn.Close()
 		return nil, err
 	}
 	rt := &router{}
@@ -117,6 +157,7 @@ func Start(cfg Config) (*Node, error) {
 	q, err := queue.New(qc, rt)
 	if err != nil {
 		ln.Close()
+		raftLn.Close()
 		return nil, err
 	}
 	gw, err := gateway.New(gateway.Config{
@@ -125,10 +166,13 @@ func Start(cfg Config) (*Node, error) {
 	}, ln, rt, q, life.State)
 	if err != nil {
 		ln.Close()
+		raftLn.Close()
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
-		startup: make(chan error, 1), started: make(chan struct{})}
+		raftInner: inner, startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{})}
+	n.mux = newRaftMux(raftLn, inner, gw.PeerHandler(), log.Named("raftmux"))
+	go n.mux.serve()
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.
 	n.sup.Declare("replica")
@@ -174,22 +218,47 @@ func (n *Node) startReplica(rt *router) error {
 			return fmt.Errorf("%w: data directory was made with raft address %q, flags say %q", ErrIdentityChanged, id.RaftAddr, c.RaftAdvAddr)
 		}
 	} else {
-		// A node that bootstraps alone is replica 1 of shard 1.
+		// A node that bootstraps alone is replica 1 of shard 1; a joining
+		// node picks a random replica ID, so that a node re-joining with
+		// new data never reuses the ID of its removed self (Raft refuses).
 		id = identity{NodeID: c.NodeID, ShardID: replica.DefaultShardID, ReplicaID: 1, RaftAddr: c.RaftAdvAddr}
+		if len(c.Join) > 0 {
+			id.ReplicaID = randomReplicaID()
+			id.Joining, id.Joiner = true, true
+		}
 		if err := store.saveIdentity(id); err != nil {
 			return err
 		}
 	}
 	n.life.Notify(lifecycle.IdentityKnown{Identity: lifecycle.Identity{
 		NodeID: id.NodeID, ShardID: id.ShardID, ReplicaID: id.ReplicaID, RaftAddr: id.RaftAddr,
-		APIAddr: c.HTTPAdvAddr, Voter: true,
+		APIAddr: c.HTTPAdvAddr, Voter: !c.NonVoter,
 	}})
+	join := id.Joiner
+	if id.Joining {
+		// Until the join is acknowledged (and recorded), every start asks
+		// again: a crash between the two must not leave a node that
+		// neither bootstraps nor joins.
+		n.life.Notify(lifecycle.JoinBegun{})
+		if err := n.join(id); err != nil {
+			return err
+		}
+	} else if len(c.Join) > 0 {
+		n.log.Info("ignoring -join: this node is already a member", zap.Strings("join", c.Join))
+	}
 	tick := c.RaftTick
 	rep, err := replica.New(replica.Config{
 		NodeHostDir: c.nodeHostDir(), WALDir: c.RaftWALDir, SMDir: c.smDir(),
-		RaftAddr: c.RaftAdvAddr, RaftListenAddr: c.RaftAddr,
+		RaftAddr: c.RaftAdvAddr, RaftListenAddr: n.raftInner,
 		ShardID: id.ShardID, ReplicaID: id.ReplicaID,
-		InitialMembers:  map[uint64]string{id.ReplicaID: id.RaftAddr},
+		InitialMembers: map[uint64]string{id.ReplicaID: id.RaftAddr},
+		Join:           join, Voter: !c.NonVoter, NonVoting: id.Joiner && !id.Promoted,
+		OnPromoted: func() {
+			id.Promoted = true
+			if err := store.saveIdentity(id); err != nil {
+				n.log.Error("could not record the promotion to voter", zap.Error(err))
+			}
+		},
 		RTT:             tick,
 		HeartbeatRTT:    uint64(max(1, c.RaftHeartbeatTimeout/tick)),
 		ElectionRTT:     uint64(max(3, c.RaftElectionTimeout/tick)),
@@ -239,6 +308,7 @@ func (n *Node) Shutdown() error {
 	defer cancel()
 	// Refuse new data requests before anything stops.
 	n.life.SetStopping(ctx)
+	n.stoppingOnce.Do(func() { close(n.stopping) })
 	// Startup owns the local store and starts the replica; let it finish
 	// so that everything it opened is stopped below.
 	select {
@@ -246,6 +316,10 @@ func (n *Node) Shutdown() error {
 	case <-ctx.Done():
 	}
 	err := n.sup.Shutdown(ctx, shutdownSteps)
+	if n.mux != nil {
+		n.mux.close()
+		n.mux = nil
+	}
 	if n.store != nil {
 		err = errors.Join(err, n.store.Close())
 		n.store = nil

@@ -138,6 +138,10 @@ func (g *Gateway) prepare(w http.ResponseWriter, r *http.Request, ep endpoint) (
 		g.writeError(w, err)
 		return c, false
 	}
+	// ?redirect: what the leader must serve is sent there (API.md 1.7).
+	if params.Redirect && (ep.write || c.level != replica.LevelNone) && g.redirect(w, r) {
+		return c, false
+	}
 	for _, s := range stmts {
 		// A read route asks rows of every statement; on the log path a
 		// statement asking rows runs as a query when it has result columns
@@ -182,6 +186,7 @@ func (g *Gateway) finish(w http.ResponseWriter, c dataCall, resp *cmdpb.Response
 		g.writeError(w, err)
 		return
 	}
+	g.servedBy(w, !writes && c.level == replica.LevelNone)
 	respond(w, resp, c.params, c.start, writes)
 }
 

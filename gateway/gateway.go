@@ -29,6 +29,9 @@ type Data interface {
 	Checkpoint(ctx context.Context) (*sm.CheckpointResult, error)
 	Snapshot(ctx context.Context, trailingLogs int64) (uint64, error)
 	Boot(ctx context.Context, r io.Reader) error
+	AddNonVoting(ctx context.Context, replicaID uint64, raftAddr string) error
+	RemoveMember(ctx context.Context, replicaID uint64) error
+	TransferLeader(ctx context.Context, replicaID uint64) error
 }
 
 // Queue is what the gateway needs from the queued-writes actor.
@@ -51,6 +54,8 @@ type Gateway struct {
 	state StateSource
 	srv   *http.Server
 	stats counters
+	// peers asks other nodes for /nodes.
+	peers *http.Client
 }
 
 // counters are the gateway's request counts, shown in /debug/vars.
@@ -69,7 +74,8 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 	if ln == nil || data == nil || q == nil || state == nil {
 		return nil, fmt.Errorf("%w: listener, data, queue and state are required", ErrInvalidConfig)
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, queue: q, state: state}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, queue: q, state: state,
+		peers: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}}}
 	g.srv = &http.Server{
 		Handler:           g,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -153,7 +159,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/reap":
 		g.handleReap(w, r)
 	case strings.HasPrefix(p, "/remove"):
-		g.notYet(w, r, http.MethodDelete)
+		g.handleRemove(w, r)
+	case p == "/join" || p == pathPeerJoin:
+		g.handleJoin(w, r)
+	case p == pathPeerNode:
+		g.handlePeerNode(w, r)
 	case strings.HasPrefix(p, "/status"):
 		g.count(&g.stats.status)
 		g.handleStatus(w, r)
@@ -172,15 +182,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.WriteHeader(http.StatusNotFound)
 	}
-}
-
-// notYet answers a route of API.md 1.1 that this version does not serve:
-// 405 for a wrong method as rqlite would, else 501 with a clear message.
-func (g *Gateway) notYet(w http.ResponseWriter, r *http.Request, method string) {
-	if !methods(w, r, method) {
-		return
-	}
-	http.Error(w, r.URL.Path+" is not implemented by this version of Skiff", http.StatusNotImplemented)
 }
 
 // count increments a request counter for /debug/vars.

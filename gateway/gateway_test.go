@@ -79,6 +79,10 @@ func (f *fakeData) Boot(_ context.Context, r io.Reader) error {
 	return err
 }
 
+func (f *fakeData) AddNonVoting(context.Context, uint64, string) error { return nil }
+func (f *fakeData) RemoveMember(context.Context, uint64) error         { return nil }
+func (f *fakeData) TransferLeader(context.Context, uint64) error       { return nil }
+
 // phases is a settable state source.
 type phases struct {
 	st atomic.Pointer[lifecycle.State]
@@ -341,7 +345,9 @@ func TestRoutingTable(t *testing.T) {
 		{"GET", "/db/backup?fmt=xml", 400, "invalid backup format"},
 		{"GET", "/db/load", 405, ""},
 		{"POST", "/boot", 200, ""},
-		{"DELETE", "/remove", 501, "not implemented"},
+		{"DELETE", "/remove", 400, "want {\"id\""},
+		{"POST", "/join", 400, "invalid join request"},
+		{"GET", "/join", 405, ""},
 		{"POST", "/db/backup", 405, ""},
 		{"GET", "/db/load", 405, ""},
 		{"GET", "/boot", 405, ""},

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -259,11 +258,11 @@ func (g *Gateway) nodeDoc(st *lifecycle.State, m lifecycle.Member, start time.Ti
 		d["state"] = string(st.Phase)
 		return d
 	}
-	// Peers are asked through their own gateways once clusters exist; a
-	// peer whose API address is not known yet cannot be asked.
+	// Peers are asked by peerDocs; this is only reached for a peer that
+	// was not asked.
 	d["reachable"] = false
 	d["version"] = ""
-	d["error"] = "api address of peer not known"
+	d["error"] = "not asked"
 	return d
 }
 
@@ -277,7 +276,8 @@ func members(st *lifecycle.State) []lifecycle.Member {
 }
 
 // handleNodes: the legacy map keyed by node ID, or {"nodes":[...]} with
-// ver=2 (API.md 2.2). Voters only unless nonvoters.
+// ver=2 (API.md 2.2). Voters only unless nonvoters. Every peer is asked in
+// parallel, each within the request's timeout (default DefaultPeerTimeout).
 func (g *Gateway) handleNodes(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	params, ok := g.statusParams(w, r)
@@ -285,18 +285,27 @@ func (g *Gateway) handleNodes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := g.state()
-	var list []obj
+	var ms []lifecycle.Member
 	for _, m := range members(st) {
-		if !m.Voter && !params.NonVoters {
-			continue
+		if m.Voter || params.NonVoters {
+			ms = append(ms, m)
 		}
-		list = append(list, g.nodeDoc(st, m, start))
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i]["id"].(string) < list[j]["id"].(string) })
-	if params.Ver == "2" {
-		if list == nil {
-			list = []obj{}
+	timeout := params.Timeout
+	if timeout <= 0 {
+		timeout = DefaultPeerTimeout
+	}
+	peers := g.peerDocs(r.Context(), st, ms, timeout)
+	list := []obj{}
+	for _, m := range ms {
+		if d, ok := peers[m.ReplicaID]; ok {
+			list = append(list, d)
+		} else {
+			list = append(list, g.nodeDoc(st, m, start))
 		}
+	}
+	sortedDocs(list)
+	if params.Ver == "2" {
 		writeJSON(w, http.StatusOK, marshal(obj{"nodes": list}, params.Pretty))
 		return
 	}
@@ -307,19 +316,37 @@ func (g *Gateway) handleNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, marshal(legacy, params.Pretty))
 }
 
-// handleLeader: GET returns the leader's node object (API.md 2.2).
-// Stepdown (POST) arrives with clusters.
+// handleLeader: GET returns the leader's node object, POST steps the
+// leader down (API.md 1.1, 2.2).
 func (g *Gateway) handleLeader(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		g.handleStepdown(w, r)
+		return
+	}
+	start := time.Now()
 	params, ok := g.statusParams(w, r)
 	if !ok {
 		return
 	}
 	st := g.state()
-	for _, m := range members(st) {
-		if m.ReplicaID != 0 && m.ReplicaID == st.LeaderReplicaID {
-			writeJSON(w, http.StatusOK, marshal(g.nodeDoc(st, m, time.Now()), params.Pretty))
-			return
+	var m lifecycle.Member
+	found := false
+	for _, c := range members(st) {
+		if c.ReplicaID != 0 && c.ReplicaID == st.LeaderReplicaID {
+			m, found = c, true
 		}
 	}
-	g.writeError(w, ErrNoLeader)
+	if !found {
+		g.writeError(w, ErrNoLeader)
+		return
+	}
+	doc := g.nodeDoc(st, m, start)
+	if m.ReplicaID != st.Identity.ReplicaID {
+		timeout := params.Timeout
+		if timeout <= 0 {
+			timeout = DefaultPeerTimeout
+		}
+		doc = g.peerDocs(r.Context(), st, []lifecycle.Member{m}, timeout)[m.ReplicaID]
+	}
+	writeJSON(w, http.StatusOK, marshal(doc, params.Pretty))
 }

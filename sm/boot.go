@@ -114,8 +114,11 @@ func prepareBootFile(path string) error {
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: quick_check: %s", ErrInvalidSQLite, strings.Join(problems, "; "))
 	}
-	for _, q := range append([]string{"DROP TABLE IF EXISTS " + dedupTable, "DROP TABLE IF EXISTS " + metaTable,
-		"DROP TABLE IF EXISTS " + localTable}, schema...) {
+	var drops []string
+	for _, t := range []string{dedupTable, metaTable, localTable, scratchTable, nodesTable} {
+		drops = append(drops, "DROP TABLE IF EXISTS "+t)
+	}
+	for _, q := range append(drops, schema...) {
 		if err := execRaw(c, q); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidSQLite, err)
 		}
@@ -142,6 +145,10 @@ func (s *StateMachine) boot(name string, index uint64) error {
 	err = execRaw(c, "PRAGMA synchronous=FULL")
 	if err == nil {
 		err = execRaw(c, fmt.Sprintf("UPDATE %s SET applied = %d WHERE id = 1", metaTable, index))
+	}
+	if err == nil {
+		// The cluster's members are the cluster's, not the upload's.
+		err = copyNodes(s.w.c, c)
 	}
 	if err == nil {
 		err = execRaw(c, "PRAGMA wal_checkpoint(TRUNCATE)")
@@ -194,6 +201,7 @@ func (s *StateMachine) install(path string, index uint64) error {
 	}
 	s.applied.Store(got)
 	s.echoID, s.echoChanges = 0, 0
+	s.notifyNodes()
 	if err := removeStale(s.cfg.Dir, gen, false); err != nil {
 		s.log.Warn("could not remove the replaced database", zap.Error(err))
 	}

@@ -33,6 +33,7 @@ var schema = []string{
 	`INSERT OR IGNORE INTO ` + localTable + ` (id, n) VALUES (1, 0)`,
 	`CREATE TABLE IF NOT EXISTS ` + dedupTable + ` (idx INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, response BLOB NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS ` + scratchTable + ` (id INTEGER PRIMARY KEY)`,
+	nodesSchema,
 }
 
 // uriPath escapes the characters that end or alter a SQLite URI filename.

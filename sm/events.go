@@ -21,6 +21,8 @@ const (
 	EventSnapshotInstallDone
 	// EventStorageFault: a storage error stops the node; Err says why.
 	EventStorageFault
+	// EventNodes: the replicated node table, whole, in Nodes.
+	EventNodes
 )
 
 // String names the kind for logs.
@@ -42,6 +44,8 @@ func (k EventKind) String() string {
 		return "snapshot_install_done"
 	case EventStorageFault:
 		return "storage_fault"
+	case EventNodes:
+		return "nodes"
 	}
 	return "unknown"
 }
@@ -54,4 +58,6 @@ type Event struct {
 	Bytes int64
 	Total int64
 	Err   error
+	// Nodes is set for EventNodes; never modified after sending.
+	Nodes []NodeInfo
 }

@@ -39,6 +39,8 @@ type StateMachine struct {
 	sawInsert, sawWrite bool
 	dropping            string
 	echoID, echoChanges int64
+	// nodesChanged: the batch being applied wrote the node table.
+	nodesChanged bool
 	// rng backs RANDOM() and RANDOMBLOB() in writes, reseeded from each
 	// entry's index so every replica draws the same values.
 	rng *rand.Rand
@@ -119,6 +121,7 @@ func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 	s.applied.Store(applied)
 	s.log.Info("state machine open", zap.String("path", path), zap.Uint64("applied_index", applied))
 	s.cfg.Notify(Event{Kind: EventOpenDone, Index: applied})
+	s.notifyNodes()
 	return applied, nil
 }
 

@@ -128,6 +128,10 @@ func (s *StateMachine) Update(ents []sm.Entry) ([]sm.Entry, error) {
 	last := ents[len(ents)-1].Index
 	s.applied.Store(last)
 	s.cfg.Notify(Event{Kind: EventApplied, Index: last})
+	if s.nodesChanged {
+		s.nodesChanged = false
+		s.notifyNodes()
+	}
 	return ents, nil
 }
 
@@ -295,6 +299,13 @@ func (s *StateMachine) applyEntry(e *sm.Entry) (res sm.Result, rolledBack bool, 
 	}
 	var mode stmtMode
 	switch cmd.GetType() {
+	case cmdpb.Command_TYPE_NODE:
+		if err := s.applyNode(cmd.GetNode()); err != nil {
+			return sm.Result{}, false, fmt.Errorf("node table: %w", err)
+		}
+		s.nodesChanged = true
+		data, _ := proto.Marshal(&cmdpb.Response{RaftIndex: e.Index})
+		return sm.Result{Data: data}, false, nil
 	case cmdpb.Command_TYPE_EXECUTE:
 		mode = modeWrite
 	case cmdpb.Command_TYPE_QUERY:

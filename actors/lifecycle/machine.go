@@ -66,7 +66,8 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 			next.Phase = Ready
 		}
 	case MembershipChanged:
-		next.Members = e.Members
+		next.RaftMembers = e.Members
+		next.Members = mergeMembers(next.RaftMembers, next.NodeTable, next.Identity)
 	case Failed:
 		next.LastError = e.Err
 	case ShuttingDown:
@@ -108,6 +109,9 @@ func applySM(next *State, e sm.Event) {
 		if e.Err != nil {
 			next.LastError = e.Err.Error()
 		}
+	case sm.EventNodes:
+		next.NodeTable = e.Nodes
+		next.Members = mergeMembers(next.RaftMembers, next.NodeTable, next.Identity)
 	}
 }
 

@@ -1,7 +1,10 @@
 package lifecycle
 
 import (
+	"sort"
 	"time"
+
+	"github.com/skiffdb/skiff/sm"
 )
 
 // Phase is where a node is in its life.
@@ -72,9 +75,13 @@ type State struct {
 	// NodeReady is set once Dragonboat has opened the replica.
 	NodeReady bool
 
-	Progress  Progress
-	Members   []Member
-	LastError string
+	Progress Progress
+	// Members is the Raft membership (RaftMembers) named from the
+	// replicated node table (NodeTable): node IDs and API addresses.
+	Members     []Member
+	RaftMembers []Member
+	NodeTable   []sm.NodeInfo
+	LastError   string
 	// Coalesced counts progress reports (applied index, snapshot bytes)
 	// merged into a later one before lifecycle applied them. No event
 	// that changes state is ever coalesced or lost.
@@ -109,3 +116,51 @@ func (s *State) Leader() (Member, bool) {
 // DESIGN.md's table: only ready serves everything, degraded serves reads at
 // level none.
 func (s *State) ServesData() bool { return s.Phase == Ready }
+
+// mergeMembers names each Raft member from the node table; a member that
+// has not registered yet is named by its Raft address (this node by its
+// identity).
+func mergeMembers(raft []Member, table []sm.NodeInfo, self Identity) []Member {
+	if len(raft) == 0 {
+		return nil
+	}
+	byID := make(map[uint64]sm.NodeInfo, len(table))
+	for _, n := range table {
+		byID[n.ReplicaID] = n
+	}
+	out := make([]Member, 0, len(raft))
+	for _, m := range raft {
+		if n, ok := byID[m.ReplicaID]; ok {
+			m.NodeID, m.APIAddr = n.NodeID, n.APIAddr
+		}
+		if m.ReplicaID == self.ReplicaID {
+			m.NodeID, m.APIAddr = self.NodeID, self.APIAddr
+		}
+		if m.NodeID == "" {
+			m.NodeID = m.RaftAddr
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	return out
+}
+
+// NodeByID returns the node table's row for a node ID.
+func (s *State) NodeByID(nodeID string) (sm.NodeInfo, bool) {
+	for _, n := range s.NodeTable {
+		if n.NodeID == nodeID {
+			return n, true
+		}
+	}
+	return sm.NodeInfo{}, false
+}
+
+// Member returns the member with replica ID id.
+func (s *State) Member(id uint64) (Member, bool) {
+	for _, m := range s.Members {
+		if m.ReplicaID == id {
+			return m, true
+		}
+	}
+	return Member{}, false
+}

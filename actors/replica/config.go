@@ -63,6 +63,20 @@ type Config struct {
 	// InitialMembers bootstraps a new shard (replica ID -> Raft address);
 	// ignored at restart.
 	InitialMembers map[uint64]string
+	// Join starts a new replica that a member has added to the shard
+	// (InitialMembers is then ignored).
+	Join bool
+	// Voter: a joined replica promotes itself to voter once caught up;
+	// false keeps it a read replica.
+	Voter bool
+	// NonVoting says the replica is a non-voting member as far as this node
+	// last knew (Dragonboat must be told at start: a non-voting replica
+	// started as a voter panics when its own addition is applied).
+	NonVoting bool
+	// OnPromoted is called (once, off the actor loop) when this replica is
+	// seen to be a voter after starting non-voting, so that the next start
+	// says so.
+	OnPromoted func()
 
 	RTT                       time.Duration
 	HeartbeatRTT, ElectionRTT uint64

@@ -31,4 +31,6 @@ var (
 	ErrBadLevel = errors.New("unknown read consistency level")
 	// ErrInvalidConfig is returned by Config.Validate.
 	ErrInvalidConfig = errors.New("invalid replica config")
+	// ErrBadMember refuses a membership change that cannot be made.
+	ErrBadMember = errors.New("membership change refused")
 )

@@ -119,6 +119,8 @@ const (
 	// probeInterval is how often a node that is not ready checks whether
 	// it has caught up with the leader.
 	probeInterval = 50 * time.Millisecond
+	// refreshInterval is how often membership is re-read regardless.
+	refreshInterval = time.Second
 	// probeTimeout bounds one catch-up check.
 	probeTimeout = 2 * time.Second
 	// shutdownGrace is how long shutdown lets in-flight requests finish
@@ -130,14 +132,17 @@ const (
 
 // Replica is the actor owning the NodeHost.
 type Replica struct {
-	cfg    Config
-	log    *zap.Logger
-	life   *lifecycle.Lifecycle
-	execC  chan execEnv
-	queryC chan queryEnv
-	localC chan localEnv
-	snapC  chan snapshotEnv
-	bootC  chan bootEnv
+	cfg     Config
+	log     *zap.Logger
+	life    *lifecycle.Lifecycle
+	execC   chan execEnv
+	queryC  chan queryEnv
+	localC  chan localEnv
+	snapC   chan snapshotEnv
+	bootC   chan bootEnv
+	memberC chan memberEnv
+	// promotedOnce guards Config.OnPromoted.
+	promotedOnce sync.Once
 	// machine is the state machine Dragonboat created, for /boot staging.
 	machine atomic.Pointer[sm.StateMachine]
 	done    *actors.Done
@@ -161,8 +166,9 @@ func New(cfg Config) (*Replica, error) {
 		cfg: cfg, log: cfg.Logger, life: cfg.Lifecycle,
 		execC: make(chan execEnv, inboxSize), queryC: make(chan queryEnv, inboxSize), localC: make(chan localEnv, inboxSize),
 		snapC: make(chan snapshotEnv, inboxSize), bootC: make(chan bootEnv, inboxSize),
-		done: actors.NewDone(),
-		lis:  &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
+		memberC: make(chan memberEnv, inboxSize),
+		done:    actors.NewDone(),
+		lis:     &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
 	}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	return r, nil
@@ -236,6 +242,12 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer probe.Stop()
 	probeDone := make(chan struct{}, 1)
 	probing := false
+	// Membership is re-read on every change Dragonboat reports and every
+	// refreshInterval besides, which also retries self-registration.
+	refresh := time.NewTicker(refreshInterval)
+	defer refresh.Stop()
+	refreshDone := make(chan struct{}, 1)
+	refreshing := false
 	for {
 		select {
 		case s := <-startC:
@@ -279,11 +291,27 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 			r.workers.Add(1)
 			go func() { defer r.workers.Done(); env.Answer(struct{}{}, r.serveBoot(nh, env.Req)) }()
-		case <-r.lis.members:
-			if nh != nil {
-				r.workers.Add(1)
-				go func() { defer r.workers.Done(); r.refreshMembers(nh) }()
+		case env := <-r.memberC:
+			if nh == nil {
+				env.Answer(struct{}{}, ErrNotStarted)
+				continue
 			}
+			r.workers.Add(1)
+			go func() { defer r.workers.Done(); r.serveMember(nh, env) }()
+		case <-r.lis.members:
+			if nh != nil && !refreshing {
+				refreshing = true
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.refreshMembers(nh); refreshDone <- struct{}{} }()
+			}
+		case <-refresh.C:
+			if nh != nil && !refreshing {
+				refreshing = true
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.refreshMembers(nh); refreshDone <- struct{}{} }()
+			}
+		case <-refreshDone:
+			refreshing = false
 		case <-probe.C:
 			if nh != nil && !probing && r.needsProbe() {
 				probing = true
@@ -325,6 +353,9 @@ func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
 			env.Answer(0, ErrStopped)
 			continue
 		case env := <-r.bootC:
+			env.Answer(struct{}{}, ErrStopped)
+			continue
+		case env := <-r.memberC:
 			env.Answer(struct{}{}, ErrStopped)
 			continue
 		default:
@@ -390,6 +421,7 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 		OrderedConfigChange:     true,
 		MaxInMemLogSize:         c.MaxInMemLogSize,
 		SnapshotCompressionType: config.Snappy,
+		IsNonVoting:             c.NonVoting,
 	}
 	makeSM := sm.Factory(sm.Config{
 		Dir: c.SMDir, ForeignKeys: c.ForeignKeys, Notify: r.life.NotifySM, Logger: r.log.Named("sm"),
@@ -404,15 +436,22 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 		return m
 	}
 	members := map[uint64]dragonboat.Target{}
-	if !nh.HasNodeInfo(c.ShardID, c.ReplicaID) {
+	join := false
+	switch {
+	case nh.HasNodeInfo(c.ShardID, c.ReplicaID):
+		r.log.Info("restarting replica from its data")
+	case c.Join:
+		// Added to the shard by a member already; the log and the
+		// membership come from the leader.
+		join = true
+		r.log.Info("starting as a joining replica", zap.Uint64("replica_id", c.ReplicaID))
+	default:
 		for id, addr := range c.InitialMembers {
 			members[id] = addr
 		}
 		r.log.Info("bootstrapping new shard", zap.Any("members", c.InitialMembers))
-	} else {
-		r.log.Info("restarting replica from its data")
 	}
-	if err := nh.StartOnDiskReplica(members, false, factory, rc); err != nil {
+	if err := nh.StartOnDiskReplica(members, join, factory, rc); err != nil {
 		nh.Close()
 		return nil, fmt.Errorf("start replica: %w", err)
 	}
@@ -695,32 +734,28 @@ func (r *Replica) probe(nh *dragonboat.NodeHost) {
 }
 
 // refreshMembers reads the membership through Raft and hands it to
-// lifecycle. Node IDs and API addresses of peers come from replicated
-// metadata once clusters exist; for now only this node's are known.
+// lifecycle, which names the members from the replicated node table; then
+// it reconciles this node's own membership and metadata.
 func (r *Replica) refreshMembers(nh *dragonboat.NodeHost) {
 	if _, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err != nil || !ok {
 		return // the read below needs a leader; the catch-up probe retries
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
 	defer cancel()
 	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
 	if err != nil {
 		r.log.Debug("membership refresh failed", zap.Error(err))
 		return
 	}
-	self := r.life.State().Identity
 	var out []lifecycle.Member
 	add := func(nodes map[uint64]string, voter bool) {
 		for id, addr := range nodes {
-			mem := lifecycle.Member{NodeID: addr, ReplicaID: id, RaftAddr: addr, Voter: voter}
-			if id == self.ReplicaID {
-				mem.NodeID, mem.APIAddr = self.NodeID, self.APIAddr
-			}
-			out = append(out, mem)
+			out = append(out, lifecycle.Member{ReplicaID: id, RaftAddr: addr, Voter: voter})
 		}
 	}
 	add(m.Nodes, true)
 	add(m.NonVotings, false)
-	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	sort.Slice(out, func(i, j int) bool { return out[i].ReplicaID < out[j].ReplicaID })
 	r.life.Notify(lifecycle.MembershipChanged{Members: out})
+	r.reconcileSelf(ctx, nh, m)
 }

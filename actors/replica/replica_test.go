@@ -15,8 +15,8 @@ import (
 	"github.com/lni/dragonboat/v4/logger"
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors"
+	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 

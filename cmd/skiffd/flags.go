@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
@@ -18,7 +19,7 @@ var errUsage = errors.New("usage")
 // ignoredValueFlags are rqlited flags taking a value that Skiff accepts and
 // ignores (with a warning): ignoring them changes no safety property.
 var ignoredValueFlags = []string{
-	"join-attempts", "join-interval", "bootstrap-expect-timeout", "disco-key",
+	"bootstrap-expect-timeout", "disco-key",
 	"raft-snap-wal-size", "raft-snap-int", "raft-commit-timeout", "raft-leader-lease-timeout",
 	"raft-reap-node-timeout", "raft-reap-read-only-node-timeout", "cluster-connect-timeout",
 	"auto-backup", "auto-vacuum-int", "auto-optimize-int", "db-max-ro-conns",
@@ -36,8 +37,8 @@ var ignoredBoolFlags = []string{
 // pretend to: each changes who may join, who may read, or whether traffic
 // is encrypted. value says whether the flag takes a value.
 var refusedFlags = map[string]bool{
-	"join": true, "join-as": true, "bootstrap-expect": true, "disco-mode": true, "disco-config": true,
-	"raft-non-voter": false, "auth": true, "auto-restore": true, "extensions-path": true,
+	"join-as": true, "bootstrap-expect": true, "disco-mode": true, "disco-config": true,
+	"auth": true, "auto-restore": true, "extensions-path": true,
 	"http-cert": true, "http-key": true, "http-ca-cert": true, "http-verify-client": false,
 	"http-verify-common-name": true, "node-cert": true, "node-key": true, "node-ca-cert": true,
 	"node-no-verify": false, "node-verify-client": false, "node-verify-server-name": true,
@@ -94,6 +95,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.Queue.BatchSize, "write-queue-batch-size", queue.DefaultBatchSize, "Queued-write batch size (requests per Raft entry)")
 	fs.DurationVar(&c.Queue.Timeout, "write-queue-timeout", queue.DefaultTimeout, "Queued-write flush timeout")
 	fs.BoolVar(&c.Queue.Tx, "write-queue-tx", false, "Wrap each queued-write batch in a transaction")
+	var join string
+	fs.StringVar(&join, "join", "", "Comma-separated Raft addresses (or http:// API URLs) of members to join through, on first start")
+	fs.IntVar(&c.JoinAttempts, "join-attempts", bootstrap.DefaultJoinAttempts, "Rounds of join attempts")
+	fs.DurationVar(&c.JoinInterval, "join-interval", bootstrap.DefaultJoinInterval, "Wait between rounds of join attempts")
+	fs.BoolVar(&c.NonVoter, "raft-non-voter", false, "Join as a read replica (never votes)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Skiff: log level: debug, info, warn, error")
 	fs.BoolVar(&o.showVersion, "version", false, "Show version information and exit")
 
@@ -137,6 +143,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	sort.Strings(o.warnings)
+	for _, a := range strings.Split(join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.Join = append(c.Join, a)
+		}
+	}
 	switch fs.NArg() {
 	case 0:
 		fs.Usage()

@@ -36,9 +36,15 @@ func TestParseFlags(t *testing.T) {
 					t.Fatalf("warnings = %v", o.warnings)
 				}
 			}},
-		{name: "join refused, not ignored", args: []string{"-join", "h:4002", "d"}, wantErr: true},
+		{name: "join list (API.md 5)", args: []string{"-join", "h:4002, http://h2:4001", "-join-attempts", "2", "-join-interval", "1s", "-raft-non-voter", "d"},
+			check: func(t *testing.T, o *options) {
+				c := o.cfg
+				if strings.Join(c.Join, "|") != "h:4002|http://h2:4001" || c.JoinAttempts != 2 || c.JoinInterval != time.Second || !c.NonVoter {
+					t.Fatalf("cfg = %+v", c)
+				}
+			}},
+		{name: "bootstrap-expect refused, not ignored", args: []string{"-bootstrap-expect", "3", "d"}, wantErr: true},
 		{name: "auth refused, not ignored", args: []string{"-auth", "f.json", "d"}, wantErr: true},
-		{name: "non-voter refused", args: []string{"-raft-non-voter", "d"}, wantErr: true},
 		{name: "no data dir", args: []string{}, wantErr: true},
 		{name: "two data dirs", args: []string{"a", "b"}, wantErr: true},
 		{name: "unknown flag", args: []string{"-no-such-flag", "d"}, wantErr: true},
@@ -70,7 +76,7 @@ func TestRunExitCodes(t *testing.T) {
 	if code := run([]string{"-version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "skiffd ") {
 		t.Fatalf("-version: %d %q", code, out.String())
 	}
-	if code := run([]string{"-join", "x:1", t.TempDir()}, &out, &errOut); code != 2 {
+	if code := run([]string{"-bootstrap-expect", "3", t.TempDir()}, &out, &errOut); code != 2 {
 		t.Fatalf("refused flag: exit %d", code)
 	}
 	// Same advertised HTTP and Raft address: invalid (API.md 5).

@@ -40,6 +40,9 @@ const (
 	// directory (/boot, single-node clusters only: no other replica has
 	// the file, so the log is compacted past this entry right after).
 	Command_TYPE_BOOT Command_Type = 3
+	// NODE records or forgets one member's metadata (node ID, addresses,
+	// voter flag) in the replicated node table.
+	Command_TYPE_NODE Command_Type = 4
 )
 
 // Enum value maps for Command_Type.
@@ -49,12 +52,14 @@ var (
 		1: "TYPE_EXECUTE",
 		2: "TYPE_QUERY",
 		3: "TYPE_BOOT",
+		4: "TYPE_NODE",
 	}
 	Command_Type_value = map[string]int32{
 		"TYPE_UNSPECIFIED": 0,
 		"TYPE_EXECUTE":     1,
 		"TYPE_QUERY":       2,
 		"TYPE_BOOT":        3,
+		"TYPE_NODE":        4,
 	}
 )
 
@@ -386,7 +391,9 @@ type Command struct {
 	Request   *Request     `protobuf:"bytes,4,opt,name=request,proto3" json:"request,omitempty"`
 	// boot_file names the staged file of a BOOT command (a base name inside
 	// the replica's directory).
-	BootFile      string `protobuf:"bytes,5,opt,name=boot_file,json=bootFile,proto3" json:"boot_file,omitempty"`
+	BootFile string `protobuf:"bytes,5,opt,name=boot_file,json=bootFile,proto3" json:"boot_file,omitempty"`
+	// node is the metadata of a NODE command.
+	Node          *NodeMeta `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -456,6 +463,100 @@ func (x *Command) GetBootFile() string {
 	return ""
 }
 
+func (x *Command) GetNode() *NodeMeta {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+// NodeMeta is what every node knows of a member: Raft knows only replica
+// IDs and Raft addresses; clients know node IDs and API addresses.
+type NodeMeta struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ReplicaId uint64                 `protobuf:"varint,1,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	NodeId    string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RaftAddr  string                 `protobuf:"bytes,3,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	ApiAddr   string                 `protobuf:"bytes,4,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
+	Voter     bool                   `protobuf:"varint,5,opt,name=voter,proto3" json:"voter,omitempty"`
+	// remove forgets the member (after it left the Raft membership).
+	Remove        bool `protobuf:"varint,6,opt,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeMeta) Reset() {
+	*x = NodeMeta{}
+	mi := &file_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeMeta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeMeta) ProtoMessage() {}
+
+func (x *NodeMeta) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeMeta.ProtoReflect.Descriptor instead.
+func (*NodeMeta) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *NodeMeta) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
+func (x *NodeMeta) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeMeta) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *NodeMeta) GetApiAddr() string {
+	if x != nil {
+		return x.ApiAddr
+	}
+	return ""
+}
+
+func (x *NodeMeta) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+func (x *NodeMeta) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
 // Value is one result cell. An unset value is NULL.
 type Value struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -474,7 +575,7 @@ type Value struct {
 
 func (x *Value) Reset() {
 	*x = Value{}
-	mi := &file_command_proto_msgTypes[4]
+	mi := &file_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +587,7 @@ func (x *Value) String() string {
 func (*Value) ProtoMessage() {}
 
 func (x *Value) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[4]
+	mi := &file_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +600,7 @@ func (x *Value) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Value.ProtoReflect.Descriptor instead.
 func (*Value) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{4}
+	return file_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Value) GetV() isValue_V {
@@ -614,7 +715,7 @@ type Row struct {
 
 func (x *Row) Reset() {
 	*x = Row{}
-	mi := &file_command_proto_msgTypes[5]
+	mi := &file_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +727,7 @@ func (x *Row) String() string {
 func (*Row) ProtoMessage() {}
 
 func (x *Row) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[5]
+	mi := &file_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +740,7 @@ func (x *Row) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Row.ProtoReflect.Descriptor instead.
 func (*Row) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{5}
+	return file_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Row) GetValues() []*Value {
@@ -671,7 +772,7 @@ type StatementResult struct {
 
 func (x *StatementResult) Reset() {
 	*x = StatementResult{}
-	mi := &file_command_proto_msgTypes[6]
+	mi := &file_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +784,7 @@ func (x *StatementResult) String() string {
 func (*StatementResult) ProtoMessage() {}
 
 func (x *StatementResult) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[6]
+	mi := &file_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +797,7 @@ func (x *StatementResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementResult.ProtoReflect.Descriptor instead.
 func (*StatementResult) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{6}
+	return file_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StatementResult) GetLastInsertId() int64 {
@@ -769,7 +870,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_command_proto_msgTypes[7]
+	mi := &file_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +882,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[7]
+	mi := &file_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +895,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{7}
+	return file_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Response) GetResults() []*StatementResult {
@@ -845,20 +946,30 @@ const file_command_proto_rawDesc = "" +
 	"\atimings\x18\x03 \x01(\bR\atimings\x12\x1f\n" +
 	"\vreplace_all\x18\x04 \x01(\bR\n" +
 	"replaceAll\x12'\n" +
-	"\x0fqualify_columns\x18\x05 \x01(\bR\x0equalifyColumns\"\x97\x02\n" +
+	"\x0fqualify_columns\x18\x05 \x01(\bR\x0equalifyColumns\"\xd6\x02\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\fR\trequestId\x122\n" +
 	"\x04type\x18\x03 \x01(\x0e2\x1e.skiff.command.v1.Command.TypeR\x04type\x123\n" +
 	"\arequest\x18\x04 \x01(\v2\x19.skiff.command.v1.RequestR\arequest\x12\x1b\n" +
-	"\tboot_file\x18\x05 \x01(\tR\bbootFile\"M\n" +
+	"\tboot_file\x18\x05 \x01(\tR\bbootFile\x12.\n" +
+	"\x04node\x18\x06 \x01(\v2\x1a.skiff.command.v1.NodeMetaR\x04node\"\\\n" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fTYPE_EXECUTE\x10\x01\x12\x0e\n" +
 	"\n" +
 	"TYPE_QUERY\x10\x02\x12\r\n" +
-	"\tTYPE_BOOT\x10\x03\"l\n" +
+	"\tTYPE_BOOT\x10\x03\x12\r\n" +
+	"\tTYPE_NODE\x10\x04\"\xa8\x01\n" +
+	"\bNodeMeta\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x01 \x01(\x04R\treplicaId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\traft_addr\x18\x03 \x01(\tR\braftAddr\x12\x19\n" +
+	"\bapi_addr\x18\x04 \x01(\tR\aapiAddr\x12\x14\n" +
+	"\x05voter\x18\x05 \x01(\bR\x05voter\x12\x16\n" +
+	"\x06remove\x18\x06 \x01(\bR\x06remove\"l\n" +
 	"\x05Value\x12\x0e\n" +
 	"\x01i\x18\x01 \x01(\x03H\x00R\x01i\x12\x0e\n" +
 	"\x01d\x18\x02 \x01(\x01H\x00R\x01d\x12\x0e\n" +
@@ -897,31 +1008,33 @@ func file_command_proto_rawDescGZIP() []byte {
 }
 
 var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_command_proto_goTypes = []any{
 	(Command_Type)(0),       // 0: skiff.command.v1.Command.Type
 	(*Parameter)(nil),       // 1: skiff.command.v1.Parameter
 	(*Statement)(nil),       // 2: skiff.command.v1.Statement
 	(*Request)(nil),         // 3: skiff.command.v1.Request
 	(*Command)(nil),         // 4: skiff.command.v1.Command
-	(*Value)(nil),           // 5: skiff.command.v1.Value
-	(*Row)(nil),             // 6: skiff.command.v1.Row
-	(*StatementResult)(nil), // 7: skiff.command.v1.StatementResult
-	(*Response)(nil),        // 8: skiff.command.v1.Response
+	(*NodeMeta)(nil),        // 5: skiff.command.v1.NodeMeta
+	(*Value)(nil),           // 6: skiff.command.v1.Value
+	(*Row)(nil),             // 7: skiff.command.v1.Row
+	(*StatementResult)(nil), // 8: skiff.command.v1.StatementResult
+	(*Response)(nil),        // 9: skiff.command.v1.Response
 }
 var file_command_proto_depIdxs = []int32{
 	1, // 0: skiff.command.v1.Statement.parameters:type_name -> skiff.command.v1.Parameter
 	2, // 1: skiff.command.v1.Request.statements:type_name -> skiff.command.v1.Statement
 	0, // 2: skiff.command.v1.Command.type:type_name -> skiff.command.v1.Command.Type
 	3, // 3: skiff.command.v1.Command.request:type_name -> skiff.command.v1.Request
-	5, // 4: skiff.command.v1.Row.values:type_name -> skiff.command.v1.Value
-	6, // 5: skiff.command.v1.StatementResult.rows:type_name -> skiff.command.v1.Row
-	7, // 6: skiff.command.v1.Response.results:type_name -> skiff.command.v1.StatementResult
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5, // 4: skiff.command.v1.Command.node:type_name -> skiff.command.v1.NodeMeta
+	6, // 5: skiff.command.v1.Row.values:type_name -> skiff.command.v1.Value
+	7, // 6: skiff.command.v1.StatementResult.rows:type_name -> skiff.command.v1.Row
+	8, // 7: skiff.command.v1.Response.results:type_name -> skiff.command.v1.StatementResult
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -936,7 +1049,7 @@ func file_command_proto_init() {
 		(*Parameter_Y)(nil),
 		(*Parameter_S)(nil),
 	}
-	file_command_proto_msgTypes[4].OneofWrappers = []any{
+	file_command_proto_msgTypes[5].OneofWrappers = []any{
 		(*Value_I)(nil),
 		(*Value_D)(nil),
 		(*Value_S)(nil),
@@ -950,7 +1063,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,243 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/actors"
+	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/sm/cmdpb"
+)
+
+// MemberOp is a change to the shard's membership.
+type MemberOp int
+
+// Membership changes.
+const (
+	// OpAddNonVoting adds a replica that receives the log but does not vote
+	// (a joining node starts so; it promotes itself once caught up).
+	OpAddNonVoting MemberOp = iota + 1
+	// OpRemove removes a replica and forgets its metadata.
+	OpRemove
+	// OpTransferLeader asks the leader to hand leadership to a replica (0:
+	// any other voter).
+	OpTransferLeader
+)
+
+// MemberReq asks for a membership change.
+type MemberReq struct {
+	Ctx       context.Context
+	Op        MemberOp
+	ReplicaID uint64
+	RaftAddr  string
+}
+
+type memberEnv = actors.Envelope[MemberReq, struct{}]
+
+// AddNonVoting adds replica id at raftAddr as a non-voting member. Adding a
+// member that is already there with the same address succeeds (joins are
+// retried); a node that comes back under a new replica ID at an address
+// still held by its old one replaces it.
+func (r *Replica) AddNonVoting(ctx context.Context, id uint64, raftAddr string) error {
+	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpAddNonVoting, ReplicaID: id, RaftAddr: raftAddr})
+	return err
+}
+
+// RemoveMember removes replica id from the shard and its metadata.
+func (r *Replica) RemoveMember(ctx context.Context, id uint64) error {
+	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpRemove, ReplicaID: id})
+	return err
+}
+
+// TransferLeader moves leadership to replica id (0: any other voter) and
+// waits until a leader other than the old one is known.
+func (r *Replica) TransferLeader(ctx context.Context, id uint64) error {
+	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpTransferLeader, ReplicaID: id})
+	return err
+}
+
+func (r *Replica) serveMember(nh *dragonboat.NodeHost, env memberEnv) {
+	ctx, cancel := r.withDeadline(env.Req.Ctx)
+	defer cancel()
+	var err error
+	switch env.Req.Op {
+	case OpAddNonVoting:
+		err = r.addNonVoting(ctx, nh, env.Req.ReplicaID, env.Req.RaftAddr)
+	case OpRemove:
+		err = r.removeMember(ctx, nh, env.Req.ReplicaID)
+	case OpTransferLeader:
+		err = r.transferLeader(ctx, nh, env.Req.ReplicaID)
+	default:
+		err = fmt.Errorf("%w: membership op %d", ErrInvalidConfig, env.Req.Op)
+	}
+	env.Answer(struct{}{}, err)
+}
+
+// retryConfigChange runs f with the current config change ID until it
+// succeeds, fails for good, or ctx ends. Config changes are ordered
+// (OrderedConfigChange): one made against a stale membership is rejected,
+// and so is one while another is pending or no leader is known; all of
+// these pass, so they are retried against a fresh read.
+func (r *Replica) retryConfigChange(ctx context.Context, nh *dragonboat.NodeHost, f func(ccid uint64) error) error {
+	backoff := 20 * time.Millisecond
+	for {
+		m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
+		if err == nil {
+			if err = f(m.ConfigChangeID); err == nil {
+				return nil
+			}
+		}
+		if !errors.Is(err, dragonboat.ErrSystemBusy) && !errors.Is(err, dragonboat.ErrShardNotReady) &&
+			!errors.Is(err, dragonboat.ErrTimeout) && !errors.Is(err, dragonboat.ErrAborted) &&
+			!errors.Is(err, dragonboat.ErrRejected) {
+			return r.mapErr(nh, err)
+		}
+		select {
+		case <-ctx.Done():
+			return r.mapErr(nh, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, retryBackoffMax)
+	}
+}
+
+func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id uint64, addr string) error {
+	if id == 0 || addr == "" {
+		return fmt.Errorf("%w: replica id and raft address are required", ErrBadMember)
+	}
+	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
+	if err != nil {
+		return r.mapErr(nh, err)
+	}
+	for _, set := range []map[uint64]string{m.Nodes, m.NonVotings, m.Witnesses} {
+		for rid, a := range set {
+			switch {
+			case rid == id && a == addr:
+				return nil // already a member: joins are idempotent
+			case rid == id:
+				return fmt.Errorf("%w: replica %d is a member at %s, not %s", ErrBadMember, id, a, addr)
+			case a == addr:
+				// The node came back with new data under a new replica ID:
+				// its old replica goes first (rqlite does the same).
+				r.log.Info("removing the old replica at a re-joining address", zap.Uint64("old", rid), zap.String("addr", addr))
+				if err := r.removeMember(ctx, nh, rid); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if _, removed := m.Removed[id]; removed {
+		return fmt.Errorf("%w: replica %d was removed; a node re-joins with a new data directory", ErrBadMember, id)
+	}
+	err = r.retryConfigChange(ctx, nh, func(ccid uint64) error {
+		return nh.SyncRequestAddNonVoting(ctx, r.cfg.ShardID, id, addr, ccid)
+	})
+	if err == nil {
+		r.log.Info("non-voting member added", zap.Uint64("replica_id", id), zap.String("raft_addr", addr))
+	}
+	return err
+}
+
+func (r *Replica) removeMember(ctx context.Context, nh *dragonboat.NodeHost, id uint64) error {
+	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
+	if err != nil {
+		return r.mapErr(nh, err)
+	}
+	_, voter := m.Nodes[id]
+	_, nonVoting := m.NonVotings[id]
+	if voter || nonVoting {
+		if err := r.retryConfigChange(ctx, nh, func(ccid uint64) error {
+			return nh.SyncRequestDeleteReplica(ctx, r.cfg.ShardID, id, ccid)
+		}); err != nil {
+			return err
+		}
+		r.log.Info("member removed", zap.Uint64("replica_id", id))
+	}
+	_, err = r.proposeCommand(ctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_NODE,
+		Node: &cmdpb.NodeMeta{ReplicaId: id, Remove: true}})
+	return err
+}
+
+func (r *Replica) transferLeader(ctx context.Context, nh *dragonboat.NodeHost, target uint64) error {
+	old, _, ok, err := nh.GetLeaderID(r.cfg.ShardID)
+	if err != nil || !ok {
+		return fmt.Errorf("%w: no leader to step down", ErrNoLeader)
+	}
+	if target == 0 {
+		m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
+		if err != nil {
+			return r.mapErr(nh, err)
+		}
+		var ids []uint64
+		for id := range m.Nodes {
+			if id != old {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			return fmt.Errorf("%w: no other voter to hand leadership to", ErrBadMember)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		target = ids[0]
+	}
+	if target == old {
+		return nil
+	}
+	if err := nh.RequestLeaderTransfer(r.cfg.ShardID, target); err != nil {
+		return r.mapErr(nh, err)
+	}
+	for {
+		if id, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err == nil && ok && id != old {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: leadership did not move", ErrTimeout)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// reconcileSelf keeps this node's own entries right: a joined voter that
+// is still non-voting promotes itself once it has caught up, and its row in
+// the node table (node ID, addresses, voter flag) is proposed whenever it
+// differs from what this node is. Both are idempotent, so running them on
+// every membership refresh is safe.
+func (r *Replica) reconcileSelf(ctx context.Context, nh *dragonboat.NodeHost, m *dragonboat.Membership) {
+	st := r.life.State()
+	self := st.Identity
+	_, isVoter := m.Nodes[self.ReplicaID]
+	_, isNonVoting := m.NonVotings[self.ReplicaID]
+	if !isVoter && !isNonVoting {
+		return
+	}
+	if isNonVoting && r.cfg.Voter && st.Phase == lifecycle.Ready {
+		if err := nh.SyncRequestAddReplica(ctx, r.cfg.ShardID, self.ReplicaID, self.RaftAddr, m.ConfigChangeID); err != nil {
+			r.log.Debug("promotion to voter failed; will retry", zap.Error(err))
+			return
+		}
+		r.log.Info("promoted to voter", zap.Uint64("replica_id", self.ReplicaID))
+		isVoter = true
+	}
+	if isVoter && r.cfg.NonVoting && r.cfg.OnPromoted != nil {
+		r.promotedOnce.Do(r.cfg.OnPromoted)
+	}
+	want := cmdpb.NodeMeta{ReplicaId: self.ReplicaID, NodeId: self.NodeID, RaftAddr: self.RaftAddr, ApiAddr: self.APIAddr, Voter: isVoter}
+	for _, n := range st.NodeTable {
+		if n.ReplicaID == want.ReplicaId && n.NodeID == want.NodeId && n.RaftAddr == want.RaftAddr &&
+			n.APIAddr == want.ApiAddr && n.Voter == want.Voter {
+			return
+		}
+	}
+	if _, err := r.proposeCommand(ctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_NODE, Node: &want}); err != nil {
+		r.log.Debug("registering this node's metadata failed; will retry", zap.Error(err))
+		return
+	}
+	r.log.Info("node metadata registered", zap.String("node_id", want.NodeId), zap.String("api_addr", want.ApiAddr), zap.Bool("voter", want.Voter))
+}

@@ -1,0 +1,191 @@
+package bootstrap
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// raftMux shares the advertised Raft address between Dragonboat and Skiff's
+// node-to-node HTTP service (join, node metadata), the way rqlite shares its
+// Raft port with its cluster service. Dragonboat's TCP transport opens every
+// connection with the magic bytes 0xAE 0x7D; anything else is HTTP. Raft
+// connections are spliced to Dragonboat's own listener on a private loopback
+// port. The cost: Raft traffic crosses one extra loopback hop and two
+// copies in this process; Dragonboat keeps few, long-lived connections, so
+// the hop is per message, not per connection set-up.
+type raftMux struct {
+	ln     net.Listener
+	inner  string // Dragonboat's private listen address
+	http   *http.Server
+	httpLn *chanListener
+	log    *zap.Logger
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// dragonboatMagic starts every Dragonboat transport connection.
+const dragonboatMagic = 0xAE
+
+// sniffTimeout bounds how long a new connection may take to send its first
+// byte.
+const sniffTimeout = 10 * time.Second
+
+func newRaftMux(ln net.Listener, inner string, h http.Handler, log *zap.Logger) *raftMux {
+	m := &raftMux{ln: ln, inner: inner, log: log, conns: map[net.Conn]struct{}{},
+		httpLn: &chanListener{addr: ln.Addr(), c: make(chan net.Conn), done: make(chan struct{})}}
+	m.http = &http.Server{Handler: h, ReadHeaderTimeout: sniffTimeout, ErrorLog: zap.NewStdLog(log)}
+	return m
+}
+
+// serve accepts until the listener is closed.
+func (m *raftMux) serve() {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		_ = m.http.Serve(m.httpLn)
+	}()
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				m.log.Warn("raft port accept failed", zap.Error(err))
+			}
+			return
+		}
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); m.route(c) }()
+	}
+}
+
+func (m *raftMux) track(c net.Conn, on bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if on && m.closed {
+		return false
+	}
+	if on {
+		m.conns[c] = struct{}{}
+	} else {
+		delete(m.conns, c)
+	}
+	return true
+}
+
+func (m *raftMux) route(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(sniffTimeout))
+	br := bufio.NewReader(c)
+	first, err := br.Peek(1)
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	pc := &peekedConn{Conn: c, r: br}
+	if first[0] != dragonboatMagic {
+		select {
+		case m.httpLn.c <- pc:
+		case <-m.httpLn.done:
+			_ = c.Close()
+		}
+		return
+	}
+	up, err := net.DialTimeout("tcp", m.inner, 5*time.Second)
+	if err != nil {
+		m.log.Warn("raft port: cannot reach the raft transport", zap.Error(err))
+		_ = c.Close()
+		return
+	}
+	if !m.track(c, true) || !m.track(up, true) {
+		_ = c.Close()
+		_ = up.Close()
+		return
+	}
+	defer func() {
+		m.track(c, false)
+		m.track(up, false)
+	}()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, pc); closeWrite(up); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, up); closeWrite(c); done <- struct{}{} }()
+	<-done
+	<-done
+	_ = c.Close()
+	_ = up.Close()
+}
+
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+		return
+	}
+	_ = c.Close()
+}
+
+// close stops accepting, ends the HTTP side and cuts every spliced
+// connection (Dragonboat is stopped by then or reconnects on its own).
+func (m *raftMux) close() {
+	_ = m.ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = m.http.Shutdown(ctx)
+	m.httpLn.Close()
+	m.mu.Lock()
+	m.closed = true
+	for c := range m.conns {
+		_ = c.Close()
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+}
+
+// peekedConn replays what was peeked.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (p *peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+// chanListener hands the mux's HTTP connections to an http.Server.
+type chanListener struct {
+	addr net.Addr
+	c    chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.c:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// privateAddr picks a free loopback port for Dragonboat's own listener.
+func privateAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

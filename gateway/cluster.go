@@ -1,0 +1,324 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/gateway/rqjson"
+)
+
+// Cluster routes. /join is rqlite v7's HTTP join (v8+ joins over the Raft
+// port, where Skiff's Raft-port mux serves PeerHandler); /skiff/node is
+// what a peer's /nodes asks of this node.
+const (
+	pathPeerJoin = "/skiff/join"
+	pathPeerNode = "/skiff/node"
+)
+
+// DefaultPeerTimeout bounds one peer's answer to /nodes when the request
+// has no timeout of its own.
+const DefaultPeerTimeout = 5 * time.Second
+
+// JoinRequest is the body of a join (rqlite's id, addr and voter; Skiff's
+// joiners add their replica ID and API address).
+type JoinRequest struct {
+	ID        string `json:"id"`
+	Addr      string `json:"addr"`
+	Voter     *bool  `json:"voter,omitempty"`
+	ReplicaID uint64 `json:"replica_id,omitempty"`
+	APIAddr   string `json:"api_addr,omitempty"`
+}
+
+// NodeMeta is what /skiff/node answers: this node as it sees itself.
+type NodeMeta struct {
+	NodeID          string `json:"node_id"`
+	ReplicaID       uint64 `json:"replica_id"`
+	APIAddr         string `json:"api_addr"`
+	RaftAddr        string `json:"raft_addr"`
+	Version         string `json:"version"`
+	Phase           string `json:"phase"`
+	LeaderReplicaID uint64 `json:"leader_replica_id"`
+}
+
+// ReplicaIDFor derives a replica ID from a node ID for a joiner that did
+// not choose one (a client of rqlite's /join).
+func ReplicaIDFor(nodeID string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(nodeID))
+	return h.Sum64()>>1 | 1
+}
+
+// ErrBadJoin refuses a join request that lacks what a join needs.
+var ErrBadJoin = errors.New("invalid join request")
+
+// ErrUnknownNode: /remove or stepdown named a node that is not a member.
+var ErrUnknownNode = errors.New("node not found")
+
+// PeerHandler serves the node-to-node routes on the Raft port's mux.
+func (g *Gateway) PeerHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case pathPeerJoin:
+			g.handleJoin(w, r)
+		case pathPeerNode:
+			g.handlePeerNode(w, r)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	})
+}
+
+// handleJoin adds the requesting node as a non-voting member; it promotes
+// itself once caught up. Any member may take the request: Dragonboat
+// forwards the configuration change to the leader.
+func (g *Gateway) handleJoin(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodPost) {
+		return
+	}
+	body, err := g.readBody(w, r)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	var jr JoinRequest
+	if err := json.Unmarshal(body, &jr); err != nil || jr.ID == "" || jr.Addr == "" {
+		g.writeError(w, fmt.Errorf("%w: want {\"id\":..., \"addr\":...}", ErrBadJoin))
+		return
+	}
+	if err := g.admit(false); err != nil {
+		g.writeError(w, err)
+		return
+	}
+	if jr.ReplicaID == 0 {
+		jr.ReplicaID = ReplicaIDFor(jr.ID)
+	}
+	ctx, cancel := g.requestContext(r, 0)
+	defer cancel()
+	if err := g.data.AddNonVoting(ctx, jr.ReplicaID, jr.Addr); err != nil {
+		g.writeError(w, err)
+		return
+	}
+	g.log.Info("node joined") // details logged by the replica
+	w.WriteHeader(http.StatusOK)
+}
+
+// handlePeerNode answers a peer's /nodes with this node's own view.
+func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodGet) {
+		return
+	}
+	st := g.state()
+	id := st.Identity
+	b, _ := json.Marshal(NodeMeta{NodeID: id.NodeID, ReplicaID: id.ReplicaID, APIAddr: apiURL(g.cfg.AdvAddr), RaftAddr: id.RaftAddr,
+		Version: g.cfg.Version, Phase: string(st.Phase), LeaderReplicaID: st.LeaderReplicaID})
+	writeJSON(w, http.StatusOK, b)
+}
+
+// handleRemove: DELETE /remove {"id":"<node id>"} (API.md 1.1, 5).
+func (g *Gateway) handleRemove(w http.ResponseWriter, r *http.Request) {
+	if !methods(w, r, http.MethodDelete) {
+		return
+	}
+	params, err := rqjsonParams(r)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	body, err := g.readBody(w, r)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	var req struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.ID == "" {
+		g.writeError(w, fmt.Errorf("%w: want {\"id\":\"<node id>\"}", rqjson.ErrInvalidRequest))
+		return
+	}
+	if err := g.admit(false); err != nil {
+		g.writeError(w, err)
+		return
+	}
+	m, ok := memberByNodeID(g.state(), req.ID)
+	if !ok {
+		g.writeError(w, fmt.Errorf("%w: %s", ErrUnknownNode, req.ID))
+		return
+	}
+	ctx, cancel := g.requestContext(r, params.Timeout)
+	defer cancel()
+	if err := g.data.RemoveMember(ctx, m.ReplicaID); err != nil {
+		g.writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// memberByNodeID finds a member by node ID (or, for a member that never
+// registered, by the Raft address it is named by).
+func memberByNodeID(st *lifecycle.State, nodeID string) (lifecycle.Member, bool) {
+	for _, m := range st.Members {
+		if m.NodeID == nodeID {
+			return m, true
+		}
+	}
+	if n, ok := st.NodeByID(nodeID); ok {
+		return lifecycle.Member{NodeID: n.NodeID, ReplicaID: n.ReplicaID, RaftAddr: n.RaftAddr}, true
+	}
+	return lifecycle.Member{}, false
+}
+
+// handleStepdown: POST /leader hands leadership to the node named in the
+// optional body {"id":"..."}, else to another voter (API.md 1.1).
+func (g *Gateway) handleStepdown(w http.ResponseWriter, r *http.Request) {
+	params, err := rqjsonParams(r)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	body, err := g.readBody(w, r)
+	if err != nil {
+		g.writeError(w, err)
+		return
+	}
+	var req struct {
+		ID string `json:"id"`
+	}
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			g.writeError(w, fmt.Errorf("%w: want {\"id\":\"<node id>\"} or no body", rqjson.ErrInvalidRequest))
+			return
+		}
+	}
+	if err := g.admit(false); err != nil {
+		g.writeError(w, err)
+		return
+	}
+	var target uint64
+	if req.ID != "" {
+		m, ok := memberByNodeID(g.state(), req.ID)
+		if !ok {
+			g.writeError(w, fmt.Errorf("%w: %s", ErrUnknownNode, req.ID))
+			return
+		}
+		target = m.ReplicaID
+	}
+	ctx, cancel := g.requestContext(r, params.Timeout)
+	defer cancel()
+	if err := g.data.TransferLeader(ctx, target); err != nil {
+		g.writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// peerDocs asks every peer for its own view, in parallel, each bounded by
+// timeout: a dead or hung peer costs at most the timeout, never more.
+// Peers are asked on their Raft address, which every member has (the API
+// address needs the peer to have registered).
+func (g *Gateway) peerDocs(ctx context.Context, st *lifecycle.State, ms []lifecycle.Member, timeout time.Duration) map[uint64]obj {
+	out := make(map[uint64]obj, len(ms))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		if m.ReplicaID == st.Identity.ReplicaID {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			pctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			meta, err := g.askPeer(pctx, m.RaftAddr)
+			d := obj{"id": m.NodeID, "api_addr": apiURL(m.APIAddr), "addr": m.RaftAddr, "voter": m.Voter,
+				"leader": m.ReplicaID == st.LeaderReplicaID}
+			if err != nil {
+				d["reachable"], d["version"], d["error"] = false, "", err.Error()
+			} else {
+				el := time.Since(start)
+				d["reachable"], d["version"], d["time"], d["time_s"], d["state"] = true, meta.Version, el.Seconds(), el.String(), meta.Phase
+				if meta.APIAddr != "" {
+					d["api_addr"] = meta.APIAddr
+				}
+			}
+			mu.Lock()
+			out[m.ReplicaID] = d
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (g *Gateway) askPeer(ctx context.Context, raftAddr string) (NodeMeta, error) {
+	var meta NodeMeta
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+raftAddr+pathPeerNode, nil)
+	if err != nil {
+		return meta, err
+	}
+	resp, err := g.peers.Do(req)
+	if err != nil {
+		return meta, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return meta, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return meta, fmt.Errorf("peer answered %d", resp.StatusCode)
+	}
+	err = json.Unmarshal(b, &meta)
+	return meta, err
+}
+
+// redirect answers 301 to the leader's API address with the original path
+// and raw query (API.md 1.7) and reports true, when the request asked for
+// it and this node is not the leader.
+func (g *Gateway) redirect(w http.ResponseWriter, r *http.Request) bool {
+	st := g.state()
+	if st.IsLeader() {
+		return false
+	}
+	leader, ok := st.Leader()
+	if !ok || leader.APIAddr == "" {
+		http.Error(w, "leader not found", http.StatusInternalServerError)
+		return true
+	}
+	loc := apiURL(leader.APIAddr) + r.URL.Path
+	if r.URL.RawQuery != "" {
+		loc += "?" + r.URL.RawQuery
+	}
+	w.Header().Set("Location", loc)
+	w.WriteHeader(http.StatusMovedPermanently)
+	return true
+}
+
+// servedBy sets X-Rqlite-Served-By as rqlite does (API.md 1.7): this node's
+// HTTP address when it served the request itself, the leader's Raft address
+// when the request went to the leader.
+func (g *Gateway) servedBy(w http.ResponseWriter, local bool) {
+	st := g.state()
+	if local || st.IsLeader() {
+		w.Header().Set("X-Rqlite-Served-By", g.cfg.AdvAddr)
+		return
+	}
+	if leader, ok := st.Leader(); ok {
+		w.Header().Set("X-Rqlite-Served-By", leader.RaftAddr)
+	}
+}
+
+// sortedDocs orders node documents by id (API.md 2.2).
+func sortedDocs(list []obj) {
+	sort.Slice(list, func(i, j int) bool { return list[i]["id"].(string) < list[j]["id"].(string) })
+}
