@@ -26,6 +26,8 @@ const (
 	// DefaultJoinAttempts and DefaultJoinInterval are rqlited's.
 	DefaultJoinAttempts = 5
 	DefaultJoinInterval = 3 * time.Second
+	// DefaultBootstrapExpectTimeout is rqlited's.
+	DefaultBootstrapExpectTimeout = 120 * time.Second
 )
 
 // Config is everything a node needs; cmd/skiffd fills it from flags.
@@ -65,6 +67,11 @@ type Config struct {
 	JoinInterval time.Duration
 	// NonVoter makes a read replica: it joins and never votes.
 	NonVoter bool
+	// BootstrapExpect > 0: the nodes listed in Join (this one among them)
+	// form a cluster together once that many have been found, within
+	// BootstrapExpectTimeout.
+	BootstrapExpect        int
+	BootstrapExpectTimeout time.Duration
 	// Version and build details, reported over HTTP.
 	Version, Commit, BuildTime string
 	Logger                     *zap.Logger
@@ -124,6 +131,9 @@ func (c Config) WithDefaults() Config {
 	if c.JoinInterval == 0 {
 		c.JoinInterval = DefaultJoinInterval
 	}
+	if c.BootstrapExpectTimeout == 0 {
+		c.BootstrapExpectTimeout = DefaultBootstrapExpectTimeout
+	}
 	return c
 }
 
@@ -150,6 +160,9 @@ func (c Config) Validate() error {
 	}
 	if c.NonVoter && len(c.Join) == 0 {
 		return bad("-raft-non-voter needs -join: a read replica cannot bootstrap a cluster")
+	}
+	if c.BootstrapExpect < 0 || (c.BootstrapExpect > 0 && (len(c.Join) == 0 || c.NonVoter)) {
+		return bad("-bootstrap-expect needs the -join list of the founding voters (and a voter)")
 	}
 	if c.JoinAttempts < 1 || c.JoinInterval <= 0 {
 		return bad("-join-attempts must be >= 1 and -join-interval positive")

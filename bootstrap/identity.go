@@ -26,6 +26,11 @@ type identity struct {
 	// bootstraps a shard of its own, whatever happens between its join and
 	// Raft recording it.
 	Joiner bool `json:"joiner,omitempty"`
+	// Expecting: a -bootstrap-expect node whose replica has not started
+	// yet with the founding members.
+	Expecting bool `json:"expecting,omitempty"`
+	// Founders are the members a -bootstrap-expect cluster started with.
+	Founders map[uint64]string `json:"founders,omitempty"`
 	// Promoted: a joiner seen to be a voter (it joined non-voting).
 	Promoted bool `json:"promoted,omitempty"`
 }

@@ -95,3 +95,70 @@ func (n *Node) joinOne(client *http.Client, url string, body []byte) error {
 	}
 	return nil
 }
+
+// expect finds the founding members for -bootstrap-expect: it asks every
+// -join address for its node metadata (on the Raft port's mux, or the API
+// of an http:// entry) until BootstrapExpect nodes, this one included, are
+// known; they all start Raft with that same set. If a listed node already
+// belongs to a working cluster, formed is true: join it instead.
+func (n *Node) expect(id identity) (members map[uint64]string, formed bool, err error) {
+	c := n.cfg
+	deadline := time.Now().Add(c.BootstrapExpectTimeout)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		members = map[uint64]string{id.ReplicaID: id.RaftAddr}
+		for _, addr := range c.Join {
+			if addr == c.RaftAdvAddr || addr == c.RaftAddr || strings.TrimPrefix(addr, "http://") == c.HTTPAdvAddr {
+				continue
+			}
+			meta, err := peerMeta(client, addr)
+			if err != nil {
+				n.log.Debug("bootstrap peer not answering yet", zap.String("addr", addr), zap.Error(err))
+				continue
+			}
+			if meta.LeaderReplicaID != 0 && meta.Phase != "joining" && meta.Phase != "starting" {
+				if _, founder := meta.Members[id.ReplicaID]; founder {
+					// The others found this node and formed the cluster
+					// with it before it finished looking: same founders.
+					return meta.Members, false, nil
+				}
+				n.log.Info("a listed node already belongs to a cluster; joining it", zap.String("via", addr))
+				return nil, true, nil
+			}
+			if meta.ReplicaID != 0 && meta.RaftAddr != "" {
+				members[meta.ReplicaID] = meta.RaftAddr
+			}
+		}
+		if len(members) >= c.BootstrapExpect {
+			n.log.Info("founding members found", zap.Any("members", members))
+			return members, false, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, false, fmt.Errorf("%w: %d of %d expected nodes found within %s", ErrJoinFailed, len(members), c.BootstrapExpect, c.BootstrapExpectTimeout)
+		}
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-n.stopping:
+			return nil, false, fmt.Errorf("%w: node is stopping", ErrJoinFailed)
+		}
+	}
+}
+
+// peerMeta asks a -join address for the node's own metadata.
+func peerMeta(client *http.Client, addr string) (gateway.NodeMeta, error) {
+	var meta gateway.NodeMeta
+	url := "http://" + addr + "/skiff/node"
+	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
+		url = strings.TrimRight(addr, "/") + "/skiff/node"
+	}
+	resp, err := client.Get(url)
+	if err != nil {
+		return meta, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return meta, fmt.Errorf("answered %d", resp.StatusCode)
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&meta)
+	return meta, err
+}

@@ -222,7 +222,11 @@ func (n *Node) startReplica(rt *router) error {
 		// node picks a random replica ID, so that a node re-joining with
 		// new data never reuses the ID of its removed self (Raft refuses).
 		id = identity{NodeID: c.NodeID, ShardID: replica.DefaultShardID, ReplicaID: 1, RaftAddr: c.RaftAdvAddr}
-		if len(c.Join) > 0 {
+		switch {
+		case c.BootstrapExpect > 0:
+			id.ReplicaID = randomReplicaID()
+			id.Expecting = true
+		case len(c.Join) > 0:
 			id.ReplicaID = randomReplicaID()
 			id.Joining, id.Joiner = true, true
 		}
@@ -235,7 +239,32 @@ func (n *Node) startReplica(rt *router) error {
 		APIAddr: c.HTTPAdvAddr, Voter: !c.NonVoter,
 	}})
 	join := id.Joiner
-	if id.Joining {
+	initial := map[uint64]string{id.ReplicaID: id.RaftAddr}
+	if id.Expecting {
+		// Until the founding members are known and Raft has them, every
+		// start discovers them again (the same -join list gives the same
+		// set); a cluster that formed meanwhile is joined instead.
+		n.life.Notify(lifecycle.JoinBegun{})
+		members, formed, err := n.expect(id)
+		if err != nil {
+			return err
+		}
+		if formed {
+			id.Expecting, id.Joining, id.Joiner = false, true, true
+			if err := n.join(id); err != nil {
+				return err
+			}
+			id.Joining = false
+			join = true
+		} else {
+			// Recorded before Raft starts: a crash before Raft records
+			// them must restart with the same founders, never alone.
+			id.Expecting, id.Founders = false, members
+			if err := store.saveIdentity(id); err != nil {
+				return err
+			}
+		}
+	} else if id.Joining {
 		// Until the join is acknowledged (and recorded), every start asks
 		// again: a crash between the two must not leave a node that
 		// neither bootstraps nor joins.
@@ -251,7 +280,7 @@ func (n *Node) startReplica(rt *router) error {
 		NodeHostDir: c.nodeHostDir(), WALDir: c.RaftWALDir, SMDir: c.smDir(),
 		RaftAddr: c.RaftAdvAddr, RaftListenAddr: n.raftInner,
 		ShardID: id.ShardID, ReplicaID: id.ReplicaID,
-		InitialMembers: map[uint64]string{id.ReplicaID: id.RaftAddr},
+		InitialMembers: founders(id, initial),
 		Join:           join, Voter: !c.NonVoter, NonVoting: id.Joiner && !id.Promoted,
 		OnPromoted: func() {
 			id.Promoted = true
@@ -330,4 +359,13 @@ func (n *Node) Shutdown() error {
 		n.log.Info("shutdown complete")
 	}
 	return err
+}
+
+// founders is the member set a new shard starts with: the recorded
+// -bootstrap-expect founders, or this node alone.
+func founders(id identity, alone map[uint64]string) map[uint64]string {
+	if len(id.Founders) > 0 {
+		return id.Founders
+	}
+	return alone
 }

@@ -47,6 +47,9 @@ type NodeMeta struct {
 	Version         string `json:"version"`
 	Phase           string `json:"phase"`
 	LeaderReplicaID uint64 `json:"leader_replica_id"`
+	// Members is the Raft membership as this node knows it (replica ID ->
+	// Raft address), for -bootstrap-expect.
+	Members map[uint64]string `json:"members,omitempty"`
 }
 
 // ReplicaIDFor derives a replica ID from a node ID for a joiner that did
@@ -118,8 +121,15 @@ func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
 	}
 	st := g.state()
 	id := st.Identity
-	b, _ := json.Marshal(NodeMeta{NodeID: id.NodeID, ReplicaID: id.ReplicaID, APIAddr: apiURL(g.cfg.AdvAddr), RaftAddr: id.RaftAddr,
-		Version: g.cfg.Version, Phase: string(st.Phase), LeaderReplicaID: st.LeaderReplicaID})
+	meta := NodeMeta{NodeID: id.NodeID, ReplicaID: id.ReplicaID, APIAddr: apiURL(g.cfg.AdvAddr), RaftAddr: id.RaftAddr,
+		Version: g.cfg.Version, Phase: string(st.Phase), LeaderReplicaID: st.LeaderReplicaID}
+	if len(st.RaftMembers) > 0 {
+		meta.Members = make(map[uint64]string, len(st.RaftMembers))
+		for _, m := range st.RaftMembers {
+			meta.Members[m.ReplicaID] = m.RaftAddr
+		}
+	}
+	b, _ := json.Marshal(meta)
 	writeJSON(w, http.StatusOK, b)
 }
 

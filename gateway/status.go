@@ -13,7 +13,9 @@ import (
 	sqlite3 "github.com/mattn/go-sqlite3"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway/rqjson"
+	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 
 // jsonString encodes s as a JSON string (HTML-escaped, like rqlite).
@@ -236,6 +238,16 @@ func (g *Gateway) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	default:
 		b.WriteString("\n[+]leader ok\n[+]store ok")
 		if params.Sync {
+			// A ReadIndex round: it returns once this node has applied
+			// everything the leader had committed when it began.
+			ctx, cancel := g.requestContext(r, params.Timeout)
+			_, err := g.data.Query(ctx, &cmdpb.Request{}, replica.ReadOptions{Level: replica.LevelLinearizable})
+			cancel()
+			if err != nil {
+				b.WriteString("\n[+]sync failed: " + err.Error())
+				status = http.StatusServiceUnavailable
+				break
+			}
 			b.WriteString("\n[+]sync ok")
 		}
 		b.WriteString("\n[+]db ok")

@@ -19,7 +19,7 @@ var errUsage = errors.New("usage")
 // ignoredValueFlags are rqlited flags taking a value that Skiff accepts and
 // ignores (with a warning): ignoring them changes no safety property.
 var ignoredValueFlags = []string{
-	"bootstrap-expect-timeout", "disco-key",
+	"disco-key",
 	"raft-snap-wal-size", "raft-snap-int", "raft-commit-timeout", "raft-leader-lease-timeout",
 	"raft-reap-node-timeout", "raft-reap-read-only-node-timeout", "cluster-connect-timeout",
 	"auto-backup", "auto-vacuum-int", "auto-optimize-int", "db-max-ro-conns",
@@ -37,7 +37,7 @@ var ignoredBoolFlags = []string{
 // pretend to: each changes who may join, who may read, or whether traffic
 // is encrypted. value says whether the flag takes a value.
 var refusedFlags = map[string]bool{
-	"join-as": true, "bootstrap-expect": true, "disco-mode": true, "disco-config": true,
+	"join-as": true, "disco-mode": true, "disco-config": true,
 	"auth": true, "auto-restore": true, "extensions-path": true,
 	"http-cert": true, "http-key": true, "http-ca-cert": true, "http-verify-client": false,
 	"http-verify-common-name": true, "node-cert": true, "node-key": true, "node-ca-cert": true,
@@ -100,6 +100,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.JoinAttempts, "join-attempts", bootstrap.DefaultJoinAttempts, "Rounds of join attempts")
 	fs.DurationVar(&c.JoinInterval, "join-interval", bootstrap.DefaultJoinInterval, "Wait between rounds of join attempts")
 	fs.BoolVar(&c.NonVoter, "raft-non-voter", false, "Join as a read replica (never votes)")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "Form a cluster of this many voters listed in -join (identical lists on every node)")
+	fs.DurationVar(&c.BootstrapExpectTimeout, "bootstrap-expect-timeout", bootstrap.DefaultBootstrapExpectTimeout, "How long to wait for the -bootstrap-expect nodes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Skiff: log level: debug, info, warn, error")
 	fs.BoolVar(&o.showVersion, "version", false, "Show version information and exit")
 
