@@ -13,7 +13,7 @@ TEST_TIMEOUT ?= 20m
 # Exported so every go command, and the e2e tests' own build of skiffd, use it.
 export GOFLAGS := $(strip $(GOFLAGS) -tags=sqlite_column_metadata)
 
-.PHONY: all build run test test-unit test-e2e bench verify fmt tools proto clean
+.PHONY: all build run test test-unit test-e2e test-compat bench verify fmt tools proto clean
 
 all: build
 
@@ -34,6 +34,11 @@ test-unit:
 
 test-e2e:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -v ./test/
+
+## test-compat: gorqlite's own test suite (the rqlite Go client) against a
+## skiffd process.
+test-compat:
+	$(GO) test -race -count=1 -run TestGorqliteSuite -v ./test/
 
 ## bench: the write path through Dragonboat on one node against raw SQLite
 ## running the same INSERTs in-process, side by side in one run.

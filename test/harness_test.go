@@ -199,6 +199,8 @@ type node struct {
 	logs     []string
 	proc     *process
 	client   *http.Client
+	// args are extra daemon flags, set before the first start.
+	args []string
 }
 
 // newNode prepares a node (ports, directories) without starting it. Its
@@ -264,12 +266,14 @@ func (n *node) launch() *process {
 		n.t.Fatalf("launch: %v", err)
 	}
 	defer f.Close()
-	cmd := exec.Command(skiffdBin,
+	args := []string{
 		"-node-id", "1",
 		"-http-addr", n.httpAddr, "-http-adv-addr", n.httpAddr,
 		"-raft-addr", n.raftAddr, "-raft-adv-addr", n.raftAddr,
 		"-raft-log-level", "WARN", "-log-level", "info",
-		n.dataDir)
+	}
+	args = append(append(args, n.args...), n.dataDir)
+	cmd := exec.Command(skiffdBin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The race runtime sleeps 1s at exit by default to catch late
 	// reports; a shorter sleep keeps restarts quick, and a race still
