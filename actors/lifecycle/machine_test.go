@@ -3,7 +3,9 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -255,5 +257,26 @@ func TestRunAppliesQueuedEventsWhenStopping(t *testing.T) {
 	l.Notify(NodeReady{})
 	if l.box.take() != nil {
 		t.Fatal("event queued after the actor stopped")
+	}
+}
+
+// Members are the Raft membership named from the replicated node table; a
+// member that never registered is named by its Raft address, this node by
+// its identity.
+func TestMembersMergeRaftWithNodeTable(t *testing.T) {
+	now := time.Unix(0, 0)
+	m := NewMachine(now)
+	m.Apply(IdentityKnown{Identity: Identity{NodeID: "me", ReplicaID: 1, RaftAddr: "a:1", APIAddr: "a:0"}}, now)
+	m.Apply(MembershipChanged{Members: []Member{{ReplicaID: 1, RaftAddr: "a:1", Voter: true},
+		{ReplicaID: 7, RaftAddr: "b:1", Voter: true}, {ReplicaID: 9, RaftAddr: "c:1"}}}, now)
+	m.Apply(SMEvent{E: sm.Event{Kind: sm.EventNodes, Nodes: []sm.NodeInfo{
+		{ReplicaID: 7, NodeID: "n7", APIAddr: "b:0", Voter: true}, {ReplicaID: 3, NodeID: "gone"}}}}, now)
+	var got []string
+	for _, mem := range m.State().Members {
+		got = append(got, fmt.Sprintf("%s/%d/%s/%s/%t", mem.NodeID, mem.ReplicaID, mem.RaftAddr, mem.APIAddr, mem.Voter))
+	}
+	want := "c:1/9/c:1//false me/1/a:1/a:0/true n7/7/b:1/b:0/true"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("members = %s\nwant      %s", strings.Join(got, " "), want)
 	}
 }
