@@ -134,12 +134,13 @@ func (g *Gateway) prepare(w http.ResponseWriter, r *http.Request, ep endpoint) (
 	// A queued write with noleader is accepted whatever the node's state
 	// (API.md 1.2); it is written when the node can.
 	queuedNoLeader := ep.write && params.Queue && params.NoLeader
-	if err := g.admit(!ep.write && c.level == replica.LevelNone); err != nil && !queuedNoLeader {
+	local := !ep.write && g.servedLocally(c.level)
+	if err := g.admit(local); err != nil && !queuedNoLeader {
 		g.writeError(w, err)
 		return c, false
 	}
 	// ?redirect: what the leader must serve is sent there (API.md 1.7).
-	if params.Redirect && (ep.write || c.level != replica.LevelNone) && g.redirect(w, r) {
+	if params.Redirect && !local && g.redirect(w, r) {
 		return c, false
 	}
 	for _, s := range stmts {
@@ -176,6 +177,12 @@ func (c dataCall) readOptions() replica.ReadOptions {
 	return replica.ReadOptions{Level: c.level, Freshness: c.params.Freshness, DBTimeout: c.params.DBTimeout}
 }
 
+// servedLocally reports whether a read at level is served from this node's
+// own database: none always, auto on a read replica (API.md 1.8).
+func (g *Gateway) servedLocally(level replica.Level) bool {
+	return level == replica.LevelNone || (level == replica.LevelAuto && !g.state().Identity.Voter)
+}
+
 // finish writes the outcome of a data call.
 func (g *Gateway) finish(w http.ResponseWriter, c dataCall, resp *cmdpb.Response, err error, writes bool) {
 	if errors.Is(err, replica.ErrStaleRead) {
@@ -186,7 +193,7 @@ func (g *Gateway) finish(w http.ResponseWriter, c dataCall, resp *cmdpb.Response
 		g.writeError(w, err)
 		return
 	}
-	g.servedBy(w, !writes && c.level == replica.LevelNone)
+	g.servedBy(w, !writes && g.servedLocally(c.level))
 	respond(w, resp, c.params, c.start, writes)
 }
 

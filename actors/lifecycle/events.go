@@ -27,6 +27,9 @@ type LeaderUpdated struct{ LeaderReplicaID, Term uint64 }
 // index has reached the leader's commit index as of that read.
 type CaughtUp struct{ LeaderReplicaID, Index uint64 }
 
+// LeaderContact: a round trip with the leader (a ReadIndex) succeeded.
+type LeaderContact struct{ LeaderReplicaID uint64 }
+
 // MembershipChanged carries the new membership.
 type MembershipChanged struct{ Members []Member }
 
@@ -38,6 +41,7 @@ type ShuttingDown struct{}
 
 func (IdentityKnown) isEvent()     {}
 func (JoinBegun) isEvent()         {}
+func (LeaderContact) isEvent()     {}
 func (SMEvent) isEvent()           {}
 func (NodeReady) isEvent()         {}
 func (LeaderUpdated) isEvent()     {}

@@ -65,6 +65,11 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		if next.Phase == Recovering || next.Phase == Degraded {
 			next.Phase = Ready
 		}
+	case LeaderContact:
+		if e.LeaderReplicaID == 0 || e.LeaderReplicaID != next.LeaderReplicaID {
+			return false
+		}
+		next.LastLeaderContact = now
 	case MembershipChanged:
 		next.RaftMembers = e.Members
 		next.Members = mergeMembers(next.RaftMembers, next.NodeTable, next.Identity)

@@ -149,18 +149,29 @@ func (r *Replica) removeMember(ctx context.Context, nh *dragonboat.NodeHost, id 
 	if err != nil {
 		return r.mapErr(nh, err)
 	}
+	// The metadata goes first: once this node's own replica is removed it
+	// can propose nothing more. A member whose row is dropped but whose
+	// removal then fails registers itself again.
+	if _, err := r.proposeCommand(ctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_NODE,
+		Node: &cmdpb.NodeMeta{ReplicaId: id, Remove: true}}); err != nil {
+		return err
+	}
 	_, voter := m.Nodes[id]
 	_, nonVoting := m.NonVotings[id]
-	if voter || nonVoting {
-		if err := r.retryConfigChange(ctx, nh, func(ccid uint64) error {
-			return nh.SyncRequestDeleteReplica(ctx, r.cfg.ShardID, id, ccid)
-		}); err != nil {
-			return err
-		}
+	if !voter && !nonVoting {
+		return nil
+	}
+	err = r.retryConfigChange(ctx, nh, func(ccid uint64) error {
+		return nh.SyncRequestDeleteReplica(ctx, r.cfg.ShardID, id, ccid)
+	})
+	if err != nil && id == r.cfg.ReplicaID && errors.Is(err, ErrStopped) {
+		// Removing itself closes this node's shard as the change applies;
+		// the answer can be lost with it.
+		err = nil
+	}
+	if err == nil {
 		r.log.Info("member removed", zap.Uint64("replica_id", id))
 	}
-	_, err = r.proposeCommand(ctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_NODE,
-		Node: &cmdpb.NodeMeta{ReplicaId: id, Remove: true}})
 	return err
 }
 
@@ -189,17 +200,25 @@ func (r *Replica) transferLeader(ctx context.Context, nh *dragonboat.NodeHost, t
 	if target == old {
 		return nil
 	}
-	if err := nh.RequestLeaderTransfer(r.cfg.ShardID, target); err != nil {
-		return r.mapErr(nh, err)
-	}
+	// The target skips its campaign while it has a config change to
+	// apply, so the request is repeated until leadership moves.
 	for {
-		if id, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err == nil && ok && id != old {
-			return nil
+		if err := nh.RequestLeaderTransfer(r.cfg.ShardID, target); err != nil {
+			return r.mapErr(nh, err)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: leadership did not move", ErrTimeout)
-		case <-time.After(20 * time.Millisecond):
+		deadline := time.After(time.Duration(r.cfg.ElectionRTT) * r.cfg.RTT)
+	wait:
+		for {
+			if id, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err == nil && ok && id != old {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w: leadership did not move", ErrTimeout)
+			case <-deadline:
+				break wait
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
 	}
 }
@@ -226,7 +245,19 @@ func (r *Replica) reconcileSelf(ctx context.Context, nh *dragonboat.NodeHost, m 
 		isVoter = true
 	}
 	if isVoter && r.cfg.NonVoting && r.cfg.OnPromoted != nil {
-		r.promotedOnce.Do(r.cfg.OnPromoted)
+		// Started non-voting, now a voter. A restart replays its config
+		// changes from the last local Raft snapshot: one taken now covers
+		// the promotion, so the next start may say "voter" (Dragonboat
+		// panics if a replica started as a voter replays its own
+		// non-voting addition, and one started non-voting after the
+		// promotion was compacted away would never vote). ErrRejected: the
+		// last snapshot is already current.
+		_, err := nh.SyncRequestSnapshot(ctx, r.cfg.ShardID, dragonboat.SnapshotOption{})
+		if err != nil && !errors.Is(err, dragonboat.ErrRejected) {
+			r.log.Debug("snapshot after promotion failed; will retry", zap.Error(err))
+		} else {
+			r.promotedOnce.Do(r.cfg.OnPromoted)
+		}
 	}
 	want := cmdpb.NodeMeta{ReplicaId: self.ReplicaID, NodeId: self.NodeID, RaftAddr: self.RaftAddr, ApiAddr: self.APIAddr, Voter: isVoter}
 	for _, n := range st.NodeTable {

@@ -119,6 +119,9 @@ const (
 	// probeInterval is how often a node that is not ready checks whether
 	// it has caught up with the leader.
 	probeInterval = 50 * time.Millisecond
+	// contactInterval is how often a follower confirms it can reach the
+	// leader; it bounds how stale LastLeaderContact may look (freshness).
+	contactInterval = 200 * time.Millisecond
 	// refreshInterval is how often membership is re-read regardless.
 	refreshInterval = time.Second
 	// probeTimeout bounds one catch-up check.
@@ -248,6 +251,12 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer refresh.Stop()
 	refreshDone := make(chan struct{}, 1)
 	refreshing := false
+	// A follower confirms contact with the leader (freshness, API.md 1.8)
+	// every contactInterval.
+	contact := time.NewTicker(contactInterval)
+	defer contact.Stop()
+	contactDone := make(chan struct{}, 1)
+	contacting := false
 	for {
 		select {
 		case s := <-startC:
@@ -312,6 +321,14 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 		case <-refreshDone:
 			refreshing = false
+		case <-contact.C:
+			if nh != nil && !contacting && r.needsContact() {
+				contacting = true
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.checkContact(nh); contactDone <- struct{}{} }()
+			}
+		case <-contactDone:
+			contacting = false
 		case <-probe.C:
 			if nh != nil && !probing && r.needsProbe() {
 				probing = true
@@ -706,6 +723,34 @@ func (r *Replica) mapErr(nh *dragonboat.NodeHost, err error) error {
 		return fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
 	return err
+}
+
+// needsContact: a ready follower that knows a leader.
+func (r *Replica) needsContact() bool {
+	st := r.life.State()
+	return st.NodeReady && st.LeaderReplicaID != 0 && !st.IsLeader() && st.Phase == lifecycle.Ready
+}
+
+// checkContact runs a ReadIndex round: it completes only when the leader
+// answered, which is what "heard from the leader" means for freshness.
+// Dragonboat does not expose a follower's last heartbeat time.
+func (r *Replica) checkContact(nh *dragonboat.NodeHost) {
+	leader, _, ok, err := nh.GetLeaderID(r.cfg.ShardID)
+	if err != nil || !ok {
+		return
+	}
+	rs, err := nh.ReadIndex(r.cfg.ShardID, probeTimeout)
+	if err != nil {
+		return
+	}
+	defer rs.Release()
+	select {
+	case res := <-rs.ResultC():
+		if res.Completed() {
+			r.life.Notify(lifecycle.LeaderContact{LeaderReplicaID: leader})
+		}
+	case <-r.workCtx.Done():
+	}
 }
 
 // needsProbe: only a node waiting to become ready checks for catch-up.
