@@ -934,3 +934,82 @@ func TestClusterFreshness(t *testing.T) {
 	}
 	wantOK(t, "level=none without freshness on the survivor", survivor.get(selectPath("level=none")), rs.body())
 }
+
+// TestClusterBootstrapExpect: three nodes started together with
+// -bootstrap-expect 3 and the same -join list form one cluster with no
+// node joining another (API.md 5, "Auto-clustering"); a restart needs
+// neither flag's effect again.
+func TestClusterBootstrapExpect(t *testing.T) {
+	c := &cluster{t: t}
+	var addrs []string
+	for i := 1; i <= 3; i++ {
+		m := c.add(fmt.Sprintf("n%d", i))
+		addrs = append(addrs, m.raftAddr)
+	}
+	// The API URL form works too.
+	addrs[2] = c.ms[2].apiURL()
+	for _, m := range c.ms {
+		m.setFlags("-bootstrap-expect", "3", "-join", strings.Join(addrs, ","))
+		m.start()
+	}
+	t.Cleanup(c.stopAll)
+	for _, m := range c.ms {
+		m.waitReady(clusterTimeout)
+	}
+	leader := c.byID(c.waitMembers(c.ms, c.ids(), nil))
+	wantOK(t, "CREATE TABLE", leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	for _, m := range c.ms {
+		rs.insert(t, m, "via-"+m.id)
+	}
+	for _, m := range c.ms {
+		wantOK(t, "linearizable read on "+m.id, m.get(selectPath("level=linearizable")), rs.body())
+	}
+	c.stopAll()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, m := range c.ms {
+		m.start() // same flags: the recorded founders are used, nothing is discovered again
+	}
+	for _, m := range c.ms {
+		m.waitReady(clusterTimeout)
+	}
+	c.waitMembers(c.ms, c.ids(), nil)
+	for _, m := range c.ms {
+		waitRows(t, m, rs, "level=none")
+	}
+}
+
+// TestClusterFiveNodesSurviveTwoFailures: a 5-voter cluster keeps taking
+// writes on any survivor with two nodes (the leader among them) killed, and
+// the killed nodes catch up when they return.
+func TestClusterFiveNodesSurviveTwoFailures(t *testing.T) {
+	c := newCluster(t, 5)
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	for _, m := range c.ms {
+		rs.insert(t, m, "before-"+m.id)
+	}
+	dead := []*member{c.leader, others(c.ms, c.leader)[0]}
+	for _, m := range dead {
+		m.sigkill()
+	}
+	alive := others(c.ms, dead...)
+	c.waitElected(alive)
+	for _, m := range alive {
+		rs.insert(t, m, "during-"+m.id)
+	}
+	for _, m := range alive {
+		wantOK(t, "linearizable read on "+m.id, m.get(selectPath("level=linearizable")), rs.body())
+	}
+	for _, m := range dead {
+		m.setFlags()
+		m.start()
+	}
+	for _, m := range dead {
+		m.waitReady(clusterTimeout)
+		waitRows(t, m, rs, "level=none")
+	}
+	c.waitMembers(c.ms, c.ids(), nil)
+}
