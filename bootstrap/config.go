@@ -195,3 +195,4 @@ func raftLogLevel(s string) (zapcore.Level, error) {
 func (c Config) localStoreDir() string { return filepath.Join(c.DataDir, "node") }
 func (c Config) nodeHostDir() string   { return filepath.Join(c.DataDir, "raft") }
 func (c Config) smDir() string         { return filepath.Join(c.DataDir, "db") }
+func (c Config) exportDir() string     { return filepath.Join(c.DataDir, "export") }

@@ -101,6 +101,13 @@ func (rt *router) TransferLeader(ctx context.Context, id uint64) error {
 	return replica.ErrNotStarted
 }
 
+func (rt *router) ExportSnapshot(ctx context.Context) (string, error) {
+	if r := rt.r.Load(); r != nil {
+		return r.ExportSnapshot(ctx)
+	}
+	return "", replica.ErrNotStarted
+}
+
 // Node is a running node.
 type Node struct {
 	cfg    Config
@@ -292,6 +299,7 @@ func (n *Node) startReplica(rt *router) error {
 		RTT:             tick,
 		HeartbeatRTT:    uint64(max(1, c.RaftHeartbeatTimeout/tick)),
 		ElectionRTT:     uint64(max(3, c.RaftElectionTimeout/tick)),
+		ExportDir:       c.exportDir(),
 		SnapshotEntries: c.RaftSnapshotEntries, ApplyTimeout: c.RaftApplyTimeout,
 		LogDBMemory: c.LogDBMemory, ForeignKeys: c.ForeignKeys,
 		Logger: n.log.Named("replica"), Lifecycle: n.life,

@@ -104,7 +104,7 @@ func (g *Gateway) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, err)
 		return
 	}
-	if err := g.admit(false); err != nil {
+	if err := g.admit(false); err != nil && !(r.URL.Query().Has("export") && (errors.Is(err, ErrNoLeader) || errors.Is(err, ErrRecovering))) {
 		g.writeError(w, err)
 		return
 	}
@@ -114,6 +114,18 @@ func (g *Gateway) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := g.requestContext(r, params.Timeout)
 	defer cancel()
+	if r.URL.Query().Has("export") {
+		// Skiff: a whole snapshot written under the data directory, for
+		// recovery from lost quorum (docs/cluster.md). Needs no quorum,
+		// so no phase check beyond a started replica.
+		dir, err := g.data.ExportSnapshot(ctx)
+		if err != nil {
+			g.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, append(append([]byte(`{"export_dir":`), jsonString(dir)...), "}\n"...))
+		return
+	}
 	if _, err := g.data.Snapshot(ctx, trailing); err != nil {
 		if errors.Is(err, replica.ErrNothingToSnapshot) {
 			w.WriteHeader(http.StatusNoContent)

@@ -32,6 +32,7 @@ type Data interface {
 	AddNonVoting(ctx context.Context, replicaID uint64, raftAddr string) error
 	RemoveMember(ctx context.Context, replicaID uint64) error
 	TransferLeader(ctx context.Context, replicaID uint64) error
+	ExportSnapshot(ctx context.Context) (string, error)
 }
 
 // Queue is what the gateway needs from the queued-writes actor.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"path/filepath"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
 
@@ -94,4 +95,19 @@ func copyNodes(from, to *sqlite3.SQLiteConn) error {
 		}
 	}
 	return nil
+}
+
+// ReadNodes reads the node table of the database in dir while no state
+// machine has it open (offline recovery).
+func ReadNodes(dir string) ([]NodeInfo, error) {
+	gen, err := readCurrent(dir)
+	if err != nil {
+		return nil, err
+	}
+	c, err := openReader(filepath.Join(dir, dbName(gen)), false, false)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return readNodes(c, selectNodes)
 }

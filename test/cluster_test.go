@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -1008,6 +1009,66 @@ func TestClusterFiveNodesSurviveTwoFailures(t *testing.T) {
 		m.start()
 	}
 	for _, m := range dead {
+		m.waitReady(clusterTimeout)
+		waitRows(t, m, rs, "level=none")
+	}
+	c.waitMembers(c.ms, c.ids(), nil)
+}
+
+// TestClusterLostQuorumRecovery: the documented procedure for a cluster
+// whose majority is gone for good (docs/cluster.md; rqlite's peers.json):
+// export a snapshot on the survivor (no quorum needed), stop it, rewrite
+// its Raft state with itself as the only voter, start it. Every write
+// acknowledged before the loss is there, and the cluster grows again by
+// ordinary joins.
+func TestClusterLostQuorumRecovery(t *testing.T) {
+	c := newCluster(t, 3)
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	for _, m := range c.ms {
+		rs.insert(t, m, "before-"+m.id)
+	}
+	survivor := others(c.ms, c.leader)[0]
+	waitRows(t, survivor, rs, "level=none")
+	lost := others(c.ms, survivor)
+	for _, m := range lost {
+		m.sigkill()
+	}
+	// No quorum: writes fail, but the export is local.
+	r := survivor.post("/snapshot?export", "")
+	if r.status != http.StatusOK {
+		t.Fatalf("export: %s", r)
+	}
+	var out struct {
+		ExportDir string `json:"export_dir"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &out); err != nil || out.ExportDir == "" {
+		t.Fatalf("export answer %s: %v", r, err)
+	}
+	if err := survivor.stop(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(skiffdBin, "-node-id", survivor.id, "-http-addr", survivor.httpAddr, "-raft-addr", survivor.raftAddr,
+		"-recover-snapshot", out.ExportDir, "-recover-voters", survivor.id, survivor.dataDir)
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=100")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("recover: %v\n%s", err, b)
+	}
+	survivor.setFlags()
+	survivor.start()
+	survivor.waitReady(clusterTimeout)
+	c.waitMembers([]*member{survivor}, []string{survivor.id}, nil)
+	wantOK(t, "read after recovery", survivor.get(selectPath("level=linearizable")), rs.body())
+	rs.insert(t, survivor, "after-recovery")
+	// The lost nodes come back with new data directories, by joining.
+	for _, m := range lost {
+		if err := os.RemoveAll(m.dataDir); err != nil {
+			t.Fatal(err)
+		}
+		m.setFlags("-join", survivor.raftAddr)
+		m.start()
+	}
+	for _, m := range lost {
 		m.waitReady(clusterTimeout)
 		waitRows(t, m, rs, "level=none")
 	}

@@ -73,6 +73,8 @@ type Config struct {
 	// last knew (Dragonboat must be told at start: a non-voting replica
 	// started as a voter panics when its own addition is applied).
 	NonVoting bool
+	// ExportDir receives exported snapshots (ExportSnapshot).
+	ExportDir string
 	// OnPromoted is called (once, off the actor loop) when this replica is
 	// seen to be a voter after starting non-voting, so that the next start
 	// says so.

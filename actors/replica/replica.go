@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -101,6 +103,9 @@ type BootReq struct {
 type SnapshotReq struct {
 	Ctx          context.Context
 	TrailingLogs int64
+	// Export writes the snapshot, whole, under Config.ExportDir instead
+	// (for recovery from lost quorum; see ImportSnapshot).
+	Export bool
 }
 
 type (
@@ -208,6 +213,21 @@ func localCall[T any](ctx context.Context, r *Replica, q any) (T, error) {
 		return zero, fmt.Errorf("%w: lookup returned %T", ErrNotReady, out)
 	}
 	return v, nil
+}
+
+// ExportSnapshot writes a full snapshot of the local replica under
+// Config.ExportDir and returns its directory. It needs no quorum: it is the
+// first step of recovering a cluster whose majority is gone for good.
+func (r *Replica) ExportSnapshot(ctx context.Context) (string, error) {
+	idx, err := actors.Call(ctx, r.done.C(), r.snapC, SnapshotReq{Ctx: ctx, TrailingLogs: -1, Export: true})
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(r.cfg.ExportDir, fmt.Sprintf("snapshot-%016X", idx))
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return dir, nil
 }
 
 // Snapshot forces a Raft snapshot and log truncation (API.md 1.10) and
@@ -400,26 +420,8 @@ func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
 // start creates the NodeHost and starts (or restarts) the replica.
 func (r *Replica) start() (*dragonboat.NodeHost, error) {
 	c := r.cfg
-	ldb, _ := logDBConfig(c.LogDBMemory)
-	// One Raft shard per node: a single LogDB shard and a few engine
-	// workers are enough; Dragonboat's defaults (16 of each) are sized for
-	// thousands of shards. Both are hard settings, fixed at first start.
-	ldb.Shards = 1
-	nhc := config.NodeHostConfig{
-		NodeHostDir:         c.NodeHostDir,
-		WALDir:              c.WALDir,
-		RTTMillisecond:      uint64(c.RTT / time.Millisecond),
-		RaftAddress:         c.RaftAddr,
-		ListenAddress:       c.RaftListenAddr,
-		RaftEventListener:   r.lis,
-		SystemEventListener: r.lis,
-		Expert: config.ExpertConfig{
-			LogDB: ldb,
-			Engine: config.EngineConfig{
-				ExecShards: 1, CommitShards: 1, ApplyShards: 1, SnapshotShards: 2, CloseShards: 1,
-			},
-		},
-	}
+	nhc := nodeHostConfig(c)
+	nhc.RaftEventListener, nhc.SystemEventListener = r.lis, r.lis
 	t0 := time.Now()
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {
@@ -473,6 +475,29 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 		return nil, fmt.Errorf("start replica: %w", err)
 	}
 	return nh, nil
+}
+
+// nodeHostConfig is the NodeHost configuration of c, shared by start and
+// ImportSnapshot (which must see the same directories and LogDB settings).
+func nodeHostConfig(c Config) config.NodeHostConfig {
+	ldb, _ := logDBConfig(c.LogDBMemory)
+	// One Raft shard per node: a single LogDB shard and a few engine
+	// workers are enough; Dragonboat's defaults (16 of each) are sized for
+	// thousands of shards. Both are hard settings, fixed at first start.
+	ldb.Shards = 1
+	return config.NodeHostConfig{
+		NodeHostDir:    c.NodeHostDir,
+		WALDir:         c.WALDir,
+		RTTMillisecond: uint64(c.RTT / time.Millisecond),
+		RaftAddress:    c.RaftAddr,
+		ListenAddress:  c.RaftListenAddr,
+		Expert: config.ExpertConfig{
+			LogDB: ldb,
+			Engine: config.EngineConfig{
+				ExecShards: 1, CommitShards: 1, ApplyShards: 1, SnapshotShards: 2, CloseShards: 1,
+			},
+		},
+	}
 }
 
 // withDeadline gives ctx a deadline if it has none: Dragonboat refuses
@@ -626,7 +651,13 @@ func (r *Replica) serveSnapshot(nh *dragonboat.NodeHost, env snapshotEnv) {
 	ctx, cancel := r.withDeadline(env.Req.Ctx)
 	defer cancel()
 	opt := dragonboat.SnapshotOption{}
-	if env.Req.TrailingLogs >= 0 {
+	if env.Req.Export {
+		if err := os.MkdirAll(r.cfg.ExportDir, 0o755); err != nil {
+			env.Answer(0, fmt.Errorf("create export directory: %w", err))
+			return
+		}
+		opt.Exported, opt.ExportPath = true, r.cfg.ExportDir
+	} else if env.Req.TrailingLogs >= 0 {
 		opt.OverrideCompactionOverhead = true
 		opt.CompactionOverhead = uint64(env.Req.TrailingLogs)
 	}

@@ -47,10 +47,14 @@ var refusedFlags = map[string]bool{
 
 // options is the parsed command line.
 type options struct {
-	cfg         bootstrap.Config
-	logLevel    string
-	showVersion bool
-	warnings    []string
+	cfg bootstrap.Config
+	// recoverSnapshot and recoverVoters run lost-quorum recovery instead
+	// of starting the node.
+	recoverSnapshot string
+	recoverVoters   []string
+	logLevel        string
+	showVersion     bool
+	warnings        []string
 }
 
 // boolish is a presence flag whose value is ignored; it records being set.
@@ -102,6 +106,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&c.NonVoter, "raft-non-voter", false, "Join as a read replica (never votes)")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "Form a cluster of this many voters listed in -join (identical lists on every node)")
 	fs.DurationVar(&c.BootstrapExpectTimeout, "bootstrap-expect-timeout", bootstrap.DefaultBootstrapExpectTimeout, "How long to wait for the -bootstrap-expect nodes")
+	var voters string
+	fs.StringVar(&o.recoverSnapshot, "recover-snapshot", "", "Skiff: rewrite this stopped node's Raft state from an exported snapshot directory (lost quorum), then exit")
+	fs.StringVar(&voters, "recover-voters", "", "Skiff: with -recover-snapshot, the comma-separated node IDs of the surviving voters")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Skiff: log level: debug, info, warn, error")
 	fs.BoolVar(&o.showVersion, "version", false, "Show version information and exit")
 
@@ -145,6 +152,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	sort.Strings(o.warnings)
+	for _, v := range strings.Split(voters, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			o.recoverVoters = append(o.recoverVoters, v)
+		}
+	}
+	if (o.recoverSnapshot == "") != (len(o.recoverVoters) == 0) {
+		return nil, fmt.Errorf("%w: -recover-snapshot and -recover-voters go together", errUsage)
+	}
 	for _, a := range strings.Split(join, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			c.Join = append(c.Join, a)

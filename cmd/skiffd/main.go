@@ -47,6 +47,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := o.cfg
 	cfg.Version, cfg.Commit, cfg.BuildTime, cfg.Logger = version, commit, buildTime, log
+	if o.recoverSnapshot != "" {
+		// Offline: rewrite the Raft state for lost-quorum recovery, exit.
+		if err := bootstrap.Recover(cfg, o.recoverSnapshot, o.recoverVoters); err != nil {
+			log.Error("recovery failed", zap.Error(err))
+			return 1
+		}
+		return 0
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	node, err := bootstrap.Start(cfg)
