@@ -72,6 +72,10 @@ type Config struct {
 	// BootstrapExpectTimeout.
 	BootstrapExpect        int
 	BootstrapExpectTimeout time.Duration
+	// DiscoMode (dns, dns-srv) finds the -bootstrap-expect nodes by DNS
+	// instead of a -join list; DiscoConfig is its JSON (or a file of it).
+	DiscoMode   string
+	DiscoConfig string
 	// Version and build details, reported over HTTP.
 	Version, Commit, BuildTime string
 	Logger                     *zap.Logger
@@ -161,8 +165,16 @@ func (c Config) Validate() error {
 	if c.NonVoter && len(c.Join) == 0 {
 		return bad("-raft-non-voter needs -join: a read replica cannot bootstrap a cluster")
 	}
-	if c.BootstrapExpect < 0 || (c.BootstrapExpect > 0 && (len(c.Join) == 0 || c.NonVoter)) {
-		return bad("-bootstrap-expect needs the -join list of the founding voters (and a voter)")
+	if c.DiscoMode != "" {
+		if c.BootstrapExpect <= 0 || len(c.Join) > 0 {
+			return bad("-disco-mode needs -bootstrap-expect and cannot be combined with -join")
+		}
+		if _, err := parseDiscoConfig(c.DiscoMode, c.DiscoConfig); err != nil {
+			return bad("%v", err)
+		}
+	}
+	if c.BootstrapExpect < 0 || (c.BootstrapExpect > 0 && ((len(c.Join) == 0 && c.DiscoMode == "") || c.NonVoter)) {
+		return bad("-bootstrap-expect needs the founding voters, by -join or -disco-mode (and a voter)")
 	}
 	if c.JoinAttempts < 1 || c.JoinInterval <= 0 {
 		return bad("-join-attempts must be >= 1 and -join-interval positive")

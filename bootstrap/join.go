@@ -41,7 +41,7 @@ func joinURL(addr string) string {
 // join asks the members listed in -join, in turn, to add this node, for up
 // to -join-attempts rounds -join-interval apart (rqlited's rules). The
 // node's own addresses are skipped: a node cannot join itself.
-func (n *Node) join(id identity) error {
+func (n *Node) join(id identity, via []string) error {
 	c := n.cfg
 	voter := !c.NonVoter
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
@@ -49,7 +49,7 @@ func (n *Node) join(id identity) error {
 	client := &http.Client{Timeout: 30 * time.Second}
 	var errs []string
 	for attempt := 1; attempt <= c.JoinAttempts; attempt++ {
-		for _, addr := range c.Join {
+		for _, addr := range via {
 			if addr == c.RaftAdvAddr || addr == c.RaftAddr || strings.TrimPrefix(addr, "http://") == c.HTTPAdvAddr {
 				continue
 			}
@@ -73,7 +73,7 @@ func (n *Node) join(id identity) error {
 	if len(errs) == 0 {
 		return fmt.Errorf("%w: -join lists only this node", ErrJoinFailed)
 	}
-	return fmt.Errorf("%w after %d attempts: %s", ErrJoinFailed, c.JoinAttempts, strings.Join(errs[max(0, len(errs)-len(c.Join)):], "; "))
+	return fmt.Errorf("%w after %d attempts: %s", ErrJoinFailed, c.JoinAttempts, strings.Join(errs[max(0, len(errs)-len(via)):], "; "))
 }
 
 func (n *Node) joinOne(client *http.Client, url string, body []byte) error {
@@ -101,13 +101,27 @@ func (n *Node) joinOne(client *http.Client, url string, body []byte) error {
 // of an http:// entry) until BootstrapExpect nodes, this one included, are
 // known; they all start Raft with that same set. If a listed node already
 // belongs to a working cluster, formed is true: join it instead.
-func (n *Node) expect(id identity) (members map[uint64]string, formed bool, err error) {
+func (n *Node) expect(id identity) (members map[uint64]string, formedVia string, err error) {
 	c := n.cfg
 	deadline := time.Now().Add(c.BootstrapExpectTimeout)
 	client := &http.Client{Timeout: 2 * time.Second}
+	addrs := func() []string { return c.Join }
+	if c.DiscoMode != "" {
+		dc, err := parseDiscoConfig(c.DiscoMode, c.DiscoConfig)
+		if err != nil {
+			return nil, "", err
+		}
+		addrs = func() []string {
+			found, err := dc.discover(context.Background(), c.DiscoMode)
+			if err != nil {
+				n.log.Info("discovery found nothing yet", zap.String("mode", c.DiscoMode), zap.Error(err))
+			}
+			return found
+		}
+	}
 	for {
 		members = map[uint64]string{id.ReplicaID: id.RaftAddr}
-		for _, addr := range c.Join {
+		for _, addr := range addrs() {
 			if addr == c.RaftAdvAddr || addr == c.RaftAddr || strings.TrimPrefix(addr, "http://") == c.HTTPAdvAddr {
 				continue
 			}
@@ -120,10 +134,10 @@ func (n *Node) expect(id identity) (members map[uint64]string, formed bool, err 
 				if _, founder := meta.Members[id.ReplicaID]; founder {
 					// The others found this node and formed the cluster
 					// with it before it finished looking: same founders.
-					return meta.Members, false, nil
+					return meta.Members, "", nil
 				}
 				n.log.Info("a listed node already belongs to a cluster; joining it", zap.String("via", addr))
-				return nil, true, nil
+				return nil, addr, nil
 			}
 			if meta.ReplicaID != 0 && meta.RaftAddr != "" {
 				members[meta.ReplicaID] = meta.RaftAddr
@@ -131,15 +145,15 @@ func (n *Node) expect(id identity) (members map[uint64]string, formed bool, err 
 		}
 		if len(members) >= c.BootstrapExpect {
 			n.log.Info("founding members found", zap.Any("members", members))
-			return members, false, nil
+			return members, "", nil
 		}
 		if time.Now().After(deadline) {
-			return nil, false, fmt.Errorf("%w: %d of %d expected nodes found within %s", ErrJoinFailed, len(members), c.BootstrapExpect, c.BootstrapExpectTimeout)
+			return nil, "", fmt.Errorf("%w: %d of %d expected nodes found within %s", ErrJoinFailed, len(members), c.BootstrapExpect, c.BootstrapExpectTimeout)
 		}
 		select {
 		case <-time.After(500 * time.Millisecond):
 		case <-n.stopping:
-			return nil, false, fmt.Errorf("%w: node is stopping", ErrJoinFailed)
+			return nil, "", fmt.Errorf("%w: node is stopping", ErrJoinFailed)
 		}
 	}
 }

@@ -252,13 +252,13 @@ func (n *Node) startReplica(rt *router) error {
 		// start discovers them again (the same -join list gives the same
 		// set); a cluster that formed meanwhile is joined instead.
 		n.life.Notify(lifecycle.JoinBegun{})
-		members, formed, err := n.expect(id)
+		members, formedVia, err := n.expect(id)
 		if err != nil {
 			return err
 		}
-		if formed {
+		if formedVia != "" {
 			id.Expecting, id.Joining, id.Joiner = false, true, true
-			if err := n.join(id); err != nil {
+			if err := n.join(id, []string{formedVia}); err != nil {
 				return err
 			}
 			id.Joining = false
@@ -276,7 +276,7 @@ func (n *Node) startReplica(rt *router) error {
 		// again: a crash between the two must not leave a node that
 		// neither bootstraps nor joins.
 		n.life.Notify(lifecycle.JoinBegun{})
-		if err := n.join(id); err != nil {
+		if err := n.join(id, c.Join); err != nil {
 			return err
 		}
 		id.Joining = false // join saved it so; later saves must too

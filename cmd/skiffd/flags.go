@@ -37,8 +37,8 @@ var ignoredBoolFlags = []string{
 // pretend to: each changes who may join, who may read, or whether traffic
 // is encrypted. value says whether the flag takes a value.
 var refusedFlags = map[string]bool{
-	"join-as": true, "disco-mode": true, "disco-config": true,
-	"auth": true, "auto-restore": true, "extensions-path": true,
+	"join-as": true,
+	"auth":    true, "auto-restore": true, "extensions-path": true,
 	"http-cert": true, "http-key": true, "http-ca-cert": true, "http-verify-client": false,
 	"http-verify-common-name": true, "node-cert": true, "node-key": true, "node-ca-cert": true,
 	"node-no-verify": false, "node-verify-client": false, "node-verify-server-name": true,
@@ -104,6 +104,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.JoinAttempts, "join-attempts", bootstrap.DefaultJoinAttempts, "Rounds of join attempts")
 	fs.DurationVar(&c.JoinInterval, "join-interval", bootstrap.DefaultJoinInterval, "Wait between rounds of join attempts")
 	fs.BoolVar(&c.NonVoter, "raft-non-voter", false, "Join as a read replica (never votes)")
+	fs.StringVar(&c.DiscoMode, "disco-mode", "", "Find the -bootstrap-expect nodes by DNS: dns (A/AAAA records) or dns-srv (SRV records)")
+	fs.StringVar(&c.DiscoConfig, "disco-config", "", `Discovery config, JSON or a file of it: {"name":...,"port":4002} (dns), {"name":...,"service":"rqlite-raft"} (dns-srv); Skiff adds "resolver":"host:port"`)
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "Form a cluster of this many voters listed in -join (identical lists on every node)")
 	fs.DurationVar(&c.BootstrapExpectTimeout, "bootstrap-expect-timeout", bootstrap.DefaultBootstrapExpectTimeout, "How long to wait for the -bootstrap-expect nodes")
 	var voters string

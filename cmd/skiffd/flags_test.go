@@ -43,7 +43,7 @@ func TestParseFlags(t *testing.T) {
 					t.Fatalf("cfg = %+v", c)
 				}
 			}},
-		{name: "disco-mode refused, not ignored", args: []string{"-disco-mode", "dns", "d"}, wantErr: true},
+		{name: "auth-like join-as refused, not ignored", args: []string{"-join-as", "u", "d"}, wantErr: true},
 		{name: "auth refused, not ignored", args: []string{"-auth", "f.json", "d"}, wantErr: true},
 		{name: "no data dir", args: []string{}, wantErr: true},
 		{name: "two data dirs", args: []string{"a", "b"}, wantErr: true},
@@ -76,7 +76,7 @@ func TestRunExitCodes(t *testing.T) {
 	if code := run([]string{"-version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "skiffd ") {
 		t.Fatalf("-version: %d %q", code, out.String())
 	}
-	if code := run([]string{"-disco-mode", "dns", t.TempDir()}, &out, &errOut); code != 2 {
+	if code := run([]string{"-join-as", "u", t.TempDir()}, &out, &errOut); code != 2 {
 		t.Fatalf("refused flag: exit %d", code)
 	}
 	// Same advertised HTTP and Raft address: invalid (API.md 5).
