@@ -755,7 +755,7 @@ func TestClusterRemoveAndRejoin(t *testing.T) {
 	n3.sigterm()
 	n3.start()
 	n3.waitReady(clusterTimeout)
-	leader = c.byID(c.waitMembers(rest, restIDs, nil))
+	c.waitMembers(rest, restIDs, nil)
 	waitRows(t, n3, rs, "level=none")
 	rs.insert(t, n3, "via-restarted-n3")
 }
