@@ -465,6 +465,9 @@ func TestClusterJoinReplicatesAndFailsOver(t *testing.T) {
 	wantServedBy(t, "linearizable read via follower", r, leader.raftAddr)
 	r = f1.get(selectPath("level=strong"))
 	wantOK(t, "strong read on follower "+f1.id, r, rs.body())
+	// /readyz?sync waits for a ReadIndex round on the follower (API.md 2.3).
+	wantResp(t, "readyz?sync on follower "+f2.id, f2.get("/readyz?sync"), http.StatusOK,
+		"[+]node ok\n[+]leader ok\n[+]store ok\n[+]sync ok\n[+]db ok")
 	// A level=none read is local, and says so (API.md 1.7); the follower
 	// may lag, so it is polled.
 	waitRows(t, f2, rs, "level=none")
