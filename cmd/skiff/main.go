@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/skiffdb/skiff/cmd/skiff/bench"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "bench" {
+		fmt.Fprintln(stderr, "usage: skiff bench [flags]   (skiff bench -h for the flags)")
+		return 2
+	}
+	cfg, asJSON, err := parseBench(args[1:], stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "skiff bench: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var progress io.Writer
+	if f, ok := stderr.(*os.File); ok && !asJSON {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			progress = f
+		}
+	}
+	res, err := bench.Run(ctx, cfg, progress)
+	if err != nil {
+		fmt.Fprintf(stderr, "skiff bench: %v\n", err)
+		if errors.Is(err, bench.ErrInvalidConfig) {
+			return 2
+		}
+		return 1
+	}
+	if asJSON {
+		b, _ := json.Marshal(res)
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		fmt.Fprint(stdout, res.Text())
+	}
+	return 0
+}
+
+func parseBench(args []string, stderr io.Writer) (bench.Config, bool, error) {
+	var c bench.Config
+	fs := flag.NewFlagSet("skiff bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addrs := fs.String("a", "localhost:4001", "Comma-separated HTTP addresses of the target nodes (spread round-robin)")
+	fs.IntVar(&c.Workers, "c", 64, "Workers (closed loop), or most requests in flight (open loop)")
+	fs.Float64Var(&c.Rate, "rate", 0, "Open loop: requests per second at constant arrival (0: closed loop)")
+	fs.DurationVar(&c.Duration, "d", 0, "Duration (default 10s unless -n)")
+	fs.Int64Var(&c.Requests, "n", 0, "Stop after this many requests")
+	fs.StringVar(&c.Workload, "w", bench.WorkloadInsert, "Workload: insert, batch, read, mixed, sql")
+	fs.IntVar(&c.Batch, "b", 100, "Statements per request of the batch workload")
+	fs.BoolVar(&c.Tx, "x", false, "Wrap each request in a transaction")
+	fs.BoolVar(&c.Queued, "q", false, "Queued writes")
+	fs.StringVar(&c.Level, "level", "weak", "Read consistency level: none, weak, linearizable, strong, auto")
+	fs.Float64Var(&c.ReadFraction, "r", 0.9, "Share of reads in the mixed workload")
+	fs.IntVar(&c.Preload, "o", 0, "Rows to preload (reads pick among them)")
+	fs.StringVar(&c.SQLFile, "f", "", "SQL file of the sql workload, one statement per line")
+	fs.StringVar(&c.Table, "t", "bench", "Table of the built-in workloads")
+	fs.IntVar(&c.ValueSize, "s", 16, "Bytes of each inserted value")
+	fs.DurationVar(&c.Timeout, "timeout", 0, "Per-request timeout (default 10s)")
+	asJSON := fs.Bool("json", false, "Print the result as one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return c, false, err
+	}
+	if fs.NArg() > 0 {
+		return c, false, fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	for _, a := range strings.Split(*addrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.Addrs = append(c.Addrs, a)
+		}
+	}
+	return c, *asJSON, nil
+}
