@@ -9,16 +9,18 @@ STATICCHECK_VERSION := 2026.2.2
 GOBIN := $(shell $(GO) env GOPATH)/bin
 DATA ?= ./data
 TEST_TIMEOUT ?= 20m
+BENCH_TIME ?= 5s
 # SQLite's column metadata names a result column's table (?qualify_columns).
 # Exported so every go command, and the e2e tests' own build of skiffd, use it.
 export GOFLAGS := $(strip $(GOFLAGS) -tags=sqlite_column_metadata)
 
-.PHONY: all build run test test-unit test-e2e test-compat bench verify fmt tools proto clean
+.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-inprocess verify fmt tools proto clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/skiffd ./cmd/skiffd
+	$(GO) build -o bin/skiff ./cmd/skiff
 
 ## run: one node, HTTP on localhost:4001, Raft on localhost:4002, data in ./data.
 run: build
@@ -40,9 +42,18 @@ test-e2e:
 test-compat:
 	$(GO) test -race -count=1 -run TestGorqliteSuite -v ./test/
 
-## bench: the write path through Dragonboat on one node against raw SQLite
-## running the same INSERTs in-process, side by side in one run.
-bench:
+## bench: bench-inprocess, then bench-cluster.
+bench: bench-inprocess bench-cluster
+
+## bench-cluster: a 3-node loopback cluster driven over HTTP by `skiff bench`
+## (writes and point reads on the leader and a follower), each figure with
+## its ratio to raw SQLite doing the same statements in-process.
+bench-cluster: build
+	$(GO) run ./test/benchcluster -skiffd bin/skiffd -d $(BENCH_TIME)
+
+## bench-inprocess: the write path through Dragonboat on one node against
+## raw SQLite running the same INSERTs in-process, side by side in one run.
+bench-inprocess:
 	$(GO) test -run '^$$' -bench 'BenchmarkWritePath' -benchtime 5s -count 1 ./actors/replica/ | tee bench.out
 	@awk '/^BenchmarkWritePath/ { split($$1, p, "/"); name=p[2]; sub(/-[0-9]+$$/, "", name); for (i = 2; i <= NF; i++) if ($$(i+1) == "inserts/s") r[name] = $$i } \
 	  END { printf "\nwrite path, inserts/s:\n"; for (k in r) printf "  %-28s %12.0f\n", k, r[k]; \

@@ -71,6 +71,7 @@ func parseBench(args []string, stderr io.Writer) (bench.Config, bool, error) {
 	fs.StringVar(&c.Level, "level", "weak", "Read consistency level: none, weak, linearizable, strong, auto")
 	fs.Float64Var(&c.ReadFraction, "r", 0.9, "Share of reads in the mixed workload")
 	fs.IntVar(&c.Preload, "o", 0, "Rows to preload (reads pick among them)")
+	fs.BoolVar(&c.NoSetup, "no-setup", false, "Use the table as it is: no CREATE TABLE, no preload (reads still pick among the first -o ids)")
 	fs.StringVar(&c.SQLFile, "f", "", "SQL file of the sql workload, one statement per line")
 	fs.StringVar(&c.Table, "t", "bench", "Table of the built-in workloads")
 	fs.IntVar(&c.ValueSize, "s", 16, "Bytes of each inserted value")

@@ -45,6 +45,9 @@ type Config struct {
 	ReadFraction float64
 	// Preload inserts this many rows before the run (reads pick among them).
 	Preload int
+	// NoSetup skips creating the table and preloading: the rows of an
+	// earlier run are there (reads still pick among the first Preload).
+	NoSetup bool
 	// SQLFile holds the sql workload's statements, one per line.
 	SQLFile string
 	// Table is the table the built-in workloads use.

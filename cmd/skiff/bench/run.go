@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 			bases[i] = "http://" + bases[i]
 		}
 	}
-	if cfg.Workload != WorkloadSQL {
+	if cfg.Workload != WorkloadSQL && !cfg.NoSetup {
 		for _, body := range setupStatements(cfg) {
 			if err := post(ctx, client, bases[0]+"/db/execute", body); err != nil {
 				return nil, fmt.Errorf("prepare table: %w", err)

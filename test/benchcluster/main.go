@@ -1,0 +1,297 @@
+// Command benchcluster is `make bench`'s driver: it starts a 3-node Skiff
+// cluster on loopback from a built skiffd, runs the standard `skiff bench`
+// workloads against the leader and a follower, measures raw SQLite doing
+// the same statements in-process as the ceiling, and prints one table with
+// the ratio of each figure to its ceiling.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/skiffdb/skiff/cmd/skiff/bench"
+)
+
+func main() {
+	skiffd := flag.String("skiffd", "bin/skiffd", "skiffd binary")
+	d := flag.Duration("d", 5*time.Second, "Duration of each workload")
+	c := flag.Int("c", 64, "Workers")
+	flag.Parse()
+	if err := run(*skiffd, *d, *c); err != nil {
+		fmt.Fprintln(os.Stderr, "benchcluster:", err)
+		os.Exit(1)
+	}
+}
+
+type node struct {
+	id, http, raft, dir string
+	cmd                 *exec.Cmd
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func run(skiffd string, d time.Duration, workers int) error {
+	dir, err := os.MkdirTemp("", "skiff-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var nodes []*node
+	defer func() {
+		for _, n := range nodes {
+			if n.cmd != nil && n.cmd.Process != nil {
+				_ = n.cmd.Process.Signal(os.Interrupt)
+				_ = n.cmd.Wait()
+			}
+		}
+	}()
+	for i := 1; i <= 3; i++ {
+		h, err := freePort()
+		if err != nil {
+			return err
+		}
+		r, err := freePort()
+		if err != nil {
+			return err
+		}
+		n := &node{id: fmt.Sprintf("n%d", i), http: h, raft: r, dir: filepath.Join(dir, fmt.Sprintf("n%d", i))}
+		args := []string{"-node-id", n.id, "-http-addr", h, "-raft-addr", r, "-log-level", "warn"}
+		if i > 1 {
+			args = append(args, "-join", nodes[0].raft)
+		}
+		n.cmd = exec.Command(skiffd, append(args, n.dir)...)
+		logf, err := os.Create(n.dir + ".log")
+		if err != nil {
+			return err
+		}
+		n.cmd.Stdout, n.cmd.Stderr = logf, logf
+		if err := n.cmd.Start(); err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+		if i == 1 {
+			if err := waitReady(n, 60*time.Second); err != nil {
+				return err
+			}
+		}
+	}
+	for _, n := range nodes {
+		if err := waitReady(n, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	leader, follower, err := roles(nodes)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("3-node loopback cluster, leader %s, follower %s; %d workers, %s per workload\n\n", leader.id, follower.id, workers, d)
+
+	type row struct {
+		name    string
+		res     *bench.Result
+		ceiling float64 // statements/s of raw SQLite doing the same
+	}
+	ceilInsert, ceilBatch, ceilRead, err := ceilings(dir, d)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	var rows []row
+	add := func(name string, ceiling float64, cfg bench.Config) error {
+		cfg.Workers, cfg.Duration = workers, d
+		res, err := bench.Run(ctx, cfg, nil)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rows = append(rows, row{name, res, ceiling})
+		return nil
+	}
+	steps := []struct {
+		name    string
+		ceiling float64
+		cfg     bench.Config
+	}{
+		{"insert, leader", ceilInsert, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert}},
+		{"insert, follower", ceilInsert, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadInsert}},
+		{"batch of 100, leader", ceilBatch, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadBatch, Batch: 100}},
+		{"point read none, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Preload: 10000, Level: "none"}},
+		{"point read none, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "none"}},
+		{"point read weak, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Level: "weak"}},
+		{"point read weak, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "weak"}},
+		{"point read linearizable, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Level: "linearizable"}},
+		{"point read linearizable, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "linearizable"}},
+	}
+	for _, s := range steps {
+		if s.cfg.Workload == bench.WorkloadRead && s.cfg.Preload == 0 {
+			// The first read workload preloaded them; the rest pick
+			// among the same rows.
+			s.cfg.Preload, s.cfg.NoSetup = 10000, true
+		}
+		if err := add(s.name, s.ceiling, s.cfg); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("%-36s %10s %12s %9s %9s %9s %8s %12s\n", "workload", "req/s", "stmts/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling")
+	for _, r := range rows {
+		errs := int64(0)
+		for _, v := range r.res.Errors {
+			errs += v
+		}
+		fmt.Printf("%-36s %10.0f %12.0f %9.2f %9.2f %9.2f %8d %11.2fx\n", r.name, r.res.RequestsPerS, r.res.StatementsPerS,
+			r.res.Latency.P50, r.res.Latency.P99, r.res.Latency.Max, errs, r.res.StatementsPerS/r.ceiling)
+	}
+	fmt.Printf("\nceilings (raw SQLite in-process, same statements, WAL): insert autocommit synchronous=FULL %.0f/s, "+
+		"100-insert transactions %.0f stmts/s, point reads (4 connections) %.0f/s\n", ceilInsert, ceilBatch, ceilRead)
+	return nil
+}
+
+func waitReady(n *node, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + n.http + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready within %s (log: %s.log)", n.id, timeout, n.dir)
+}
+
+// roles finds the leader and a follower from /nodes, once all are voters.
+func roles(nodes []*node) (leader, follower *node, err error) {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + nodes[0].http + "/nodes?ver=2")
+		if err == nil {
+			var out struct {
+				Nodes []struct {
+					ID     string `json:"id"`
+					Leader bool   `json:"leader"`
+					Voter  bool   `json:"voter"`
+				} `json:"nodes"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			voters, lid := 0, ""
+			for _, d := range out.Nodes {
+				if d.Voter {
+					voters++
+				}
+				if d.Leader {
+					lid = d.ID
+				}
+			}
+			if voters == 3 && lid != "" {
+				for _, n := range nodes {
+					if n.id == lid {
+						leader = n
+					} else if follower == nil {
+						follower = n
+					}
+				}
+				return leader, follower, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, nil, errors.New("cluster did not settle with 3 voters and a leader")
+}
+
+// ceilings measures raw SQLite doing the workloads' statements in-process.
+func ceilings(dir string, d time.Duration) (insert, batch, read float64, err error) {
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "raw.db")+"?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(4)
+	if _, err := db.Exec("CREATE TABLE bench (id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
+		return 0, 0, 0, err
+	}
+	value := strings.Repeat("v", 16)
+	timed := func(f func() (int, error)) (float64, error) {
+		t0 := time.Now()
+		n := 0
+		for time.Since(t0) < d {
+			k, err := f()
+			if err != nil {
+				return 0, err
+			}
+			n += k
+		}
+		return float64(n) / time.Since(t0).Seconds(), nil
+	}
+	if insert, err = timed(func() (int, error) {
+		_, err := db.Exec("INSERT INTO bench (v) VALUES (?)", value)
+		return 1, err
+	}); err != nil {
+		return 0, 0, 0, err
+	}
+	if batch, err = timed(func() (int, error) {
+		tx, err := db.Begin()
+		if err != nil {
+			return 0, err
+		}
+		for range 100 {
+			if _, err := tx.Exec("INSERT INTO bench (v) VALUES (?)", value); err != nil {
+				_ = tx.Rollback()
+				return 0, err
+			}
+		}
+		return 100, tx.Commit()
+	}); err != nil {
+		return 0, 0, 0, err
+	}
+	var rows int64
+	if err := db.QueryRow("SELECT COUNT(*) FROM bench").Scan(&rows); err != nil {
+		return 0, 0, 0, err
+	}
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := int64(w)
+			for time.Since(t0) < d {
+				var v string
+				id = id*6364136223846793005 + 1442695040888963407
+				if err := db.QueryRow("SELECT v FROM bench WHERE id = ?", 1+(uint64(id)%uint64(rows))).Scan(&v); err != nil {
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	read = float64(n.Load()) / time.Since(t0).Seconds()
+	return insert, batch, read, nil
+}
