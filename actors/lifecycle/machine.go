@@ -52,6 +52,13 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		if e.LeaderReplicaID == 0 && next.Phase == Ready {
 			next.Phase = Degraded
 		}
+		// A degraded node that becomes the leader itself is ready: Raft
+		// elects only a node whose log holds every committed entry. (It
+		// refused requests for a probe interval otherwise.) A follower
+		// still waits for its catch-up check.
+		if e.LeaderReplicaID != 0 && e.LeaderReplicaID == next.Identity.ReplicaID && next.Phase == Degraded {
+			next.Phase = Ready
+		}
 	case CaughtUp:
 		// A catch-up check that raced with a leader change says nothing
 		// about the current leader.
