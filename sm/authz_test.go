@@ -172,3 +172,32 @@ func TestReadsAreNotRememberedAndRandomBlobIsBounded(t *testing.T) {
 		t.Fatalf("oversize randomblob: %v", r)
 	}
 }
+
+// A trigger that reads connection state fires from a request whose own text
+// never names it: the schema makes the request reset the state too.
+func TestTriggerReadingConnectionStateIsDeterministic(t *testing.T) {
+	a, b := newHarness(t), newHarness(t)
+	steps := [][]byte{
+		cmd("1", false, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)", "CREATE TABLE audit (n INTEGER, r INTEGER)",
+			"CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO audit VALUES (changes(), last_insert_rowid()); END"),
+		cmd("2", false, "INSERT INTO t (v) VALUES (1), (2)"),
+		cmd("3", false, "UPDATE t SET v = v + 1"),
+		cmd("4", false, "INSERT INTO t (v) VALUES (3)"),
+	}
+	for i, s := range steps {
+		a.apply(s)
+		b.apply(s)
+		if i == 2 {
+			_ = b.s.Close()
+			b.open()
+		}
+	}
+	q := "SELECT rowid, n, r FROM audit ORDER BY rowid"
+	ra, rb := a.query(q).Results[0], b.query(q).Results[0]
+	if len(ra.Rows) != 3 || fmt.Sprint(ra.Rows) != fmt.Sprint(rb.Rows) {
+		t.Fatalf("replicas differ:\n%v\n%v", ra.Rows, rb.Rows)
+	}
+	if !mayReadConnState(stmts("SELECT Last_Insert_RowID()")) || mayReadConnState(stmts("INSERT INTO t (v) VALUES (1)")) {
+		t.Fatal("mayReadConnState")
+	}
+}

@@ -192,6 +192,7 @@ func (s *StateMachine) install(path string, index uint64) error {
 	s.mu.Lock()
 	oldW, oldReaders := s.w, s.readers
 	s.w, s.readers, s.path, s.gen = w, readers, final, gen
+	s.schemaDirty = true
 	s.mu.Unlock()
 	if oldReaders != nil {
 		closeReaders(oldReaders)

@@ -41,6 +41,9 @@ type StateMachine struct {
 	echoID, echoChanges int64
 	// nodesChanged: the batch being applied wrote the node table.
 	nodesChanged bool
+	// schemaConnState caches whether a trigger or view reads connection
+	// state (schemaReadsConnState); schemaDirty invalidates it.
+	schemaConnState, schemaDirty bool
 	// rng backs RANDOM() and RANDOMBLOB() in writes, reseeded from each
 	// entry's index so every replica draws the same values.
 	rng *rand.Rand
@@ -117,6 +120,7 @@ func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 	}
 	s.mu.Lock()
 	s.gen, s.w, s.readers, s.path = gen, w, readers, path
+	s.schemaDirty = true
 	s.mu.Unlock()
 	s.applied.Store(applied)
 	s.log.Info("state machine open", zap.String("path", path), zap.Uint64("applied_index", applied))

@@ -353,6 +353,61 @@ func (s *StateMachine) applyEntry(e *sm.Entry) (res sm.Result, rolledBack bool, 
 	return sm.Result{Value: v, Data: data}, false, nil
 }
 
+// connStateWords are what a request's text must contain to read the
+// connection state a request starts from: the functions themselves, or a
+// trigger or view created in the request that could call them.
+var connStateWords = []string{"last_insert_rowid", "changes", "trigger", "view"}
+
+// mayReadConnState reports whether stmts could call last_insert_rowid() or
+// changes() before writing themselves.
+func mayReadConnState(stmts []*cmdpb.Statement) bool {
+	for _, st := range stmts {
+		sql := st.GetSql()
+		for _, w := range connStateWords {
+			if containsFold(sql, w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains the lower-case ASCII word w in
+// any case, without allocating.
+func containsFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		j := 0
+		for ; j < len(w); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != w[j] {
+				break
+			}
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}
+
+// schemaReadsConnState reports whether a trigger or view in the schema
+// mentions last_insert_rowid() or changes(), recomputed after the schema's
+// triggers or views changed (and after open or install).
+func (s *StateMachine) schemaReadsConnState() bool {
+	if s.schemaDirty {
+		n, err := queryInt64(s.w.c, `SELECT COUNT(*) FROM sqlite_master WHERE type IN ('trigger', 'view')
+			AND (sql LIKE '%last_insert_rowid%' OR sql LIKE '%changes%')`)
+		if err != nil {
+			return true // when in doubt, reset
+		}
+		s.schemaConnState, s.schemaDirty = n > 0, false
+	}
+	return s.schemaConnState
+}
+
 // maxRememberedResponse bounds what a request id keeps of a response
 // (RETURNING can produce any number of rows).
 const maxRememberedResponse = 1 << 20
@@ -406,12 +461,18 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		times = make([]float64, 0, len(stmts))
 	}
 	// last_insert_rowid() and changes() start each request from nothing,
-	// as on a connection of the client's own, on every replica alike.
-	if err := run(w.resetRowid); err != nil {
-		return nil, nil, nil, false, fmt.Errorf("reset rowid: %w", err)
-	}
-	if err := run(w.resetChanges); err != nil {
-		return nil, nil, nil, false, fmt.Errorf("reset changes: %w", err)
+	// as on a connection of the client's own, on every replica alike. The
+	// reset costs two statements, so it runs only when the request could
+	// call them: its text names them (or creates a trigger or view that
+	// could), or a trigger or view in the schema does. Both are the same on
+	// every replica.
+	if mayReadConnState(stmts) || s.schemaReadsConnState() {
+		if err := run(w.resetRowid); err != nil {
+			return nil, nil, nil, false, fmt.Errorf("reset rowid: %w", err)
+		}
+		if err := run(w.resetChanges); err != nil {
+			return nil, nil, nil, false, fmt.Errorf("reset changes: %w", err)
+		}
 	}
 	failed := false
 	for _, st := range stmts {
@@ -470,6 +531,11 @@ func timed(on bool, f func() (*cmdpb.StatementResult, error)) (*cmdpb.StatementR
 // schema table, and DROP TABLE announces a DELETE of the table it drops,
 // neither of which changes sqlite3_changes().
 func (s *StateMachine) observe(op int, table string) {
+	switch op {
+	case sqlite3.SQLITE_CREATE_TRIGGER, sqlite3.SQLITE_CREATE_VIEW, sqlite3.SQLITE_DROP_TRIGGER, sqlite3.SQLITE_DROP_VIEW:
+		s.schemaDirty = true
+		return
+	}
 	switch op {
 	case sqlite3.SQLITE_DROP_TABLE:
 		s.dropping = table
