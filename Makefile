@@ -10,6 +10,7 @@ GOBIN := $(shell $(GO) env GOPATH)/bin
 DATA ?= ./data
 TEST_TIMEOUT ?= 20m
 BENCH_TIME ?= 5s
+BENCH_RUNS ?= 3
 # SQLite's column metadata names a result column's table (?qualify_columns).
 # Exported so every go command, and the e2e tests' own build of skiffd, use it.
 export GOFLAGS := $(strip $(GOFLAGS) -tags=sqlite_column_metadata)
@@ -49,7 +50,7 @@ bench: bench-inprocess bench-cluster
 ## (writes and point reads on the leader and a follower), each figure with
 ## its ratio to raw SQLite doing the same statements in-process.
 bench-cluster: build
-	$(GO) run ./test/benchcluster -skiffd bin/skiffd -d $(BENCH_TIME)
+	$(GO) run ./test/benchcluster -skiffd bin/skiffd -d $(BENCH_TIME) -runs $(BENCH_RUNS)
 
 ## bench-inprocess: the write path through Dragonboat on one node against
 ## raw SQLite running the same INSERTs in-process, side by side in one run.

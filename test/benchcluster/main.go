@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,8 +33,9 @@ func main() {
 	skiffd := flag.String("skiffd", "bin/skiffd", "skiffd binary")
 	d := flag.Duration("d", 5*time.Second, "Duration of each workload")
 	c := flag.Int("c", 64, "Workers")
+	runs := flag.Int("runs", 1, "Runs of each workload; the median (by req/s) is reported")
 	flag.Parse()
-	if err := run(*skiffd, *d, *c); err != nil {
+	if err := run(*skiffd, *d, *c, max(1, *runs)); err != nil {
 		fmt.Fprintln(os.Stderr, "benchcluster:", err)
 		os.Exit(1)
 	}
@@ -53,7 +55,7 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func run(skiffd string, d time.Duration, workers int) error {
+func run(skiffd string, d time.Duration, workers, runs int) error {
 	dir, err := os.MkdirTemp("", "skiff-bench-")
 	if err != nil {
 		return err
@@ -107,7 +109,8 @@ func run(skiffd string, d time.Duration, workers int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("3-node loopback cluster, leader %s, follower %s; %d workers, %s per workload\n\n", leader.id, follower.id, workers, d)
+	fmt.Printf("3-node loopback cluster, leader %s, follower %s; %d workers, %s per workload, median of %d run(s)\n\n",
+		leader.id, follower.id, workers, d, runs)
 
 	type row struct {
 		name    string
@@ -122,11 +125,17 @@ func run(skiffd string, d time.Duration, workers int) error {
 	var rows []row
 	add := func(name string, ceiling float64, cfg bench.Config) error {
 		cfg.Workers, cfg.Duration = workers, d
-		res, err := bench.Run(ctx, cfg, nil)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+		var all []*bench.Result
+		for i := range runs {
+			res, err := bench.Run(ctx, cfg, nil)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			all = append(all, res)
+			cfg.NoSetup = cfg.NoSetup || (i == 0 && cfg.Workload == bench.WorkloadRead)
 		}
-		rows = append(rows, row{name, res, ceiling})
+		sort.Slice(all, func(i, j int) bool { return all[i].RequestsPerS < all[j].RequestsPerS })
+		rows = append(rows, row{name, all[len(all)/2], ceiling})
 		return nil
 	}
 	steps := []struct {
