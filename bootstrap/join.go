@@ -21,6 +21,12 @@ import (
 // ErrJoinFailed: no member accepted the join within -join-attempts.
 var ErrJoinFailed = errors.New("join failed")
 
+// peerClient talks to other nodes directly: no HTTP proxy from the
+// environment may sit between members.
+func peerClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1}}
+}
+
 // randomReplicaID picks a non-zero replica ID.
 func randomReplicaID() uint64 {
 	var b [8]byte
@@ -46,10 +52,13 @@ func (n *Node) join(id identity, via []string) error {
 	voter := !c.NonVoter
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
 		ReplicaID: id.ReplicaID, APIAddr: c.HTTPAdvAddr})
-	client := &http.Client{Timeout: 30 * time.Second}
+	client := peerClient(30 * time.Second)
 	var errs []string
 	for attempt := 1; attempt <= c.JoinAttempts; attempt++ {
 		for _, addr := range via {
+			if n.stopCtx.Err() != nil {
+				return fmt.Errorf("%w: node is stopping", ErrJoinFailed)
+			}
 			if addr == c.RaftAdvAddr || addr == c.RaftAddr || strings.TrimPrefix(addr, "http://") == c.HTTPAdvAddr {
 				continue
 			}
@@ -77,7 +86,7 @@ func (n *Node) join(id identity, via []string) error {
 }
 
 func (n *Node) joinOne(client *http.Client, url string, body []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(n.stopCtx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -112,7 +121,7 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 			return nil, "", err
 		}
 		addrs = func() []string {
-			found, err := dc.discover(context.Background(), c.DiscoMode)
+			found, err := dc.discover(n.stopCtx, c.DiscoMode)
 			if err != nil {
 				n.log.Info("discovery found nothing yet", zap.String("mode", c.DiscoMode), zap.Error(err))
 			}
@@ -125,7 +134,7 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 			if addr == c.RaftAdvAddr || addr == c.RaftAddr || strings.TrimPrefix(addr, "http://") == c.HTTPAdvAddr {
 				continue
 			}
-			meta, err := peerMeta(client, addr)
+			meta, err := peerMeta(n.stopCtx, client, addr)
 			if err != nil {
 				n.log.Debug("bootstrap peer not answering yet", zap.String("addr", addr), zap.Error(err))
 				continue
@@ -159,13 +168,17 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 }
 
 // peerMeta asks a -join address for the node's own metadata.
-func peerMeta(client *http.Client, addr string) (gateway.NodeMeta, error) {
+func peerMeta(ctx context.Context, client *http.Client, addr string) (gateway.NodeMeta, error) {
 	var meta gateway.NodeMeta
 	url := "http://" + addr + "/skiff/node"
 	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
 		url = strings.TrimRight(addr, "/") + "/skiff/node"
 	}
-	resp, err := client.Get(url)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return meta, err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return meta, err
 	}

@@ -116,14 +116,19 @@ type Node struct {
 	life   *lifecycle.Lifecycle
 	httpLn net.Listener
 	mux    *raftMux
-	// raftInner is Dragonboat's private listen address behind the mux.
-	raftInner string
+	// raftInner is Dragonboat's private listen address behind the mux,
+	// picked just before Raft starts (a port picked earlier could be
+	// taken while the node joins).
+	raftInner atomic.Pointer[string]
 	store     *localStore
 	startup   chan error
 	started   chan struct{}
 	// stopping is closed when Shutdown begins (ends join retries).
 	stopping     chan struct{}
 	stoppingOnce sync.Once
+	// stopCtx ends with stopping: it bounds startup's calls to peers.
+	stopCtx    context.Context
+	cancelStop context.CancelFunc
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -145,12 +150,6 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("bind Raft %s: %w", cfg.RaftAddr, err)
-	}
-	inner, err := privateAddr()
-	if err != nil {
-		ln.Close()
-		raftLn.Close()
-		return nil, fmt.Errorf("pick the raft transport's private address: %w", err)
 	}
 	life, err := lifecycle.New(lifecycle.Config{Logger: log.Named("lifecycle")})
 	if err != nil {
@@ -177,8 +176,14 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
-		raftInner: inner, startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{})}
-	n.mux = newRaftMux(raftLn, inner, gw.PeerHandler(), log.Named("raftmux"))
+		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{})}
+	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
+	n.mux = newRaftMux(raftLn, func() string {
+		if p := n.raftInner.Load(); p != nil {
+			return *p
+		}
+		return ""
+	}, gw.PeerHandler(), log.Named("raftmux"))
 	go n.mux.serve()
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.
@@ -283,10 +288,15 @@ func (n *Node) startReplica(rt *router) error {
 	} else if len(c.Join) > 0 {
 		n.log.Info("ignoring -join: this node is already a member", zap.Strings("join", c.Join))
 	}
+	inner, err := privateAddr()
+	if err != nil {
+		return fmt.Errorf("pick the raft transport's private address: %w", err)
+	}
+	n.raftInner.Store(&inner)
 	tick := c.RaftTick
 	rep, err := replica.New(replica.Config{
 		NodeHostDir: c.nodeHostDir(), WALDir: c.RaftWALDir, SMDir: c.smDir(),
-		RaftAddr: c.RaftAdvAddr, RaftListenAddr: n.raftInner,
+		RaftAddr: c.RaftAdvAddr, RaftListenAddr: inner,
 		ShardID: id.ShardID, ReplicaID: id.ReplicaID,
 		InitialMembers: founders(id, initial),
 		Join:           join, Voter: !c.NonVoter, NonVoting: id.Joiner && !id.Promoted,
@@ -346,7 +356,7 @@ func (n *Node) Shutdown() error {
 	defer cancel()
 	// Refuse new data requests before anything stops.
 	n.life.SetStopping(ctx)
-	n.stoppingOnce.Do(func() { close(n.stopping) })
+	n.stoppingOnce.Do(func() { close(n.stopping); n.cancelStop() })
 	// Startup owns the local store and starts the replica; let it finish
 	// so that everything it opened is stopped below.
 	select {
@@ -358,9 +368,16 @@ func (n *Node) Shutdown() error {
 		n.mux.close()
 		n.mux = nil
 	}
-	if n.store != nil {
-		err = errors.Join(err, n.store.Close())
-		n.store = nil
+	select {
+	case <-n.started:
+		if n.store != nil {
+			err = errors.Join(err, n.store.Close())
+			n.store = nil
+		}
+	default:
+		// Startup still runs (it was told to stop) and uses the store;
+		// the process exits without closing it, which Pebble survives.
+		err = errors.Join(err, errors.New("startup did not finish within the shutdown timeout"))
 	}
 	if err != nil {
 		n.log.Error("shutdown incomplete", zap.Error(err))

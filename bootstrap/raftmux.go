@@ -23,7 +23,7 @@ import (
 // the hop is per message, not per connection set-up.
 type raftMux struct {
 	ln     net.Listener
-	inner  string // Dragonboat's private listen address
+	inner  func() string // Dragonboat's private listen address ("" before it has one)
 	http   *http.Server
 	httpLn *chanListener
 	log    *zap.Logger
@@ -40,7 +40,7 @@ const dragonboatMagic = 0xAE
 // byte.
 const sniffTimeout = 10 * time.Second
 
-func newRaftMux(ln net.Listener, inner string, h http.Handler, log *zap.Logger) *raftMux {
+func newRaftMux(ln net.Listener, inner func() string, h http.Handler, log *zap.Logger) *raftMux {
 	m := &raftMux{ln: ln, inner: inner, log: log, conns: map[net.Conn]struct{}{},
 		httpLn: &chanListener{addr: ln.Addr(), c: make(chan net.Conn), done: make(chan struct{})}}
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: sniffTimeout, ErrorLog: zap.NewStdLog(log)}
@@ -99,13 +99,24 @@ func (m *raftMux) route(c net.Conn) {
 		}
 		return
 	}
-	up, err := net.DialTimeout("tcp", m.inner, 5*time.Second)
+	inner := m.inner()
+	if inner == "" {
+		_ = c.Close() // Raft has not started here yet; the peer retries
+		return
+	}
+	up, err := net.DialTimeout("tcp", inner, 5*time.Second)
 	if err != nil {
 		m.log.Warn("raft port: cannot reach the raft transport", zap.Error(err))
 		_ = c.Close()
 		return
 	}
-	if !m.track(c, true) || !m.track(up, true) {
+	if !m.track(c, true) {
+		_ = c.Close()
+		_ = up.Close()
+		return
+	}
+	if !m.track(up, true) {
+		m.track(c, false)
 		_ = c.Close()
 		_ = up.Close()
 		return
@@ -137,7 +148,9 @@ func (m *raftMux) close() {
 	_ = m.ln.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = m.http.Shutdown(ctx)
+	if err := m.http.Shutdown(ctx); err != nil {
+		_ = m.http.Close()
+	}
 	m.httpLn.Close()
 	m.mu.Lock()
 	m.closed = true

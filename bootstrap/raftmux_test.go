@@ -32,7 +32,8 @@ func TestRaftMuxSplitsRaftFromHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newRaftMux(ln, inner.Addr().String(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	innerAddr := inner.Addr().String()
+	m := newRaftMux(ln, func() string { return innerAddr }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "peer "+r.URL.Path)
 	}), zap.NewNop())
 	go m.serve()

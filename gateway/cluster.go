@@ -161,7 +161,9 @@ func (g *Gateway) handleRemove(w http.ResponseWriter, r *http.Request) {
 	}
 	m, ok := memberByNodeID(g.state(), req.ID)
 	if !ok {
-		g.writeError(w, fmt.Errorf("%w: %s", ErrUnknownNode, req.ID))
+		// Removing a node that is not a member succeeds, as in rqlite:
+		// remove scripts are repeated.
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	ctx, cancel := g.requestContext(r, params.Timeout)

@@ -149,30 +149,40 @@ func (r *Replica) removeMember(ctx context.Context, nh *dragonboat.NodeHost, id 
 	if err != nil {
 		return r.mapErr(nh, err)
 	}
-	// The metadata goes first: once this node's own replica is removed it
-	// can propose nothing more. A member whose row is dropped but whose
-	// removal then fails registers itself again.
-	if _, err := r.proposeCommand(ctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_NODE,
-		Node: &cmdpb.NodeMeta{ReplicaId: id, Remove: true}}); err != nil {
+	forget := func() error {
+		_, err := r.proposeCommand(ctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_NODE,
+			Node: &cmdpb.NodeMeta{ReplicaId: id, Remove: true}})
 		return err
+	}
+	self := id == r.cfg.ReplicaID
+	// This node can propose nothing once its own replica is removed, so it
+	// forgets its row first; another member's row goes after, or that
+	// member would register itself again before its removal applied.
+	if self {
+		if err := forget(); err != nil {
+			return err
+		}
 	}
 	_, voter := m.Nodes[id]
 	_, nonVoting := m.NonVotings[id]
-	if !voter && !nonVoting {
-		return nil
-	}
-	err = r.retryConfigChange(ctx, nh, func(ccid uint64) error {
-		return nh.SyncRequestDeleteReplica(ctx, r.cfg.ShardID, id, ccid)
-	})
-	if err != nil && id == r.cfg.ReplicaID && errors.Is(err, ErrStopped) {
-		// Removing itself closes this node's shard as the change applies;
-		// the answer can be lost with it.
-		err = nil
-	}
-	if err == nil {
+	if voter || nonVoting {
+		err = r.retryConfigChange(ctx, nh, func(ccid uint64) error {
+			return nh.SyncRequestDeleteReplica(ctx, r.cfg.ShardID, id, ccid)
+		})
+		if err != nil && self && errors.Is(err, ErrStopped) {
+			// Removing itself closes this node's shard as the change
+			// applies; the answer can be lost with it.
+			err = nil
+		}
+		if err != nil {
+			return err
+		}
 		r.log.Info("member removed", zap.Uint64("replica_id", id))
 	}
-	return err
+	if self {
+		return nil
+	}
+	return forget()
 }
 
 func (r *Replica) transferLeader(ctx context.Context, nh *dragonboat.NodeHost, target uint64) error {
@@ -180,30 +190,40 @@ func (r *Replica) transferLeader(ctx context.Context, nh *dragonboat.NodeHost, t
 	if err != nil || !ok {
 		return fmt.Errorf("%w: no leader to step down", ErrNoLeader)
 	}
-	if target == 0 {
-		m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
-		if err != nil {
-			return r.mapErr(nh, err)
-		}
-		var ids []uint64
-		for id := range m.Nodes {
-			if id != old {
-				ids = append(ids, id)
-			}
-		}
-		if len(ids) == 0 {
-			return fmt.Errorf("%w: no other voter to hand leadership to", ErrBadMember)
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		target = ids[0]
-	}
 	if target == old {
 		return nil
 	}
-	// The target skips its campaign while it has a config change to
-	// apply, so the request is repeated until leadership moves.
-	for {
-		if err := nh.RequestLeaderTransfer(r.cfg.ShardID, target); err != nil {
+	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
+	if err != nil {
+		return r.mapErr(nh, err)
+	}
+	var targets []uint64
+	if target != 0 {
+		if _, voter := m.Nodes[target]; !voter {
+			return fmt.Errorf("%w: replica %d is not a voter", ErrBadMember, target)
+		}
+		targets = []uint64{target}
+	} else {
+		for id := range m.Nodes {
+			if id != old {
+				targets = append(targets, id)
+			}
+		}
+		sort.Slice(targets, func(i, j int) bool { return targets[i] < targets[j] })
+	}
+	if len(targets) == 0 {
+		return fmt.Errorf("%w: no other voter to hand leadership to", ErrBadMember)
+	}
+	// The leader drops proposals while a transfer is pending, so each
+	// attempt is bounded by an election timeout. A target may skip its
+	// campaign (a config change to apply) or be down: the request is
+	// repeated, rotating over the candidates, for a few rounds at most.
+	rounds := 2 * len(targets)
+	if len(targets) == 1 {
+		rounds = 3
+	}
+	for i := range rounds {
+		if err := nh.RequestLeaderTransfer(r.cfg.ShardID, targets[i%len(targets)]); err != nil {
 			return r.mapErr(nh, err)
 		}
 		deadline := time.After(time.Duration(r.cfg.ElectionRTT) * r.cfg.RTT)
@@ -221,6 +241,7 @@ func (r *Replica) transferLeader(ctx context.Context, nh *dragonboat.NodeHost, t
 			}
 		}
 	}
+	return fmt.Errorf("%w: leadership did not move after %d attempts", ErrTimeout, rounds)
 }
 
 // reconcileSelf keeps this node's own entries right: a joined voter that
@@ -236,6 +257,7 @@ func (r *Replica) reconcileSelf(ctx context.Context, nh *dragonboat.NodeHost, m 
 	if !isVoter && !isNonVoting {
 		return
 	}
+	forceRegister := false
 	if isNonVoting && r.cfg.Voter && st.Phase == lifecycle.Ready {
 		if err := nh.SyncRequestAddReplica(ctx, r.cfg.ShardID, self.ReplicaID, self.RaftAddr, m.ConfigChangeID); err != nil {
 			r.log.Debug("promotion to voter failed; will retry", zap.Error(err))
@@ -252,16 +274,22 @@ func (r *Replica) reconcileSelf(ctx context.Context, nh *dragonboat.NodeHost, m 
 		// non-voting addition, and one started non-voting after the
 		// promotion was compacted away would never vote). ErrRejected: the
 		// last snapshot is already current.
-		_, err := nh.SyncRequestSnapshot(ctx, r.cfg.ShardID, dragonboat.SnapshotOption{})
-		if err != nil && !errors.Is(err, dragonboat.ErrRejected) {
-			r.log.Debug("snapshot after promotion failed; will retry", zap.Error(err))
-		} else {
+		idx, err := nh.SyncRequestSnapshot(ctx, r.cfg.ShardID, dragonboat.SnapshotOption{})
+		switch {
+		case err == nil && idx >= m.ConfigChangeID:
 			r.promotedOnce.Do(r.cfg.OnPromoted)
+		case errors.Is(err, dragonboat.ErrRejected):
+			// A snapshot at this index was asked for already (perhaps
+			// still being saved): make a new entry, and ask again on the
+			// next round.
+			forceRegister = true
+		default:
+			r.log.Debug("snapshot after promotion failed; will retry", zap.Error(err))
 		}
 	}
 	want := cmdpb.NodeMeta{ReplicaId: self.ReplicaID, NodeId: self.NodeID, RaftAddr: self.RaftAddr, ApiAddr: self.APIAddr, Voter: isVoter}
 	for _, n := range st.NodeTable {
-		if n.ReplicaID == want.ReplicaId && n.NodeID == want.NodeId && n.RaftAddr == want.RaftAddr &&
+		if !forceRegister && n.ReplicaID == want.ReplicaId && n.NodeID == want.NodeId && n.RaftAddr == want.RaftAddr &&
 			n.APIAddr == want.ApiAddr && n.Voter == want.Voter {
 			return
 		}
