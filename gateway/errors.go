@@ -27,6 +27,7 @@ var (
 	ErrJoining    = errors.New("node is joining the cluster")
 	ErrRecovering = errors.New("node is recovering")
 	ErrStopping   = errors.New("node is stopping")
+	ErrRemoved    = errors.New("node was removed from the cluster")
 )
 
 // phaseErr is the refusal for a data request in a phase that cannot serve it.
@@ -44,6 +45,8 @@ func phaseErr(p lifecycle.Phase) error {
 		return ErrNoLeader
 	case lifecycle.Stopping:
 		return ErrStopping
+	case lifecycle.Removed:
+		return ErrRemoved
 	}
 	return nil
 }
@@ -88,6 +91,7 @@ var errorTable = []struct {
 	{ErrJoining, http.StatusServiceUnavailable, jsonError, false},
 	{ErrRecovering, http.StatusServiceUnavailable, jsonError, false},
 	{ErrStopping, http.StatusServiceUnavailable, jsonError, false},
+	{ErrRemoved, http.StatusServiceUnavailable, jsonError, false},
 	{ErrNoLeader, http.StatusServiceUnavailable, plainText, false},
 	{replica.ErrNoLeader, http.StatusServiceUnavailable, plainText, false},
 	{replica.ErrNotStarted, http.StatusServiceUnavailable, jsonError, false},

@@ -699,6 +699,22 @@ func TestClusterRemoveAndRejoin(t *testing.T) {
 	wantOK(t, "DELETE /remove {id:n3} via follower "+via.id, r, "")
 	rest := []*member{n1, n2}
 	c.waitMembers(rest, []string{"n1", "n2"}, nil)
+	// The removed node tells the truth until it is stopped: phase
+	// "removed", not ready, data requests refused.
+	deadline := time.Now().Add(clusterTimeout)
+	for {
+		r := n3.get("/readyz")
+		st, err := fetchStatus(n3.client, n3.baseURL())
+		if err == nil && st.state == "removed" && r.status == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("removed n3: /readyz %s, status %+v, %v", r, st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wantResp(t, "write on the removed node", n3.execute(`["SELECT 1"]`), http.StatusServiceUnavailable,
+		`{"error":"node was removed from the cluster"}`+"\n")
 	// The legacy map agrees.
 	for _, m := range rest {
 		if docs, r, err := fetchNodes(m.node, "/nodes"); err != nil || len(docs) != 2 {

@@ -27,6 +27,9 @@ type LeaderUpdated struct{ LeaderReplicaID, Term uint64 }
 // index has reached the leader's commit index as of that read.
 type CaughtUp struct{ LeaderReplicaID, Index uint64 }
 
+// RemovedFromCluster: this node applied its own removal from the cluster.
+type RemovedFromCluster struct{}
+
 // LeaderContact: a round trip with the leader (a ReadIndex) succeeded.
 type LeaderContact struct{ LeaderReplicaID uint64 }
 
@@ -39,13 +42,14 @@ type Failed struct{ Err string }
 // ShuttingDown: shutdown has begun; terminal.
 type ShuttingDown struct{}
 
-func (IdentityKnown) isEvent()     {}
-func (JoinBegun) isEvent()         {}
-func (LeaderContact) isEvent()     {}
-func (SMEvent) isEvent()           {}
-func (NodeReady) isEvent()         {}
-func (LeaderUpdated) isEvent()     {}
-func (CaughtUp) isEvent()          {}
-func (MembershipChanged) isEvent() {}
-func (Failed) isEvent()            {}
-func (ShuttingDown) isEvent()      {}
+func (IdentityKnown) isEvent()      {}
+func (JoinBegun) isEvent()          {}
+func (LeaderContact) isEvent()      {}
+func (SMEvent) isEvent()            {}
+func (NodeReady) isEvent()          {}
+func (LeaderUpdated) isEvent()      {}
+func (CaughtUp) isEvent()           {}
+func (MembershipChanged) isEvent()  {}
+func (Failed) isEvent()             {}
+func (ShuttingDown) isEvent()       {}
+func (RemovedFromCluster) isEvent() {}

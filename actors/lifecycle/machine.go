@@ -32,7 +32,24 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		}
 		return false
 	}
+	if next.Phase == Removed {
+		// Terminal but for shutdown: nothing makes a removed node a
+		// member again.
+		switch e := ev.(type) {
+		case ShuttingDown:
+			next.Phase = Stopping
+		case Failed:
+			next.LastError = e.Err
+		default:
+			return false
+		}
+		return m.commit(next, now)
+	}
 	switch e := ev.(type) {
+	case RemovedFromCluster:
+		next.Phase = Removed
+		next.LeaderReplicaID = 0
+		next.LastError = "this node was removed from the cluster"
 	case IdentityKnown:
 		next.Identity = e.Identity
 	case JoinBegun:

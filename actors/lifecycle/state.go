@@ -19,6 +19,9 @@ const (
 	Ready      Phase = "ready"
 	Degraded   Phase = "degraded"
 	Stopping   Phase = "stopping"
+	// Removed: this node's replica was removed from the cluster; it
+	// serves status only, until it is stopped.
+	Removed Phase = "removed"
 )
 
 // Member is one replica of the shard as this node knows it.

@@ -50,9 +50,13 @@ func (l *listener) MembershipChanged(info raftio.NodeInfo) {
 	}
 }
 
-func (l *listener) NodeHostShuttingDown()                       {}
-func (l *listener) NodeUnloaded(raftio.NodeInfo)                {}
-func (l *listener) NodeDeleted(raftio.NodeInfo)                 {}
+func (l *listener) NodeHostShuttingDown()        {}
+func (l *listener) NodeUnloaded(raftio.NodeInfo) {}
+func (l *listener) NodeDeleted(info raftio.NodeInfo) {
+	if info.ShardID == l.shardID {
+		l.life.Notify(lifecycle.RemovedFromCluster{})
+	}
+}
 func (l *listener) ConnectionEstablished(raftio.ConnectionInfo) {}
 func (l *listener) ConnectionFailed(raftio.ConnectionInfo)      {}
 func (l *listener) SendSnapshotStarted(raftio.SnapshotInfo)     {}
