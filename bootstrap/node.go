@@ -80,9 +80,9 @@ func (rt *router) Boot(ctx context.Context, rd io.Reader) error {
 	return replica.ErrNotStarted
 }
 
-func (rt *router) AddNonVoting(ctx context.Context, id uint64, addr string) error {
+func (rt *router) AddNonVoting(ctx context.Context, id uint64, addr, nodeID string) error {
 	if r := rt.r.Load(); r != nil {
-		return r.AddNonVoting(ctx, id, addr)
+		return r.AddNonVoting(ctx, id, addr, nodeID)
 	}
 	return replica.ErrNotStarted
 }

@@ -106,7 +106,7 @@ func (g *Gateway) handleJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := g.requestContext(r, 0)
 	defer cancel()
-	if err := g.data.AddNonVoting(ctx, jr.ReplicaID, jr.Addr); err != nil {
+	if err := g.data.AddNonVoting(ctx, jr.ReplicaID, jr.Addr, jr.ID); err != nil {
 		g.writeError(w, err)
 		return
 	}

@@ -29,7 +29,7 @@ type Data interface {
 	Checkpoint(ctx context.Context) (*sm.CheckpointResult, error)
 	Snapshot(ctx context.Context, trailingLogs int64) (uint64, error)
 	Boot(ctx context.Context, r io.Reader) error
-	AddNonVoting(ctx context.Context, replicaID uint64, raftAddr string) error
+	AddNonVoting(ctx context.Context, replicaID uint64, raftAddr, nodeID string) error
 	RemoveMember(ctx context.Context, replicaID uint64) error
 	TransferLeader(ctx context.Context, replicaID uint64) error
 	ExportSnapshot(ctx context.Context) (string, error)

@@ -79,10 +79,10 @@ func (f *fakeData) Boot(_ context.Context, r io.Reader) error {
 	return err
 }
 
-func (f *fakeData) AddNonVoting(context.Context, uint64, string) error { return nil }
-func (f *fakeData) RemoveMember(context.Context, uint64) error         { return nil }
-func (f *fakeData) TransferLeader(context.Context, uint64) error       { return nil }
-func (f *fakeData) ExportSnapshot(context.Context) (string, error)     { return "/x/snapshot-1", nil }
+func (f *fakeData) AddNonVoting(context.Context, uint64, string, string) error { return nil }
+func (f *fakeData) RemoveMember(context.Context, uint64) error                 { return nil }
+func (f *fakeData) TransferLeader(context.Context, uint64) error               { return nil }
+func (f *fakeData) ExportSnapshot(context.Context) (string, error)             { return "/x/snapshot-1", nil }
 
 // phases is a settable state source.
 type phases struct {

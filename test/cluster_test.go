@@ -1094,3 +1094,30 @@ func TestClusterLostQuorumRecovery(t *testing.T) {
 	}
 	c.waitMembers(c.ms, c.ids(), nil)
 }
+
+// TestClusterAddressChange: a node moved to a new Raft address comes back
+// with new data by -join; its old replica, found by node ID, is removed
+// rather than left as a dead voter (API.md 5, "Address changes").
+func TestClusterAddressChange(t *testing.T) {
+	c := newCluster(t, 3)
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	rs.insert(t, c.leader, "before-move")
+	moved := others(c.ms, c.leader)[0]
+	if err := moved.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(moved.dataDir); err != nil {
+		t.Fatal(err)
+	}
+	moved.raftAddr = freeAddr(t)
+	moved.setFlags("-join", c.leader.raftAddr)
+	moved.start()
+	moved.waitReady(clusterTimeout)
+	c.waitMembers(c.ms, c.ids(), nil) // three voters, all reachable: no ghost
+	waitRows(t, moved, rs, "level=none")
+	rs.insert(t, moved, "after-move")
+	for _, m := range c.ms {
+		waitRows(t, m, rs, "level=none")
+	}
+}

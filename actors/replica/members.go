@@ -36,16 +36,19 @@ type MemberReq struct {
 	Op        MemberOp
 	ReplicaID uint64
 	RaftAddr  string
+	// NodeID names the joining node (OpAddNonVoting).
+	NodeID string
 }
 
 type memberEnv = actors.Envelope[MemberReq, struct{}]
 
-// AddNonVoting adds replica id at raftAddr as a non-voting member. Adding a
-// member that is already there with the same address succeeds (joins are
-// retried); a node that comes back under a new replica ID at an address
-// still held by its old one replaces it.
-func (r *Replica) AddNonVoting(ctx context.Context, id uint64, raftAddr string) error {
-	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpAddNonVoting, ReplicaID: id, RaftAddr: raftAddr})
+// AddNonVoting adds replica id at raftAddr, for node nodeID, as a
+// non-voting member. Adding a member that is already there with the same
+// address succeeds (joins are retried); a node that comes back under a new
+// replica ID replaces its old replica, found by node ID or address (an
+// address held by another node is refused).
+func (r *Replica) AddNonVoting(ctx context.Context, id uint64, raftAddr, nodeID string) error {
+	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpAddNonVoting, ReplicaID: id, RaftAddr: raftAddr, NodeID: nodeID})
 	return err
 }
 
@@ -68,7 +71,7 @@ func (r *Replica) serveMember(nh *dragonboat.NodeHost, env memberEnv) {
 	var err error
 	switch env.Req.Op {
 	case OpAddNonVoting:
-		err = r.addNonVoting(ctx, nh, env.Req.ReplicaID, env.Req.RaftAddr)
+		err = r.addNonVoting(ctx, nh, env.Req.ReplicaID, env.Req.RaftAddr, env.Req.NodeID)
 	case OpRemove:
 		err = r.removeMember(ctx, nh, env.Req.ReplicaID)
 	case OpTransferLeader:
@@ -107,7 +110,7 @@ func (r *Replica) retryConfigChange(ctx context.Context, nh *dragonboat.NodeHost
 	}
 }
 
-func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id uint64, addr string) error {
+func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id uint64, addr, nodeID string) error {
 	if id == 0 || addr == "" {
 		return fmt.Errorf("%w: replica id and raft address are required", ErrBadMember)
 	}
@@ -115,6 +118,12 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 	if err != nil {
 		return r.mapErr(nh, err)
 	}
+	// nodeOf names a member from the replicated node table ("" unknown).
+	nodeOf := map[uint64]string{}
+	for _, n := range r.life.State().NodeTable {
+		nodeOf[n.ReplicaID] = n.NodeID
+	}
+	var stale []uint64
 	for _, set := range []map[uint64]string{m.Nodes, m.NonVotings, m.Witnesses} {
 		for rid, a := range set {
 			switch {
@@ -122,24 +131,32 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 				return nil // already a member: joins are idempotent
 			case rid == id:
 				return fmt.Errorf("%w: replica %d is a member at %s, not %s", ErrBadMember, id, a, addr)
+			case nodeID != "" && nodeOf[rid] == nodeID:
+				// The node came back with new data (and maybe a new
+				// address): its old replica goes, as rqlite does.
+				stale = append(stale, rid)
 			case a == addr:
-				// The node came back with new data under a new replica ID:
-				// its old replica goes first (rqlite does the same).
-				r.log.Info("removing the old replica at a re-joining address", zap.Uint64("old", rid), zap.String("addr", addr))
-				if err := r.removeMember(ctx, nh, rid); err != nil {
-					return err
+				if owner := nodeOf[rid]; owner != "" && nodeID != "" && owner != nodeID {
+					return fmt.Errorf("%w: raft address %s belongs to member %q", ErrBadMember, addr, owner)
 				}
+				stale = append(stale, rid)
 			}
 		}
 	}
 	if _, removed := m.Removed[id]; removed {
 		return fmt.Errorf("%w: replica %d was removed; a node re-joins with a new data directory", ErrBadMember, id)
 	}
+	for _, rid := range stale {
+		r.log.Info("removing the old replica of a re-joining node", zap.Uint64("old", rid), zap.String("node_id", nodeID), zap.String("addr", addr))
+		if err := r.removeMember(ctx, nh, rid); err != nil {
+			return err
+		}
+	}
 	err = r.retryConfigChange(ctx, nh, func(ccid uint64) error {
 		return nh.SyncRequestAddNonVoting(ctx, r.cfg.ShardID, id, addr, ccid)
 	})
 	if err == nil {
-		r.log.Info("non-voting member added", zap.Uint64("replica_id", id), zap.String("raft_addr", addr))
+		r.log.Info("non-voting member added", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
 	}
 	return err
 }
