@@ -130,34 +130,52 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 	}
 	for {
 		members = map[uint64]string{id.ReplicaID: id.RaftAddr}
-		for _, addr := range addrs() {
-			if addr == c.RaftAdvAddr || addr == c.RaftAddr || strings.TrimPrefix(addr, "http://") == c.HTTPAdvAddr {
-				continue
+		found := addrs()
+		for _, addr := range found {
+			if n.stopCtx.Err() != nil {
+				return nil, "", fmt.Errorf("%w: node is stopping", ErrJoinFailed)
 			}
 			meta, err := peerMeta(n.stopCtx, client, addr)
 			if err != nil {
 				n.log.Debug("bootstrap peer not answering yet", zap.String("addr", addr), zap.Error(err))
 				continue
 			}
-			if meta.LeaderReplicaID != 0 && meta.Phase != "joining" && meta.Phase != "starting" {
-				if _, founder := meta.Members[id.ReplicaID]; founder {
-					// The others found this node and formed the cluster
-					// with it before it finished looking: same founders.
-					return meta.Members, "", nil
+			if meta.ReplicaID == id.ReplicaID {
+				continue // this node, by another name
+			}
+			switch {
+			case meta.Expecting:
+				members[meta.ReplicaID] = meta.RaftAddr
+			case len(meta.Founders) > 0:
+				if _, founder := meta.Founders[id.ReplicaID]; founder {
+					// The others found this node and recorded it before
+					// it finished looking: the same founders, then.
+					return meta.Founders, "", nil
 				}
+				if meta.LeaderReplicaID != 0 {
+					n.log.Info("a listed node already belongs to a cluster; joining it", zap.String("via", addr))
+					return nil, addr, nil
+				}
+				// Formed without this node, but no leader right now:
+				// joining needs one, so wait.
+			case meta.LeaderReplicaID != 0:
+				// A member that was never a -bootstrap-expect founder.
 				n.log.Info("a listed node already belongs to a cluster; joining it", zap.String("via", addr))
 				return nil, addr, nil
 			}
-			if meta.ReplicaID != 0 && meta.RaftAddr != "" {
-				members[meta.ReplicaID] = meta.RaftAddr
-			}
+			// Anything else (starting, or a member between leaders) is
+			// neither counted nor joined: ask again.
 		}
-		if len(members) >= c.BootstrapExpect {
+		// Exactly N: with identical lists every node then sees the same
+		// set. More addresses than N (a list or DNS name naming more
+		// nodes) waits rather than guess which N found the cluster.
+		if len(members) == c.BootstrapExpect && len(found) <= c.BootstrapExpect {
 			n.log.Info("founding members found", zap.Any("members", members))
 			return members, "", nil
 		}
 		if time.Now().After(deadline) {
-			return nil, "", fmt.Errorf("%w: %d of %d expected nodes found within %s", ErrJoinFailed, len(members), c.BootstrapExpect, c.BootstrapExpectTimeout)
+			return nil, "", fmt.Errorf("%w: %d of %d expected nodes found within %s (addresses: %v)",
+				ErrJoinFailed, len(members), c.BootstrapExpect, c.BootstrapExpectTimeout, found)
 		}
 		select {
 		case <-time.After(500 * time.Millisecond):

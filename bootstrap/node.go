@@ -246,10 +246,13 @@ func (n *Node) startReplica(rt *router) error {
 			return err
 		}
 	}
-	n.life.Notify(lifecycle.IdentityKnown{Identity: lifecycle.Identity{
-		NodeID: id.NodeID, ShardID: id.ShardID, ReplicaID: id.ReplicaID, RaftAddr: id.RaftAddr,
-		APIAddr: c.HTTPAdvAddr, Voter: !c.NonVoter,
-	}})
+	publish := func(id identity) {
+		n.life.Notify(lifecycle.IdentityKnown{Identity: lifecycle.Identity{
+			NodeID: id.NodeID, ShardID: id.ShardID, ReplicaID: id.ReplicaID, RaftAddr: id.RaftAddr,
+			APIAddr: c.HTTPAdvAddr, Voter: !c.NonVoter, Expecting: id.Expecting, Founders: id.Founders,
+		}})
+	}
+	publish(id)
 	join := id.Joiner
 	initial := map[uint64]string{id.ReplicaID: id.RaftAddr}
 	if id.Expecting {
@@ -276,6 +279,7 @@ func (n *Node) startReplica(rt *router) error {
 				return err
 			}
 		}
+		publish(id)
 	} else if id.Joining {
 		// Until the join is acknowledged (and recorded), every start asks
 		// again: a crash between the two must not leave a node that

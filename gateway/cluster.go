@@ -50,6 +50,10 @@ type NodeMeta struct {
 	// Members is the Raft membership as this node knows it (replica ID ->
 	// Raft address), for -bootstrap-expect.
 	Members map[uint64]string `json:"members,omitempty"`
+	// Expecting: the node is a -bootstrap-expect node still looking for
+	// its founders; Founders are the ones it recorded, once it has.
+	Expecting bool              `json:"expecting,omitempty"`
+	Founders  map[uint64]string `json:"founders,omitempty"`
 }
 
 // ReplicaIDFor derives a replica ID from a node ID for a joiner that did
@@ -122,7 +126,8 @@ func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
 	st := g.state()
 	id := st.Identity
 	meta := NodeMeta{NodeID: id.NodeID, ReplicaID: id.ReplicaID, APIAddr: apiURL(g.cfg.AdvAddr), RaftAddr: id.RaftAddr,
-		Version: g.cfg.Version, Phase: string(st.Phase), LeaderReplicaID: st.LeaderReplicaID}
+		Version: g.cfg.Version, Phase: string(st.Phase), LeaderReplicaID: st.LeaderReplicaID,
+		Expecting: id.Expecting, Founders: id.Founders}
 	if len(st.RaftMembers) > 0 {
 		meta.Members = make(map[uint64]string, len(st.RaftMembers))
 		for _, m := range st.RaftMembers {

@@ -229,7 +229,7 @@ func TestNotifyNeverBlocksNorLosesStateEvents(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	st := l.State()
-	if st.Progress.AppliedIndex != senders*perSender || st.Dropped != 0 || st.Coalesced == 0 || st.Identity != self() {
+	if st.Progress.AppliedIndex != senders*perSender || st.Dropped != 0 || st.Coalesced == 0 || !reflect.DeepEqual(st.Identity, self()) {
 		t.Fatalf("applied %d (want %d), dropped %d, coalesced %d, identity %+v",
 			st.Progress.AppliedIndex, senders*perSender, st.Dropped, st.Coalesced, st.Identity)
 	}
@@ -252,7 +252,7 @@ func TestRunAppliesQueuedEventsWhenStopping(t *testing.T) {
 	l.Notify(Failed{Err: "boom"})
 	l.Notify(IdentityKnown{self()})
 	_ = l.Run(ctx)
-	if st := l.State(); st.LastError != "boom" || st.Identity != self() {
+	if st := l.State(); st.LastError != "boom" || !reflect.DeepEqual(st.Identity, self()) {
 		t.Fatalf("state after stop = %+v", st)
 	}
 	l.Notify(NodeReady{})

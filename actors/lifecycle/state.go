@@ -41,6 +41,11 @@ type Identity struct {
 	RaftAddr  string
 	APIAddr   string
 	Voter     bool
+	// Expecting: a -bootstrap-expect node still looking for its founders
+	// (no Raft state yet). Founders, once recorded, are the members its
+	// shard started with (never modified after publication).
+	Expecting bool
+	Founders  map[uint64]string
 }
 
 // Progress holds the numbers of the current phase.
