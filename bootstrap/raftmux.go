@@ -82,6 +82,13 @@ func (m *raftMux) track(c net.Conn, on bool) bool {
 }
 
 func (m *raftMux) route(c net.Conn) {
+	// Tracked from the start, so that close() cuts a connection still
+	// waiting for its first byte instead of waiting out sniffTimeout.
+	if !m.track(c, true) {
+		_ = c.Close()
+		return
+	}
+	defer m.track(c, false)
 	_ = c.SetReadDeadline(time.Now().Add(sniffTimeout))
 	br := bufio.NewReader(c)
 	first, err := br.Peek(1)
@@ -92,6 +99,7 @@ func (m *raftMux) route(c net.Conn) {
 	_ = c.SetReadDeadline(time.Time{})
 	pc := &peekedConn{Conn: c, r: br}
 	if first[0] != dragonboatMagic {
+		// The HTTP server owns it from here (and closes it at shutdown).
 		select {
 		case m.httpLn.c <- pc:
 		case <-m.httpLn.done:
@@ -110,21 +118,12 @@ func (m *raftMux) route(c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	if !m.track(c, true) {
-		_ = c.Close()
-		_ = up.Close()
-		return
-	}
 	if !m.track(up, true) {
-		m.track(c, false)
 		_ = c.Close()
 		_ = up.Close()
 		return
 	}
-	defer func() {
-		m.track(c, false)
-		m.track(up, false)
-	}()
+	defer m.track(up, false)
 	done := make(chan struct{}, 2)
 	go func() { _, _ = io.Copy(up, pc); closeWrite(up); done <- struct{}{} }()
 	go func() { _, _ = io.Copy(c, up); closeWrite(c); done <- struct{}{} }()
