@@ -699,13 +699,15 @@ func TestClusterRemoveAndRejoin(t *testing.T) {
 	wantOK(t, "DELETE /remove {id:n3} via follower "+via.id, r, "")
 	rest := []*member{n1, n2}
 	c.waitMembers(rest, []string{"n1", "n2"}, nil)
-	// The removed node tells the truth until it is stopped: phase
-	// "removed", not ready, data requests refused.
+	// The removed node tells the truth until it is stopped: not ready, and
+	// data requests refused. When it applied its own removal its phase is
+	// "removed"; a node cut off before the removal reached it cannot know,
+	// and reports that it has no leader (Raft cannot tell it more).
 	deadline := time.Now().Add(clusterTimeout)
 	for {
 		r := n3.get("/readyz")
 		st, err := fetchStatus(n3.client, n3.baseURL())
-		if err == nil && st.state == "removed" && r.status == http.StatusServiceUnavailable {
+		if err == nil && (st.state == "removed" || st.state == "degraded") && r.status == http.StatusServiceUnavailable {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -713,8 +715,9 @@ func TestClusterRemoveAndRejoin(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	wantResp(t, "write on the removed node", n3.execute(`["SELECT 1"]`), http.StatusServiceUnavailable,
-		`{"error":"node was removed from the cluster"}`+"\n")
+	if r := n3.execute(`["SELECT 1"]`); r.status != http.StatusServiceUnavailable {
+		t.Errorf("write on the removed node: %s, want 503", r)
+	}
 	// The legacy map agrees.
 	for _, m := range rest {
 		if docs, r, err := fetchNodes(m.node, "/nodes"); err != nil || len(docs) != 2 {
