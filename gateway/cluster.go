@@ -143,28 +143,15 @@ func (g *Gateway) handleRemove(w http.ResponseWriter, r *http.Request) {
 	if !methods(w, r, http.MethodDelete) {
 		return
 	}
-	params, err := rqjsonParams(r)
-	if err != nil {
-		g.writeError(w, err)
-		return
-	}
-	body, err := g.readBody(w, r)
-	if err != nil {
-		g.writeError(w, err)
-		return
-	}
-	var req struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil || req.ID == "" {
-		g.writeError(w, fmt.Errorf("%w: want {\"id\":\"<node id>\"}", rqjson.ErrInvalidRequest))
+	params, nodeID, ok := g.nodeRequest(w, r, true)
+	if !ok {
 		return
 	}
 	if err := g.admit(false); err != nil {
 		g.writeError(w, err)
 		return
 	}
-	m, ok := memberByNodeID(g.state(), req.ID)
+	m, ok := memberByNodeID(g.state(), nodeID)
 	if !ok {
 		// Removing a node that is not a member succeeds, as in rqlite:
 		// remove scripts are repeated.
@@ -178,6 +165,31 @@ func (g *Gateway) handleRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// nodeRequest reads the parameters and the {"id":"<node id>"} body of
+// /remove (required) and /leader POST (optional), answering bad input.
+func (g *Gateway) nodeRequest(w http.ResponseWriter, r *http.Request, required bool) (rqjson.Params, string, bool) {
+	params, err := rqjsonParams(r)
+	if err != nil {
+		g.writeError(w, err)
+		return params, "", false
+	}
+	body, err := g.readBody(w, r)
+	if err != nil {
+		g.writeError(w, err)
+		return params, "", false
+	}
+	var req struct {
+		ID string `json:"id"`
+	}
+	if len(body) > 0 || required {
+		if err := json.Unmarshal(body, &req); err != nil || (required && req.ID == "") {
+			g.writeError(w, fmt.Errorf("%w: want {\"id\":\"<node id>\"}", rqjson.ErrInvalidRequest))
+			return params, "", false
+		}
+	}
+	return params, req.ID, true
 }
 
 // memberByNodeID finds a member by node ID (or, for a member that never
@@ -197,34 +209,19 @@ func memberByNodeID(st *lifecycle.State, nodeID string) (lifecycle.Member, bool)
 // handleStepdown: POST /leader hands leadership to the node named in the
 // optional body {"id":"..."}, else to another voter (API.md 1.1).
 func (g *Gateway) handleStepdown(w http.ResponseWriter, r *http.Request) {
-	params, err := rqjsonParams(r)
-	if err != nil {
-		g.writeError(w, err)
+	params, nodeID, ok := g.nodeRequest(w, r, false)
+	if !ok {
 		return
-	}
-	body, err := g.readBody(w, r)
-	if err != nil {
-		g.writeError(w, err)
-		return
-	}
-	var req struct {
-		ID string `json:"id"`
-	}
-	if len(body) > 0 {
-		if err := json.Unmarshal(body, &req); err != nil {
-			g.writeError(w, fmt.Errorf("%w: want {\"id\":\"<node id>\"} or no body", rqjson.ErrInvalidRequest))
-			return
-		}
 	}
 	if err := g.admit(false); err != nil {
 		g.writeError(w, err)
 		return
 	}
 	var target uint64
-	if req.ID != "" {
-		m, ok := memberByNodeID(g.state(), req.ID)
+	if nodeID != "" {
+		m, ok := memberByNodeID(g.state(), nodeID)
 		if !ok {
-			g.writeError(w, fmt.Errorf("%w: %s", ErrUnknownNode, req.ID))
+			g.writeError(w, fmt.Errorf("%w: %s", ErrUnknownNode, nodeID))
 			return
 		}
 		target = m.ReplicaID
