@@ -117,6 +117,12 @@ func (s *State) Leader() (Member, bool) {
 			return m, true
 		}
 	}
+	if s.IsLeader() {
+		// Before the membership is first read, this node still knows
+		// itself.
+		id := s.Identity
+		return Member{NodeID: id.NodeID, ReplicaID: id.ReplicaID, RaftAddr: id.RaftAddr, APIAddr: id.APIAddr, Voter: id.Voter}, true
+	}
 	return Member{}, false
 }
 

@@ -803,10 +803,12 @@ func (r *Replica) probe(nh *dragonboat.NodeHost) {
 		r.log.Debug("catch-up check failed", zap.Error(err))
 		return
 	}
-	r.life.Notify(lifecycle.CaughtUp{LeaderReplicaID: leader, Index: r.life.State().Progress.AppliedIndex})
+	// The membership first: a node must not be reported ready with no
+	// members to name its leader by.
 	if len(r.life.State().Members) == 0 {
 		r.refreshMembers(nh)
 	}
+	r.life.Notify(lifecycle.CaughtUp{LeaderReplicaID: leader, Index: r.life.State().Progress.AppliedIndex})
 }
 
 // refreshMembers reads the membership through Raft and hands it to
