@@ -977,18 +977,7 @@ func TestClusterBootstrapExpect(t *testing.T) {
 		m.start()
 	}
 	t.Cleanup(c.stopAll)
-	for _, m := range c.ms {
-		m.waitReady(clusterTimeout)
-	}
-	leader := c.byID(c.waitMembers(c.ms, c.ids(), nil))
-	wantOK(t, "CREATE TABLE", leader.execute(createT), `{"results":[{}]}`)
-	var rs rows
-	for _, m := range c.ms {
-		rs.insert(t, m, "via-"+m.id)
-	}
-	for _, m := range c.ms {
-		wantOK(t, "linearizable read on "+m.id, m.get(selectPath("level=linearizable")), rs.body())
-	}
+	rs := checkFormed(t, c)
 	c.stopAll()
 	if t.Failed() {
 		t.FailNow()

@@ -107,9 +107,9 @@ func TestClusterDNSDiscovery(t *testing.T) {
 	})
 }
 
-// checkFormed waits for c to be one cluster of voters and checks a write
-// reaches every member.
-func checkFormed(t *testing.T, c *cluster) {
+// checkFormed waits for c to be one cluster of voters, checks a write
+// through every member reaches every member, and returns the rows written.
+func checkFormed(t *testing.T, c *cluster) rows {
 	t.Helper()
 	for _, m := range c.ms {
 		m.waitReady(clusterTimeout)
@@ -126,4 +126,5 @@ func checkFormed(t *testing.T, c *cluster) {
 	if !strings.Contains(rs.body(), "via-n3") {
 		t.Fatalf("rows = %s", rs.body())
 	}
+	return rs
 }
