@@ -31,6 +31,7 @@ run: build
 ## (they build and start the real skiffd).
 test:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -count=1 -tags=sqlite_column_metadata,failpoints ./sm/failpoint/
 
 test-unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test$$)

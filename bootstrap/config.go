@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/sm/failpoint"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/skiffdb/skiff/actors/queue"
@@ -79,6 +81,8 @@ type Config struct {
 	// Version and build details, reported over HTTP.
 	Version, Commit, BuildTime string
 	Logger                     *zap.Logger
+	// Failpoints (tests only, built with -tags failpoints); nil has none.
+	Failpoints *failpoint.Set
 }
 
 // WithDefaults fills zero fields.

@@ -21,6 +21,10 @@ import (
 // ErrJoinFailed: no member accepted the join within -join-attempts.
 var ErrJoinFailed = errors.New("join failed")
 
+// peerTimeout bounds one metadata request to a peer (the requests that
+// report a recovering node's progress: a dead peer costs one of them).
+const peerTimeout = 2 * time.Second
+
 // peerClient talks to other nodes directly: no HTTP proxy from the
 // environment may sit between members.
 func peerClient(timeout time.Duration) *http.Client {
@@ -206,4 +210,37 @@ func peerMeta(ctx context.Context, client *http.Client, addr string) (gateway.No
 	}
 	err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&meta)
 	return meta, err
+}
+
+// leaderIndex asks the leader for its applied index (replica.Config's
+// LeaderIndex). Without the leader's address (a joiner that has not yet
+// applied the membership) it asks the -join peers, which name the leader's.
+func (n *Node) leaderIndex(ctx context.Context, leader uint64, addr string) (uint64, error) {
+	client := n.peers
+	if addr == "" {
+		for _, via := range n.cfg.Join {
+			meta, err := peerMeta(ctx, client, via)
+			if err != nil {
+				continue
+			}
+			if meta.ReplicaID == leader {
+				return meta.AppliedIndex, nil
+			}
+			if a := meta.Members[leader]; a != "" {
+				addr = a
+				break
+			}
+		}
+		if addr == "" {
+			return 0, fmt.Errorf("%w: leader %d's address is unknown", ErrJoinFailed, leader)
+		}
+	}
+	meta, err := peerMeta(ctx, client, addr)
+	if err != nil {
+		return 0, err
+	}
+	if meta.ReplicaID != leader {
+		return 0, fmt.Errorf("%s is replica %d, not the leader %d", addr, meta.ReplicaID, leader)
+	}
+	return meta.AppliedIndex, nil
 }

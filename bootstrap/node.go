@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"github.com/skiffdb/skiff/gateway"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
+	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
 // ErrIdentityChanged is returned when flags contradict the stored identity.
@@ -126,6 +128,8 @@ type Node struct {
 	// stopping is closed when Shutdown begins (ends join retries).
 	stopping     chan struct{}
 	stoppingOnce sync.Once
+	// peers asks peers for their metadata (a recovering node's target).
+	peers *http.Client
 	// stopCtx ends with stopping: it bounds startup's calls to peers.
 	stopCtx    context.Context
 	cancelStop context.CancelFunc
@@ -168,7 +172,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	gw, err := gateway.New(gateway.Config{
 		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
-		Logger: log.Named("gateway"),
+		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints,
 	}, ln, rt, q, life.State)
 	if err != nil {
 		ln.Close()
@@ -176,7 +180,8 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
-		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{})}
+		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}),
+		peers: peerClient(peerTimeout)}
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	n.mux = newRaftMux(raftLn, func() string {
 		if p := n.raftInner.Load(); p != nil {
@@ -208,6 +213,9 @@ func (n *Node) State() *lifecycle.State { return n.life.State() }
 // startReplica loads (or creates) the identity and starts the replica.
 func (n *Node) startReplica(rt *router) error {
 	c := n.cfg
+	if err := c.Failpoints.Inject(failpoint.BootstrapStart, n.stopping); err != nil {
+		return err
+	}
 	for _, d := range []string{c.DataDir, c.nodeHostDir(), c.RaftWALDir, c.smDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
@@ -317,6 +325,7 @@ func (n *Node) startReplica(rt *router) error {
 		SnapshotEntries: c.RaftSnapshotEntries, ApplyTimeout: c.RaftApplyTimeout,
 		LogDBMemory: c.LogDBMemory, ForeignKeys: c.ForeignKeys,
 		Logger: n.log.Named("replica"), Lifecycle: n.life,
+		LeaderIndex: n.leaderIndex, Failpoints: c.Failpoints,
 	})
 	if err != nil {
 		return err
@@ -361,6 +370,7 @@ func (n *Node) Shutdown() error {
 	// Refuse new data requests before anything stops.
 	n.life.SetStopping(ctx)
 	n.stoppingOnce.Do(func() { close(n.stopping); n.cancelStop() })
+	_ = n.cfg.Failpoints.Inject(failpoint.BootstrapShutdown, ctx.Done())
 	// Startup owns the local store and starts the replica; let it finish
 	// so that everything it opened is stopped below.
 	select {

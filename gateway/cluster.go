@@ -47,6 +47,9 @@ type NodeMeta struct {
 	Version         string `json:"version"`
 	Phase           string `json:"phase"`
 	LeaderReplicaID uint64 `json:"leader_replica_id"`
+	// AppliedIndex is the node's applied index: a recovering peer's
+	// target when this node is the leader.
+	AppliedIndex uint64 `json:"applied_index"`
 	// Members is the Raft membership as this node knows it (replica ID ->
 	// Raft address), for -bootstrap-expect.
 	Members map[uint64]string `json:"members,omitempty"`
@@ -126,7 +129,7 @@ func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
 	st := g.state()
 	id := st.Identity
 	meta := NodeMeta{NodeID: id.NodeID, ReplicaID: id.ReplicaID, APIAddr: apiURL(g.cfg.AdvAddr), RaftAddr: id.RaftAddr,
-		Version: g.cfg.Version, Phase: string(st.Phase), LeaderReplicaID: st.LeaderReplicaID,
+		Version: g.cfg.Version, Phase: string(st.Phase), LeaderReplicaID: st.LeaderReplicaID, AppliedIndex: st.Progress.AppliedIndex,
 		Expecting: id.Expecting, Founders: id.Founders}
 	if len(st.RaftMembers) > 0 {
 		meta.Members = make(map[uint64]string, len(st.RaftMembers))
@@ -263,6 +266,11 @@ func (g *Gateway) peerDocs(ctx context.Context, st *lifecycle.State, ms []lifecy
 				d["reachable"], d["version"], d["time"], d["time_s"], d["state"] = true, meta.Version, el.Seconds(), el.String(), meta.Phase
 				if meta.APIAddr != "" {
 					d["api_addr"] = meta.APIAddr
+				}
+				if meta.NodeID != "" && m.NodeID == m.RaftAddr && meta.RaftAddr == m.RaftAddr {
+					// A member that has not registered in the node table
+					// yet (a joiner still recovering) names itself.
+					d["id"] = meta.NodeID
 				}
 			}
 			mu.Lock()

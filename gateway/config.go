@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
 // Defaults for Config.
@@ -42,6 +44,9 @@ type Config struct {
 	// Commit and BuildTime are reported in /status build.
 	Commit, BuildTime string
 	Logger            *zap.Logger
+	// Failpoints are served at /debug/failpoints (tests only; nil, or a
+	// build without the failpoints tag, serves 404 there).
+	Failpoints *failpoint.Set
 }
 
 // WithDefaults fills zero fields.

@@ -1,11 +1,15 @@
 package gateway
 
 import (
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"runtime"
 	"strings"
+
+	"go.uber.org/zap"
 )
 
 // handleVars serves expvar-style JSON at /debug/vars (API.md 1.1): the
@@ -57,5 +61,33 @@ func (g *Gateway) handlePprof(w http.ResponseWriter, r *http.Request) {
 		pprof.Trace(w, r)
 	default:
 		pprof.Index(w, r)
+	}
+}
+
+// pathFailpoints lists failpoints (GET) and sets one (PUT
+// /debug/failpoints/<name> with the action as the body), in binaries built
+// with the failpoints tag only.
+const pathFailpoints = "/debug/failpoints"
+
+func (g *Gateway) handleFailpoints(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, pathFailpoints), "/")
+	switch {
+	case r.Method == http.MethodGet && name == "":
+		b, _ := json.Marshal(g.cfg.Failpoints.List())
+		writeJSON(w, http.StatusOK, b)
+	case r.Method == http.MethodPut && name != "":
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<10))
+		if err == nil {
+			err = g.cfg.Failpoints.Enable(name, string(body))
+		}
+		if err != nil {
+			g.writeError(w, err)
+			return
+		}
+		g.log.Warn("failpoint set", zap.String("name", name), zap.String("action", string(body)))
+		w.WriteHeader(http.StatusOK)
+	default:
+		w.Header().Set("Allow", "GET, PUT")
+		w.WriteHeader(http.StatusMethodNotAllowed)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway/rqjson"
 	"github.com/skiffdb/skiff/sm"
+	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
 // Sentinel errors of package gateway.
@@ -81,6 +82,7 @@ var errorTable = []struct {
 	{ErrQualifyUnsupported, http.StatusBadRequest, plainText, false},
 	{sm.ErrInvalidSQLite, http.StatusBadRequest, plainText, false},
 	{ErrBadJoin, http.StatusBadRequest, plainText, true},
+	{failpoint.ErrBadSpec, http.StatusBadRequest, plainText, true},
 	{ErrUnknownNode, http.StatusNotFound, plainText, true},
 	{replica.ErrBadMember, http.StatusConflict, plainText, true},
 	{queue.ErrWaitTimeout, http.StatusRequestTimeout, plainText, false},

@@ -19,6 +19,7 @@ import (
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
+	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
 // Data is what the gateway needs from the replica actor.
@@ -180,6 +181,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.handleVars(w, r)
 	case strings.HasPrefix(p, "/debug/pprof"):
 		g.handlePprof(w, r)
+	case strings.HasPrefix(p, pathFailpoints) && failpoint.Compiled && g.cfg.Failpoints != nil:
+		g.handleFailpoints(w, r)
 	default:
 		w.WriteHeader(http.StatusNotFound)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"os"
 	"runtime"
@@ -62,17 +63,27 @@ func lifecycleSection(st *lifecycle.State, now time.Time) obj {
 		"dropped_events": st.Dropped,
 		"version":        st.Version,
 		"progress": obj{
-			"db_bytes":             p.DBBytes,
-			"applied_index":        p.AppliedIndex,
-			"target_index":         p.TargetIndex,
-			"snapshot_index":       p.SnapshotIndex,
-			"snapshot_bytes":       p.SnapshotBytes,
-			"snapshot_total_bytes": p.SnapshotTotal,
-			"sent_bytes":           p.SentBytes,
-			"sent_total_bytes":     p.SentTotal,
+			"db_bytes":              p.DBBytes,
+			"applied_index":         p.AppliedIndex,
+			"target_index":          p.TargetIndex,
+			"snapshot_index":        p.SnapshotIndex,
+			"snapshot_bytes":        p.SnapshotBytes,
+			"snapshot_total_bytes":  p.SnapshotTotal,
+			"sent_bytes":            p.SentBytes,
+			"sent_total_bytes":      p.SentTotal,
+			"received_bytes":        p.ReceivedBytes,
+			"step":                  p.Step,
+			"entries_per_s":         round1(p.ApplyRate),
+			"received_bytes_per_s":  round1(p.ReceiveRate),
+			"installed_bytes_per_s": round1(p.InstallRate),
+			"sent_bytes_per_s":      round1(p.SendRate),
+			"eta_s":                 round1(p.ETA.Seconds()),
 		},
 	}
 }
+
+// round1 rounds to one decimal, for rates and times meant for people.
+func round1(f float64) float64 { return math.Round(f*10) / 10 }
 
 func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
 	id := st.Identity
@@ -231,6 +242,10 @@ func (g *Gateway) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	case params.NoLeader:
 	case st.LeaderReplicaID == 0:
 		b.WriteString("\n[+]leader does not exist")
+		if st.Phase != lifecycle.Ready {
+			// The phase says why, and for how long it may last.
+			b.WriteString("\n[+]store not ready (" + string(st.Phase) + ")")
+		}
 		status = http.StatusServiceUnavailable
 	case st.Phase != lifecycle.Ready:
 		b.WriteString("\n[+]leader ok\n[+]store not ready (" + string(st.Phase) + ")")

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
 // Defaults for Config.
@@ -34,6 +36,8 @@ type Config struct {
 	Notify func(Event)
 	// Logger receives the state machine's logs. Nil means no logs.
 	Logger *zap.Logger
+	// Failpoints (tests only, failpoint package); nil has none.
+	Failpoints *failpoint.Set
 }
 
 // WithDefaults returns c with zero fields set to their defaults.

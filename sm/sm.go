@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffdb/skiff/sm/cmdpb"
+	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
 // StateMachine applies Skiff commands to SQLite. Dragonboat serialises
@@ -47,6 +48,9 @@ type StateMachine struct {
 	// rng backs RANDOM() and RANDOMBLOB() in writes, reseeded from each
 	// entry's index so every replica draws the same values.
 	rng *rand.Rand
+	// stopc is Open's stop channel: closed when Dragonboat stops the
+	// replica, it ends a paused failpoint.
+	stopc <-chan struct{}
 
 	// mu guards the handles Lookup uses against the swap in
 	// RecoverFromSnapshot and the teardown in Close.
@@ -114,6 +118,15 @@ func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 	}
 	path := filepath.Join(s.cfg.Dir, dbName(gen))
 	s.cfg.Notify(Event{Kind: EventOpenBegun, Bytes: fileSize(path)})
+	s.stopc = stopc
+	if err := s.cfg.Failpoints.Inject(failpoint.SMOpen, stopc); err != nil {
+		return 0, fmt.Errorf("open %s: %w", path, err)
+	}
+	select {
+	case <-stopc:
+		return 0, sm.ErrOpenStopped
+	default:
+	}
 	w, readers, applied, err := s.openHandles(path)
 	if err != nil {
 		return 0, err

@@ -14,6 +14,8 @@ import (
 	sm "github.com/lni/dragonboat/v4/statemachine"
 	sqlite3 "github.com/mattn/go-sqlite3"
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
 // Snapshot stream format (version 1), little-endian:
@@ -130,7 +132,13 @@ func (s *StateMachine) saveSnapshot(sc *snapshotCtx, w io.Writer, stopc <-chan s
 	report := func(n int64) {
 		s.cfg.Notify(Event{Kind: EventSnapshotSendProgress, Index: sc.applied, Bytes: n, Total: size})
 	}
-	if _, err := copyProgress(io.MultiWriter(w, crc), f, size, stopc, report); err != nil {
+	chunk := func() error {
+		if err := s.cfg.Failpoints.Inject(failpoint.SMSnapshotSend, stopc); err != nil {
+			return fmt.Errorf("%w: %w", sm.ErrSnapshotAborted, err)
+		}
+		return nil
+	}
+	if _, err := copyProgress(io.MultiWriter(w, crc), f, size, stopc, chunk, report); err != nil {
 		return err
 	}
 	var tail [4]byte
@@ -179,10 +187,16 @@ func backupTo(src *sqlite3.SQLiteConn, path string, stopc <-chan struct{}) error
 }
 
 // copyProgress copies exactly n bytes, checking stopc and reporting progress.
-func copyProgress(dst io.Writer, src io.Reader, n int64, stopc <-chan struct{}, report func(int64)) (int64, error) {
+// before, if not nil, runs before each chunk and may end the copy.
+func copyProgress(dst io.Writer, src io.Reader, n int64, stopc <-chan struct{}, before func() error, report func(int64)) (int64, error) {
 	buf := make([]byte, 256<<10)
 	var done, lastReport int64
 	for done < n {
+		if before != nil {
+			if err := before(); err != nil {
+				return done, err
+			}
+		}
 		select {
 		case <-stopc:
 			return done, sm.ErrSnapshotStopped
@@ -238,7 +252,8 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	s.log.Info("installing snapshot", zap.Uint64("applied_index", applied), zap.Int64("bytes", size))
 
 	tmpPath := filepath.Join(s.cfg.Dir, dbName(s.gen+1)+tmpSuffix)
-	if err := receiveFile(br, tmpPath, size, stopc, func(n int64) {
+	chunk := func() error { return s.cfg.Failpoints.Inject(failpoint.SMSnapshotInstall, stopc) }
+	if err := receiveFile(br, tmpPath, size, stopc, chunk, func(n int64) {
 		s.cfg.Notify(Event{Kind: EventSnapshotInstallProgress, Index: applied, Bytes: n, Total: size})
 	}); err != nil {
 		_ = os.Remove(tmpPath)
@@ -255,7 +270,7 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 
 // receiveFile writes exactly size bytes and the trailing checksum from r to
 // path, and fsyncs it.
-func receiveFile(r io.Reader, path string, size int64, stopc <-chan struct{}, report func(int64)) error {
+func receiveFile(r io.Reader, path string, size int64, stopc <-chan struct{}, before func() error, report func(int64)) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
@@ -263,7 +278,7 @@ func receiveFile(r io.Reader, path string, size int64, stopc <-chan struct{}, re
 	defer f.Close()
 	var crc hash.Hash32 = crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(f, 256<<10)
-	if _, err := copyProgress(io.MultiWriter(bw, crc), r, size, stopc, report); err != nil {
+	if _, err := copyProgress(io.MultiWriter(bw, crc), r, size, stopc, before, report); err != nil {
 		return err
 	}
 	var tail [4]byte

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffdb/skiff/sm/cmdpb"
+	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
 // CommandVersion is the codec version this build writes and applies.
@@ -121,6 +122,11 @@ func (s *StateMachine) Update(ents []sm.Entry) ([]sm.Entry, error) {
 	if s.w == nil {
 		return nil, fmt.Errorf("%w: update before open", ErrStorage)
 	}
+	if err := s.cfg.Failpoints.Inject(failpoint.SMApply, s.stopc); err != nil {
+		// An injected fault here is a storage fault: the node stops.
+		s.fault(err)
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
 	if err := s.applyBatch(ents); err != nil {
 		s.fault(err)
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
@@ -188,7 +194,9 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 		_ = execRaw(s.w.c, "ROLLBACK")
 		return fmt.Errorf("commit: %w", err)
 	}
-	return nil
+	// Committed in SQLite, not yet reported to Dragonboat: a crash here is
+	// the window the applied index inside the transaction exists for.
+	return s.cfg.Failpoints.Inject(failpoint.SMAfterCommit, s.stopc)
 }
 
 // redo begins a new transaction and re-applies ents, after a client

@@ -59,12 +59,22 @@ type cluster struct {
 // /nodes shows all of them as reachable voters under one leader.
 func newCluster(t *testing.T, size int) *cluster {
 	t.Helper()
+	return newClusterWith(t, size, nil)
+}
+
+// newClusterWith is newCluster with setup applied to each member before
+// its first start.
+func newClusterWith(t *testing.T, size int, setup func(*member)) *cluster {
+	t.Helper()
 	c := &cluster{t: t}
 	// Registered before the members' own cleanups, so it runs after them:
 	// those stop whatever still runs; this only reports the elapsed time.
 	began := time.Now()
 	t.Cleanup(func() { t.Logf("cluster test body and cleanup took %s", time.Since(began).Round(time.Millisecond)) })
 	n1 := c.add("n1")
+	if setup != nil {
+		setup(n1)
+	}
 	n1.start()
 	n1.waitReady(readyTimeout)
 	for i := 2; i <= size; i++ {
@@ -73,6 +83,11 @@ func newCluster(t *testing.T, size int) *cluster {
 			via = n1.apiURL()
 		}
 		c.add(fmt.Sprintf("n%d", i), "-join", via)
+	}
+	if setup != nil {
+		for _, m := range c.ms {
+			setup(m)
+		}
 	}
 	for _, m := range c.ms[1:] {
 		m.start()

@@ -45,8 +45,22 @@ const (
 // readyBody is /readyz's body on a ready node (API.md 2.3).
 const readyBody = "[+]node ok\n[+]leader ok\n[+]store ok\n[+]db ok"
 
-// skiffdBin is the race-enabled daemon TestMain builds from moduleDir.
-var skiffdBin, moduleDir string
+// skiffdBin is the race-enabled daemon TestMain builds from moduleDir;
+// skiffdFailpointsBin is the same with failpoints compiled in.
+var skiffdBin, skiffdFailpointsBin, moduleDir string
+
+// failpointTags is the build's tags plus "failpoints": a -tags flag on the
+// command line replaces the one in GOFLAGS (the Makefile sets
+// sqlite_column_metadata there), so the two are merged.
+func failpointTags() string {
+	tags := []string{"failpoints"}
+	for _, f := range strings.Fields(os.Getenv("GOFLAGS")) {
+		if v, ok := strings.CutPrefix(f, "-tags="); ok {
+			tags = append(tags, strings.Split(v, ",")...)
+		}
+	}
+	return strings.Join(tags, ",")
+}
 
 // sourcesRead makes every test read the daemon's sources once (readSources).
 var sourcesRead = sync.OnceValue(func() error { return readSources(moduleDir) })
@@ -75,13 +89,24 @@ func runTests(m *testing.M) int {
 	// -race on the daemon too: a data race in the server is a bug these
 	// tests must catch, and the race detector only sees it in the process
 	// where it happens.
-	build := exec.CommandContext(ctx, "go", "build", "-race", "-o", bin, "github.com/skiffdb/skiff/cmd/skiffd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: building skiffd: %v\n%s", err, out)
-		return 1
+	//
+	// A second binary has failpoints compiled in (sm/failpoint), for the
+	// tests that hold a node inside a phase; every other test runs the
+	// production build. The two builds share every package but the few
+	// that differ by the tag.
+	fpBin := filepath.Join(dir, "skiffd-failpoints")
+	builds := []*exec.Cmd{
+		exec.CommandContext(ctx, "go", "build", "-race", "-o", bin, "github.com/skiffdb/skiff/cmd/skiffd"),
+		exec.CommandContext(ctx, "go", "build", "-race", "-tags", failpointTags(), "-o", fpBin, "github.com/skiffdb/skiff/cmd/skiffd"),
 	}
-	skiffdBin = bin
+	for _, b := range builds {
+		b.Dir = root
+		if out, err := b.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %s: %v\n%s", strings.Join(b.Args, " "), err, out)
+			return 1
+		}
+	}
+	skiffdBin, skiffdFailpointsBin = bin, fpBin
 	return m.Run()
 }
 
@@ -201,6 +226,9 @@ type node struct {
 	client   *http.Client
 	// args are extra daemon flags, set before the first start.
 	args []string
+	// failpoints, if set, runs the failpoints build with this
+	// SKIFF_FAILPOINTS spec (possibly empty) on the next start.
+	failpoints *string
 }
 
 // newNode prepares a node (ports, directories) without starting it. Its
@@ -273,12 +301,19 @@ func (n *node) launch() *process {
 		"-raft-log-level", "WARN", "-log-level", "info",
 	}
 	args = append(append(args, n.args...), n.dataDir)
-	cmd := exec.Command(skiffdBin, args...)
+	bin := skiffdBin
+	if n.failpoints != nil {
+		bin = skiffdFailpointsBin
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The race runtime sleeps 1s at exit by default to catch late
 	// reports; a shorter sleep keeps restarts quick, and a race still
 	// makes the exit status 66, which sigterm checks.
 	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=100")
+	if n.failpoints != nil {
+		cmd.Env = append(cmd.Env, "SKIFF_FAILPOINTS="+*n.failpoints)
+	}
 	p := &process{cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		n.t.Fatalf("launch: %v", err)

@@ -36,6 +36,14 @@ type LeaderContact struct{ LeaderReplicaID uint64 }
 // MembershipChanged carries the new membership.
 type MembershipChanged struct{ Members []Member }
 
+// LeaderIndex: the leader's applied index, as the leader reported it to a
+// node that is not ready (the target its log replay is catching up to).
+type LeaderIndex struct{ Index uint64 }
+
+// SnapshotReceiving: Bytes of a snapshot stream have reached this node's
+// disk so far (Dragonboat's transport writes them before the install).
+type SnapshotReceiving struct{ Bytes int64 }
+
 // Failed records an error worth showing in /status.
 type Failed struct{ Err string }
 
@@ -53,3 +61,5 @@ func (MembershipChanged) isEvent()  {}
 func (Failed) isEvent()             {}
 func (ShuttingDown) isEvent()       {}
 func (RemovedFromCluster) isEvent() {}
+func (LeaderIndex) isEvent()        {}
+func (SnapshotReceiving) isEvent()  {}

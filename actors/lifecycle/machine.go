@@ -94,6 +94,12 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 			return false
 		}
 		next.LastLeaderContact = now
+	case LeaderIndex:
+		if e.Index > next.Progress.TargetIndex {
+			next.Progress.TargetIndex = e.Index
+		}
+	case SnapshotReceiving:
+		next.Progress.ReceivedBytes = e.Bytes
 	case MembershipChanged:
 		next.RaftMembers = e.Members
 		next.Members = mergeMembers(next.RaftMembers, next.NodeTable, next.Identity)
@@ -126,6 +132,7 @@ func applySM(next *State, e sm.Event) {
 		}
 	case sm.EventSnapshotInstallBegun:
 		p.SnapshotIndex, p.SnapshotBytes, p.SnapshotTotal = e.Index, 0, e.Total
+		p.ReceivedBytes = 0 // the stream is on disk whole
 		next.Phase = Recovering
 	case sm.EventSnapshotInstallProgress:
 		p.SnapshotBytes, p.SnapshotTotal = e.Bytes, e.Total
@@ -149,6 +156,7 @@ func (m *Machine) commit(next State, now time.Time) bool {
 	if next.Phase != m.cur.Phase {
 		next.Since = now
 	}
+	updateRates(next.Phase, &next.Progress, now)
 	next.Version = m.cur.Version + 1
 	m.cur = next
 	return true

@@ -63,7 +63,29 @@ type Progress struct {
 	SnapshotIndex uint64
 	// SentBytes of SentTotal of a snapshot streamed to a peer.
 	SentBytes, SentTotal int64
+	// ReceivedBytes of a snapshot stream are on this node's disk, not yet
+	// installed.
+	ReceivedBytes int64
+
+	// Step names what a recovering node is doing: StepReplaying,
+	// StepReceiving or StepInstalling ("" in other phases).
+	Step string
+	// Rates, smoothed over about rateWindow: log entries applied, snapshot
+	// bytes received, installed and sent, per second.
+	ApplyRate, ReceiveRate, InstallRate, SendRate float64
+	// ETA estimates the time left in the current step (0 if unknown).
+	ETA time.Duration
+
+	// rate samples behind the rates (unexported: bookkeeping).
+	applyS, receiveS, installS, sendS rateSample
 }
+
+// The steps of recovering.
+const (
+	StepReplaying  = "replaying_log"
+	StepReceiving  = "receiving_snapshot"
+	StepInstalling = "installing_snapshot"
+)
 
 // State is an immutable snapshot of the node's state. A published State is
 // never modified; Machine copies it for every change, and slices in it are

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
 // Defaults for Config. Ticks are RTT units (Dragonboat counts time in them).
@@ -91,6 +93,13 @@ type Config struct {
 	Logger                    *zap.Logger
 	// Lifecycle receives events (non-blocking) and is read for the phase.
 	Lifecycle *lifecycle.Lifecycle
+	// LeaderIndex asks the leader (replica leaderID, at Raft address
+	// leaderAddr if this node knows it, else "") for its applied index: the
+	// target a recovering node reports its progress against. Nil: no
+	// target is reported.
+	LeaderIndex func(ctx context.Context, leaderID uint64, leaderAddr string) (uint64, error)
+	// Failpoints (tests only); nil has none.
+	Failpoints *failpoint.Set
 }
 
 // WithDefaults fills zero fields.

@@ -129,6 +129,9 @@ const (
 	contactInterval = 200 * time.Millisecond
 	// refreshInterval is how often membership is re-read regardless.
 	refreshInterval = time.Second
+	// progressInterval is how often a recovering node asks the leader for
+	// its index and measures the snapshot it is receiving.
+	progressInterval = time.Second
 	// probeTimeout bounds one catch-up check.
 	probeTimeout = 2 * time.Second
 	// shutdownGrace is how long shutdown lets in-flight requests finish
@@ -277,6 +280,12 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer contact.Stop()
 	contactDone := make(chan struct{}, 1)
 	contacting := false
+	// A recovering node reports what it is catching up to every
+	// progressInterval (lifecycle turns it into rates and an ETA).
+	progress := time.NewTicker(progressInterval)
+	defer progress.Stop()
+	progressDone := make(chan struct{}, 1)
+	reporting := false
 	for {
 		select {
 		case s := <-startC:
@@ -357,6 +366,14 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 		case <-probeDone:
 			probing = false
+		case <-progress.C:
+			if nh != nil && !reporting && r.life.State().Phase == lifecycle.Recovering {
+				reporting = true
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.reportProgress(nh); progressDone <- struct{}{} }()
+			}
+		case <-progressDone:
+			reporting = false
 		case <-ctx.Done():
 			if startC != nil {
 				// NewNodeHost is still running; it must finish before
@@ -444,6 +461,7 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 	}
 	makeSM := sm.Factory(sm.Config{
 		Dir: c.SMDir, ForeignKeys: c.ForeignKeys, Notify: r.life.NotifySM, Logger: r.log.Named("sm"),
+		Failpoints: c.Failpoints,
 	})
 	factory := func(shardID, replicaID uint64) dbsm.IOnDiskStateMachine {
 		m := makeSM(shardID, replicaID)

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/skiffdb/skiff/bootstrap"
+	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=...".
@@ -21,6 +22,9 @@ var (
 	commit    = "unknown"
 	buildTime = "unknown"
 )
+
+// failpointEnv names the failpoint spec's environment variable.
+const failpointEnv = "SKIFF_FAILPOINTS"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -47,6 +51,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := o.cfg
 	cfg.Version, cfg.Commit, cfg.BuildTime, cfg.Logger = version, commit, buildTime, log
+	// Failpoints come from the environment, as gofail's do, so that no
+	// production flag exists for them; a binary built without the
+	// failpoints tag refuses a non-empty spec.
+	if spec := os.Getenv(failpointEnv); spec != "" {
+		fps, err := failpoint.New(spec)
+		if err != nil {
+			log.Error("cannot start", zap.String("env", failpointEnv), zap.Error(err))
+			return 2
+		}
+		log.Warn("failpoints set", zap.String("spec", spec))
+		cfg.Failpoints = fps
+	} else if failpoint.Compiled {
+		cfg.Failpoints, _ = failpoint.New("")
+	}
 	if o.recoverSnapshot != "" {
 		// Offline: rewrite the Raft state for lost-quorum recovery, exit.
 		if err := bootstrap.Recover(cfg, o.recoverSnapshot, o.recoverVoters); err != nil {
