@@ -270,34 +270,12 @@ func failpointHits(t *testing.T, m *member, name string) uint64 {
 }
 
 // waitPhase polls m's /status until lifecycle.state is phase and cond (if
-// any) holds for the whole document.
+// any) holds.
 func waitPhase(t *testing.T, m *member, phase string, cond func(doc statusDoc) bool) statusDoc {
 	t.Helper()
-	deadline := time.Now().Add(clusterTimeout)
-	var last string
-	for time.Now().Before(deadline) {
-		if m.proc.exited() {
-			m.dumpLogs()
-			t.Fatalf("%s exited waiting for %s: %v", m.id, phase, m.proc.waitErr)
-		}
-		r, err := m.do(m.client, http.MethodGet, "/status", "", nil)
-		if err == nil && r.status == http.StatusOK {
-			var doc statusDoc
-			if json.Unmarshal(r.body, &doc) == nil && doc.Lifecycle.State == phase && (cond == nil || cond(doc)) {
-				return doc
-			}
-			last = string(r.body)
-			if len(last) > 600 {
-				last = last[:600]
-			}
-		} else if err != nil {
-			last = err.Error()
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	m.dumpLogs()
-	t.Fatalf("%s: not in %s within %s; last /status: %s", m.id, phase, clusterTimeout, last)
-	return statusDoc{}
+	return waitStatus(t, m, "phase "+phase, func(d statusDoc) bool {
+		return d.Lifecycle.State == phase && (cond == nil || cond(d))
+	})
 }
 
 // statusDoc is the lifecycle section of /status (Skiff's own, DESIGN.md).
