@@ -392,6 +392,37 @@ func TestTorturePhases(t *testing.T) {
 		waitRows(t, f, rs)
 	})
 
+	t.Run("stuck-apply", func(t *testing.T) {
+		// A ready node whose state machine stops applying (a stuck disk):
+		// requests through it end at their deadline with a 503, never hang;
+		// its status endpoints still answer at once; SIGTERM still ends it.
+		setFailpoint(t, f, "sm/apply", "pause")
+		for _, tc := range []struct{ method, path, body string }{
+			{"POST", "/db/execute?timeout=1s", `["INSERT INTO hammer(v) VALUES(3)"]`},
+			{"GET", "/db/query?q=SELECT+1&level=linearizable&timeout=1s", ""},
+			{"POST", "/db/query?level=strong&timeout=1s", `["SELECT 1"]`},
+		} {
+			began := time.Now()
+			r, err := f.do(f.client, tc.method, tc.path, "application/json", strings.NewReader(tc.body))
+			took := time.Since(began)
+			if err != nil || r.status != http.StatusServiceUnavailable {
+				t.Fatalf("%s %s with apply stuck: %v %v after %s, want 503", tc.method, tc.path, r, err, took)
+			}
+			t.Logf("%s %s with apply stuck: %d after %s", tc.method, tc.path, r.status, took.Round(time.Millisecond))
+		}
+		if st, err := fetchStatus(f.client, f.baseURL()); err != nil || st.state != "ready" {
+			t.Fatalf("/status with apply stuck: %+v %v", st, err)
+		}
+		began := time.Now()
+		f.sigterm()
+		t.Logf("SIGTERM with apply stuck: exited in %s", time.Since(began).Round(time.Millisecond))
+		empty := ""
+		f.failpoints = &empty
+		f.start()
+		f.waitReady(clusterTimeout)
+		waitRows(t, f, rs)
+	})
+
 	t.Run("recovering-snapshot-install", func(t *testing.T) {
 		// A joiner of a compacted cluster receives the database whole.
 		r := leader.post("/snapshot?trailing_logs=0", "")
