@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,19 +32,37 @@ type raftMux struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	// firstByte is firstByteTimeout (tests shorten it); silent counts the
+	// connections waiting for their first byte.
+	firstByte time.Duration
+	silent    atomic.Int32
 }
 
 // dragonboatMagic starts every Dragonboat transport connection.
 const dragonboatMagic = 0xAE
 
-// sniffTimeout bounds how long a new connection may take to send its first
-// byte.
-const sniffTimeout = 10 * time.Second
+// firstByteTimeout bounds how long a new connection may stay silent before
+// its first byte. It is long because Dragonboat's snapshot sender connects
+// when a transfer begins and writes its first chunk only once the state
+// machine has produced 2 MiB of it, and Skiff's state machine first copies
+// the database aside (about 90 s for 12 GB here): a 10 s bound here cut
+// every transfer of a large database before its first byte, forever
+// (found by make soak-restart at 10 GB). Dragonboat's own receiver lets a
+// connection idle between messages, and drops a transfer idle for 15
+// minutes.
+const firstByteTimeout = 30 * time.Minute
+
+// maxSilent bounds the connections waiting for their first byte, so that
+// the long timeout cannot pile up goroutines.
+const maxSilent = 256
+
+// httpHeaderTimeout drops HTTP clients that never finish their headers.
+const httpHeaderTimeout = 10 * time.Second
 
 func newRaftMux(ln net.Listener, inner func() string, h http.Handler, log *zap.Logger) *raftMux {
-	m := &raftMux{ln: ln, inner: inner, log: log, conns: map[net.Conn]struct{}{},
+	m := &raftMux{ln: ln, inner: inner, log: log, conns: map[net.Conn]struct{}{}, firstByte: firstByteTimeout,
 		httpLn: &chanListener{addr: ln.Addr(), c: make(chan net.Conn), done: make(chan struct{})}}
-	m.http = &http.Server{Handler: h, ReadHeaderTimeout: sniffTimeout, ErrorLog: zap.NewStdLog(log)}
+	m.http = &http.Server{Handler: h, ReadHeaderTimeout: httpHeaderTimeout, ErrorLog: zap.NewStdLog(log)}
 	return m
 }
 
@@ -83,15 +102,22 @@ func (m *raftMux) track(c net.Conn, on bool) bool {
 
 func (m *raftMux) route(c net.Conn) {
 	// Tracked from the start, so that close() cuts a connection still
-	// waiting for its first byte instead of waiting out sniffTimeout.
+	// waiting for its first byte instead of waiting out firstByteTimeout.
 	if !m.track(c, true) {
 		_ = c.Close()
 		return
 	}
 	defer m.track(c, false)
-	_ = c.SetReadDeadline(time.Now().Add(sniffTimeout))
+	if m.silent.Add(1) > maxSilent {
+		m.silent.Add(-1)
+		m.log.Warn("raft port: too many connections waiting for their first byte; closing one", zap.Stringer("remote", c.RemoteAddr()))
+		_ = c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(m.firstByte))
 	br := bufio.NewReader(c)
 	first, err := br.Peek(1)
+	m.silent.Add(-1)
 	if err != nil {
 		_ = c.Close()
 		return

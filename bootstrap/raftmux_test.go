@@ -64,3 +64,70 @@ func TestRaftMuxSplitsRaftFromHTTP(t *testing.T) {
 		t.Fatalf("http answer %q", body)
 	}
 }
+
+// A Dragonboat connection may stay silent a long while before its first
+// byte (its snapshot sender connects before the state machine has produced
+// the first chunk): the mux must keep it, and splice it once the bytes
+// come. A connection silent past firstByte is closed.
+func TestRaftMuxKeepsSilentConnections(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	go func() {
+		for {
+			c, err := inner.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	innerAddr := inner.Addr().String()
+	m := newRaftMux(ln, func() string { return innerAddr }, http.NotFoundHandler(), zap.NewNop())
+	m.firstByte = 3 * time.Second
+	go m.serve()
+	defer m.close()
+
+	silent, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	time.Sleep(time.Second) // silent, but within firstByte
+	msg := []byte{0xAE, 1, 2, 3}
+	if _, err := silent.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	_ = silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(silent, got); err != nil || string(got) != string(msg) {
+		t.Fatalf("a connection silent for a while was not spliced: %q, %v", got, err)
+	}
+	// Spliced connections may then idle as long as they like.
+	time.Sleep(m.firstByte + time.Second)
+	if _, err := silent.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(silent, got); err != nil {
+		t.Fatalf("a spliced connection was cut while idle: %v", err)
+	}
+
+	// Silent past firstByte: closed.
+	mute, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	_ = mute.SetReadDeadline(time.Now().Add(m.firstByte + 10*time.Second))
+	if _, err := mute.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a connection silent past firstByte got bytes instead of a close")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a connection silent past firstByte was not closed")
+	}
+}
