@@ -82,7 +82,7 @@ func runStatement(ctx context.Context, c *sqlite3.SQLiteConn, st *cmdpb.Statemen
 	sqlText := st.GetSql()
 	a := args(st.GetParameters())
 	if mode == modeRead {
-		return runRead(ctx, c, sqlText, a, qualifyCols)
+		return runRead(ctx, c, nil, sqlText, a, qualifyCols)
 	}
 	if st.GetReturnsRows() {
 		res, handled, err := runQuery(ctx, c, sqlText, a)
@@ -179,10 +179,20 @@ func prepareLast(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a [
 // runRead runs a statement that must not write: it is prepared first so
 // SQLite itself says whether it is read-only. Of a string of several
 // statements the last one's rows are returned, as rqlite does; every one
-// must be a read.
-func runRead(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []driver.NamedValue, qualifyCols bool) (*cmdpb.StatementResult, error) {
+// must be a read. A single read-only statement is kept in cache (nil: no
+// cache) and reused by the next read of the same text.
+func runRead(ctx context.Context, c *sqlite3.SQLiteConn, cache *stmtCache, sqlText string, a []driver.NamedValue, qualifyCols bool) (*cmdpb.StatementResult, error) {
+	if st := cache.get(sqlText); st != nil {
+		args, err := stmtArgs(a, 0, st.NumInput())
+		if err != nil {
+			return sqlError(err)
+		}
+		return queryRead(ctx, st, args, qualifyCols)
+	}
 	errWrite := errors.New(ErrTextWriteViaQuery)
+	lead := false
 	stmt, start, err := prepareLast(ctx, c, sqlText, a, func(st *sqlite3.SQLiteStmt, _ string, _ []driver.NamedValue) error {
+		lead = true
 		if !st.Readonly() {
 			return errWrite
 		}
@@ -194,14 +204,25 @@ func runRead(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []dri
 	if err != nil {
 		return sqlError(err)
 	}
-	defer stmt.Close()
 	if !stmt.Readonly() {
+		_ = stmt.Close()
 		return &cmdpb.StatementResult{Error: ErrTextWriteViaQuery}, nil
+	}
+	if cache != nil && !lead && stmtTail(stmt) == "" {
+		cache.put(sqlText, stmt)
+	} else {
+		defer stmt.Close()
 	}
 	args, err := stmtArgs(a, start, stmt.NumInput())
 	if err != nil {
 		return sqlError(err)
 	}
+	return queryRead(ctx, stmt, args, qualifyCols)
+}
+
+// queryRead steps a prepared read and collects its rows; the statement is
+// reset (not finalized) when the rows are closed.
+func queryRead(ctx context.Context, stmt *sqlite3.SQLiteStmt, args []driver.NamedValue, qualifyCols bool) (*cmdpb.StatementResult, error) {
 	rows, err := stmt.QueryContext(ctx, args)
 	if err != nil {
 		return sqlError(err)

@@ -48,6 +48,11 @@ type StateMachine struct {
 	// rng backs RANDOM() and RANDOMBLOB() in writes, reseeded from each
 	// entry's index so every replica draws the same values.
 	rng *rand.Rand
+	// schemaChanged: the batch being applied changes the schema.
+	// schemaGen counts schema changes, twice each: odd while the commit
+	// that makes one runs (readers re-sync their schema when it moves).
+	schemaChanged bool
+	schemaGen     atomic.Uint64
 	// stopc is Open's stop channel: closed when Dragonboat stops the
 	// replica, it ends a paused failpoint.
 	stopc <-chan struct{}
@@ -56,7 +61,7 @@ type StateMachine struct {
 	// RecoverFromSnapshot and the teardown in Close.
 	mu      sync.RWMutex
 	closed  bool
-	readers chan *sqlite3.SQLiteConn
+	readers chan *reader
 	path    string
 
 	applied atomic.Uint64
@@ -144,7 +149,7 @@ func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 
 // openHandles opens the writer (creating the internal tables), reads the
 // applied index, then opens the reader pool.
-func (s *StateMachine) openHandles(path string) (*writer, chan *sqlite3.SQLiteConn, uint64, error) {
+func (s *StateMachine) openHandles(path string) (*writer, chan *reader, uint64, error) {
 	wc, err := openWriter(path, s.cfg.ForeignKeys)
 	if err != nil {
 		return nil, nil, 0, err
@@ -159,7 +164,7 @@ func (s *StateMachine) openHandles(path string) (*writer, chan *sqlite3.SQLiteCo
 		}
 		return authorize(op, a1, a2, db)
 	})
-	fail := func(err error) (*writer, chan *sqlite3.SQLiteConn, uint64, error) {
+	fail := func(err error) (*writer, chan *reader, uint64, error) {
 		_ = wc.Close()
 		return nil, nil, 0, err
 	}
@@ -186,7 +191,7 @@ func (s *StateMachine) openHandles(path string) (*writer, chan *sqlite3.SQLiteCo
 	if err != nil {
 		return fail(err)
 	}
-	readers := make(chan *sqlite3.SQLiteConn, s.cfg.ReadConns)
+	readers := make(chan *reader, s.cfg.ReadConns)
 	for range s.cfg.ReadConns {
 		rc, err := openReader(path, s.cfg.ForeignKeys, true)
 		if err != nil {
@@ -194,16 +199,16 @@ func (s *StateMachine) openHandles(path string) (*writer, chan *sqlite3.SQLiteCo
 			w.close()
 			return nil, nil, 0, err
 		}
-		readers <- rc
+		readers <- newReader(rc)
 	}
 	return w, readers, uint64(applied), nil
 }
 
-func closeReaders(ch chan *sqlite3.SQLiteConn) {
+func closeReaders(ch chan *reader) {
 	for {
 		select {
-		case c := <-ch:
-			_ = c.Close()
+		case r := <-ch:
+			r.close()
 		default:
 			return
 		}
@@ -291,19 +296,35 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 	if s.closed || s.readers == nil {
 		return nil, ErrClosed
 	}
-	var c *sqlite3.SQLiteConn
+	var r *reader
 	select {
-	case c = <-s.readers:
+	case r = <-s.readers:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	defer func() { s.readers <- c }()
-	return readRequest(ctx, c, query.Request, query.StatementTimeout)
+	defer func() { s.readers <- r }()
+	// A read prepared against a schema that changed before its snapshot
+	// was taken would answer with the old columns (mattn names them before
+	// the first step, and SQLite re-prepares only at that step); the
+	// schema generation tells, and the read runs again on the new schema.
+	var resp *cmdpb.Response
+	var err error
+	for range 3 {
+		g := s.schemaGen.Load()
+		if err := r.syncSchema(g); err != nil {
+			return nil, fmt.Errorf("%w: read: %w", ErrStorage, err)
+		}
+		resp, err = readRequest(ctx, r, query.Request, query.StatementTimeout)
+		if err != nil || (g%2 == 0 && s.schemaGen.Load() == g) {
+			break
+		}
+	}
+	return resp, err
 }
 
 // readRequest runs every statement of req as a read. A storage fault on a
 // read is an error of this read only; it does not stop the node.
-func readRequest(ctx context.Context, c *sqlite3.SQLiteConn, req *cmdpb.Request, stmtTimeout time.Duration) (*cmdpb.Response, error) {
+func readRequest(ctx context.Context, r *reader, req *cmdpb.Request, stmtTimeout time.Duration) (*cmdpb.Response, error) {
 	resp := &cmdpb.Response{Results: make([]*cmdpb.StatementResult, 0, len(req.GetStatements()))}
 	for _, st := range req.GetStatements() {
 		res, err := timed(req.GetTimings(), func() (*cmdpb.StatementResult, error) {
@@ -313,7 +334,7 @@ func readRequest(ctx context.Context, c *sqlite3.SQLiteConn, req *cmdpb.Request,
 				sctx, cancel = context.WithTimeout(ctx, stmtTimeout)
 				defer cancel()
 			}
-			return runStatement(sctx, c, st, modeRead, req.GetQualifyColumns())
+			return runRead(sctx, r.c, r.stmts, st.GetSql(), args(st.GetParameters()), req.GetQualifyColumns())
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: read: %w", ErrStorage, err)

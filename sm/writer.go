@@ -190,7 +190,19 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 			return fmt.Errorf("prune request ids: %w", err)
 		}
 	}
-	if err := run(s.w.commit); err != nil {
+	// The schema generation is odd while a commit that changes the schema
+	// runs, so that a read can tell it may have prepared against a schema
+	// that changed under it (readers.go, syncSchema).
+	ddl := s.schemaChanged
+	if ddl {
+		s.schemaGen.Add(1)
+	}
+	err := run(s.w.commit)
+	if ddl {
+		s.schemaGen.Add(1)
+		s.schemaChanged = false
+	}
+	if err != nil {
 		_ = execRaw(s.w.c, "ROLLBACK")
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -539,6 +551,9 @@ func timed(on bool, f func() (*cmdpb.StatementResult, error)) (*cmdpb.StatementR
 // schema table, and DROP TABLE announces a DELETE of the table it drops,
 // neither of which changes sqlite3_changes().
 func (s *StateMachine) observe(op int, table string) {
+	if schemaOp(op, table) {
+		s.schemaChanged = true
+	}
 	switch op {
 	case sqlite3.SQLITE_CREATE_TRIGGER, sqlite3.SQLITE_CREATE_VIEW, sqlite3.SQLITE_DROP_TRIGGER, sqlite3.SQLITE_DROP_VIEW:
 		s.schemaDirty = true
@@ -601,4 +616,19 @@ func dropClientObjects(c *sqlite3.SQLiteConn) error {
 		return err
 	}
 	return execRaw(c, "DELETE FROM sqlite_sequence")
+}
+
+// schemaOp reports whether an authorizer call announces a schema change:
+// DDL, or a write of the schema table (every DDL writes it).
+func schemaOp(op int, table string) bool {
+	switch op {
+	case sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_TRIGGER, sqlite3.SQLITE_CREATE_VIEW,
+		sqlite3.SQLITE_CREATE_VTABLE, sqlite3.SQLITE_DROP_INDEX, sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_TRIGGER,
+		sqlite3.SQLITE_DROP_VIEW, sqlite3.SQLITE_DROP_VTABLE, sqlite3.SQLITE_ALTER_TABLE:
+		return true
+	case sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE:
+		t := strings.ToLower(table)
+		return t == "sqlite_master" || t == "sqlite_schema"
+	}
+	return false
 }
