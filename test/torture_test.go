@@ -437,6 +437,11 @@ func TestTorturePhases(t *testing.T) {
 		if failpointHits(t, j, "sm/snapshot-install") == 0 {
 			t.Fatal("held in installing_snapshot without reaching the failpoint")
 		}
+		// Peers learn of the new member asynchronously (a membership read
+		// through Raft on each); wait until each lists it.
+		for _, p := range []*member{leader, f, other} {
+			waitListed(t, p, j.id)
+		}
 		hammer(t, j, "recovering", []*member{leader, f, other}, true)
 		setFailpoint(t, j, "sm/snapshot-install", "off")
 		j.waitReady(clusterTimeout)
@@ -505,4 +510,25 @@ func waitPID(n *member, p *process, phase string) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return fmt.Errorf("pid %d not in %s within %s (last %q)", p.cmd.Process.Pid, phase, httpUpTimeout, last)
+}
+
+// waitListed polls peer's /nodes?nonvoters until it lists node id.
+func waitListed(t *testing.T, peer *member, id string) {
+	t.Helper()
+	deadline := time.Now().Add(clusterTimeout)
+	var last string
+	for time.Now().Before(deadline) {
+		r, err := peer.do(peer.client, http.MethodGet, "/nodes?nonvoters", "", nil)
+		if err == nil && r.status == http.StatusOK {
+			var docs map[string]nodeDoc
+			if json.Unmarshal(r.body, &docs) == nil {
+				if _, ok := docs[id]; ok {
+					return
+				}
+			}
+			last = string(r.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s does not list %s within %s: %s", peer.id, id, clusterTimeout, last)
 }

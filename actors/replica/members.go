@@ -283,7 +283,7 @@ func (r *Replica) reconcileSelf(ctx context.Context, nh *dragonboat.NodeHost, m 
 		r.log.Info("promoted to voter", zap.Uint64("replica_id", self.ReplicaID))
 		isVoter = true
 	}
-	if isVoter && r.cfg.NonVoting && r.cfg.OnPromoted != nil {
+	if isVoter && r.cfg.NonVoting && r.cfg.OnPromoted != nil && !r.promotionCovered.Load() {
 		// Started non-voting, now a voter. A restart replays its config
 		// changes from the last local Raft snapshot: one taken now covers
 		// the promotion, so the next start may say "voter" (Dragonboat
@@ -295,6 +295,7 @@ func (r *Replica) reconcileSelf(ctx context.Context, nh *dragonboat.NodeHost, m 
 		switch {
 		case err == nil && idx >= m.ConfigChangeID:
 			r.promotedOnce.Do(r.cfg.OnPromoted)
+			r.promotionCovered.Store(true)
 		case errors.Is(err, dragonboat.ErrRejected):
 			// A snapshot at this index was asked for already (perhaps
 			// still being saved): make a new entry, and ask again on the

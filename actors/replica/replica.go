@@ -152,8 +152,11 @@ type Replica struct {
 	snapC   chan snapshotEnv
 	bootC   chan bootEnv
 	memberC chan memberEnv
-	// promotedOnce guards Config.OnPromoted.
-	promotedOnce sync.Once
+	// promotedOnce guards Config.OnPromoted; promotionCovered is set once
+	// a local snapshot covers the promotion, which ends the snapshots
+	// reconcileSelf requests for it (it asked on every refresh before).
+	promotedOnce     sync.Once
+	promotionCovered atomic.Bool
 	// machine is the state machine Dragonboat created, for /boot staging.
 	machine atomic.Pointer[sm.StateMachine]
 	done    *actors.Done
@@ -822,26 +825,28 @@ func (r *Replica) probe(nh *dragonboat.NodeHost) {
 		return
 	}
 	// The membership first: a node must not be reported ready with no
-	// members to name its leader by.
-	if len(r.life.State().Members) == 0 {
-		r.refreshMembers(nh)
+	// members to name its leader by (/nodes would show it alone). If the
+	// read fails (a busy leader), the next probe tries again.
+	if len(r.life.State().RaftMembers) == 0 && !r.refreshMembers(nh) {
+		return
 	}
 	r.life.Notify(lifecycle.CaughtUp{LeaderReplicaID: leader, Index: r.life.State().Progress.AppliedIndex})
 }
 
 // refreshMembers reads the membership through Raft and hands it to
 // lifecycle, which names the members from the replicated node table; then
-// it reconciles this node's own membership and metadata.
-func (r *Replica) refreshMembers(nh *dragonboat.NodeHost) {
+// it reconciles this node's own membership and metadata. It reports
+// whether the membership was read.
+func (r *Replica) refreshMembers(nh *dragonboat.NodeHost) bool {
 	if _, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err != nil || !ok {
-		return // the read below needs a leader; the catch-up probe retries
+		return false // the read below needs a leader; the catch-up probe retries
 	}
 	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
 	defer cancel()
 	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
 	if err != nil {
 		r.log.Debug("membership refresh failed", zap.Error(err))
-		return
+		return false
 	}
 	var out []lifecycle.Member
 	add := func(nodes map[uint64]string, voter bool) {
@@ -854,4 +859,5 @@ func (r *Replica) refreshMembers(nh *dragonboat.NodeHost) {
 	sort.Slice(out, func(i, j int) bool { return out[i].ReplicaID < out[j].ReplicaID })
 	r.life.Notify(lifecycle.MembershipChanged{Members: out})
 	r.reconcileSelf(ctx, nh, m)
+	return true
 }
