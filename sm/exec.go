@@ -117,6 +117,11 @@ func stmtTail(st *sqlite3.SQLiteStmt) string {
 	return reflect.ValueOf(st).Elem().FieldByName("t").String()
 }
 
+// isEmptyStmt reports whether st compiled to no statement (a comment).
+func isEmptyStmt(st *sqlite3.SQLiteStmt) bool {
+	return reflect.ValueOf(st).Elem().FieldByName("s").IsNil()
+}
+
 // onlyComments reports whether sqlText compiles to no statement at all.
 func onlyComments(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string) bool {
 	ds, err := c.PrepareContext(ctx, sqlText)
@@ -125,7 +130,7 @@ func onlyComments(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string) bo
 	}
 	st := ds.(*sqlite3.SQLiteStmt)
 	defer st.Close()
-	return stmtTail(st) == "" && reflect.ValueOf(st).Elem().FieldByName("s").IsNil()
+	return stmtTail(st) == "" && isEmptyStmt(st)
 }
 
 // stmtArgs picks the arguments of one statement of a multi-statement

@@ -53,6 +53,9 @@ type StateMachine struct {
 	// that makes one runs (readers re-sync their schema when it moves).
 	schemaChanged bool
 	schemaGen     atomic.Uint64
+	// sawSchema: the statement being prepared is DDL (not cached).
+	// noWriteCache turns the write statement cache off (tests compare).
+	sawSchema, noWriteCache bool
 	// stopc is Open's stop channel: closed when Dragonboat stops the
 	// replica, it ends a paused failpoint.
 	stopc <-chan struct{}

@@ -36,10 +36,23 @@ type writer struct {
 	dedupPrune, savepoint, release   *sqlite3.SQLiteStmt
 	rollbackTo, begin, commit, bumpN *sqlite3.SQLiteStmt
 	resetRowid, resetChanges         *sqlite3.SQLiteStmt
+	// stmts caches client writes by text (execCached).
+	stmts      map[string]*writeStmt
+	stmtsOrder []string
 }
 
+// writeStmt is a cached client write and what the authorizer saw when it
+// was prepared (it is not called again when the statement is reused).
+type writeStmt struct {
+	st            *sqlite3.SQLiteStmt
+	insert, write bool
+}
+
+// writeCacheSize bounds the client writes kept prepared on the writer.
+const writeCacheSize = 256
+
 func newWriter(c *sqlite3.SQLiteConn) (*writer, error) {
-	w := &writer{c: c}
+	w := &writer{c: c, stmts: make(map[string]*writeStmt)}
 	for _, p := range []struct {
 		dst **sqlite3.SQLiteStmt
 		sql string
@@ -69,6 +82,10 @@ func newWriter(c *sqlite3.SQLiteConn) (*writer, error) {
 }
 
 func (w *writer) close() error {
+	for _, ws := range w.stmts {
+		_ = ws.st.Close()
+	}
+	clear(w.stmts)
 	for _, st := range []*sqlite3.SQLiteStmt{w.setApplied, w.dedupGet, w.dedupPut, w.dedupPrune,
 		w.savepoint, w.release, w.rollbackTo, w.begin, w.commit, w.bumpN, w.resetRowid, w.resetChanges} {
 		if st != nil {
@@ -502,7 +519,13 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		}
 		s.userMode = true
 		s.sawInsert, s.sawWrite, s.dropping = false, false, ""
-		res, err := runStatement(context.Background(), w.c, st, mode, req.GetQualifyColumns())
+		var res *cmdpb.StatementResult
+		var err error
+		if mode == modeWrite && !st.GetReturnsRows() && !s.noWriteCache {
+			res, err = s.execCached(w, st)
+		} else {
+			res, err = runStatement(context.Background(), w.c, st, mode, req.GetQualifyColumns())
+		}
 		s.userMode = false
 		if err != nil {
 			return nil, nil, nil, false, err
@@ -552,7 +575,7 @@ func timed(on bool, f func() (*cmdpb.StatementResult, error)) (*cmdpb.StatementR
 // neither of which changes sqlite3_changes().
 func (s *StateMachine) observe(op int, table string) {
 	if schemaOp(op, table) {
-		s.schemaChanged = true
+		s.schemaChanged, s.sawSchema = true, true
 	}
 	switch op {
 	case sqlite3.SQLITE_CREATE_TRIGGER, sqlite3.SQLITE_CREATE_VIEW, sqlite3.SQLITE_DROP_TRIGGER, sqlite3.SQLITE_DROP_VIEW:
@@ -631,4 +654,71 @@ func schemaOp(op int, table string) bool {
 		return t == "sqlite_master" || t == "sqlite_schema"
 	}
 	return false
+}
+
+// execCached runs a client write that asked for no rows with a statement
+// prepared once per text: preparing is a good part of a small INSERT's
+// cost, on every replica. Only a text that is one statement and no DDL is
+// cached; anything else runs as before. SQLite re-prepares a cached
+// statement by itself after a schema change (and the authorizer sees it
+// then, adding to the flags restored here).
+func (s *StateMachine) execCached(w *writer, st *cmdpb.Statement) (*cmdpb.StatementResult, error) {
+	sqlText := st.GetSql()
+	ws := w.stmts[sqlText]
+	if ws == nil {
+		s.sawSchema = false
+		ds, err := w.c.Prepare(sqlText)
+		if err != nil {
+			return sqlError(err)
+		}
+		stmt := ds.(*sqlite3.SQLiteStmt)
+		if s.sawSchema || stmtTail(stmt) != "" || isEmptyStmt(stmt) || returnsColumns(stmt) {
+			_ = stmt.Close()
+			s.sawInsert, s.sawWrite, s.dropping = false, false, ""
+			return runStatement(context.Background(), w.c, st, modeWrite, false)
+		}
+		ws = &writeStmt{st: stmt, insert: s.sawInsert, write: s.sawWrite}
+		w.cache(sqlText, ws)
+	} else {
+		s.sawInsert, s.sawWrite = ws.insert, ws.write
+	}
+	a, err := stmtArgs(args(st.GetParameters()), 0, ws.st.NumInput())
+	if err != nil {
+		return sqlError(err)
+	}
+	r, err := ws.st.ExecContext(context.Background(), a)
+	if err != nil {
+		return sqlError(err)
+	}
+	id, _ := r.LastInsertId()
+	n, _ := r.RowsAffected()
+	return &cmdpb.StatementResult{LastInsertId: id, RowsAffected: n}, nil
+}
+
+// returnsColumns reports whether st yields rows (a PRAGMA, RETURNING). Run
+// for its effect, such a statement stops at its first row still active,
+// which would block the savepoint's release; only statements that run to
+// completion in one step are cached. Columns are known without a step.
+func returnsColumns(st *sqlite3.SQLiteStmt) bool {
+	rows, err := st.QueryContext(context.Background(), nil)
+	if err != nil {
+		return true
+	}
+	n := len(rows.Columns())
+	_ = rows.Close() // resets; nothing was stepped
+	return n > 0
+}
+
+// cache keeps ws under sqlText, evicting the oldest text when full.
+func (w *writer) cache(sqlText string, ws *writeStmt) {
+	if len(w.stmtsOrder) >= writeCacheSize {
+		old := w.stmtsOrder[0]
+		w.stmtsOrder = w.stmtsOrder[1:]
+		if o := w.stmts[old]; o != nil {
+			_ = o.st.Close()
+		}
+		delete(w.stmts, old)
+	}
+	w.stmts[sqlText] = ws
+	w.stmtsOrder = append(w.stmtsOrder, sqlText)
 }
