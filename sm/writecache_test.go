@@ -28,7 +28,7 @@ func TestWriteStatementCache(t *testing.T) {
 		{sql: ins, params: []*cmdpb.Parameter{str("a")}},
 		{sql: ins, params: []*cmdpb.Parameter{str("b")}},
 		{sql: ins, params: []*cmdpb.Parameter{str("b")}}, // constraint
-		{sql: ins},                                       // missing argument
+		{sql: ins}, // missing argument
 		{sql: ins, params: []*cmdpb.Parameter{str("c"), str("extra")}},
 		{sql: ins, params: []*cmdpb.Parameter{str("c")}},
 		{sql: upd, params: []*cmdpb.Parameter{num(1)}},
