@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,10 +31,12 @@ type raftMux struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
-	// firstByte is firstByteTimeout (tests shorten it); silent counts the
-	// connections waiting for their first byte.
+	// firstByte is firstByteTimeout (tests shorten it); silent holds the
+	// connections waiting for their first byte, with when they came (under
+	// mu).
 	firstByte time.Duration
-	silent    atomic.Int32
+	silent    map[net.Conn]time.Time
+	silentCap int
 }
 
 // dragonboatMagic starts every Dragonboat transport connection.
@@ -60,7 +61,7 @@ const maxSilent = 256
 const httpHeaderTimeout = 10 * time.Second
 
 func newRaftMux(ln net.Listener, inner func() string, h http.Handler, log *zap.Logger) *raftMux {
-	m := &raftMux{ln: ln, inner: inner, log: log, conns: map[net.Conn]struct{}{}, firstByte: firstByteTimeout,
+	m := &raftMux{ln: ln, inner: inner, log: log, conns: map[net.Conn]struct{}{}, firstByte: firstByteTimeout, silent: map[net.Conn]time.Time{}, silentCap: maxSilent,
 		httpLn: &chanListener{addr: ln.Addr(), c: make(chan net.Conn), done: make(chan struct{})}}
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: httpHeaderTimeout, ErrorLog: zap.NewStdLog(log)}
 	return m
@@ -108,16 +109,13 @@ func (m *raftMux) route(c net.Conn) {
 		return
 	}
 	defer m.track(c, false)
-	if m.silent.Add(1) > maxSilent {
-		m.silent.Add(-1)
-		m.log.Warn("raft port: too many connections waiting for their first byte; closing one", zap.Stringer("remote", c.RemoteAddr()))
-		_ = c.Close()
-		return
-	}
+	m.waitFirstByte(c)
 	_ = c.SetReadDeadline(time.Now().Add(m.firstByte))
 	br := bufio.NewReader(c)
 	first, err := br.Peek(1)
-	m.silent.Add(-1)
+	m.mu.Lock()
+	delete(m.silent, c)
+	m.mu.Unlock()
 	if err != nil {
 		_ = c.Close()
 		return
@@ -157,6 +155,28 @@ func (m *raftMux) route(c net.Conn) {
 	<-done
 	_ = c.Close()
 	_ = up.Close()
+}
+
+// waitFirstByte records c as silent; past maxSilent the oldest silent
+// connection is closed, so that idle connections cannot lock real peers out
+// (a real peer reconnects; its transport retries).
+func (m *raftMux) waitFirstByte(c net.Conn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.silent[c] = time.Now()
+	if len(m.silent) <= m.silentCap {
+		return
+	}
+	var oldest net.Conn
+	var at time.Time
+	for sc, t := range m.silent {
+		if oldest == nil || t.Before(at) {
+			oldest, at = sc, t
+		}
+	}
+	delete(m.silent, oldest)
+	m.log.Warn("raft port: too many connections waiting for their first byte; closing the oldest", zap.Stringer("remote", oldest.RemoteAddr()))
+	_ = oldest.Close()
 }
 
 func closeWrite(c net.Conn) {

@@ -131,3 +131,43 @@ func TestRaftMuxKeepsSilentConnections(t *testing.T) {
 		t.Fatal("a connection silent past firstByte was not closed")
 	}
 }
+
+// Past the bound on silent connections the oldest is closed, not the new
+// one: idle connections cannot lock real peers out.
+func TestRaftMuxClosesOldestSilent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newRaftMux(ln, func() string { return "" }, http.NotFoundHandler(), zap.NewNop())
+	m.silentCap = 2
+	go m.serve()
+	defer m.close()
+	var conns []net.Conn
+	for i := range 3 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+		if i < 2 {
+			time.Sleep(100 * time.Millisecond) // distinct arrival times
+		}
+	}
+	_ = conns[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conns[0].Read(make([]byte, 1)); err == nil {
+		t.Fatal("the oldest silent connection got bytes")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the oldest silent connection was not closed")
+	}
+	// The newest is still served: it speaks HTTP.
+	_ = conns[2].SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conns[2].Write([]byte("GET /x HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 12)
+	if _, err := io.ReadFull(conns[2], buf); err != nil || string(buf) != "HTTP/1.1 404" {
+		t.Fatalf("newest connection: %q, %v", buf, err)
+	}
+}

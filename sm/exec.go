@@ -187,6 +187,14 @@ func prepareLast(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a [
 // must be a read. A single read-only statement is kept in cache (nil: no
 // cache) and reused by the next read of the same text.
 func runRead(ctx context.Context, c *sqlite3.SQLiteConn, cache *stmtCache, sqlText string, a []driver.NamedValue, qualifyCols bool) (*cmdpb.StatementResult, error) {
+	for _, x := range a {
+		if x.Name != "" {
+			// mattn rebinds only the parameters given: a named one left
+			// out would keep the previous read's value (see execCached).
+			cache = nil
+			break
+		}
+	}
 	if st := cache.get(sqlText); st != nil {
 		args, err := stmtArgs(a, 0, st.NumInput())
 		if err != nil {

@@ -27,6 +27,9 @@ func TestReadStatementCache(t *testing.T) {
 		return strings.Join(strings.Fields(prototext.Format(out.(*cmdpb.Response))), "")
 	}
 	param := func(i int64) *cmdpb.Parameter { return &cmdpb.Parameter{Value: &cmdpb.Parameter_I{I: i}} }
+	named := func(n string, i int64) *cmdpb.Parameter {
+		return &cmdpb.Parameter{Name: n, Value: &cmdpb.Parameter_I{I: i}}
+	}
 	steps := []struct {
 		name, sql string
 		params    []*cmdpb.Parameter
@@ -44,6 +47,8 @@ func TestReadStatementCache(t *testing.T) {
 		{name: "and refused again", sql: "INSERT INTO t (v) VALUES ('no')", want: ErrTextWriteViaQuery},
 		{name: "two statements: last one's rows", sql: "SELECT 1; SELECT v FROM t", want: `s:"new"`},
 		{name: "two statements again", sql: "SELECT 1; SELECT v FROM t", want: `s:"new"`},
+		{name: "named parameters", sql: "SELECT :a, :b", params: []*cmdpb.Parameter{named("a", 1), named("b", 42)}, want: `values:{i:1}values:{i:42}`},
+		{name: "a named parameter left out is NULL, not the last value", sql: "SELECT :a, :b", params: []*cmdpb.Parameter{named("a", 1), named("x", 7)}, want: `values:{i:1}values:{}}`},
 	}
 	for i, st := range steps {
 		if st.apply != "" {

@@ -53,9 +53,10 @@ type StateMachine struct {
 	// that makes one runs (readers re-sync their schema when it moves).
 	schemaChanged bool
 	schemaGen     atomic.Uint64
-	// sawSchema: the statement being prepared is DDL (not cached).
-	// noWriteCache turns the write statement cache off (tests compare).
-	sawSchema, noWriteCache bool
+	// sawSchema: the statement being prepared is DDL (not cached);
+	// ddlSeen: the statement just run changed the schema (the write cache
+	// is cleared). noWriteCache turns the write cache off (tests compare).
+	sawSchema, ddlSeen, noWriteCache bool
 	// stopc is Open's stop channel: closed when Dragonboat stops the
 	// replica, it ends a paused failpoint.
 	stopc <-chan struct{}
@@ -310,19 +311,26 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 	// was taken would answer with the old columns (mattn names them before
 	// the first step, and SQLite re-prepares only at that step); the
 	// schema generation tells, and the read runs again on the new schema.
-	var resp *cmdpb.Response
-	var err error
-	for range 3 {
+	for {
 		g := s.schemaGen.Load()
+		if g%2 == 1 {
+			// A schema change is being committed: wait it out (a
+			// commit takes milliseconds), within the read's deadline.
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+			continue
+		}
 		if err := r.syncSchema(g); err != nil {
 			return nil, fmt.Errorf("%w: read: %w", ErrStorage, err)
 		}
-		resp, err = readRequest(ctx, r, query.Request, query.StatementTimeout)
-		if err != nil || (g%2 == 0 && s.schemaGen.Load() == g) {
-			break
+		resp, err := readRequest(ctx, r, query.Request, query.StatementTimeout)
+		if err != nil || s.schemaGen.Load() == g {
+			return resp, err
 		}
 	}
-	return resp, err
 }
 
 // readRequest runs every statement of req as a read. A storage fault on a

@@ -18,6 +18,9 @@ func TestWriteStatementCache(t *testing.T) {
 	fresh.s.noWriteCache = true
 	str := func(s string) *cmdpb.Parameter { return &cmdpb.Parameter{Value: &cmdpb.Parameter_S{S: s}} }
 	num := func(i int64) *cmdpb.Parameter { return &cmdpb.Parameter{Value: &cmdpb.Parameter_I{I: i}} }
+	named := func(n string, i int64) *cmdpb.Parameter {
+		return &cmdpb.Parameter{Name: n, Value: &cmdpb.Parameter_I{I: i}}
+	}
 	ins := "INSERT INTO t (v) VALUES (?)"
 	upd := "UPDATE t SET v = v || '!' WHERE rowid > ?"
 	steps := []struct {
@@ -52,6 +55,20 @@ func TestWriteStatementCache(t *testing.T) {
 		{sql: "INSERT INTO t (v) VALUES (random())"},
 		{sql: "INSERT INTO t (v) VALUES (random())"},
 		{sql: upd, params: []*cmdpb.Parameter{num(0)}},
+		// Named parameters: one left out is NULL, never the last value.
+		{sql: "CREATE TABLE n (a INTEGER, b INTEGER)"},
+		{sql: "INSERT INTO n VALUES (:a, :b)", params: []*cmdpb.Parameter{named("a", 1), named("b", 2)}},
+		{sql: "INSERT INTO n VALUES (:a, :b)", params: []*cmdpb.Parameter{named("a", 3), named("c", 4)}},
+		// A trigger added and dropped under a cached UPDATE: what the
+		// statement writes (and so its normalized result) changes.
+		{sql: "UPDATE n SET b = b + 1 WHERE a = ?", params: []*cmdpb.Parameter{num(1)}},
+		{sql: "UPDATE n SET b = b + 1 WHERE a = ?", params: []*cmdpb.Parameter{num(1)}},
+		{sql: "CREATE TRIGGER nt AFTER UPDATE ON n BEGIN INSERT INTO log VALUES ('u'); END"},
+		{sql: "UPDATE n SET b = b + 1 WHERE a = ?", params: []*cmdpb.Parameter{num(1)}},
+		{sql: "UPDATE n SET b = b + 1 WHERE a = ?", params: []*cmdpb.Parameter{num(1)}},
+		{sql: "DROP TRIGGER nt"},
+		{sql: "UPDATE n SET b = b + 1 WHERE a = ?", params: []*cmdpb.Parameter{num(1)}},
+		{sql: "UPDATE n SET b = b + 1 WHERE a = ?", params: []*cmdpb.Parameter{num(1)}},
 	}
 	for i, st := range steps {
 		c := cmdWith(fmt.Sprint("s", i), &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: st.sql, Parameters: st.params}}})
@@ -60,7 +77,8 @@ func TestWriteStatementCache(t *testing.T) {
 			t.Fatalf("step %d %q: cached %v, fresh %v", i, st.sql, got, want)
 		}
 	}
-	for _, q := range []string{"SELECT * FROM t ORDER BY id", "SELECT * FROM log ORDER BY rowid", "PRAGMA user_version"} {
+	for _, q := range []string{"SELECT * FROM t ORDER BY id", "SELECT * FROM log ORDER BY rowid", "SELECT * FROM n ORDER BY rowid",
+		"SELECT idx, hex(response) FROM __skiff_dedup ORDER BY idx", "PRAGMA user_version"} {
 		if got, want := cached.query(q), fresh.query(q); !proto.Equal(got, want) {
 			t.Fatalf("%s differs:\n cached %v\n fresh  %v", q, got, want)
 		}

@@ -82,10 +82,7 @@ func newWriter(c *sqlite3.SQLiteConn) (*writer, error) {
 }
 
 func (w *writer) close() error {
-	for _, ws := range w.stmts {
-		_ = ws.st.Close()
-	}
-	clear(w.stmts)
+	w.clearCache()
 	for _, st := range []*sqlite3.SQLiteStmt{w.setApplied, w.dedupGet, w.dedupPut, w.dedupPrune,
 		w.savepoint, w.release, w.rollbackTo, w.begin, w.commit, w.bumpN, w.resetRowid, w.resetChanges} {
 		if st != nil {
@@ -207,9 +204,20 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 			return fmt.Errorf("prune request ids: %w", err)
 		}
 	}
-	// The schema generation is odd while a commit that changes the schema
-	// runs, so that a read can tell it may have prepared against a schema
-	// that changed under it (readers.go, syncSchema).
+	if err := s.commitTx(); err != nil {
+		_ = execRaw(s.w.c, "ROLLBACK")
+		return fmt.Errorf("commit: %w", err)
+	}
+	// Committed in SQLite, not yet reported to Dragonboat: a crash here is
+	// the window the applied index inside the transaction exists for.
+	return s.cfg.Failpoints.Inject(failpoint.SMAfterCommit, s.stopc)
+}
+
+// commitTx commits the batch's transaction. The schema generation is odd
+// while a commit that changes the schema runs, so that a read can tell it
+// may have prepared against a schema that changed under it (reader.go,
+// syncSchema).
+func (s *StateMachine) commitTx() error {
 	ddl := s.schemaChanged
 	if ddl {
 		s.schemaGen.Add(1)
@@ -219,13 +227,7 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 		s.schemaGen.Add(1)
 		s.schemaChanged = false
 	}
-	if err != nil {
-		_ = execRaw(s.w.c, "ROLLBACK")
-		return fmt.Errorf("commit: %w", err)
-	}
-	// Committed in SQLite, not yet reported to Dragonboat: a crash here is
-	// the window the applied index inside the transaction exists for.
-	return s.cfg.Failpoints.Inject(failpoint.SMAfterCommit, s.stopc)
+	return err
 }
 
 // redo begins a new transaction and re-applies ents, after a client
@@ -277,7 +279,7 @@ func (s *StateMachine) applyBoot(name string, id []byte, index, prev uint64) (sm
 			return sm.Result{}, fmt.Errorf("record applied index: %w", err)
 		}
 	}
-	if err := run(s.w.commit); err != nil {
+	if err := s.commitTx(); err != nil {
 		return sm.Result{}, fmt.Errorf("commit: %w", err)
 	}
 	data, _ := proto.Marshal(&cmdpb.Response{RaftIndex: index})
@@ -480,6 +482,8 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 	resp = &cmdpb.Response{Results: make([]*cmdpb.StatementResult, 0, len(stmts))}
 	flags = make([]writeFlags, 0, len(stmts))
 	if req.GetReplaceAll() && mode == modeWrite {
+		w.clearCache() // the objects its statements name are going
+		s.schemaChanged = true
 		if err := dropClientObjects(w.c); err != nil {
 			if isStorageFault(err) {
 				return nil, nil, nil, false, err
@@ -527,6 +531,13 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 			res, err = runStatement(context.Background(), w.c, st, mode, req.GetQualifyColumns())
 		}
 		s.userMode = false
+		if s.ddlSeen {
+			// Cached writes carry what the authorizer saw at their
+			// prepare; a schema change (a trigger added or dropped) can
+			// change that, so they are prepared again.
+			w.clearCache()
+			s.ddlSeen = false
+		}
 		if err != nil {
 			return nil, nil, nil, false, err
 		}
@@ -575,7 +586,7 @@ func timed(on bool, f func() (*cmdpb.StatementResult, error)) (*cmdpb.StatementR
 // neither of which changes sqlite3_changes().
 func (s *StateMachine) observe(op int, table string) {
 	if schemaOp(op, table) {
-		s.schemaChanged, s.sawSchema = true, true
+		s.schemaChanged, s.sawSchema, s.ddlSeen = true, true, true
 	}
 	switch op {
 	case sqlite3.SQLITE_CREATE_TRIGGER, sqlite3.SQLITE_CREATE_VIEW, sqlite3.SQLITE_DROP_TRIGGER, sqlite3.SQLITE_DROP_VIEW:
@@ -664,6 +675,12 @@ func schemaOp(op int, table string) bool {
 // then, adding to the flags restored here).
 func (s *StateMachine) execCached(w *writer, st *cmdpb.Statement) (*cmdpb.StatementResult, error) {
 	sqlText := st.GetSql()
+	if hasNamed(st.GetParameters()) {
+		// mattn rebinds only the parameters given: a named one left out
+		// would keep the previous request's value, where a fresh prepare
+		// has NULL. Positional arguments rebind every slot.
+		return runStatement(context.Background(), w.c, st, modeWrite, false)
+	}
 	ws := w.stmts[sqlText]
 	if ws == nil {
 		s.sawSchema = false
@@ -709,6 +726,15 @@ func returnsColumns(st *sqlite3.SQLiteStmt) bool {
 	return n > 0
 }
 
+// clearCache finalizes every cached client write.
+func (w *writer) clearCache() {
+	for _, ws := range w.stmts {
+		_ = ws.st.Close()
+	}
+	clear(w.stmts)
+	w.stmtsOrder = nil
+}
+
 // cache keeps ws under sqlText, evicting the oldest text when full.
 func (w *writer) cache(sqlText string, ws *writeStmt) {
 	if len(w.stmtsOrder) >= writeCacheSize {
@@ -721,4 +747,14 @@ func (w *writer) cache(sqlText string, ws *writeStmt) {
 	}
 	w.stmts[sqlText] = ws
 	w.stmtsOrder = append(w.stmtsOrder, sqlText)
+}
+
+// hasNamed reports whether any parameter is named.
+func hasNamed(ps []*cmdpb.Parameter) bool {
+	for _, p := range ps {
+		if p.GetName() != "" {
+			return true
+		}
+	}
+	return false
 }
