@@ -14,20 +14,7 @@ import (
 // The Raft port carries Dragonboat's connections (first byte 0xAE), spliced
 // both ways to its private listener, and HTTP for the node-to-node routes.
 func TestRaftMuxSplitsRaftFromHTTP(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inner.Close()
-	go func() {
-		for {
-			c, err := inner.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }() // echo
-		}
-	}()
+	inner := echoListener(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -70,20 +57,7 @@ func TestRaftMuxSplitsRaftFromHTTP(t *testing.T) {
 // the first chunk): the mux must keep it, and splice it once the bytes
 // come. A connection silent past firstByte is closed.
 func TestRaftMuxKeepsSilentConnections(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inner.Close()
-	go func() {
-		for {
-			c, err := inner.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	inner := echoListener(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -170,4 +144,24 @@ func TestRaftMuxClosesOldestSilent(t *testing.T) {
 	if _, err := io.ReadFull(conns[2], buf); err != nil || string(buf) != "HTTP/1.1 404" {
 		t.Fatalf("newest connection: %q, %v", buf, err)
 	}
+}
+
+// echoListener stands in for Dragonboat's private listener: it echoes.
+func echoListener(t *testing.T) net.Listener {
+	t.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inner.Close() })
+	go func() {
+		for {
+			c, err := inner.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	return inner
 }

@@ -361,13 +361,7 @@ func TestTorturePhases(t *testing.T) {
 		waitPhase(t, f, "opening", nil)
 		hammer(t, f, "opening", []*member{leader, other}, false)
 		// Shut down while held: bounded, clean (issue 5 "nothing hangs").
-		began := time.Now()
-		f.sigterm()
-		t.Logf("SIGTERM while opening: exited in %s", time.Since(began).Round(time.Millisecond))
-		empty := ""
-		f.failpoints = &empty
-		f.start()
-		f.waitReady(clusterTimeout)
+		stopHeldAndRestart(t, f, "while opening")
 	})
 
 	t.Run("recovering-log-replay", func(t *testing.T) {
@@ -413,13 +407,7 @@ func TestTorturePhases(t *testing.T) {
 		if st, err := fetchStatus(f.client, f.baseURL()); err != nil || st.state != "ready" {
 			t.Fatalf("/status with apply stuck: %+v %v", st, err)
 		}
-		began := time.Now()
-		f.sigterm()
-		t.Logf("SIGTERM with apply stuck: exited in %s", time.Since(began).Round(time.Millisecond))
-		empty := ""
-		f.failpoints = &empty
-		f.start()
-		f.waitReady(clusterTimeout)
+		stopHeldAndRestart(t, f, "with apply stuck")
 		waitRows(t, f, rs)
 	})
 
@@ -445,13 +433,7 @@ func TestTorturePhases(t *testing.T) {
 		hammer(t, j, "recovering", []*member{leader, f, other}, true)
 		// Shut down in the middle of the install: clean and prompt; the
 		// next start installs the received snapshot again.
-		began := time.Now()
-		j.sigterm()
-		t.Logf("SIGTERM while installing a snapshot: exited in %s", time.Since(began).Round(time.Millisecond))
-		empty := ""
-		j.failpoints = &empty
-		j.start()
-		j.waitReady(clusterTimeout)
+		stopHeldAndRestart(t, j, "while installing a snapshot")
 		waitRows(t, j, rs)
 		// It stays, as a fourth voter, for the rest of the test.
 		c.waitMembers(c.ms, c.ids(), nil)
@@ -538,4 +520,18 @@ func waitListed(t *testing.T, peer *member, id string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s does not list %s within %s: %s", peer.id, id, clusterTimeout, last)
+}
+
+// stopHeldAndRestart stops m with SIGTERM while a failpoint holds it (the
+// exit must be clean and within stopTimeout), then starts it again with no
+// failpoint set and waits until it is ready.
+func stopHeldAndRestart(t *testing.T, m *member, while string) {
+	t.Helper()
+	began := time.Now()
+	m.sigterm()
+	t.Logf("SIGTERM %s: exited in %s", while, time.Since(began).Round(time.Millisecond))
+	empty := ""
+	m.failpoints = &empty
+	m.start()
+	m.waitReady(clusterTimeout)
 }
