@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/gateway"
 )
 
@@ -212,11 +213,15 @@ func peerMeta(ctx context.Context, client *http.Client, addr string) (gateway.No
 	return meta, err
 }
 
-// leaderIndex asks the leader for its applied index (replica.Config's
-// LeaderIndex). Without the leader's address (a joiner that has not yet
-// applied the membership) it asks the -join peers, which name the leader's.
-func (n *Node) leaderIndex(ctx context.Context, leader uint64, addr string) (uint64, error) {
+// leaderProgress asks the leader for its applied index and the snapshot it
+// streams (replica.Config's LeaderProgress). Without the leader's address
+// (a joiner that has not yet applied the membership) it asks the -join
+// peers, which name the leader's.
+func (n *Node) leaderProgress(ctx context.Context, leader uint64, addr string) (lifecycle.LeaderIndex, error) {
 	client := n.peers
+	progress := func(m gateway.NodeMeta) lifecycle.LeaderIndex {
+		return lifecycle.LeaderIndex{Index: m.AppliedIndex, SentBytes: m.SentBytes, SentTotal: m.SentTotal}
+	}
 	if addr == "" {
 		for _, via := range n.cfg.Join {
 			meta, err := peerMeta(ctx, client, via)
@@ -224,7 +229,7 @@ func (n *Node) leaderIndex(ctx context.Context, leader uint64, addr string) (uin
 				continue
 			}
 			if meta.ReplicaID == leader {
-				return meta.AppliedIndex, nil
+				return progress(meta), nil
 			}
 			if a := meta.Members[leader]; a != "" {
 				addr = a
@@ -232,15 +237,15 @@ func (n *Node) leaderIndex(ctx context.Context, leader uint64, addr string) (uin
 			}
 		}
 		if addr == "" {
-			return 0, fmt.Errorf("%w: leader %d's address is unknown", ErrJoinFailed, leader)
+			return lifecycle.LeaderIndex{}, fmt.Errorf("%w: leader %d's address is unknown", ErrJoinFailed, leader)
 		}
 	}
 	meta, err := peerMeta(ctx, client, addr)
 	if err != nil {
-		return 0, err
+		return lifecycle.LeaderIndex{}, err
 	}
 	if meta.ReplicaID != leader {
-		return 0, fmt.Errorf("%s is replica %d, not the leader %d", addr, meta.ReplicaID, leader)
+		return lifecycle.LeaderIndex{}, fmt.Errorf("%s is replica %d, not the leader %d", addr, meta.ReplicaID, leader)
 	}
-	return meta.AppliedIndex, nil
+	return progress(meta), nil
 }

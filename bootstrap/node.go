@@ -325,7 +325,7 @@ func (n *Node) startReplica(rt *router) error {
 		SnapshotEntries: c.RaftSnapshotEntries, ApplyTimeout: c.RaftApplyTimeout,
 		LogDBMemory: c.LogDBMemory, ForeignKeys: c.ForeignKeys,
 		Logger: n.log.Named("replica"), Lifecycle: n.life,
-		LeaderIndex: n.leaderIndex, Failpoints: c.Failpoints,
+		LeaderProgress: n.leaderProgress, Failpoints: c.Failpoints,
 	})
 	if err != nil {
 		return err

@@ -50,6 +50,10 @@ type NodeMeta struct {
 	// AppliedIndex is the node's applied index: a recovering peer's
 	// target when this node is the leader.
 	AppliedIndex uint64 `json:"applied_index"`
+	// SentBytes of SentTotal of the snapshot this node streams (to the
+	// joiner that asks: its total).
+	SentBytes int64 `json:"sent_bytes,omitempty"`
+	SentTotal int64 `json:"sent_total_bytes,omitempty"`
 	// Members is the Raft membership as this node knows it (replica ID ->
 	// Raft address), for -bootstrap-expect.
 	Members map[uint64]string `json:"members,omitempty"`
@@ -130,6 +134,7 @@ func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
 	id := st.Identity
 	meta := NodeMeta{NodeID: id.NodeID, ReplicaID: id.ReplicaID, APIAddr: apiURL(g.cfg.AdvAddr), RaftAddr: id.RaftAddr,
 		Version: g.cfg.Version, Phase: string(st.Phase), LeaderReplicaID: st.LeaderReplicaID, AppliedIndex: st.Progress.AppliedIndex,
+		SentBytes: st.Progress.SentBytes, SentTotal: st.Progress.SentTotal,
 		Expecting: id.Expecting, Founders: id.Founders}
 	if len(st.RaftMembers) > 0 {
 		meta.Members = make(map[uint64]string, len(st.RaftMembers))

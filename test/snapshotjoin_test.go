@@ -125,6 +125,15 @@ func TestSnapshotJoinBoundedMemory(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	setFailpoint(t, leader, "sm/snapshot-send", "off")
 
+	// While it arrives, the joiner shows the bytes on its disk and, from
+	// the leader's own count, the total and the time left.
+	recv := waitStatus(t, j, "joiner receiving", func(d statusDoc) bool {
+		p := d.Lifecycle.Progress
+		return p.Step == "receiving_snapshot" && p.ReceivedBytes > 0 && p.LeaderTotal > 0 && p.ETA > 0
+	})
+	t.Logf("joiner receiving: %d bytes on disk, leader's total %d, ETA %.1f s",
+		recv.Lifecycle.Progress.ReceivedBytes, recv.Lifecycle.Progress.LeaderTotal, recv.Lifecycle.Progress.ETA)
+
 	// 2. The retried stream arrives; the joiner dies half-way through
 	// writing it into its database.
 	doc := waitStatus(t, j, "joiner installing", func(d statusDoc) bool {

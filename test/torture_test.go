@@ -293,6 +293,8 @@ type statusDoc struct {
 			SnapshotTotal int64   `json:"snapshot_total_bytes"`
 			SentBytes     int64   `json:"sent_bytes"`
 			SentTotal     int64   `json:"sent_total_bytes"`
+			ReceivedBytes int64   `json:"received_bytes"`
+			LeaderTotal   int64   `json:"leader_sent_total_bytes"`
 		} `json:"progress"`
 	} `json:"lifecycle"`
 }

@@ -36,9 +36,14 @@ type LeaderContact struct{ LeaderReplicaID uint64 }
 // MembershipChanged carries the new membership.
 type MembershipChanged struct{ Members []Member }
 
-// LeaderIndex: the leader's applied index, as the leader reported it to a
-// node that is not ready (the target its log replay is catching up to).
-type LeaderIndex struct{ Index uint64 }
+// LeaderIndex: the leader's progress as the leader reported it to a node
+// that is not ready: its applied index (the target the log replay catches
+// up to) and the snapshot it is streaming, SentBytes of SentTotal
+// (uncompressed; the total a receiver is waiting for).
+type LeaderIndex struct {
+	Index                uint64
+	SentBytes, SentTotal int64
+}
 
 // SnapshotReceiving: Bytes of a snapshot stream have reached this node's
 // disk so far (Dragonboat's transport writes them before the install).

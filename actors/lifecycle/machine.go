@@ -98,6 +98,7 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		if e.Index > next.Progress.TargetIndex {
 			next.Progress.TargetIndex = e.Index
 		}
+		next.Progress.LeaderSentBytes, next.Progress.LeaderSentTotal = e.SentBytes, e.SentTotal
 	case SnapshotReceiving:
 		next.Progress.ReceivedBytes = e.Bytes
 	case MembershipChanged:

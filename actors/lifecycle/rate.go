@@ -48,6 +48,7 @@ func updateRates(phase Phase, p *Progress, now time.Time) {
 	p.ReceiveRate = p.receiveS.observe(float64(p.ReceivedBytes), now)
 	p.InstallRate = p.installS.observe(float64(p.SnapshotBytes), now)
 	p.SendRate = p.sendS.observe(float64(p.SentBytes), now)
+	leaderRate := p.leaderSentS.observe(float64(p.LeaderSentBytes), now)
 	p.Step, p.ETA = "", 0
 	if phase != Recovering {
 		return
@@ -58,6 +59,11 @@ func updateRates(phase Phase, p *Progress, now time.Time) {
 		p.ETA = eta(float64(p.SnapshotTotal-p.SnapshotBytes), p.InstallRate)
 	case p.ReceivedBytes > 0:
 		p.Step = StepReceiving
+		// The received bytes are compressed; the leader's count is not,
+		// and it is what the total is in.
+		if p.LeaderSentTotal > 0 {
+			p.ETA = eta(float64(p.LeaderSentTotal-p.LeaderSentBytes), leaderRate)
+		}
 	default:
 		p.Step = StepReplaying
 		if p.TargetIndex > p.AppliedIndex {

@@ -26,7 +26,7 @@ func TestProgressRatesAndSteps(t *testing.T) {
 		eta      time.Duration
 	}{
 		{name: "replay at 1000 entries/s with 5000 to go",
-			steps: []step{{1 * time.Second, LeaderIndex{10_000}}, {1 * time.Second, applied(0)},
+			steps: []step{{1 * time.Second, LeaderIndex{Index: 10_000}}, {1 * time.Second, applied(0)},
 				{2 * time.Second, applied(1000)}, {3 * time.Second, applied(2000)}, {4 * time.Second, applied(5000)}},
 			// Smoothed: 1000, 1000, then 0.5*1000 + 0.5*3000.
 			wantStep: StepReplaying, wantRate: func(p Progress) float64 { return p.ApplyRate }, rate: 2000,
@@ -37,6 +37,10 @@ func TestProgressRatesAndSteps(t *testing.T) {
 		{name: "receiving a snapshot",
 			steps:    []step{{1 * time.Second, SnapshotReceiving{0}}, {2 * time.Second, SnapshotReceiving{1 << 20}}, {4 * time.Second, SnapshotReceiving{5 << 20}}},
 			wantStep: StepReceiving, wantRate: func(p Progress) float64 { return p.ReceiveRate }, rate: float64(1<<20)*0.5 + float64(2<<20)*0.5},
+		{name: "receiving, with the leader's total: 60 MiB of 100 left at 20 MiB/s",
+			steps: []step{{1 * time.Second, SnapshotReceiving{1 << 20}}, {1 * time.Second, LeaderIndex{SentBytes: 0, SentTotal: 100 << 20}},
+				{2 * time.Second, LeaderIndex{SentBytes: 20 << 20, SentTotal: 100 << 20}}, {3 * time.Second, LeaderIndex{SentBytes: 40 << 20, SentTotal: 100 << 20}}},
+			wantStep: StepReceiving, wantRate: func(p Progress) float64 { return 0 }, rate: 0, eta: 3 * time.Second},
 		{name: "installing a snapshot, 6 MiB of 10 left at 2 MiB/s",
 			steps: []step{{1 * time.Second, SnapshotReceiving{9 << 20}}, {2 * time.Second, SMEvent{sm.Event{Kind: sm.EventSnapshotInstallBegun, Total: 10 << 20}}},
 				{3 * time.Second, SMEvent{sm.Event{Kind: sm.EventSnapshotInstallProgress, Bytes: 2 << 20, Total: 10 << 20}}},

@@ -64,8 +64,11 @@ type Progress struct {
 	// SentBytes of SentTotal of a snapshot streamed to a peer.
 	SentBytes, SentTotal int64
 	// ReceivedBytes of a snapshot stream are on this node's disk, not yet
-	// installed.
+	// installed (compressed, as the stream carries them).
 	ReceivedBytes int64
+	// LeaderSentBytes of LeaderSentTotal: the leader's own count of the
+	// snapshot it streams (uncompressed), which gives a receiver its total.
+	LeaderSentBytes, LeaderSentTotal int64
 
 	// Step names what a recovering node is doing: StepReplaying,
 	// StepReceiving or StepInstalling ("" in other phases).
@@ -77,7 +80,7 @@ type Progress struct {
 	ETA time.Duration
 
 	// rate samples behind the rates (unexported: bookkeeping).
-	applyS, receiveS, installS, sendS rateSample
+	applyS, receiveS, installS, sendS, leaderSentS rateSample
 }
 
 // The steps of recovering.

@@ -93,11 +93,11 @@ type Config struct {
 	Logger                    *zap.Logger
 	// Lifecycle receives events (non-blocking) and is read for the phase.
 	Lifecycle *lifecycle.Lifecycle
-	// LeaderIndex asks the leader (replica leaderID, at Raft address
-	// leaderAddr if this node knows it, else "") for its applied index: the
-	// target a recovering node reports its progress against. Nil: no
-	// target is reported.
-	LeaderIndex func(ctx context.Context, leaderID uint64, leaderAddr string) (uint64, error)
+	// LeaderProgress asks the leader (replica leaderID, at Raft address
+	// leaderAddr if this node knows it, else "") for its applied index and
+	// the snapshot it is streaming: what a recovering node reports its
+	// progress against. Nil: no target is reported.
+	LeaderProgress func(ctx context.Context, leaderID uint64, leaderAddr string) (lifecycle.LeaderIndex, error)
 	// Failpoints (tests only); nil has none.
 	Failpoints *failpoint.Set
 }

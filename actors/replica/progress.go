@@ -23,7 +23,7 @@ const receivingSuffix = ".receiving"
 // the received bytes from the transport's receive directory.
 func (r *Replica) reportProgress(nh *dragonboat.NodeHost) {
 	r.life.Notify(lifecycle.SnapshotReceiving{Bytes: receivingBytes(r.cfg.NodeHostDir)})
-	if r.cfg.LeaderIndex == nil {
+	if r.cfg.LeaderProgress == nil {
 		return
 	}
 	leader, _, ok, err := nh.GetLeaderID(r.cfg.ShardID)
@@ -40,12 +40,12 @@ func (r *Replica) reportProgress(nh *dragonboat.NodeHost) {
 	}
 	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
 	defer cancel()
-	idx, err := r.cfg.LeaderIndex(ctx, leader, addr)
+	lp, err := r.cfg.LeaderProgress(ctx, leader, addr)
 	if err != nil {
-		r.log.Debug("leader index unknown", zap.Uint64("leader", leader), zap.Error(err))
+		r.log.Debug("leader progress unknown", zap.Uint64("leader", leader), zap.Error(err))
 		return
 	}
-	r.life.Notify(lifecycle.LeaderIndex{Index: idx})
+	r.life.Notify(lp)
 }
 
 // receivingBytes sums the files under dir's snapshot receive directories.
