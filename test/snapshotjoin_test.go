@@ -123,7 +123,8 @@ func TestSnapshotJoinBoundedMemory(t *testing.T) {
 	waitStatus(t, leader, "leader sending", func(d statusDoc) bool { return d.Lifecycle.Progress.SentBytes > 8<<20 })
 	setFailpoint(t, leader, "sm/snapshot-send", "1*error")
 	time.Sleep(200 * time.Millisecond)
-	setFailpoint(t, leader, "sm/snapshot-send", "off")
+	// The retry streams slowly too, so that its progress can be watched.
+	setFailpoint(t, leader, "sm/snapshot-send", "sleep(16ms)")
 
 	// While it arrives, the joiner shows the bytes on its disk and, from
 	// the leader's own count, the total and the time left.
@@ -133,6 +134,7 @@ func TestSnapshotJoinBoundedMemory(t *testing.T) {
 	})
 	t.Logf("joiner receiving: %d bytes on disk, leader's total %d, ETA %.1f s",
 		recv.Lifecycle.Progress.ReceivedBytes, recv.Lifecycle.Progress.LeaderTotal, recv.Lifecycle.Progress.ETA)
+	setFailpoint(t, leader, "sm/snapshot-send", "off")
 
 	// 2. The retried stream arrives; the joiner dies half-way through
 	// writing it into its database.
@@ -145,7 +147,10 @@ func TestSnapshotJoinBoundedMemory(t *testing.T) {
 	if p.SnapshotTotal < int64(snapshotJoinMB)<<20 {
 		t.Fatalf("snapshot of %d bytes, want at least %d MiB", p.SnapshotTotal, snapshotJoinMB)
 	}
-	setFailpoint(t, j, "sm/snapshot-install", "crash")
+	// The process may die before it answers this request.
+	if r, err := j.do(j.client, http.MethodPut, "/debug/failpoints/sm/snapshot-install", "text/plain", strings.NewReader("crash")); err == nil && r.status != http.StatusOK {
+		t.Fatalf("set the crash failpoint: %s", r)
+	}
 	select {
 	case <-j.proc.done:
 	case <-time.After(killTimeout):

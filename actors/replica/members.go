@@ -110,6 +110,38 @@ func (r *Replica) retryConfigChange(ctx context.Context, nh *dragonboat.NodeHost
 	}
 }
 
+// removeSelf removes this node's own replica. As the change applies,
+// Dragonboat unloads the shard here and may drop the request unanswered
+// (seen: the caller waited out its whole deadline), so the request also
+// ends, successfully, as soon as lifecycle sees this node removed.
+func (r *Replica) removeSelf(ctx context.Context, nh *dragonboat.NodeHost) error {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- r.retryConfigChange(cctx, nh, func(ccid uint64) error {
+			return nh.SyncRequestDeleteReplica(cctx, r.cfg.ShardID, r.cfg.ReplicaID, ccid)
+		})
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if errors.Is(err, ErrStopped) {
+				return nil // the shard closed as the change applied
+			}
+			return err
+		case <-tick.C:
+			if r.life.State().Phase == lifecycle.Removed {
+				cancel()
+				<-done
+				return nil
+			}
+		}
+	}
+}
+
 func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id uint64, addr, nodeID string) error {
 	if id == 0 || addr == "" {
 		return fmt.Errorf("%w: replica id and raft address are required", ErrBadMember)
@@ -183,13 +215,12 @@ func (r *Replica) removeMember(ctx context.Context, nh *dragonboat.NodeHost, id 
 	_, voter := m.Nodes[id]
 	_, nonVoting := m.NonVotings[id]
 	if voter || nonVoting {
-		err = r.retryConfigChange(ctx, nh, func(ccid uint64) error {
-			return nh.SyncRequestDeleteReplica(ctx, r.cfg.ShardID, id, ccid)
-		})
-		if err != nil && self && errors.Is(err, ErrStopped) {
-			// Removing itself closes this node's shard as the change
-			// applies; the answer can be lost with it.
-			err = nil
+		if self {
+			err = r.removeSelf(ctx, nh)
+		} else {
+			err = r.retryConfigChange(ctx, nh, func(ccid uint64) error {
+				return nh.SyncRequestDeleteReplica(ctx, r.cfg.ShardID, id, ccid)
+			})
 		}
 		if err != nil {
 			return err
