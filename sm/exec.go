@@ -117,6 +117,20 @@ func stmtTail(st *sqlite3.SQLiteStmt) string {
 	return reflect.ValueOf(st).Elem().FieldByName("t").String()
 }
 
+// hasNamed reports whether any argument is named. mattn rebinds only the
+// arguments given, so a cached statement would keep a named parameter that
+// a request left out at the previous request's value, where a fresh
+// prepare has NULL; positional arguments rebind every slot. Requests with
+// named arguments therefore never use a cached statement.
+func hasNamed(a []driver.NamedValue) bool {
+	for _, x := range a {
+		if x.Name != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // isEmptyStmt reports whether st compiled to no statement (a comment).
 func isEmptyStmt(st *sqlite3.SQLiteStmt) bool {
 	return reflect.ValueOf(st).Elem().FieldByName("s").IsNil()
@@ -187,20 +201,15 @@ func prepareLast(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a [
 // must be a read. A single read-only statement is kept in cache (nil: no
 // cache) and reused by the next read of the same text.
 func runRead(ctx context.Context, c *sqlite3.SQLiteConn, cache *stmtCache, sqlText string, a []driver.NamedValue, qualifyCols bool) (*cmdpb.StatementResult, error) {
-	for _, x := range a {
-		if x.Name != "" {
-			// mattn rebinds only the parameters given: a named one left
-			// out would keep the previous read's value (see execCached).
-			cache = nil
-			break
-		}
+	if hasNamed(a) {
+		cache = nil
 	}
-	if st := cache.get(sqlText); st != nil {
-		args, err := stmtArgs(a, 0, st.NumInput())
+	if cs := cache.get(sqlText); cs != nil {
+		args, err := stmtArgs(a, 0, cs.st.NumInput())
 		if err != nil {
 			return sqlError(err)
 		}
-		return queryRead(ctx, st, args, qualifyCols)
+		return queryRead(ctx, cs.st, args, qualifyCols)
 	}
 	errWrite := errors.New(ErrTextWriteViaQuery)
 	lead := false
@@ -222,7 +231,7 @@ func runRead(ctx context.Context, c *sqlite3.SQLiteConn, cache *stmtCache, sqlTe
 		return &cmdpb.StatementResult{Error: ErrTextWriteViaQuery}, nil
 	}
 	if cache != nil && !lead && stmtTail(stmt) == "" {
-		cache.put(sqlText, stmt)
+		cache.put(sqlText, &cachedStmt{st: stmt})
 	} else {
 		defer stmt.Close()
 	}

@@ -35,7 +35,7 @@ func (r *reader) syncSchema(g uint64) error {
 }
 
 func newReader(c *sqlite3.SQLiteConn) *reader {
-	return &reader{c: c, stmts: &stmtCache{m: make(map[string]*sqlite3.SQLiteStmt)}}
+	return &reader{c: c, stmts: newStmtCache(stmtCacheSize)}
 }
 
 // close finalizes the statements, then the connection (a connection with
@@ -45,41 +45,61 @@ func (r *reader) close() {
 	_ = r.c.Close()
 }
 
-// stmtCache holds prepared single-statement read-only texts. Preparing is
-// about a tenth of a point read's CPU (profile in the README); a cached
-// statement is reset and rebound instead. SQLite re-prepares a cached
-// statement by itself when the schema changes (sqlite3_prepare_v2), running
-// the authorizer again.
+// stmtCache holds prepared single statements by text, up to size of them
+// (the oldest is finalized first): a read connection's read-only
+// statements and the writer's client writes. Preparing is a good part of a
+// small statement's cost; a cached statement is reset and rebound instead.
+// SQLite re-prepares a cached statement by itself when the schema changes
+// (sqlite3_prepare_v2), running the authorizer again. Each cache belongs to
+// one connection, used by one goroutine at a time, so it needs no lock.
 type stmtCache struct {
-	m map[string]*sqlite3.SQLiteStmt
-	// order is insertion order; the oldest is evicted when full.
+	size int
+	m    map[string]*cachedStmt
+	// order is insertion order, for eviction.
 	order []string
 }
 
-func (c *stmtCache) get(sqlText string) *sqlite3.SQLiteStmt {
+// cachedStmt is a prepared statement and, for a write, what the authorizer
+// saw when it was prepared (it is not called again when the statement is
+// reused).
+type cachedStmt struct {
+	st            *sqlite3.SQLiteStmt
+	insert, write bool
+}
+
+func newStmtCache(size int) *stmtCache {
+	return &stmtCache{size: size, m: make(map[string]*cachedStmt)}
+}
+
+// get returns the statement cached for sqlText; a nil cache has none.
+func (c *stmtCache) get(sqlText string) *cachedStmt {
 	if c == nil {
 		return nil
 	}
 	return c.m[sqlText]
 }
 
-// put keeps st under sqlText; the cache owns it from now on.
-func (c *stmtCache) put(sqlText string, st *sqlite3.SQLiteStmt) {
-	if len(c.order) >= stmtCacheSize {
+// put keeps cs under sqlText; the cache owns its statement from now on.
+func (c *stmtCache) put(sqlText string, cs *cachedStmt) {
+	if len(c.order) >= c.size {
 		old := c.order[0]
 		c.order = c.order[1:]
-		if s := c.m[old]; s != nil {
-			_ = s.Close()
+		if o := c.m[old]; o != nil {
+			_ = o.st.Close()
 		}
 		delete(c.m, old)
 	}
-	c.m[sqlText] = st
+	c.m[sqlText] = cs
 	c.order = append(c.order, sqlText)
 }
 
+// len is the number of statements held.
+func (c *stmtCache) len() int { return len(c.m) }
+
+// clear finalizes every cached statement.
 func (c *stmtCache) clear() {
-	for _, st := range c.m {
-		_ = st.Close()
+	for _, cs := range c.m {
+		_ = cs.st.Close()
 	}
 	clear(c.m)
 	c.order = nil

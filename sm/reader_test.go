@@ -70,7 +70,7 @@ func TestReadStatementCache(t *testing.T) {
 	}
 	for range 2 {
 		r := <-h.s.readers
-		if n := len(r.stmts.m); n > stmtCacheSize || n != len(r.stmts.order) {
+		if n := r.stmts.len(); n > stmtCacheSize || n != len(r.stmts.order) {
 			t.Fatalf("cache holds %d statements (order %d), bound %d", n, len(r.stmts.order), stmtCacheSize)
 		}
 		defer func() { h.s.readers <- r }()

@@ -84,10 +84,10 @@ func TestWriteStatementCache(t *testing.T) {
 		}
 	}
 	w := cached.s.w
-	if n := len(w.stmts); n == 0 || n != len(w.stmtsOrder) || n > writeCacheSize {
-		t.Fatalf("write cache holds %d (order %d)", n, len(w.stmtsOrder))
+	if n := w.stmts.len(); n == 0 || n != len(w.stmts.order) || n > writeCacheSize {
+		t.Fatalf("write cache holds %d (order %d)", n, len(w.stmts.order))
 	}
-	for text := range w.stmts {
+	for text := range w.stmts.m {
 		// PRAGMA user_version = 3 may be: it runs to completion in a step.
 		for _, never := range []string{"table_info", "RETURNING", "CREATE", "DROP", ";", "--"} {
 			if containsFold(text, never) || contains(text, never) {

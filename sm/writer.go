@@ -37,22 +37,14 @@ type writer struct {
 	rollbackTo, begin, commit, bumpN *sqlite3.SQLiteStmt
 	resetRowid, resetChanges         *sqlite3.SQLiteStmt
 	// stmts caches client writes by text (execCached).
-	stmts      map[string]*writeStmt
-	stmtsOrder []string
-}
-
-// writeStmt is a cached client write and what the authorizer saw when it
-// was prepared (it is not called again when the statement is reused).
-type writeStmt struct {
-	st            *sqlite3.SQLiteStmt
-	insert, write bool
+	stmts *stmtCache
 }
 
 // writeCacheSize bounds the client writes kept prepared on the writer.
 const writeCacheSize = 256
 
 func newWriter(c *sqlite3.SQLiteConn) (*writer, error) {
-	w := &writer{c: c, stmts: make(map[string]*writeStmt)}
+	w := &writer{c: c, stmts: newStmtCache(writeCacheSize)}
 	for _, p := range []struct {
 		dst **sqlite3.SQLiteStmt
 		sql string
@@ -82,7 +74,7 @@ func newWriter(c *sqlite3.SQLiteConn) (*writer, error) {
 }
 
 func (w *writer) close() error {
-	w.clearCache()
+	w.stmts.clear()
 	for _, st := range []*sqlite3.SQLiteStmt{w.setApplied, w.dedupGet, w.dedupPut, w.dedupPrune,
 		w.savepoint, w.release, w.rollbackTo, w.begin, w.commit, w.bumpN, w.resetRowid, w.resetChanges} {
 		if st != nil {
@@ -482,7 +474,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 	resp = &cmdpb.Response{Results: make([]*cmdpb.StatementResult, 0, len(stmts))}
 	flags = make([]writeFlags, 0, len(stmts))
 	if req.GetReplaceAll() && mode == modeWrite {
-		w.clearCache() // the objects its statements name are going
+		w.stmts.clear() // the objects its statements name are going
 		s.schemaChanged = true
 		if err := dropClientObjects(w.c); err != nil {
 			if isStorageFault(err) {
@@ -535,7 +527,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 			// Cached writes carry what the authorizer saw at their
 			// prepare; a schema change (a trigger added or dropped) can
 			// change that, so they are prepared again.
-			w.clearCache()
+			w.stmts.clear()
 			s.ddlSeen = false
 		}
 		if err != nil {
@@ -675,13 +667,11 @@ func schemaOp(op int, table string) bool {
 // then, adding to the flags restored here).
 func (s *StateMachine) execCached(w *writer, st *cmdpb.Statement) (*cmdpb.StatementResult, error) {
 	sqlText := st.GetSql()
-	if hasNamed(st.GetParameters()) {
-		// mattn rebinds only the parameters given: a named one left out
-		// would keep the previous request's value, where a fresh prepare
-		// has NULL. Positional arguments rebind every slot.
+	a := args(st.GetParameters())
+	if hasNamed(a) {
 		return runStatement(context.Background(), w.c, st, modeWrite, false)
 	}
-	ws := w.stmts[sqlText]
+	ws := w.stmts.get(sqlText)
 	if ws == nil {
 		s.sawSchema = false
 		ds, err := w.c.Prepare(sqlText)
@@ -694,12 +684,12 @@ func (s *StateMachine) execCached(w *writer, st *cmdpb.Statement) (*cmdpb.Statem
 			s.sawInsert, s.sawWrite, s.dropping = false, false, ""
 			return runStatement(context.Background(), w.c, st, modeWrite, false)
 		}
-		ws = &writeStmt{st: stmt, insert: s.sawInsert, write: s.sawWrite}
-		w.cache(sqlText, ws)
+		ws = &cachedStmt{st: stmt, insert: s.sawInsert, write: s.sawWrite}
+		w.stmts.put(sqlText, ws)
 	} else {
 		s.sawInsert, s.sawWrite = ws.insert, ws.write
 	}
-	a, err := stmtArgs(args(st.GetParameters()), 0, ws.st.NumInput())
+	a, err := stmtArgs(a, 0, ws.st.NumInput())
 	if err != nil {
 		return sqlError(err)
 	}
@@ -724,37 +714,4 @@ func returnsColumns(st *sqlite3.SQLiteStmt) bool {
 	n := len(rows.Columns())
 	_ = rows.Close() // resets; nothing was stepped
 	return n > 0
-}
-
-// clearCache finalizes every cached client write.
-func (w *writer) clearCache() {
-	for _, ws := range w.stmts {
-		_ = ws.st.Close()
-	}
-	clear(w.stmts)
-	w.stmtsOrder = nil
-}
-
-// cache keeps ws under sqlText, evicting the oldest text when full.
-func (w *writer) cache(sqlText string, ws *writeStmt) {
-	if len(w.stmtsOrder) >= writeCacheSize {
-		old := w.stmtsOrder[0]
-		w.stmtsOrder = w.stmtsOrder[1:]
-		if o := w.stmts[old]; o != nil {
-			_ = o.st.Close()
-		}
-		delete(w.stmts, old)
-	}
-	w.stmts[sqlText] = ws
-	w.stmtsOrder = append(w.stmtsOrder, sqlText)
-}
-
-// hasNamed reports whether any parameter is named.
-func hasNamed(ps []*cmdpb.Parameter) bool {
-	for _, p := range ps {
-		if p.GetName() != "" {
-			return true
-		}
-	}
-	return false
 }
