@@ -82,23 +82,31 @@ func (r *Replica) serveMember(nh *dragonboat.NodeHost, env memberEnv) {
 	env.Answer(struct{}{}, err)
 }
 
-// retryConfigChange runs f with the current config change ID until it
-// succeeds, fails for good, or ctx ends. Config changes are ordered
-// (OrderedConfigChange): one made against a stale membership is rejected,
-// and so is one while another is pending or no leader is known; all of
-// these pass, so they are retried against a fresh read.
-func (r *Replica) retryConfigChange(ctx context.Context, nh *dragonboat.NodeHost, f func(ccid uint64) error) error {
+// attemptTimeout bounds one attempt of a membership read or change inside
+// a request: Dragonboat drops a request it cannot place (a leader change
+// under way) without answering, and one attempt with the request's whole
+// deadline would then wait it all out (seen: a /remove that took 30 s).
+const attemptTimeout = 3 * time.Second
+
+// retriable reports whether a Dragonboat request may be tried again.
+func retriable(err error) bool {
+	return errors.Is(err, dragonboat.ErrSystemBusy) || errors.Is(err, dragonboat.ErrShardNotReady) ||
+		errors.Is(err, dragonboat.ErrTimeout) || errors.Is(err, dragonboat.ErrAborted) ||
+		errors.Is(err, dragonboat.ErrRejected) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// retry runs f, each attempt within attemptTimeout, until it succeeds,
+// fails for good, or ctx ends.
+func (r *Replica) retry(ctx context.Context, nh *dragonboat.NodeHost, f func(ctx context.Context) error) error {
 	backoff := 20 * time.Millisecond
 	for {
-		m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := f(actx)
+		cancel()
 		if err == nil {
-			if err = f(m.ConfigChangeID); err == nil {
-				return nil
-			}
+			return nil
 		}
-		if !errors.Is(err, dragonboat.ErrSystemBusy) && !errors.Is(err, dragonboat.ErrShardNotReady) &&
-			!errors.Is(err, dragonboat.ErrTimeout) && !errors.Is(err, dragonboat.ErrAborted) &&
-			!errors.Is(err, dragonboat.ErrRejected) {
+		if !retriable(err) {
 			return r.mapErr(nh, err)
 		}
 		select {
@@ -107,6 +115,46 @@ func (r *Replica) retryConfigChange(ctx context.Context, nh *dragonboat.NodeHost
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, retryBackoffMax)
+	}
+}
+
+// readMembership reads the membership through Raft, retrying attempts.
+func (r *Replica) readMembership(ctx context.Context, nh *dragonboat.NodeHost) (*dragonboat.Membership, error) {
+	var m *dragonboat.Membership
+	err := r.retry(ctx, nh, func(actx context.Context) error {
+		var err error
+		m, err = nh.SyncGetShardMembership(actx, r.cfg.ShardID)
+		return err
+	})
+	return m, err
+}
+
+// retryConfigChange runs f against a fresh membership read until it
+// succeeds, fails for good, or ctx ends. Config changes are ordered
+// (OrderedConfigChange): one made against a stale membership is rejected,
+// and so is one while another is pending or no leader is known; all of
+// these pass, so they are retried against a fresh read. f must succeed at
+// once when the membership already shows its change (an earlier attempt
+// that timed out may have applied).
+func (r *Replica) retryConfigChange(ctx context.Context, nh *dragonboat.NodeHost, f func(ctx context.Context, m *dragonboat.Membership) error) error {
+	return r.retry(ctx, nh, func(actx context.Context) error {
+		m, err := nh.SyncGetShardMembership(actx, r.cfg.ShardID)
+		if err != nil {
+			return err
+		}
+		return f(actx, m)
+	})
+}
+
+// deleteReplica is a retryConfigChange step removing replica id.
+func (r *Replica) deleteReplica(nh *dragonboat.NodeHost, id uint64) func(context.Context, *dragonboat.Membership) error {
+	return func(ctx context.Context, m *dragonboat.Membership) error {
+		_, voter := m.Nodes[id]
+		_, nonVoting := m.NonVotings[id]
+		if !voter && !nonVoting {
+			return nil
+		}
+		return nh.SyncRequestDeleteReplica(ctx, r.cfg.ShardID, id, m.ConfigChangeID)
 	}
 }
 
@@ -119,9 +167,7 @@ func (r *Replica) removeSelf(ctx context.Context, nh *dragonboat.NodeHost) error
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- r.retryConfigChange(cctx, nh, func(ccid uint64) error {
-			return nh.SyncRequestDeleteReplica(cctx, r.cfg.ShardID, r.cfg.ReplicaID, ccid)
-		})
+		done <- r.retryConfigChange(cctx, nh, r.deleteReplica(nh, r.cfg.ReplicaID))
 	}()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -146,9 +192,9 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 	if id == 0 || addr == "" {
 		return fmt.Errorf("%w: replica id and raft address are required", ErrBadMember)
 	}
-	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
+	m, err := r.readMembership(ctx, nh)
 	if err != nil {
-		return r.mapErr(nh, err)
+		return err
 	}
 	// nodeOf names a member from the replicated node table ("" unknown).
 	nodeOf := map[uint64]string{}
@@ -184,8 +230,11 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 			return err
 		}
 	}
-	err = r.retryConfigChange(ctx, nh, func(ccid uint64) error {
-		return nh.SyncRequestAddNonVoting(ctx, r.cfg.ShardID, id, addr, ccid)
+	err = r.retryConfigChange(ctx, nh, func(actx context.Context, m *dragonboat.Membership) error {
+		if m.NonVotings[id] == addr || m.Nodes[id] == addr {
+			return nil
+		}
+		return nh.SyncRequestAddNonVoting(actx, r.cfg.ShardID, id, addr, m.ConfigChangeID)
 	})
 	if err == nil {
 		r.log.Info("non-voting member added", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
@@ -194,14 +243,17 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 }
 
 func (r *Replica) removeMember(ctx context.Context, nh *dragonboat.NodeHost, id uint64) error {
-	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
+	m, err := r.readMembership(ctx, nh)
 	if err != nil {
-		return r.mapErr(nh, err)
+		return err
 	}
 	forget := func() error {
-		_, err := r.proposeCommand(ctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_NODE,
-			Node: &cmdpb.NodeMeta{ReplicaId: id, Remove: true}})
-		return err
+		// Idempotent, so attempts may repeat it.
+		return r.retry(ctx, nh, func(actx context.Context) error {
+			_, err := r.proposeCommand(actx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_NODE,
+				Node: &cmdpb.NodeMeta{ReplicaId: id, Remove: true}})
+			return err
+		})
 	}
 	self := id == r.cfg.ReplicaID
 	// This node can propose nothing once its own replica is removed, so it
@@ -218,9 +270,7 @@ func (r *Replica) removeMember(ctx context.Context, nh *dragonboat.NodeHost, id 
 		if self {
 			err = r.removeSelf(ctx, nh)
 		} else {
-			err = r.retryConfigChange(ctx, nh, func(ccid uint64) error {
-				return nh.SyncRequestDeleteReplica(ctx, r.cfg.ShardID, id, ccid)
-			})
+			err = r.retryConfigChange(ctx, nh, r.deleteReplica(nh, id))
 		}
 		if err != nil {
 			return err
@@ -241,9 +291,9 @@ func (r *Replica) transferLeader(ctx context.Context, nh *dragonboat.NodeHost, t
 	if target == old {
 		return nil
 	}
-	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
+	m, err := r.readMembership(ctx, nh)
 	if err != nil {
-		return r.mapErr(nh, err)
+		return err
 	}
 	var targets []uint64
 	if target != 0 {
