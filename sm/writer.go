@@ -38,13 +38,15 @@ type writer struct {
 	resetRowid, resetChanges         *sqlite3.SQLiteStmt
 	// stmts caches client writes by text (execCached).
 	stmts *stmtCache
+	// dedup holds the request IDs of the dedup table (dedupFilter).
+	dedup *dedupFilter
 }
 
 // writeCacheSize bounds the client writes kept prepared on the writer.
 const writeCacheSize = 256
 
 func newWriter(c *sqlite3.SQLiteConn) (*writer, error) {
-	w := &writer{c: c, stmts: newStmtCache(writeCacheSize)}
+	w := &writer{c: c, stmts: newStmtCache(writeCacheSize), dedup: newDedupFilter()}
 	for _, p := range []struct {
 		dst **sqlite3.SQLiteStmt
 		sql string
@@ -70,7 +72,50 @@ func newWriter(c *sqlite3.SQLiteConn) (*writer, error) {
 		}
 		*p.dst = st.(*sqlite3.SQLiteStmt)
 	}
+	if err := w.loadDedup(); err != nil {
+		w.close()
+		return nil, err
+	}
 	return w, nil
+}
+
+// loadDedup fills the filter from the dedup table.
+func (w *writer) loadDedup() error {
+	rows, err := w.c.Query("SELECT idx, id FROM "+dedupTable+" ORDER BY idx", nil)
+	if err != nil {
+		return fmt.Errorf("%w: read request ids: %w", ErrStorage, err)
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 2)
+	for {
+		switch err := rows.Next(dest); {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return fmt.Errorf("%w: read request ids: %w", ErrStorage, err)
+		}
+		idx, _ := dest[0].(int64)
+		id, _ := dest[1].([]byte)
+		w.dedup.add(uint64(idx), id)
+	}
+}
+
+// putDedup remembers the response of the request id applied at index.
+func (w *writer) putDedup(index uint64, id, response []byte) error {
+	if err := run(w.dedupPut, arg(1, int64(index)), arg(2, id), arg(3, response)); err != nil {
+		return err
+	}
+	w.dedup.add(index, id)
+	return nil
+}
+
+// pruneDedup forgets the requests applied before index below.
+func (w *writer) pruneDedup(below uint64) error {
+	if err := run(w.dedupPrune, arg(1, int64(below))); err != nil {
+		return err
+	}
+	w.dedup.prune(below)
+	return nil
 }
 
 func (w *writer) close() error {
@@ -103,6 +148,9 @@ func (w *writer) sync() error {
 
 // lookupDedup returns the stored response of an already applied request.
 func (w *writer) lookupDedup(id []byte) ([]byte, bool, error) {
+	if !w.dedup.mayContain(id) {
+		return nil, false, nil
+	}
 	rows, err := w.dedupGet.QueryContext(context.Background(), []driver.NamedValue{arg(1, id)})
 	if err != nil {
 		return nil, false, err
@@ -156,7 +204,8 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 	// the transaction and opens another.
 	txStart := 0
 	for i := 0; i < len(ents); i++ {
-		if name, id, ok := bootCommand(ents[i].Cmd); ok {
+		cmd, decErr := decodeCommand(ents[i].Cmd)
+		if name, id, ok := bootCommand(cmd, decErr); ok {
 			var prev uint64
 			if i > 0 {
 				prev = ents[i-1].Index
@@ -169,7 +218,7 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 			txStart = i + 1
 			continue
 		}
-		res, rolledBack, err := s.applyEntry(&ents[i])
+		res, rolledBack, err := s.applyEntry(&ents[i], cmd, decErr)
 		if err != nil {
 			_ = execRaw(s.w.c, "ROLLBACK")
 			return err
@@ -191,7 +240,7 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 		return fmt.Errorf("record applied index: %w", err)
 	}
 	if last > s.cfg.DedupWindow {
-		if err := run(s.w.dedupPrune, arg(1, int64(last-s.cfg.DedupWindow))); err != nil {
+		if err := s.w.pruneDedup(last - s.cfg.DedupWindow); err != nil {
 			_ = execRaw(s.w.c, "ROLLBACK")
 			return fmt.Errorf("prune request ids: %w", err)
 		}
@@ -229,7 +278,8 @@ func (s *StateMachine) redo(ents []sm.Entry) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	for i := range ents {
-		res, rolledBack, err := s.applyEntry(&ents[i])
+		cmd, decErr := decodeCommand(ents[i].Cmd)
+		res, rolledBack, err := s.applyEntry(&ents[i], cmd, decErr)
 		if err != nil {
 			return err
 		}
@@ -241,11 +291,23 @@ func (s *StateMachine) redo(ents []sm.Entry) error {
 	return nil
 }
 
+// decodeCommand decodes an entry's command once for the whole apply. An
+// empty entry (Dragonboat's own) decodes to nil.
+func decodeCommand(b []byte) (*cmdpb.Command, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	cmd := &cmdpb.Command{}
+	if err := proto.Unmarshal(b, cmd); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
 // bootCommand reports whether cmd is a BOOT command, and its file and
 // request ID.
-func bootCommand(b []byte) (string, []byte, bool) {
-	var cmd cmdpb.Command
-	if proto.Unmarshal(b, &cmd) != nil || cmd.GetType() != cmdpb.Command_TYPE_BOOT || cmd.GetVersion() != CommandVersion {
+func bootCommand(cmd *cmdpb.Command, decErr error) (string, []byte, bool) {
+	if decErr != nil || cmd.GetType() != cmdpb.Command_TYPE_BOOT || cmd.GetVersion() != CommandVersion {
 		return "", nil, false
 	}
 	return cmd.GetBootFile(), cmd.GetRequestId(), true
@@ -291,7 +353,7 @@ func (s *StateMachine) applyBoot(name string, id []byte, index, prev uint64) (sm
 		return sm.Result{}, fmt.Errorf("begin: %w", err)
 	}
 	if len(id) > 0 && res.Value&ResultRequestError == 0 {
-		if err := run(s.w.dedupPut, arg(1, int64(index)), arg(2, id), arg(3, res.Data)); err != nil {
+		if err := s.w.putDedup(index, id, res.Data); err != nil {
 			return sm.Result{}, fmt.Errorf("remember request id: %w", err)
 		}
 	}
@@ -305,13 +367,12 @@ func errorResult(index uint64, msg string) sm.Result {
 
 // applyEntry applies one entry inside the open batch transaction.
 // rolledBack reports that a client statement ended the batch transaction.
-func (s *StateMachine) applyEntry(e *sm.Entry) (res sm.Result, rolledBack bool, err error) {
-	if len(e.Cmd) == 0 {
-		return sm.Result{}, false, nil
-	}
-	var cmd cmdpb.Command
-	if err := proto.Unmarshal(e.Cmd, &cmd); err != nil {
+func (s *StateMachine) applyEntry(e *sm.Entry, cmd *cmdpb.Command, decErr error) (res sm.Result, rolledBack bool, err error) {
+	if decErr != nil {
 		return errorResult(e.Index, "invalid command encoding"), false, nil
+	}
+	if cmd == nil {
+		return sm.Result{}, false, nil
 	}
 	if cmd.GetVersion() != CommandVersion {
 		return errorResult(e.Index, fmt.Sprintf("unsupported command version %d", cmd.GetVersion())), false, nil
@@ -363,7 +424,7 @@ func (s *StateMachine) applyEntry(e *sm.Entry) (res sm.Result, rolledBack bool, 
 			data, _ = proto.Marshal(&cmdpb.Response{RaftIndex: e.Index,
 				Error: fmt.Sprintf("request already applied at index %d; its result (%d bytes) was too large to keep", e.Index, len(data))})
 		}
-		if err := run(s.w.dedupPut, arg(1, int64(e.Index)), arg(2, id), arg(3, data)); err != nil {
+		if err := s.w.putDedup(e.Index, id, data); err != nil {
 			return sm.Result{}, false, fmt.Errorf("remember request id: %w", err)
 		}
 	}
