@@ -209,7 +209,7 @@ func runRead(ctx context.Context, c *sqlite3.SQLiteConn, cache *stmtCache, sqlTe
 		if err != nil {
 			return sqlError(err)
 		}
-		return queryRead(ctx, cs.st, args, qualifyCols)
+		return queryRead(ctx, c, cs.st, args, qualifyCols)
 	}
 	errWrite := errors.New(ErrTextWriteViaQuery)
 	lead := false
@@ -239,17 +239,20 @@ func runRead(ctx context.Context, c *sqlite3.SQLiteConn, cache *stmtCache, sqlTe
 	if err != nil {
 		return sqlError(err)
 	}
-	return queryRead(ctx, stmt, args, qualifyCols)
+	return queryRead(ctx, c, stmt, args, qualifyCols)
 }
 
-// queryRead steps a prepared read and collects its rows; the statement is
-// reset (not finalized) when the rows are closed.
-func queryRead(ctx context.Context, stmt *sqlite3.SQLiteStmt, args []driver.NamedValue, qualifyCols bool) (*cmdpb.StatementResult, error) {
-	rows, err := stmt.QueryContext(ctx, args)
+// queryRead steps a prepared read of c and collects its rows; the statement
+// is reset (not finalized) when the rows are closed. ctx interrupts it
+// (interruptible); mattn is given none.
+func queryRead(ctx context.Context, c *sqlite3.SQLiteConn, stmt *sqlite3.SQLiteStmt, args []driver.NamedValue, qualifyCols bool) (*cmdpb.StatementResult, error) {
+	rows, err := stmt.QueryContext(context.Background(), args)
 	if err != nil {
 		return sqlError(err)
 	}
-	res, err := collect(rows.(*sqlite3.SQLiteRows))
+	res, err := interruptible(ctx, c, func() (*cmdpb.StatementResult, error) {
+		return collect(ctx, rows.(*sqlite3.SQLiteRows))
+	})
 	if err == nil && qualifyCols && res.GetError() == "" {
 		res.Columns = qualify(stmt, res.Columns)
 	}
@@ -299,14 +302,15 @@ func runQuery(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string, a []dr
 		n, _ := r.RowsAffected()
 		return &cmdpb.StatementResult{LastInsertId: id, RowsAffected: n}, true, nil
 	}
-	res, err := collect(sr)
+	res, err := collect(context.Background(), sr)
 	return res, true, err
 }
 
 // collect reads every row. A statement with no result columns is never
 // stepped through Next (mattn would report a row of nils for a statement
-// that compiled to nothing, such as a lone comment).
-func collect(rows *sqlite3.SQLiteRows) (*cmdpb.StatementResult, error) {
+// that compiled to nothing, such as a lone comment). A step failing once
+// ctx has ended was interrupted for it, and fails as ctx's error.
+func collect(ctx context.Context, rows *sqlite3.SQLiteRows) (*cmdpb.StatementResult, error) {
 	defer rows.Close()
 	cols := rows.Columns()
 	res := &cmdpb.StatementResult{IsQuery: true, Columns: cols}
@@ -330,6 +334,9 @@ func collect(rows *sqlite3.SQLiteRows) (*cmdpb.StatementResult, error) {
 			return res, nil
 		}
 		if err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				err = cerr
+			}
 			r, ferr := sqlError(err)
 			if ferr != nil {
 				return nil, ferr
