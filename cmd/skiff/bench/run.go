@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -113,6 +112,17 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	if cfg.Rate > 0 {
 		ticks = schedule(ctx, start, cfg.Rate, cfg.Workers)
 	}
+	// Each worker has its own connection to each target.
+	workerTargets := make([][]*target, cfg.Workers)
+	for i := range workerTargets {
+		for _, b := range bases {
+			t, err := newTarget(b, client, cfg.Timeout)
+			if err != nil {
+				return nil, err
+			}
+			workerTargets[i] = append(workerTargets[i], t)
+		}
+	}
 	var done atomic.Int64
 	var wg sync.WaitGroup
 	stats := make([]*workerStats, cfg.Workers)
@@ -120,9 +130,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		st := &workerStats{hist: newHist(), errors: map[string]int64{}}
 		stats[i] = st
 		wl := newWorkload(cfg, uint64(i)+1, sql)
+		targets := workerTargets[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				for _, t := range targets {
+					t.close()
+				}
+			}()
 			for n := i; ; n++ {
 				intended := time.Now()
 				if ticks != nil {
@@ -130,15 +146,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 					if intended, ok = <-ticks; !ok {
 						return
 					}
-				} else if ctx.Err() != nil {
+				} else if ended(ctx) {
 					return
 				}
 				if !claim() {
 					return // the request budget is spent; the others finish theirs
 				}
 				req := wl.nextRequest()
-				kind := send(ctx, client, bases[n%len(bases)]+req.path, req.body)
-				if ctx.Err() != nil && kind == "transport" {
+				kind := targets[n%len(targets)].send(ctx, req.path, req.body)
+				if kind == "transport" && ended(ctx) {
 					return // cut off by the end of the run's duration: not counted
 				}
 				_ = st.hist.RecordValue(max(histMin, min(histMax, time.Since(intended).Microseconds())))
@@ -214,30 +230,6 @@ func schedule(ctx context.Context, start time.Time, rate float64, buffer int) <-
 		}
 	}()
 	return out
-}
-
-// send posts one request and classifies its outcome ("" for success).
-func send(ctx context.Context, c *http.Client, url string, body []byte) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return "transport"
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return "transport"
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	switch {
-	case err != nil:
-		return "transport"
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Sprintf("http_%d", resp.StatusCode)
-	case bytes.Contains(b, []byte(`"error":`)):
-		return "sql_error"
-	}
-	return ""
 }
 
 func post(ctx context.Context, c *http.Client, url string, body []byte) error {

@@ -1,0 +1,162 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// target is one node a worker sends to: a keep-alive connection of the
+// worker's own for http:// bases, or the shared client for anything else.
+//
+// The connection is driven on the worker's goroutine with net/http's own
+// response parser. http.Transport hands every request to two goroutines
+// of the connection and back, and on a 2-core machine the load generator
+// shares with three nodes, that was a third of the CPU of a read run,
+// taken from the server it measures.
+type target struct {
+	base    string // scheme://host[:port]
+	host    string // host:port to dial, empty when client is used
+	client  *http.Client
+	timeout time.Duration
+
+	conn net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	stop func() bool // disarms the ctx callback of conn
+	buf  bytes.Buffer
+}
+
+func newTarget(base string, client *http.Client, timeout time.Duration) (*target, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("%w: target %q: %w", ErrInvalidConfig, base, err)
+	}
+	t := &target{base: base, client: client, timeout: timeout}
+	if u.Scheme == "http" {
+		t.host = u.Host
+		if u.Port() == "" {
+			t.host = net.JoinHostPort(u.Hostname(), "80")
+		}
+	}
+	return t, nil
+}
+
+// send posts body to path and classifies the outcome ("" for success).
+func (t *target) send(ctx context.Context, path string, body []byte) string {
+	if t.host == "" {
+		return send(ctx, t.client, t.base+path, body)
+	}
+	status, resp, err := t.roundTrip(ctx, path, body)
+	if err != nil {
+		t.close()
+		return "transport"
+	}
+	return classify(status, resp)
+}
+
+func (t *target) roundTrip(ctx context.Context, path string, body []byte) (int, []byte, error) {
+	if t.conn == nil {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", t.host)
+		if err != nil {
+			return 0, nil, err
+		}
+		t.conn, t.br, t.bw = c, bufio.NewReaderSize(c, 16<<10), bufio.NewWriterSize(c, 16<<10)
+		// The end of the run (or its cancellation) unblocks a request in
+		// flight on this connection.
+		t.stop = context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	}
+	deadline := time.Now().Add(t.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := t.conn.SetDeadline(deadline); err != nil {
+		return 0, nil, err
+	}
+	bw := t.bw
+	bw.WriteString("POST ")
+	bw.WriteString(path)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(t.host)
+	bw.WriteString("\r\nContent-Type: application/json\r\nContent-Length: ")
+	bw.WriteString(strconv.Itoa(len(body)))
+	bw.WriteString("\r\n\r\n")
+	bw.Write(body)
+	if err := bw.Flush(); err != nil {
+		return 0, nil, err
+	}
+	resp, err := http.ReadResponse(t.br, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	t.buf.Reset()
+	_, err = t.buf.ReadFrom(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return 0, nil, err
+	}
+	if resp.Close {
+		t.close()
+	}
+	return resp.StatusCode, t.buf.Bytes(), nil
+}
+
+// ended reports whether the run is over: ctx is done, or its deadline has
+// passed (a connection's deadline, which is the run's, can fire before
+// ctx's own timer does).
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
+func (t *target) close() {
+	if t.conn == nil {
+		return
+	}
+	t.stop()
+	_ = t.conn.Close()
+	t.conn, t.br, t.bw, t.stop = nil, nil, nil, nil
+}
+
+// classify names a response's outcome: "" for success, "http_<status>",
+// or "sql_error" for a 200 whose JSON carries an error.
+func classify(status int, body []byte) string {
+	switch {
+	case status != http.StatusOK:
+		return "http_" + strconv.Itoa(status)
+	case bytes.Contains(body, []byte(`"error":`)):
+		return "sql_error"
+	}
+	return ""
+}
+
+// send posts one request through c and classifies its outcome ("" for
+// success, "transport" when no response came).
+func send(ctx context.Context, c *http.Client, url string, body []byte) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return "transport"
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return "transport"
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "transport"
+	}
+	return classify(resp.StatusCode, b)
+}

@@ -1,0 +1,103 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A worker's own connection: keep-alive, the server's closes, chunked
+// bodies, error statuses and a stalled server, each classified the way
+// the shared client classifies it.
+func TestTargetConnection(t *testing.T) {
+	var conns atomic.Int64
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || string(b) != `["SELECT 1"]` {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		_, _ = io.WriteString(w, `{"results":[{}]}`)
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		// Larger than the server's buffer: sent chunked.
+		_, _ = io.WriteString(w, `{"results":[{"values":"`+strings.Repeat("x", 64<<10)+`"}]}`)
+	})
+	mux.HandleFunc("/sqlerr", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"results":[{"error":"no such table: t"}]}`)
+	})
+	mux.HandleFunc("/unavailable", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":"not ready"}`, http.StatusServiceUnavailable)
+	})
+	mux.HandleFunc("/close", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		_, _ = io.WriteString(w, `{"results":[{}]}`)
+	})
+	mux.HandleFunc("/stall", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	defer close(release) // before Close, which waits for handlers
+
+	tg, err := newTarget(srv.URL, nil, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.close()
+	ctx := context.Background()
+	body := []byte(`["SELECT 1"]`)
+	for _, tc := range []struct {
+		path      string
+		want      string
+		wantConns int64 // connections opened so far
+	}{
+		{"/ok", "", 1},
+		{"/ok", "", 1},
+		{"/big", "", 1},
+		{"/ok", "", 1},
+		{"/sqlerr", "sql_error", 1},
+		{"/unavailable", "http_503", 1},
+		{"/close", "", 1},
+		{"/ok", "", 2}, // the server closed: a new connection
+		{"/stall", "transport", 2},
+		{"/ok", "", 3}, // the timed-out connection was dropped
+	} {
+		if got := tg.send(ctx, tc.path, body); got != tc.want {
+			t.Fatalf("%s: %q, want %q", tc.path, got, tc.want)
+		}
+		if n := conns.Load(); n != tc.wantConns {
+			t.Fatalf("after %s: %d connections, want %d", tc.path, n, tc.wantConns)
+		}
+	}
+
+	// The end of the run unblocks a request in flight.
+	cctx, cancel := context.WithCancel(ctx)
+	long, _ := newTarget(srv.URL, nil, time.Minute)
+	defer long.close()
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start := time.Now()
+	if got := long.send(cctx, "/stall", body); got != "transport" {
+		t.Fatalf("cancelled: %q", got)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+}
