@@ -161,6 +161,37 @@ func TestBatchWithFailingStatementKeepsOthers(t *testing.T) {
 	}
 }
 
+// A lone statement runs without a savepoint of its own (execRequest); what
+// a failing one leaves is what SQLite's statement rollback leaves, as it
+// was with the savepoint: nothing for ABORT, the rows before the failure
+// for OR FAIL, and with transaction set the request's savepoint undoes
+// even those.
+func TestLoneStatementFailureLeavesWhatSQLiteLeaves(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tx   bool
+		sql  string
+		want int64 // rows of t after the batch (2 are the neighbours')
+	}{
+		{"abort", false, "INSERT INTO t (id) VALUES (10), (10)", 2},
+		{"or fail keeps earlier rows", false, "INSERT OR FAIL INTO t (id) VALUES (10), (11), (11)", 4},
+		{"or fail in a transaction", true, "INSERT OR FAIL INTO t (id) VALUES (10), (11), (11)", 2},
+		{"or ignore", false, "INSERT OR IGNORE INTO t (id) VALUES (10), (10)", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.apply(cmd("ddl", false, "CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+			resps := h.apply(cmd("a", false, "INSERT INTO t (id) VALUES (1)"), cmd("b", tc.tx, tc.sql), cmd("c", false, "INSERT INTO t (id) VALUES (2)"))
+			if resps[0].Results[0].Error != "" || resps[2].Results[0].Error != "" {
+				t.Fatalf("neighbours failed: %v", resps)
+			}
+			if n := h.count("t"); n != tc.want {
+				t.Fatalf("rows = %d, want %d (%v)", n, tc.want, resps[1])
+			}
+		})
+	}
+}
+
 // API.md 1.6: with transaction, the first error stops processing and rolls
 // back that request alone; the results so far are returned.
 func TestTransactionRollsBackOnlyThatRequest(t *testing.T) {

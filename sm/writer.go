@@ -528,10 +528,16 @@ func normalize(res *cmdpb.StatementResult, f writeFlags) {
 // normalized; flags says, per result, what its statement wrote.
 func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmdpb.Response, flags []writeFlags, times []float64, rolledBack bool, err error) {
 	w := s.w
-	if err := run(w.savepoint); err != nil {
-		return nil, nil, nil, false, fmt.Errorf("savepoint: %w", err)
-	}
 	stmts := req.GetStatements()
+	// A lone statement outside a transaction needs no savepoint: SQLite
+	// undoes a failed statement by itself, and nothing after it could
+	// roll it back. Most writes are that, and the pair cost two steps.
+	sp := len(stmts) > 1 || req.GetTransaction() || (req.GetReplaceAll() && mode == modeWrite)
+	if sp {
+		if err := run(w.savepoint); err != nil {
+			return nil, nil, nil, false, fmt.Errorf("savepoint: %w", err)
+		}
+	}
 	resp = &cmdpb.Response{Results: make([]*cmdpb.StatementResult, 0, len(stmts))}
 	flags = make([]writeFlags, 0, len(stmts))
 	if req.GetReplaceAll() && mode == modeWrite {
@@ -608,6 +614,9 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 			failed = true
 			break
 		}
+	}
+	if !sp {
+		return resp, flags, times, false, nil
 	}
 	if failed {
 		if err := run(w.rollbackTo); err != nil {
