@@ -168,6 +168,10 @@ type Replica struct {
 	// is over, so shutdown is bounded whatever the requests' deadlines.
 	workCtx    context.Context
 	cancelWork context.CancelFunc
+	// reads confirms linearizable reads in rounds; roundsDone closes when
+	// its loop (started with the NodeHost) has ended.
+	reads      *readRounds
+	roundsDone chan struct{}
 }
 
 // New validates cfg and returns an unstarted replica.
@@ -182,6 +186,7 @@ func New(cfg Config) (*Replica, error) {
 		snapC: make(chan snapshotEnv, inboxSize), bootC: make(chan bootEnv, inboxSize),
 		memberC: make(chan memberEnv, inboxSize),
 		done:    actors.NewDone(),
+		reads:   newReadRounds(),
 		lis:     &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
 	}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
@@ -297,6 +302,13 @@ func (r *Replica) Run(ctx context.Context) error {
 				return s.err
 			}
 			nh, startC = s.nh, nil
+			// Linearizable reads are confirmed in rounds (readindex.go);
+			// the loop outlives the requests, and shutdown waits for it.
+			r.roundsDone = make(chan struct{})
+			go func(nh *dragonboat.NodeHost) {
+				defer close(r.roundsDone)
+				r.reads.run(r.workCtx, func(ctx context.Context) error { return confirmReadIndex(ctx, nh, r.cfg.ShardID) })
+			}(nh)
 		case env := <-r.execC:
 			if nh == nil {
 				env.Answer(nil, ErrNotStarted)
@@ -429,6 +441,9 @@ func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
 		<-waited
 	}
 	r.cancelWork()
+	if r.roundsDone != nil {
+		<-r.roundsDone
+	}
 	if nh != nil {
 		// Close stops the replica, which closes the state machine (and
 		// checkpoints SQLite's WAL), then the LogDB.
@@ -576,7 +591,9 @@ func (r *Replica) serveQuery(nh *dragonboat.NodeHost, env queryEnv) {
 		}
 		out, err = nh.StaleRead(r.cfg.ShardID, q)
 	case LevelLinearizable:
-		out, err = nh.SyncRead(ctx, r.cfg.ShardID, q)
+		if err = r.reads.wait(ctx); err == nil {
+			out, err = nh.StaleRead(r.cfg.ShardID, q)
+		}
 	case LevelStrong:
 		env.Answer(r.propose(ctx, nh, cmdpb.Command_TYPE_QUERY, env.Req.Request))
 		return

@@ -1,0 +1,132 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+)
+
+// readRounds confirms linearizable reads in rounds, the way etcd's
+// linearizable read loop does: one ReadIndex serves every read that was
+// waiting when it started. A read joins the next round to start, so the
+// index that round confirms was fixed after the read arrived, and once
+// the round completes (Dragonboat completes a ReadIndex only when this
+// node has applied up to the index) a local Lookup is linearizable.
+//
+// Dragonboat's SyncRead per read woke its step worker and took a request
+// state per read; at 64 concurrent readers that cost the leader as much
+// CPU again as the read itself, and the followers a heartbeat reply per
+// step. Here at most one round is in flight.
+type readRounds struct {
+	mu   sync.Mutex
+	next *readRound
+	// kick wakes the loop when a round has waiters.
+	kick chan struct{}
+}
+
+type readRound struct {
+	waiters int
+	done    chan struct{}
+	err     error
+}
+
+func newReadRounds() *readRounds {
+	return &readRounds{next: &readRound{done: make(chan struct{})}, kick: make(chan struct{}, 1)}
+}
+
+// readRoundTimeout bounds one round. A round that times out (no quorum
+// answered) sends its readers to the next round while their own deadlines
+// allow, so a round stuck across a leader change delays reads by this much
+// at most, where one long round would hold every read behind it.
+const readRoundTimeout = time.Second
+
+// wait returns once a round that started after the call has confirmed
+// the read index and this node has applied up to it, or with the round's
+// error (Dragonboat's, which mapErr knows), or ctx's as SyncRead names it.
+func (x *readRounds) wait(ctx context.Context) error {
+	for {
+		x.mu.Lock()
+		r := x.next
+		r.waiters++
+		x.mu.Unlock()
+		select {
+		case x.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.done:
+			if errors.Is(r.err, dragonboat.ErrTimeout) && ctx.Err() == nil {
+				continue
+			}
+			return r.err
+		case <-ctx.Done():
+			if ctx.Err() == context.DeadlineExceeded {
+				return dragonboat.ErrTimeout
+			}
+			return dragonboat.ErrCanceled
+		}
+	}
+}
+
+// run serves rounds with confirm until ctx ends; then the waiting round
+// fails with ErrClosed.
+func (x *readRounds) run(ctx context.Context, confirm func(context.Context) error) {
+	for {
+		select {
+		case <-x.kick:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			x.mu.Lock()
+			r := x.next
+			x.next = &readRound{done: make(chan struct{})}
+			x.mu.Unlock()
+			r.err = dragonboat.ErrClosed
+			close(r.done)
+			return
+		}
+		x.mu.Lock()
+		r := x.next
+		if r.waiters == 0 {
+			x.mu.Unlock()
+			continue // a late kick of a round already served
+		}
+		x.next = &readRound{done: make(chan struct{})}
+		x.mu.Unlock()
+		r.err = confirm(ctx)
+		close(r.done)
+	}
+}
+
+// confirmReadIndex runs one ReadIndex and waits until it completes, with
+// SyncRead's errors. Like SyncRead, it releases the request state only
+// once Dragonboat is done with it.
+func confirmReadIndex(ctx context.Context, nh *dragonboat.NodeHost, shardID uint64) error {
+	rs, err := nh.ReadIndex(shardID, readRoundTimeout)
+	if err != nil {
+		return err
+	}
+	select {
+	case res := <-rs.AppliedC():
+		switch {
+		case res.Completed():
+			rs.Release()
+			return nil
+		case res.Rejected():
+			return dragonboat.ErrRejected
+		case res.Timeout():
+			return dragonboat.ErrTimeout
+		case res.Terminated():
+			return dragonboat.ErrShardClosed
+		case res.Dropped():
+			return dragonboat.ErrShardNotReady
+		default:
+			return dragonboat.ErrAborted
+		}
+	case <-ctx.Done():
+		return dragonboat.ErrClosed
+	}
+}
