@@ -57,14 +57,6 @@ func (l Level) String() string {
 	return [...]string{"weak", "none", "linearizable", "strong", "auto"}[l]
 }
 
-// ExecReq asks for a write through the log.
-type ExecReq struct {
-	// Ctx bounds the request; it travels with the message because the
-	// work happens on another goroutine.
-	Ctx     context.Context
-	Request *cmdpb.Request
-}
-
 // ReadOptions qualify a read (API.md 1.2, 1.8).
 type ReadOptions struct {
 	Level Level
@@ -75,13 +67,6 @@ type ReadOptions struct {
 	// ("query timeout"). Reads through the log ignore it: an interrupt
 	// timed differently on each replica would make them diverge.
 	DBTimeout time.Duration
-}
-
-// QueryReq asks for a read.
-type QueryReq struct {
-	Ctx     context.Context
-	Request *cmdpb.Request
-	Opts    ReadOptions
 }
 
 // LocalReq runs a state machine query on the local replica for as long as
@@ -110,8 +95,6 @@ type SnapshotReq struct {
 
 type (
 	snapshotEnv = actors.Envelope[SnapshotReq, uint64]
-	execEnv     = actors.Envelope[ExecReq, *cmdpb.Response]
-	queryEnv    = actors.Envelope[QueryReq, *cmdpb.Response]
 	localEnv    = actors.Envelope[LocalReq, any]
 	bootEnv     = actors.Envelope[BootReq, struct{}]
 )
@@ -146,8 +129,6 @@ type Replica struct {
 	cfg     Config
 	log     *zap.Logger
 	life    *lifecycle.Lifecycle
-	execC   chan execEnv
-	queryC  chan queryEnv
 	localC  chan localEnv
 	snapC   chan snapshotEnv
 	bootC   chan bootEnv
@@ -168,6 +149,8 @@ type Replica struct {
 	// is over, so shutdown is bounded whatever the requests' deadlines.
 	workCtx    context.Context
 	cancelWork context.CancelFunc
+	// hot lends the NodeHost to Execute and Query (hotpath.go).
+	hot hotPath
 	// reads confirms linearizable reads in rounds; roundsDone closes when
 	// its loop (started with the NodeHost) has ended.
 	reads      *readRounds
@@ -182,8 +165,8 @@ func New(cfg Config) (*Replica, error) {
 	}
 	r := &Replica{
 		cfg: cfg, log: cfg.Logger, life: cfg.Lifecycle,
-		execC: make(chan execEnv, inboxSize), queryC: make(chan queryEnv, inboxSize), localC: make(chan localEnv, inboxSize),
-		snapC: make(chan snapshotEnv, inboxSize), bootC: make(chan bootEnv, inboxSize),
+		localC: make(chan localEnv, inboxSize),
+		snapC:  make(chan snapshotEnv, inboxSize), bootC: make(chan bootEnv, inboxSize),
 		memberC: make(chan memberEnv, inboxSize),
 		done:    actors.NewDone(),
 		reads:   newReadRounds(),
@@ -193,14 +176,27 @@ func New(cfg Config) (*Replica, error) {
 	return r, nil
 }
 
-// Execute proposes req and returns its results once applied locally.
+// Execute proposes req and returns its results once applied locally. It
+// runs on the caller's goroutine (hotPath).
 func (r *Replica) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Response, error) {
-	return actors.Call(ctx, r.done.C(), r.execC, ExecReq{Ctx: ctx, Request: req})
+	nh, err := r.hot.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer r.hot.leave()
+	ctx, cancel := r.withDeadline(ctx)
+	defer cancel()
+	return r.propose(ctx, nh, cmdpb.Command_TYPE_EXECUTE, req)
 }
 
-// Query reads at level.
+// Query reads at opts.Level. It runs on the caller's goroutine (hotPath).
 func (r *Replica) Query(ctx context.Context, req *cmdpb.Request, opts ReadOptions) (*cmdpb.Response, error) {
-	return actors.Call(ctx, r.done.C(), r.queryC, QueryReq{Ctx: ctx, Request: req, Opts: opts})
+	nh, err := r.hot.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer r.hot.leave()
+	return r.query(ctx, nh, req, opts)
 }
 
 // Backup streams a consistent copy of the local database (API.md 1.10).
@@ -302,6 +298,7 @@ func (r *Replica) Run(ctx context.Context) error {
 				return s.err
 			}
 			nh, startC = s.nh, nil
+			r.hot.open(nh)
 			// Linearizable reads are confirmed in rounds (readindex.go);
 			// the loop outlives the requests, and shutdown waits for it.
 			r.roundsDone = make(chan struct{})
@@ -309,20 +306,6 @@ func (r *Replica) Run(ctx context.Context) error {
 				defer close(r.roundsDone)
 				r.reads.run(r.workCtx, func(ctx context.Context) error { return confirmReadIndex(ctx, nh, r.cfg.ShardID) })
 			}(nh)
-		case env := <-r.execC:
-			if nh == nil {
-				env.Answer(nil, ErrNotStarted)
-				continue
-			}
-			r.workers.Add(1)
-			go func() { defer r.workers.Done(); r.serveExec(nh, env) }()
-		case env := <-r.queryC:
-			if nh == nil {
-				env.Answer(nil, ErrNotStarted)
-				continue
-			}
-			r.workers.Add(1)
-			go func() { defer r.workers.Done(); r.serveQuery(nh, env) }()
 		case env := <-r.localC:
 			if nh == nil {
 				env.Answer(nil, ErrNotStarted)
@@ -407,14 +390,9 @@ func (r *Replica) Run(ctx context.Context) error {
 // (they are bounded by their deadlines) and closes the NodeHost.
 func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
 	r.done.Close()
+	r.hot.stopping.Store(true)
 	for {
 		select {
-		case env := <-r.execC:
-			env.Answer(nil, ErrStopped)
-			continue
-		case env := <-r.queryC:
-			env.Answer(nil, ErrStopped)
-			continue
 		case env := <-r.localC:
 			env.Answer(nil, ErrStopped)
 			continue
@@ -432,7 +410,7 @@ func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
 		break
 	}
 	waited := make(chan struct{})
-	go func() { r.workers.Wait(); close(waited) }()
+	go func() { r.workers.Wait(); r.hot.close(); close(waited) }()
 	select {
 	case <-waited:
 	case <-time.After(shutdownGrace):
@@ -552,17 +530,11 @@ func (r *Replica) withDeadline(ctx context.Context) (context.Context, context.Ca
 	return ctx, func() { stop(); cancel() }
 }
 
-func (r *Replica) serveExec(nh *dragonboat.NodeHost, env execEnv) {
-	ctx, cancel := r.withDeadline(env.Req.Ctx)
+func (r *Replica) query(ctx context.Context, nh *dragonboat.NodeHost, req *cmdpb.Request, opts ReadOptions) (*cmdpb.Response, error) {
+	ctx, cancel := r.withDeadline(ctx)
 	defer cancel()
-	env.Answer(r.propose(ctx, nh, cmdpb.Command_TYPE_EXECUTE, env.Req.Request))
-}
-
-func (r *Replica) serveQuery(nh *dragonboat.NodeHost, env queryEnv) {
-	ctx, cancel := r.withDeadline(env.Req.Ctx)
-	defer cancel()
-	q := &sm.Query{Ctx: ctx, Request: env.Req.Request, StatementTimeout: env.Req.Opts.DBTimeout}
-	level := env.Req.Opts.Level
+	q := &sm.Query{Ctx: ctx, Request: req, StatementTimeout: opts.DBTimeout}
+	level := opts.Level
 	if level == LevelAuto {
 		// auto is none on read replicas and weak on voters (API.md 1.8).
 		level = LevelWeak
@@ -585,9 +557,8 @@ func (r *Replica) serveQuery(nh *dragonboat.NodeHost, env queryEnv) {
 	)
 	switch level {
 	case LevelNone:
-		if r.stale(env.Req.Opts.Freshness) {
-			env.Answer(nil, ErrStaleRead)
-			return
+		if r.stale(opts.Freshness) {
+			return nil, ErrStaleRead
 		}
 		out, err = nh.StaleRead(r.cfg.ShardID, q)
 	case LevelLinearizable:
@@ -595,21 +566,18 @@ func (r *Replica) serveQuery(nh *dragonboat.NodeHost, env queryEnv) {
 			out, err = nh.StaleRead(r.cfg.ShardID, q)
 		}
 	case LevelStrong:
-		env.Answer(r.propose(ctx, nh, cmdpb.Command_TYPE_QUERY, env.Req.Request))
-		return
+		return r.propose(ctx, nh, cmdpb.Command_TYPE_QUERY, req)
 	default:
 		err = ErrBadLevel
 	}
 	if err != nil {
-		env.Answer(nil, r.mapErr(nh, err))
-		return
+		return nil, r.mapErr(nh, err)
 	}
 	resp, ok := out.(*cmdpb.Response)
 	if !ok {
-		env.Answer(nil, fmt.Errorf("%w: lookup returned %T", ErrNotReady, out))
-		return
+		return nil, fmt.Errorf("%w: lookup returned %T", ErrNotReady, out)
 	}
-	env.Answer(resp, nil)
+	return resp, nil
 }
 
 // serveLocal runs a local query (backup, checkpoint) until it is done or

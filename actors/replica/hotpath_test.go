@@ -1,0 +1,70 @@
+package replica
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+)
+
+func TestHotPathLease(t *testing.T) {
+	var h hotPath
+	if _, err := h.enter(); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("before open: %v", err)
+	}
+	nh := &dragonboat.NodeHost{} // never called: only its identity matters
+	h.open(nh)
+	got, err := h.enter()
+	if err != nil || got != nh {
+		t.Fatalf("after open: %v %v", got, err)
+	}
+	// close waits for the lease held above.
+	closed := make(chan struct{})
+	go func() { h.close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("close returned while a request held the NodeHost")
+	case <-time.After(50 * time.Millisecond):
+	}
+	// New requests are refused at once while close waits.
+	if _, err := h.enter(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("while closing: %v", err)
+	}
+	h.leave()
+	<-closed
+	if _, err := h.enter(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("after close: %v", err)
+	}
+}
+
+// Under -race: leases taken concurrently with close never see a closed
+// NodeHost (nil) while holding one.
+func TestHotPathConcurrentClose(t *testing.T) {
+	var h hotPath
+	h.open(&dragonboat.NodeHost{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				nh, err := h.enter()
+				if err != nil {
+					if !errors.Is(err, ErrStopped) {
+						t.Error(err)
+					}
+					return
+				}
+				if nh == nil || h.nh == nil {
+					t.Error("lease without a NodeHost")
+				}
+				h.leave()
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	h.close()
+	wg.Wait()
+}
