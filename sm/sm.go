@@ -42,6 +42,10 @@ type StateMachine struct {
 	echoID, echoChanges int64
 	// nodesChanged: the batch being applied wrote the node table.
 	nodesChanged bool
+	// rollbacks records, while one Update runs, the requests (by entry
+	// index, then position in a BATCH entry; 0 otherwise) that rolled the
+	// transaction back: they fail alone, and every later redo skips them.
+	rollbacks map[uint64]map[int]bool
 	// schemaConnState caches whether a trigger or view reads connection
 	// state (schemaReadsConnState); schemaDirty invalidates it.
 	schemaConnState, schemaDirty bool
@@ -424,4 +428,7 @@ func (s *StateMachine) registerDeterministic(c *sqlite3.SQLiteConn) error {
 }
 
 // seed makes the writer's RANDOM() a function of the entry index.
-func (s *StateMachine) seed(index uint64) { s.rng = rand.New(rand.NewPCG(index, 0x5eed)) }
+// seed makes random() and randomblob() of the k-th request applied at
+// index deterministic (k > 0 inside a BATCH entry; k = 0 keeps the seeds
+// of entries written before batches existed).
+func (s *StateMachine) seed(index, k uint64) { s.rng = rand.New(rand.NewPCG(index, 0x5eed+k)) }

@@ -12,6 +12,7 @@ import (
 	sm "github.com/lni/dragonboat/v4/statemachine"
 	sqlite3 "github.com/mattn/go-sqlite3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffdb/skiff/sm/cmdpb"
@@ -181,7 +182,9 @@ func (s *StateMachine) Update(ents []sm.Entry) ([]sm.Entry, error) {
 		s.fault(err)
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
-	if err := s.applyBatch(ents); err != nil {
+	err := s.applyBatch(ents)
+	s.rollbacks = nil
+	if err != nil {
 		s.fault(err)
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
@@ -226,11 +229,15 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 		if rolledBack {
 			// A client statement (INSERT OR ROLLBACK, RAISE(ROLLBACK)) ended
 			// the batch's transaction and undid the entries before it. Redo
-			// them, deterministically, and fail this entry alone.
+			// them, deterministically, then apply this entry again: the
+			// request that rolled back (applyEntry recorded it) fails alone,
+			// and is skipped by any later redo, where it would roll back
+			// again.
 			if err := s.redo(ents[txStart:i]); err != nil {
 				return err
 			}
-			res = errorResult(ents[i].Index, "statement rolled back the transaction: ROLLBACK conflict resolution is not supported")
+			i-- // applied again, without what rolled back (s.rollbacks)
+			continue
 		}
 		ents[i].Result = res
 	}
@@ -386,8 +393,11 @@ func (s *StateMachine) applyEntry(e *sm.Entry, cmd *cmdpb.Command, decErr error)
 		if ok {
 			var resp cmdpb.Response
 			_ = proto.Unmarshal(prev, &resp)
-			return sm.Result{Value: uint64(len(resp.GetResults())), Data: prev}, false, nil
+			return sm.Result{Value: uint64(len(resp.GetResults()) + len(resp.GetBatch())), Data: prev}, false, nil
 		}
+	}
+	if s.rollbacks[e.Index][0] && cmd.GetType() != cmdpb.Command_TYPE_BATCH {
+		return errorResult(e.Index, errRolledBack), false, nil
 	}
 	var mode stmtMode
 	switch cmd.GetType() {
@@ -398,6 +408,8 @@ func (s *StateMachine) applyEntry(e *sm.Entry, cmd *cmdpb.Command, decErr error)
 		s.nodesChanged = true
 		data, _ := proto.Marshal(&cmdpb.Response{RaftIndex: e.Index})
 		return sm.Result{Data: data}, false, nil
+	case cmdpb.Command_TYPE_BATCH:
+		return s.applyBatchCommand(e.Index, id, cmd.GetBatch())
 	case cmdpb.Command_TYPE_EXECUTE:
 		mode = modeWrite
 	case cmdpb.Command_TYPE_QUERY:
@@ -405,33 +417,20 @@ func (s *StateMachine) applyEntry(e *sm.Entry, cmd *cmdpb.Command, decErr error)
 	default:
 		return errorResult(e.Index, fmt.Sprintf("unsupported command type %d", cmd.GetType())), false, nil
 	}
-	s.seed(e.Index)
-	resp, flags, times, rolledBack, err := s.execRequest(cmd.GetRequest(), mode)
+	s.seed(e.Index, 0)
+	// Only writes are remembered: a retried read (a strong query) just
+	// reads again, and its rows could be any size.
+	keep := len(id) > 0 && mode == modeWrite
+	resp, stored, rolledBack, err := s.applyRequest(e.Index, cmd.GetRequest(), mode, keep)
+	if rolledBack {
+		s.recordRollback(e.Index, 0)
+	}
 	if err != nil || rolledBack {
 		return sm.Result{}, rolledBack, err
 	}
-	resp.RaftIndex = e.Index
-	// Only writes are remembered: a retried read (a strong query) just
-	// reads again, and its rows could be any size. The remembered response
-	// leaves out timings and echoes: they differ from replica to replica
-	// (and across restarts), and the file's contents must not.
-	if len(id) > 0 && mode == modeWrite {
-		data, err := proto.Marshal(resp)
-		if err != nil {
-			return sm.Result{}, false, fmt.Errorf("encode response: %w", err)
-		}
-		if len(data) > maxRememberedResponse {
-			data, _ = proto.Marshal(&cmdpb.Response{RaftIndex: e.Index,
-				Error: fmt.Sprintf("request already applied at index %d; its result (%d bytes) was too large to keep", e.Index, len(data))})
-		}
-		if err := s.w.putDedup(e.Index, id, data); err != nil {
-			return sm.Result{}, false, fmt.Errorf("remember request id: %w", err)
-		}
-	}
-	for i, res := range resp.Results {
-		s.echo(res, flags[i])
-		if times != nil {
-			res.Time = times[i]
+	if keep {
+		if err := s.remember(e.Index, id, stored); err != nil {
+			return sm.Result{}, false, err
 		}
 	}
 	data, err := proto.Marshal(resp)
@@ -444,6 +443,121 @@ func (s *StateMachine) applyEntry(e *sm.Entry, cmd *cmdpb.Command, decErr error)
 	}
 	return sm.Result{Value: v, Data: data}, false, nil
 }
+
+// applyRequest runs one request and returns its response as the client
+// sees it and, when keep, encoded as it is remembered for a retry: without
+// timings and echoes (they differ from replica to replica, and across
+// restarts, and the file's contents must not).
+func (s *StateMachine) applyRequest(index uint64, req *cmdpb.Request, mode stmtMode, keep bool) (resp *cmdpb.Response, stored []byte, rolledBack bool, err error) {
+	resp, flags, times, rolledBack, err := s.execRequest(req, mode)
+	if err != nil || rolledBack {
+		return nil, nil, rolledBack, err
+	}
+	resp.RaftIndex = index
+	if keep {
+		if stored, err = proto.Marshal(resp); err != nil {
+			return nil, nil, false, fmt.Errorf("encode response: %w", err)
+		}
+	}
+	for i, res := range resp.Results {
+		s.echo(res, flags[i])
+		if times != nil {
+			res.Time = times[i]
+		}
+	}
+	return resp, stored, false, nil
+}
+
+// remember stores data, the encoded response of request id applied at
+// index, for a retry of it to answer.
+func (s *StateMachine) remember(index uint64, id []byte, data []byte) error {
+	if len(data) > maxRememberedResponse {
+		data, _ = proto.Marshal(&cmdpb.Response{RaftIndex: index,
+			Error: fmt.Sprintf("request already applied at index %d; its result (%d bytes) was too large to keep", index, len(data))})
+	}
+	if err := s.w.putDedup(index, id, data); err != nil {
+		return fmt.Errorf("remember request id: %w", err)
+	}
+	return nil
+}
+
+// recordRollback notes that request k of the entry at index rolled the
+// transaction back, for the rest of this Update.
+func (s *StateMachine) recordRollback(index uint64, k int) {
+	if s.rollbacks == nil {
+		s.rollbacks = map[uint64]map[int]bool{}
+	}
+	if s.rollbacks[index] == nil {
+		s.rollbacks[index] = map[int]bool{}
+	}
+	s.rollbacks[index][k] = true
+}
+
+// errRolledBack is the answer of a request whose statement rolled back the
+// whole transaction (INSERT OR ROLLBACK, RAISE(ROLLBACK)).
+const errRolledBack = "statement rolled back the transaction: ROLLBACK conflict resolution is not supported"
+
+// applyBatchCommand applies the commands of a BATCH entry at index in
+// order, each exactly as an entry of its own would be (its own seed, its
+// own response). When one rolls the transaction back, it is recorded
+// (recordRollback) and rolledBack is returned: applyBatch redoes the
+// entries before this one and applies this one again, skipping it.
+func (s *StateMachine) applyBatchCommand(index uint64, id []byte, cmds []*cmdpb.Command) (sm.Result, bool, error) {
+	out := &cmdpb.Response{RaftIndex: index, Batch: make([]*cmdpb.Response, len(cmds))}
+	// The remembered response is assembled encoded: a Response with
+	// raft_index and each command's remembered response as a batch field.
+	keep := len(id) > 0
+	var stored []byte
+	if keep {
+		stored, _ = proto.Marshal(&cmdpb.Response{RaftIndex: index})
+	}
+	skip := s.rollbacks[index]
+	for k, c := range cmds {
+		switch {
+		case skip[k]:
+			out.Batch[k] = &cmdpb.Response{Error: errRolledBack, RaftIndex: index}
+		case c.GetType() != cmdpb.Command_TYPE_EXECUTE || c.GetVersion() != CommandVersion || len(c.GetRequestId()) > 0:
+			out.Batch[k] = &cmdpb.Response{Error: "unsupported command in batch", RaftIndex: index}
+		default:
+			s.seed(index, uint64(k))
+			resp, st, rolledBack, err := s.applyRequest(index, c.GetRequest(), modeWrite, keep)
+			if err != nil {
+				return sm.Result{}, false, err
+			}
+			if rolledBack {
+				s.recordRollback(index, k)
+				return sm.Result{}, true, nil
+			}
+			out.Batch[k] = resp
+			stored = appendBatchField(stored, st)
+			continue
+		}
+		if keep {
+			b, _ := proto.Marshal(out.Batch[k])
+			stored = appendBatchField(stored, b)
+		}
+	}
+	if keep {
+		if err := s.remember(index, id, stored); err != nil {
+			return sm.Result{}, false, err
+		}
+	}
+	data, err := proto.Marshal(out)
+	if err != nil {
+		return sm.Result{}, false, fmt.Errorf("encode response: %w", err)
+	}
+	return sm.Result{Value: uint64(len(cmds)), Data: data}, false, nil
+}
+
+// appendBatchField appends resp, an encoded Response, to the encoded
+// Response b as one element of its batch field.
+func appendBatchField(b, resp []byte) []byte {
+	b = protowire.AppendTag(b, batchFieldNumber, protowire.BytesType)
+	return protowire.AppendBytes(b, resp)
+}
+
+// batchFieldNumber is Response.batch's field number.
+const batchFieldNumber = 4
 
 // connStateWords are what a request's text must contain to read the
 // connection state a request starts from: the functions themselves, or a

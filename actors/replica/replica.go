@@ -151,10 +151,12 @@ type Replica struct {
 	cancelWork context.CancelFunc
 	// hot lends the NodeHost to Execute and Query (hotpath.go).
 	hot hotPath
-	// reads confirms linearizable reads in rounds; roundsDone closes when
-	// its loop (started with the NodeHost) has ended.
-	reads      *readRounds
-	roundsDone chan struct{}
+	// reads confirms linearizable reads in rounds (readindex.go); writeC
+	// feeds the write proposers (coalesce.go). loops counts those loops,
+	// started with the NodeHost and ended by shutdown after the requests.
+	reads  *readRounds
+	writeC chan *pendingWrite
+	loops  sync.WaitGroup
 }
 
 // New validates cfg and returns an unstarted replica.
@@ -170,6 +172,7 @@ func New(cfg Config) (*Replica, error) {
 		memberC: make(chan memberEnv, inboxSize),
 		done:    actors.NewDone(),
 		reads:   newReadRounds(),
+		writeC:  make(chan *pendingWrite, writeQueueSize),
 		lis:     &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
 	}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
@@ -186,7 +189,12 @@ func (r *Replica) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Respo
 	defer r.hot.leave()
 	ctx, cancel := r.withDeadline(ctx)
 	defer cancel()
-	return r.propose(ctx, nh, cmdpb.Command_TYPE_EXECUTE, req)
+	if _, ok := actors.RequestID(ctx); ok {
+		// A caller that retries under one request ID (the write queue)
+		// needs it in the log: proposed alone, not in a batch.
+		return r.propose(ctx, nh, cmdpb.Command_TYPE_EXECUTE, req)
+	}
+	return r.submitWrite(ctx, nh, req)
 }
 
 // Query reads at opts.Level. It runs on the caller's goroutine (hotPath).
@@ -299,13 +307,17 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 			nh, startC = s.nh, nil
 			r.hot.open(nh)
-			// Linearizable reads are confirmed in rounds (readindex.go);
-			// the loop outlives the requests, and shutdown waits for it.
-			r.roundsDone = make(chan struct{})
+			// Linearizable reads are confirmed in rounds, writes proposed
+			// in batches; the loops outlive the requests, and shutdown
+			// waits for them.
+			r.loops.Add(1 + writeProposers)
 			go func(nh *dragonboat.NodeHost) {
-				defer close(r.roundsDone)
+				defer r.loops.Done()
 				r.reads.run(r.workCtx, func(ctx context.Context) error { return confirmReadIndex(ctx, nh, r.cfg.ShardID) })
 			}(nh)
+			for range writeProposers {
+				go func(nh *dragonboat.NodeHost) { defer r.loops.Done(); r.proposeWrites(r.workCtx, nh) }(nh)
+			}
 		case env := <-r.localC:
 			if nh == nil {
 				env.Answer(nil, ErrNotStarted)
@@ -419,9 +431,7 @@ func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
 		<-waited
 	}
 	r.cancelWork()
-	if r.roundsDone != nil {
-		<-r.roundsDone
-	}
+	r.loops.Wait()
 	if nh != nil {
 		// Close stops the replica, which closes the state machine (and
 		// checkpoints SQLite's WAL), then the LogDB.

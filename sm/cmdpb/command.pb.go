@@ -43,6 +43,12 @@ const (
 	// NODE records or forgets one member's metadata (node ID, addresses,
 	// voter flag) in the replicated node table.
 	Command_TYPE_NODE Command_Type = 4
+	// BATCH carries concurrent EXECUTE commands coalesced into one entry
+	// (group commit at the log): each is applied as if it were an entry of
+	// its own, in order, and answers in Response.batch at the same
+	// position. The inner commands carry no request IDs: the batch's own
+	// ID deduplicates a retried proposal of the whole batch.
+	Command_TYPE_BATCH Command_Type = 5
 )
 
 // Enum value maps for Command_Type.
@@ -53,6 +59,7 @@ var (
 		2: "TYPE_QUERY",
 		3: "TYPE_BOOT",
 		4: "TYPE_NODE",
+		5: "TYPE_BATCH",
 	}
 	Command_Type_value = map[string]int32{
 		"TYPE_UNSPECIFIED": 0,
@@ -60,6 +67,7 @@ var (
 		"TYPE_QUERY":       2,
 		"TYPE_BOOT":        3,
 		"TYPE_NODE":        4,
+		"TYPE_BATCH":       5,
 	}
 )
 
@@ -393,7 +401,9 @@ type Command struct {
 	// the replica's directory).
 	BootFile string `protobuf:"bytes,5,opt,name=boot_file,json=bootFile,proto3" json:"boot_file,omitempty"`
 	// node is the metadata of a NODE command.
-	Node          *NodeMeta `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`
+	Node *NodeMeta `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`
+	// batch holds the commands of a BATCH command.
+	Batch         []*Command `protobuf:"bytes,7,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -466,6 +476,13 @@ func (x *Command) GetBootFile() string {
 func (x *Command) GetNode() *NodeMeta {
 	if x != nil {
 		return x.Node
+	}
+	return nil
+}
+
+func (x *Command) GetBatch() []*Command {
+	if x != nil {
+		return x.Batch
 	}
 	return nil
 }
@@ -863,7 +880,9 @@ type Response struct {
 	// error is a request-level error (for example an unknown command version).
 	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	// raft_index is the log index the request was applied at (0 for local reads).
-	RaftIndex     uint64 `protobuf:"varint,3,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"`
+	RaftIndex uint64 `protobuf:"varint,3,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"`
+	// batch holds, for a BATCH command, each inner command's response.
+	Batch         []*Response `protobuf:"bytes,4,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -919,6 +938,13 @@ func (x *Response) GetRaftIndex() uint64 {
 	return 0
 }
 
+func (x *Response) GetBatch() []*Response {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
 var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
@@ -946,7 +972,7 @@ const file_command_proto_rawDesc = "" +
 	"\atimings\x18\x03 \x01(\bR\atimings\x12\x1f\n" +
 	"\vreplace_all\x18\x04 \x01(\bR\n" +
 	"replaceAll\x12'\n" +
-	"\x0fqualify_columns\x18\x05 \x01(\bR\x0equalifyColumns\"\xd6\x02\n" +
+	"\x0fqualify_columns\x18\x05 \x01(\bR\x0equalifyColumns\"\x97\x03\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
@@ -954,14 +980,17 @@ const file_command_proto_rawDesc = "" +
 	"\x04type\x18\x03 \x01(\x0e2\x1e.skiff.command.v1.Command.TypeR\x04type\x123\n" +
 	"\arequest\x18\x04 \x01(\v2\x19.skiff.command.v1.RequestR\arequest\x12\x1b\n" +
 	"\tboot_file\x18\x05 \x01(\tR\bbootFile\x12.\n" +
-	"\x04node\x18\x06 \x01(\v2\x1a.skiff.command.v1.NodeMetaR\x04node\"\\\n" +
+	"\x04node\x18\x06 \x01(\v2\x1a.skiff.command.v1.NodeMetaR\x04node\x12/\n" +
+	"\x05batch\x18\a \x03(\v2\x19.skiff.command.v1.CommandR\x05batch\"l\n" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fTYPE_EXECUTE\x10\x01\x12\x0e\n" +
 	"\n" +
 	"TYPE_QUERY\x10\x02\x12\r\n" +
 	"\tTYPE_BOOT\x10\x03\x12\r\n" +
-	"\tTYPE_NODE\x10\x04\"\xa8\x01\n" +
+	"\tTYPE_NODE\x10\x04\x12\x0e\n" +
+	"\n" +
+	"TYPE_BATCH\x10\x05\"\xa8\x01\n" +
 	"\bNodeMeta\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\x04R\treplicaId\x12\x17\n" +
@@ -988,12 +1017,13 @@ const file_command_proto_rawDesc = "" +
 	"\acolumns\x18\x05 \x03(\tR\acolumns\x12\x14\n" +
 	"\x05types\x18\x06 \x03(\tR\x05types\x12)\n" +
 	"\x04rows\x18\a \x03(\v2\x15.skiff.command.v1.RowR\x04rows\x12\x12\n" +
-	"\x04time\x18\b \x01(\x01R\x04time\"|\n" +
+	"\x04time\x18\b \x01(\x01R\x04time\"\xae\x01\n" +
 	"\bResponse\x12;\n" +
 	"\aresults\x18\x01 \x03(\v2!.skiff.command.v1.StatementResultR\aresults\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1d\n" +
 	"\n" +
-	"raft_index\x18\x03 \x01(\x04R\traftIndexB#Z!github.com/skiffdb/skiff/sm/cmdpbb\x06proto3"
+	"raft_index\x18\x03 \x01(\x04R\traftIndex\x120\n" +
+	"\x05batch\x18\x04 \x03(\v2\x1a.skiff.command.v1.ResponseR\x05batchB#Z!github.com/skiffdb/skiff/sm/cmdpbb\x06proto3"
 
 var (
 	file_command_proto_rawDescOnce sync.Once
@@ -1022,19 +1052,21 @@ var file_command_proto_goTypes = []any{
 	(*Response)(nil),        // 9: skiff.command.v1.Response
 }
 var file_command_proto_depIdxs = []int32{
-	1, // 0: skiff.command.v1.Statement.parameters:type_name -> skiff.command.v1.Parameter
-	2, // 1: skiff.command.v1.Request.statements:type_name -> skiff.command.v1.Statement
-	0, // 2: skiff.command.v1.Command.type:type_name -> skiff.command.v1.Command.Type
-	3, // 3: skiff.command.v1.Command.request:type_name -> skiff.command.v1.Request
-	5, // 4: skiff.command.v1.Command.node:type_name -> skiff.command.v1.NodeMeta
-	6, // 5: skiff.command.v1.Row.values:type_name -> skiff.command.v1.Value
-	7, // 6: skiff.command.v1.StatementResult.rows:type_name -> skiff.command.v1.Row
-	8, // 7: skiff.command.v1.Response.results:type_name -> skiff.command.v1.StatementResult
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	1,  // 0: skiff.command.v1.Statement.parameters:type_name -> skiff.command.v1.Parameter
+	2,  // 1: skiff.command.v1.Request.statements:type_name -> skiff.command.v1.Statement
+	0,  // 2: skiff.command.v1.Command.type:type_name -> skiff.command.v1.Command.Type
+	3,  // 3: skiff.command.v1.Command.request:type_name -> skiff.command.v1.Request
+	5,  // 4: skiff.command.v1.Command.node:type_name -> skiff.command.v1.NodeMeta
+	4,  // 5: skiff.command.v1.Command.batch:type_name -> skiff.command.v1.Command
+	6,  // 6: skiff.command.v1.Row.values:type_name -> skiff.command.v1.Value
+	7,  // 7: skiff.command.v1.StatementResult.rows:type_name -> skiff.command.v1.Row
+	8,  // 8: skiff.command.v1.Response.results:type_name -> skiff.command.v1.StatementResult
+	9,  // 9: skiff.command.v1.Response.batch:type_name -> skiff.command.v1.Response
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }

@@ -1,0 +1,148 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffdb/skiff/sm"
+	"github.com/skiffdb/skiff/sm/cmdpb"
+)
+
+// Writes are coalesced into BATCH entries (group commit at the log): a
+// few proposers each take the writes that queued while the others were
+// in flight and propose them as one entry, which the state machine applies
+// as that many requests, each answering alone (sm.applyBatchCommand).
+// Per entry, Raft, the log store, the transport and the apply loop cost
+// the same whether it carries one write or a hundred; at 64 concurrent
+// writers that cost was most of a write's CPU on every node.
+const (
+	// writeProposers bounds the batches in flight. More would split the
+	// waiting writes into smaller batches; fewer would leave the log idle
+	// while a batch commits.
+	writeProposers = 4
+	// maxBatchWrites and maxBatchBytes bound one batch (the bytes are the
+	// encoded requests'; Dragonboat refuses entries near its in-memory log
+	// limit, and a big entry delays the heartbeats behind it).
+	maxBatchWrites = 256
+	maxBatchBytes  = 1 << 20
+	// writeQueueSize is how many writes may wait for a proposer; a writer
+	// finding it full waits, within its deadline.
+	writeQueueSize = 1024
+)
+
+type pendingWrite struct {
+	ctx  context.Context
+	req  *cmdpb.Request
+	done chan pendingResult // capacity 1: the proposer never blocks on it
+}
+
+type pendingResult struct {
+	resp *cmdpb.Response
+	err  error
+}
+
+// submitWrite hands req to the proposers and waits for its result. ctx
+// must have a deadline (withDeadline).
+func (r *Replica) submitWrite(ctx context.Context, nh *dragonboat.NodeHost, req *cmdpb.Request) (*cmdpb.Response, error) {
+	pw := &pendingWrite{ctx: ctx, req: req, done: make(chan pendingResult, 1)}
+	select {
+	case r.writeC <- pw:
+	case <-ctx.Done():
+		return nil, r.mapErr(nh, ctx.Err())
+	}
+	select {
+	case res := <-pw.done:
+		return res.resp, res.err
+	case <-ctx.Done():
+		// The write may still be applied, as a proposal that timed out
+		// may (mapErr: a timeout).
+		return nil, r.mapErr(nh, ctx.Err())
+	}
+}
+
+// proposeWrites is one proposer: it takes the first waiting write, every
+// other one already waiting (within the batch bounds), and proposes them,
+// until ctx ends.
+func (r *Replica) proposeWrites(ctx context.Context, nh *dragonboat.NodeHost) {
+	batch := make([]*pendingWrite, 0, maxBatchWrites)
+	for {
+		var first *pendingWrite
+		select {
+		case first = <-r.writeC:
+		case <-ctx.Done():
+			return
+		}
+		batch = append(batch[:0], first)
+		size := proto.Size(first.req)
+	drain:
+		for len(batch) < maxBatchWrites && size < maxBatchBytes {
+			select {
+			case pw := <-r.writeC:
+				batch = append(batch, pw)
+				size += proto.Size(pw.req)
+			default:
+				break drain
+			}
+		}
+		r.proposeBatch(ctx, nh, batch)
+		clear(batch)
+	}
+}
+
+// proposeBatch proposes the writes still wanted, alone or as one BATCH
+// entry, and answers each.
+func (r *Replica) proposeBatch(ctx context.Context, nh *dragonboat.NodeHost, batch []*pendingWrite) {
+	live := batch[:0]
+	var deadline time.Time
+	for _, pw := range batch {
+		if pw.ctx.Err() != nil {
+			continue // its writer has given up; nothing was proposed
+		}
+		if d, ok := pw.ctx.Deadline(); ok && d.After(deadline) {
+			deadline = d
+		}
+		live = append(live, pw)
+	}
+	if len(live) == 0 {
+		return
+	}
+	if deadline.IsZero() {
+		deadline = time.Now().Add(r.cfg.ApplyTimeout)
+	}
+	// The batch lives as long as its most patient writer; shutdown's
+	// cancel of ctx ends it.
+	bctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if len(live) == 1 {
+		resp, err := r.propose(bctx, nh, cmdpb.Command_TYPE_EXECUTE, live[0].req)
+		live[0].done <- pendingResult{resp, err}
+		return
+	}
+	cmd := &cmdpb.Command{Type: cmdpb.Command_TYPE_BATCH, Batch: make([]*cmdpb.Command, len(live))}
+	for i, pw := range live {
+		cmd.Batch[i] = &cmdpb.Command{Version: sm.CommandVersion, Type: cmdpb.Command_TYPE_EXECUTE, Request: pw.req}
+	}
+	resp, err := r.proposeCommand(bctx, nh, cmd)
+	if err == nil && len(resp.GetBatch()) != len(live) {
+		if resp.GetError() != "" {
+			// Refused whole (an unknown command version): each write
+			// answers with that error.
+			for _, pw := range live {
+				pw.done <- pendingResult{&cmdpb.Response{Error: resp.GetError(), RaftIndex: resp.GetRaftIndex()}, nil}
+			}
+			return
+		}
+		err = fmt.Errorf("%w: a batch of %d writes answered %d results", ErrNotReady, len(live), len(resp.GetBatch()))
+	}
+	for i, pw := range live {
+		if err != nil {
+			pw.done <- pendingResult{nil, err}
+			continue
+		}
+		pw.done <- pendingResult{resp.Batch[i], nil}
+	}
+}
