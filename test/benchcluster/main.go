@@ -124,7 +124,10 @@ func run(skiffd string, d time.Duration, workers, runs int) error {
 	ctx := context.Background()
 	var rows []row
 	add := func(name string, ceiling float64, cfg bench.Config) error {
-		cfg.Workers, cfg.Duration = workers, d
+		if cfg.Workers == 0 {
+			cfg.Workers = workers
+		}
+		cfg.Duration = d
 		var all []*bench.Result
 		for i := range runs {
 			res, err := bench.Run(ctx, cfg, nil)
@@ -145,6 +148,7 @@ func run(skiffd string, d time.Duration, workers, runs int) error {
 	}{
 		{"insert, leader", ceilInsert, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert}},
 		{"insert, follower", ceilInsert, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadInsert}},
+		{"insert, leader, queued (-q)", ceilInsert, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert, Queued: true}},
 		{"batch of 100, leader", ceilBatch, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadBatch, Batch: 100}},
 		{"point read none, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Preload: 10000, Level: "none"}},
 		{"point read none, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "none"}},
@@ -162,6 +166,13 @@ func run(skiffd string, d time.Duration, workers, runs int) error {
 		if err := add(s.name, s.ceiling, s.cfg); err != nil {
 			return err
 		}
+	}
+	// Open loop at half the leader's closed-loop insert rate: latency from
+	// each request's intended send time (issue 6's p99 target).
+	half := rows[0].res.RequestsPerS / 2
+	if err := add(fmt.Sprintf("insert, leader, open loop %.0f/s", half), ceilInsert,
+		bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert, Rate: half, Workers: 256}); err != nil {
+		return err
 	}
 	fmt.Printf("%-36s %10s %12s %9s %9s %9s %8s %12s\n", "workload", "req/s", "stmts/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling")
 	for _, r := range rows {
