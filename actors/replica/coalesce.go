@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lni/dragonboat/v4"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffdb/skiff/sm"
@@ -35,6 +36,12 @@ const (
 	// writeQueueSize is how many writes may wait for a proposer; a writer
 	// finding it full waits, within its deadline.
 	writeQueueSize = 1024
+	// proposalStall is how long a proposer waits for its batch before it
+	// leaves the batch to finish on its own goroutine and takes the next
+	// one. A batch commits in milliseconds; one stuck across a leader
+	// change (waiting out its writers' deadlines) must not hold every
+	// later write behind it.
+	proposalStall = 500 * time.Millisecond
 )
 
 type pendingWrite struct {
@@ -69,30 +76,61 @@ func (r *Replica) submitWrite(ctx context.Context, nh *dragonboat.NodeHost, req 
 
 // proposeWrites is one proposer: it takes the first waiting write, every
 // other one already waiting (within the batch bounds), and proposes them,
-// until ctx ends.
-func (r *Replica) proposeWrites(ctx context.Context, nh *dragonboat.NodeHost) {
-	batch := make([]*pendingWrite, 0, maxBatchWrites)
+// until ctx ends. It waits for the batch's result up to proposalStall;
+// past that the batch finishes on its own goroutine (counted in r.loops,
+// which shutdown waits for after cancelling ctx).
+func (r *Replica) proposeWrites(ctx context.Context, propose func(context.Context, []*pendingWrite)) {
+	var carry *pendingWrite // the write that did not fit the last batch
+	stall := time.NewTimer(proposalStall)
+	defer stall.Stop()
 	for {
-		var first *pendingWrite
-		select {
-		case first = <-r.writeC:
-		case <-ctx.Done():
-			return
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-r.writeC:
+			case <-ctx.Done():
+				return
+			}
 		}
-		batch = append(batch[:0], first)
+		batch := make([]*pendingWrite, 1, 16)
+		batch[0] = first
 		size := proto.Size(first.req)
 	drain:
-		for len(batch) < maxBatchWrites && size < maxBatchBytes {
+		for len(batch) < maxBatchWrites {
 			select {
 			case pw := <-r.writeC:
+				n := proto.Size(pw.req)
+				if size+n > maxBatchBytes {
+					carry = pw // each write fits alone; the batch must too
+					break drain
+				}
 				batch = append(batch, pw)
-				size += proto.Size(pw.req)
+				size += n
 			default:
 				break drain
 			}
 		}
-		r.proposeBatch(ctx, nh, batch)
-		clear(batch)
+		done := make(chan struct{})
+		r.loops.Add(1)
+		go func() {
+			defer r.loops.Done()
+			defer close(done)
+			propose(ctx, batch)
+		}()
+		stall.Reset(proposalStall)
+		select {
+		case <-done:
+		case <-stall.C:
+			r.log.Warn("a write batch is slow to commit; proposing the next without it",
+				zap.Int("writes", len(batch)), zap.Duration("waited", proposalStall))
+		}
+		if !stall.Stop() {
+			select {
+			case <-stall.C:
+			default:
+			}
+		}
 	}
 }
 

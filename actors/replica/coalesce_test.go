@@ -1,9 +1,15 @@
 package replica
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
@@ -91,4 +97,86 @@ func TestConcurrentWritesShareEntriesAndAnswerAlone(t *testing.T) {
 		t.Fatalf("%d writes took %d entries: none were coalesced", total, len(entries))
 	}
 	t.Logf("%d writes in %d entries", total, len(entries))
+}
+
+// A batch stuck in Raft (a proposal waiting out its writers' deadlines
+// across a leader change) does not hold the writes after it: past
+// proposalStall the proposer takes the next batch.
+func TestStuckBatchDoesNotHoldLaterWrites(t *testing.T) {
+	r := &Replica{log: zap.NewNop(), writeC: make(chan *pendingWrite, writeQueueSize)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	batches := make(chan []*pendingWrite, 10)
+	go r.proposeWrites(ctx, func(ctx context.Context, b []*pendingWrite) {
+		batches <- b
+		if b[0].req.Statements[0].Sql == "stuck" {
+			<-ctx.Done() // never commits
+			return
+		}
+		for _, pw := range b {
+			pw.done <- pendingResult{resp: &cmdpb.Response{}}
+		}
+	})
+	write := func(sql string) *pendingWrite {
+		pw := &pendingWrite{ctx: context.Background(), req: &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: sql}}}, done: make(chan pendingResult, 1)}
+		r.writeC <- pw
+		return pw
+	}
+	stuck := write("stuck")
+	<-batches
+	later := write("later")
+	select {
+	case <-later.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write waited behind a stuck batch for 10 s")
+	}
+	select {
+	case <-stuck.done:
+		t.Fatal("the stuck batch was answered")
+	default:
+	}
+	cancel()
+	r.loops.Wait()
+}
+
+// A batch never exceeds maxBatchBytes: the write that would overflow it
+// opens the next one.
+func TestBatchBytesBound(t *testing.T) {
+	r := &Replica{log: zap.NewNop(), writeC: make(chan *pendingWrite, writeQueueSize)}
+	big := strings.Repeat("x", maxBatchBytes/3)
+	var pws []*pendingWrite
+	for range 5 {
+		pw := &pendingWrite{ctx: context.Background(), req: &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: big}}}, done: make(chan pendingResult, 1)}
+		pws = append(pws, pw)
+		r.writeC <- pw // queued before the proposer starts: it drains them together
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sizes := make(chan int, 10)
+	go r.proposeWrites(ctx, func(_ context.Context, b []*pendingWrite) {
+		n := 0
+		for _, pw := range b {
+			n += proto.Size(pw.req)
+		}
+		if n > maxBatchBytes {
+			t.Errorf("batch of %d bytes", n)
+		}
+		sizes <- len(b)
+		for _, pw := range b {
+			pw.done <- pendingResult{resp: &cmdpb.Response{}}
+		}
+	})
+	for _, pw := range pws {
+		<-pw.done
+	}
+	cancel()
+	r.loops.Wait()
+	close(sizes)
+	var got []int
+	for n := range sizes {
+		got = append(got, n)
+	}
+	if len(got) < 2 {
+		t.Fatalf("batches %v: the bound did not split them", got)
+	}
 }

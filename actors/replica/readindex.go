@@ -37,11 +37,13 @@ func newReadRounds() *readRounds {
 	return &readRounds{next: &readRound{done: make(chan struct{})}, kick: make(chan struct{}, 1)}
 }
 
-// readRoundTimeout bounds one round. A round that times out (no quorum
-// answered) sends its readers to the next round while their own deadlines
-// allow, so a round stuck across a leader change delays reads by this much
-// at most, where one long round would hold every read behind it.
-const readRoundTimeout = time.Second
+// readRoundTimeout bounds one round: a second, or ten Raft RTTs when
+// those are longer (Dragonboat refuses a timeout under one RTT). A round
+// that times out (no quorum answered) sends its readers to the next round
+// while their own deadlines allow, so a round stuck across a leader change
+// delays reads by this much at most, where one long round would hold every
+// read behind it.
+func readRoundTimeout(rtt time.Duration) time.Duration { return max(time.Second, 10*rtt) }
 
 // wait returns once a round that started after the call has confirmed
 // the read index and this node has applied up to it, or with the round's
@@ -104,8 +106,8 @@ func (x *readRounds) run(ctx context.Context, confirm func(context.Context) erro
 // confirmReadIndex runs one ReadIndex and waits until it completes, with
 // SyncRead's errors. Like SyncRead, it releases the request state only
 // once Dragonboat is done with it.
-func confirmReadIndex(ctx context.Context, nh *dragonboat.NodeHost, shardID uint64) error {
-	rs, err := nh.ReadIndex(shardID, readRoundTimeout)
+func confirmReadIndex(ctx context.Context, nh *dragonboat.NodeHost, shardID uint64, timeout time.Duration) error {
+	rs, err := nh.ReadIndex(shardID, timeout)
 	if err != nil {
 		return err
 	}

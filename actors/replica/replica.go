@@ -313,10 +313,14 @@ func (r *Replica) Run(ctx context.Context) error {
 			r.loops.Add(1 + writeProposers)
 			go func(nh *dragonboat.NodeHost) {
 				defer r.loops.Done()
-				r.reads.run(r.workCtx, func(ctx context.Context) error { return confirmReadIndex(ctx, nh, r.cfg.ShardID) })
+				timeout := readRoundTimeout(r.cfg.RTT)
+				r.reads.run(r.workCtx, func(ctx context.Context) error { return confirmReadIndex(ctx, nh, r.cfg.ShardID, timeout) })
 			}(nh)
 			for range writeProposers {
-				go func(nh *dragonboat.NodeHost) { defer r.loops.Done(); r.proposeWrites(r.workCtx, nh) }(nh)
+				go func(nh *dragonboat.NodeHost) {
+					defer r.loops.Done()
+					r.proposeWrites(r.workCtx, func(ctx context.Context, b []*pendingWrite) { r.proposeBatch(ctx, nh, b) })
+				}(nh)
 			}
 		case env := <-r.localC:
 			if nh == nil {

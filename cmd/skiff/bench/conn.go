@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -22,8 +23,9 @@ import (
 // shares with three nodes, that was a third of the CPU of a read run,
 // taken from the server it measures.
 type target struct {
-	base    string // scheme://host[:port]
+	base    string // scheme://host[:port][/prefix]
 	host    string // host:port to dial, empty when client is used
+	prefix  string // the base's path, before each request's
 	client  *http.Client
 	timeout time.Duration
 
@@ -41,7 +43,7 @@ func newTarget(base string, client *http.Client, timeout time.Duration) (*target
 	}
 	t := &target{base: base, client: client, timeout: timeout}
 	if u.Scheme == "http" {
-		t.host = u.Host
+		t.host, t.prefix = u.Host, strings.TrimRight(u.Path, "/")
 		if u.Port() == "" {
 			t.host = net.JoinHostPort(u.Hostname(), "80")
 		}
@@ -81,8 +83,12 @@ func (t *target) roundTrip(ctx context.Context, path string, body []byte) (int, 
 	if err := t.conn.SetDeadline(deadline); err != nil {
 		return 0, nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err // ended before the deadline above replaced the run's cut
+	}
 	bw := t.bw
 	bw.WriteString("POST ")
+	bw.WriteString(t.prefix)
 	bw.WriteString(path)
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(t.host)

@@ -19,6 +19,9 @@ func TestTargetConnection(t *testing.T) {
 	var conns atomic.Int64
 	release := make(chan struct{})
 	mux := http.NewServeMux()
+	mux.HandleFunc("/prefix/ok", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"results":[{}]}`)
+	})
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || string(b) != `["SELECT 1"]` {
@@ -86,6 +89,13 @@ func TestTargetConnection(t *testing.T) {
 		if n := conns.Load(); n != tc.wantConns {
 			t.Fatalf("after %s: %d connections, want %d", tc.path, n, tc.wantConns)
 		}
+	}
+
+	// A base with a path keeps it.
+	pre, _ := newTarget(srv.URL+"/prefix/", nil, time.Second)
+	defer pre.close()
+	if got := pre.send(ctx, "/ok", body); got != "" {
+		t.Fatalf("prefixed base: %q", got)
 	}
 
 	// The end of the run unblocks a request in flight.
