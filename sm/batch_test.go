@@ -2,6 +2,7 @@ package sm
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
@@ -155,5 +156,53 @@ func TestBatchRefusesForeignCommands(t *testing.T) {
 	}
 	if n := h.count("t"); n != 1 {
 		t.Fatalf("rows = %d, want 1", n)
+	}
+}
+
+// Many requests rolling the transaction back in one batch: each fails
+// alone, the rest apply, and the result equals separate entries (the
+// redone prefix is committed after each rollback, so the work stays
+// linear in the rollbacks before the batch).
+func TestBatchWithManyRollbacks(t *testing.T) {
+	var reqs []*cmdpb.Request
+	for i := range 60 {
+		if i%5 == 4 {
+			reqs = append(reqs, req(false, "INSERT OR ROLLBACK INTO t (v) VALUES ('dup')"))
+			continue
+		}
+		reqs = append(reqs, req(false, fmt.Sprintf("INSERT INTO t (v) VALUES ('v%d')", i)))
+	}
+	separate, batched := newHarness(t), newHarness(t)
+	for _, h := range []*harness{separate, batched} {
+		h.apply(cmd("", false, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE)", "CREATE TABLE u (x)", "CREATE TABLE log (msg)", "INSERT INTO t (v) VALUES ('dup')"))
+	}
+	var sep [][]byte
+	for _, r := range reqs {
+		sep = append(sep, execCmd(r))
+	}
+	want := separate.apply(sep...)
+	got := batched.apply(execCmd(req(false, "INSERT INTO log VALUES ('lead')")), batchCmd("many", reqs...))[1]
+	failed := 0
+	for k := range reqs {
+		w, g := proto.Clone(want[k]).(*cmdpb.Response), proto.Clone(got.Batch[k]).(*cmdpb.Response)
+		w.RaftIndex, g.RaftIndex = 0, 0
+		if !proto.Equal(w, g) {
+			t.Fatalf("request %d: batched %v, separate %v", k, g, w)
+		}
+		if g.Error != "" {
+			failed++
+		}
+	}
+	if failed != 12 {
+		t.Fatalf("%d requests failed, want the 12 rollbacks", failed)
+	}
+	if n := batched.count("t"); n != 1+48 {
+		t.Fatalf("rows = %d, want 49", n)
+	}
+	if n := batched.count("log"); n != 1 {
+		t.Fatalf("the entry before the batch was lost or doubled: %d rows", n)
+	}
+	if a, b := separate.dump(), batched.dump(); a[:strings.Index(a, "\n")] != b[:strings.Index(b, "\n")] {
+		t.Fatalf("t differs:\n%s\n%s", a, b)
 	}
 }

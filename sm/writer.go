@@ -236,6 +236,21 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 			if err := s.redo(ents[txStart:i]); err != nil {
 				return err
 			}
+			if i > txStart {
+				// Commit what was redone, so that another rollback in
+				// this Update redoes only what follows (a BATCH entry
+				// can hold many).
+				if err := run(s.w.setApplied, arg(1, int64(ents[i-1].Index))); err != nil {
+					return fmt.Errorf("record applied index: %w", err)
+				}
+				if err := s.commitTx(); err != nil {
+					return fmt.Errorf("commit: %w", err)
+				}
+				if err := run(s.w.begin); err != nil {
+					return fmt.Errorf("begin: %w", err)
+				}
+				txStart = i
+			}
 			i-- // applied again, without what rolled back (s.rollbacks)
 			continue
 		}
