@@ -50,8 +50,11 @@ bench: bench-inprocess bench-cluster
 ## bench-cluster: a 3-node loopback cluster driven over HTTP by `skiff bench`
 ## (writes and point reads on the leader and a follower), each figure with
 ## its ratio to raw SQLite doing the same statements in-process.
+## PROFILE=dir also writes a CPU profile of the node under load per workload
+## (go tool pprof -top bin/skiffd dir/insert--leader.prof).
+PROFILE ?=
 bench-cluster: build
-	$(GO) run ./test/benchcluster -skiffd bin/skiffd -d $(BENCH_TIME) -runs $(BENCH_RUNS)
+	$(GO) run ./test/benchcluster -skiffd bin/skiffd -d $(BENCH_TIME) -runs $(BENCH_RUNS) $(if $(PROFILE),-profile $(PROFILE))
 
 ## bench-inprocess: the write path through Dragonboat on one node against
 ## raw SQLite running the same INSERTs in-process, side by side in one run.

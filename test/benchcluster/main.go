@@ -34,8 +34,9 @@ func main() {
 	d := flag.Duration("d", 5*time.Second, "Duration of each workload")
 	c := flag.Int("c", 64, "Workers")
 	runs := flag.Int("runs", 1, "Runs of each workload; the median (by req/s) is reported")
+	profiles := flag.String("profile", "", "Directory to write a CPU profile of the node under load, per workload (its first run)")
 	flag.Parse()
-	if err := run(*skiffd, *d, *c, max(1, *runs)); err != nil {
+	if err := run(*skiffd, *d, *c, max(1, *runs), *profiles); err != nil {
 		fmt.Fprintln(os.Stderr, "benchcluster:", err)
 		os.Exit(1)
 	}
@@ -55,7 +56,12 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func run(skiffd string, d time.Duration, workers, runs int) error {
+func run(skiffd string, d time.Duration, workers, runs int, profiles string) error {
+	if profiles != "" {
+		if err := os.MkdirAll(profiles, 0o755); err != nil {
+			return err
+		}
+	}
 	dir, err := os.MkdirTemp("", "skiff-bench-")
 	if err != nil {
 		return err
@@ -130,7 +136,17 @@ func run(skiffd string, d time.Duration, workers, runs int) error {
 		cfg.Duration = d
 		var all []*bench.Result
 		for i := range runs {
+			var profiled chan error
+			if profiles != "" && i == 0 {
+				profiled = make(chan error, 1)
+				go func() { profiled <- profile(cfg.Addrs[0], d, filepath.Join(profiles, fileName(name)+".prof")) }()
+			}
 			res, err := bench.Run(ctx, cfg, nil)
+			if profiled != nil {
+				if perr := <-profiled; perr != nil {
+					fmt.Fprintf(os.Stderr, "benchcluster: %s: profile: %v\n", name, perr)
+				}
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
@@ -186,6 +202,40 @@ func run(skiffd string, d time.Duration, workers, runs int) error {
 	fmt.Printf("\nceilings (raw SQLite in-process, same statements, WAL): insert autocommit synchronous=FULL %.0f/s, "+
 		"100-insert transactions %.0f stmts/s, point reads (4 connections) %.0f/s\n", ceilInsert, ceilBatch, ceilRead)
 	return nil
+}
+
+// profile writes a CPU profile of the node at addr, taken over the middle
+// of a workload of duration d (its setup and its tail left out).
+func profile(addr string, d time.Duration, path string) error {
+	secs := max(1, int((d - 2*time.Second).Seconds()))
+	time.Sleep(time.Second)
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// fileName makes a workload's name a file name.
+func fileName(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(name))
 }
 
 func waitReady(n *node, timeout time.Duration) error {
