@@ -118,18 +118,13 @@ func (r *Replica) proposeWrites(ctx context.Context, propose func(context.Contex
 			defer close(done)
 			propose(ctx, batch)
 		}()
+		// Since Go 1.23 a Reset timer never delivers a stale tick.
 		stall.Reset(proposalStall)
 		select {
 		case <-done:
 		case <-stall.C:
 			r.log.Warn("a write batch is slow to commit; proposing the next without it",
 				zap.Int("writes", len(batch)), zap.Duration("waited", proposalStall))
-		}
-		if !stall.Stop() {
-			select {
-			case <-stall.C:
-			default:
-			}
 		}
 	}
 }

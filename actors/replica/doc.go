@@ -4,8 +4,12 @@
 // tells lifecycle what Raft is doing through listener adapters that only
 // ever do non-blocking sends (DRAGONBOAT.md 0.8).
 //
-// Blocking Dragonboat calls never run in the actor's select loop: each
-// request is served on a goroutine of its own that answers on the request's
-// reply channel, so one slow proposal never delays another, and a request
-// that arrives before the NodeHost exists is refused at once.
+// Blocking Dragonboat calls never run in the actor's select loop. The data
+// requests (Execute, Query) run on their caller's goroutine under a lease
+// of the NodeHost that shutdown waits out (hotpath.go); concurrent writes
+// are coalesced into shared log entries by a few proposers (coalesce.go)
+// and linearizable reads share ReadIndex rounds (readindex.go). Every other
+// request goes through an inbox and is served on a goroutine of its own
+// that answers on the request's reply channel. A request that arrives
+// before the NodeHost exists is refused at once.
 package replica
