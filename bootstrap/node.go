@@ -17,6 +17,7 @@ import (
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/actors/replica/raftnet"
 	"github.com/skiffdb/skiff/gateway"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
@@ -118,13 +119,11 @@ type Node struct {
 	life   *lifecycle.Lifecycle
 	httpLn net.Listener
 	mux    *raftMux
-	// raftInner is Dragonboat's private listen address behind the mux,
-	// picked just before Raft starts (a port picked earlier could be
-	// taken while the node joins).
-	raftInner atomic.Pointer[string]
-	store     *localStore
-	startup   chan error
-	started   chan struct{}
+	// raftIn brings the mux's Raft connections to the running transport.
+	raftIn  *raftnet.Inbound
+	store   *localStore
+	startup chan error
+	started chan struct{}
 	// stopping is closed when Shutdown begins (ends join retries).
 	stopping     chan struct{}
 	stoppingOnce sync.Once
@@ -183,12 +182,8 @@ func Start(cfg Config) (*Node, error) {
 		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}),
 		peers: peerClient(peerTimeout)}
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
-	n.mux = newRaftMux(raftLn, func() string {
-		if p := n.raftInner.Load(); p != nil {
-			return *p
-		}
-		return ""
-	}, gw.PeerHandler(), log.Named("raftmux"))
+	n.raftIn = &raftnet.Inbound{}
+	n.mux = newRaftMux(raftLn, n.raftIn.Serve, gw.PeerHandler(), log.Named("raftmux"))
 	go n.mux.serve()
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.
@@ -300,15 +295,10 @@ func (n *Node) startReplica(rt *router) error {
 	} else if len(c.Join) > 0 {
 		n.log.Info("ignoring -join: this node is already a member", zap.Strings("join", c.Join))
 	}
-	inner, err := privateAddr()
-	if err != nil {
-		return fmt.Errorf("pick the raft transport's private address: %w", err)
-	}
-	n.raftInner.Store(&inner)
 	tick := c.RaftTick
 	rep, err := replica.New(replica.Config{
 		NodeHostDir: c.nodeHostDir(), WALDir: c.RaftWALDir, SMDir: c.smDir(),
-		RaftAddr: c.RaftAdvAddr, RaftListenAddr: inner,
+		RaftAddr: c.RaftAdvAddr, RaftInbound: n.raftIn,
 		ShardID: id.ShardID, ReplicaID: id.ReplicaID,
 		InitialMembers: founders(id, initial),
 		Join:           join, Voter: !c.NonVoter, NonVoting: id.Joiner && !id.Promoted,

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -15,15 +14,17 @@ import (
 
 // raftMux shares the advertised Raft address between Dragonboat and Skiff's
 // node-to-node HTTP service (join, node metadata), the way rqlite shares its
-// Raft port with its cluster service. Dragonboat's TCP transport opens every
-// connection with the magic bytes 0xAE 0x7D; anything else is HTTP. Raft
-// connections are spliced to Dragonboat's own listener on a private loopback
-// port. The cost: Raft traffic crosses one extra loopback hop and two
-// copies in this process; Dragonboat keeps few, long-lived connections, so
-// the hop is per message, not per connection set-up.
+// Raft port with its cluster service. Raft's transport (raftnet, Dragonboat's
+// wire format) opens every connection with the magic bytes 0xAE 0x7D;
+// anything else is HTTP. A Raft connection is served by the transport on
+// the goroutine that accepted it: no copy, no extra hop. (It used to be
+// spliced to Dragonboat's own listener on a private loopback port, which
+// cost every Raft message two more syscalls and a wake-up here.)
 type raftMux struct {
-	ln     net.Listener
-	inner  func() string // Dragonboat's private listen address ("" before it has one)
+	ln net.Listener
+	// raft serves a Raft connection until it ends; false: Raft is not
+	// running here (the connection is closed and the peer retries).
+	raft   func(net.Conn) bool
 	http   *http.Server
 	httpLn *chanListener
 	log    *zap.Logger
@@ -60,8 +61,8 @@ const maxSilent = 256
 // httpHeaderTimeout drops HTTP clients that never finish their headers.
 const httpHeaderTimeout = 10 * time.Second
 
-func newRaftMux(ln net.Listener, inner func() string, h http.Handler, log *zap.Logger) *raftMux {
-	m := &raftMux{ln: ln, inner: inner, log: log, conns: map[net.Conn]struct{}{}, firstByte: firstByteTimeout, silent: map[net.Conn]time.Time{}, silentCap: maxSilent,
+func newRaftMux(ln net.Listener, raft func(net.Conn) bool, h http.Handler, log *zap.Logger) *raftMux {
+	m := &raftMux{ln: ln, raft: raft, log: log, conns: map[net.Conn]struct{}{}, firstByte: firstByteTimeout, silent: map[net.Conn]time.Time{}, silentCap: maxSilent,
 		httpLn: &chanListener{addr: ln.Addr(), c: make(chan net.Conn), done: make(chan struct{})}}
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: httpHeaderTimeout, ErrorLog: zap.NewStdLog(log)}
 	return m
@@ -131,30 +132,9 @@ func (m *raftMux) route(c net.Conn) {
 		}
 		return
 	}
-	inner := m.inner()
-	if inner == "" {
+	if !m.raft(pc) {
 		_ = c.Close() // Raft has not started here yet; the peer retries
-		return
 	}
-	up, err := net.DialTimeout("tcp", inner, 5*time.Second)
-	if err != nil {
-		m.log.Warn("raft port: cannot reach the raft transport", zap.Error(err))
-		_ = c.Close()
-		return
-	}
-	if !m.track(up, true) {
-		_ = c.Close()
-		_ = up.Close()
-		return
-	}
-	defer m.track(up, false)
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, pc); closeWrite(up); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, up); closeWrite(c); done <- struct{}{} }()
-	<-done
-	<-done
-	_ = c.Close()
-	_ = up.Close()
 }
 
 // waitFirstByte records c as silent; past maxSilent the oldest silent
@@ -179,15 +159,7 @@ func (m *raftMux) waitFirstByte(c net.Conn) {
 	_ = oldest.Close()
 }
 
-func closeWrite(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-		return
-	}
-	_ = c.Close()
-}
-
-// close stops accepting, ends the HTTP side and cuts every spliced
+// close stops accepting, ends the HTTP side and cuts every Raft
 // connection (Dragonboat is stopped by then or reconnects on its own).
 func (m *raftMux) close() {
 	_ = m.ln.Close()
@@ -237,13 +209,3 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
-
-// privateAddr picks a free loopback port for Dragonboat's own listener.
-func privateAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}

@@ -11,16 +11,15 @@ import (
 	"go.uber.org/zap"
 )
 
-// The Raft port carries Dragonboat's connections (first byte 0xAE), spliced
-// both ways to its private listener, and HTTP for the node-to-node routes.
+// The Raft port carries Raft's connections (first byte 0xAE), served by the
+// transport on the accepting goroutine, and HTTP for the node-to-node
+// routes.
 func TestRaftMuxSplitsRaftFromHTTP(t *testing.T) {
-	inner := echoListener(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	innerAddr := inner.Addr().String()
-	m := newRaftMux(ln, func() string { return innerAddr }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m := newRaftMux(ln, echoRaft, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "peer "+r.URL.Path)
 	}), zap.NewNop())
 	go m.serve()
@@ -54,16 +53,14 @@ func TestRaftMuxSplitsRaftFromHTTP(t *testing.T) {
 
 // A Dragonboat connection may stay silent a long while before its first
 // byte (its snapshot sender connects before the state machine has produced
-// the first chunk): the mux must keep it, and splice it once the bytes
+// the first chunk): the mux must keep it, and hand it to Raft once the bytes
 // come. A connection silent past firstByte is closed.
 func TestRaftMuxKeepsSilentConnections(t *testing.T) {
-	inner := echoListener(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	innerAddr := inner.Addr().String()
-	m := newRaftMux(ln, func() string { return innerAddr }, http.NotFoundHandler(), zap.NewNop())
+	m := newRaftMux(ln, echoRaft, http.NotFoundHandler(), zap.NewNop())
 	m.firstByte = 3 * time.Second
 	go m.serve()
 	defer m.close()
@@ -81,15 +78,15 @@ func TestRaftMuxKeepsSilentConnections(t *testing.T) {
 	_ = silent.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got := make([]byte, len(msg))
 	if _, err := io.ReadFull(silent, got); err != nil || string(got) != string(msg) {
-		t.Fatalf("a connection silent for a while was not spliced: %q, %v", got, err)
+		t.Fatalf("a connection silent for a while was not handed to Raft: %q, %v", got, err)
 	}
-	// Spliced connections may then idle as long as they like.
+	// Raft connections may then idle as long as they like.
 	time.Sleep(m.firstByte + time.Second)
 	if _, err := silent.Write(msg); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := io.ReadFull(silent, got); err != nil {
-		t.Fatalf("a spliced connection was cut while idle: %v", err)
+		t.Fatalf("a Raft connection was cut while idle: %v", err)
 	}
 
 	// Silent past firstByte: closed.
@@ -113,7 +110,7 @@ func TestRaftMuxClosesOldestSilent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newRaftMux(ln, func() string { return "" }, http.NotFoundHandler(), zap.NewNop())
+	m := newRaftMux(ln, func(net.Conn) bool { return false }, http.NotFoundHandler(), zap.NewNop())
 	m.silentCap = 2
 	go m.serve()
 	defer m.close()
@@ -146,22 +143,20 @@ func TestRaftMuxClosesOldestSilent(t *testing.T) {
 	}
 }
 
-// echoListener stands in for Dragonboat's private listener: it echoes.
-func echoListener(t *testing.T) net.Listener {
-	t.Helper()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inner.Close() })
-	go func() {
-		for {
-			c, err := inner.Accept()
-			if err != nil {
-				return
+// echoRaft stands in for the Raft transport: it echoes what it reads,
+// the peeked first byte included.
+func echoRaft(c net.Conn) bool {
+	defer c.Close()
+	buf := make([]byte, 512)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return true
 			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
 		}
-	}()
-	return inner
+		if err != nil {
+			return true
+		}
+	}
 }

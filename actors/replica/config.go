@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/actors/replica/raftnet"
 	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
@@ -58,10 +59,15 @@ type Config struct {
 	// RaftAddr is the advertised Raft address (must not change across
 	// restarts: Dragonboat refuses with ErrNotOwner).
 	RaftAddr string
-	// RaftListenAddr is the bind address; empty means RaftAddr.
+	// RaftListenAddr is the bind address; empty means RaftAddr. Unused
+	// with RaftInbound.
 	RaftListenAddr string
-	ShardID        uint64
-	ReplicaID      uint64
+	// RaftInbound, when set, brings the Raft connections that another
+	// listener accepted (Skiff's Raft-port mux) to the transport, which
+	// then does not listen itself.
+	RaftInbound *raftnet.Inbound
+	ShardID     uint64
+	ReplicaID   uint64
 	// InitialMembers bootstraps a new shard (replica ID -> Raft address);
 	// ignored at restart.
 	InitialMembers map[uint64]string

@@ -21,6 +21,7 @@ import (
 
 	"github.com/skiffdb/skiff/actors"
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/actors/replica/raftnet"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
@@ -449,6 +450,11 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 	c := r.cfg
 	nhc := nodeHostConfig(c)
 	nhc.RaftEventListener, nhc.SystemEventListener = r.lis, r.lis
+	tf, err := raftnet.NewFactory(raftnet.Config{Inbound: c.RaftInbound, Logger: r.log.Named("raftnet")})
+	if err != nil {
+		return nil, fmt.Errorf("raft transport: %w", err)
+	}
+	nhc.Expert.TransportFactory = tf
 	t0 := time.Now()
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {

@@ -1,0 +1,167 @@
+package raftnet
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"time"
+)
+
+// The wire format of Dragonboat's TCP transport: every frame is
+//
+//	magic [2]byte = 0xAE 0x7D
+//	method  uint16  (100 raft message batch, 200 snapshot chunk)
+//	size    uint64  (payload bytes)
+//	hdrCRC  uint32  (CRC32-IEEE of the 18 header bytes with this field zero)
+//	bodyCRC uint32  (CRC32-IEEE of the payload)
+//	payload [size]byte
+//
+// all big-endian. A snapshot stream ends with the poison 0x00 0x00 in place
+// of a magic, answered by the same two bytes.
+const (
+	headerSize = 18
+	frameHead  = 2 + headerSize
+
+	methodRaft     uint16 = 100
+	methodSnapshot uint16 = 200
+
+	// maxPayload bounds what a header may ask this node to allocate. A
+	// message batch is bounded far below it by Dragonboat's entry and
+	// batch limits; the bound only stops a corrupt header with a valid CRC
+	// from asking for an absurd buffer.
+	maxPayload = 1 << 31
+)
+
+var (
+	magic  = [2]byte{0xAE, 0x7D}
+	poison = [2]byte{0x00, 0x00}
+)
+
+// Deadlines, as Dragonboat's transport has them.
+const (
+	magicTimeout  = time.Second     // an idle inbound connection wakes this often
+	headerTimeout = 2 * time.Second // from the magic to the end of the header
+	// chunkTimeout is allowed per chunkBytes of payload, read or written.
+	chunkTimeout = 5 * time.Second
+	chunkBytes   = 2 << 20
+	// keepAlive is the TCP keep-alive period, and how long a snapshot
+	// stream's sender waits for the poison's answer.
+	keepAlive = 10 * time.Second
+)
+
+// putFrame fills frame[:frameHead] for the payload in frame[frameHead:].
+func putFrame(frame []byte, method uint16) {
+	payload := frame[frameHead:]
+	copy(frame, magic[:])
+	h := frame[2:frameHead]
+	binary.BigEndian.PutUint16(h, method)
+	binary.BigEndian.PutUint64(h[2:], uint64(len(payload)))
+	binary.BigEndian.PutUint32(h[10:], 0)
+	binary.BigEndian.PutUint32(h[14:], crcOf(payload))
+	binary.BigEndian.PutUint32(h[10:], crcOf(h))
+}
+
+// writeFrame writes a whole frame with one Write.
+func writeFrame(c net.Conn, frame []byte) error {
+	d := headerTimeout + chunkTimeout*time.Duration(1+len(frame)/chunkBytes)
+	if err := c.SetWriteDeadline(time.Now().Add(d)); err != nil {
+		return err
+	}
+	_, err := c.Write(frame)
+	return err
+}
+
+// header is a decoded frame header.
+type header struct {
+	method  uint16
+	size    uint64
+	bodyCRC uint32
+}
+
+func decodeHeader(h []byte) (header, error) {
+	got := binary.BigEndian.Uint32(h[10:])
+	binary.BigEndian.PutUint32(h[10:], 0)
+	want := crc32.ChecksumIEEE(h[:headerSize])
+	binary.BigEndian.PutUint32(h[10:], got)
+	if got != want {
+		return header{}, fmt.Errorf("%w: header checksum", ErrBadFrame)
+	}
+	hd := header{method: binary.BigEndian.Uint16(h), size: binary.BigEndian.Uint64(h[2:]), bodyCRC: binary.BigEndian.Uint32(h[14:])}
+	if hd.method != methodRaft && hd.method != methodSnapshot {
+		return header{}, fmt.Errorf("%w: method %d", ErrBadFrame, hd.method)
+	}
+	if hd.size == 0 || hd.size > maxPayload {
+		return header{}, fmt.Errorf("%w: payload of %d bytes", ErrBadFrame, hd.size)
+	}
+	return hd, nil
+}
+
+// frameReader reads frames from one inbound connection.
+type frameReader struct {
+	c    net.Conn
+	r    *bufio.Reader
+	head [frameHead]byte
+	buf  []byte // reused for payloads up to its capacity
+}
+
+func newFrameReader(c net.Conn) *frameReader {
+	return &frameReader{c: c, r: bufio.NewReaderSize(c, 64<<10), buf: make([]byte, 0, 256<<10)}
+}
+
+// next returns the next frame's method and payload (valid until the next
+// call). errIdle: no frame began within magicTimeout; the caller keeps
+// waiting (the wake-up lets it notice shutdown).
+func (f *frameReader) next() (uint16, []byte, error) {
+	if err := f.c.SetReadDeadline(time.Now().Add(magicTimeout)); err != nil {
+		return 0, nil, err
+	}
+	// Peek, not read: a timeout with half a magic read must not lose it.
+	m, err := f.r.Peek(2)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return 0, nil, errIdle
+		}
+		return 0, nil, err
+	}
+	switch {
+	case m[0] == poison[0] && m[1] == poison[1]:
+		_, _ = f.r.Discard(2)
+		return 0, nil, errPoison
+	case m[0] != magic[0] || m[1] != magic[1]:
+		return 0, nil, fmt.Errorf("%w: magic %x", ErrBadFrame, m)
+	}
+	if err := f.c.SetReadDeadline(time.Now().Add(headerTimeout)); err != nil {
+		return 0, nil, err
+	}
+	if _, err := io.ReadFull(f.r, f.head[:]); err != nil {
+		return 0, nil, err
+	}
+	hd, err := decodeHeader(f.head[2:])
+	if err != nil {
+		return 0, nil, err
+	}
+	d := chunkTimeout * time.Duration(1+hd.size/chunkBytes)
+	if err := f.c.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return 0, nil, err
+	}
+	var body []byte
+	if hd.size <= uint64(cap(f.buf)) {
+		body = f.buf[:hd.size]
+	} else {
+		body = make([]byte, hd.size)
+	}
+	if _, err := io.ReadFull(f.r, body); err != nil {
+		return 0, nil, err
+	}
+	if crc32.ChecksumIEEE(body) != hd.bodyCRC {
+		return 0, nil, fmt.Errorf("%w: payload checksum", ErrBadFrame)
+	}
+	return hd.method, body, nil
+}
+
+func crcOf(b []byte) uint32 { return crc32.ChecksumIEEE(b) }

@@ -1,0 +1,104 @@
+package raftnet
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"testing"
+	"time"
+)
+
+// frameOf builds a frame carrying payload.
+func frameOf(method uint16, payload []byte) []byte {
+	f := make([]byte, frameHead+len(payload))
+	copy(f[frameHead:], payload)
+	putFrame(f, method)
+	return f
+}
+
+func TestFrames(t *testing.T) {
+	good := frameOf(methodRaft, []byte("batch"))
+	chunk := frameOf(methodSnapshot, []byte("chunk"))
+	badHeaderCRC := frameOf(methodRaft, []byte("batch"))
+	badHeaderCRC[2+11] ^= 1
+	badBodyCRC := frameOf(methodRaft, []byte("batch"))
+	badBodyCRC[len(badBodyCRC)-1] ^= 1
+	// A header that checks out but names an unknown method, or no payload.
+	badMethod := frameOf(methodRaft, []byte("x"))
+	binary.BigEndian.PutUint16(badMethod[2:], 7)
+	binary.BigEndian.PutUint32(badMethod[2+10:], 0)
+	resum := func(f []byte) {
+		h := f[2:frameHead]
+		binary.BigEndian.PutUint32(h[10:], 0)
+		binary.BigEndian.PutUint32(h[10:], crcOf(h))
+	}
+	resum(badMethod)
+	empty := frameOf(methodRaft, nil)
+
+	tests := []struct {
+		name    string
+		wire    []byte
+		method  uint16
+		payload string
+		err     error
+	}{
+		{"raft batch", good, methodRaft, "batch", nil},
+		{"snapshot chunk", chunk, methodSnapshot, "chunk", nil},
+		{"poison", poison[:], 0, "", errPoison},
+		{"bad magic", []byte("GET / HTTP/1.1\r\n"), 0, "", ErrBadFrame},
+		{"header checksum", badHeaderCRC, 0, "", ErrBadFrame},
+		{"payload checksum", badBodyCRC, 0, "", ErrBadFrame},
+		{"unknown method", badMethod, 0, "", ErrBadFrame},
+		{"empty payload", empty, 0, "", ErrBadFrame},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer a.Close()
+			defer b.Close()
+			go func() { _, _ = a.Write(tc.wire) }()
+			method, body, err := newFrameReader(b).next()
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err = %v, want %v", err, tc.err)
+			}
+			if err == nil && (method != tc.method || string(body) != tc.payload) {
+				t.Fatalf("got method %d payload %q, want %d %q", method, body, tc.method, tc.payload)
+			}
+		})
+	}
+}
+
+// A frame split across writes, with pauses, is read whole; a reader with
+// nothing to read reports idle and keeps what half a magic it has.
+func TestFrameReaderWaitsAcrossWrites(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	f := frameOf(methodRaft, []byte("split frame"))
+	r := newFrameReader(b)
+	go func() {
+		_, _ = a.Write(f[:1])
+		time.Sleep(magicTimeout + 200*time.Millisecond)
+		_, _ = a.Write(f[1:7])
+		time.Sleep(100 * time.Millisecond)
+		_, _ = a.Write(f[7:])
+	}()
+	idle := 0
+	for {
+		_, body, err := r.next()
+		if errors.Is(err, errIdle) {
+			idle++
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(body) != "split frame" {
+			t.Fatalf("payload %q", body)
+		}
+		break
+	}
+	if idle == 0 {
+		t.Fatal("a pause longer than the idle timeout did not report idle")
+	}
+}

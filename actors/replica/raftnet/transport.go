@@ -1,0 +1,289 @@
+package raftnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/lni/dragonboat/v4/config"
+	"github.com/lni/dragonboat/v4/raftio"
+	pb "github.com/lni/dragonboat/v4/raftpb"
+	"github.com/lni/goutils/stringutil"
+	"go.uber.org/zap"
+)
+
+// Name is the transport's name in Dragonboat's logs.
+const Name = "skiff-raftnet"
+
+// Config configures the transport factory.
+type Config struct {
+	// Inbound, when set, hands the transport the connections Skiff's
+	// Raft-port mux accepted; when nil the transport listens on
+	// NodeHostConfig.ListenAddress itself.
+	Inbound *Inbound
+	// Logger defaults to a no-op logger.
+	Logger *zap.Logger
+	// DialTimeout bounds connecting to a peer (default 5 s, Dragonboat's).
+	DialTimeout time.Duration
+}
+
+// WithDefaults fills the zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	return c
+}
+
+// Validate reports a configuration the transport cannot run with.
+func (c Config) Validate() error {
+	if c.DialTimeout < 0 {
+		return fmt.Errorf("%w: negative dial timeout", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// Factory makes the transport for a NodeHost
+// (config.ExpertConfig.TransportFactory).
+type Factory struct{ cfg Config }
+
+var _ config.TransportFactory = (*Factory)(nil)
+
+// NewFactory returns a factory for cfg.
+func NewFactory(cfg Config) (*Factory, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Factory{cfg: cfg}, nil
+}
+
+// Create implements config.TransportFactory.
+func (f *Factory) Create(nh config.NodeHostConfig, onMessage raftio.MessageHandler, onChunk raftio.ChunkHandler) raftio.ITransport {
+	return &Transport{cfg: f.cfg, nh: nh, onMessage: onMessage, onChunk: onChunk, conns: map[net.Conn]struct{}{}}
+}
+
+// Validate implements config.TransportFactory: addresses are host:port, as
+// for Dragonboat's own transport.
+func (f *Factory) Validate(addr string) bool { return stringutil.IsValidAddress(addr) }
+
+// Transport is one NodeHost's transport.
+type Transport struct {
+	cfg       Config
+	nh        config.NodeHostConfig
+	onMessage raftio.MessageHandler
+	onChunk   raftio.ChunkHandler
+
+	ln     net.Listener // nil with an Inbound
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{} // inbound connections being served
+	closed bool
+}
+
+var _ raftio.ITransport = (*Transport)(nil)
+
+// Name implements raftio.ITransport.
+func (t *Transport) Name() string { return Name }
+
+// Start implements raftio.ITransport.
+func (t *Transport) Start() error {
+	if t.nh.MutualTLS {
+		return fmt.Errorf("%w: TLS between nodes is not supported", ErrInvalidConfig)
+	}
+	if t.cfg.Inbound != nil {
+		return t.cfg.Inbound.attach(t)
+	}
+	ln, err := net.Listen("tcp", t.nh.GetListenAddress())
+	if err != nil {
+		return fmt.Errorf("raftnet: listen: %w", err)
+	}
+	t.ln = ln
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				if !errors.Is(err, net.ErrClosed) {
+					t.cfg.Logger.Warn("raft transport: accept failed; no longer accepting", zap.Error(err))
+				}
+				return
+			}
+			t.wg.Add(1)
+			go func() { defer t.wg.Done(); t.serve(c) }()
+		}
+	}()
+	return nil
+}
+
+// Close implements raftio.ITransport: it stops accepting, cuts every
+// inbound connection and waits for their handlers.
+func (t *Transport) Close() error {
+	if t.cfg.Inbound != nil {
+		t.cfg.Inbound.detach(t)
+	}
+	if t.ln != nil {
+		_ = t.ln.Close()
+	}
+	t.mu.Lock()
+	t.closed = true
+	for c := range t.conns {
+		_ = c.Close()
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+	return nil
+}
+
+// serve reads c's frames until it ends, then closes it.
+func (t *Transport) serve(c net.Conn) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	t.conns[c] = struct{}{}
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.conns, c)
+		t.mu.Unlock()
+		_ = c.Close()
+	}()
+	f := newFrameReader(c)
+	for {
+		method, body, err := f.next()
+		switch {
+		case errors.Is(err, errIdle):
+			continue
+		case errors.Is(err, errPoison):
+			// The sender ended its snapshot stream and waits for this.
+			_ = c.SetWriteDeadline(time.Now().Add(headerTimeout))
+			_, _ = c.Write(poison[:])
+			return
+		case errors.Is(err, ErrBadFrame):
+			t.cfg.Logger.Warn("raft transport: dropping a connection that sent a bad frame",
+				zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
+			return
+		case err != nil:
+			return // closed, reset or timed out mid-frame: the peer reconnects
+		}
+		if method == methodRaft {
+			var b pb.MessageBatch
+			if err := b.Unmarshal(body); err != nil {
+				t.cfg.Logger.Warn("raft transport: undecodable message batch", zap.Error(err))
+				return
+			}
+			t.onMessage(b)
+			continue
+		}
+		var ch pb.Chunk
+		if err := ch.Unmarshal(body); err != nil {
+			t.cfg.Logger.Warn("raft transport: undecodable snapshot chunk", zap.Error(err))
+			return
+		}
+		if !t.onChunk(ch) {
+			t.cfg.Logger.Warn("raft transport: snapshot chunk rejected",
+				zap.Uint64("shard", ch.ShardID), zap.Uint64("replica", ch.ReplicaID), zap.Uint64("index", ch.Index))
+			return
+		}
+	}
+}
+
+// GetConnection implements raftio.ITransport.
+func (t *Transport) GetConnection(ctx context.Context, target string) (raftio.IConnection, error) {
+	c, err := t.dial(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	return &msgConn{c: c, buf: make([]byte, frameHead+sendBufSize)}, nil
+}
+
+// GetSnapshotConnection implements raftio.ITransport.
+func (t *Transport) GetSnapshotConnection(ctx context.Context, target string) (raftio.ISnapshotConnection, error) {
+	c, err := t.dial(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	return &chunkConn{c: c}, nil
+}
+
+func (t *Transport) dial(ctx context.Context, target string) (net.Conn, error) {
+	d := net.Dialer{Timeout: t.cfg.DialTimeout, KeepAlive: keepAlive}
+	c, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		// As Dragonboat's transport: a closed connection is reset, not
+		// lingered on; Raft resends what was lost.
+		if err := tc.SetLinger(0); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// sendBufSize is the message buffer each outbound connection keeps;
+// larger batches get a buffer of their own.
+const sendBufSize = 256 << 10
+
+// msgConn sends message batches.
+type msgConn struct {
+	c   net.Conn
+	buf []byte
+}
+
+var _ raftio.IConnection = (*msgConn)(nil)
+
+func (m *msgConn) Close() { _ = m.c.Close() }
+
+// SendMessageBatch implements raftio.IConnection: one frame, one write.
+func (m *msgConn) SendMessageBatch(b pb.MessageBatch) error {
+	need := frameHead + b.SizeUpperLimit()
+	buf := m.buf
+	if need > len(buf) {
+		buf = make([]byte, need)
+	}
+	payload := pb.MustMarshalTo(&b, buf[frameHead:])
+	frame := buf[:frameHead+len(payload)]
+	putFrame(frame, methodRaft)
+	return writeFrame(m.c, frame)
+}
+
+// chunkConn streams one snapshot.
+type chunkConn struct{ c net.Conn }
+
+var _ raftio.ISnapshotConnection = (*chunkConn)(nil)
+
+// Close ends the stream with the poison and waits (bounded) for the
+// receiver's answer, so that the last chunk is known to have been read.
+func (s *chunkConn) Close() {
+	defer s.c.Close()
+	_ = s.c.SetWriteDeadline(time.Now().Add(headerTimeout))
+	if _, err := s.c.Write(poison[:]); err != nil {
+		return
+	}
+	_ = s.c.SetReadDeadline(time.Now().Add(keepAlive))
+	var ack [2]byte
+	_, _ = io.ReadFull(s.c, ack[:])
+}
+
+// SendChunk implements raftio.ISnapshotConnection.
+func (s *chunkConn) SendChunk(ch pb.Chunk) error {
+	buf := make([]byte, frameHead+ch.Size())
+	payload := pb.MustMarshalTo(&ch, buf[frameHead:])
+	frame := buf[:frameHead+len(payload)]
+	putFrame(frame, methodSnapshot)
+	return writeFrame(s.c, frame)
+}
