@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -22,13 +23,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: skiff bench [flags]   (skiff bench -h for the flags)")
 		return 2
 	}
-	cfg, asJSON, err := parseBench(args[1:], stderr)
+	cfg, opts, err := parseBench(args[1:], stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "skiff bench: %v\n", err)
 		return 2
+	}
+	asJSON := opts.json
+	if opts.cpuProfile != "" {
+		// The load generator shares the machine with what it measures; its
+		// own profile shows what each request costs it.
+		f, err := os.Create(opts.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "skiff bench: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "skiff bench: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -55,8 +72,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func parseBench(args []string, stderr io.Writer) (bench.Config, bool, error) {
+// benchOpts are the flags that are not the run's configuration.
+type benchOpts struct {
+	json       bool
+	cpuProfile string
+}
+
+func parseBench(args []string, stderr io.Writer) (bench.Config, benchOpts, error) {
 	var c bench.Config
+	var o benchOpts
 	fs := flag.NewFlagSet("skiff bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addrs := fs.String("a", "localhost:4001", "Comma-separated HTTP addresses of the target nodes (spread round-robin)")
@@ -76,17 +100,18 @@ func parseBench(args []string, stderr io.Writer) (bench.Config, bool, error) {
 	fs.StringVar(&c.Table, "t", "bench", "Table of the built-in workloads")
 	fs.IntVar(&c.ValueSize, "s", 16, "Bytes of each inserted value")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "Per-request timeout (default 10s)")
-	asJSON := fs.Bool("json", false, "Print the result as one JSON object")
+	fs.BoolVar(&o.json, "json", false, "Print the result as one JSON object")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "Write the load generator's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
-		return c, false, err
+		return c, o, err
 	}
 	if fs.NArg() > 0 {
-		return c, false, fmt.Errorf("unexpected arguments %v", fs.Args())
+		return c, o, fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
 	for _, a := range strings.Split(*addrs, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			c.Addrs = append(c.Addrs, a)
 		}
 	}
-	return c, *asJSON, nil
+	return c, o, nil
 }
