@@ -64,17 +64,36 @@ func (t *target) send(ctx context.Context, path string, body []byte) string {
 	return classify(status, resp)
 }
 
+// connect opens t's connection ahead of the run, so that the run measures
+// requests, not every worker's TCP handshake bunched at its start (with
+// 256 workers, an open-loop run at 2,800 req/s made 256 handshakes in its
+// first 90 ms, 1.5% of a 6 s run's requests). ctx is the whole run's: its
+// cancellation cuts the connection.
+func (t *target) connect(ctx context.Context) error {
+	if t.host == "" || t.conn != nil {
+		return nil
+	}
+	return t.dial(ctx)
+}
+
+func (t *target) dial(ctx context.Context) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", t.host)
+	if err != nil {
+		return err
+	}
+	t.conn, t.br, t.bw = c, bufio.NewReaderSize(c, 16<<10), bufio.NewWriterSize(c, 16<<10)
+	// The end of the run (or its cancellation) unblocks a request in
+	// flight on this connection.
+	t.stop = context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	return nil
+}
+
 func (t *target) roundTrip(ctx context.Context, path string, body []byte) (int, []byte, error) {
 	if t.conn == nil {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", t.host)
-		if err != nil {
+		if err := t.dial(ctx); err != nil {
 			return 0, nil, err
 		}
-		t.conn, t.br, t.bw = c, bufio.NewReaderSize(c, 16<<10), bufio.NewWriterSize(c, 16<<10)
-		// The end of the run (or its cancellation) unblocks a request in
-		// flight on this connection.
-		t.stop = context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	}
 	deadline := time.Now().Add(t.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {

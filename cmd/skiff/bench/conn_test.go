@@ -111,3 +111,61 @@ func TestTargetConnection(t *testing.T) {
 		t.Fatalf("cancel took %v", d)
 	}
 }
+
+// Every worker's connection is open before the clock starts, so a run's
+// latencies never include a handshake (with 256 workers, the handshakes
+// bunched at the start were 1.5% of an open-loop run's requests).
+func TestTargetsConnectBeforeTheRun(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"results":[{}]}`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	cfg := Config{Addrs: []string{srv.URL}, Workers: 8}.WithDefaults()
+	ts, err := openTargets(context.Background(), cfg, []string{srv.URL, srv.URL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(ts)
+	for i, w := range ts {
+		for j, tg := range w {
+			if tg.conn == nil {
+				t.Fatalf("worker %d's target %d has no connection before the run", i, j)
+			}
+		}
+	}
+	// And the run uses them: no connection is opened while it runs. (The
+	// server counts a connection when it accepts it, which may lag.)
+	for deadline := time.Now().Add(10 * time.Second); conns.Load() < 16 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := conns.Load()
+	for _, w := range ts {
+		for _, tg := range w {
+			if kind := tg.send(context.Background(), "/db/execute", []byte(`["SELECT 1"]`)); kind != "" {
+				t.Fatalf("send: %s", kind)
+			}
+		}
+	}
+	if got := conns.Load(); got != before {
+		t.Fatalf("%d connections opened during the requests", got-before)
+	}
+
+	// A target that refuses connections fails the run before it starts.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	if _, err := openTargets(context.Background(), cfg, []string{dead}, nil); err == nil {
+		t.Fatal("no error for a target that refuses connections")
+	}
+}

@@ -97,31 +97,25 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		}
 	}
 
+	var budget atomic.Int64
+	budget.Store(cfg.Requests)
+	claim := func() bool { return cfg.Requests == 0 || budget.Add(-1) >= 0 }
+
+	workerTargets, err := openTargets(ctx, cfg, bases, client)
+	if err != nil {
+		return nil, err
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if cfg.Duration > 0 {
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
-	var budget atomic.Int64
-	budget.Store(cfg.Requests)
-	claim := func() bool { return cfg.Requests == 0 || budget.Add(-1) >= 0 }
-
 	var ticks <-chan time.Time
 	start := time.Now()
 	if cfg.Rate > 0 {
 		ticks = schedule(ctx, start, cfg.Rate, cfg.Workers)
-	}
-	// Each worker has its own connection to each target.
-	workerTargets := make([][]*target, cfg.Workers)
-	for i := range workerTargets {
-		for _, b := range bases {
-			t, err := newTarget(b, client, cfg.Timeout)
-			if err != nil {
-				return nil, err
-			}
-			workerTargets[i] = append(workerTargets[i], t)
-		}
 	}
 	var done atomic.Int64
 	var wg sync.WaitGroup
@@ -203,6 +197,35 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	res.StatementsPerS = float64(res.Statements) / elapsed.Seconds()
 	res.Latency = summarize(h)
 	return res, nil
+}
+
+// openTargets gives each worker its own connection to each target, opened
+// before the clock starts.
+func openTargets(ctx context.Context, cfg Config, bases []string, client *http.Client) ([][]*target, error) {
+	ts := make([][]*target, cfg.Workers)
+	for i := range ts {
+		for _, b := range bases {
+			t, err := newTarget(b, client, cfg.Timeout)
+			if err != nil {
+				closeAll(ts)
+				return nil, err
+			}
+			if err := t.connect(ctx); err != nil {
+				closeAll(ts)
+				return nil, fmt.Errorf("connect to %s: %w", b, err)
+			}
+			ts[i] = append(ts[i], t)
+		}
+	}
+	return ts, nil
+}
+
+func closeAll(ts [][]*target) {
+	for _, w := range ts {
+		for _, t := range w {
+			t.close()
+		}
+	}
 }
 
 // schedule sends the intended send times of an open-loop run at rate per
