@@ -184,7 +184,7 @@ func Start(cfg Config) (*Node, error) {
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	n.raftIn = &raftnet.Inbound{}
 	n.mux = newRaftMux(raftLn, n.raftIn.Serve, gw.PeerHandler(), log.Named("raftmux"))
-	go n.mux.serve()
+	n.mux.start()
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.
 	n.sup.Declare("replica")

@@ -40,8 +40,13 @@ type raftMux struct {
 	silentCap int
 }
 
-// dragonboatMagic starts every Dragonboat transport connection.
-const dragonboatMagic = 0xAE
+// dragonboatMagic starts every Raft transport connection (Dragonboat's
+// wire format, which raftnet speaks), except one that opens with the
+// poison's first byte.
+const (
+	dragonboatMagic = 0xAE
+	raftPoison      = 0x00
+)
 
 // firstByteTimeout bounds how long a new connection may stay silent before
 // its first byte. It is long because Dragonboat's snapshot sender connects
@@ -68,22 +73,38 @@ func newRaftMux(ln net.Listener, raft func(net.Conn) bool, h http.Handler, log *
 	return m
 }
 
-// serve accepts until the listener is closed.
-func (m *raftMux) serve() {
-	m.wg.Add(1)
+// start serves until close. Its goroutines are counted before they start,
+// so close's wait cannot miss one.
+func (m *raftMux) start() {
+	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
 		_ = m.http.Serve(m.httpLn)
 	}()
+	go func() {
+		defer m.wg.Done()
+		m.accept()
+	}()
+}
+
+// accept accepts until the listener is closed.
+func (m *raftMux) accept() {
+	var backoff time.Duration
 	for {
 		c, err := m.ln.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				m.log.Warn("raft port accept failed", zap.Error(err))
-			}
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
-		m.wg.Add(1)
+		if err != nil {
+			// Out of file descriptors, say: keep accepting once it passes,
+			// as net/http does, or the node stays deaf to its peers.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			m.log.Warn("raft port accept failed; retrying", zap.Error(err), zap.Duration("in", backoff))
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		m.wg.Add(1) // this goroutine's own count keeps the group above zero
 		go func() { defer m.wg.Done(); m.route(c) }()
 	}
 }
@@ -123,7 +144,10 @@ func (m *raftMux) route(c net.Conn) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	pc := &peekedConn{Conn: c, r: br}
-	if first[0] != dragonboatMagic {
+	// A snapshot stream aborted before its first chunk opens with the
+	// poison (0x00 0x00) instead of the magic; that is Raft's too. HTTP
+	// opens with a method name.
+	if first[0] != dragonboatMagic && first[0] != raftPoison {
 		// The HTTP server owns it from here (and closes it at shutdown).
 		select {
 		case m.httpLn.c <- pc:

@@ -22,7 +22,7 @@ func TestRaftMuxSplitsRaftFromHTTP(t *testing.T) {
 	m := newRaftMux(ln, echoRaft, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "peer "+r.URL.Path)
 	}), zap.NewNop())
-	go m.serve()
+	m.start()
 	defer m.close()
 
 	c, err := net.Dial("tcp", ln.Addr().String())
@@ -38,6 +38,22 @@ func TestRaftMuxSplitsRaftFromHTTP(t *testing.T) {
 	got := make([]byte, len(msg))
 	if _, err := io.ReadFull(c, got); err != nil || string(got) != string(msg) {
 		t.Fatalf("raft bytes came back as %q, %v", got, err)
+	}
+
+	// A snapshot stream aborted before its first chunk opens with the
+	// poison (0x00 0x00), and is Raft's too.
+	p, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Write([]byte{0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.SetReadDeadline(time.Now().Add(10 * time.Second))
+	ack := make([]byte, 2)
+	if _, err := io.ReadFull(p, ack); err != nil || ack[0] != 0 || ack[1] != 0 {
+		t.Fatalf("a connection opening with the poison did not reach Raft: %v, %v", ack, err)
 	}
 
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + ln.Addr().String() + "/skiff/node")
@@ -62,7 +78,7 @@ func TestRaftMuxKeepsSilentConnections(t *testing.T) {
 	}
 	m := newRaftMux(ln, echoRaft, http.NotFoundHandler(), zap.NewNop())
 	m.firstByte = 3 * time.Second
-	go m.serve()
+	m.start()
 	defer m.close()
 
 	silent, err := net.Dial("tcp", ln.Addr().String())
@@ -112,7 +128,7 @@ func TestRaftMuxClosesOldestSilent(t *testing.T) {
 	}
 	m := newRaftMux(ln, func(net.Conn) bool { return false }, http.NotFoundHandler(), zap.NewNop())
 	m.silentCap = 2
-	go m.serve()
+	m.start()
 	defer m.close()
 	var conns []net.Conn
 	for i := range 3 {

@@ -84,13 +84,43 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startHost starts a NodeHost on addr with this transport (ours) or
-// Dragonboat's own.
-func startHost(t *testing.T, addr string, ours bool) *dragonboat.NodeHost {
+// How a test NodeHost gets its transport.
+type transportKind int
+
+const (
+	dragonboats transportKind = iota // Dragonboat's own TCP transport
+	listening                        // raftnet, listening itself
+	handedOver                       // raftnet fed through an Inbound, as Skiff's mux does
+)
+
+// startHost starts a NodeHost on addr with the given transport.
+func startHost(t *testing.T, addr string, kind transportKind) *dragonboat.NodeHost {
 	t.Helper()
 	nhc := config.NodeHostConfig{NodeHostDir: filepath.Join(t.TempDir(), "nh"), RTTMillisecond: 10, RaftAddress: addr}
-	if ours {
-		f, err := NewFactory(Config{})
+	if kind != dragonboats {
+		var in *Inbound
+		if kind == handedOver {
+			in = &Inbound{}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() }) // after the NodeHost's cleanup
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						if !in.Serve(c) {
+							c.Close()
+						}
+					}()
+				}
+			}()
+		}
+		f, err := NewFactory(Config{Inbound: in})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,17 +229,19 @@ func transferTo(t *testing.T, nh *dragonboat.NodeHost, id uint64) {
 }
 
 // This transport and Dragonboat's own are one wire protocol: a cluster
-// mixing them replicates entries both ways, and streams snapshots from
-// either kind of sender to either kind of receiver.
-func TestMixedTransportsReplicateAndStreamSnapshots(t *testing.T) {
+// mixing them (and raftnet's two ways of receiving) replicates entries both
+// ways, and sends snapshots from either kind of sender to either kind of
+// receiver. (Skiff's own streamed snapshots, from its on-disk state
+// machine through the real mux, are covered by test/snapshotjoin_test.go.)
+func TestMixedTransportsReplicateAndSendSnapshots(t *testing.T) {
 	addrs := map[uint64]string{1: freeAddr(t), 2: freeAddr(t), 3: freeAddr(t), 4: freeAddr(t), 5: freeAddr(t)}
-	ours := map[uint64]bool{1: false, 2: true, 3: true, 4: true, 5: false}
+	kinds := map[uint64]transportKind{1: dragonboats, 2: listening, 3: handedOver, 4: handedOver, 5: dragonboats}
 	hosts := map[uint64]*dragonboat.NodeHost{}
 	sms := &machines{m: map[uint64]*sumSM{}}
 	newSM := sms.create
 	initial := map[uint64]string{1: addrs[1], 2: addrs[2], 3: addrs[3]}
 	for id := uint64(1); id <= 3; id++ {
-		hosts[id] = startHost(t, addrs[id], ours[id])
+		hosts[id] = startHost(t, addrs[id], kinds[id])
 		if err := hosts[id].StartReplica(initial, false, newSM, replicaConfig(id)); err != nil {
 			t.Fatal(err)
 		}
@@ -241,7 +273,7 @@ func TestMixedTransportsReplicateAndStreamSnapshots(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hosts[id] = startHost(t, addrs[id], ours[id])
+		hosts[id] = startHost(t, addrs[id], kinds[id])
 		rc := replicaConfig(id)
 		rc.IsNonVoting = true
 		if err := hosts[id].StartReplica(nil, true, newSM, rc); err != nil {

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -29,10 +30,10 @@ const (
 	methodRaft     uint16 = 100
 	methodSnapshot uint16 = 200
 
-	// maxPayload bounds what a header may ask this node to allocate. A
-	// message batch is bounded far below it by Dragonboat's entry and
-	// batch limits; the bound only stops a corrupt header with a valid CRC
-	// from asking for an absurd buffer.
+	// maxPayload bounds a frame's declared size. A message batch is
+	// bounded far below it by Dragonboat's entry and batch limits. Memory
+	// is not what it protects: the payload buffer grows only as bytes
+	// arrive (frameReader.next).
 	maxPayload = 1 << 31
 )
 
@@ -105,11 +106,15 @@ type frameReader struct {
 	c    net.Conn
 	r    *bufio.Reader
 	head [frameHead]byte
-	buf  []byte // reused for payloads up to its capacity
+	buf  []byte // reused for payloads, grown to the largest seen up to maxKeptBuf
 }
 
+// maxKeptBuf is the largest buffer a connection keeps between frames,
+// enough for a snapshot chunk (chunkBytes and its header fields).
+const maxKeptBuf = chunkBytes + 128<<10
+
 func newFrameReader(c net.Conn) *frameReader {
-	return &frameReader{c: c, r: bufio.NewReaderSize(c, 64<<10), buf: make([]byte, 0, 256<<10)}
+	return &frameReader{c: c, r: bufio.NewReaderSize(c, 64<<10)}
 }
 
 // next returns the next frame's method and payload (valid until the next
@@ -145,18 +150,25 @@ func (f *frameReader) next() (uint16, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	d := chunkTimeout * time.Duration(1+hd.size/chunkBytes)
-	if err := f.c.SetReadDeadline(time.Now().Add(d)); err != nil {
-		return 0, nil, err
+	// The payload is read chunkBytes at a time, each with its own
+	// deadline, and the buffer grows only as bytes arrive: a header is 20
+	// bytes anyone reaching the port can send, and a size in it must not
+	// make this node allocate before the bytes exist.
+	body := f.buf[:0]
+	for uint64(len(body)) < hd.size {
+		n := min(hd.size-uint64(len(body)), chunkBytes)
+		if err := f.c.SetReadDeadline(time.Now().Add(chunkTimeout)); err != nil {
+			return 0, nil, err
+		}
+		body = slices.Grow(body, int(n))
+		part := body[len(body) : len(body)+int(n)]
+		if _, err := io.ReadFull(f.r, part); err != nil {
+			return 0, nil, err
+		}
+		body = body[:len(body)+int(n)]
 	}
-	var body []byte
-	if hd.size <= uint64(cap(f.buf)) {
-		body = f.buf[:hd.size]
-	} else {
-		body = make([]byte, hd.size)
-	}
-	if _, err := io.ReadFull(f.r, body); err != nil {
-		return 0, nil, err
+	if cap(body) <= maxKeptBuf {
+		f.buf = body[:0] // kept for the next frame: snapshot chunks are all this size
 	}
 	if crc32.ChecksumIEEE(body) != hd.bodyCRC {
 		return 0, nil, fmt.Errorf("%w: payload checksum", ErrBadFrame)

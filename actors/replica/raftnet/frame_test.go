@@ -2,8 +2,10 @@ package raftnet
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -100,5 +102,52 @@ func TestFrameReaderWaitsAcrossWrites(t *testing.T) {
 	}
 	if idle == 0 {
 		t.Fatal("a pause longer than the idle timeout did not report idle")
+	}
+}
+
+// The bytes Dragonboat's own transport writes for these frames, from its
+// requestHeader.encode and writeMessage (internal/transport/tcp.go) run
+// verbatim: putFrame must produce them exactly, or nodes on the two
+// transports cannot talk.
+func TestFramesMatchDragonboatsBytes(t *testing.T) {
+	for _, tc := range []struct {
+		method  uint16
+		payload string
+		golden  string
+	}{
+		{methodRaft, "batch", "ae7d006400000000000000056bd50271f80b52d46261746368"},
+		{methodSnapshot, "chunk", "ae7d00c8000000000000000548b743dc9506712e6368756e6b"},
+	} {
+		if got := hex.EncodeToString(frameOf(tc.method, []byte(tc.payload))); got != tc.golden {
+			t.Errorf("method %d: %s, Dragonboat writes %s", tc.method, got, tc.golden)
+		}
+	}
+}
+
+// A header is 20 bytes anyone reaching the port can send: the size it
+// declares must not be allocated before the bytes arrive.
+func TestFrameSizeIsNotTrusted(t *testing.T) {
+	f := make([]byte, frameHead)
+	copy(f, magic[:])
+	h := f[2:]
+	binary.BigEndian.PutUint16(h, methodRaft)
+	binary.BigEndian.PutUint64(h[2:], 1<<30) // claims 1 GiB
+	binary.BigEndian.PutUint32(h[14:], 0)
+	binary.BigEndian.PutUint32(h[10:], crcOf(h[:headerSize]))
+	a, b := net.Pipe()
+	defer b.Close()
+	go func() {
+		_, _ = a.Write(append(f, make([]byte, 1000)...))
+		a.Close() // and nothing more
+	}()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := newFrameReader(b).next()
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a truncated frame was accepted")
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+		t.Fatalf("reading 1,020 bytes of a frame claiming 1 GiB allocated %d MiB", grew>>20)
 	}
 }

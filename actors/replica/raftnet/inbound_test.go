@@ -2,6 +2,7 @@ package raftnet
 
 import (
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +36,7 @@ func TestInboundServesOnlyTheRunningTransport(t *testing.T) {
 	go func() { served <- in.Serve(b) }()
 
 	// What a peer's msgConn writes arrives whole.
-	out := &msgConn{c: a, buf: make([]byte, frameHead+sendBufSize)}
+	out := &msgConn{c: a}
 	sent := pb.MessageBatch{SourceAddress: "127.0.0.1:2", Requests: []pb.Message{{Type: pb.Heartbeat, From: 2, To: 1, ShardID: 1, Term: 3}}}
 	if err := out.SendMessageBatch(sent); err != nil {
 		t.Fatal(err)
@@ -75,4 +76,53 @@ func TestInboundServesOnlyTheRunningTransport(t *testing.T) {
 		t.Fatal("a second transport attached to a busy inbound")
 	}
 	_ = tr2.Close()
+}
+
+// Connections handed over while the transport closes and another starts
+// (a NodeHost restarted on the same port) are each served or declined,
+// never lost: every Serve returns, and every connection ends closed.
+func TestInboundServeRacesClose(t *testing.T) {
+	in := &Inbound{}
+	f, err := NewFactory(Config{Inbound: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		tr := f.Create(config.NodeHostConfig{}, func(pb.MessageBatch) {}, func(pb.Chunk) bool { return true })
+		if err := tr.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		peers := make([]net.Conn, 8)
+		for i := range peers {
+			a, b := net.Pipe()
+			peers[i] = a
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if !in.Serve(b) {
+					b.Close() // as the mux does
+				}
+			}()
+		}
+		if err := tr.Close(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a Serve did not return after Close")
+		}
+		for _, a := range peers {
+			_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := a.Read(make([]byte, 1)); err == nil {
+				t.Fatal("a connection got bytes instead of being closed")
+			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("a connection was left open after Close")
+			}
+			a.Close()
+		}
+	}
 }

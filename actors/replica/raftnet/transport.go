@@ -109,14 +109,21 @@ func (t *Transport) Start() error {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
+		var backoff time.Duration
 		for {
 			c, err := ln.Accept()
-			if err != nil {
-				if !errors.Is(err, net.ErrClosed) {
-					t.cfg.Logger.Warn("raft transport: accept failed; no longer accepting", zap.Error(err))
-				}
+			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			if err != nil {
+				// Out of file descriptors, say: keep accepting once it
+				// passes, as net/http does, or this node stays deaf.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				t.cfg.Logger.Warn("raft transport: accept failed; retrying", zap.Error(err), zap.Duration("in", backoff))
+				time.Sleep(backoff)
+				continue
+			}
+			backoff = 0
 			t.wg.Add(1)
 			go func() { defer t.wg.Done(); t.serve(c) }()
 		}
@@ -205,7 +212,7 @@ func (t *Transport) GetConnection(ctx context.Context, target string) (raftio.IC
 	if err != nil {
 		return nil, err
 	}
-	return &msgConn{c: c, buf: make([]byte, frameHead+sendBufSize)}, nil
+	return &msgConn{c: c}, nil
 }
 
 // GetSnapshotConnection implements raftio.ITransport.
@@ -234,14 +241,10 @@ func (t *Transport) dial(ctx context.Context, target string) (net.Conn, error) {
 	return c, nil
 }
 
-// sendBufSize is the message buffer each outbound connection keeps;
-// larger batches get a buffer of their own.
-const sendBufSize = 256 << 10
-
 // msgConn sends message batches.
 type msgConn struct {
 	c   net.Conn
-	buf []byte
+	buf []byte // grown to the largest frame sent, kept up to maxKeptBuf
 }
 
 var _ raftio.IConnection = (*msgConn)(nil)
@@ -254,15 +257,21 @@ func (m *msgConn) SendMessageBatch(b pb.MessageBatch) error {
 	buf := m.buf
 	if need > len(buf) {
 		buf = make([]byte, need)
+		if need <= maxKeptBuf {
+			m.buf = buf
+		}
 	}
-	payload := pb.MustMarshalTo(&b, buf[frameHead:])
+	payload := pb.MustMarshalTo(&b, buf[frameHead:need])
 	frame := buf[:frameHead+len(payload)]
 	putFrame(frame, methodRaft)
 	return writeFrame(m.c, frame)
 }
 
 // chunkConn streams one snapshot.
-type chunkConn struct{ c net.Conn }
+type chunkConn struct {
+	c   net.Conn
+	buf []byte // one chunk's frame, reused: chunks are all about chunkBytes
+}
 
 var _ raftio.ISnapshotConnection = (*chunkConn)(nil)
 
@@ -281,9 +290,12 @@ func (s *chunkConn) Close() {
 
 // SendChunk implements raftio.ISnapshotConnection.
 func (s *chunkConn) SendChunk(ch pb.Chunk) error {
-	buf := make([]byte, frameHead+ch.Size())
-	payload := pb.MustMarshalTo(&ch, buf[frameHead:])
-	frame := buf[:frameHead+len(payload)]
+	need := frameHead + ch.Size()
+	if need > len(s.buf) {
+		s.buf = make([]byte, need)
+	}
+	payload := pb.MustMarshalTo(&ch, s.buf[frameHead:need])
+	frame := s.buf[:frameHead+len(payload)]
 	putFrame(frame, methodSnapshot)
 	return writeFrame(s.c, frame)
 }
