@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/http"
-		"testing"
+	"testing"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/queue"
