@@ -19,9 +19,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
@@ -122,6 +124,7 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		name    string
 		res     *bench.Result
 		ceiling float64 // statements/s of raw SQLite doing the same
+		cpu     cpuPerRequest
 	}
 	ceilInsert, ceilBatch, ceilRead, err := ceilings(dir, d)
 	if err != nil {
@@ -134,14 +137,20 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 			cfg.Workers = workers
 		}
 		cfg.Duration = d
-		var all []*bench.Result
+		type measured struct {
+			res *bench.Result
+			cpu cpuPerRequest
+		}
+		var all []measured
 		for i := range runs {
 			var profiled chan error
 			if profiles != "" && i == 0 {
 				profiled = make(chan error, 1)
 				go func() { profiled <- profile(cfg.Addrs[0], d, filepath.Join(profiles, fileName(name)+".prof")) }()
 			}
+			before := cpuNow(nodes)
 			res, err := bench.Run(ctx, cfg, nil)
+			after := cpuNow(nodes)
 			if profiled != nil {
 				if perr := <-profiled; perr != nil {
 					fmt.Fprintf(os.Stderr, "benchcluster: %s: profile: %v\n", name, perr)
@@ -150,11 +159,12 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			all = append(all, res)
+			all = append(all, measured{res, after.sub(before).per(res.Requests)})
 			cfg.NoSetup = cfg.NoSetup || (i == 0 && cfg.Workload == bench.WorkloadRead)
 		}
-		sort.Slice(all, func(i, j int) bool { return all[i].RequestsPerS < all[j].RequestsPerS })
-		rows = append(rows, row{name, all[len(all)/2], ceiling})
+		sort.Slice(all, func(i, j int) bool { return all[i].res.RequestsPerS < all[j].res.RequestsPerS })
+		m := all[len(all)/2]
+		rows = append(rows, row{name, m.res, ceiling, m.cpu})
 		return nil
 	}
 	steps := []struct {
@@ -190,16 +200,18 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert, Rate: half, Workers: 256}); err != nil {
 		return err
 	}
-	fmt.Printf("%-36s %10s %12s %9s %9s %9s %8s %12s\n", "workload", "req/s", "stmts/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling")
+	fmt.Printf("%-36s %10s %12s %9s %9s %9s %8s %12s %18s\n", "workload", "req/s", "stmts/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling", "cpu µs/req nodes+gen")
 	for _, r := range rows {
 		errs := int64(0)
 		for _, v := range r.res.Errors {
 			errs += v
 		}
-		fmt.Printf("%-36s %10.0f %12.0f %9.2f %9.2f %9.2f %8d %11.2fx\n", r.name, r.res.RequestsPerS, r.res.StatementsPerS,
-			r.res.Latency.P50, r.res.Latency.P99, r.res.Latency.Max, errs, r.res.StatementsPerS/r.ceiling)
+		fmt.Printf("%-36s %10.0f %12.0f %9.2f %9.2f %9.2f %8d %11.2fx %18s\n", r.name, r.res.RequestsPerS, r.res.StatementsPerS,
+			r.res.Latency.P50, r.res.Latency.P99, r.res.Latency.Max, errs, r.res.StatementsPerS/r.ceiling, r.cpu)
 	}
-	fmt.Printf("\nceilings (raw SQLite in-process, same statements, WAL): insert autocommit synchronous=FULL %.0f/s, "+
+	fmt.Printf("\ncpu µs/req: CPU time per request of the three nodes together and of the load generator (this process),\n"+
+		"from /proc/<pid>/stat and getrusage over the reported run; steadier than req/s on a shared machine.\n")
+	fmt.Printf("ceilings (raw SQLite in-process, same statements, WAL): insert autocommit synchronous=FULL %.0f/s, "+
 		"100-insert transactions %.0f stmts/s, point reads (4 connections) %.0f/s\n", ceilInsert, ceilBatch, ceilRead)
 	return nil
 }
@@ -364,4 +376,82 @@ func ceilings(dir string, d time.Duration) (insert, batch, read float64, err err
 	wg.Wait()
 	read = float64(n.Load()) / time.Since(t0).Seconds()
 	return insert, batch, read, nil
+}
+
+// cpuSample is the CPU time (user and system) used so far by the nodes
+// together and by this process, the load generator.
+type cpuSample struct {
+	nodes, self time.Duration
+	ok          bool // the nodes' figure could be read (/proc: Linux)
+}
+
+// cpuPerRequest is a run's CPU time per request, split the same way.
+type cpuPerRequest struct {
+	nodes, self time.Duration
+	ok          bool
+}
+
+func (c cpuPerRequest) String() string {
+	if !c.ok {
+		return "-"
+	}
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	return fmt.Sprintf("%.0f + %.0f", us(c.nodes), us(c.self))
+}
+
+func (a cpuSample) sub(b cpuSample) cpuSample {
+	return cpuSample{nodes: a.nodes - b.nodes, self: a.self - b.self, ok: a.ok && b.ok}
+}
+
+func (a cpuSample) per(requests int64) cpuPerRequest {
+	if requests <= 0 {
+		return cpuPerRequest{}
+	}
+	return cpuPerRequest{nodes: a.nodes / time.Duration(requests), self: a.self / time.Duration(requests), ok: a.ok}
+}
+
+func cpuNow(nodes []*node) cpuSample {
+	s := cpuSample{ok: true}
+	for _, n := range nodes {
+		d, err := procCPU(n.cmd.Process.Pid)
+		if err != nil {
+			s.ok = false
+			continue
+		}
+		s.nodes += d
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return s
+}
+
+// procCPU reads a process's user and system time from /proc/<pid>/stat
+// (fields 14 and 15, in clock ticks: USER_HZ, 100 on Linux).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(s[i+1:]) // f[0] is field 3
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	const userHZ = 100
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
 }
