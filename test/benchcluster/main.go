@@ -209,7 +209,7 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		fmt.Printf("%-36s %10.0f %12.0f %9.2f %9.2f %9.2f %8d %11.2fx %18s\n", r.name, r.res.RequestsPerS, r.res.StatementsPerS,
 			r.res.Latency.P50, r.res.Latency.P99, r.res.Latency.Max, errs, r.res.StatementsPerS/r.ceiling, r.cpu)
 	}
-	fmt.Printf("\ncpu µs/req: CPU time per request of the three nodes together and of the load generator (this process),\n"+
+	fmt.Printf("\ncpu µs/req: CPU time per request of the three nodes together and of the load generator (this process),\n" +
 		"from /proc/<pid>/stat and getrusage over the reported run; steadier than req/s on a shared machine.\n")
 	fmt.Printf("ceilings (raw SQLite in-process, same statements, WAL): insert autocommit synchronous=FULL %.0f/s, "+
 		"100-insert transactions %.0f stmts/s, point reads (4 connections) %.0f/s\n", ceilInsert, ceilBatch, ceilRead)
