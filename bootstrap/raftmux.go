@@ -3,13 +3,14 @@ package bootstrap
 import (
 	"bufio"
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/actors/replica/raftnet"
 )
 
 // raftMux shares the advertised Raft address between Dragonboat and Skiff's
@@ -89,24 +90,10 @@ func (m *raftMux) start() {
 
 // accept accepts until the listener is closed.
 func (m *raftMux) accept() {
-	var backoff time.Duration
-	for {
-		c, err := m.ln.Accept()
-		if errors.Is(err, net.ErrClosed) {
-			return
-		}
-		if err != nil {
-			// Out of file descriptors, say: keep accepting once it passes,
-			// as net/http does, or the node stays deaf to its peers.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			m.log.Warn("raft port accept failed; retrying", zap.Error(err), zap.Duration("in", backoff))
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		m.wg.Add(1) // this goroutine's own count keeps the group above zero
+	raftnet.AcceptLoop(m.ln, m.log, func(c net.Conn) {
+		m.wg.Add(1) // accept's own count keeps the group above zero
 		go func() { defer m.wg.Done(); m.route(c) }()
-	}
+	})
 }
 
 func (m *raftMux) track(c net.Conn, on bool) bool {

@@ -109,24 +109,10 @@ func (t *Transport) Start() error {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		var backoff time.Duration
-		for {
-			c, err := ln.Accept()
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if err != nil {
-				// Out of file descriptors, say: keep accepting once it
-				// passes, as net/http does, or this node stays deaf.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				t.cfg.Logger.Warn("raft transport: accept failed; retrying", zap.Error(err), zap.Duration("in", backoff))
-				time.Sleep(backoff)
-				continue
-			}
-			backoff = 0
-			t.wg.Add(1)
+		AcceptLoop(ln, t.cfg.Logger, func(c net.Conn) {
+			t.wg.Add(1) // the loop's own count keeps the group above zero
 			go func() { defer t.wg.Done(); t.serve(c) }()
-		}
+		})
 	}()
 	return nil
 }
