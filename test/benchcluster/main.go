@@ -37,7 +37,16 @@ func main() {
 	c := flag.Int("c", 64, "Workers")
 	runs := flag.Int("runs", 1, "Runs of each workload; the median (by req/s) is reported")
 	profiles := flag.String("profile", "", "Directory to write a CPU profile of the node under load, per workload (its first run)")
+	floorAddr := flag.String("serve-floor", "", "Internal: serve the HTTP floor on this address (see serveFloor)")
+	floorBody := flag.String("floor-body", "", "Internal: the body the HTTP floor answers with")
 	flag.Parse()
+	if *floorAddr != "" {
+		if err := serveFloor(*floorAddr, []byte(*floorBody)); err != nil {
+			fmt.Fprintln(os.Stderr, "benchcluster: floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*skiffd, *d, *c, max(1, *runs), *profiles); err != nil {
 		fmt.Fprintln(os.Stderr, "benchcluster:", err)
 		os.Exit(1)
@@ -132,6 +141,8 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 	}
 	ctx := context.Background()
 	var rows []row
+	// procs are the processes whose CPU the next add measures.
+	procs := nodes
 	add := func(name string, ceiling float64, cfg bench.Config) error {
 		if cfg.Workers == 0 {
 			cfg.Workers = workers
@@ -148,9 +159,9 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 				profiled = make(chan error, 1)
 				go func() { profiled <- profile(cfg.Addrs[0], d, filepath.Join(profiles, fileName(name)+".prof")) }()
 			}
-			before := cpuNow(nodes)
+			before := cpuNow(procs)
 			res, err := bench.Run(ctx, cfg, nil)
-			after := cpuNow(nodes)
+			after := cpuNow(procs)
 			if profiled != nil {
 				if perr := <-profiled; perr != nil {
 					fmt.Fprintf(os.Stderr, "benchcluster: %s: profile: %v\n", name, perr)
@@ -176,7 +187,7 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		{"insert, follower", ceilInsert, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadInsert}},
 		{"insert, leader, queued (-q)", ceilInsert, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert, Queued: true}},
 		{"batch of 100, leader", ceilBatch, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadBatch, Batch: 100}},
-		{"point read none, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Preload: 10000, Level: "none"}},
+		{readsName, ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Preload: 10000, Level: "none"}},
 		{"point read none, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "none"}},
 		{"point read weak, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Level: "weak"}},
 		{"point read weak, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "weak"}},
@@ -200,6 +211,18 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert, Rate: half, Workers: 256}); err != nil {
 		return err
 	}
+	// The HTTP floor: what this machine allows a node that does nothing
+	// but answer, driven the same way. A point read cannot beat it.
+	floor, err := startFloor(leader.http)
+	if err != nil {
+		return err
+	}
+	nodes = append(nodes, floor) // stopped with the nodes
+	procs = []*node{floor}
+	if err := add("HTTP floor (no work), same reads", ceilRead, bench.Config{Addrs: []string{floor.http},
+		Workload: bench.WorkloadRead, Level: "none", Preload: 10000, NoSetup: true}); err != nil {
+		return err
+	}
 	fmt.Printf("%-36s %10s %12s %9s %9s %9s %8s %12s %18s\n", "workload", "req/s", "stmts/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling", "cpu µs/req nodes+gen")
 	for _, r := range rows {
 		errs := int64(0)
@@ -209,11 +232,84 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		fmt.Printf("%-36s %10.0f %12.0f %9.2f %9.2f %9.2f %8d %11.2fx %18s\n", r.name, r.res.RequestsPerS, r.res.StatementsPerS,
 			r.res.Latency.P50, r.res.Latency.P99, r.res.Latency.Max, errs, r.res.StatementsPerS/r.ceiling, r.cpu)
 	}
-	fmt.Printf("\ncpu µs/req: CPU time per request of the three nodes together and of the load generator (this process),\n" +
-		"from /proc/<pid>/stat and getrusage over the reported run; steadier than req/s on a shared machine.\n")
+	fmt.Printf("\ncpu µs/req: CPU time per request of the three nodes together (the HTTP floor's own process on its row)\n" +
+		"and of the load generator (this process), from /proc/<pid>/stat and getrusage over the reported run;\n" +
+		"steadier than req/s on a shared machine.\n")
 	fmt.Printf("ceilings (raw SQLite in-process, same statements, WAL): insert autocommit synchronous=FULL %.0f/s, "+
 		"100-insert transactions %.0f stmts/s, point reads (4 connections) %.0f/s\n", ceilInsert, ceilBatch, ceilRead)
+	floorRate := rows[len(rows)-1].res.RequestsPerS
+	var reads float64
+	for _, r := range rows {
+		if r.name == readsName {
+			reads = r.res.RequestsPerS
+		}
+	}
+	fmt.Printf("HTTP floor: a net/http server (one process, like a node) answering every request with a node's point-read\n"+
+		"response and doing nothing else; the point reads above reach %.0f%% (none, leader) of its %.0f req/s.\n",
+		100*reads/floorRate, floorRate)
 	return nil
+}
+
+// readsName is the workload the HTTP floor is compared with.
+const readsName = "point read none, leader"
+
+// startFloor starts this program again as the HTTP floor (serveFloor),
+// answering with the body the node at nodeHTTP gives a point read.
+func startFloor(nodeHTTP string) (*node, error) {
+	resp, err := http.Post("http://"+nodeHTTP+"/db/query?level=none", "application/json",
+		strings.NewReader(`[["SELECT id, v FROM bench WHERE id = ?", 1]]`))
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("floor body: %s: %s", resp.Status, body)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	n := &node{id: "floor", http: addr}
+	n.cmd = exec.Command(self, "-serve-floor", addr, "-floor-body", string(body))
+	n.cmd.Stdout, n.cmd.Stderr = os.Stderr, os.Stderr
+	if err := n.cmd.Start(); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return n, nil
+		}
+	}
+	_ = n.cmd.Process.Kill()
+	_ = n.cmd.Wait()
+	return nil, errors.New("the HTTP floor did not start")
+}
+
+// serveFloor answers every request as a node answers a point read (same
+// body, same headers), doing no other work, until the process is stopped.
+func serveFloor(addr string, body []byte) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		h := w.Header()
+		h.Set("X-Rqlite-Version", "floor")
+		h.Set("X-Skiff-Version", "floor")
+		h.Set("Content-Type", "application/json; charset=utf-8")
+		_, _ = w.Write(body)
+	})}
+	return srv.Serve(ln)
 }
 
 // profile writes a CPU profile of the node at addr, taken over the middle
