@@ -1,7 +1,6 @@
 package rqjson
 
 import (
-	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -41,9 +40,18 @@ func ParseStatements(body []byte, contentType string) ([]*cmdpb.Statement, error
 	if !json.Valid(body) {
 		return nil, ErrInvalidJSON
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
+	return parseStatements(&tokens{b: body})
+}
 
+// tokenSource is json.Decoder's token API (with UseNumber). ParseStatements
+// reads through tokens; the tests check it against json.Decoder.
+type tokenSource interface {
+	Token() (json.Token, error)
+	More() bool
+}
+
+// parseStatements walks a valid JSON body's tokens into statements.
+func parseStatements(dec tokenSource) ([]*cmdpb.Statement, error) {
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, ErrInvalidJSON
@@ -126,7 +134,7 @@ func trimJSONSpace(b []byte) []byte {
 }
 
 // parseStatementArray parses [sql, args...] after its opening bracket.
-func parseStatementArray(dec *json.Decoder) (*cmdpb.Statement, error) {
+func parseStatementArray(dec tokenSource) (*cmdpb.Statement, error) {
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, ErrInvalidJSON
@@ -165,7 +173,7 @@ func parseStatementArray(dec *json.Decoder) (*cmdpb.Statement, error) {
 // parseNamed parses an object of named parameters after its opening brace.
 // JSON objects are unordered, so parameters are sorted by name to keep the
 // replicated command deterministic.
-func parseNamed(dec *json.Decoder) ([]*cmdpb.Parameter, error) {
+func parseNamed(dec tokenSource) ([]*cmdpb.Parameter, error) {
 	type named struct {
 		key string // as sent, to order keys that strip to the same name
 		p   *cmdpb.Parameter
@@ -220,7 +228,7 @@ func parseNamed(dec *json.Decoder) ([]*cmdpb.Parameter, error) {
 
 // makeParameter types one argument as API.md 1.3 "Parameter typing" says.
 // tok is the argument's first token; for an array the rest is read from dec.
-func makeParameter(dec *json.Decoder, tok json.Token) (*cmdpb.Parameter, error) {
+func makeParameter(dec tokenSource, tok json.Token) (*cmdpb.Parameter, error) {
 	switch t := tok.(type) {
 	case nil:
 		return &cmdpb.Parameter{}, nil // unset value binds NULL
@@ -260,7 +268,7 @@ func numberParameter(s string) (*cmdpb.Parameter, error) {
 }
 
 // byteArray reads an array of integers 0-255 after its opening bracket.
-func byteArray(dec *json.Decoder) ([]byte, error) {
+func byteArray(dec tokenSource) ([]byte, error) {
 	b := []byte{}
 	for dec.More() {
 		tok, err := dec.Token()

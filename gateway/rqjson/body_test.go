@@ -304,3 +304,22 @@ func TestParseQueryString(t *testing.T) {
 		t.Errorf("empty q: got %v, want nil", got)
 	}
 }
+
+// BenchmarkParseStatements: the bodies of the bench workloads.
+func BenchmarkParseStatements(b *testing.B) {
+	for _, c := range []struct{ name, body string }{
+		{"point-read", `[["SELECT id, v FROM bench WHERE id = ?", 4711]]`},
+		{"insert", `[["INSERT INTO bench (v) VALUES (?)", "vvvvvvvvvvvvvvvv"]]`},
+		{"named", `[["INSERT INTO t (a, b) VALUES (:a, :b)", {"a": 1, "b": "x\u00e9"}]]`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			body := []byte(c.body)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ParseStatements(body, "application/json"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
