@@ -223,18 +223,18 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		Workload: bench.WorkloadRead, Level: "none", Preload: 10000, NoSetup: true}); err != nil {
 		return err
 	}
-	fmt.Printf("%-36s %10s %12s %9s %9s %9s %8s %12s %18s\n", "workload", "req/s", "stmts/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling", "cpu µs/req nodes+gen")
+	fmt.Printf("%-36s %10s %12s %9s %9s %9s %8s %12s %26s\n", "workload", "req/s", "stmts/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling", "cpu µs/req nodes+gen (kernel)")
 	for _, r := range rows {
 		errs := int64(0)
 		for _, v := range r.res.Errors {
 			errs += v
 		}
-		fmt.Printf("%-36s %10.0f %12.0f %9.2f %9.2f %9.2f %8d %11.2fx %18s\n", r.name, r.res.RequestsPerS, r.res.StatementsPerS,
+		fmt.Printf("%-36s %10.0f %12.0f %9.2f %9.2f %9.2f %8d %11.2fx %26s\n", r.name, r.res.RequestsPerS, r.res.StatementsPerS,
 			r.res.Latency.P50, r.res.Latency.P99, r.res.Latency.Max, errs, r.res.StatementsPerS/r.ceiling, r.cpu)
 	}
 	fmt.Printf("\ncpu µs/req: CPU time per request of the three nodes together (the HTTP floor's own process on its row)\n" +
 		"and of the load generator (this process), from /proc/<pid>/stat and getrusage over the reported run;\n" +
-		"steadier than req/s on a shared machine.\n")
+		"steadier than req/s on a shared machine. (kernel): the share of the nodes' CPU spent in the kernel.\n")
 	fmt.Printf("ceilings (raw SQLite in-process, same statements, WAL): insert autocommit synchronous=FULL %.0f/s, "+
 		"100-insert transactions %.0f stmts/s, point reads (4 connections) %.0f/s\n", ceilInsert, ceilBatch, ceilRead)
 	floorRate := rows[len(rows)-1].res.RequestsPerS
@@ -475,15 +475,17 @@ func ceilings(dir string, d time.Duration) (insert, batch, read float64, err err
 }
 
 // cpuSample is the CPU time (user and system) used so far by the nodes
-// together and by this process, the load generator.
+// together and by this process, the load generator; nodesSys is the
+// nodes' system (kernel) part of it.
 type cpuSample struct {
-	nodes, self time.Duration
-	ok          bool // the nodes' figure could be read (/proc: Linux)
+	nodes, nodesSys, self time.Duration
+	ok                    bool // the nodes' figure could be read (/proc: Linux)
 }
 
 // cpuPerRequest is a run's CPU time per request, split the same way.
 type cpuPerRequest struct {
 	nodes, self time.Duration
+	kernel      float64 // share of the nodes' CPU spent in the kernel
 	ok          bool
 }
 
@@ -492,29 +494,31 @@ func (c cpuPerRequest) String() string {
 		return "-"
 	}
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	return fmt.Sprintf("%.0f + %.0f", us(c.nodes), us(c.self))
+	return fmt.Sprintf("%.0f + %.0f (%2.0f%%)", us(c.nodes), us(c.self), 100*c.kernel)
 }
 
 func (a cpuSample) sub(b cpuSample) cpuSample {
-	return cpuSample{nodes: a.nodes - b.nodes, self: a.self - b.self, ok: a.ok && b.ok}
+	return cpuSample{nodes: a.nodes - b.nodes, nodesSys: a.nodesSys - b.nodesSys, self: a.self - b.self, ok: a.ok && b.ok}
 }
 
 func (a cpuSample) per(requests int64) cpuPerRequest {
-	if requests <= 0 {
+	if requests <= 0 || a.nodes <= 0 {
 		return cpuPerRequest{}
 	}
-	return cpuPerRequest{nodes: a.nodes / time.Duration(requests), self: a.self / time.Duration(requests), ok: a.ok}
+	n := time.Duration(requests)
+	return cpuPerRequest{nodes: a.nodes / n, self: a.self / n, kernel: float64(a.nodesSys) / float64(a.nodes), ok: a.ok}
 }
 
 func cpuNow(nodes []*node) cpuSample {
 	s := cpuSample{ok: true}
 	for _, n := range nodes {
-		d, err := procCPU(n.cmd.Process.Pid)
+		user, sys, err := procCPU(n.cmd.Process.Pid)
 		if err != nil {
 			s.ok = false
 			continue
 		}
-		s.nodes += d
+		s.nodes += user + sys
+		s.nodesSys += sys
 	}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
@@ -525,29 +529,27 @@ func cpuNow(nodes []*node) cpuSample {
 
 // procCPU reads a process's user and system time from /proc/<pid>/stat
 // (fields 14 and 15, in clock ticks: USER_HZ, 100 on Linux).
-func procCPU(pid int) (time.Duration, error) {
+func procCPU(pid int) (user, sys time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name (field 2) is in parentheses and may hold spaces.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
 	}
 	f := strings.Fields(s[i+1:]) // f[0] is field 3
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
 	const userHZ = 100
-	var ticks int64
-	for _, v := range f[11:13] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	var ticks [2]int64
+	for j, v := range f[11:13] {
+		if ticks[j], err = strconv.ParseInt(v, 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 		}
-		ticks += n
 	}
-	return time.Duration(ticks) * time.Second / userHZ, nil
+	return time.Duration(ticks[0]) * time.Second / userHZ, time.Duration(ticks[1]) * time.Second / userHZ, nil
 }
