@@ -14,20 +14,25 @@ import (
 )
 
 // Writes are coalesced into BATCH entries (group commit at the log): a
-// few proposers each take the writes that queued while the others were
-// in flight and propose them as one entry, which the state machine applies
+// proposer takes the writes that queued while its last batch was in
+// flight and proposes them as one entry, which the state machine applies
 // as that many requests, each answering alone (sm.applyBatchCommand).
 // Per entry, Raft, the log store, the transport and the apply loop cost
 // the same whether it carries one write or a hundred; at 64 concurrent
 // writers that cost was most of a write's CPU on every node.
 const (
-	// writeProposers bounds the batches in flight. More split the waiting
-	// writes into smaller batches: inserts at 64 workers measured 5,810
-	// req/s with 1, 5,475 with 2, 5,230 with 4 and 5,210 with 8 (two
-	// rounds each, fresh 3-node clusters on the 2-core machine). 2 keeps
-	// one batch forming while another commits, so a slow proposal (one
-	// retrying through an election) does not hold every write behind it.
-	writeProposers = 2
+	// writeProposers bounds the batches in flight. One is classic group
+	// commit: while a batch commits, every write arriving waits and goes
+	// in the next. More split the waiting writes into smaller batches,
+	// and on this 2-core machine each batch's fsyncs, messages and
+	// wake-ups cost kernel time on every node: inserts at 64 workers
+	// measured 5,810 req/s with 1, 5,475 with 2, 5,230 with 4 and 5,210
+	// with 8 (two rounds each, fresh 3-node clusters), and later 1 beat 2
+	// in 6 of 7 alternating rounds (median 5,618 against 5,384 in four
+	// of them), with the open loop's p99 unchanged. A batch stuck across
+	// a leader change holds the writes behind it for proposalStall at
+	// most; none can commit without a leader anyway.
+	writeProposers = 1
 	// maxBatchWrites and maxBatchBytes bound one batch (the bytes are the
 	// encoded requests'; Dragonboat refuses entries near its in-memory log
 	// limit, and a big entry delays the heartbeats behind it).

@@ -7,7 +7,7 @@
 // Blocking Dragonboat calls never run in the actor's select loop. The data
 // requests (Execute, Query) run on their caller's goroutine under a lease
 // of the NodeHost that shutdown waits out (hotpath.go); concurrent writes
-// are coalesced into shared log entries by a few proposers (coalesce.go)
+// are coalesced into shared log entries by a proposer (coalesce.go)
 // and linearizable reads share ReadIndex rounds (readindex.go). Every other
 // request goes through an inbox and is served on a goroutine of its own
 // that answers on the request's reply channel. A request that arrives
