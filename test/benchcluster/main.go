@@ -141,58 +141,74 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 	}
 	ctx := context.Background()
 	var rows []row
-	// procs are the processes whose CPU the next add measures.
-	procs := nodes
-	add := func(name string, ceiling float64, cfg bench.Config) error {
-		if cfg.Workers == 0 {
-			cfg.Workers = workers
-		}
-		cfg.Duration = d
-		type measured struct {
-			res *bench.Result
-			cpu cpuPerRequest
-		}
-		var all []measured
-		for i := range runs {
-			var profiled chan error
-			if profiles != "" && i == 0 {
-				profiled = make(chan error, 1)
-				go func() { profiled <- profile(cfg.Addrs[0], d, filepath.Join(profiles, fileName(name)+".prof")) }()
-			}
-			before := cpuNow(procs)
-			res, err := bench.Run(ctx, cfg, nil)
-			after := cpuNow(procs)
-			if profiled != nil {
-				if perr := <-profiled; perr != nil {
-					fmt.Fprintf(os.Stderr, "benchcluster: %s: profile: %v\n", name, perr)
-				}
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			all = append(all, measured{res, after.sub(before).per(res.Requests)})
-			cfg.NoSetup = cfg.NoSetup || (i == 0 && cfg.Workload == bench.WorkloadRead)
-		}
-		sort.Slice(all, func(i, j int) bool { return all[i].res.RequestsPerS < all[j].res.RequestsPerS })
-		m := all[len(all)/2]
-		rows = append(rows, row{name, m.res, ceiling, m.cpu})
-		return nil
-	}
-	steps := []struct {
+	// workload is one row of the table: cfg run against procs, whose CPU
+	// it reports.
+	type workload struct {
 		name    string
 		ceiling float64
 		cfg     bench.Config
-	}{
-		{"insert, leader", ceilInsert, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert}},
-		{"insert, follower", ceilInsert, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadInsert}},
-		{"insert, leader, queued (-q)", ceilInsert, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert, Queued: true}},
-		{"batch of 100, leader", ceilBatch, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadBatch, Batch: 100}},
-		{readsName, ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Preload: 10000, Level: "none"}},
-		{"point read none, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "none"}},
-		{"point read weak, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Level: "weak"}},
-		{"point read weak, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "weak"}},
-		{"point read linearizable, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Level: "linearizable"}},
-		{"point read linearizable, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "linearizable"}},
+		procs   []*node
+		profile bool // take a CPU profile of cfg.Addrs[0] (a node)
+	}
+	type measured struct {
+		res *bench.Result
+		cpu cpuPerRequest
+	}
+	// add runs ws in rounds, one run of each per round, so that workloads
+	// compared with each other see the same phases of the machine, and
+	// reports each one's median run.
+	add := func(ws ...workload) error {
+		all := make([][]measured, len(ws))
+		for i := range runs {
+			for j := range ws {
+				w := &ws[j]
+				if w.cfg.Workers == 0 {
+					w.cfg.Workers = workers
+				}
+				w.cfg.Duration = d
+				var profiled chan error
+				if profiles != "" && w.profile && i == 0 {
+					profiled = make(chan error, 1)
+					go func() { profiled <- profile(w.cfg.Addrs[0], d, filepath.Join(profiles, fileName(w.name)+".prof")) }()
+				}
+				before := cpuNow(w.procs)
+				res, err := bench.Run(ctx, w.cfg, nil)
+				after := cpuNow(w.procs)
+				if profiled != nil {
+					if perr := <-profiled; perr != nil {
+						fmt.Fprintf(os.Stderr, "benchcluster: %s: profile: %v\n", w.name, perr)
+					}
+				}
+				if err != nil {
+					return fmt.Errorf("%s: %w", w.name, err)
+				}
+				all[j] = append(all[j], measured{res, after.sub(before).per(res.Requests)})
+				w.cfg.NoSetup = w.cfg.NoSetup || w.cfg.Workload == bench.WorkloadRead
+			}
+		}
+		for j, w := range ws {
+			ms := all[j]
+			sort.Slice(ms, func(a, b int) bool { return ms[a].res.RequestsPerS < ms[b].res.RequestsPerS })
+			m := ms[len(ms)/2]
+			rows = append(rows, row{w.name, m.res, w.ceiling, m.cpu})
+		}
+		return nil
+	}
+	cluster := append([]*node(nil), nodes...)
+	onNodes := func(name string, ceiling float64, cfg bench.Config) workload {
+		return workload{name: name, ceiling: ceiling, cfg: cfg, procs: cluster, profile: true}
+	}
+	steps := []workload{
+		onNodes("insert, leader", ceilInsert, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert}),
+		onNodes("insert, follower", ceilInsert, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadInsert}),
+		onNodes("insert, leader, queued (-q)", ceilInsert, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert, Queued: true}),
+		onNodes("batch of 100, leader", ceilBatch, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadBatch, Batch: 100}),
+		onNodes(readsName, ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Preload: 10000, Level: "none"}),
+		onNodes("point read none, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "none"}),
+		onNodes("point read weak, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Level: "weak"}),
+		onNodes("point read weak, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "weak"}),
+		onNodes("point read linearizable, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Level: "linearizable"}),
+		onNodes("point read linearizable, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "linearizable"}),
 	}
 	for _, s := range steps {
 		if s.cfg.Workload == bench.WorkloadRead && s.cfg.Preload == 0 {
@@ -200,27 +216,28 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 			// among the same rows.
 			s.cfg.Preload, s.cfg.NoSetup = 10000, true
 		}
-		if err := add(s.name, s.ceiling, s.cfg); err != nil {
+		ws := []workload{s}
+		if s.name == readsName {
+			// The HTTP floor: what this machine allows a node that does
+			// nothing but answer, driven the same way, in rounds with the
+			// reads it bounds. The inserts above made the row it answers.
+			floor, err := startFloor(leader.http)
+			if err != nil {
+				return err
+			}
+			nodes = append(nodes, floor) // stopped with the nodes
+			ws = append(ws, workload{name: floorName, ceiling: ceilRead, procs: []*node{floor}, cfg: bench.Config{
+				Addrs: []string{floor.http}, Workload: bench.WorkloadRead, Level: "none", Preload: 10000, NoSetup: true}})
+		}
+		if err := add(ws...); err != nil {
 			return err
 		}
 	}
 	// Open loop at half the leader's closed-loop insert rate: latency from
 	// each request's intended send time (issue 6's p99 target).
 	half := rows[0].res.RequestsPerS / 2
-	if err := add(fmt.Sprintf("insert, leader, open loop %.0f/s", half), ceilInsert,
-		bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert, Rate: half, Workers: 256}); err != nil {
-		return err
-	}
-	// The HTTP floor: what this machine allows a node that does nothing
-	// but answer, driven the same way. A point read cannot beat it.
-	floor, err := startFloor(leader.http)
-	if err != nil {
-		return err
-	}
-	nodes = append(nodes, floor) // stopped with the nodes
-	procs = []*node{floor}
-	if err := add("HTTP floor (no work), same reads", ceilRead, bench.Config{Addrs: []string{floor.http},
-		Workload: bench.WorkloadRead, Level: "none", Preload: 10000, NoSetup: true}); err != nil {
+	if err := add(onNodes(fmt.Sprintf("insert, leader, open loop %.0f/s", half), ceilInsert,
+		bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert, Rate: half, Workers: 256})); err != nil {
 		return err
 	}
 	fmt.Printf("%-36s %10s %12s %9s %9s %9s %8s %12s %26s\n", "workload", "req/s", "stmts/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling", "cpu µs/req nodes+gen (kernel)")
@@ -237,11 +254,13 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		"steadier than req/s on a shared machine. (kernel): the share of the nodes' CPU spent in the kernel.\n")
 	fmt.Printf("ceilings (raw SQLite in-process, same statements, WAL): insert autocommit synchronous=FULL %.0f/s, "+
 		"100-insert transactions %.0f stmts/s, point reads (4 connections) %.0f/s\n", ceilInsert, ceilBatch, ceilRead)
-	floorRate := rows[len(rows)-1].res.RequestsPerS
-	var reads float64
+	var reads, floorRate float64
 	for _, r := range rows {
-		if r.name == readsName {
+		switch r.name {
+		case readsName:
 			reads = r.res.RequestsPerS
+		case floorName:
+			floorRate = r.res.RequestsPerS
 		}
 	}
 	fmt.Printf("HTTP floor: a net/http server (one process, like a node) answering every request with a node's point-read\n"+
@@ -250,8 +269,11 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 	return nil
 }
 
-// readsName is the workload the HTTP floor is compared with.
-const readsName = "point read none, leader"
+// readsName is the workload the HTTP floor (floorName) is compared with.
+const (
+	readsName = "point read none, leader"
+	floorName = "HTTP floor (no work), same reads"
+)
 
 // startFloor starts this program again as the HTTP floor (serveFloor),
 // answering with the body the node at nodeHTTP gives a point read.
