@@ -30,12 +30,13 @@ type raftMux struct {
 	httpLn *chanListener
 	log    *zap.Logger
 	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
+	// conns are the connections being routed or served as Raft's; the
+	// HTTP server tracks its own.
+	conns raftnet.ConnSet
 	// firstByte is firstByteTimeout (tests shorten it); silent holds the
 	// connections waiting for their first byte, with when they came (under
 	// mu).
+	mu        sync.Mutex
 	firstByte time.Duration
 	silent    map[net.Conn]time.Time
 	silentCap int
@@ -68,7 +69,7 @@ const maxSilent = 256
 const httpHeaderTimeout = 10 * time.Second
 
 func newRaftMux(ln net.Listener, raft func(net.Conn) bool, h http.Handler, log *zap.Logger) *raftMux {
-	m := &raftMux{ln: ln, raft: raft, log: log, conns: map[net.Conn]struct{}{}, firstByte: firstByteTimeout, silent: map[net.Conn]time.Time{}, silentCap: maxSilent,
+	m := &raftMux{ln: ln, raft: raft, log: log, firstByte: firstByteTimeout, silent: map[net.Conn]time.Time{}, silentCap: maxSilent,
 		httpLn: &chanListener{addr: ln.Addr(), c: make(chan net.Conn), done: make(chan struct{})}}
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: httpHeaderTimeout, ErrorLog: zap.NewStdLog(log)}
 	return m
@@ -96,28 +97,14 @@ func (m *raftMux) accept() {
 	})
 }
 
-func (m *raftMux) track(c net.Conn, on bool) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if on && m.closed {
-		return false
-	}
-	if on {
-		m.conns[c] = struct{}{}
-	} else {
-		delete(m.conns, c)
-	}
-	return true
-}
-
 func (m *raftMux) route(c net.Conn) {
 	// Tracked from the start, so that close() cuts a connection still
 	// waiting for its first byte instead of waiting out firstByteTimeout.
-	if !m.track(c, true) {
+	if !m.conns.Add(c) {
 		_ = c.Close()
 		return
 	}
-	defer m.track(c, false)
+	defer m.conns.Remove(c)
 	m.waitFirstByte(c)
 	_ = c.SetReadDeadline(time.Now().Add(m.firstByte))
 	br := bufio.NewReader(c)
@@ -180,12 +167,7 @@ func (m *raftMux) close() {
 		_ = m.http.Close()
 	}
 	m.httpLn.Close()
-	m.mu.Lock()
-	m.closed = true
-	for c := range m.conns {
-		_ = c.Close()
-	}
-	m.mu.Unlock()
+	m.conns.CloseAll()
 	m.wg.Wait()
 }
 

@@ -67,7 +67,7 @@ func NewFactory(cfg Config) (*Factory, error) {
 
 // Create implements config.TransportFactory.
 func (f *Factory) Create(nh config.NodeHostConfig, onMessage raftio.MessageHandler, onChunk raftio.ChunkHandler) raftio.ITransport {
-	return &Transport{cfg: f.cfg, nh: nh, onMessage: onMessage, onChunk: onChunk, conns: map[net.Conn]struct{}{}}
+	return &Transport{cfg: f.cfg, nh: nh, onMessage: onMessage, onChunk: onChunk}
 }
 
 // Validate implements config.TransportFactory: addresses are host:port, as
@@ -81,11 +81,9 @@ type Transport struct {
 	onMessage raftio.MessageHandler
 	onChunk   raftio.ChunkHandler
 
-	ln     net.Listener // nil with an Inbound
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{} // inbound connections being served
-	closed bool
+	ln    net.Listener // nil with an Inbound
+	wg    sync.WaitGroup
+	conns ConnSet // inbound connections being served
 }
 
 var _ raftio.ITransport = (*Transport)(nil)
@@ -126,30 +124,19 @@ func (t *Transport) Close() error {
 	if t.ln != nil {
 		_ = t.ln.Close()
 	}
-	t.mu.Lock()
-	t.closed = true
-	for c := range t.conns {
-		_ = c.Close()
-	}
-	t.mu.Unlock()
+	t.conns.CloseAll()
 	t.wg.Wait()
 	return nil
 }
 
 // serve reads c's frames until it ends, then closes it.
 func (t *Transport) serve(c net.Conn) {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
+	if !t.conns.Add(c) {
 		_ = c.Close()
 		return
 	}
-	t.conns[c] = struct{}{}
-	t.mu.Unlock()
 	defer func() {
-		t.mu.Lock()
-		delete(t.conns, c)
-		t.mu.Unlock()
+		t.conns.Remove(c)
 		_ = c.Close()
 	}()
 	f := newFrameReader(c)
