@@ -82,6 +82,6 @@ func (l *listener) SnapshotCreated(info raftio.SnapshotInfo) {
 		l.nudgeStats()
 	}
 }
-func (l *listener) SnapshotCompacted(raftio.SnapshotInfo)       {}
-func (l *listener) LogCompacted(raftio.EntryInfo)               {}
-func (l *listener) LogDBCompacted(raftio.EntryInfo)             {}
+func (l *listener) SnapshotCompacted(raftio.SnapshotInfo) {}
+func (l *listener) LogCompacted(raftio.EntryInfo)         {}
+func (l *listener) LogDBCompacted(raftio.EntryInfo)       {}
