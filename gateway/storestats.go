@@ -119,13 +119,21 @@ func (g *Gateway) sqliteSection(st *lifecycle.State) obj {
 		dbSize, walSize = fileSize(path), fileSize(path+"-wal")
 	}
 	rw, ro := sm.Pragmas(g.cfg.Store.ForeignKeys)
+	// As obj, so that ?key= reaches into them.
+	toObj := func(m map[string]string) obj {
+		o := make(obj, len(m))
+		for k, v := range m {
+			o[k] = v
+		}
+		return o
+	}
 	return obj{
 		"path":     path,
 		"db_size":  dbSize,
 		"size":     st.Replica.SQLiteSize,
 		"wal_size": walSize,
 		"version":  version,
-		"pragmas":  obj{"rw": rw, "ro": ro},
+		"pragmas":  obj{"rw": toObj(rw), "ro": toObj(ro)},
 	}
 }
 

@@ -44,7 +44,9 @@ func (l *listener) nudgeStats() {
 
 func (l *listener) LeaderUpdated(info raftio.LeaderInfo) {
 	if info.ShardID == l.shardID {
-		l.counters.leaderChanges.Add(1)
+		if info.LeaderID != 0 {
+			l.counters.leaderChanges.Add(1)
+		}
 		l.life.Notify(lifecycle.LeaderUpdated{LeaderReplicaID: info.LeaderID, Term: info.Term})
 	}
 }

@@ -49,8 +49,37 @@ type counters struct {
 // sampler is the state one sample hands to the next: samples run one at a
 // time (the Run loop starts the next only after the last has finished).
 type sampler struct {
+	started                   bool
 	lastEvents, lastSnapIndex uint64
-	snapshots                 uint64
+	// lastInstall is the last install lifecycle had seen (restores
+	// counted, index of the snapshot being installed).
+	lastInstall [2]uint64
+	snapshots   uint64
+}
+
+// countSnapshot decides whether the snapshot index moving to idx was a
+// snapshot taken here: Dragonboat reported one (events moved). An install
+// moves the index too, without the event, and lifecycle shows it (install);
+// a request that found nothing new fires the event without moving the
+// index. Dragonboat moves the index before it reports the event, so a
+// move with neither the event nor an install yet is decided by a later
+// sample.
+func (s *sampler) countSnapshot(idx, events uint64, install [2]uint64) {
+	if !s.started {
+		// What is on disk at start was taken before: not counted.
+		s.started, s.lastSnapIndex, s.lastEvents, s.lastInstall = true, idx, events, install
+		return
+	}
+	moved, reported, installed := idx > s.lastSnapIndex, events > s.lastEvents, install != s.lastInstall
+	switch {
+	case moved && reported:
+		s.snapshots++
+	case moved && installed:
+	case moved:
+		return // decided by a later sample
+	}
+	s.lastSnapIndex = max(s.lastSnapIndex, idx)
+	s.lastEvents, s.lastInstall = events, install
 }
 
 // sampleStats reads the Raft and SQLite numbers and publishes them.
@@ -93,17 +122,9 @@ func (r *Replica) sampleStats(nh *dragonboat.NodeHost) {
 			st.SQLitePath, st.SQLiteSize = db.Path, db.Size
 		}
 	}
-	// A snapshot is counted when Dragonboat reported one and the snapshot
-	// index moved: an install moves the index without the event, a
-	// request with nothing new fires the event without moving it.
+	life := r.life.State()
 	s := &r.sampler
-	if st.LastSnapshotIndex > s.lastSnapIndex && events > s.lastEvents {
-		s.snapshots++
-	}
-	if st.LastSnapshotIndex > s.lastSnapIndex {
-		s.lastSnapIndex = st.LastSnapshotIndex
-	}
-	s.lastEvents = events
+	s.countSnapshot(st.LastSnapshotIndex, events, [2]uint64{life.Restores, life.Progress.SnapshotIndex})
 	st.Snapshots = s.snapshots
 	r.life.Notify(lifecycle.ReplicaSampled{Stats: st})
 }
