@@ -286,7 +286,7 @@ func TestMembersMergeRaftWithNodeTable(t *testing.T) {
 // installs are counted, and a stopping node keeps its last sample.
 func TestReplicaSampleAndRestores(t *testing.T) {
 	m := NewMachine(t0)
-	sample := ReplicaStats{SampledAt: t0, LastLogIndex: 9, CommitIndex: 8, Snapshots: 2, PragmasRW: map[string]string{"journal_mode": "wal"}}
+	sample := ReplicaStats{SampledAt: t0, LastLogIndex: 9, CommitIndex: 8, Snapshots: 2, SQLitePath: "/d/db-1.sqlite"}
 	m.Apply(ReplicaSampled{Stats: sample}, t0)
 	if got := m.State().Replica; !reflect.DeepEqual(got, sample) {
 		t.Fatalf("Replica = %+v, want %+v", got, sample)

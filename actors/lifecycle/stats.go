@@ -29,10 +29,6 @@ type ReplicaStats struct {
 	SQLitePath string
 	// SQLiteSize is page_count * page_size (rqlite's sqlite3.size).
 	SQLiteSize int64
-	// PragmasRW and PragmasRO are the settings of the writer and reader
-	// connections, read from SQLite when it opened the database; never
-	// modified after publication.
-	PragmasRW, PragmasRO map[string]string
 
 	// Counters since the process started.
 	Snapshots          uint64 // local snapshots taken (automatic and requested)

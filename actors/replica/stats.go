@@ -82,9 +82,13 @@ func (s *sampler) countSnapshot(idx, events uint64, install [2]uint64) {
 	s.lastEvents, s.lastInstall = events, install
 }
 
-// sampleStats reads the Raft and SQLite numbers and publishes them.
+// sampleStats reads the Raft and SQLite numbers and publishes them. A
+// number that cannot be read now (the replica not initialised yet, a
+// query still pending) keeps its last published value.
 func (r *Replica) sampleStats(nh *dragonboat.NodeHost) {
-	st := lifecycle.ReplicaStats{SampledAt: time.Now()}
+	life := r.life.State()
+	st := life.Replica
+	st.SampledAt = time.Now()
 	c := &r.counters
 	st.UserSnapshots = c.userSnapshots.Load()
 	st.Joins, st.IgnoredJoins, st.RemovedBeforeJoins = c.joins.Load(), c.ignoredJoins.Load(), c.removedBeforeJoin.Load()
@@ -95,7 +99,7 @@ func (r *Replica) sampleStats(nh *dragonboat.NodeHost) {
 	}
 	if info := nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true}); info != nil {
 		for _, s := range info.ShardInfoList {
-			if s.ShardID == r.cfg.ShardID {
+			if s.ShardID == r.cfg.ShardID && !s.Pending {
 				st.ConfigChangeIndex = s.ConfigChangeIndex
 			}
 		}
@@ -113,16 +117,13 @@ func (r *Replica) sampleStats(nh *dragonboat.NodeHost) {
 	if commit, err := commitIndex(ctx, nh, r.cfg.ShardID); err == nil {
 		st.CommitIndex = commit
 	} else {
-		// Before the replica is initialised, or a query still pending.
 		r.log.Debug("commit index unknown", zap.Error(err))
-		st.CommitIndex = r.life.State().Replica.CommitIndex
 	}
 	if out, err := nh.StaleRead(r.cfg.ShardID, &sm.DBStats{Ctx: ctx}); err == nil {
 		if db, ok := out.(*sm.DBStatsResult); ok {
 			st.SQLitePath, st.SQLiteSize = db.Path, db.Size
 		}
 	}
-	life := r.life.State()
 	s := &r.sampler
 	s.countSnapshot(st.LastSnapshotIndex, events, [2]uint64{life.Restores, life.Progress.SnapshotIndex})
 	st.Snapshots = s.snapshots
@@ -131,8 +132,10 @@ func (r *Replica) sampleStats(nh *dragonboat.NodeHost) {
 
 // snapshotMeta returns the index and term of the latest snapshot the log
 // reader holds. Its Snapshot method takes a reference that must be given
-// back (the last reference out compacts the snapshot's files), as
-// Dragonboat's transport does after streaming one.
+// back, as Dragonboat's transport does after streaming one: if the
+// snapshot was replaced meanwhile, this last reference out removes its
+// files (the newer one is in the LogDB by then, which that removal
+// checks). A failed removal leaves files the next one removes.
 func snapshotMeta(lr dragonboat.ReadonlyLogReader) (index, term uint64) {
 	ss := lr.Snapshot()
 	if pb.IsEmptySnapshot(ss) {
