@@ -31,7 +31,8 @@ type obj = map[string]any
 // clients read store.raft.state (API.md 2.1).
 func raftState(st *lifecycle.State) string {
 	switch {
-	case st.Phase == lifecycle.Stopping:
+	case st.Phase == lifecycle.Stopping || st.Phase == lifecycle.Removed:
+		// A removed node takes no part in Raft any more.
 		return "Shutdown"
 	case st.IsLeader():
 		return "Leader"

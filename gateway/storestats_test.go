@@ -159,7 +159,11 @@ func TestStoreStatsShape(t *testing.T) {
 		lifecycle.Ready, lifecycle.Degraded, lifecycle.Stopping, lifecycle.Removed} {
 		p.set(ph, 0)
 		doc := status()
-		wantKinds(t, string(ph)+" store.raft", sub(t, doc, "store.raft"), raftKinds)
+		raft := sub(t, doc, "store.raft")
+		wantKinds(t, string(ph)+" store.raft", raft, raftKinds)
+		if stopped := ph == lifecycle.Stopping || ph == lifecycle.Removed; stopped != (raft["state"] == "Shutdown") {
+			t.Errorf("%s: store.raft.state %v", ph, raft["state"])
+		}
 		wantKinds(t, string(ph)+" store.sqlite3", sub(t, doc, "store.sqlite3"), sqliteKinds)
 		wantKinds(t, string(ph)+" store.sqlite3.pragmas.rw", sub(t, doc, "store.sqlite3.pragmas.rw"), pragmaKinds)
 		ro := sub(t, doc, "store.sqlite3.pragmas.ro")
