@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -172,6 +173,11 @@ func Start(cfg Config) (*Node, error) {
 	gw, err := gateway.New(gateway.Config{
 		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
 		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints,
+		Store: gateway.StoreInfo{
+			DataDir: absPath(cfg.DataDir), SQLiteDir: cfg.smDir(),
+			SnapshotThreshold: cfg.RaftSnapshotEntries, TrailingLogs: replica.DefaultCompactionOverhead,
+			ForeignKeys: cfg.ForeignKeys,
+		},
 	}, ln, rt, q, life.State)
 	if err != nil {
 		ln.Close()
@@ -398,4 +404,12 @@ func founders(id identity, alone map[uint64]string) map[uint64]string {
 		return id.Founders
 	}
 	return alone
+}
+
+// absPath is p made absolute for display (p itself if that fails).
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

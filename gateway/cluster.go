@@ -98,6 +98,7 @@ func (g *Gateway) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if !methods(w, r, http.MethodPost) {
 		return
 	}
+	g.count(&g.ops.joinReq)
 	body, err := g.readBody(w, r)
 	if err != nil {
 		g.writeError(w, err)
@@ -130,6 +131,7 @@ func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
 	if !methods(w, r, http.MethodGet) {
 		return
 	}
+	g.count(&g.ops.nodeMetaReq)
 	st := g.state()
 	id := st.Identity
 	meta := NodeMeta{NodeID: id.NodeID, ReplicaID: id.ReplicaID, APIAddr: apiURL(g.cfg.AdvAddr), RaftAddr: id.RaftAddr,
@@ -151,6 +153,7 @@ func (g *Gateway) handleRemove(w http.ResponseWriter, r *http.Request) {
 	if !methods(w, r, http.MethodDelete) {
 		return
 	}
+	g.count(&g.ops.removeReq)
 	params, nodeID, ok := g.nodeRequest(w, r, true)
 	if !ok {
 		return

@@ -44,6 +44,8 @@ type Config struct {
 	// Commit and BuildTime are reported in /status build.
 	Commit, BuildTime string
 	Logger            *zap.Logger
+	// Store describes the store in /status (API.md 2.1).
+	Store StoreInfo
 	// Failpoints are served at /debug/failpoints (tests only; nil, or a
 	// build without the failpoints tag, serves 404 there).
 	Failpoints *failpoint.Set

@@ -19,15 +19,21 @@ func (g *Gateway) handleVars(w http.ResponseWriter, r *http.Request) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st := g.state()
+	httpSec := obj{
+		"num_execute": g.stats.execute.Load(), "num_query": g.stats.query.Load(),
+		"num_request": g.stats.request.Load(), "num_status": g.stats.status.Load(),
+		"num_readyz": g.stats.readyz.Load(), "num_nodes": g.stats.nodes.Load(),
+		"backups": g.stats.backup.Load(),
+	}
+	// rqlite's names for the same counters, and its operator counters
+	// (storestats.go).
+	g.httpVars(httpSec)
 	vars := obj{
 		"cmdline":  os.Args,
 		"memstats": ms,
-		"http": obj{
-			"num_execute": g.stats.execute.Load(), "num_query": g.stats.query.Load(),
-			"num_request": g.stats.request.Load(), "num_status": g.stats.status.Load(),
-			"num_readyz": g.stats.readyz.Load(), "num_nodes": g.stats.nodes.Load(),
-			"backups": g.stats.backup.Load(),
-		},
+		"http":     httpSec,
+		"store":    g.storeVars(st),
+		"cluster":  g.clusterVars(),
 		"skiff": obj{
 			"lifecycle_state":          string(st.Phase),
 			"lifecycle_dropped_events": st.Dropped,

@@ -56,6 +56,7 @@ type Gateway struct {
 	state StateSource
 	srv   *http.Server
 	stats counters
+	ops   opCounters
 	// peers asks other nodes for /nodes.
 	peers *http.Client
 }
@@ -153,12 +154,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.count(&g.stats.backup)
 		g.handleBackup(w, r)
 	case strings.HasPrefix(p, "/db/load"):
+		g.count(&g.ops.loads)
 		g.handleLoad(w, r)
 	case p == "/boot":
+		g.count(&g.ops.boots)
 		g.handleBoot(w, r)
 	case p == "/snapshot":
+		g.count(&g.ops.userSnapshots)
 		g.handleSnapshot(w, r)
 	case p == "/reap":
+		g.count(&g.ops.userReaps)
 		g.handleReap(w, r)
 	case strings.HasPrefix(p, "/remove"):
 		g.handleRemove(w, r)

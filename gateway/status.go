@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	sqlite3 "github.com/mattn/go-sqlite3"
-
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway/rqjson"
@@ -33,7 +31,8 @@ type obj = map[string]any
 // clients read store.raft.state (API.md 2.1).
 func raftState(st *lifecycle.State) string {
 	switch {
-	case st.Phase == lifecycle.Stopping:
+	case st.Phase == lifecycle.Stopping || st.Phase == lifecycle.Removed:
+		// A removed node takes no part in Raft any more.
 		return "Shutdown"
 	case st.IsLeader():
 		return "Leader"
@@ -94,12 +93,10 @@ func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
 		leader = obj{"addr": l.RaftAddr, "node_id": l.NodeID}
 	}
 	nodes := make([]obj, 0, len(st.Members))
-	voters := 0
 	for _, m := range st.Members {
 		suffrage := "nonvoter"
 		if m.Voter {
 			suffrage = "voter"
-			voters++
 		}
 		nodes = append(nodes, obj{"id": m.NodeID, "addr": m.RaftAddr, "suffrage": suffrage})
 	}
@@ -110,19 +107,20 @@ func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
 	if st.NodeReady {
 		open = obj{}
 	}
-	sqliteVersion, _, _ := sqlite3.Version()
 	hostname, _ := os.Hostname()
 	exe, _ := os.Executable()
-	numPeers := voters - 1
-	if numPeers < 0 {
-		numPeers = 0
+	store := obj{
+		"open":             open,
+		"node_id":          id.NodeID,
+		"addr":             id.RaftAddr,
+		"leader":           leader,
+		"ready":            st.Phase == lifecycle.Ready,
+		"fsm_index":        st.Progress.AppliedIndex,
+		"db_applied_index": st.Progress.AppliedIndex,
+		"nodes":            nodes,
 	}
-	lastContact := "never"
-	if st.IsLeader() {
-		lastContact = "0"
-	} else if !st.LastLeaderContact.IsZero() {
-		lastContact = now.Sub(st.LastLeaderContact).String()
-	}
+	// raft, sqlite3 and the store's configuration (storestats.go).
+	g.addStoreStats(store, st, now)
 	return obj{
 		"build": obj{
 			"version": g.cfg.Version, "commit": g.cfg.Commit, "build_time": g.cfg.BuildTime,
@@ -139,26 +137,7 @@ func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
 			"executable": exe, "hostname": hostname},
 		"runtime": obj{"GOARCH": runtime.GOARCH, "GOOS": runtime.GOOS, "GOMAXPROCS": runtime.GOMAXPROCS(0),
 			"num_cpu": runtime.NumCPU(), "num_goroutine": runtime.NumGoroutine(), "version": runtime.Version()},
-		"store": obj{
-			"open":             open,
-			"node_id":          id.NodeID,
-			"addr":             id.RaftAddr,
-			"leader":           leader,
-			"ready":            st.Phase == lifecycle.Ready,
-			"fsm_index":        st.Progress.AppliedIndex,
-			"db_applied_index": st.Progress.AppliedIndex,
-			"nodes":            nodes,
-			"raft": obj{
-				"state":         raftState(st),
-				"term":          st.Term,
-				"applied_index": st.Progress.AppliedIndex,
-				"commit_index":  max(st.Progress.TargetIndex, st.Progress.AppliedIndex),
-				"voter":         id.Voter,
-				"num_peers":     numPeers,
-				"last_contact":  lastContact,
-			},
-			"sqlite3": obj{"version": sqliteVersion},
-		},
+		"store":     store,
 		"lifecycle": lifecycleSection(st, now),
 	}
 }

@@ -45,8 +45,8 @@ func uriPath(p string) string {
 // mode never corrupts and loses at most a suffix of commits on power loss,
 // which the Raft log replays; Sync is the real barrier (DRAGONBOAT.md 6.4).
 func openWriter(path string, fk bool) (*sqlite3.SQLiteConn, error) {
-	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_fk=%t&cache=private",
-		uriPath(path), fk)
+	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&_fk=%t&cache=private",
+		uriPath(path), busyTimeoutMS, fk)
 	c, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open writer %s: %w", path, err)
@@ -58,7 +58,7 @@ func openWriter(path string, fk bool) (*sqlite3.SQLiteConn, error) {
 // unwritable through it, whatever SQL a client sends. Client SQL runs under
 // the authorizer; Skiff's own readers (snapshots) need transaction control.
 func openReader(path string, fk, clientSQL bool) (*sqlite3.SQLiteConn, error) {
-	dsn := fmt.Sprintf("file:%s?mode=ro&_busy_timeout=5000&_query_only=1&_fk=%t&cache=private", uriPath(path), fk)
+	dsn := fmt.Sprintf("file:%s?mode=ro&_busy_timeout=%d&_query_only=1&_fk=%t&cache=private", uriPath(path), busyTimeoutMS, fk)
 	c, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open reader %s: %w", path, err)

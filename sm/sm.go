@@ -283,6 +283,8 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 	switch x := q.(type) {
 	case *Backup:
 		return s.backup(x)
+	case *DBStats:
+		return s.dbStats(x)
 	case *Checkpoint:
 		s.mu.RLock()
 		defer s.mu.RUnlock()

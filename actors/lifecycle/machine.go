@@ -101,6 +101,8 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		next.Progress.LeaderSentBytes, next.Progress.LeaderSentTotal = e.SentBytes, e.SentTotal
 	case SnapshotReceiving:
 		next.Progress.ReceivedBytes = e.Bytes
+	case ReplicaSampled:
+		next.Replica = e.Stats
 	case MembershipChanged:
 		next.RaftMembers = e.Members
 		next.Members = mergeMembers(next.RaftMembers, next.NodeTable, next.Identity)
@@ -139,6 +141,7 @@ func applySM(next *State, e sm.Event) {
 		p.SnapshotBytes, p.SnapshotTotal = e.Bytes, e.Total
 	case sm.EventSnapshotInstallDone:
 		p.AppliedIndex = e.Index
+		next.Restores++
 		p.SnapshotBytes = p.SnapshotTotal
 	case sm.EventSnapshotSendProgress:
 		p.SentBytes, p.SentTotal = e.Bytes, e.Total

@@ -281,3 +281,25 @@ func TestMembersMergeRaftWithNodeTable(t *testing.T) {
 		t.Fatalf("members = %s\nwant      %s", strings.Join(got, " "), want)
 	}
 }
+
+// TestReplicaSampleAndRestores: the replica's sample is published as is,
+// installs are counted, and a stopping node keeps its last sample.
+func TestReplicaSampleAndRestores(t *testing.T) {
+	m := NewMachine(t0)
+	sample := ReplicaStats{SampledAt: t0, LastLogIndex: 9, CommitIndex: 8, Snapshots: 2, SQLitePath: "/d/db-1.sqlite"}
+	m.Apply(ReplicaSampled{Stats: sample}, t0)
+	if got := m.State().Replica; !reflect.DeepEqual(got, sample) {
+		t.Fatalf("Replica = %+v, want %+v", got, sample)
+	}
+	for range 2 {
+		m.Apply(SMEvent{sm.Event{Kind: sm.EventSnapshotInstallBegun, Index: 5, Total: 10}}, t0)
+		m.Apply(SMEvent{sm.Event{Kind: sm.EventSnapshotInstallDone, Index: 5}}, t0)
+	}
+	if got := m.State().Restores; got != 2 {
+		t.Fatalf("Restores = %d, want 2", got)
+	}
+	m.Apply(ShuttingDown{}, t0)
+	if m.Apply(ReplicaSampled{Stats: ReplicaStats{LastLogIndex: 99}}, t0) || m.State().Replica.LastLogIndex != 9 {
+		t.Fatalf("a stopping node took a new sample: %+v", m.State().Replica)
+	}
+}

@@ -115,6 +115,12 @@ type State struct {
 	RaftMembers []Member
 	NodeTable   []sm.NodeInfo
 	LastError   string
+	// Replica is the replica's latest sample of Raft and SQLite numbers
+	// (monitoring, API.md 2.1); zero before the first.
+	Replica ReplicaStats
+	// Restores counts snapshots installed from the leader (rqlite's
+	// num_restores).
+	Restores uint64
 	// Coalesced counts progress reports (applied index, snapshot bytes)
 	// merged into a later one before lifecycle applied them. No event
 	// that changes state is ever coalesced or lost.

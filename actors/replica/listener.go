@@ -17,6 +17,10 @@ type listener struct {
 	// members is nudged (capacity 1, non-blocking) when the membership may
 	// have changed; the replica actor refreshes it off the callback.
 	members chan struct{}
+	// stats is nudged (capacity 1, non-blocking) when a monitoring number
+	// moved; counts are atomics the callbacks only increment.
+	stats    chan struct{}
+	counters *counters
 }
 
 var (
@@ -31,8 +35,18 @@ func (l *listener) nudgeMembers() {
 	}
 }
 
+func (l *listener) nudgeStats() {
+	select {
+	case l.stats <- struct{}{}:
+	default: // a sample is already pending
+	}
+}
+
 func (l *listener) LeaderUpdated(info raftio.LeaderInfo) {
 	if info.ShardID == l.shardID {
+		if info.LeaderID != 0 {
+			l.counters.leaderChanges.Add(1)
+		}
 		l.life.Notify(lifecycle.LeaderUpdated{LeaderReplicaID: info.LeaderID, Term: info.Term})
 	}
 }
@@ -64,7 +78,12 @@ func (l *listener) SendSnapshotCompleted(raftio.SnapshotInfo)   {}
 func (l *listener) SendSnapshotAborted(raftio.SnapshotInfo)     {}
 func (l *listener) SnapshotReceived(raftio.SnapshotInfo)        {}
 func (l *listener) SnapshotRecovered(raftio.SnapshotInfo)       {}
-func (l *listener) SnapshotCreated(raftio.SnapshotInfo)         {}
-func (l *listener) SnapshotCompacted(raftio.SnapshotInfo)       {}
-func (l *listener) LogCompacted(raftio.EntryInfo)               {}
-func (l *listener) LogDBCompacted(raftio.EntryInfo)             {}
+func (l *listener) SnapshotCreated(info raftio.SnapshotInfo) {
+	if info.ShardID == l.shardID {
+		l.counters.snapshotEvents.Add(1)
+		l.nudgeStats()
+	}
+}
+func (l *listener) SnapshotCompacted(raftio.SnapshotInfo) {}
+func (l *listener) LogCompacted(raftio.EntryInfo)         {}
+func (l *listener) LogDBCompacted(raftio.EntryInfo)       {}

@@ -206,6 +206,7 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 		for rid, a := range set {
 			switch {
 			case rid == id && a == addr:
+				r.counters.ignoredJoins.Add(1)
 				return nil // already a member: joins are idempotent
 			case rid == id:
 				return fmt.Errorf("%w: replica %d is a member at %s, not %s", ErrBadMember, id, a, addr)
@@ -229,6 +230,7 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 		if err := r.removeMember(ctx, nh, rid); err != nil {
 			return err
 		}
+		r.counters.removedBeforeJoin.Add(1)
 	}
 	err = r.retryConfigChange(ctx, nh, func(actx context.Context, m *dragonboat.Membership) error {
 		if m.NonVotings[id] == addr || m.Nodes[id] == addr {
@@ -237,6 +239,7 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 		return nh.SyncRequestAddNonVoting(actx, r.cfg.ShardID, id, addr, m.ConfigChangeID)
 	})
 	if err == nil {
+		r.counters.joins.Add(1)
 		r.log.Info("non-voting member added", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
 	}
 	return err
@@ -275,6 +278,7 @@ func (r *Replica) removeMember(ctx context.Context, nh *dragonboat.NodeHost, id 
 		if err != nil {
 			return err
 		}
+		r.counters.removes.Add(1)
 		r.log.Info("member removed", zap.Uint64("replica_id", id))
 	}
 	if self {

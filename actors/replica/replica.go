@@ -158,6 +158,9 @@ type Replica struct {
 	reads  *readRounds
 	writeC chan *pendingWrite
 	loops  sync.WaitGroup
+	// counters and sampler feed the monitoring sample (stats.go).
+	counters counters
+	sampler  sampler
 }
 
 // New validates cfg and returns an unstarted replica.
@@ -174,8 +177,9 @@ func New(cfg Config) (*Replica, error) {
 		done:    actors.NewDone(),
 		reads:   newReadRounds(),
 		writeC:  make(chan *pendingWrite, writeQueueSize),
-		lis:     &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
 	}
+	r.lis = &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1),
+		stats: make(chan struct{}, 1), counters: &r.counters}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -299,6 +303,20 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer progress.Stop()
 	progressDone := make(chan struct{}, 1)
 	reporting := false
+	// The monitoring numbers are sampled every statsInterval, and at once
+	// when the listener or a request says one moved (stats.go).
+	stats := time.NewTicker(statsInterval)
+	defer stats.Stop()
+	statsDone := make(chan struct{}, 1)
+	sampling := false
+	sample := func(nh *dragonboat.NodeHost) {
+		if nh == nil || sampling {
+			return
+		}
+		sampling = true
+		r.workers.Add(1)
+		go func() { defer r.workers.Done(); r.sampleStats(nh); statsDone <- struct{}{} }()
+	}
 	for {
 		select {
 		case s := <-startC:
@@ -389,6 +407,12 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 		case <-progressDone:
 			reporting = false
+		case <-stats.C:
+			sample(nh)
+		case <-r.lis.stats:
+			sample(nh)
+		case <-statsDone:
+			sampling = false
 		case <-ctx.Done():
 			if startC != nil {
 				// NewNodeHost is still running; it must finish before
@@ -697,6 +721,10 @@ func (r *Replica) serveSnapshot(nh *dragonboat.NodeHost, env snapshotEnv) {
 		return
 	}
 	r.log.Info("snapshot taken", zap.Uint64("index", idx))
+	if !env.Req.Export {
+		r.counters.userSnapshots.Add(1)
+		r.lis.nudgeStats()
+	}
 	env.Answer(idx, nil)
 }
 
