@@ -166,19 +166,16 @@ func (c Config) Validate() error {
 	if err := c.Queue.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if c.NonVoter && len(c.Join) == 0 {
-		return bad("-raft-non-voter needs -join: a read replica cannot bootstrap a cluster")
-	}
+	// Only the well-formedness of the first-start flags is checked here:
+	// how they combine matters on a new data directory only
+	// (firstStartCheck), since a restart needs none of them (API.md 5).
 	if c.DiscoMode != "" {
-		if c.BootstrapExpect <= 0 || len(c.Join) > 0 {
-			return bad("-disco-mode needs -bootstrap-expect and cannot be combined with -join")
-		}
 		if _, err := parseDiscoConfig(c.DiscoMode, c.DiscoConfig); err != nil {
 			return bad("%v", err)
 		}
 	}
-	if c.BootstrapExpect < 0 || (c.BootstrapExpect > 0 && ((len(c.Join) == 0 && c.DiscoMode == "") || c.NonVoter)) {
-		return bad("-bootstrap-expect needs the founding voters, by -join or -disco-mode (and a voter)")
+	if c.BootstrapExpect < 0 {
+		return bad("-bootstrap-expect must not be negative")
 	}
 	if c.JoinAttempts < 1 || c.JoinInterval <= 0 {
 		return bad("-join-attempts must be >= 1 and -join-interval positive")
@@ -189,6 +186,25 @@ func (c Config) Validate() error {
 	if c.RaftHeartbeatTimeout < c.RaftTick || c.RaftElectionTimeout <= 2*c.RaftHeartbeatTimeout {
 		return bad("raft election timeout (%s) must exceed twice the heartbeat timeout (%s), itself at least one tick (%s)",
 			c.RaftElectionTimeout, c.RaftHeartbeatTimeout, c.RaftTick)
+	}
+	return nil
+}
+
+// firstStartCheck applies the rules that only make sense on a new data
+// directory: how a node enters a cluster (-join, -bootstrap-expect,
+// -disco-mode, -raft-non-voter). A restarted node is already a member and
+// needs none of these flags (API.md 5), so startReplica runs this only
+// when no identity is stored.
+func (c Config) firstStartCheck() error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: "+f, append([]any{ErrInvalidConfig}, a...)...) }
+	if c.NonVoter && len(c.Join) == 0 {
+		return bad("-raft-non-voter needs -join on a new data directory: a read replica cannot bootstrap a cluster")
+	}
+	if c.DiscoMode != "" && (c.BootstrapExpect <= 0 || len(c.Join) > 0) {
+		return bad("-disco-mode needs -bootstrap-expect and cannot be combined with -join")
+	}
+	if c.BootstrapExpect > 0 && ((len(c.Join) == 0 && c.DiscoMode == "") || c.NonVoter) {
+		return bad("-bootstrap-expect needs the founding voters, by -join or -disco-mode (and a voter)")
 	}
 	return nil
 }

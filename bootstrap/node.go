@@ -232,11 +232,29 @@ func (n *Node) startReplica(rt *router) error {
 		if id.RaftAddr != c.RaftAdvAddr {
 			return fmt.Errorf("%w: data directory was made with raft address %q, flags say %q", ErrIdentityChanged, id.RaftAddr, c.RaftAdvAddr)
 		}
+		save, err := reconcileNonVoter(&id, c.NonVoter)
+		if err != nil {
+			return err
+		}
+		if save {
+			if err := store.saveIdentity(id); err != nil {
+				return err
+			}
+		}
+		if id.isNonVoter() && !c.NonVoter {
+			n.log.Info("restarting as a read replica, as this node was first started (-raft-non-voter is kept)")
+		}
 	} else {
+		// The rules on how a node enters a cluster apply to a new data
+		// directory only (API.md 5: restarts need no -join).
+		if err := c.firstStartCheck(); err != nil {
+			return err
+		}
 		// A node that bootstraps alone is replica 1 of shard 1; a joining
 		// node picks a random replica ID, so that a node re-joining with
 		// new data never reuses the ID of its removed self (Raft refuses).
-		id = identity{NodeID: c.NodeID, ShardID: replica.DefaultShardID, ReplicaID: 1, RaftAddr: c.RaftAdvAddr}
+		nonVoter := c.NonVoter
+		id = identity{NodeID: c.NodeID, ShardID: replica.DefaultShardID, ReplicaID: 1, RaftAddr: c.RaftAdvAddr, NonVoter: &nonVoter}
 		switch {
 		case c.BootstrapExpect > 0:
 			id.ReplicaID = randomReplicaID()
@@ -252,7 +270,7 @@ func (n *Node) startReplica(rt *router) error {
 	publish := func(id identity) {
 		n.life.Notify(lifecycle.IdentityKnown{Identity: lifecycle.Identity{
 			NodeID: id.NodeID, ShardID: id.ShardID, ReplicaID: id.ReplicaID, RaftAddr: id.RaftAddr,
-			APIAddr: c.HTTPAdvAddr, Voter: !c.NonVoter, Expecting: id.Expecting, Founders: id.Founders,
+			APIAddr: c.HTTPAdvAddr, Voter: !id.isNonVoter(), Expecting: id.Expecting, Founders: id.Founders,
 		}})
 	}
 	publish(id)
@@ -301,7 +319,7 @@ func (n *Node) startReplica(rt *router) error {
 		RaftAddr: c.RaftAdvAddr, RaftInbound: n.raftIn,
 		ShardID: id.ShardID, ReplicaID: id.ReplicaID,
 		InitialMembers: founders(id, initial),
-		Join:           join, Voter: !c.NonVoter, NonVoting: id.Joiner && !id.Promoted,
+		Join:           join, Voter: !id.isNonVoter(), NonVoting: id.Joiner && !id.Promoted,
 		OnPromoted: func() {
 			id.Promoted = true
 			if err := store.saveIdentity(id); err != nil {
