@@ -78,6 +78,21 @@ type Config struct {
 	// instead of a -join list; DiscoConfig is its JSON (or a file of it).
 	DiscoMode   string
 	DiscoConfig string
+	// ClusterRemoveOnShutdown: a graceful shutdown removes the node from
+	// the cluster first (rqlited's -raft-cluster-remove-shutdown).
+	ClusterRemoveOnShutdown bool
+	// NoShutdownStepdown turns off the leadership handover of a leader
+	// shutting down gracefully (rqlited's -raft-shutdown-stepdown=false;
+	// handing over is the default, as in rqlited).
+	NoShutdownStepdown bool
+	// ReapNodeTimeout and ReapReadOnlyNodeTimeout: the leader removes
+	// voters, and read replicas, unreachable for longer; 0 never.
+	ReapNodeTimeout, ReapReadOnlyNodeTimeout time.Duration
+	// SnapshotInterval and SnapshotWALSize: every SnapshotInterval, a
+	// SQLite WAL past SnapshotWALSize bytes triggers a snapshot and a WAL
+	// checkpoint (rqlited's -raft-snap-int, -raft-snap-wal-size); 0: never.
+	SnapshotInterval time.Duration
+	SnapshotWALSize  int64
 	// Version and build details, reported over HTTP.
 	Version, Commit, BuildTime string
 	Logger                     *zap.Logger
@@ -176,6 +191,9 @@ func (c Config) Validate() error {
 	}
 	if c.BootstrapExpect < 0 {
 		return bad("-bootstrap-expect must not be negative")
+	}
+	if c.ReapNodeTimeout < 0 || c.ReapReadOnlyNodeTimeout < 0 || c.SnapshotInterval < 0 || c.SnapshotWALSize < 0 {
+		return bad("-raft-reap-node-timeout, -raft-reap-read-only-node-timeout, -raft-snap-int and -raft-snap-wal-size must not be negative")
 	}
 	if c.JoinAttempts < 1 || c.JoinInterval <= 0 {
 		return bad("-join-attempts must be >= 1 and -join-interval positive")

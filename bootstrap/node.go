@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -334,6 +335,10 @@ func (n *Node) startReplica(rt *router) error {
 		LogDBMemory: c.LogDBMemory, ForeignKeys: c.ForeignKeys,
 		Logger: n.log.Named("replica"), Lifecycle: n.life,
 		LeaderProgress: n.leaderProgress, Failpoints: c.Failpoints,
+		StepdownOnShutdown: !c.NoShutdownStepdown, RemoveOnShutdown: c.ClusterRemoveOnShutdown,
+		LeaveTimeout: leaveTimeout(c.ShutdownTimeout),
+		ReapTimeout:  c.ReapNodeTimeout, ReapNonVotingTimeout: c.ReapReadOnlyNodeTimeout,
+		SnapshotInterval: c.SnapshotInterval, SnapshotWALSize: c.SnapshotWALSize,
 	})
 	if err != nil {
 		return err
@@ -407,6 +412,13 @@ func (n *Node) Shutdown() error {
 		n.log.Info("shutdown complete")
 	}
 	return err
+}
+
+// leaveTimeout bounds the handover and self-removal of a graceful
+// shutdown: at most a third of the whole shutdown, so stopping Raft and
+// closing the stores still fit in it.
+func leaveTimeout(shutdown time.Duration) time.Duration {
+	return min(replica.DefaultLeaveTimeout, shutdown/3)
 }
 
 // founders is the member set a new shard starts with: the recorded

@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"time"
+
 	"github.com/lni/dragonboat/v4/raftio"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
@@ -17,6 +19,8 @@ type listener struct {
 	// members is nudged (capacity 1, non-blocking) when the membership may
 	// have changed; the replica actor refreshes it off the callback.
 	members chan struct{}
+	// reach records unreachable peers for the reap job (reap.go).
+	reach *reachability
 }
 
 var (
@@ -57,8 +61,21 @@ func (l *listener) NodeDeleted(info raftio.NodeInfo) {
 		l.life.Notify(lifecycle.RemovedFromCluster{})
 	}
 }
-func (l *listener) ConnectionEstablished(raftio.ConnectionInfo) {}
-func (l *listener) ConnectionFailed(raftio.ConnectionInfo)      {}
+
+// ConnectionEstablished and ConnectionFailed track reachability for
+// reaping; snapshot streams have connections of their own and are left out.
+func (l *listener) ConnectionEstablished(info raftio.ConnectionInfo) {
+	if !info.SnapshotConnection {
+		l.reach.reached(info.Address)
+	}
+}
+
+func (l *listener) ConnectionFailed(info raftio.ConnectionInfo) {
+	if !info.SnapshotConnection {
+		l.reach.failed(info.Address, time.Now())
+	}
+}
+
 func (l *listener) SendSnapshotStarted(raftio.SnapshotInfo)     {}
 func (l *listener) SendSnapshotCompleted(raftio.SnapshotInfo)   {}
 func (l *listener) SendSnapshotAborted(raftio.SnapshotInfo)     {}

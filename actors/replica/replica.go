@@ -158,6 +158,9 @@ type Replica struct {
 	reads  *readRounds
 	writeC chan *pendingWrite
 	loops  sync.WaitGroup
+	// reaps counts members removed as unreachable (reap.go); snapshots
+	// counts snapshots the WAL-size check took (snapjob.go).
+	reaps, walSnapshots atomic.Uint64
 }
 
 // New validates cfg and returns an unstarted replica.
@@ -174,7 +177,7 @@ func New(cfg Config) (*Replica, error) {
 		done:    actors.NewDone(),
 		reads:   newReadRounds(),
 		writeC:  make(chan *pendingWrite, writeQueueSize),
-		lis:     &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
+		lis:     &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1), reach: newReachability()},
 	}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	return r, nil
@@ -299,6 +302,17 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer progress.Stop()
 	progressDone := make(chan struct{}, 1)
 	reporting := false
+	// The leader reaps unreachable members (reap.go) and every node checks
+	// its SQLite WAL's size (snapjob.go), each a job of its own ticker.
+	reapC, stopReap := jobTicker(r.reapEnabled(), reapInterval)
+	defer stopReap()
+	reapDone := make(chan struct{}, 1)
+	reaping := false
+	var leaderSince time.Time // owned by the reap job, one at a time
+	snapC, stopSnap := jobTicker(r.snapJobEnabled(), r.cfg.SnapshotInterval)
+	defer stopSnap()
+	snapDone := make(chan struct{}, 1)
+	snapping := false
 	for {
 		select {
 		case s := <-startC:
@@ -389,6 +403,22 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 		case <-progressDone:
 			reporting = false
+		case <-reapC:
+			if nh != nil && !reaping {
+				reaping = true
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.reapJob(nh, &leaderSince); reapDone <- struct{}{} }()
+			}
+		case <-reapDone:
+			reaping = false
+		case <-snapC:
+			if nh != nil && !snapping {
+				snapping = true
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.snapJob(nh); snapDone <- struct{}{} }()
+			}
+		case <-snapDone:
+			snapping = false
 		case <-ctx.Done():
 			if startC != nil {
 				// NewNodeHost is still running; it must finish before
@@ -396,6 +426,10 @@ func (r *Replica) Run(ctx context.Context) error {
 				if s := <-startC; s.err == nil {
 					nh = s.nh
 				}
+			} else {
+				// Raft ran: hand leadership over, leave the cluster
+				// (as configured) before it stops.
+				r.leave(nh)
 			}
 			r.shutdown(nh)
 			return nil

@@ -30,10 +30,27 @@ func TestParseFlags(t *testing.T) {
 					t.Fatalf("cfg = %+v", c)
 				}
 			}},
-		{name: "accepted and ignored with a warning", args: []string{"-raft-snap-int", "30s", "-compress-snap-transport", "-raft-shutdown-stepdown=false", "d"},
+		{name: "accepted and ignored with a warning", args: []string{"-raft-commit-timeout", "30s", "-compress-snap-transport", "-raft-remove-shutdown", "d"},
 			check: func(t *testing.T, o *options) {
-				if strings.Join(o.warnings, ",") != "-compress-snap-transport,-raft-shutdown-stepdown,-raft-snap-int" {
+				if strings.Join(o.warnings, ",") != "-compress-snap-transport,-raft-commit-timeout,-raft-remove-shutdown" {
 					t.Fatalf("warnings = %v", o.warnings)
+				}
+			}},
+		{name: "shutdown, reap and snapshot flags: rqlited's defaults (API.md 5)", args: []string{"d"},
+			check: func(t *testing.T, o *options) {
+				c := o.cfg
+				if c.ClusterRemoveOnShutdown || c.NoShutdownStepdown || c.ReapNodeTimeout != 0 || c.ReapReadOnlyNodeTimeout != 0 ||
+					c.SnapshotInterval != 10*time.Second || c.SnapshotWALSize != 4194304 || len(o.warnings) != 0 {
+					t.Fatalf("cfg = %+v, warnings %v", c, o.warnings)
+				}
+			}},
+		{name: "shutdown, reap and snapshot flags implemented", args: []string{"-raft-cluster-remove-shutdown", "-raft-shutdown-stepdown=false",
+			"-raft-reap-node-timeout", "2s", "-raft-reap-read-only-node-timeout=3s", "-raft-snap-int", "30s", "-raft-snap-wal-size", "1000", "d"},
+			check: func(t *testing.T, o *options) {
+				c := o.cfg
+				if !c.ClusterRemoveOnShutdown || !c.NoShutdownStepdown || c.ReapNodeTimeout != 2*time.Second || c.ReapReadOnlyNodeTimeout != 3*time.Second ||
+					c.SnapshotInterval != 30*time.Second || c.SnapshotWALSize != 1000 || len(o.warnings) != 0 {
+					t.Fatalf("cfg = %+v, warnings %v", c, o.warnings)
 				}
 			}},
 		{name: "join list (API.md 5)", args: []string{"-join", "h:4002, http://h2:4001", "-join-attempts", "2", "-join-interval", "1s", "-raft-non-voter", "d"},
