@@ -76,12 +76,12 @@ func (l *listener) ConnectionFailed(info raftio.ConnectionInfo) {
 	}
 }
 
-func (l *listener) SendSnapshotStarted(raftio.SnapshotInfo)     {}
-func (l *listener) SendSnapshotCompleted(raftio.SnapshotInfo)   {}
-func (l *listener) SendSnapshotAborted(raftio.SnapshotInfo)     {}
-func (l *listener) SnapshotReceived(raftio.SnapshotInfo)        {}
-func (l *listener) SnapshotRecovered(raftio.SnapshotInfo)       {}
-func (l *listener) SnapshotCreated(raftio.SnapshotInfo)         {}
-func (l *listener) SnapshotCompacted(raftio.SnapshotInfo)       {}
-func (l *listener) LogCompacted(raftio.EntryInfo)               {}
-func (l *listener) LogDBCompacted(raftio.EntryInfo)             {}
+func (l *listener) SendSnapshotStarted(raftio.SnapshotInfo)   {}
+func (l *listener) SendSnapshotCompleted(raftio.SnapshotInfo) {}
+func (l *listener) SendSnapshotAborted(raftio.SnapshotInfo)   {}
+func (l *listener) SnapshotReceived(raftio.SnapshotInfo)      {}
+func (l *listener) SnapshotRecovered(raftio.SnapshotInfo)     {}
+func (l *listener) SnapshotCreated(raftio.SnapshotInfo)       {}
+func (l *listener) SnapshotCompacted(raftio.SnapshotInfo)     {}
+func (l *listener) LogCompacted(raftio.EntryInfo)             {}
+func (l *listener) LogDBCompacted(raftio.EntryInfo)           {}

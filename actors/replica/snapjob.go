@@ -23,7 +23,9 @@ func jobTicker(enabled bool, every time.Duration) (<-chan time.Time, func()) {
 // snapJobEnabled: rqlited's -raft-snap-int and -raft-snap-wal-size, 0
 // turning the check off. The entry-count trigger (-raft-snap) is
 // Dragonboat's own SnapshotEntries.
-func (r *Replica) snapJobEnabled() bool { return r.cfg.SnapshotInterval > 0 && r.cfg.SnapshotWALSize > 0 }
+func (r *Replica) snapJobEnabled() bool {
+	return r.cfg.SnapshotInterval > 0 && r.cfg.SnapshotWALSize > 0
+}
 
 // WALSnapshots counts the snapshots the WAL-size check took.
 func (r *Replica) WALSnapshots() uint64 { return r.walSnapshots.Load() }
