@@ -2,7 +2,21 @@ package test
 
 import (
 	"testing"
+	"time"
 )
+
+// waitLog waits until m's current run has logged s.
+func waitLog(t *testing.T, m *member, s string) {
+	t.Helper()
+	deadline := time.Now().Add(catchUpTimeout)
+	for !m.logContains(m.proc.logPath, s) {
+		if time.Now().After(deadline) {
+			m.dumpLogs()
+			t.Fatalf("%s did not log %q within %s", m.id, s, catchUpTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // TestClusterReadReplicaRestart: a read replica restarts without -join
 // (API.md 5: restarts need no -join; the rules on how a node enters a
@@ -42,4 +56,81 @@ func TestClusterReadReplicaRestart(t *testing.T) {
 	rs.insert(t, leader, "after-restart")
 	waitRows(t, n2, rs, "level=none")
 	c.waitMembers(c.ms, []string{"n1"}, []string{"n2"})
+}
+
+// TestClusterRemoveOnShutdown: with -raft-cluster-remove-shutdown, a node
+// stopped with SIGTERM leaves the configuration first (API.md 5): the
+// other's /nodes lists it alone and it takes writes as a 1-node cluster.
+// The leader is the one stopped, which also hands leadership over first
+// (-raft-shutdown-stepdown, on by default). The last node, stopped at the
+// end, is the only voter and stays the cluster.
+func TestClusterRemoveOnShutdown(t *testing.T) {
+	c := newClusterWith(t, 2, func(m *member) { m.args = append(m.args, "-raft-cluster-remove-shutdown") })
+	leader := c.leader
+	wantOK(t, "CREATE TABLE", leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	rs.insert(t, leader, "two-nodes")
+	other := others(c.ms, leader)[0]
+	waitRows(t, other, rs, "level=none")
+
+	leader.sigterm()
+	if !leader.logContains(leader.proc.logPath, "removed this node from the cluster") {
+		leader.dumpLogs()
+		t.Fatalf("%s's log does not say it removed itself", leader.id)
+	}
+	c.waitMembers([]*member{other}, []string{other.id}, nil)
+	rs.insert(t, other, "one-node")
+	waitRows(t, other, rs, "level=linearizable")
+}
+
+// TestClusterShutdownStepdown: a leader stopped with SIGTERM hands
+// leadership to another voter first (-raft-shutdown-stepdown defaults to
+// true, API.md 5); the others report a new leader and take writes.
+func TestClusterShutdownStepdown(t *testing.T) {
+	c := newCluster(t, 3)
+	leader := c.leader
+	wantOK(t, "CREATE TABLE", leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	rs.insert(t, leader, "before")
+
+	leader.sigterm()
+	if !leader.logContains(leader.proc.logPath, "leadership handed over") {
+		leader.dumpLogs()
+		t.Fatalf("%s's log does not say it handed leadership over", leader.id)
+	}
+	rest := others(c.ms, leader)
+	next := c.waitElected(rest)
+	if next == leader {
+		t.Fatalf("the stopped node %s is still reported as leader", leader.id)
+	}
+	rs.insert(t, next, "after")
+	for _, m := range rest {
+		waitRows(t, m, rs, "level=none")
+	}
+}
+
+// TestClusterReapNode: with -raft-reap-node-timeout, the leader removes a
+// voter it cannot reach for longer than the timeout (API.md 5): a
+// SIGKILLed follower disappears from /nodes and the cluster goes on
+// taking writes.
+func TestClusterReapNode(t *testing.T) {
+	c := newClusterWith(t, 3, func(m *member) { m.args = append(m.args, "-raft-reap-node-timeout", "2s") })
+	leader := c.leader
+	wantOK(t, "CREATE TABLE", leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	rs.insert(t, leader, "three")
+
+	victim := others(c.ms, leader)[0]
+	victim.sigkill()
+	rest := others(c.ms, victim)
+	var ids []string
+	for _, m := range rest {
+		ids = append(ids, m.id)
+	}
+	c.waitMembers(rest, ids, nil)
+	waitLog(t, leader, "reaped an unreachable member")
+	rs.insert(t, leader, "after-reap")
+	for _, m := range rest {
+		waitRows(t, m, rs, "level=none")
+	}
 }

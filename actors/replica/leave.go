@@ -32,7 +32,11 @@ func (r *Replica) leave(nh *dragonboat.NodeHost) {
 			}
 		}
 	}
-	if c.RemoveOnShutdown {
+	if c.RemoveOnShutdown && r.lastVoter(ctx, nh) {
+		// Removing the only voter would leave a cluster that can never
+		// elect a leader again: this node stays the cluster.
+		r.log.Info("shutdown: not removing this node: it is the cluster's only voter")
+	} else if c.RemoveOnShutdown {
 		t0 := time.Now()
 		if err := r.removeMember(ctx, nh, c.ReplicaID); err != nil {
 			r.log.Warn("shutdown: could not remove this node from the cluster", zap.Error(err))
@@ -40,4 +44,15 @@ func (r *Replica) leave(nh *dragonboat.NodeHost) {
 			r.log.Info("shutdown: removed this node from the cluster", zap.Duration("took", time.Since(t0)))
 		}
 	}
+}
+
+// lastVoter reports whether this node is the only voter of the shard as
+// far as a membership read can tell (false when it cannot).
+func (r *Replica) lastVoter(ctx context.Context, nh *dragonboat.NodeHost) bool {
+	m, err := r.readMembership(ctx, nh)
+	if err != nil {
+		return false
+	}
+	_, self := m.Nodes[r.cfg.ReplicaID]
+	return self && len(m.Nodes) == 1
 }
