@@ -1,6 +1,11 @@
 package test
 
 import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -133,4 +138,37 @@ func TestClusterReapNode(t *testing.T) {
 	for _, m := range rest {
 		waitRows(t, m, rs, "level=none")
 	}
+}
+
+// TestSnapshotWALSize: with -raft-snap-int and -raft-snap-wal-size
+// (API.md 5), a SQLite WAL grown past the size is folded into the
+// database file and truncated, with a snapshot taken, and the data stays.
+func TestSnapshotWALSize(t *testing.T) {
+	const limit = 200_000
+	n := &member{node: newNode(t), id: "n1"}
+	n.setFlags("-raft-snap-int", "200ms", "-raft-snap-wal-size", fmt.Sprint(limit))
+	n.start()
+	n.waitReady(readyTimeout)
+	wantOK(t, "CREATE TABLE", n.execute(createT), `{"results":[{}]}`)
+	// About 600 kB of rows, in one request (so the WAL outgrows the
+	// limit between two checks).
+	var stmts []string
+	for i := range 30 {
+		stmts = append(stmts, fmt.Sprintf(`"INSERT INTO t(v) VALUES('%d%s')"`, i, strings.Repeat("x", 20_000)))
+	}
+	r := n.execute("[" + strings.Join(stmts, ",") + "]")
+	if r.status != http.StatusOK {
+		t.Fatalf("insert: %s", r)
+	}
+	waitLog(t, n, "WAL past -raft-snap-wal-size")
+	wals, err := filepath.Glob(filepath.Join(n.dataDir, "db", "*-wal"))
+	if err != nil || len(wals) == 0 {
+		t.Fatalf("no SQLite WAL under %s: %v", n.dataDir, err)
+	}
+	for _, w := range wals {
+		if fi, err := os.Stat(w); err == nil && fi.Size() >= limit {
+			t.Errorf("%s is %d bytes after the WAL-size snapshot, want under %d", w, fi.Size(), limit)
+		}
+	}
+	wantOK(t, "count", n.query("SELECT COUNT(*) FROM t"), `{"results":[{"columns":["COUNT(*)"],"types":["integer"],"values":[[30]]}]}`)
 }
