@@ -277,3 +277,31 @@ func TestReconcileNonVoter(t *testing.T) {
 		})
 	}
 }
+
+// A node whose first start stopped before it entered a cluster needs the
+// same entry flags again; one that is a member needs none.
+func TestUnfinishedEntryCheck(t *testing.T) {
+	join := []string{"a:1"}
+	for _, tc := range []struct {
+		name string
+		id   identity
+		cfg  Config
+		ok   bool
+	}{
+		{"member, no flags", identity{Joiner: true}, Config{}, true},
+		{"member, join given", identity{Joiner: true}, Config{Join: join}, true},
+		{"joining, join given", identity{Joining: true}, Config{Join: join}, true},
+		{"joining, no join", identity{Joining: true}, Config{}, false},
+		{"expecting, join given", identity{Expecting: true}, Config{BootstrapExpect: 3, Join: join}, true},
+		{"expecting, disco given", identity{Expecting: true}, Config{BootstrapExpect: 3, DiscoMode: "dns"}, true},
+		{"expecting, nothing", identity{Expecting: true}, Config{}, false},
+		{"expecting, join without expect", identity{Expecting: true}, Config{Join: join}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.unfinishedEntryCheck(tc.id)
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrInvalidConfig)) {
+				t.Fatalf("unfinishedEntryCheck = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -227,6 +227,21 @@ func (c Config) firstStartCheck() error {
 	return nil
 }
 
+// unfinishedEntryCheck covers a restart whose first start stopped before
+// the node entered a cluster: its identity says it is still joining or
+// still looking for its -bootstrap-expect peers, and that needs the same
+// flags again; without them it would fail late with a puzzling error.
+func (c Config) unfinishedEntryCheck(id identity) error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: "+f, append([]any{ErrInvalidConfig}, a...)...) }
+	switch {
+	case id.Joining && len(c.Join) == 0:
+		return bad("this node's join did not complete before it stopped: restart it with -join")
+	case id.Expecting && (c.BootstrapExpect <= 0 || (len(c.Join) == 0 && c.DiscoMode == "")):
+		return bad("this node had not found its -bootstrap-expect peers when it stopped: restart it with the same -bootstrap-expect and -join (or -disco-mode)")
+	}
+	return nil
+}
+
 func raftLogLevel(s string) (zapcore.Level, error) {
 	switch s {
 	case "DEBUG", "debug":

@@ -233,6 +233,9 @@ func (n *Node) startReplica(rt *router) error {
 		if id.RaftAddr != c.RaftAdvAddr {
 			return fmt.Errorf("%w: data directory was made with raft address %q, flags say %q", ErrIdentityChanged, id.RaftAddr, c.RaftAdvAddr)
 		}
+		if err := c.unfinishedEntryCheck(id); err != nil {
+			return err
+		}
 		save, err := reconcileNonVoter(&id, c.NonVoter)
 		if err != nil {
 			return err
