@@ -172,3 +172,19 @@ func TestSnapshotWALSize(t *testing.T) {
 	}
 	wantOK(t, "count", n.query("SELECT COUNT(*) FROM t"), `{"results":[{"columns":["COUNT(*)"],"types":["integer"],"values":[[30]]}]}`)
 }
+
+// TestClusterReapReadOnlyNode: with -raft-reap-read-only-node-timeout, the
+// leader removes a read replica it cannot reach for longer (API.md 5).
+func TestClusterReapReadOnlyNode(t *testing.T) {
+	c := newClusterWith(t, 1, func(m *member) { m.args = append(m.args, "-raft-reap-read-only-node-timeout", "2s") })
+	leader := c.leader
+	n2 := c.add("n2", "-raft-non-voter", "-join", leader.raftAddr)
+	n2.start()
+	n2.waitReady(clusterTimeout)
+	c.waitMembers(c.ms, []string{"n1"}, []string{"n2"})
+
+	n2.sigkill()
+	c.waitMembers([]*member{leader}, []string{"n1"}, nil)
+	waitLog(t, leader, "reaped an unreachable member")
+	wantOK(t, "CREATE TABLE after the reap", leader.execute(createT), `{"results":[{}]}`)
+}

@@ -96,6 +96,13 @@ func TestRunExitCodes(t *testing.T) {
 	if code := run([]string{"-join-as", "u", t.TempDir()}, &out, &errOut); code != 2 {
 		t.Fatalf("refused flag: exit %d", code)
 	}
+	// A read replica on a new data directory needs -join (API.md 5): the
+	// rule is checked once the directory is known to be new, and still
+	// exits 2.
+	if code := run([]string{"-http-addr", "127.0.0.1:0", "-http-adv-addr", "127.0.0.1:1", "-raft-addr", "127.0.0.1:0",
+		"-raft-adv-addr", "127.0.0.1:2", "-raft-non-voter", t.TempDir()}, &out, &errOut); code != 2 {
+		t.Fatalf("-raft-non-voter without -join on a new directory: exit %d", code)
+	}
 	// Same advertised HTTP and Raft address: invalid (API.md 5).
 	if code := run([]string{"-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0", t.TempDir()}, &out, &errOut); code != 2 {
 		t.Fatalf("invalid config: exit %d", code)
