@@ -189,3 +189,119 @@ func TestDragonboatPanicfPanics(t *testing.T) {
 	}()
 	logger.GetLogger("skiff-test").Panicf("invariant %d broken", 1)
 }
+
+// The rules on how a node enters a cluster apply on a new data directory
+// only (API.md 5: restarts need no -join); Validate accepts every
+// combination a restart may come with.
+func TestFirstStartCheck(t *testing.T) {
+	base := Config{DataDir: "d"}.WithDefaults()
+	for _, tc := range []struct {
+		name string
+		mut  func(*Config)
+		ok   bool
+	}{
+		{"plain", func(*Config) {}, true},
+		{"join", func(c *Config) { c.Join = []string{"a:1"} }, true},
+		{"non-voter with join", func(c *Config) { c.NonVoter, c.Join = true, []string{"a:1"} }, true},
+		{"non-voter without join", func(c *Config) { c.NonVoter = true }, false},
+		{"expect with join", func(c *Config) { c.BootstrapExpect, c.Join = 3, []string{"a:1", "b:1", "c:1"} }, true},
+		{"expect without join", func(c *Config) { c.BootstrapExpect = 3 }, false},
+		{"expect as non-voter", func(c *Config) { c.BootstrapExpect, c.Join, c.NonVoter = 3, []string{"a:1"}, true }, false},
+		{"disco with expect", func(c *Config) { c.DiscoMode, c.DiscoConfig, c.BootstrapExpect = "dns", `{"name":"x"}`, 3 }, true},
+		{"disco without expect", func(c *Config) { c.DiscoMode, c.DiscoConfig = "dns", `{"name":"x"}` }, false},
+		{"disco with join", func(c *Config) {
+			c.DiscoMode, c.DiscoConfig, c.BootstrapExpect, c.Join = "dns", `{"name":"x"}`, 3, []string{"a:1"}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base
+			tc.mut(&c)
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Validate (every start): %v", err)
+			}
+			err := c.firstStartCheck()
+			if tc.ok && err != nil {
+				t.Fatalf("firstStartCheck: %v", err)
+			}
+			if !tc.ok && !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("firstStartCheck = %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+	// Malformed values are refused at every start.
+	for name, mut := range map[string]func(*Config){
+		"negative expect":  func(c *Config) { c.BootstrapExpect = -1 },
+		"bad disco config": func(c *Config) { c.DiscoMode, c.DiscoConfig = "dns", "{" },
+		"zero attempts":    func(c *Config) { c.JoinAttempts = -1 },
+	} {
+		c := base
+		mut(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: Validate = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+}
+
+// A read replica stays one across restarts without -raft-non-voter; a
+// voter is never turned into one by a flag; directories made before the
+// field existed adopt the flag.
+func TestReconcileNonVoter(t *testing.T) {
+	yes, no := true, false
+	for _, tc := range []struct {
+		name         string
+		stored       *bool
+		flag         bool
+		wantNonVoter bool
+		wantSave     bool
+		wantErr      bool
+	}{
+		{"replica restarted without the flag", &yes, false, true, false, false},
+		{"replica restarted with the flag", &yes, true, true, false, false},
+		{"voter restarted without the flag", &no, false, false, false, false},
+		{"voter restarted with the flag", &no, true, false, false, true},
+		{"old directory, flag", nil, true, true, true, false},
+		{"old directory, no flag", nil, false, false, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := identity{NodeID: "n", NonVoter: tc.stored}
+			save, err := reconcileNonVoter(&id, tc.flag)
+			if (err != nil) != tc.wantErr || (err != nil && !errors.Is(err, ErrIdentityChanged)) {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if save != tc.wantSave || id.isNonVoter() != tc.wantNonVoter {
+				t.Fatalf("save %v non-voter %v, want %v %v", save, id.isNonVoter(), tc.wantSave, tc.wantNonVoter)
+			}
+		})
+	}
+}
+
+// A node whose first start stopped before it entered a cluster needs the
+// same entry flags again; one that is a member needs none.
+func TestUnfinishedEntryCheck(t *testing.T) {
+	join := []string{"a:1"}
+	for _, tc := range []struct {
+		name string
+		id   identity
+		cfg  Config
+		ok   bool
+	}{
+		{"member, no flags", identity{Joiner: true}, Config{}, true},
+		{"member, join given", identity{Joiner: true}, Config{Join: join}, true},
+		{"joining, join given", identity{Joining: true}, Config{Join: join}, true},
+		{"joining, no join", identity{Joining: true}, Config{}, false},
+		{"expecting, join given", identity{Expecting: true}, Config{BootstrapExpect: 3, Join: join}, true},
+		{"expecting, disco given", identity{Expecting: true}, Config{BootstrapExpect: 3, DiscoMode: "dns"}, true},
+		{"expecting, nothing", identity{Expecting: true}, Config{}, false},
+		{"expecting, join without expect", identity{Expecting: true}, Config{Join: join}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.unfinishedEntryCheck(tc.id)
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrInvalidConfig)) {
+				t.Fatalf("unfinishedEntryCheck = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -78,6 +78,21 @@ type Config struct {
 	// instead of a -join list; DiscoConfig is its JSON (or a file of it).
 	DiscoMode   string
 	DiscoConfig string
+	// ClusterRemoveOnShutdown: a graceful shutdown removes the node from
+	// the cluster first (rqlited's -raft-cluster-remove-shutdown).
+	ClusterRemoveOnShutdown bool
+	// NoShutdownStepdown turns off the leadership handover of a leader
+	// shutting down gracefully (rqlited's -raft-shutdown-stepdown=false;
+	// handing over is the default, as in rqlited).
+	NoShutdownStepdown bool
+	// ReapNodeTimeout and ReapReadOnlyNodeTimeout: the leader removes
+	// voters, and read replicas, unreachable for longer; 0 never.
+	ReapNodeTimeout, ReapReadOnlyNodeTimeout time.Duration
+	// SnapshotInterval and SnapshotWALSize: every SnapshotInterval, a
+	// SQLite WAL past SnapshotWALSize bytes triggers a snapshot and a WAL
+	// checkpoint (rqlited's -raft-snap-int, -raft-snap-wal-size); 0: never.
+	SnapshotInterval time.Duration
+	SnapshotWALSize  int64
 	// Version and build details, reported over HTTP.
 	Version, Commit, BuildTime string
 	Logger                     *zap.Logger
@@ -166,19 +181,19 @@ func (c Config) Validate() error {
 	if err := c.Queue.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if c.NonVoter && len(c.Join) == 0 {
-		return bad("-raft-non-voter needs -join: a read replica cannot bootstrap a cluster")
-	}
+	// Only the well-formedness of the first-start flags is checked here:
+	// how they combine matters on a new data directory only
+	// (firstStartCheck), since a restart needs none of them (API.md 5).
 	if c.DiscoMode != "" {
-		if c.BootstrapExpect <= 0 || len(c.Join) > 0 {
-			return bad("-disco-mode needs -bootstrap-expect and cannot be combined with -join")
-		}
 		if _, err := parseDiscoConfig(c.DiscoMode, c.DiscoConfig); err != nil {
 			return bad("%v", err)
 		}
 	}
-	if c.BootstrapExpect < 0 || (c.BootstrapExpect > 0 && ((len(c.Join) == 0 && c.DiscoMode == "") || c.NonVoter)) {
-		return bad("-bootstrap-expect needs the founding voters, by -join or -disco-mode (and a voter)")
+	if c.BootstrapExpect < 0 {
+		return bad("-bootstrap-expect must not be negative")
+	}
+	if c.ReapNodeTimeout < 0 || c.ReapReadOnlyNodeTimeout < 0 || c.SnapshotInterval < 0 || c.SnapshotWALSize < 0 {
+		return bad("-raft-reap-node-timeout, -raft-reap-read-only-node-timeout, -raft-snap-int and -raft-snap-wal-size must not be negative")
 	}
 	if c.JoinAttempts < 1 || c.JoinInterval <= 0 {
 		return bad("-join-attempts must be >= 1 and -join-interval positive")
@@ -189,6 +204,40 @@ func (c Config) Validate() error {
 	if c.RaftHeartbeatTimeout < c.RaftTick || c.RaftElectionTimeout <= 2*c.RaftHeartbeatTimeout {
 		return bad("raft election timeout (%s) must exceed twice the heartbeat timeout (%s), itself at least one tick (%s)",
 			c.RaftElectionTimeout, c.RaftHeartbeatTimeout, c.RaftTick)
+	}
+	return nil
+}
+
+// firstStartCheck applies the rules that only make sense on a new data
+// directory: how a node enters a cluster (-join, -bootstrap-expect,
+// -disco-mode, -raft-non-voter). A restarted node is already a member and
+// needs none of these flags (API.md 5), so startReplica runs this only
+// when no identity is stored.
+func (c Config) firstStartCheck() error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: "+f, append([]any{ErrInvalidConfig}, a...)...) }
+	if c.NonVoter && len(c.Join) == 0 {
+		return bad("-raft-non-voter needs -join on a new data directory: a read replica cannot bootstrap a cluster")
+	}
+	if c.DiscoMode != "" && (c.BootstrapExpect <= 0 || len(c.Join) > 0) {
+		return bad("-disco-mode needs -bootstrap-expect and cannot be combined with -join")
+	}
+	if c.BootstrapExpect > 0 && ((len(c.Join) == 0 && c.DiscoMode == "") || c.NonVoter) {
+		return bad("-bootstrap-expect needs the founding voters, by -join or -disco-mode (and a voter)")
+	}
+	return nil
+}
+
+// unfinishedEntryCheck covers a restart whose first start stopped before
+// the node entered a cluster: its identity says it is still joining or
+// still looking for its -bootstrap-expect peers, and that needs the same
+// flags again; without them it would fail late with a puzzling error.
+func (c Config) unfinishedEntryCheck(id identity) error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: "+f, append([]any{ErrInvalidConfig}, a...)...) }
+	switch {
+	case id.Joining && len(c.Join) == 0:
+		return bad("this node's join did not complete before it stopped: restart it with -join")
+	case id.Expecting && (c.BootstrapExpect <= 0 || (len(c.Join) == 0 && c.DiscoMode == "")):
+		return bad("this node had not found its -bootstrap-expect peers when it stopped: restart it with the same -bootstrap-expect and -join (or -disco-mode)")
 	}
 	return nil
 }

@@ -33,6 +33,31 @@ type identity struct {
 	Founders map[uint64]string `json:"founders,omitempty"`
 	// Promoted: a joiner seen to be a voter (it joined non-voting).
 	Promoted bool `json:"promoted,omitempty"`
+	// NonVoter: the node is a read replica (-raft-non-voter at its first
+	// start). Kept so that a restart without the flag stays one: it would
+	// otherwise promote itself to voter. Nil in directories made before
+	// it was recorded: the flag given at the next start is adopted.
+	NonVoter *bool `json:"non_voter,omitempty"`
+}
+
+// isNonVoter reports whether the node is a read replica.
+func (id identity) isNonVoter() bool { return id.NonVoter != nil && *id.NonVoter }
+
+// reconcileNonVoter settles a stored identity against -raft-non-voter at a
+// restart. A read replica stays one without the flag (restarts need no
+// flags, API.md 5); a voter cannot become a read replica by restarting
+// (Raft has it as a voter; remove it and join with a new data directory).
+// save reports that id gained the field and must be stored.
+func reconcileNonVoter(id *identity, flag bool) (save bool, err error) {
+	if id.NonVoter == nil {
+		id.NonVoter = &flag
+		return true, nil
+	}
+	if flag && !*id.NonVoter {
+		return false, fmt.Errorf("%w: -raft-non-voter given, but this data directory belongs to a voter "+
+			"(to make it a read replica, remove it from the cluster and join with a new data directory)", ErrIdentityChanged)
+	}
+	return false, nil
 }
 
 // localStore is the node's durable key-value data outside SQLite and Raft

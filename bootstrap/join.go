@@ -54,7 +54,7 @@ func joinURL(addr string) string {
 // node's own addresses are skipped: a node cannot join itself.
 func (n *Node) join(id identity, via []string) error {
 	c := n.cfg
-	voter := !c.NonVoter
+	voter := !id.isNonVoter()
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
 		ReplicaID: id.ReplicaID, APIAddr: c.HTTPAdvAddr})
 	client := peerClient(30 * time.Second)

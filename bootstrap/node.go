@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -175,7 +176,7 @@ func Start(cfg Config) (*Node, error) {
 		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints,
 		Store: gateway.StoreInfo{
 			DataDir: absPath(cfg.DataDir), SQLiteDir: cfg.smDir(),
-			SnapshotThreshold: cfg.RaftSnapshotEntries, TrailingLogs: replica.DefaultCompactionOverhead,
+			SnapshotThreshold: cfg.RaftSnapshotEntries, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: replica.DefaultCompactionOverhead,
 			ForeignKeys: cfg.ForeignKeys,
 		},
 	}, ln, rt, q, life.State)
@@ -238,11 +239,32 @@ func (n *Node) startReplica(rt *router) error {
 		if id.RaftAddr != c.RaftAdvAddr {
 			return fmt.Errorf("%w: data directory was made with raft address %q, flags say %q", ErrIdentityChanged, id.RaftAddr, c.RaftAdvAddr)
 		}
+		if err := c.unfinishedEntryCheck(id); err != nil {
+			return err
+		}
+		save, err := reconcileNonVoter(&id, c.NonVoter)
+		if err != nil {
+			return err
+		}
+		if save {
+			if err := store.saveIdentity(id); err != nil {
+				return err
+			}
+		}
+		if id.isNonVoter() && !c.NonVoter {
+			n.log.Info("restarting as a read replica, as this node was first started (-raft-non-voter is kept)")
+		}
 	} else {
+		// The rules on how a node enters a cluster apply to a new data
+		// directory only (API.md 5: restarts need no -join).
+		if err := c.firstStartCheck(); err != nil {
+			return err
+		}
 		// A node that bootstraps alone is replica 1 of shard 1; a joining
 		// node picks a random replica ID, so that a node re-joining with
 		// new data never reuses the ID of its removed self (Raft refuses).
-		id = identity{NodeID: c.NodeID, ShardID: replica.DefaultShardID, ReplicaID: 1, RaftAddr: c.RaftAdvAddr}
+		nonVoter := c.NonVoter
+		id = identity{NodeID: c.NodeID, ShardID: replica.DefaultShardID, ReplicaID: 1, RaftAddr: c.RaftAdvAddr, NonVoter: &nonVoter}
 		switch {
 		case c.BootstrapExpect > 0:
 			id.ReplicaID = randomReplicaID()
@@ -258,7 +280,7 @@ func (n *Node) startReplica(rt *router) error {
 	publish := func(id identity) {
 		n.life.Notify(lifecycle.IdentityKnown{Identity: lifecycle.Identity{
 			NodeID: id.NodeID, ShardID: id.ShardID, ReplicaID: id.ReplicaID, RaftAddr: id.RaftAddr,
-			APIAddr: c.HTTPAdvAddr, Voter: !c.NonVoter, Expecting: id.Expecting, Founders: id.Founders,
+			APIAddr: c.HTTPAdvAddr, Voter: !id.isNonVoter(), Expecting: id.Expecting, Founders: id.Founders,
 		}})
 	}
 	publish(id)
@@ -307,7 +329,7 @@ func (n *Node) startReplica(rt *router) error {
 		RaftAddr: c.RaftAdvAddr, RaftInbound: n.raftIn,
 		ShardID: id.ShardID, ReplicaID: id.ReplicaID,
 		InitialMembers: founders(id, initial),
-		Join:           join, Voter: !c.NonVoter, NonVoting: id.Joiner && !id.Promoted,
+		Join:           join, Voter: !id.isNonVoter(), NonVoting: id.Joiner && !id.Promoted,
 		OnPromoted: func() {
 			id.Promoted = true
 			if err := store.saveIdentity(id); err != nil {
@@ -322,6 +344,10 @@ func (n *Node) startReplica(rt *router) error {
 		LogDBMemory: c.LogDBMemory, ForeignKeys: c.ForeignKeys,
 		Logger: n.log.Named("replica"), Lifecycle: n.life,
 		LeaderProgress: n.leaderProgress, Failpoints: c.Failpoints,
+		StepdownOnShutdown: !c.NoShutdownStepdown, RemoveOnShutdown: c.ClusterRemoveOnShutdown,
+		LeaveTimeout: leaveTimeout(c.ShutdownTimeout),
+		ReapTimeout:  c.ReapNodeTimeout, ReapNonVotingTimeout: c.ReapReadOnlyNodeTimeout,
+		SnapshotInterval: c.SnapshotInterval, SnapshotWALSize: c.SnapshotWALSize,
 	})
 	if err != nil {
 		return err
@@ -395,6 +421,13 @@ func (n *Node) Shutdown() error {
 		n.log.Info("shutdown complete")
 	}
 	return err
+}
+
+// leaveTimeout bounds the handover and self-removal of a graceful
+// shutdown: at most a third of the whole shutdown, so stopping Raft and
+// closing the stores still fit in it.
+func leaveTimeout(shutdown time.Duration) time.Duration {
+	return min(replica.DefaultLeaveTimeout, shutdown/3)
 }
 
 // founders is the member set a new shard starts with: the recorded

@@ -162,6 +162,8 @@ func (g *Gateway) storeVars(st *lifecycle.State) obj {
 		"num_ignored_joins":        rs.IgnoredJoins,
 		"num_removed_before_joins": rs.RemovedBeforeJoins,
 		"num_removes":              rs.Removes,
+		"num_reaped_nodes":         rs.Reaps,
+		"num_wal_snapshots":        rs.WALSnapshots,
 		"leader_changes_observed":  rs.LeaderChanges,
 		"num_backups":              g.stats.backup.Load(),
 		"num_loads":                g.ops.loads.Load(),

@@ -119,6 +119,7 @@ var (
 	storeVarKinds = map[string]string{
 		"num_snapshots": "number", "num_user_snapshots": "number", "num_restores": "number", "num_joins": "number",
 		"num_ignored_joins": "number", "num_removed_before_joins": "number", "num_removes": "number",
+		"num_reaped_nodes": "number", "num_wal_snapshots": "number",
 		"leader_changes_observed": "number", "num_backups": "number", "num_loads": "number", "num_boots": "number",
 	}
 	clusterVarKinds = map[string]string{"num_join_req": "number", "num_remove_node_req": "number", "num_get_node_api_req": "number"}

@@ -292,6 +292,13 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 			return nil, ErrClosed
 		}
 		return s.checkpoint()
+	case *TruncateWAL:
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if s.closed || s.path == "" {
+			return nil, ErrClosed
+		}
+		return s.truncateWAL(x)
 	}
 	query, ok := q.(*Query)
 	if !ok || query.Request == nil {

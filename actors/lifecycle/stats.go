@@ -38,6 +38,8 @@ type ReplicaStats struct {
 	RemovedBeforeJoins uint64 // old replicas removed for a re-joining node
 	Removes            uint64 // members removed
 	LeaderChanges      uint64 // leader changes observed
+	Reaps              uint64 // members the leader removed as unreachable (-raft-reap-*)
+	WALSnapshots       uint64 // snapshots taken because the SQLite WAL outgrew -raft-snap-wal-size
 }
 
 // ReplicaSampled carries the replica's latest sample.

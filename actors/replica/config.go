@@ -35,6 +35,13 @@ const (
 	// DefaultApplyTimeout bounds a request that came without a deadline
 	// (rqlited's -raft-apply-timeout).
 	DefaultApplyTimeout = 10 * time.Second
+	// DefaultLeaveTimeout bounds the leadership handover and self-removal
+	// of a graceful shutdown.
+	DefaultLeaveTimeout = 10 * time.Second
+	// DefaultSnapshotInterval and DefaultSnapshotWALSize are rqlited's
+	// -raft-snap-int and -raft-snap-wal-size.
+	DefaultSnapshotInterval = 10 * time.Second
+	DefaultSnapshotWALSize  = 4 << 20
 	// DefaultShardID is the shard holding the database.
 	DefaultShardID = 1
 )
@@ -106,6 +113,25 @@ type Config struct {
 	LeaderProgress func(ctx context.Context, leaderID uint64, leaderAddr string) (lifecycle.LeaderIndex, error)
 	// Failpoints (tests only); nil has none.
 	Failpoints *failpoint.Set
+
+	// StepdownOnShutdown: a leader shutting down gracefully hands
+	// leadership to another voter first (rqlited's -raft-shutdown-stepdown).
+	StepdownOnShutdown bool
+	// RemoveOnShutdown: a node shutting down gracefully removes itself
+	// from the cluster (rqlited's -raft-cluster-remove-shutdown).
+	RemoveOnShutdown bool
+	// LeaveTimeout bounds both of these together.
+	LeaveTimeout time.Duration
+	// ReapTimeout and ReapNonVotingTimeout: the leader removes voters, and
+	// non-voting members, it has not reached for longer (rqlited's
+	// -raft-reap-node-timeout, -raft-reap-read-only-node-timeout); 0: never.
+	ReapTimeout, ReapNonVotingTimeout time.Duration
+	// SnapshotInterval is how often the SQLite WAL's size is checked; past
+	// SnapshotWALSize bytes a snapshot is taken and the WAL checkpointed
+	// and truncated (rqlited's -raft-snap-int, -raft-snap-wal-size). Either
+	// 0 turns the check off.
+	SnapshotInterval time.Duration
+	SnapshotWALSize  int64
 }
 
 // WithDefaults fills zero fields.
@@ -137,6 +163,9 @@ func (c Config) WithDefaults() Config {
 	if c.LogDBMemory == "" {
 		c.LogDBMemory = LogDBSmall
 	}
+	if c.LeaveTimeout == 0 {
+		c.LeaveTimeout = DefaultLeaveTimeout
+	}
 	if c.RaftListenAddr == "" {
 		c.RaftListenAddr = c.RaftAddr
 	}
@@ -162,6 +191,8 @@ func (c Config) Validate() error {
 		return bad("election timeout (%d ticks) must exceed twice the heartbeat (%d ticks)", c.ElectionRTT, c.HeartbeatRTT)
 	case c.Lifecycle == nil:
 		return bad("Lifecycle is required")
+	case c.LeaveTimeout < 0 || c.ReapTimeout < 0 || c.ReapNonVotingTimeout < 0 || c.SnapshotInterval < 0 || c.SnapshotWALSize < 0:
+		return bad("leave and reap timeouts, snapshot interval and WAL size must not be negative")
 	}
 	if _, err := logDBConfig(c.LogDBMemory); err != nil {
 		return err

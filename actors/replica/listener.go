@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"time"
+
 	"github.com/lni/dragonboat/v4/raftio"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
@@ -21,6 +23,8 @@ type listener struct {
 	// moved; counts are atomics the callbacks only increment.
 	stats    chan struct{}
 	counters *counters
+	// reach records unreachable peers for the reap job (reap.go).
+	reach *reachability
 }
 
 var (
@@ -71,13 +75,26 @@ func (l *listener) NodeDeleted(info raftio.NodeInfo) {
 		l.life.Notify(lifecycle.RemovedFromCluster{})
 	}
 }
-func (l *listener) ConnectionEstablished(raftio.ConnectionInfo) {}
-func (l *listener) ConnectionFailed(raftio.ConnectionInfo)      {}
-func (l *listener) SendSnapshotStarted(raftio.SnapshotInfo)     {}
-func (l *listener) SendSnapshotCompleted(raftio.SnapshotInfo)   {}
-func (l *listener) SendSnapshotAborted(raftio.SnapshotInfo)     {}
-func (l *listener) SnapshotReceived(raftio.SnapshotInfo)        {}
-func (l *listener) SnapshotRecovered(raftio.SnapshotInfo)       {}
+
+// ConnectionEstablished and ConnectionFailed track reachability for
+// reaping; snapshot streams have connections of their own and are left out.
+func (l *listener) ConnectionEstablished(info raftio.ConnectionInfo) {
+	if !info.SnapshotConnection {
+		l.reach.reached(info.Address)
+	}
+}
+
+func (l *listener) ConnectionFailed(info raftio.ConnectionInfo) {
+	if !info.SnapshotConnection {
+		l.reach.failed(info.Address, time.Now())
+	}
+}
+
+func (l *listener) SendSnapshotStarted(raftio.SnapshotInfo)   {}
+func (l *listener) SendSnapshotCompleted(raftio.SnapshotInfo) {}
+func (l *listener) SendSnapshotAborted(raftio.SnapshotInfo)   {}
+func (l *listener) SnapshotReceived(raftio.SnapshotInfo)      {}
+func (l *listener) SnapshotRecovered(raftio.SnapshotInfo)     {}
 func (l *listener) SnapshotCreated(info raftio.SnapshotInfo) {
 	if info.ShardID == l.shardID {
 		l.counters.snapshotEvents.Add(1)

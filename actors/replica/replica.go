@@ -179,7 +179,7 @@ func New(cfg Config) (*Replica, error) {
 		writeC:  make(chan *pendingWrite, writeQueueSize),
 	}
 	r.lis = &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1),
-		stats: make(chan struct{}, 1), counters: &r.counters}
+		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability()}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -317,6 +317,17 @@ func (r *Replica) Run(ctx context.Context) error {
 		r.workers.Add(1)
 		go func() { defer r.workers.Done(); r.sampleStats(nh); statsDone <- struct{}{} }()
 	}
+	// The leader reaps unreachable members (reap.go) and every node checks
+	// its SQLite WAL's size (snapjob.go), each a job of its own ticker.
+	reapC, stopReap := jobTicker(r.reapEnabled(), reapInterval)
+	defer stopReap()
+	reapDone := make(chan struct{}, 1)
+	reaping := false
+	var leaderSince time.Time // owned by the reap job, one at a time
+	snapC, stopSnap := jobTicker(r.snapJobEnabled(), r.cfg.SnapshotInterval)
+	defer stopSnap()
+	snapDone := make(chan struct{}, 1)
+	snapping := false
 	for {
 		select {
 		case s := <-startC:
@@ -413,6 +424,22 @@ func (r *Replica) Run(ctx context.Context) error {
 			sample(nh)
 		case <-statsDone:
 			sampling = false
+		case <-reapC:
+			if nh != nil && !reaping {
+				reaping = true
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.reapJob(nh, &leaderSince); reapDone <- struct{}{} }()
+			}
+		case <-reapDone:
+			reaping = false
+		case <-snapC:
+			if nh != nil && !snapping {
+				snapping = true
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.snapJob(nh); snapDone <- struct{}{} }()
+			}
+		case <-snapDone:
+			snapping = false
 		case <-ctx.Done():
 			if startC != nil {
 				// NewNodeHost is still running; it must finish before
@@ -420,6 +447,10 @@ func (r *Replica) Run(ctx context.Context) error {
 				if s := <-startC; s.err == nil {
 					nh = s.nh
 				}
+			} else {
+				// Raft ran: hand leadership over, leave the cluster
+				// (as configured) before it stops.
+				r.leave(nh)
 			}
 			r.shutdown(nh)
 			return nil

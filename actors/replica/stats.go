@@ -44,6 +44,9 @@ type counters struct {
 	joins, ignoredJoins, removedBeforeJoin atomic.Uint64
 	removes                                atomic.Uint64
 	leaderChanges                          atomic.Uint64
+	// reaps counts members removed as unreachable (reap.go); walSnapshots
+	// counts snapshots the WAL-size check took (snapjob.go).
+	reaps, walSnapshots atomic.Uint64
 }
 
 // sampler is the state one sample hands to the next: samples run one at a
@@ -93,6 +96,7 @@ func (r *Replica) sampleStats(nh *dragonboat.NodeHost) {
 	st.UserSnapshots = c.userSnapshots.Load()
 	st.Joins, st.IgnoredJoins, st.RemovedBeforeJoins = c.joins.Load(), c.ignoredJoins.Load(), c.removedBeforeJoin.Load()
 	st.Removes, st.LeaderChanges = c.removes.Load(), c.leaderChanges.Load()
+	st.Reaps, st.WALSnapshots = c.reaps.Load(), c.walSnapshots.Load()
 	events := c.snapshotEvents.Load()
 	if _, term, _, err := nh.GetLeaderID(r.cfg.ShardID); err == nil {
 		st.Term = term

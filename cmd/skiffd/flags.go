@@ -20,8 +20,7 @@ var errUsage = errors.New("usage")
 // ignores (with a warning): ignoring them changes no safety property.
 var ignoredValueFlags = []string{
 	"disco-key",
-	"raft-snap-wal-size", "raft-snap-int", "raft-commit-timeout", "raft-leader-lease-timeout",
-	"raft-reap-node-timeout", "raft-reap-read-only-node-timeout", "cluster-connect-timeout",
+	"raft-commit-timeout", "raft-leader-lease-timeout", "cluster-connect-timeout",
 	"auto-backup", "auto-vacuum-int", "auto-optimize-int", "db-max-ro-conns",
 	"cdc-config", "otlp-endpoint", "otlp-service-name", "otlp-interval",
 	"cpu-profile", "mem-profile", "trace-profile", "on-disk-path",
@@ -29,7 +28,7 @@ var ignoredValueFlags = []string{
 
 // ignoredBoolFlags are rqlited boolean flags accepted and ignored.
 var ignoredBoolFlags = []string{
-	"raft-remove-shutdown", "raft-cluster-remove-shutdown", "raft-shutdown-stepdown",
+	"raft-remove-shutdown",
 	"compress-snap-transport", "on-disk",
 }
 
@@ -99,6 +98,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.Queue.BatchSize, "write-queue-batch-size", queue.DefaultBatchSize, "Queued-write batch size (requests per Raft entry)")
 	fs.DurationVar(&c.Queue.Timeout, "write-queue-timeout", queue.DefaultTimeout, "Queued-write flush timeout")
 	fs.BoolVar(&c.Queue.Tx, "write-queue-tx", false, "Wrap each queued-write batch in a transaction")
+	fs.BoolVar(&c.ClusterRemoveOnShutdown, "raft-cluster-remove-shutdown", false, "Remove this node from the cluster on graceful shutdown")
+	stepdown := fs.Bool("raft-shutdown-stepdown", true, "A leader shutting down gracefully hands leadership to another voter first")
+	fs.DurationVar(&c.ReapNodeTimeout, "raft-reap-node-timeout", 0, "The leader removes voters unreachable for longer than this (0: never)")
+	fs.DurationVar(&c.ReapReadOnlyNodeTimeout, "raft-reap-read-only-node-timeout", 0, "The leader removes read replicas unreachable for longer than this (0: never)")
+	fs.DurationVar(&c.SnapshotInterval, "raft-snap-int", replica.DefaultSnapshotInterval, "How often to check whether the SQLite WAL calls for a snapshot (0: never)")
+	fs.Int64Var(&c.SnapshotWALSize, "raft-snap-wal-size", replica.DefaultSnapshotWALSize, "SQLite WAL size in bytes past which a snapshot is taken and the WAL checkpointed (0: never)")
 	var join string
 	fs.StringVar(&join, "join", "", "Comma-separated Raft addresses (or http:// API URLs) of members to join through, on first start")
 	fs.IntVar(&c.JoinAttempts, "join-attempts", bootstrap.DefaultJoinAttempts, "Rounds of join attempts")
@@ -138,6 +143,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.showVersion {
 		return o, nil
 	}
+	c.NoShutdownStepdown = !*stepdown
 	var refusedSet []string
 	for n, s := range refused {
 		if *s {

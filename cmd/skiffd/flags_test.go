@@ -30,10 +30,27 @@ func TestParseFlags(t *testing.T) {
 					t.Fatalf("cfg = %+v", c)
 				}
 			}},
-		{name: "accepted and ignored with a warning", args: []string{"-raft-snap-int", "30s", "-compress-snap-transport", "-raft-shutdown-stepdown=false", "d"},
+		{name: "accepted and ignored with a warning", args: []string{"-raft-commit-timeout", "30s", "-compress-snap-transport", "-raft-remove-shutdown", "d"},
 			check: func(t *testing.T, o *options) {
-				if strings.Join(o.warnings, ",") != "-compress-snap-transport,-raft-shutdown-stepdown,-raft-snap-int" {
+				if strings.Join(o.warnings, ",") != "-compress-snap-transport,-raft-commit-timeout,-raft-remove-shutdown" {
 					t.Fatalf("warnings = %v", o.warnings)
+				}
+			}},
+		{name: "shutdown, reap and snapshot flags: rqlited's defaults (API.md 5)", args: []string{"d"},
+			check: func(t *testing.T, o *options) {
+				c := o.cfg
+				if c.ClusterRemoveOnShutdown || c.NoShutdownStepdown || c.ReapNodeTimeout != 0 || c.ReapReadOnlyNodeTimeout != 0 ||
+					c.SnapshotInterval != 10*time.Second || c.SnapshotWALSize != 4194304 || len(o.warnings) != 0 {
+					t.Fatalf("cfg = %+v, warnings %v", c, o.warnings)
+				}
+			}},
+		{name: "shutdown, reap and snapshot flags implemented", args: []string{"-raft-cluster-remove-shutdown", "-raft-shutdown-stepdown=false",
+			"-raft-reap-node-timeout", "2s", "-raft-reap-read-only-node-timeout=3s", "-raft-snap-int", "30s", "-raft-snap-wal-size", "1000", "d"},
+			check: func(t *testing.T, o *options) {
+				c := o.cfg
+				if !c.ClusterRemoveOnShutdown || !c.NoShutdownStepdown || c.ReapNodeTimeout != 2*time.Second || c.ReapReadOnlyNodeTimeout != 3*time.Second ||
+					c.SnapshotInterval != 30*time.Second || c.SnapshotWALSize != 1000 || len(o.warnings) != 0 {
+					t.Fatalf("cfg = %+v, warnings %v", c, o.warnings)
 				}
 			}},
 		{name: "join list (API.md 5)", args: []string{"-join", "h:4002, http://h2:4001", "-join-attempts", "2", "-join-interval", "1s", "-raft-non-voter", "d"},
@@ -78,6 +95,13 @@ func TestRunExitCodes(t *testing.T) {
 	}
 	if code := run([]string{"-join-as", "u", t.TempDir()}, &out, &errOut); code != 2 {
 		t.Fatalf("refused flag: exit %d", code)
+	}
+	// A read replica on a new data directory needs -join (API.md 5): the
+	// rule is checked once the directory is known to be new, and still
+	// exits 2.
+	if code := run([]string{"-http-addr", "127.0.0.1:0", "-http-adv-addr", "127.0.0.1:1", "-raft-addr", "127.0.0.1:0",
+		"-raft-adv-addr", "127.0.0.1:2", "-raft-non-voter", t.TempDir()}, &out, &errOut); code != 2 {
+		t.Fatalf("-raft-non-voter without -join on a new directory: exit %d", code)
 	}
 	// Same advertised HTTP and Raft address: invalid (API.md 5).
 	if code := run([]string{"-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0", t.TempDir()}, &out, &errOut); code != 2 {

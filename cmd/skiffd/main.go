@@ -85,6 +85,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := node.Wait(ctx); err != nil {
 		log.Error("stopped with error", zap.Error(err))
+		if errors.Is(err, bootstrap.ErrInvalidConfig) {
+			// The first-start rules are checked once the data
+			// directory is known to be new (bootstrap.Start returned).
+			return 2
+		}
 		return 1
 	}
 	return 0
