@@ -263,7 +263,7 @@ func (g *Gateway) peerDocs(ctx context.Context, st *lifecycle.State, ms []lifecy
 			defer cancel()
 			meta, err := g.askPeer(pctx, m.RaftAddr)
 			d := obj{"id": m.NodeID, "api_addr": apiURL(m.APIAddr), "addr": m.RaftAddr, "voter": m.Voter,
-				"leader": m.ReplicaID == st.LeaderReplicaID}
+				"leader": m.ReplicaID == st.ReportedLeaderID()}
 			if err != nil {
 				d["reachable"], d["version"], d["error"] = false, "", err.Error()
 			} else {

@@ -27,8 +27,10 @@ type LeaderUpdated struct{ LeaderReplicaID, Term uint64 }
 // index has reached the leader's commit index as of that read.
 type CaughtUp struct{ LeaderReplicaID, Index uint64 }
 
-// RemovedFromCluster: this node applied its own removal from the cluster.
-type RemovedFromCluster struct{}
+// RemovedFromCluster: this node learnt that it was removed from the
+// cluster (it applied its own removal, or a member said so); Reason says
+// how, for /status and the log.
+type RemovedFromCluster struct{ Reason string }
 
 // LeaderContact: a round trip with the leader (a ReadIndex) succeeded.
 type LeaderContact struct{ LeaderReplicaID uint64 }

@@ -50,6 +50,9 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		next.Phase = Removed
 		next.LeaderReplicaID = 0
 		next.LastError = "this node was removed from the cluster"
+		if e.Reason != "" {
+			next.LastError += ": " + e.Reason
+		}
 	case IdentityKnown:
 		next.Identity = e.Identity
 	case JoinBegun:
@@ -86,8 +89,23 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		if e.Index > next.Progress.TargetIndex {
 			next.Progress.TargetIndex = e.Index
 		}
-		if next.Phase == Recovering || next.Phase == Degraded {
-			next.Phase = Ready
+		if next.Phase == Recovering || next.Phase == Degraded || next.Phase == Joining {
+			// Caught up. A node configured as a voter is ready only once
+			// it votes in the committed configuration (DESIGN.md "Cluster
+			// membership"): a learner reported ready would let a cluster
+			// of "ready" nodes lose quorum to one failure. Until then it
+			// is joining, awaiting promotion. Ready also needs the leader
+			// named by its node ID, so that status endpoints agree from
+			// the moment they report one.
+			switch {
+			case next.Identity.Voter && !next.selfVoter():
+				next.Phase = Joining
+			case !next.leaderNamed():
+				// The node table's row for the leader is not applied here
+				// yet: the next check names it.
+			default:
+				next.Phase = Ready
+			}
 		}
 	case LeaderContact:
 		if e.LeaderReplicaID == 0 || e.LeaderReplicaID != next.LeaderReplicaID {
@@ -157,7 +175,7 @@ func (m *Machine) commit(next State, now time.Time) bool {
 	if next.Phase != m.cur.Phase {
 		next.Since = now
 	}
-	updateRates(next.Phase, &next.Progress, now)
+	updateRates(next.Phase, next.NodeReady, &next.Progress, now)
 	next.Version = m.cur.Version + 1
 	m.cur = next
 	return true

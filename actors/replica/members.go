@@ -342,12 +342,38 @@ func (r *Replica) transferLeader(ctx context.Context, nh *dragonboat.NodeHost, t
 	return fmt.Errorf("%w: leadership did not move after %d attempts", ErrTimeout, rounds)
 }
 
-// reconcileSelf keeps this node's own entries right: a joined voter that
-// is still non-voting promotes itself once it has caught up, and its row in
-// the node table (node ID, addresses, voter flag) is proposed whenever it
-// differs from what this node is. Both are idempotent, so running them on
-// every membership refresh is safe.
-func (r *Replica) reconcileSelf(ctx context.Context, nh *dragonboat.NodeHost, m *dragonboat.Membership) {
+// promoteSelf promotes this node to voter if it is configured as one and
+// still non-voting in m. The catch-up probe calls it right after a
+// successful catch-up check, while the node is not ready (DESIGN.md
+// "Cluster membership": a joining voter is ready only once it votes), so a
+// join never costs quorum and readiness never comes before the vote. It
+// reports whether the promotion was applied; a failure is retried by the
+// next probe.
+func (r *Replica) promoteSelf(nh *dragonboat.NodeHost, m *dragonboat.Membership) bool {
+	self := r.life.State().Identity
+	if _, isNonVoting := m.NonVotings[self.ReplicaID]; !isNonVoting || !r.cfg.Voter {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	defer cancel()
+	// SyncRequestAddReplica returns once this node has applied the change,
+	// so the membership read next shows it.
+	if err := nh.SyncRequestAddReplica(ctx, r.cfg.ShardID, self.ReplicaID, self.RaftAddr, m.ConfigChangeID); err != nil {
+		r.log.Debug("promotion to voter failed; will retry", zap.Error(err))
+		return false
+	}
+	r.log.Info("promoted to voter", zap.Uint64("replica_id", self.ReplicaID))
+	return true
+}
+
+// reconcileSelf keeps this node's own entries right: after a promotion,
+// a local snapshot that covers it; and its row in the node table (node ID,
+// addresses, voter flag), proposed whenever it differs from what this node
+// is. Both are idempotent, so running them on every membership refresh is
+// safe.
+func (r *Replica) reconcileSelf(nh *dragonboat.NodeHost, m *dragonboat.Membership) {
+	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	defer cancel()
 	st := r.life.State()
 	self := st.Identity
 	_, isVoter := m.Nodes[self.ReplicaID]
@@ -356,14 +382,6 @@ func (r *Replica) reconcileSelf(ctx context.Context, nh *dragonboat.NodeHost, m 
 		return
 	}
 	forceRegister := false
-	if isNonVoting && r.cfg.Voter && st.Phase == lifecycle.Ready {
-		if err := nh.SyncRequestAddReplica(ctx, r.cfg.ShardID, self.ReplicaID, self.RaftAddr, m.ConfigChangeID); err != nil {
-			r.log.Debug("promotion to voter failed; will retry", zap.Error(err))
-			return
-		}
-		r.log.Info("promoted to voter", zap.Uint64("replica_id", self.ReplicaID))
-		isVoter = true
-	}
 	if isVoter && r.cfg.NonVoting && r.cfg.OnPromoted != nil && !r.promotionCovered.Load() {
 		// Started non-voting, now a voter. A restart replays its config
 		// changes from the last local Raft snapshot: one taken now covers

@@ -810,10 +810,12 @@ func (r *Replica) checkContact(nh *dragonboat.NodeHost) {
 	}
 }
 
-// needsProbe: only a node waiting to become ready checks for catch-up.
+// needsProbe: only a node waiting to become ready checks for catch-up (a
+// joiner awaiting promotion too: the probe promotes it).
 func (r *Replica) needsProbe() bool {
 	st := r.life.State()
-	return st.NodeReady && st.LeaderReplicaID != 0 && (st.Phase == lifecycle.Recovering || st.Phase == lifecycle.Degraded)
+	return st.NodeReady && st.LeaderReplicaID != 0 &&
+		(st.Phase == lifecycle.Recovering || st.Phase == lifecycle.Degraded || st.AwaitingPromotion())
 }
 
 // probe runs a linearizable read: when it succeeds, this node has applied
@@ -829,13 +831,24 @@ func (r *Replica) probe(nh *dragonboat.NodeHost) {
 		r.log.Debug("catch-up check failed", zap.Error(err))
 		return
 	}
-	// The membership first: a node must not be reported ready with no
-	// members to name its leader by (/nodes would show it alone). If the
-	// read fails (a busy leader), the next probe tries again.
-	if len(r.life.State().RaftMembers) == 0 && !r.refreshMembers(nh) {
+	// The membership first, read after the catch-up: lifecycle makes a
+	// voter ready only if it votes in it, and a node must not be reported
+	// ready with no members to name its leader by (/nodes would show it
+	// alone). If the read fails (a busy leader), the next probe tries
+	// again.
+	m, ok := r.readMembersOnce(nh)
+	if !ok {
 		return
 	}
+	if r.promoteSelf(nh, m) {
+		// Promoted: lifecycle must see the configuration that says so
+		// before the catch-up, or it would wait for another probe.
+		if m, ok = r.readMembersOnce(nh); !ok {
+			return
+		}
+	}
 	r.life.Notify(lifecycle.CaughtUp{LeaderReplicaID: leader, Index: r.life.State().Progress.AppliedIndex})
+	r.reconcileSelf(nh, m)
 }
 
 // refreshMembers reads the membership through Raft and hands it to
@@ -843,15 +856,25 @@ func (r *Replica) probe(nh *dragonboat.NodeHost) {
 // it reconciles this node's own membership and metadata. It reports
 // whether the membership was read.
 func (r *Replica) refreshMembers(nh *dragonboat.NodeHost) bool {
+	m, ok := r.readMembersOnce(nh)
+	if ok {
+		r.reconcileSelf(nh, m)
+	}
+	return ok
+}
+
+// readMembersOnce reads the membership through Raft (one attempt) and
+// hands it to lifecycle.
+func (r *Replica) readMembersOnce(nh *dragonboat.NodeHost) (*dragonboat.Membership, bool) {
 	if _, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err != nil || !ok {
-		return false // the read below needs a leader; the catch-up probe retries
+		return nil, false // the read below needs a leader; the catch-up probe retries
 	}
 	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
 	defer cancel()
 	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
 	if err != nil {
 		r.log.Debug("membership refresh failed", zap.Error(err))
-		return false
+		return nil, false
 	}
 	var out []lifecycle.Member
 	add := func(nodes map[uint64]string, voter bool) {
@@ -863,6 +886,5 @@ func (r *Replica) refreshMembers(nh *dragonboat.NodeHost) bool {
 	add(m.NonVotings, false)
 	sort.Slice(out, func(i, j int) bool { return out[i].ReplicaID < out[j].ReplicaID })
 	r.life.Notify(lifecycle.MembershipChanged{Members: out})
-	r.reconcileSelf(ctx, nh, m)
-	return true
+	return m, true
 }
