@@ -249,3 +249,24 @@ func (n *Node) leaderProgress(ctx context.Context, leader uint64, addr string) (
 	}
 	return progress(meta), nil
 }
+
+// checkRemoved asks peers (Raft addresses: the mux serves /skiff/node)
+// whether replica self was removed from the cluster (replica.Config's
+// CheckRemoved). A peer's list is its committed membership's, and a
+// removal is final, so one peer that lists it is enough.
+func (n *Node) checkRemoved(ctx context.Context, peers []string, self uint64) (string, error) {
+	var errs []error
+	for _, addr := range peers {
+		meta, err := peerMeta(ctx, n.peers, addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		for _, id := range meta.Removed {
+			if id == self {
+				return fmt.Sprintf("member %q at %s lists replica %d as removed", meta.NodeID, addr, self), nil
+			}
+		}
+	}
+	return "", errors.Join(errs...)
+}

@@ -132,6 +132,10 @@ type Node struct {
 	// stopCtx ends with stopping: it bounds startup's calls to peers.
 	stopCtx    context.Context
 	cancelStop context.CancelFunc
+	// removed is closed when this node learns it was removed from the
+	// cluster and -raft-remove-shutdown asks it to shut down.
+	removed     chan struct{}
+	removedOnce sync.Once
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -179,7 +183,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
-		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}),
+		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}), removed: make(chan struct{}),
 		peers: peerClient(peerTimeout)}
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	n.raftIn = &raftnet.Inbound{}
@@ -316,6 +320,7 @@ func (n *Node) startReplica(rt *router) error {
 		LogDBMemory: c.LogDBMemory, ForeignKeys: c.ForeignKeys,
 		Logger: n.log.Named("replica"), Lifecycle: n.life,
 		LeaderProgress: n.leaderProgress, Failpoints: c.Failpoints,
+		CheckRemoved: n.checkRemoved, OnRemoved: n.onRemoved,
 	})
 	if err != nil {
 		return err
@@ -337,6 +342,11 @@ wait:
 			n.log.Info("shutdown requested")
 			break wait
 		case cause = <-n.sup.Failed():
+			break wait
+		case <-n.removed:
+			// rqlite's -raft-remove-shutdown: a removed node exits
+			// cleanly (exit status 0), not as a failure.
+			n.log.Info("shutting down: this node was removed from the cluster (-raft-remove-shutdown)")
 			break wait
 		case err := <-startup:
 			startup = nil
@@ -389,6 +399,14 @@ func (n *Node) Shutdown() error {
 		n.log.Info("shutdown complete")
 	}
 	return err
+}
+
+// onRemoved is replica.Config's OnRemoved: with -raft-remove-shutdown, the
+// node shuts down; without, it stays up in phase removed (status only).
+func (n *Node) onRemoved(string) {
+	if n.cfg.RemoveShutdown {
+		n.removedOnce.Do(func() { close(n.removed) })
+	}
 }
 
 // founders is the member set a new shard starts with: the recorded

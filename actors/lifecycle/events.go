@@ -35,8 +35,12 @@ type RemovedFromCluster struct{ Reason string }
 // LeaderContact: a round trip with the leader (a ReadIndex) succeeded.
 type LeaderContact struct{ LeaderReplicaID uint64 }
 
-// MembershipChanged carries the new membership.
-type MembershipChanged struct{ Members []Member }
+// MembershipChanged carries the new membership, and the replica IDs ever
+// removed from it (Raft never lets them back).
+type MembershipChanged struct {
+	Members []Member
+	Removed []uint64
+}
 
 // LeaderIndex: the leader's progress as the leader reported it to a node
 // that is not ready: its applied index (the target the log replay catches

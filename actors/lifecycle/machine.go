@@ -121,6 +121,7 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		next.Progress.ReceivedBytes = e.Bytes
 	case MembershipChanged:
 		next.RaftMembers = e.Members
+		next.RemovedReplicas = e.Removed
 		next.Members = mergeMembers(next.RaftMembers, next.NodeTable, next.Identity)
 	case Failed:
 		next.LastError = e.Err

@@ -117,6 +117,10 @@ type State struct {
 	// replicated node table (NodeTable): node IDs and API addresses.
 	Members     []Member
 	RaftMembers []Member
+	// RemovedReplicas are the replica IDs removed from the cluster, as of
+	// the last membership read: peers cut off from the leader ask for
+	// them to learn they were removed.
+	RemovedReplicas []uint64
 	NodeTable   []sm.NodeInfo
 	LastError   string
 	// Coalesced counts progress reports (applied index, snapshot bytes)

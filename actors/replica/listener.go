@@ -17,6 +17,9 @@ type listener struct {
 	// members is nudged (capacity 1, non-blocking) when the membership may
 	// have changed; the replica actor refreshes it off the callback.
 	members chan struct{}
+	// removed is nudged (capacity 1) when this replica applied its own
+	// removal.
+	removed chan struct{}
 }
 
 var (
@@ -54,7 +57,11 @@ func (l *listener) NodeHostShuttingDown()        {}
 func (l *listener) NodeUnloaded(raftio.NodeInfo) {}
 func (l *listener) NodeDeleted(info raftio.NodeInfo) {
 	if info.ShardID == l.shardID {
-		l.life.Notify(lifecycle.RemovedFromCluster{})
+		l.life.Notify(lifecycle.RemovedFromCluster{Reason: "it applied its own removal"})
+		select {
+		case l.removed <- struct{}{}:
+		default:
+		}
 	}
 }
 func (l *listener) ConnectionEstablished(raftio.ConnectionInfo) {}

@@ -138,6 +138,8 @@ type Replica struct {
 	// a local snapshot covers the promotion, which ends the snapshots
 	// reconcileSelf requests for it (it asked on every refresh before).
 	promotedOnce     sync.Once
+	// leftOnce makes leaving the cluster (removed.go) happen once.
+	leftOnce sync.Once
 	promotionCovered atomic.Bool
 	// machine is the state machine Dragonboat created, for /boot staging.
 	machine atomic.Pointer[sm.StateMachine]
@@ -174,7 +176,8 @@ func New(cfg Config) (*Replica, error) {
 		done:    actors.NewDone(),
 		reads:   newReadRounds(),
 		writeC:  make(chan *pendingWrite, writeQueueSize),
-		lis:     &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1)},
+		lis: &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1),
+			removed: make(chan struct{}, 1)},
 	}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	return r, nil
@@ -299,6 +302,12 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer progress.Stop()
 	progressDone := make(chan struct{}, 1)
 	reporting := false
+	// A node cut off from its leader asks its peers whether it was
+	// removed (removed.go).
+	removal := time.NewTicker(removalCheckInterval)
+	defer removal.Stop()
+	removalDone := make(chan struct{}, 1)
+	checkingRemoval := false
 	for {
 		select {
 		case s := <-startC:
@@ -389,6 +398,19 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 		case <-progressDone:
 			reporting = false
+		case <-removal.C:
+			if nh != nil && !checkingRemoval && r.needsRemovalCheck() {
+				checkingRemoval = true
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.checkRemoved(nh); removalDone <- struct{}{} }()
+			}
+		case <-removalDone:
+			checkingRemoval = false
+		case <-r.lis.removed:
+			if nh != nil {
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.leave(nh, "it applied its own removal") }()
+			}
 		case <-ctx.Done():
 			if startC != nil {
 				// NewNodeHost is still running; it must finish before
@@ -885,6 +907,11 @@ func (r *Replica) readMembersOnce(nh *dragonboat.NodeHost) (*dragonboat.Membersh
 	add(m.Nodes, true)
 	add(m.NonVotings, false)
 	sort.Slice(out, func(i, j int) bool { return out[i].ReplicaID < out[j].ReplicaID })
-	r.life.Notify(lifecycle.MembershipChanged{Members: out})
+	removed := make([]uint64, 0, len(m.Removed))
+	for id := range m.Removed {
+		removed = append(removed, id)
+	}
+	sort.Slice(removed, func(i, j int) bool { return removed[i] < removed[j] })
+	r.life.Notify(lifecycle.MembershipChanged{Members: out, Removed: removed})
 	return m, true
 }

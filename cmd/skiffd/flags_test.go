@@ -43,6 +43,18 @@ func TestParseFlags(t *testing.T) {
 					t.Fatalf("cfg = %+v", c)
 				}
 			}},
+		{name: "-raft-remove-shutdown is implemented, not ignored (API.md 5)", args: []string{"-raft-remove-shutdown", "d"},
+			check: func(t *testing.T, o *options) {
+				if !o.cfg.RemoveShutdown || len(o.warnings) != 0 {
+					t.Fatalf("RemoveShutdown %v, warnings %v", o.cfg.RemoveShutdown, o.warnings)
+				}
+			}},
+		{name: "-raft-remove-shutdown defaults to false", args: []string{"-raft-remove-shutdown=false", "d"},
+			check: func(t *testing.T, o *options) {
+				if o.cfg.RemoveShutdown {
+					t.Fatal("RemoveShutdown set")
+				}
+			}},
 		{name: "auth-like join-as refused, not ignored", args: []string{"-join-as", "u", "d"}, wantErr: true},
 		{name: "auth refused, not ignored", args: []string{"-auth", "f.json", "d"}, wantErr: true},
 		{name: "no data dir", args: []string{}, wantErr: true},
