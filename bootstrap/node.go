@@ -297,7 +297,11 @@ func (n *Node) startReplica(rt *router) error {
 		}
 		id.Joining = false // join saved it so; later saves must too
 	} else if len(c.Join) > 0 {
-		n.log.Info("ignoring -join: this node is already a member", zap.Strings("join", c.Join))
+		// Already holds Raft state: a no-op if the targets' cluster is
+		// this node's, refused if it is another (join.go).
+		if err := n.confirmMember(id, c.Join); err != nil {
+			return err
+		}
 	}
 	tick := c.RaftTick
 	rep, err := replica.New(replica.Config{
