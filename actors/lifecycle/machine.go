@@ -96,13 +96,13 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 			// of "ready" nodes lose quorum to one failure. Until then it
 			// is joining, awaiting promotion. Ready also needs the leader
 			// named by its node ID, so that status endpoints agree from
-			// the moment they report one.
+			// the moment they report one, and this node's own row, so
+			// that the others name it (/nodes, /remove) once it is ready.
 			switch {
 			case next.Identity.Voter && !next.selfVoter():
 				next.Phase = Joining
-			case !next.leaderNamed():
-				// The node table's row for the leader is not applied here
-				// yet: the next check names it.
+			case !next.leaderNamed() || !next.selfNamed():
+				// A row is not applied here yet: the next check sees it.
 			default:
 				next.Phase = Ready
 			}

@@ -208,6 +208,18 @@ func (s *State) leaderNamed() bool {
 	return false
 }
 
+// selfNamed reports whether this node's own row (node ID and API address)
+// is in the applied node table.
+func (s *State) selfNamed() bool {
+	id := s.Identity
+	for _, n := range s.NodeTable {
+		if n.ReplicaID == id.ReplicaID && n.NodeID == id.NodeID && n.APIAddr == id.APIAddr {
+			return true
+		}
+	}
+	return false
+}
+
 // AwaitingPromotion reports whether this node has caught up as a
 // non-voting member and waits to be promoted to voter.
 func (s *State) AwaitingPromotion() bool {

@@ -869,8 +869,10 @@ func (r *Replica) probe(nh *dragonboat.NodeHost) {
 			return
 		}
 	}
-	r.life.Notify(lifecycle.CaughtUp{LeaderReplicaID: leader, Index: r.life.State().Progress.AppliedIndex})
+	// This node's row (voter flag included) before the catch-up: once
+	// ready, every member must name it (/nodes, /remove by node ID).
 	r.reconcileSelf(nh, m)
+	r.life.Notify(lifecycle.CaughtUp{LeaderReplicaID: leader, Index: r.life.State().Progress.AppliedIndex})
 }
 
 // refreshMembers reads the membership through Raft and hands it to
