@@ -299,27 +299,35 @@ func TestRemovedNodeLearnsIt(t *testing.T) {
 	wantOK(t, "CREATE TABLE", leader.execute(createT), `{"results":[{}]}`)
 	rs.insert(t, rest[0], "after-removal")
 
-	// -raft-remove-shutdown: the removed node exits, status 0.
+	// A node removed while it was down never hears of it from Raft (the
+	// leader no longer talks to it): back up, cut off, it asks its peers.
+	// With -raft-remove-shutdown it then exits, status 0.
 	n4 := c.add("n4", "-join", leader.raftAddr, "-raft-remove-shutdown")
 	n4.start()
 	n4.waitReady(clusterTimeout)
+	c.waitMembers([]*member{leader, n4}, []string{rest[0].id, rest[1].id, "n4"}, nil)
+	n4.sigterm()
 	r, err = leader.do(leader.client, http.MethodDelete, "/remove", "application/json", strings.NewReader(`{"id":"n4"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantOK(t, "DELETE /remove n4", r, "")
+	wantOK(t, "DELETE /remove n4 while it is down", r, "")
+	c.waitMembers(rest, []string{rest[0].id, rest[1].id}, nil)
+	n4.setFlags("-raft-remove-shutdown")
+	n4.start()
 	select {
 	case <-n4.proc.done:
 	case <-time.After(clusterTimeout):
 		n4.dumpLogs()
-		t.Fatalf("n4 (-raft-remove-shutdown) still runs %s after its removal", clusterTimeout)
+		t.Fatalf("n4 (-raft-remove-shutdown) still runs %s after restarting removed", clusterTimeout)
 	}
 	if code := n4.proc.exitCode(); code != 0 {
 		n4.dumpLogs()
-		t.Fatalf("n4 exited with status %d after its removal, want 0 (%v)", code, n4.proc.waitErr)
+		t.Fatalf("n4 exited with status %d after learning of its removal, want 0 (%v)", code, n4.proc.waitErr)
 	}
-	if !n4.logContains(n4.proc.logPath, "-raft-remove-shutdown") {
-		t.Errorf("n4 did not log why it shut down")
+	if !n4.logContains(n4.proc.logPath, "lists replica") || !n4.logContains(n4.proc.logPath, "-raft-remove-shutdown") {
+		n4.dumpLogs()
+		t.Errorf("n4 did not log that a peer told it of its removal and why it shut down")
 	}
 	rs.insert(t, rest[1], "after-n4-left")
 }

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"sort"
 	"time"
 
 	"github.com/lni/dragonboat/v4"
@@ -36,8 +37,7 @@ func (r *Replica) needsRemovalCheck() bool {
 		return false
 	}
 	st := r.life.State()
-	if !st.NodeReady || st.IsLeader() || len(st.RaftMembers) < 2 ||
-		st.Phase == lifecycle.Removed || st.Phase == lifecycle.Stopping {
+	if !st.NodeReady || st.IsLeader() || st.Phase == lifecycle.Removed || st.Phase == lifecycle.Stopping {
 		return false
 	}
 	after := max(removalCheckAfter, 2*time.Duration(r.cfg.ElectionRTT)*r.cfg.RTT)
@@ -46,12 +46,9 @@ func (r *Replica) needsRemovalCheck() bool {
 
 // checkRemoved asks the peers this node last knew whether it was removed.
 func (r *Replica) checkRemoved(nh *dragonboat.NodeHost) {
-	st := r.life.State()
-	var peers []string
-	for _, m := range st.RaftMembers {
-		if m.ReplicaID != r.cfg.ReplicaID {
-			peers = append(peers, m.RaftAddr)
-		}
+	peers := r.peerAddrs(nh)
+	if len(peers) == 0 {
+		return
 	}
 	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
 	defer cancel()
@@ -83,4 +80,36 @@ func (r *Replica) leave(nh *dragonboat.NodeHost, reason string) {
 			r.cfg.OnRemoved(reason)
 		}
 	})
+}
+
+// peerAddrs are the Raft addresses of the other members: from the last
+// membership read through Raft, or, when there was none (a node restarted
+// while cut off reads nothing, for want of a leader), from the membership
+// its replica applied locally.
+func (r *Replica) peerAddrs(nh *dragonboat.NodeHost) []string {
+	var peers []string
+	for _, m := range r.life.State().RaftMembers {
+		if m.ReplicaID != r.cfg.ReplicaID {
+			peers = append(peers, m.RaftAddr)
+		}
+	}
+	if len(peers) > 0 {
+		return peers
+	}
+	info := nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	if info == nil {
+		return nil
+	}
+	for _, si := range info.ShardInfoList {
+		if si.ShardID != r.cfg.ShardID {
+			continue
+		}
+		for id, addr := range si.Replicas {
+			if id != r.cfg.ReplicaID {
+				peers = append(peers, addr)
+			}
+		}
+	}
+	sort.Strings(peers)
+	return peers
 }
