@@ -121,8 +121,8 @@ type State struct {
 	// the last membership read: peers cut off from the leader ask for
 	// them to learn they were removed.
 	RemovedReplicas []uint64
-	NodeTable   []sm.NodeInfo
-	LastError   string
+	NodeTable       []sm.NodeInfo
+	LastError       string
 	// Coalesced counts progress reports (applied index, snapshot bytes)
 	// merged into a later one before lifecycle applied them. No event
 	// that changes state is ever coalesced or lost.

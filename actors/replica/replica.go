@@ -138,9 +138,9 @@ type Replica struct {
 	// a local snapshot covers the promotion, which ends the snapshots
 	// reconcileSelf requests for it (it asked on every refresh before).
 	promotedOnce     sync.Once
+	promotionCovered atomic.Bool
 	// leftOnce makes leaving the cluster (removed.go) happen once.
 	leftOnce sync.Once
-	promotionCovered atomic.Bool
 	// machine is the state machine Dragonboat created, for /boot staging.
 	machine atomic.Pointer[sm.StateMachine]
 	done    *actors.Done
