@@ -207,6 +207,7 @@ func TestTwoNodesLinearizableNeedsBoth(t *testing.T) {
 		if r.status == http.StatusOK {
 			t.Errorf("%s read on n1 alone (n2, a voter, dead): %s; want an error", level, r)
 		}
+		t.Logf("%s read on n1 alone: %s", level, r)
 	}
 	if r := n1.get("/readyz"); r.status != http.StatusServiceUnavailable {
 		t.Logf("/readyz on n1 alone: %s", r)
