@@ -310,6 +310,10 @@ func (n *Node) confirmMember(id identity, via []string) error {
 			if a, ok := meta.Members[id.ReplicaID]; ok && a == id.RaftAddr {
 				n.log.Info("ignoring -join: this node is already a member of that cluster",
 					zap.String("via", addr), zap.Uint64("replica_id", id.ReplicaID))
+				// As rqlite's nodes do, the join is still sent: the
+				// member answers it as a no-op and counts it (an
+				// ignored join). Best effort: the node is a member.
+				n.noopJoin(id, addr)
 				return nil
 			}
 			for _, r := range meta.Removed {
@@ -338,4 +342,18 @@ func (n *Node) confirmMember(id identity, via []string) error {
 	}
 	n.log.Info("ignoring -join: no target could confirm this node's membership; starting from its data", zap.Strings("join", via))
 	return nil
+}
+
+// noopJoin sends the join request of a node already a member (confirmMember)
+// so that the cluster sees and counts it as rqlite's does; its outcome
+// changes nothing.
+func (n *Node) noopJoin(id identity, addr string) {
+	voter := !n.cfg.NonVoter
+	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
+		ReplicaID: id.ReplicaID, APIAddr: n.cfg.HTTPAdvAddr})
+	client := peerClient(peerTimeout)
+	defer client.CloseIdleConnections()
+	if err := n.joinOne(client, joinURL(addr), body); err != nil {
+		n.log.Debug("no-op join not answered", zap.String("via", addr), zap.Error(err))
+	}
 }

@@ -379,4 +379,9 @@ func TestJoinOtherClusterRefused(t *testing.T) {
 	if !bb.logContains(bb.proc.logPath, "already a member of that cluster") {
 		t.Errorf("bb's restart with -join did not say the join was a no-op")
 	}
+	// The join is still sent, and the member counts it as ignored, as
+	// rqlite's do (API.md 5).
+	if !b.logContains(b.proc.logPath, "join ignored: already a member") {
+		t.Errorf("b did not see bb's no-op join")
+	}
 }

@@ -52,6 +52,10 @@ func (r *Replica) AddNonVoting(ctx context.Context, id uint64, raftAddr, nodeID 
 	return err
 }
 
+// IgnoredJoins counts join requests from nodes already members at the
+// same address (no-ops; rqlite counts them too), for /debug/vars.
+func (r *Replica) IgnoredJoins() uint64 { return r.ignoredJoins.Load() }
+
 // RemoveMember removes replica id from the shard and its metadata.
 func (r *Replica) RemoveMember(ctx context.Context, id uint64) error {
 	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpRemove, ReplicaID: id})
@@ -206,7 +210,12 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 		for rid, a := range set {
 			switch {
 			case rid == id && a == addr:
-				return nil // already a member: joins are idempotent
+				// Already a member (a restart with -join still on its
+				// command line): joins are idempotent, and counted as
+				// rqlite counts ignored joins.
+				r.ignoredJoins.Add(1)
+				r.log.Info("join ignored: already a member", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
+				return nil
 			case rid == id:
 				return fmt.Errorf("%w: replica %d is a member at %s, not %s", ErrBadMember, id, a, addr)
 			case nodeID != "" && nodeOf[rid] == nodeID:

@@ -141,6 +141,8 @@ type Replica struct {
 	promotionCovered atomic.Bool
 	// leftOnce makes leaving the cluster (removed.go) happen once.
 	leftOnce sync.Once
+	// ignoredJoins counts joins of nodes already members (IgnoredJoins).
+	ignoredJoins atomic.Uint64
 	// machine is the state machine Dragonboat created, for /boot staging.
 	machine atomic.Pointer[sm.StateMachine]
 	done    *actors.Done
