@@ -196,6 +196,14 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 	if id == 0 || addr == "" {
 		return fmt.Errorf("%w: replica id and raft address are required", ErrBadMember)
 	}
+	if r.knownMember(id, addr) {
+		// A member restarted with -join still on its command line: a
+		// no-op, answered from the last membership read, so that it needs
+		// no quorum (a 2-node cluster whose other node restarts has none).
+		r.ignoredJoins.Add(1)
+		r.log.Info("join ignored: already a member", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
+		return nil
+	}
 	m, err := r.readMembership(ctx, nh)
 	if err != nil {
 		return err
@@ -249,6 +257,23 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 		r.log.Info("non-voting member added", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
 	}
 	return err
+}
+
+// knownMember reports whether the last membership read lists replica id
+// at addr (and not as removed).
+func (r *Replica) knownMember(id uint64, addr string) bool {
+	st := r.life.State()
+	for _, rid := range st.RemovedReplicas {
+		if rid == id {
+			return false
+		}
+	}
+	for _, m := range st.RaftMembers {
+		if m.ReplicaID == id && m.RaftAddr == addr {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Replica) removeMember(ctx context.Context, nh *dragonboat.NodeHost, id uint64) error {
