@@ -310,6 +310,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer removal.Stop()
 	removalDone := make(chan struct{}, 1)
 	checkingRemoval := false
+	removedEarly := false
 	for {
 		select {
 		case s := <-startC:
@@ -319,6 +320,10 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 			nh, startC = s.nh, nil
 			r.hot.open(nh)
+			if removedEarly {
+				r.workers.Add(1)
+				go func(nh *dragonboat.NodeHost) { defer r.workers.Done(); r.leave(nh, "it applied its own removal") }(nh)
+			}
 			// Linearizable reads are confirmed in rounds, writes proposed
 			// in batches; the loops outlive the requests, and shutdown
 			// waits for them.
@@ -409,10 +414,14 @@ func (r *Replica) Run(ctx context.Context) error {
 		case <-removalDone:
 			checkingRemoval = false
 		case <-r.lis.removed:
-			if nh != nil {
-				r.workers.Add(1)
-				go func() { defer r.workers.Done(); r.leave(nh, "it applied its own removal") }()
+			if nh == nil {
+				// Replayed at start (a snapshot listing this replica as
+				// removed) before the NodeHost is handed over.
+				removedEarly = true
+				continue
 			}
+			r.workers.Add(1)
+			go func() { defer r.workers.Done(); r.leave(nh, "it applied its own removal") }()
 		case <-ctx.Done():
 			if startC != nil {
 				// NewNodeHost is still running; it must finish before
