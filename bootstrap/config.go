@@ -69,6 +69,10 @@ type Config struct {
 	JoinInterval time.Duration
 	// NonVoter makes a read replica: it joins and never votes.
 	NonVoter bool
+	// RemoveShutdown (-raft-remove-shutdown): a node that learns it was
+	// removed from the cluster shuts down (the process exits cleanly);
+	// without it, it stays up in phase removed, serving status only.
+	RemoveShutdown bool
 	// BootstrapExpect > 0: the nodes listed in Join (this one among them)
 	// form a cluster together once that many have been found, within
 	// BootstrapExpectTimeout.

@@ -249,3 +249,111 @@ func (n *Node) leaderProgress(ctx context.Context, leader uint64, addr string) (
 	}
 	return progress(meta), nil
 }
+
+// checkRemoved asks peers (Raft addresses: the mux serves /skiff/node)
+// whether replica self was removed from the cluster (replica.Config's
+// CheckRemoved). A peer's list is its committed membership's, and a
+// removal is final, so one peer that lists it is enough.
+func (n *Node) checkRemoved(ctx context.Context, peers []string, self uint64) (string, error) {
+	var errs []error
+	for _, addr := range peers {
+		meta, err := peerMeta(ctx, n.peers, addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		for _, id := range meta.Removed {
+			if id == self {
+				return fmt.Sprintf("member %q at %s lists replica %d as removed", meta.NodeID, addr, self), nil
+			}
+		}
+	}
+	return "", errors.Join(errs...)
+}
+
+// ErrOtherCluster: a node that already holds data of its own was started
+// with -join naming members of another cluster.
+var ErrOtherCluster = errors.New("this node belongs to another cluster")
+
+// membershipChecks is how many times confirmMember asks a -join target
+// that does not list this node: a member refreshes its view of the
+// membership about once a second, so a change just made may not show yet.
+const membershipChecks = 3
+
+// confirmMember runs when a node that already holds Raft state is started
+// with -join. rqlite ignores -join for a node already a member of that
+// cluster; a node that holds a cluster of its own (a single-node leader
+// restarted with -join pointing elsewhere, say) must not run on as if it
+// had joined. So each target is asked for its membership: if one lists
+// this node (its replica ID at its Raft address), the join is a no-op; if
+// a ready member does not (after a few looks) or lists it as removed, the
+// node refuses to start. Targets that cannot tell (unreachable, not ready)
+// leave it undecided, and the node starts from its data as before.
+func (n *Node) confirmMember(id identity, via []string) error {
+	c := n.cfg
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	defer client.CloseIdleConnections()
+	for round := 1; round <= membershipChecks; round++ {
+		foreign := ""
+		for _, addr := range via {
+			if addr == c.RaftAdvAddr || addr == c.RaftAddr || strings.TrimPrefix(addr, "http://") == c.HTTPAdvAddr {
+				continue
+			}
+			meta, err := peerMeta(n.stopCtx, client, addr)
+			if err != nil {
+				n.log.Debug("-join target not answering", zap.String("via", addr), zap.Error(err))
+				continue
+			}
+			if meta.ReplicaID == id.ReplicaID && meta.RaftAddr == id.RaftAddr {
+				continue // this node, by another name
+			}
+			if a, ok := meta.Members[id.ReplicaID]; ok && a == id.RaftAddr {
+				n.log.Info("ignoring -join: this node is already a member of that cluster",
+					zap.String("via", addr), zap.Uint64("replica_id", id.ReplicaID))
+				// As rqlite's nodes do, the join is still sent: the
+				// member answers it as a no-op and counts it (an
+				// ignored join). Best effort: the node is a member.
+				n.noopJoin(id, addr)
+				return nil
+			}
+			for _, r := range meta.Removed {
+				if r == id.ReplicaID {
+					return fmt.Errorf("%w: -join target %s (node %q) says this node (replica %d) was removed from its cluster; "+
+						"to join it again, start with a new data directory", ErrOtherCluster, addr, meta.NodeID, id.ReplicaID)
+				}
+			}
+			if meta.Phase == string(lifecycle.Ready) && len(meta.Members) > 0 {
+				foreign = fmt.Sprintf("%s (node %q, members %v)", addr, meta.NodeID, meta.Members)
+			}
+		}
+		if foreign == "" {
+			break
+		}
+		if round == membershipChecks {
+			return fmt.Errorf("%w: the data directory holds node %q (replica %d at %s), which is not a member of the cluster of -join target %s; "+
+				"restart without -join to run the node's own cluster, or with a new data directory to join that one",
+				ErrOtherCluster, id.NodeID, id.ReplicaID, id.RaftAddr, foreign)
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-n.stopping:
+			return fmt.Errorf("%w: node is stopping", ErrJoinFailed)
+		}
+	}
+	n.log.Info("ignoring -join: no target could confirm this node's membership; starting from its data", zap.Strings("join", via))
+	return nil
+}
+
+// noopJoin sends the join request of a node already a member (confirmMember)
+// so that the cluster sees and counts it as rqlite's does; its outcome
+// changes nothing.
+func (n *Node) noopJoin(id identity, addr string) {
+	voter := !n.cfg.NonVoter
+	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
+		ReplicaID: id.ReplicaID, APIAddr: n.cfg.HTTPAdvAddr})
+	client := peerClient(peerTimeout)
+	defer client.CloseIdleConnections()
+	if err := n.joinOne(client, joinURL(addr), body); err != nil {
+		n.log.Debug("no-op join not answered", zap.String("via", addr), zap.Error(err))
+	}
+}

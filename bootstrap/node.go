@@ -134,6 +134,10 @@ type Node struct {
 	// stopCtx ends with stopping: it bounds startup's calls to peers.
 	stopCtx    context.Context
 	cancelStop context.CancelFunc
+	// removed is closed when this node learns it was removed from the
+	// cluster and -raft-remove-shutdown asks it to shut down.
+	removed     chan struct{}
+	removedOnce sync.Once
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -186,7 +190,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
-		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}),
+		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}), removed: make(chan struct{}),
 		peers: peerClient(peerTimeout)}
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	n.raftIn = &raftnet.Inbound{}
@@ -321,7 +325,11 @@ func (n *Node) startReplica(rt *router) error {
 		}
 		id.Joining = false // join saved it so; later saves must too
 	} else if len(c.Join) > 0 {
-		n.log.Info("ignoring -join: this node is already a member", zap.Strings("join", c.Join))
+		// Already holds Raft state: a no-op if the targets' cluster is
+		// this node's, refused if it is another (join.go).
+		if err := n.confirmMember(id, c.Join); err != nil {
+			return err
+		}
 	}
 	tick := c.RaftTick
 	rep, err := replica.New(replica.Config{
@@ -348,6 +356,7 @@ func (n *Node) startReplica(rt *router) error {
 		LeaveTimeout: leaveTimeout(c.ShutdownTimeout),
 		ReapTimeout:  c.ReapNodeTimeout, ReapNonVotingTimeout: c.ReapReadOnlyNodeTimeout,
 		SnapshotInterval: c.SnapshotInterval, SnapshotWALSize: c.SnapshotWALSize,
+		CheckRemoved: n.checkRemoved, OnRemoved: n.onRemoved,
 	})
 	if err != nil {
 		return err
@@ -369,6 +378,11 @@ wait:
 			n.log.Info("shutdown requested")
 			break wait
 		case cause = <-n.sup.Failed():
+			break wait
+		case <-n.removed:
+			// rqlite's -raft-remove-shutdown: a removed node exits
+			// cleanly (exit status 0), not as a failure.
+			n.log.Info("shutting down: this node was removed from the cluster (-raft-remove-shutdown)")
 			break wait
 		case err := <-startup:
 			startup = nil
@@ -428,6 +442,14 @@ func (n *Node) Shutdown() error {
 // closing the stores still fit in it.
 func leaveTimeout(shutdown time.Duration) time.Duration {
 	return min(replica.DefaultLeaveTimeout, shutdown/3)
+}
+
+// onRemoved is replica.Config's OnRemoved: with -raft-remove-shutdown, the
+// node shuts down; without, it stays up in phase removed (status only).
+func (n *Node) onRemoved(string) {
+	if n.cfg.RemoveShutdown {
+		n.removedOnce.Do(func() { close(n.removed) })
+	}
 }
 
 // founders is the member set a new shard starts with: the recorded

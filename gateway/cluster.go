@@ -61,6 +61,9 @@ type NodeMeta struct {
 	// its founders; Founders are the ones it recorded, once it has.
 	Expecting bool              `json:"expecting,omitempty"`
 	Founders  map[uint64]string `json:"founders,omitempty"`
+	// Removed lists the replica IDs removed from the cluster: a node cut
+	// off from its leader asks for it to learn it was removed.
+	Removed []uint64 `json:"removed,omitempty"`
 }
 
 // ReplicaIDFor derives a replica ID from a node ID for a joiner that did
@@ -137,7 +140,7 @@ func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
 	meta := NodeMeta{NodeID: id.NodeID, ReplicaID: id.ReplicaID, APIAddr: apiURL(g.cfg.AdvAddr), RaftAddr: id.RaftAddr,
 		Version: g.cfg.Version, Phase: string(st.Phase), LeaderReplicaID: st.LeaderReplicaID, AppliedIndex: st.Progress.AppliedIndex,
 		SentBytes: st.Progress.SentBytes, SentTotal: st.Progress.SentTotal,
-		Expecting: id.Expecting, Founders: id.Founders}
+		Expecting: id.Expecting, Founders: id.Founders, Removed: st.RemovedReplicas}
 	if len(st.RaftMembers) > 0 {
 		meta.Members = make(map[uint64]string, len(st.RaftMembers))
 		for _, m := range st.RaftMembers {
@@ -266,7 +269,7 @@ func (g *Gateway) peerDocs(ctx context.Context, st *lifecycle.State, ms []lifecy
 			defer cancel()
 			meta, err := g.askPeer(pctx, m.RaftAddr)
 			d := obj{"id": m.NodeID, "api_addr": apiURL(m.APIAddr), "addr": m.RaftAddr, "voter": m.Voter,
-				"leader": m.ReplicaID == st.LeaderReplicaID}
+				"leader": m.ReplicaID == st.ReportedLeaderID()}
 			if err != nil {
 				d["reachable"], d["version"], d["error"] = false, "", err.Error()
 			} else {

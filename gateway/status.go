@@ -88,8 +88,11 @@ func round1(f float64) float64 { return math.Round(f*10) / 10 }
 
 func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
 	id := st.Identity
+	// store.leader is set only while this node is ready, so a client that
+	// waits for it and then expects /readyz 200 (rqlite's scripts do)
+	// never sees a leader and a 503 (lifecycle.State.ReportedLeader).
 	leader := obj{"addr": "", "node_id": ""}
-	if l, ok := st.Leader(); ok {
+	if l, ok := st.ReportedLeader(); ok {
 		leader = obj{"addr": l.RaftAddr, "node_id": l.NodeID}
 	}
 	nodes := make([]obj, 0, len(st.Members))
@@ -256,7 +259,7 @@ func (g *Gateway) handleReadyz(w http.ResponseWriter, r *http.Request) {
 // nodeDoc is one node in /nodes and /leader (API.md 2.2).
 func (g *Gateway) nodeDoc(st *lifecycle.State, m lifecycle.Member, start time.Time) obj {
 	d := obj{"id": m.NodeID, "api_addr": apiURL(m.APIAddr), "addr": m.RaftAddr, "voter": m.Voter,
-		"leader": m.ReplicaID != 0 && m.ReplicaID == st.LeaderReplicaID}
+		"leader": m.ReplicaID != 0 && m.ReplicaID == st.ReportedLeaderID()}
 	if m.ReplicaID == st.Identity.ReplicaID {
 		el := time.Since(start)
 		d["reachable"] = true
@@ -339,8 +342,9 @@ func (g *Gateway) handleLeader(w http.ResponseWriter, r *http.Request) {
 	st := g.state()
 	var m lifecycle.Member
 	found := false
+	// The same leader as store.leader in /status: none until ready.
 	for _, c := range members(st) {
-		if c.ReplicaID != 0 && c.ReplicaID == st.LeaderReplicaID {
+		if c.ReplicaID != 0 && c.ReplicaID == st.ReportedLeaderID() {
 			m, found = c, true
 		}
 	}

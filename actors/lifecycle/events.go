@@ -27,14 +27,20 @@ type LeaderUpdated struct{ LeaderReplicaID, Term uint64 }
 // index has reached the leader's commit index as of that read.
 type CaughtUp struct{ LeaderReplicaID, Index uint64 }
 
-// RemovedFromCluster: this node applied its own removal from the cluster.
-type RemovedFromCluster struct{}
+// RemovedFromCluster: this node learnt that it was removed from the
+// cluster (it applied its own removal, or a member said so); Reason says
+// how, for /status and the log.
+type RemovedFromCluster struct{ Reason string }
 
 // LeaderContact: a round trip with the leader (a ReadIndex) succeeded.
 type LeaderContact struct{ LeaderReplicaID uint64 }
 
-// MembershipChanged carries the new membership.
-type MembershipChanged struct{ Members []Member }
+// MembershipChanged carries the new membership, and the replica IDs ever
+// removed from it (Raft never lets them back).
+type MembershipChanged struct {
+	Members []Member
+	Removed []uint64
+}
 
 // LeaderIndex: the leader's progress as the leader reported it to a node
 // that is not ready: its applied index (the target the log replay catches

@@ -50,6 +50,9 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		next.Phase = Removed
 		next.LeaderReplicaID = 0
 		next.LastError = "this node was removed from the cluster"
+		if e.Reason != "" {
+			next.LastError += ": " + e.Reason
+		}
 	case IdentityKnown:
 		next.Identity = e.Identity
 	case JoinBegun:
@@ -86,8 +89,23 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		if e.Index > next.Progress.TargetIndex {
 			next.Progress.TargetIndex = e.Index
 		}
-		if next.Phase == Recovering || next.Phase == Degraded {
-			next.Phase = Ready
+		if next.Phase == Recovering || next.Phase == Degraded || next.Phase == Joining {
+			// Caught up. A node configured as a voter is ready only once
+			// it votes in the committed configuration (DESIGN.md "Cluster
+			// membership"): a learner reported ready would let a cluster
+			// of "ready" nodes lose quorum to one failure. Until then it
+			// is joining, awaiting promotion. Ready also needs the leader
+			// named by its node ID, so that status endpoints agree from
+			// the moment they report one, and this node's own row, so
+			// that the others name it (/nodes, /remove) once it is ready.
+			switch {
+			case next.Identity.Voter && !next.selfVoter():
+				next.Phase = Joining
+			case !next.leaderNamed() || !next.selfNamed():
+				// A row is not applied here yet: the next check sees it.
+			default:
+				next.Phase = Ready
+			}
 		}
 	case LeaderContact:
 		if e.LeaderReplicaID == 0 || e.LeaderReplicaID != next.LeaderReplicaID {
@@ -105,6 +123,7 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		next.Replica = e.Stats
 	case MembershipChanged:
 		next.RaftMembers = e.Members
+		next.RemovedReplicas = e.Removed
 		next.Members = mergeMembers(next.RaftMembers, next.NodeTable, next.Identity)
 	case Failed:
 		next.LastError = e.Err
@@ -160,7 +179,7 @@ func (m *Machine) commit(next State, now time.Time) bool {
 	if next.Phase != m.cur.Phase {
 		next.Since = now
 	}
-	updateRates(next.Phase, &next.Progress, now)
+	updateRates(next.Phase, next.NodeReady, &next.Progress, now)
 	next.Version = m.cur.Version + 1
 	m.cur = next
 	return true

@@ -20,8 +20,10 @@ func self() Identity { return Identity{NodeID: "n1", ShardID: 1, ReplicaID: 1} }
 // TestTransitions drives every transition of DESIGN.md's table
 // synchronously: each case starts from a phase and applies events in order.
 func TestTransitions(t *testing.T) {
+	// The node table names this node (Ready needs it).
+	selfRow := SMEvent{sm.Event{Kind: sm.EventNodes, Nodes: []sm.NodeInfo{{ReplicaID: 1, NodeID: "n1"}}}}
 	toReady := []Event{IdentityKnown{self()}, SMEvent{sm.Event{Kind: sm.EventOpenBegun, Bytes: 4096}},
-		SMEvent{sm.Event{Kind: sm.EventOpenDone, Index: 7}}, NodeReady{}, LeaderUpdated{1, 2}, CaughtUp{1, 7}}
+		SMEvent{sm.Event{Kind: sm.EventOpenDone, Index: 7}}, selfRow, NodeReady{}, LeaderUpdated{1, 2}, CaughtUp{1, 7}}
 	cases := []struct {
 		name   string
 		events []Event
@@ -30,8 +32,9 @@ func TestTransitions(t *testing.T) {
 		{"new node starts", nil, Starting},
 		{"open begins", toReady[:2], Opening},
 		{"open done: recovering (replaying the log)", toReady[:3], Recovering},
-		{"node ready without leader: still recovering", toReady[:4], Recovering},
-		{"leader known but not caught up: recovering", toReady[:5], Recovering},
+		{"node ready without leader: still recovering", toReady[:5], Recovering},
+		{"leader known but not caught up: recovering", toReady[:6], Recovering},
+		{"own row not in the node table: not ready", append(append([]Event{}, toReady[:3]...), toReady[4:]...), Recovering},
 		{"caught up with the leader: ready", toReady, Ready},
 		{"join begins", []Event{JoinBegun{}}, Joining},
 		{"joiner opens", []Event{JoinBegun{}, SMEvent{sm.Event{Kind: sm.EventOpenBegun}}}, Opening},
@@ -40,7 +43,7 @@ func TestTransitions(t *testing.T) {
 		{"degraded, new leader, not yet checked", append(append([]Event{}, toReady...), LeaderUpdated{0, 3}, LeaderUpdated{2, 3}), Degraded},
 		{"degraded, elected itself: ready", append(append([]Event{}, toReady...), LeaderUpdated{0, 3}, LeaderUpdated{1, 3}), Ready},
 		{"degraded, caught up again: ready", append(append([]Event{}, toReady...), LeaderUpdated{0, 3}, LeaderUpdated{1, 3}, CaughtUp{1, 9}), Ready},
-		{"catch-up for an old leader is ignored", append(append([]Event{}, toReady[:4]...), LeaderUpdated{2, 3}, CaughtUp{1, 9}), Recovering},
+		{"catch-up for an old leader is ignored", append(append([]Event{}, toReady[:5]...), LeaderUpdated{2, 3}, CaughtUp{1, 9}), Recovering},
 		{"catch-up before node ready is ignored", []Event{LeaderUpdated{1, 1}, CaughtUp{1, 1}}, Starting},
 		{"snapshot install on a ready node: recovering", append(append([]Event{}, toReady...), SMEvent{sm.Event{Kind: sm.EventSnapshotInstallBegun, Total: 100}}), Recovering},
 		{"after install, catch-up: ready", append(append([]Event{}, toReady...), SMEvent{sm.Event{Kind: sm.EventSnapshotInstallBegun, Total: 100}},
@@ -207,7 +210,8 @@ func TestNotifyNeverBlocksNorLosesStateEvents(t *testing.T) {
 		}
 		wg.Wait()
 		// ...and after it, when a bounded inbox would surely be full.
-		for _, ev := range []Event{NodeReady{}, LeaderUpdated{1, 2}, CaughtUp{1, 1}} {
+		selfRow := SMEvent{sm.Event{Kind: sm.EventNodes, Nodes: []sm.NodeInfo{{ReplicaID: 1, NodeID: "n1"}}}}
+		for _, ev := range []Event{NodeReady{}, selfRow, LeaderUpdated{1, 2}, CaughtUp{1, 1}} {
 			l.Notify(ev)
 		}
 		close(flooded)
@@ -301,5 +305,86 @@ func TestReplicaSampleAndRestores(t *testing.T) {
 	m.Apply(ShuttingDown{}, t0)
 	if m.Apply(ReplicaSampled{Stats: ReplicaStats{LastLogIndex: 99}}, t0) || m.State().Replica.LastLogIndex != 9 {
 		t.Fatalf("a stopping node took a new sample: %+v", m.State().Replica)
+	}
+}
+
+// TestReadyNeedsAVote: a node configured as a voter is ready only once it
+// votes in the committed configuration (DESIGN.md "Cluster membership");
+// until then it is joining, awaiting promotion. A read replica is ready as
+// a non-voter. Ready also needs the leader named by its node ID.
+func TestReadyNeedsAVote(t *testing.T) {
+	voter := Identity{NodeID: "n3", ShardID: 1, ReplicaID: 3, Voter: true}
+	replica := Identity{NodeID: "n3", ShardID: 1, ReplicaID: 3}
+	members := func(selfVoter bool) Event {
+		return MembershipChanged{Members: []Member{{ReplicaID: 1, Voter: true}, {ReplicaID: 3, Voter: selfVoter}}}
+	}
+	table := SMEvent{sm.Event{Kind: sm.EventNodes, Nodes: []sm.NodeInfo{{ReplicaID: 1, NodeID: "n1"}, {ReplicaID: 3, NodeID: "n3"}}}}
+	joined := func(id Identity) []Event {
+		return []Event{IdentityKnown{id}, JoinBegun{}, SMEvent{sm.Event{Kind: sm.EventOpenBegun}},
+			SMEvent{sm.Event{Kind: sm.EventOpenDone}}, NodeReady{}, LeaderUpdated{1, 2}, table}
+	}
+	cat := func(a []Event, b ...Event) []Event { return append(append([]Event{}, a...), b...) }
+	cases := []struct {
+		name     string
+		events   []Event
+		want     Phase
+		wantStep string
+	}{
+		{"voter caught up as a learner: joining, awaiting promotion", cat(joined(voter), members(false), CaughtUp{1, 5}), Joining, StepAwaitingPromotion},
+		{"voter promoted, caught up: ready", cat(joined(voter), members(false), CaughtUp{1, 5}, members(true), CaughtUp{1, 6}), Ready, ""},
+		{"promotion seen, not yet checked: still joining", cat(joined(voter), members(false), CaughtUp{1, 5}, members(true)), Joining, StepAwaitingPromotion},
+		{"voter not in the membership read: joining", cat(joined(voter), CaughtUp{1, 5}), Joining, StepAwaitingPromotion},
+		{"read replica caught up as a non-voter: ready", cat(joined(replica), members(false), CaughtUp{1, 5}), Ready, ""},
+		{"leader not named yet: recovering", []Event{IdentityKnown{voter}, NodeReady{}, LeaderUpdated{1, 2}, members(true), CaughtUp{1, 5}}, Recovering, StepReplaying},
+		{"own row not applied yet: recovering", []Event{IdentityKnown{voter}, NodeReady{}, LeaderUpdated{1, 2}, members(true),
+			SMEvent{sm.Event{Kind: sm.EventNodes, Nodes: []sm.NodeInfo{{ReplicaID: 1, NodeID: "n1"}}}}, CaughtUp{1, 5}}, Recovering, StepReplaying},
+		{"leader named later: ready", []Event{IdentityKnown{voter}, NodeReady{}, LeaderUpdated{1, 2}, members(true), CaughtUp{1, 5}, table, CaughtUp{1, 5}}, Ready, ""},
+		{"snapshot install while awaiting promotion: recovering", cat(joined(voter), members(false), CaughtUp{1, 5},
+			SMEvent{sm.Event{Kind: sm.EventSnapshotInstallBegun, Total: 10}}), Recovering, StepInstalling},
+		{"awaiting promotion, leader lost: still joining", cat(joined(voter), members(false), CaughtUp{1, 5}, LeaderUpdated{0, 3}), Joining, StepAwaitingPromotion},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMachine(t0)
+			for i, ev := range tc.events {
+				m.Apply(ev, t0.Add(time.Duration(i+1)*time.Second))
+			}
+			st := m.State()
+			if st.Phase != tc.want || st.Progress.Step != tc.wantStep {
+				t.Fatalf("phase %s step %q, want %s %q", st.Phase, st.Progress.Step, tc.want, tc.wantStep)
+			}
+			// store.leader and readiness agree: a leader is reported only
+			// when ready.
+			if _, ok := st.ReportedLeader(); ok != (st.Phase == Ready) {
+				t.Fatalf("leader reported %v in %s", ok, st.Phase)
+			}
+			if st.AwaitingPromotion() != (tc.wantStep == StepAwaitingPromotion) {
+				t.Fatalf("AwaitingPromotion %v with step %q", st.AwaitingPromotion(), tc.wantStep)
+			}
+		})
+	}
+}
+
+// TestRemovedWithReason: a removed node says why, and nothing but shutdown
+// moves it on.
+func TestRemovedWithReason(t *testing.T) {
+	m := NewMachine(t0)
+	m.Apply(IdentityKnown{self()}, t0)
+	m.Apply(NodeReady{}, t0)
+	m.Apply(LeaderUpdated{1, 1}, t0)
+	m.Apply(CaughtUp{1, 1}, t0)
+	m.Apply(RemovedFromCluster{Reason: "member n2 lists replica 1 as removed"}, t0)
+	m.Apply(LeaderUpdated{2, 2}, t0)
+	m.Apply(CaughtUp{2, 2}, t0)
+	st := m.State()
+	if st.Phase != Removed || st.LastError != "this node was removed from the cluster: member n2 lists replica 1 as removed" {
+		t.Fatalf("phase %s, last error %q", st.Phase, st.LastError)
+	}
+	if _, ok := st.ReportedLeader(); ok || st.LeaderReplicaID != 0 {
+		t.Fatalf("a removed node reports a leader: %d", st.LeaderReplicaID)
+	}
+	m.Apply(ShuttingDown{}, t0)
+	if m.State().Phase != Stopping {
+		t.Fatalf("phase %s after shutdown, want stopping", m.State().Phase)
 	}
 }

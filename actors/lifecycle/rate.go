@@ -43,13 +43,19 @@ func eta(left, rate float64) time.Duration {
 }
 
 // updateRates refreshes the rates, the step and the ETA of p at now.
-func updateRates(phase Phase, p *Progress, now time.Time) {
+func updateRates(phase Phase, nodeReady bool, p *Progress, now time.Time) {
 	p.ApplyRate = p.applyS.observe(float64(p.AppliedIndex), now)
 	p.ReceiveRate = p.receiveS.observe(float64(p.ReceivedBytes), now)
 	p.InstallRate = p.installS.observe(float64(p.SnapshotBytes), now)
 	p.SendRate = p.sendS.observe(float64(p.SentBytes), now)
 	leaderRate := p.leaderSentS.observe(float64(p.LeaderSentBytes), now)
 	p.Step, p.ETA = "", 0
+	if phase == Joining && nodeReady {
+		// A joiner whose replica runs and has caught up: it waits to
+		// vote (DESIGN.md "Cluster membership").
+		p.Step = StepAwaitingPromotion
+		return
+	}
 	if phase != Recovering {
 		return
 	}

@@ -74,7 +74,8 @@ func TestProgressRatesAndSteps(t *testing.T) {
 	}
 	// Ready has no step.
 	m := NewMachine(t0)
-	for _, ev := range append(recovering, CaughtUp{2, 0}) {
+	named := SMEvent{sm.Event{Kind: sm.EventNodes, Nodes: []sm.NodeInfo{{ReplicaID: 1, NodeID: "n1"}, {ReplicaID: 2, NodeID: "n2"}}}}
+	for _, ev := range append(recovering, named, CaughtUp{2, 0}) {
 		m.Apply(ev, t0)
 	}
 	if st := m.State(); st.Phase != Ready || st.Progress.Step != "" || st.Progress.ETA != 0 {

@@ -88,6 +88,10 @@ const (
 	StepReplaying  = "replaying_log"
 	StepReceiving  = "receiving_snapshot"
 	StepInstalling = "installing_snapshot"
+	// StepAwaitingPromotion: a joining voter has caught up as a
+	// non-voting member and waits to be a voter in the committed
+	// configuration (phase joining).
+	StepAwaitingPromotion = "awaiting_promotion"
 )
 
 // State is an immutable snapshot of the node's state. A published State is
@@ -113,8 +117,12 @@ type State struct {
 	// replicated node table (NodeTable): node IDs and API addresses.
 	Members     []Member
 	RaftMembers []Member
-	NodeTable   []sm.NodeInfo
-	LastError   string
+	// RemovedReplicas are the replica IDs removed from the cluster, as of
+	// the last membership read: peers cut off from the leader ask for
+	// them to learn they were removed.
+	RemovedReplicas []uint64
+	NodeTable       []sm.NodeInfo
+	LastError       string
 	// Replica is the replica's latest sample of Raft and SQLite numbers
 	// (monitoring, API.md 2.1); zero before the first.
 	Replica ReplicaStats
@@ -155,6 +163,73 @@ func (s *State) Leader() (Member, bool) {
 		return Member{NodeID: id.NodeID, ReplicaID: id.ReplicaID, RaftAddr: id.RaftAddr, APIAddr: id.APIAddr, Voter: id.Voter}, true
 	}
 	return Member{}, false
+}
+
+// ReportedLeader is the leader as /status (store.leader), /leader and
+// /nodes name it: only while this node is ready. rqlite's clients and
+// scripts wait for store.leader to be set and then expect /readyz to
+// answer 200; reporting a leader only when ready keeps the two in step
+// (a joiner that knows the leader but does not vote yet reports none),
+// and a ready node names its leader by node ID (see CaughtUp).
+func (s *State) ReportedLeader() (Member, bool) {
+	if s.Phase != Ready {
+		return Member{}, false
+	}
+	return s.Leader()
+}
+
+// ReportedLeaderID is ReportedLeader's replica ID (0: none reported).
+func (s *State) ReportedLeaderID() uint64 {
+	if s.Phase != Ready {
+		return 0
+	}
+	return s.LeaderReplicaID
+}
+
+// selfVoter reports whether this node votes in the membership it last
+// read (the committed configuration as of that read).
+func (s *State) selfVoter() bool {
+	for _, m := range s.RaftMembers {
+		if m.ReplicaID == s.Identity.ReplicaID {
+			return m.Voter
+		}
+	}
+	return false
+}
+
+// leaderNamed reports whether the leader is this node or has its row in
+// the applied node table, so it is named by node ID, not Raft address.
+func (s *State) leaderNamed() bool {
+	if s.LeaderReplicaID == 0 {
+		return false
+	}
+	if s.IsLeader() {
+		return true
+	}
+	for _, n := range s.NodeTable {
+		if n.ReplicaID == s.LeaderReplicaID && n.NodeID != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// selfNamed reports whether this node's own row (node ID and API address)
+// is in the applied node table.
+func (s *State) selfNamed() bool {
+	id := s.Identity
+	for _, n := range s.NodeTable {
+		if n.ReplicaID == id.ReplicaID && n.NodeID == id.NodeID && n.APIAddr == id.APIAddr {
+			return true
+		}
+	}
+	return false
+}
+
+// AwaitingPromotion reports whether this node has caught up as a
+// non-voting member and waits to be promoted to voter.
+func (s *State) AwaitingPromotion() bool {
+	return s.Phase == Joining && s.NodeReady
 }
 
 // ServesData reports whether data requests may run locally in this phase;

@@ -111,6 +111,16 @@ type Config struct {
 	// the snapshot it is streaming: what a recovering node reports its
 	// progress against. Nil: no target is reported.
 	LeaderProgress func(ctx context.Context, leaderID uint64, leaderAddr string) (lifecycle.LeaderIndex, error)
+	// CheckRemoved asks the peers at the given Raft addresses whether
+	// replica self was removed from the cluster, and says how it knows
+	// ("" if no peer says so). A removed replica rarely applies its own
+	// removal (the leader stops replicating to it once the change
+	// commits), so a node cut off from its leader asks. Nil: never asked.
+	CheckRemoved func(ctx context.Context, peers []string, self uint64) (reason string, err error)
+	// OnRemoved is called once (off the actor loop) when this node learns
+	// it was removed (-raft-remove-shutdown shuts the node down). Nil: the
+	// node stays up in phase removed.
+	OnRemoved func(reason string)
 	// Failpoints (tests only); nil has none.
 	Failpoints *failpoint.Set
 

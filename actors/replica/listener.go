@@ -25,6 +25,9 @@ type listener struct {
 	counters *counters
 	// reach records unreachable peers for the reap job (reap.go).
 	reach *reachability
+	// removed is nudged (capacity 1) when this replica applied its own
+	// removal.
+	removed chan struct{}
 }
 
 var (
@@ -72,7 +75,11 @@ func (l *listener) NodeHostShuttingDown()        {}
 func (l *listener) NodeUnloaded(raftio.NodeInfo) {}
 func (l *listener) NodeDeleted(info raftio.NodeInfo) {
 	if info.ShardID == l.shardID {
-		l.life.Notify(lifecycle.RemovedFromCluster{})
+		l.life.Notify(lifecycle.RemovedFromCluster{Reason: "it applied its own removal"})
+		select {
+		case l.removed <- struct{}{}:
+		default:
+		}
 	}
 }
 

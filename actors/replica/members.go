@@ -192,6 +192,14 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 	if id == 0 || addr == "" {
 		return fmt.Errorf("%w: replica id and raft address are required", ErrBadMember)
 	}
+	if r.knownMember(id, addr) {
+		// A member restarted with -join still on its command line: a
+		// no-op, answered from the last membership read, so that it needs
+		// no quorum (a 2-node cluster whose other node restarts has none).
+		r.counters.ignoredJoins.Add(1)
+		r.log.Info("join ignored: already a member", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
+		return nil
+	}
 	m, err := r.readMembership(ctx, nh)
 	if err != nil {
 		return err
@@ -206,8 +214,12 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 		for rid, a := range set {
 			switch {
 			case rid == id && a == addr:
+				// Already a member (a restart with -join still on its
+				// command line): joins are idempotent, and counted as
+				// rqlite counts ignored joins.
 				r.counters.ignoredJoins.Add(1)
-				return nil // already a member: joins are idempotent
+				r.log.Info("join ignored: already a member", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
+				return nil
 			case rid == id:
 				return fmt.Errorf("%w: replica %d is a member at %s, not %s", ErrBadMember, id, a, addr)
 			case nodeID != "" && nodeOf[rid] == nodeID:
@@ -243,6 +255,23 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 		r.log.Info("non-voting member added", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
 	}
 	return err
+}
+
+// knownMember reports whether the last membership read lists replica id
+// at addr (and not as removed).
+func (r *Replica) knownMember(id uint64, addr string) bool {
+	st := r.life.State()
+	for _, rid := range st.RemovedReplicas {
+		if rid == id {
+			return false
+		}
+	}
+	for _, m := range st.RaftMembers {
+		if m.ReplicaID == id && m.RaftAddr == addr {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Replica) removeMember(ctx context.Context, nh *dragonboat.NodeHost, id uint64) error {
@@ -346,12 +375,38 @@ func (r *Replica) transferLeader(ctx context.Context, nh *dragonboat.NodeHost, t
 	return fmt.Errorf("%w: leadership did not move after %d attempts", ErrTimeout, rounds)
 }
 
-// reconcileSelf keeps this node's own entries right: a joined voter that
-// is still non-voting promotes itself once it has caught up, and its row in
-// the node table (node ID, addresses, voter flag) is proposed whenever it
-// differs from what this node is. Both are idempotent, so running them on
-// every membership refresh is safe.
-func (r *Replica) reconcileSelf(ctx context.Context, nh *dragonboat.NodeHost, m *dragonboat.Membership) {
+// promoteSelf promotes this node to voter if it is configured as one and
+// still non-voting in m. The catch-up probe calls it right after a
+// successful catch-up check, while the node is not ready (DESIGN.md
+// "Cluster membership": a joining voter is ready only once it votes), so a
+// join never costs quorum and readiness never comes before the vote. It
+// reports whether the promotion was applied; a failure is retried by the
+// next probe.
+func (r *Replica) promoteSelf(nh *dragonboat.NodeHost, m *dragonboat.Membership) bool {
+	self := r.life.State().Identity
+	if _, isNonVoting := m.NonVotings[self.ReplicaID]; !isNonVoting || !r.cfg.Voter {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	defer cancel()
+	// SyncRequestAddReplica returns once this node has applied the change,
+	// so the membership read next shows it.
+	if err := nh.SyncRequestAddReplica(ctx, r.cfg.ShardID, self.ReplicaID, self.RaftAddr, m.ConfigChangeID); err != nil {
+		r.log.Debug("promotion to voter failed; will retry", zap.Error(err))
+		return false
+	}
+	r.log.Info("promoted to voter", zap.Uint64("replica_id", self.ReplicaID))
+	return true
+}
+
+// reconcileSelf keeps this node's own entries right: after a promotion,
+// a local snapshot that covers it; and its row in the node table (node ID,
+// addresses, voter flag), proposed whenever it differs from what this node
+// is. Both are idempotent, so running them on every membership refresh is
+// safe.
+func (r *Replica) reconcileSelf(nh *dragonboat.NodeHost, m *dragonboat.Membership) {
+	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	defer cancel()
 	st := r.life.State()
 	self := st.Identity
 	_, isVoter := m.Nodes[self.ReplicaID]
@@ -360,14 +415,6 @@ func (r *Replica) reconcileSelf(ctx context.Context, nh *dragonboat.NodeHost, m 
 		return
 	}
 	forceRegister := false
-	if isNonVoting && r.cfg.Voter && st.Phase == lifecycle.Ready {
-		if err := nh.SyncRequestAddReplica(ctx, r.cfg.ShardID, self.ReplicaID, self.RaftAddr, m.ConfigChangeID); err != nil {
-			r.log.Debug("promotion to voter failed; will retry", zap.Error(err))
-			return
-		}
-		r.log.Info("promoted to voter", zap.Uint64("replica_id", self.ReplicaID))
-		isVoter = true
-	}
 	if isVoter && r.cfg.NonVoting && r.cfg.OnPromoted != nil && !r.promotionCovered.Load() {
 		// Started non-voting, now a voter. A restart replays its config
 		// changes from the last local Raft snapshot: one taken now covers

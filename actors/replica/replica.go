@@ -139,6 +139,8 @@ type Replica struct {
 	// reconcileSelf requests for it (it asked on every refresh before).
 	promotedOnce     sync.Once
 	promotionCovered atomic.Bool
+	// leftOnce makes leaving the cluster (removed.go) happen once.
+	leftOnce sync.Once
 	// machine is the state machine Dragonboat created, for /boot staging.
 	machine atomic.Pointer[sm.StateMachine]
 	done    *actors.Done
@@ -179,7 +181,7 @@ func New(cfg Config) (*Replica, error) {
 		writeC:  make(chan *pendingWrite, writeQueueSize),
 	}
 	r.lis = &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1),
-		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability()}
+		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability(), removed: make(chan struct{}, 1)}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -328,6 +330,13 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer stopSnap()
 	snapDone := make(chan struct{}, 1)
 	snapping := false
+	// A node cut off from its leader asks its peers whether it was
+	// removed (removed.go).
+	removal := time.NewTicker(removalCheckInterval)
+	defer removal.Stop()
+	removalDone := make(chan struct{}, 1)
+	checkingRemoval := false
+	removedEarly := false
 	for {
 		select {
 		case s := <-startC:
@@ -337,6 +346,13 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 			nh, startC = s.nh, nil
 			r.hot.open(nh)
+			if removedEarly {
+				r.workers.Add(1)
+				go func(nh *dragonboat.NodeHost) {
+					defer r.workers.Done()
+					r.stopAsRemoved(nh, "it applied its own removal")
+				}(nh)
+			}
 			// Linearizable reads are confirmed in rounds, writes proposed
 			// in batches; the loops outlive the requests, and shutdown
 			// waits for them.
@@ -440,6 +456,23 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 		case <-snapDone:
 			snapping = false
+		case <-removal.C:
+			if nh != nil && !checkingRemoval && r.needsRemovalCheck() {
+				checkingRemoval = true
+				r.workers.Add(1)
+				go func() { defer r.workers.Done(); r.checkRemoved(nh); removalDone <- struct{}{} }()
+			}
+		case <-removalDone:
+			checkingRemoval = false
+		case <-r.lis.removed:
+			if nh == nil {
+				// Replayed at start (a snapshot listing this replica as
+				// removed) before the NodeHost is handed over.
+				removedEarly = true
+				continue
+			}
+			r.workers.Add(1)
+			go func() { defer r.workers.Done(); r.stopAsRemoved(nh, "it applied its own removal") }()
 		case <-ctx.Done():
 			if startC != nil {
 				// NewNodeHost is still running; it must finish before
@@ -869,10 +902,12 @@ func (r *Replica) checkContact(nh *dragonboat.NodeHost) {
 	}
 }
 
-// needsProbe: only a node waiting to become ready checks for catch-up.
+// needsProbe: only a node waiting to become ready checks for catch-up (a
+// joiner awaiting promotion too: the probe promotes it).
 func (r *Replica) needsProbe() bool {
 	st := r.life.State()
-	return st.NodeReady && st.LeaderReplicaID != 0 && (st.Phase == lifecycle.Recovering || st.Phase == lifecycle.Degraded)
+	return st.NodeReady && st.LeaderReplicaID != 0 &&
+		(st.Phase == lifecycle.Recovering || st.Phase == lifecycle.Degraded || st.AwaitingPromotion())
 }
 
 // probe runs a linearizable read: when it succeeds, this node has applied
@@ -888,12 +923,25 @@ func (r *Replica) probe(nh *dragonboat.NodeHost) {
 		r.log.Debug("catch-up check failed", zap.Error(err))
 		return
 	}
-	// The membership first: a node must not be reported ready with no
-	// members to name its leader by (/nodes would show it alone). If the
-	// read fails (a busy leader), the next probe tries again.
-	if len(r.life.State().RaftMembers) == 0 && !r.refreshMembers(nh) {
+	// The membership first, read after the catch-up: lifecycle makes a
+	// voter ready only if it votes in it, and a node must not be reported
+	// ready with no members to name its leader by (/nodes would show it
+	// alone). If the read fails (a busy leader), the next probe tries
+	// again.
+	m, ok := r.readMembersOnce(nh)
+	if !ok {
 		return
 	}
+	if r.promoteSelf(nh, m) {
+		// Promoted: lifecycle must see the configuration that says so
+		// before the catch-up, or it would wait for another probe.
+		if m, ok = r.readMembersOnce(nh); !ok {
+			return
+		}
+	}
+	// This node's row (voter flag included) before the catch-up: once
+	// ready, every member must name it (/nodes, /remove by node ID).
+	r.reconcileSelf(nh, m)
 	r.life.Notify(lifecycle.CaughtUp{LeaderReplicaID: leader, Index: r.life.State().Progress.AppliedIndex})
 }
 
@@ -902,15 +950,25 @@ func (r *Replica) probe(nh *dragonboat.NodeHost) {
 // it reconciles this node's own membership and metadata. It reports
 // whether the membership was read.
 func (r *Replica) refreshMembers(nh *dragonboat.NodeHost) bool {
+	m, ok := r.readMembersOnce(nh)
+	if ok {
+		r.reconcileSelf(nh, m)
+	}
+	return ok
+}
+
+// readMembersOnce reads the membership through Raft (one attempt) and
+// hands it to lifecycle.
+func (r *Replica) readMembersOnce(nh *dragonboat.NodeHost) (*dragonboat.Membership, bool) {
 	if _, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err != nil || !ok {
-		return false // the read below needs a leader; the catch-up probe retries
+		return nil, false // the read below needs a leader; the catch-up probe retries
 	}
 	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
 	defer cancel()
 	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
 	if err != nil {
 		r.log.Debug("membership refresh failed", zap.Error(err))
-		return false
+		return nil, false
 	}
 	var out []lifecycle.Member
 	add := func(nodes map[uint64]string, voter bool) {
@@ -921,7 +979,11 @@ func (r *Replica) refreshMembers(nh *dragonboat.NodeHost) bool {
 	add(m.Nodes, true)
 	add(m.NonVotings, false)
 	sort.Slice(out, func(i, j int) bool { return out[i].ReplicaID < out[j].ReplicaID })
-	r.life.Notify(lifecycle.MembershipChanged{Members: out})
-	r.reconcileSelf(ctx, nh, m)
-	return true
+	removed := make([]uint64, 0, len(m.Removed))
+	for id := range m.Removed {
+		removed = append(removed, id)
+	}
+	sort.Slice(removed, func(i, j int) bool { return removed[i] < removed[j] })
+	r.life.Notify(lifecycle.MembershipChanged{Members: out, Removed: removed})
+	return m, true
 }

@@ -28,7 +28,6 @@ var ignoredValueFlags = []string{
 
 // ignoredBoolFlags are rqlited boolean flags accepted and ignored.
 var ignoredBoolFlags = []string{
-	"raft-remove-shutdown",
 	"compress-snap-transport", "on-disk",
 }
 
@@ -109,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.JoinAttempts, "join-attempts", bootstrap.DefaultJoinAttempts, "Rounds of join attempts")
 	fs.DurationVar(&c.JoinInterval, "join-interval", bootstrap.DefaultJoinInterval, "Wait between rounds of join attempts")
 	fs.BoolVar(&c.NonVoter, "raft-non-voter", false, "Join as a read replica (never votes)")
+	fs.BoolVar(&c.RemoveShutdown, "raft-remove-shutdown", false, "Shut this node down once it learns it was removed from the cluster")
 	fs.StringVar(&c.DiscoMode, "disco-mode", "", "Find the -bootstrap-expect nodes by DNS: dns (A/AAAA records) or dns-srv (SRV records)")
 	fs.StringVar(&c.DiscoConfig, "disco-config", "", `Discovery config, JSON or a file of it: {"name":...,"port":4002} (dns), {"name":...,"service":"rqlite-raft"} (dns-srv); Skiff adds "resolver":"host:port"`)
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "Form a cluster of this many voters listed in -join (identical lists on every node)")

@@ -30,9 +30,9 @@ func TestParseFlags(t *testing.T) {
 					t.Fatalf("cfg = %+v", c)
 				}
 			}},
-		{name: "accepted and ignored with a warning", args: []string{"-raft-commit-timeout", "30s", "-compress-snap-transport", "-raft-remove-shutdown", "d"},
+		{name: "accepted and ignored with a warning", args: []string{"-raft-commit-timeout", "30s", "-compress-snap-transport", "d"},
 			check: func(t *testing.T, o *options) {
-				if strings.Join(o.warnings, ",") != "-compress-snap-transport,-raft-commit-timeout,-raft-remove-shutdown" {
+				if strings.Join(o.warnings, ",") != "-compress-snap-transport,-raft-commit-timeout" {
 					t.Fatalf("warnings = %v", o.warnings)
 				}
 			}},
@@ -58,6 +58,18 @@ func TestParseFlags(t *testing.T) {
 				c := o.cfg
 				if strings.Join(c.Join, "|") != "h:4002|http://h2:4001" || c.JoinAttempts != 2 || c.JoinInterval != time.Second || !c.NonVoter {
 					t.Fatalf("cfg = %+v", c)
+				}
+			}},
+		{name: "-raft-remove-shutdown is implemented, not ignored (API.md 5)", args: []string{"-raft-remove-shutdown", "d"},
+			check: func(t *testing.T, o *options) {
+				if !o.cfg.RemoveShutdown || len(o.warnings) != 0 {
+					t.Fatalf("RemoveShutdown %v, warnings %v", o.cfg.RemoveShutdown, o.warnings)
+				}
+			}},
+		{name: "-raft-remove-shutdown defaults to false", args: []string{"-raft-remove-shutdown=false", "d"},
+			check: func(t *testing.T, o *options) {
+				if o.cfg.RemoveShutdown {
+					t.Fatal("RemoveShutdown set")
 				}
 			}},
 		{name: "auth-like join-as refused, not ignored", args: []string{"-join-as", "u", "d"}, wantErr: true},
