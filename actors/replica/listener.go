@@ -17,6 +17,9 @@ type listener struct {
 	// members is nudged (capacity 1, non-blocking) when the membership may
 	// have changed; the replica actor refreshes it off the callback.
 	members chan struct{}
+	// leaders wakes the proposals in flight on a leader change
+	// (leaderwatch.go).
+	leaders *leaderWatch
 }
 
 var (
@@ -34,6 +37,7 @@ func (l *listener) nudgeMembers() {
 func (l *listener) LeaderUpdated(info raftio.LeaderInfo) {
 	if info.ShardID == l.shardID {
 		l.life.Notify(lifecycle.LeaderUpdated{LeaderReplicaID: info.LeaderID, Term: info.Term})
+		l.leaders.update(leaderView{leader: info.LeaderID, term: info.Term})
 	}
 }
 
