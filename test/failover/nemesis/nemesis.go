@@ -106,6 +106,8 @@ type Kill struct {
 	Gap    time.Duration // the longest time without an acknowledged write, around and after the kill
 	InFlt  int           // writes in flight at the kill
 	Answer time.Duration // from the kill to the answer of the last of them
+	// Last describes that write: the node it went to and its answer.
+	Last string
 }
 
 // Result is a run's figures and findings.
@@ -183,9 +185,9 @@ func (r *Result) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nfailover: 3 nodes, %d clients through random nodes (one request at a time, %s timeout), leader SIGKILLed and restarted %d times %s\n",
 		c.Clients, c.ClientTimeout, len(r.Kills), rhythm)
-	fmt.Fprintf(w, "%-5s %9s %-5s %16s %10s %22s\n", "kill", "at", "node", "gap without ack", "in flight", "last in-flight answer")
+	fmt.Fprintf(w, "%-5s %9s %-5s %16s %10s %22s  %s\n", "kill", "at", "node", "gap without ack", "in flight", "last in-flight answer", "(its node: answer)")
 	for i, k := range r.Kills {
-		fmt.Fprintf(w, "%-5d %8.2fs %-5s %15.3fs %10d %21.3fs\n", i+1, k.At.Seconds(), k.Node, k.Gap.Seconds(), k.InFlt, k.Answer.Seconds())
+		fmt.Fprintf(w, "%-5d %8.2fs %-5s %15.3fs %10d %21.3fs  %s\n", i+1, k.At.Seconds(), k.Node, k.Gap.Seconds(), k.InFlt, k.Answer.Seconds(), k.Last)
 	}
 	gw, gm := r.Gaps()
 	aw, am := r.Answers()
@@ -368,9 +370,22 @@ func leader(ctx context.Context, nodes []*node, timeout time.Duration) (*node, e
 // write is one client write: when it was sent and answered, and how.
 type write struct {
 	start, end time.Time
+	node       string
 	acked      bool
 	status     int // HTTP status; 0: no HTTP answer
 	timedOut   bool
+}
+
+func (w write) describe() string {
+	switch {
+	case w.acked:
+		return w.node + ": acknowledged"
+	case w.timedOut:
+		return w.node + ": timed out"
+	case w.status == 0:
+		return w.node + ": no HTTP answer"
+	}
+	return fmt.Sprintf("%s: %d", w.node, w.status)
 }
 
 // client is one of the writers; its records are its own until the run ends.
@@ -545,7 +560,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		for _, w := range all {
 			if w.start.Before(k.at) && w.end.After(k.at) {
 				kr.InFlt++
-				kr.Answer = max(kr.Answer, w.end.Sub(k.at))
+				if d := w.end.Sub(k.at); d > kr.Answer {
+					kr.Answer, kr.Last = d, w.describe()
+				}
 			}
 		}
 		res.Kills = append(res.Kills, kr)
@@ -617,7 +634,7 @@ func (c *client) run(nodes []*node, cfg Config, stop <-chan struct{}) {
 		}
 		id := fmt.Sprintf("c%d-%d", c.id, seq)
 		n := nodes[c.rng.IntN(len(nodes))]
-		w := write{start: time.Now()}
+		w := write{start: time.Now(), node: n.id}
 		st, b, err := post(context.Background(), c.http, n, "/db/execute",
 			[][]any{{"INSERT INTO t (id, client, seq) VALUES (?, ?, ?)", id, c.id, seq}})
 		w.end, w.status = time.Now(), st
