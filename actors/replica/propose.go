@@ -19,7 +19,9 @@ import (
 //   - a new leader became known while it was in flight: a follower
 //     forwards a proposal to the leader it knows, and if that leader dies
 //     before replicating it, or the new leader's log overwrites it, nobody
-//     answers it (Dragonboat only times it out at its deadline). Each copy
+//     answers it (Dragonboat only times it out at its deadline);
+//   - a copy forwarded by this follower is unanswered for a while: the
+//     message may have been dropped on the way (resendAfter). Each copy
 //     stays in flight and the first answer wins: the state machine applies
 //     a request ID once and answers every later copy from its record of
 //     the first (sm's dedup table), so a leader's death costs a write an
@@ -27,6 +29,9 @@ import (
 //
 // Only commands the state machine deduplicates are re-proposed while in
 // flight (reproposable); the others are sent again only when dropped.
+// Copies are re-sent at most every resendAfterChange, doubling, so a slow
+// commit costs a few duplicate entries (answered from the record), never
+// a storm.
 
 // outcome is the answer to one copy of a proposal: the state machine's
 // result, or Dragonboat's error (ErrShardNotReady for a dropped one).
@@ -55,11 +60,30 @@ func reproposable(typ cmdpb.Command_Type) bool {
 	return false
 }
 
+// Resend intervals of a copy forwarded to a leader and not answered
+// (proposal.run): a forwarded proposal is a message Dragonboat may drop
+// without telling anyone (a full send queue, or a circuit breaker open
+// for up to 750 ms after the connection to the old leader failed, which is
+// where a killed leader that restarts and wins the election is reached).
+const (
+	// resendAfterChange: a copy sent to a new leader that is not answered
+	// this soon is sent again; a commit takes milliseconds.
+	resendAfterChange = 250 * time.Millisecond
+	// resendAfter: the same for a copy sent under a stable leader, where
+	// a slow commit is likelier than a lost message.
+	resendAfter = time.Second
+	// resendMax caps the doubling interval.
+	resendMax = 2 * time.Second
+)
+
 // proposal drives the copies of one command until one is answered.
 type proposal struct {
 	propose   proposeFunc
 	leaders   *leaderWatch
 	repropose bool
+	// self is this node's replica ID: a copy proposed on the leader is
+	// not a message that can be lost, so it is not resent on a timer.
+	self uint64
 	// mapErr turns Dragonboat's errors into this package's sentinels.
 	mapErr func(error) error
 	log    *zap.Logger
@@ -87,11 +111,16 @@ func (p *proposal) run(ctx context.Context) ([]byte, error) {
 		lastErr  error      // the latest failure, answered if nothing succeeds
 		waiting  bool       // a retry is due (retry timer or next leader)
 		backoff  = 5 * time.Millisecond
+		resendIn = resendAfter
 	)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	// send sends a copy; false means give up with lastErr.
+	resend := time.NewTimer(time.Hour)
+	resend.Stop()
+	defer resend.Stop()
+	// send sends a copy; false means give up with lastErr. Since Go 1.23
+	// a Reset or Stopped timer never delivers a stale tick.
 	send := func() bool {
 		waiting = false
 		timeout := time.Until(deadline)
@@ -104,6 +133,11 @@ func (p *proposal) run(ctx context.Context) ([]byte, error) {
 		case err == nil:
 			inFlight++
 			sentIn = view
+			if p.repropose && view.leader != 0 && view.leader != p.self {
+				resend.Reset(resendIn)
+			} else {
+				resend.Stop()
+			}
 			return true
 		case retryable(err):
 			lastErr = err
@@ -112,7 +146,6 @@ func (p *proposal) run(ctx context.Context) ([]byte, error) {
 			return inFlight > 0
 		}
 		if inFlight == 0 {
-			// Since Go 1.23 a Reset timer never delivers a stale tick.
 			retry.Reset(backoff)
 			backoff = min(2*backoff, retryBackoffMax)
 			waiting = true
@@ -133,6 +166,7 @@ func (p *proposal) run(ctx context.Context) ([]byte, error) {
 			if inFlight > 0 {
 				continue // another copy may still be answered
 			}
+			resend.Stop()
 			if !retryable(o.err) {
 				return nil, p.mapErr(o.err)
 			}
@@ -156,15 +190,30 @@ func (p *proposal) run(ctx context.Context) ([]byte, error) {
 			switch {
 			case waiting:
 				retry.Stop()
+				resendIn = resendAfterChange
 				if !send() {
 					return nil, p.mapErr(lastErr)
 				}
 			case p.repropose && inFlight > 0 && view != sentIn:
-				p.log.Info("a new leader is known; proposing the writes in flight to it again",
+				p.log.Info("a new leader is known; proposing a write in flight to it again",
 					zap.Uint64("leader", view.leader), zap.Uint64("term", view.term), zap.Int("copies_in_flight", inFlight))
+				resendIn = resendAfterChange
 				if !send() {
 					return nil, p.mapErr(lastErr)
 				}
+			}
+		case <-resend.C:
+			// The copy forwarded to the leader may have been dropped on
+			// the way: send another (the state machine applies one).
+			if inFlight == 0 || view.leader == 0 || view.leader == p.self {
+				continue
+			}
+			p.log.Info("a write forwarded to the leader is unanswered; proposing it again",
+				zap.Uint64("leader", view.leader), zap.Uint64("term", view.term), zap.Duration("after", resendIn),
+				zap.Int("copies_in_flight", inFlight))
+			resendIn = min(2*resendIn, resendMax)
+			if !send() {
+				return nil, p.mapErr(lastErr)
 			}
 		case <-retry.C:
 			if waiting && !send() {

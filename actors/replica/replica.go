@@ -744,6 +744,7 @@ func (r *Replica) proposeCommand(ctx context.Context, nh *dragonboat.NodeHost, c
 		propose:   dragonboatPropose(nh, r.cfg.ShardID, b),
 		leaders:   r.lis.leaders,
 		repropose: reproposable(cmd.GetType()),
+		self:      r.cfg.ReplicaID,
 		mapErr:    func(err error) error { return r.mapErr(nh, err) },
 		log:       r.log,
 	}

@@ -120,6 +120,8 @@ type Result struct {
 	Acked    int
 	Failed   map[int]int
 	TimedOut int
+	// Timeouts names some of the writes that timed out (row, node, when).
+	Timeouts []string
 	// Linearizable reads: done, stale (an acknowledged row missing),
 	// failed (an error or timeout).
 	Reads, StaleReads, FailedReads int
@@ -208,6 +210,9 @@ func (r *Result) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "writes in %s: %d acknowledged (%.0f/s), %d answered with an error (%s), %d timed out\n",
 		r.Duration.Round(time.Millisecond), r.Acked, float64(r.Acked)/r.Duration.Seconds(), nf, strings.Join(failed, ", "), r.TimedOut)
+	for _, s := range r.Timeouts {
+		fmt.Fprintf(w, "  timed out: %s\n", s)
+	}
 	fmt.Fprintf(w, "linearizable reads of acknowledged rows: %d (%d stale, %d failed or timed out)\n", r.Reads, r.StaleReads, r.FailedReads)
 	fmt.Fprintf(w, "longest time without an acknowledged write after a kill: worst %.3fs, median %.3fs (targets: 1.5s, 0.8s)\n", gw.Seconds(), gm.Seconds())
 	fmt.Fprintf(w, "from a kill to the answer of the last write in flight at it: worst %.3fs, median %.3fs (target: 1.5s)\n", aw.Seconds(), am.Seconds())
@@ -370,7 +375,7 @@ func leader(ctx context.Context, nodes []*node, timeout time.Duration) (*node, e
 // write is one client write: when it was sent and answered, and how.
 type write struct {
 	start, end time.Time
-	node       string
+	id, node   string
 	acked      bool
 	status     int // HTTP status; 0: no HTTP answer
 	timedOut   bool
@@ -463,7 +468,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if st, b, err := post(ctx, ctl, ld, "/db/execute", []string{"CREATE TABLE t (id TEXT PRIMARY KEY, client INTEGER, seq INTEGER)"}); err != nil || st != http.StatusOK || bytes.Contains(b, []byte(`"error"`)) {
 		return nil, fmt.Errorf("create table: %d %s %v", st, b, err)
 	}
-	fmt.Fprintf(cfg.Log, "cluster formed (%s leads); %d clients writing; %d kills (seed %d)\n", ld.id, cfg.Clients, cfg.Kills, cfg.Seed)
+	fmt.Fprintf(cfg.Log, "cluster formed (%s leads); %d clients writing from %s; %d kills (seed %d)\n",
+		ld.id, cfg.Clients, time.Now().UTC().Format("15:04:05.000"), cfg.Kills, cfg.Seed)
 
 	// Clients.
 	stop := make(chan struct{})
@@ -546,6 +552,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			acks = append(acks, w.end)
 		case w.timedOut:
 			res.TimedOut++
+			if len(res.Timeouts) < 10 {
+				res.Timeouts = append(res.Timeouts, fmt.Sprintf("%s through %s sent at +%.3fs", w.id, w.node, w.start.Sub(began).Seconds()))
+			}
 		default:
 			res.Failed[w.status]++
 		}
@@ -634,7 +643,7 @@ func (c *client) run(nodes []*node, cfg Config, stop <-chan struct{}) {
 		}
 		id := fmt.Sprintf("c%d-%d", c.id, seq)
 		n := nodes[c.rng.IntN(len(nodes))]
-		w := write{start: time.Now(), node: n.id}
+		w := write{start: time.Now(), id: id, node: n.id}
 		st, b, err := post(context.Background(), c.http, n, "/db/execute",
 			[][]any{{"INSERT INTO t (id, client, seq) VALUES (?, ?, ?)", id, c.id, seq}})
 		w.end, w.status = time.Now(), st
