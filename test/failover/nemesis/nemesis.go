@@ -611,9 +611,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	return res, nil
 }
 
-// longestGap is the longest interval without an acknowledgement that
-// overlaps [from, to): the one spanning from (since the last ack before
-// it) and every one after it until the first ack at or after to.
+// longestGap is the longest time without an acknowledgement from the kill
+// at from until the next kill at to: the interval spanning from counts
+// whole (since the last ack before the kill), one spanning to counts up
+// to to (the rest belongs to the next kill).
 func longestGap(acks []time.Time, from, to, began, ended time.Time) time.Duration {
 	prev := began
 	i, _ := slices.BinarySearchFunc(acks, from, func(a, t time.Time) int { return a.Compare(t) })
@@ -621,14 +622,14 @@ func longestGap(acks []time.Time, from, to, began, ended time.Time) time.Duratio
 		prev = acks[i-1]
 	}
 	var gap time.Duration
-	for ; i < len(acks); i++ {
+	for ; i < len(acks) && acks[i].Before(to); i++ {
 		gap = max(gap, acks[i].Sub(prev))
 		prev = acks[i]
-		if !acks[i].Before(to) {
-			return gap
-		}
 	}
-	return max(gap, ended.Sub(prev))
+	if ended.Before(to) {
+		to = ended
+	}
+	return max(gap, to.Sub(prev))
 }
 
 // run is one client's loop: a write through a random node, and after every
