@@ -153,7 +153,9 @@ func (r *Result) Err() error {
 }
 
 // Gaps returns the worst and median gap without an acknowledged write.
-func (r *Result) Gaps() (worst, median time.Duration) { return worstMedian(r.Kills, func(k Kill) time.Duration { return k.Gap }) }
+func (r *Result) Gaps() (worst, median time.Duration) {
+	return worstMedian(r.Kills, func(k Kill) time.Duration { return k.Gap })
+}
 
 // Answers returns the worst and median time from a kill to the answer of
 // the last write in flight at it.
