@@ -337,12 +337,55 @@ func waitReady(ctx context.Context, n *node, timeout time.Duration) error {
 		if st, _, err := get(ctx, n, "/readyz"); err == nil && st == http.StatusOK {
 			return nil
 		}
+		n.mu.Lock()
+		done := n.done
+		n.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready within %s (see %s)", n.id, timeout, filepath.Join(n.dir, "skiffd.log"))
+		case <-done:
+			return fmt.Errorf("%s: %w before it was ready (see %s)", n.id, errExited, filepath.Join(n.dir, "skiffd.log"))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// errExited: a node's process ended while it was awaited.
+var errExited = errors.New("process exited")
+
+// formCluster starts three founding voters with data under base
+// (-bootstrap-expect 3, API.md 5: no node is a learner when the first
+// kill comes; restarts need neither flag) and waits for them to be ready.
+func formCluster(ctx context.Context, skiffd, base string) ([]*node, error) {
+	nodes := make([]*node, 3)
+	var raftAddrs []string
+	for i := range nodes {
+		n := &node{id: fmt.Sprintf("n%d", i+1), dir: filepath.Join(base, fmt.Sprintf("n%d", i+1))}
+		var err error
+		if n.http, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		if n.raft, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(n.dir, 0o755); err != nil {
+			return nil, err
+		}
+		nodes[i] = n
+		raftAddrs = append(raftAddrs, n.raft)
+	}
+	first := []string{"-bootstrap-expect", "3", "-join", strings.Join(raftAddrs, ",")}
+	for i, n := range nodes {
+		if err := n.launch(skiffd, first); err != nil {
+			return nodes[:i], err
+		}
+	}
+	for _, n := range nodes {
+		if err := waitReady(ctx, n, 2*time.Minute); err != nil {
+			return nodes, err
+		}
+	}
+	return nodes, nil
 }
 
 // leader returns the node whose /status says it leads.
@@ -429,39 +472,25 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}()
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed>>1|1))
-	nodes := make([]*node, 3)
-	var raftAddrs []string
-	for i := range nodes {
-		n := &node{id: fmt.Sprintf("n%d", i+1), dir: filepath.Join(base, fmt.Sprintf("n%d", i+1))}
-		if n.http, err = freeAddr(); err != nil {
-			return nil, err
-		}
-		if n.raft, err = freeAddr(); err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(n.dir, 0o755); err != nil {
-			return nil, err
-		}
-		nodes[i] = n
-		raftAddrs = append(raftAddrs, n.raft)
-	}
+	var nodes []*node
 	defer func() {
 		for _, n := range nodes {
 			n.signal(syscall.SIGTERM, 40*time.Second)
 		}
 	}()
-	// Three founding voters (API.md 5, auto-clustering): no node is a
-	// learner when the first kill comes. Restarts need neither flag.
-	first := []string{"-bootstrap-expect", "3", "-join", strings.Join(raftAddrs, ",")}
-	for _, n := range nodes {
-		if err := n.launch(cfg.Skiffd, first); err != nil {
+	// A port picked free may be taken before the node binds it (other
+	// processes on the machine): the cluster is formed again on new ports.
+	for attempt := 1; ; attempt++ {
+		if nodes, err = formCluster(ctx, cfg.Skiffd, filepath.Join(base, fmt.Sprintf("try%d", attempt))); err == nil {
+			break
+		}
+		for _, n := range nodes {
+			n.signal(syscall.SIGKILL, 10*time.Second)
+		}
+		if attempt == 3 || !errors.Is(err, errExited) {
 			return nil, err
 		}
-	}
-	for _, n := range nodes {
-		if err := waitReady(ctx, n, 2*time.Minute); err != nil {
-			return nil, err
-		}
+		fmt.Fprintf(cfg.Log, "forming the cluster again: %v\n", err)
 	}
 	ld, err := leader(ctx, nodes, time.Minute)
 	if err != nil {
