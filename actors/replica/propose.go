@@ -67,8 +67,11 @@ func reproposable(typ cmdpb.Command_Type) bool {
 // where a killed leader that restarts and wins the election is reached).
 const (
 	// resendAfterChange: a copy sent to a new leader that is not answered
-	// this soon is sent again; a commit takes milliseconds.
+	// this soon is sent again, up to fastResends times at this pace (the
+	// breaker may stay open that long), then at a doubling interval; a
+	// commit takes milliseconds.
 	resendAfterChange = 250 * time.Millisecond
+	fastResends       = 4
 	// resendAfter: the same for a copy sent under a stable leader, where
 	// a slow commit is likelier than a lost message.
 	resendAfter = time.Second
@@ -112,6 +115,7 @@ func (p *proposal) run(ctx context.Context) ([]byte, error) {
 		waiting  bool       // a retry is due (retry timer or next leader)
 		backoff  = 5 * time.Millisecond
 		resendIn = resendAfter
+		fast     int // resends left at resendAfterChange
 	)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
@@ -190,14 +194,14 @@ func (p *proposal) run(ctx context.Context) ([]byte, error) {
 			switch {
 			case waiting:
 				retry.Stop()
-				resendIn = resendAfterChange
+				resendIn, fast = resendAfterChange, fastResends
 				if !send() {
 					return nil, p.mapErr(lastErr)
 				}
 			case p.repropose && inFlight > 0 && view != sentIn:
 				p.log.Info("a new leader is known; proposing a write in flight to it again",
 					zap.Uint64("leader", view.leader), zap.Uint64("term", view.term), zap.Int("copies_in_flight", inFlight))
-				resendIn = resendAfterChange
+				resendIn, fast = resendAfterChange, fastResends
 				if !send() {
 					return nil, p.mapErr(lastErr)
 				}
@@ -211,7 +215,11 @@ func (p *proposal) run(ctx context.Context) ([]byte, error) {
 			p.log.Info("a write forwarded to the leader is unanswered; proposing it again",
 				zap.Uint64("leader", view.leader), zap.Uint64("term", view.term), zap.Duration("after", resendIn),
 				zap.Int("copies_in_flight", inFlight))
-			resendIn = min(2*resendIn, resendMax)
+			if fast > 0 {
+				fast--
+			} else {
+				resendIn = min(2*resendIn, resendMax)
+			}
 			if !send() {
 				return nil, p.mapErr(lastErr)
 			}
