@@ -228,6 +228,11 @@ func (p *proposal) run(ctx context.Context) ([]byte, error) {
 				return nil, p.mapErr(lastErr)
 			}
 		case <-ctx.Done():
+			if waiting && lastErr != nil {
+				// Every copy was dropped (no leader, say): that is the
+				// answer, as it was before the deadline.
+				return nil, p.mapErr(lastErr)
+			}
 			return nil, p.mapErr(ctx.Err())
 		}
 	}

@@ -192,6 +192,19 @@ func TestProposalRetries(t *testing.T) {
 			t.Fatalf("run = %q, %v", r.data, r.err)
 		}
 	})
+	t.Run("no leader until the deadline: the drop is the answer", func(t *testing.T) {
+		f, w := newFakeRaft(), newLeaderWatch()
+		out := startProposal(t, f, w, true, 300*time.Millisecond)
+		go func() {
+			for c := range f.copies {
+				c.answer(outcome{err: dragonboat.ErrShardNotReady})
+			}
+		}()
+		if r := wait(t, out); !errors.Is(r.err, dragonboat.ErrShardNotReady) {
+			t.Fatalf("run = %q, %v", r.data, r.err)
+		}
+		close(f.copies)
+	})
 	t.Run("deadline", func(t *testing.T) {
 		f, w := newFakeRaft(), newLeaderWatch()
 		w.update(leaderView{leader: 1, term: 1})
