@@ -233,7 +233,6 @@ func (r *Result) Print(w io.Writer) {
 // node is one skiffd process slot.
 type node struct {
 	id, http, raft, dir string
-	args                []string // first start only
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
