@@ -15,7 +15,7 @@ BENCH_RUNS ?= 3
 # Exported so every go command, and the e2e tests' own build of skiffd, use it.
 export GOFLAGS := $(strip $(GOFLAGS) -tags=sqlite_column_metadata)
 
-.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-inprocess soak-restart verify fmt tools proto clean
+.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-inprocess soak-restart failover verify fmt tools proto clean
 
 all: build
 
@@ -75,6 +75,19 @@ SIZE_MB ?= 10000
 SOAK_DIR ?=
 soak-restart: build
 	$(GO) run ./test/soak -skiffd bin/skiffd -size-mb $(SIZE_MB) $(if $(SOAK_DIR),-dir $(SOAK_DIR))
+
+## failover: the failover nemesis (a benchmark, not a test): 3 nodes on
+## loopback, 8 clients inserting through random nodes (one request at a
+## time, 5 s timeout) with linearizable reads of what was acknowledged,
+## the leader SIGKILLed and restarted KILLS times at random 3-6 s
+## intervals (EVERY=5s: a fixed rhythm). Prints the longest gap without an
+## acknowledged write after each kill, the time to answer the writes in
+## flight at it, and the command to reproduce; fails if an acknowledged
+## write was lost, a read was stale or the replicas differ.
+KILLS ?= 20
+EVERY ?=
+failover: build
+	$(GO) run ./test/failover -skiffd bin/skiffd -kills $(KILLS) $(if $(EVERY),-every $(EVERY))
 
 ## verify: formatting, vet and staticcheck.
 verify: tools

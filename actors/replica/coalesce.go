@@ -30,8 +30,9 @@ const (
 	// with 8 (two rounds each, fresh 3-node clusters), and later 1 beat 2
 	// in 6 of 7 alternating rounds (median 5,618 against 5,384 in four
 	// of them), with the open loop's p99 unchanged. A batch stuck across
-	// a leader change holds the writes behind it for proposalStall at
-	// most; none can commit without a leader anyway.
+	// a leader change is proposed again to the new leader (propose.go)
+	// and holds the writes behind it for proposalStall at most; none can
+	// commit without a leader anyway.
 	writeProposers = 1
 	// maxBatchWrites and maxBatchBytes bound one batch (the bytes are the
 	// encoded requests'; Dragonboat refuses entries near its in-memory log
@@ -44,8 +45,8 @@ const (
 	// proposalStall is how long a proposer waits for its batch before it
 	// leaves the batch to finish on its own goroutine and takes the next
 	// one. A batch commits in milliseconds; one stuck across a leader
-	// change (waiting out its writers' deadlines) must not hold every
-	// later write behind it.
+	// change (until a new leader is known and takes it again) must not
+	// hold every later write behind it.
 	proposalStall = 500 * time.Millisecond
 )
 

@@ -28,6 +28,9 @@ type listener struct {
 	// removed is nudged (capacity 1) when this replica applied its own
 	// removal.
 	removed chan struct{}
+	// leaders wakes the proposals in flight on a leader change
+	// (leaderwatch.go).
+	leaders *leaderWatch
 }
 
 var (
@@ -55,6 +58,7 @@ func (l *listener) LeaderUpdated(info raftio.LeaderInfo) {
 			l.counters.leaderChanges.Add(1)
 		}
 		l.life.Notify(lifecycle.LeaderUpdated{LeaderReplicaID: info.LeaderID, Term: info.Term})
+		l.leaders.update(leaderView{leader: info.LeaderID, term: info.Term})
 	}
 }
 

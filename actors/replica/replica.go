@@ -181,7 +181,8 @@ func New(cfg Config) (*Replica, error) {
 		writeC:  make(chan *pendingWrite, writeQueueSize),
 	}
 	r.lis = &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1),
-		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability(), removed: make(chan struct{}, 1)}
+		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability(), removed: make(chan struct{}, 1),
+		leaders: newLeaderWatch()}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -809,7 +810,9 @@ func (r *Replica) stale(freshness time.Duration) bool {
 // propose replicates one command and waits until it is applied locally.
 // Proposals that Raft dropped or refused as busy never entered the log, so
 // they are retried (with the same request ID, which the state machine
-// deduplicates, in case a "dropped" one did get in) until the deadline.
+// deduplicates, in case a "dropped" one did get in) until the deadline;
+// writes in flight when a new leader becomes known are proposed to it
+// again (propose.go).
 func (r *Replica) propose(ctx context.Context, nh *dragonboat.NodeHost, typ cmdpb.Command_Type, req *cmdpb.Request) (*cmdpb.Response, error) {
 	return r.proposeCommand(ctx, nh, &cmdpb.Command{Type: typ, Request: req})
 }
@@ -830,26 +833,23 @@ func (r *Replica) proposeCommand(ctx context.Context, nh *dragonboat.NodeHost, c
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
-	backoff := 5 * time.Millisecond
-	for {
-		res, err := nh.SyncPropose(ctx, nh.GetNoOPSession(r.cfg.ShardID), b)
-		if err == nil {
-			var resp cmdpb.Response
-			if err := proto.Unmarshal(res.Data, &resp); err != nil {
-				return nil, fmt.Errorf("decode result: %w", err)
-			}
-			return &resp, nil
-		}
-		if !errors.Is(err, dragonboat.ErrSystemBusy) && !errors.Is(err, dragonboat.ErrShardNotReady) {
-			return nil, r.mapErr(nh, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, r.mapErr(nh, err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, retryBackoffMax)
+	p := &proposal{
+		propose:   dragonboatPropose(nh, r.cfg.ShardID, b),
+		leaders:   r.lis.leaders,
+		repropose: reproposable(cmd.GetType()),
+		self:      r.cfg.ReplicaID,
+		mapErr:    func(err error) error { return r.mapErr(nh, err) },
+		log:       r.log,
 	}
+	data, err := p.run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var resp cmdpb.Response
+	if err := proto.Unmarshal(data, &resp); err != nil {
+		return nil, fmt.Errorf("decode result: %w", err)
+	}
+	return &resp, nil
 }
 
 // mapErr turns Dragonboat's errors into this package's sentinels.
@@ -857,7 +857,7 @@ func (r *Replica) mapErr(nh *dragonboat.NodeHost, err error) error {
 	switch {
 	case errors.Is(err, sm.ErrClosed), errors.Is(err, dragonboat.ErrClosed), errors.Is(err, dragonboat.ErrShardClosed):
 		return fmt.Errorf("%w: %w", ErrStopped, err)
-	case errors.Is(err, dragonboat.ErrTimeout), errors.Is(err, dragonboat.ErrCanceled),
+	case errors.Is(err, dragonboat.ErrTimeout), errors.Is(err, dragonboat.ErrCanceled), errors.Is(err, dragonboat.ErrTimeoutTooSmall),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	case errors.Is(err, dragonboat.ErrSystemBusy):

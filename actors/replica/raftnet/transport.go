@@ -185,7 +185,12 @@ func (t *Transport) GetConnection(ctx context.Context, target string) (raftio.IC
 	if err != nil {
 		return nil, err
 	}
-	return &msgConn{c: c}, nil
+	redial := func(deadline time.Time) (net.Conn, error) {
+		dctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		return t.dial(dctx, target)
+	}
+	return &msgConn{c: c, redial: redial, ctx: ctx}, nil
 }
 
 // GetSnapshotConnection implements raftio.ITransport.
@@ -214,10 +219,23 @@ func (t *Transport) dial(ctx context.Context, target string) (net.Conn, error) {
 	return c, nil
 }
 
+// Redialling a peer whose connection failed (msgConn.SendMessageBatch).
+const (
+	// redialWindow bounds how long a failed send keeps redialling before
+	// it reports the failure.
+	redialWindow = 500 * time.Millisecond
+	// redialPause separates the attempts.
+	redialPause = 20 * time.Millisecond
+)
+
 // msgConn sends message batches.
 type msgConn struct {
 	c   net.Conn
 	buf []byte // grown to the largest frame sent, kept up to maxKeptBuf
+	// redial connects to the same peer again, by deadline; ctx ends with
+	// the transport.
+	redial func(deadline time.Time) (net.Conn, error)
+	ctx    context.Context
 }
 
 var _ raftio.IConnection = (*msgConn)(nil)
@@ -237,7 +255,48 @@ func (m *msgConn) SendMessageBatch(b pb.MessageBatch) error {
 	payload := pb.MustMarshalTo(&b, buf[frameHead:need])
 	frame := buf[:frameHead+len(payload)]
 	putFrame(frame, methodRaft)
-	return writeFrame(m.c, frame)
+	err := writeFrame(m.c, frame)
+	if err == nil {
+		return nil
+	}
+	return m.resend(frame, err)
+}
+
+// resend redials the peer for up to redialWindow and sends frame on the
+// new connection. A failed send makes Dragonboat's transport open its
+// circuit breaker to the peer, which then drops every message to it for
+// 250-750 ms; when the peer was a killed leader that restarted at once
+// and is campaigning, that dropped the votes and appends it was owed and
+// cost a second election round (the failover nemesis, README
+// "Failover"). A peer that stays down costs the same failure, reported
+// redialWindow later; Raft tolerates the messages lost with the old
+// connection.
+func (m *msgConn) resend(frame []byte, cause error) error {
+	if m.redial == nil {
+		return cause
+	}
+	deadline := time.Now().Add(redialWindow)
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return cause
+		case <-pause.C:
+		}
+		if c, err := m.redial(deadline); err == nil {
+			if err := writeFrame(c, frame); err == nil {
+				_ = m.c.Close()
+				m.c = c
+				return nil
+			}
+			_ = c.Close()
+		}
+		if time.Now().Add(redialPause).After(deadline) {
+			return cause
+		}
+		pause.Reset(redialPause)
+	}
 }
 
 // chunkConn streams one snapshot.
