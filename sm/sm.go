@@ -308,18 +308,11 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed || s.readers == nil {
-		return nil, ErrClosed
+	r, err := s.takeReader(ctx)
+	if err != nil {
+		return nil, err
 	}
-	var r *reader
-	select {
-	case r = <-s.readers:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { s.readers <- r }()
+	defer s.giveReader(r)
 	// A read prepared against a schema that changed before its snapshot
 	// was taken would answer with the old columns (mattn names them before
 	// the first step, and SQLite re-prepares only at that step); the
@@ -344,6 +337,29 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 			return resp, err
 		}
 	}
+}
+
+// takeReader takes a reader connection from the pool, within ctx, while
+// the machine is open; giveReader returns it. The machine cannot close in
+// between (it holds mu for reading).
+func (s *StateMachine) takeReader(ctx context.Context) (*reader, error) {
+	s.mu.RLock()
+	if s.closed || s.readers == nil {
+		s.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	select {
+	case r := <-s.readers:
+		return r, nil
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return nil, ctx.Err()
+	}
+}
+
+func (s *StateMachine) giveReader(r *reader) {
+	s.readers <- r
+	s.mu.RUnlock()
 }
 
 // readRequest runs every statement of req as a read. A storage fault on a

@@ -30,18 +30,11 @@ func (s *StateMachine) dbStats(q *DBStats) (*DBStatsResult, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed || s.readers == nil {
-		return nil, ErrClosed
+	r, err := s.takeReader(ctx)
+	if err != nil {
+		return nil, err
 	}
-	var r *reader
-	select {
-	case r = <-s.readers:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { s.readers <- r }()
+	defer s.giveReader(r)
 	pages, err := queryInt64(r.c, "PRAGMA page_count")
 	if err != nil {
 		return nil, err
