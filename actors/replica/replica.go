@@ -160,6 +160,10 @@ type Replica struct {
 	reads  *readRounds
 	writeC chan *pendingWrite
 	loops  sync.WaitGroup
+	// jobsCtx ends the periodic jobs (jobs.go) when shutdown begins;
+	// shutdown waits for them with the requests (workers).
+	jobsCtx  context.Context
+	stopJobs context.CancelFunc
 	// counters and sampler feed the monitoring sample (stats.go).
 	counters counters
 	sampler  sampler
@@ -184,6 +188,7 @@ func New(cfg Config) (*Replica, error) {
 		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability(), removed: make(chan struct{}, 1),
 		leaders: newLeaderWatch()}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
+	r.jobsCtx, r.stopJobs = context.WithCancel(r.workCtx)
 	return r, nil
 }
 
@@ -284,59 +289,8 @@ func (r *Replica) Run(ctx context.Context) error {
 		startC <- started{nh, err}
 	}()
 	var nh *dragonboat.NodeHost
-	probe := time.NewTicker(probeInterval)
-	defer probe.Stop()
-	probeDone := make(chan struct{}, 1)
-	probing := false
-	// Membership is re-read on every change Dragonboat reports and every
-	// refreshInterval besides, which also retries self-registration.
-	refresh := time.NewTicker(refreshInterval)
-	defer refresh.Stop()
-	refreshDone := make(chan struct{}, 1)
-	refreshing := false
-	// A follower confirms contact with the leader (freshness, API.md 1.8)
-	// every contactInterval.
-	contact := time.NewTicker(contactInterval)
-	defer contact.Stop()
-	contactDone := make(chan struct{}, 1)
-	contacting := false
-	// A recovering node reports what it is catching up to every
-	// progressInterval (lifecycle turns it into rates and an ETA).
-	progress := time.NewTicker(progressInterval)
-	defer progress.Stop()
-	progressDone := make(chan struct{}, 1)
-	reporting := false
-	// The monitoring numbers are sampled every statsInterval, and at once
-	// when the listener or a request says one moved (stats.go).
-	stats := time.NewTicker(statsInterval)
-	defer stats.Stop()
-	statsDone := make(chan struct{}, 1)
-	sampling := false
-	sample := func(nh *dragonboat.NodeHost) {
-		if nh == nil || sampling {
-			return
-		}
-		sampling = true
-		r.workers.Add(1)
-		go func() { defer r.workers.Done(); r.sampleStats(nh); statsDone <- struct{}{} }()
-	}
-	// The leader reaps unreachable members (reap.go) and every node checks
-	// its SQLite WAL's size (snapjob.go), each a job of its own ticker.
-	reapC, stopReap := jobTicker(r.reapEnabled(), reapInterval)
-	defer stopReap()
-	reapDone := make(chan struct{}, 1)
-	reaping := false
-	var leaderSince time.Time // owned by the reap job, one at a time
-	snapC, stopSnap := jobTicker(r.snapJobEnabled(), r.cfg.SnapshotInterval)
-	defer stopSnap()
-	snapDone := make(chan struct{}, 1)
-	snapping := false
-	// A node cut off from its leader asks its peers whether it was
-	// removed (removed.go).
-	removal := time.NewTicker(removalCheckInterval)
-	defer removal.Stop()
-	removalDone := make(chan struct{}, 1)
-	checkingRemoval := false
+	// Set when this replica applied its own removal before the NodeHost
+	// was handed over (a replayed snapshot that lists it as removed).
 	removedEarly := false
 	for {
 		select {
@@ -369,6 +323,7 @@ func (r *Replica) Run(ctx context.Context) error {
 					r.proposeWrites(r.workCtx, func(ctx context.Context, b []*pendingWrite) { r.proposeBatch(ctx, nh, b) })
 				}(nh)
 			}
+			r.startJobs(nh)
 		case env := <-r.localC:
 			if nh == nil {
 				env.Answer(nil, ErrNotStarted)
@@ -397,74 +352,6 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 			r.workers.Add(1)
 			go func() { defer r.workers.Done(); r.serveMember(nh, env) }()
-		case <-r.lis.members:
-			if nh != nil && !refreshing {
-				refreshing = true
-				r.workers.Add(1)
-				go func() { defer r.workers.Done(); r.refreshMembers(nh); refreshDone <- struct{}{} }()
-			}
-		case <-refresh.C:
-			if nh != nil && !refreshing {
-				refreshing = true
-				r.workers.Add(1)
-				go func() { defer r.workers.Done(); r.refreshMembers(nh); refreshDone <- struct{}{} }()
-			}
-		case <-refreshDone:
-			refreshing = false
-		case <-contact.C:
-			if nh != nil && !contacting && r.needsContact() {
-				contacting = true
-				r.workers.Add(1)
-				go func() { defer r.workers.Done(); r.checkContact(nh); contactDone <- struct{}{} }()
-			}
-		case <-contactDone:
-			contacting = false
-		case <-probe.C:
-			if nh != nil && !probing && r.needsProbe() {
-				probing = true
-				r.workers.Add(1)
-				go func() { defer r.workers.Done(); r.probe(nh); probeDone <- struct{}{} }()
-			}
-		case <-probeDone:
-			probing = false
-		case <-progress.C:
-			if nh != nil && !reporting && r.life.State().Phase == lifecycle.Recovering {
-				reporting = true
-				r.workers.Add(1)
-				go func() { defer r.workers.Done(); r.reportProgress(nh); progressDone <- struct{}{} }()
-			}
-		case <-progressDone:
-			reporting = false
-		case <-stats.C:
-			sample(nh)
-		case <-r.lis.stats:
-			sample(nh)
-		case <-statsDone:
-			sampling = false
-		case <-reapC:
-			if nh != nil && !reaping {
-				reaping = true
-				r.workers.Add(1)
-				go func() { defer r.workers.Done(); r.reapJob(nh, &leaderSince); reapDone <- struct{}{} }()
-			}
-		case <-reapDone:
-			reaping = false
-		case <-snapC:
-			if nh != nil && !snapping {
-				snapping = true
-				r.workers.Add(1)
-				go func() { defer r.workers.Done(); r.snapJob(nh); snapDone <- struct{}{} }()
-			}
-		case <-snapDone:
-			snapping = false
-		case <-removal.C:
-			if nh != nil && !checkingRemoval && r.needsRemovalCheck() {
-				checkingRemoval = true
-				r.workers.Add(1)
-				go func() { defer r.workers.Done(); r.checkRemoved(nh); removalDone <- struct{}{} }()
-			}
-		case <-removalDone:
-			checkingRemoval = false
 		case <-r.lis.removed:
 			if nh == nil {
 				// Replayed at start (a snapshot listing this replica as
@@ -482,8 +369,10 @@ func (r *Replica) Run(ctx context.Context) error {
 					nh = s.nh
 				}
 			} else {
-				// Raft ran: hand leadership over, leave the cluster
-				// (as configured) before it stops.
+				// No job starts another round from here on. Raft ran:
+				// hand leadership over, leave the cluster (as
+				// configured) before it stops.
+				r.stopJobs()
 				r.leave(nh)
 			}
 			r.shutdown(nh)
@@ -496,6 +385,7 @@ func (r *Replica) Run(ctx context.Context) error {
 // (they are bounded by their deadlines) and closes the NodeHost.
 func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
 	r.done.Close()
+	r.stopJobs()
 	r.hot.stopping.Store(true)
 	for {
 		select {

@@ -2,23 +2,12 @@ package replica
 
 import (
 	"errors"
-	"time"
 
 	"github.com/lni/dragonboat/v4"
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/sm"
 )
-
-// jobTicker returns the channel of a periodic job's ticker and its stop;
-// a disabled job gets a nil channel, which never fires.
-func jobTicker(enabled bool, every time.Duration) (<-chan time.Time, func()) {
-	if !enabled || every <= 0 {
-		return nil, func() {}
-	}
-	t := time.NewTicker(every)
-	return t.C, t.Stop
-}
 
 // snapJobEnabled: rqlited's -raft-snap-int and -raft-snap-wal-size, 0
 // turning the check off. The entry-count trigger (-raft-snap) is
