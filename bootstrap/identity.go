@@ -13,7 +13,8 @@ import (
 var identityKey = []byte("skiff/identity/v1")
 
 // identity is what a node is, fixed at its first start. The Raft address
-// is fixed too: Dragonboat refuses to start on data made under another.
+// changes only through a re-join or a peers.json (rejoin.go, peers.go):
+// Dragonboat refuses to start on data made under another.
 type identity struct {
 	NodeID    string `json:"node_id"`
 	ShardID   uint64 `json:"shard_id"`
@@ -33,6 +34,10 @@ type identity struct {
 	Founders map[uint64]string `json:"founders,omitempty"`
 	// Promoted: a joiner seen to be a voter (it joined non-voting).
 	Promoted bool `json:"promoted,omitempty"`
+	// Reset: the Raft and SQLite state in the data directory belong to an
+	// earlier replica of this node and must be removed before Raft starts
+	// (a re-join under a new address, rejoin.go).
+	Reset bool `json:"reset,omitempty"`
 }
 
 // localStore is the node's durable key-value data outside SQLite and Raft

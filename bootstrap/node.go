@@ -226,11 +226,9 @@ func (n *Node) startReplica(rt *router) error {
 		return err
 	}
 	if found {
-		if id.NodeID != c.NodeID {
-			return fmt.Errorf("%w: data directory belongs to node %q, flags say %q (node IDs are immutable)", ErrIdentityChanged, id.NodeID, c.NodeID)
-		}
-		if id.RaftAddr != c.RaftAdvAddr {
-			return fmt.Errorf("%w: data directory was made with raft address %q, flags say %q", ErrIdentityChanged, id.RaftAddr, c.RaftAdvAddr)
+		// peers.json, a re-join under a new address (rejoin.go).
+		if c, id, err = n.checkStoredIdentity(c, store, id); err != nil {
+			return err
 		}
 	} else {
 		// A node that bootstraps alone is replica 1 of shard 1; a joining

@@ -1,0 +1,166 @@
+package test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// peerEntry is one entry of rqlite's peers.json (API.md 5, "lost quorum").
+type peerEntry struct {
+	ID       string `json:"id"`
+	Address  string `json:"address"`
+	NonVoter bool   `json:"non_voter"`
+}
+
+// writePeers writes the same DATADIR/raft/peers.json for every member, at
+// each member's current raftAddr.
+func writePeers(t *testing.T, ms []*member) {
+	t.Helper()
+	var peers []peerEntry
+	for _, m := range ms {
+		peers = append(peers, peerEntry{ID: m.id, Address: m.raftAddr})
+	}
+	b, err := json.Marshal(peers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if err := os.WriteFile(filepath.Join(m.dataDir, "raft", "peers.json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestPeersJSONMovesEveryNode follows rqlite's runbook for moving a whole
+// cluster (API.md 5; docs/cluster.md): stop every node, write the same
+// peers.json naming the new Raft addresses on each, restart them on those
+// addresses with their old flags. The data is kept, the cluster forms on
+// the new addresses, takes writes, and each peers.json becomes peers.info.
+func TestPeersJSONMovesEveryNode(t *testing.T) {
+	c := newCluster(t, 3)
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	for _, m := range c.ms {
+		rs.insert(t, m, "before-"+m.id)
+	}
+	for _, m := range c.ms {
+		waitRows(t, m, rs, "level=none")
+	}
+	c.stopAll()
+	for _, m := range c.ms {
+		m.raftAddr = freeAddr(t)
+	}
+	writePeers(t, c.ms)
+	for _, m := range c.ms {
+		m.start() // n2 and n3 still carry -join: a member ignores it
+	}
+	for _, m := range c.ms {
+		m.waitReady(clusterTimeout)
+	}
+	// /nodes names every node at its new address (settled checks addr).
+	leader := c.byID(c.waitMembers(c.ms, c.ids(), nil))
+	wantOK(t, "read after the move", leader.get(selectPath("level=linearizable")), rs.body())
+	for _, m := range c.ms {
+		rs.insert(t, m, "after-"+m.id)
+	}
+	for _, m := range c.ms {
+		waitRows(t, m, rs, "level=none")
+		raftDir := filepath.Join(m.dataDir, "raft")
+		if _, err := os.Stat(filepath.Join(raftDir, "peers.json")); !os.IsNotExist(err) {
+			t.Errorf("%s: peers.json still there after use (stat: %v)", m.id, err)
+		}
+		if _, err := os.Stat(filepath.Join(raftDir, "peers.info")); err != nil {
+			t.Errorf("%s: peers.info: %v", m.id, err)
+		}
+	}
+	// A later restart is an ordinary one, on the new address.
+	if err := leader.stop(); err != nil {
+		t.Fatal(err)
+	}
+	leader.start()
+	leader.waitReady(clusterTimeout)
+	c.waitMembers(c.ms, c.ids(), nil)
+	waitRows(t, leader, rs, "level=none")
+}
+
+// TestPeersJSONRefusesUnlistedNode: a node that peers.json leaves out must
+// not start on its old data (it would be a ghost member); it says why.
+func TestPeersJSONRefusesUnlistedNode(t *testing.T) {
+	n := newNode(t)
+	n.start()
+	n.waitReady(readyTimeout)
+	if err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal([]peerEntry{{ID: "other", Address: "127.0.0.1:1"}})
+	if err := os.WriteFile(filepath.Join(n.dataDir, "raft", "peers.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := n.launch()
+	select {
+	case <-p.done:
+	case <-time.After(httpUpTimeout + clusterTimeout):
+		t.Fatal("a node not listed in peers.json kept running")
+	}
+	if p.exitCode() == 0 || !n.logContains(p.logPath, "is not listed") {
+		n.dumpLogs()
+		t.Fatalf("exit code %d; want a failure saying the node is not listed", p.exitCode())
+	}
+}
+
+// TestClusterRejoinNewAddressKeepsDataDir: a stopped member restarted with
+// -join, the same node ID and a new Raft address, its data directory kept
+// (API.md 5, "Address changes"): the leader removes its old replica and
+// adds the new one, which catches up with everything written meanwhile.
+// Without -join (and no peers.json) the same restart is refused with a
+// message saying what to do.
+func TestClusterRejoinNewAddressKeepsDataDir(t *testing.T) {
+	c := newCluster(t, 3)
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	rs.insert(t, c.leader, "before-move")
+	moved := others(c.ms, c.leader)[0]
+	waitRows(t, moved, rs, "level=none")
+	if err := moved.stop(); err != nil {
+		t.Fatal(err)
+	}
+	rs.insert(t, c.leader, "while-stopped")
+	moved.raftAddr = freeAddr(t)
+
+	moved.setFlags()
+	p := moved.launch()
+	select {
+	case <-p.done:
+	case <-time.After(httpUpTimeout + clusterTimeout):
+		t.Fatal("a node with a new Raft address and no -join kept running")
+	}
+	if p.exitCode() == 0 || !moved.logContains(p.logPath, "restart it with -join") {
+		moved.dumpLogs()
+		t.Fatalf("exit code %d; want a refusal naming -join", p.exitCode())
+	}
+
+	moved.setFlags("-join", c.leader.raftAddr)
+	moved.start()
+	moved.waitReady(clusterTimeout)
+	c.waitMembers(c.ms, c.ids(), nil) // three voters at their addresses: no ghost
+	waitRows(t, moved, rs, "level=none")
+	rs.insert(t, moved, "after-move")
+	for _, m := range c.ms {
+		waitRows(t, m, rs, "level=none")
+	}
+	// The next restart needs no -join, on the new address.
+	if err := moved.stop(); err != nil {
+		t.Fatal(err)
+	}
+	moved.setFlags()
+	moved.start()
+	moved.waitReady(clusterTimeout)
+	waitRows(t, moved, rs, "level=none")
+	if b, err := os.ReadFile(moved.logs[len(moved.logs)-1]); err == nil && strings.Contains(string(b), "re-joining under the new address") {
+		t.Error("a plain restart re-joined again")
+	}
+}
