@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -161,6 +162,11 @@ func ExportOffline(ctx context.Context, cfg Config, dir string) (string, uint64,
 		default:
 		}
 	}
+	// Dragonboat panics when asked for a snapshot before it knows the
+	// membership (replayed from the log after the replica starts): the
+	// export waits for its first MembershipChanged.
+	events := &offlineEvents{shardID: cfg.ShardID, known: make(chan struct{})}
+	nhc.SystemEventListener = events
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {
 		return "", 0, fmt.Errorf("start raft node host offline: %w", err)
@@ -189,6 +195,11 @@ func ExportOffline(ctx context.Context, cfg Config, dir string) (string, uint64,
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", 0, fmt.Errorf("create %s: %w", dir, err)
 	}
+	select {
+	case <-events.known:
+	case <-ctx.Done():
+		return "", 0, fmt.Errorf("replay the raft log: %w", ctx.Err())
+	}
 	backoff := 20 * time.Millisecond
 	for {
 		if f := fault.Load(); f != nil {
@@ -196,25 +207,25 @@ func ExportOffline(ctx context.Context, cfg Config, dir string) (string, uint64,
 		}
 		// The export is taken at the applied index: it must cover every
 		// entry this node knows to be committed, or writes it
-		// acknowledged would be dropped by the import.
-		if applied.Load() >= commit {
-			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			idx, err := nh.SyncRequestSnapshot(actx, cfg.ShardID, dragonboat.SnapshotOption{Exported: true, ExportPath: dir})
-			cancel()
-			switch {
-			case err == nil && idx >= commit:
-				out := filepath.Join(dir, fmt.Sprintf("snapshot-%016X", idx))
-				log.Info("snapshot exported offline", zap.String("dir", out), zap.Uint64("index", idx), zap.Uint64("commit", commit))
-				return out, idx, nil
-			case err == nil:
-				_ = os.RemoveAll(filepath.Join(dir, fmt.Sprintf("snapshot-%016X", idx)))
-			case !errors.Is(err, dragonboat.ErrShardNotReady) && !errors.Is(err, dragonboat.ErrSystemBusy) &&
-				!errors.Is(err, dragonboat.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded):
-				return "", 0, fmt.Errorf("export snapshot: %w", err)
-			}
+		// acknowledged would be dropped by the import. Replay may still be
+		// going on: an earlier snapshot is dropped and asked for again.
+		// (Entries that are not writes, such as a leader's empty entry,
+		// reach no state machine event: the index is checked, not awaited.)
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		idx, err := nh.SyncRequestSnapshot(actx, cfg.ShardID, dragonboat.SnapshotOption{Exported: true, ExportPath: dir})
+		cancel()
+		switch {
+		case err == nil && idx >= commit:
+			out := filepath.Join(dir, fmt.Sprintf("snapshot-%016X", idx))
+			log.Info("snapshot exported offline", zap.String("dir", out), zap.Uint64("index", idx), zap.Uint64("commit", commit))
+			return out, idx, nil
+		case err == nil:
+			_ = os.RemoveAll(filepath.Join(dir, fmt.Sprintf("snapshot-%016X", idx)))
+		case !errors.Is(err, dragonboat.ErrShardNotReady) && !errors.Is(err, dragonboat.ErrSystemBusy) &&
+			!errors.Is(err, dragonboat.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded):
+			return "", 0, fmt.Errorf("export snapshot: %w", err)
 		}
-		// Replay goes on, or the replica is not initialised yet (which
-		// no event reports): wait for the state machine or back off.
+		// Wait for the state machine to apply more, or back off.
 		select {
 		case <-ctx.Done():
 			return "", 0, fmt.Errorf("export snapshot (applied %d of %d): %w", applied.Load(), commit, ctx.Err())
@@ -303,3 +314,34 @@ func (offlineTransport) GetConnection(context.Context, string) (raftio.IConnecti
 func (offlineTransport) GetSnapshotConnection(context.Context, string) (raftio.ISnapshotConnection, error) {
 	return nil, ErrOffline
 }
+
+// offlineEvents closes known once the replica's membership is known.
+type offlineEvents struct {
+	shardID uint64
+	known   chan struct{}
+	once    sync.Once
+}
+
+var _ raftio.ISystemEventListener = (*offlineEvents)(nil)
+
+func (e *offlineEvents) MembershipChanged(info raftio.NodeInfo) {
+	if info.ShardID == e.shardID {
+		e.once.Do(func() { close(e.known) })
+	}
+}
+
+func (e *offlineEvents) NodeHostShuttingDown()                       {}
+func (e *offlineEvents) NodeReady(raftio.NodeInfo)                   {}
+func (e *offlineEvents) NodeUnloaded(raftio.NodeInfo)                {}
+func (e *offlineEvents) NodeDeleted(raftio.NodeInfo)                 {}
+func (e *offlineEvents) ConnectionEstablished(raftio.ConnectionInfo) {}
+func (e *offlineEvents) ConnectionFailed(raftio.ConnectionInfo)      {}
+func (e *offlineEvents) SendSnapshotStarted(raftio.SnapshotInfo)     {}
+func (e *offlineEvents) SendSnapshotCompleted(raftio.SnapshotInfo)   {}
+func (e *offlineEvents) SendSnapshotAborted(raftio.SnapshotInfo)     {}
+func (e *offlineEvents) SnapshotReceived(raftio.SnapshotInfo)        {}
+func (e *offlineEvents) SnapshotRecovered(raftio.SnapshotInfo)       {}
+func (e *offlineEvents) SnapshotCreated(raftio.SnapshotInfo)         {}
+func (e *offlineEvents) SnapshotCompacted(raftio.SnapshotInfo)       {}
+func (e *offlineEvents) LogCompacted(raftio.EntryInfo)               {}
+func (e *offlineEvents) LogDBCompacted(raftio.EntryInfo)             {}
