@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -218,6 +219,7 @@ func (n *Node) applyPeers(c Config, store *localStore, id identity) (Config, ide
 	if err := os.RemoveAll(exportDir); err != nil {
 		return c, id, err
 	}
+	began := time.Now()
 	log.Info("applying peers.json: exporting this node's state", zap.String("stored_raft_addr", stored), zap.Any("members", members))
 	snap, idx, err := replica.ExportOffline(n.stopCtx, c.replicaConfig(id, stored), exportDir)
 	if err != nil {
@@ -242,6 +244,7 @@ func (n *Node) applyPeers(c Config, store *localStore, id identity) (Config, ide
 	if err := os.RemoveAll(exportDir); err != nil {
 		log.Warn("could not remove the exported snapshot", zap.String("dir", exportDir), zap.Error(err))
 	}
-	log.Info("peers.json applied; renamed peers.info", zap.Uint64("index", idx), zap.Any("members", members))
+	log.Info("peers.json applied; renamed peers.info", zap.Uint64("index", idx), zap.Any("members", members),
+		zap.Duration("took", time.Since(began)))
 	return c, id, nil
 }
