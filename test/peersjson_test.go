@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,12 +18,12 @@ type peerEntry struct {
 }
 
 // writePeers writes the same DATADIR/raft/peers.json for every member, at
-// each member's current raftAddr.
-func writePeers(t *testing.T, ms []*member) {
+// each member's current raftAddr; nonVoters are listed with non_voter.
+func writePeers(t *testing.T, ms []*member, nonVoters ...*member) {
 	t.Helper()
 	var peers []peerEntry
 	for _, m := range ms {
-		peers = append(peers, peerEntry{ID: m.id, Address: m.raftAddr})
+		peers = append(peers, peerEntry{ID: m.id, Address: m.raftAddr, NonVoter: slices.Contains(nonVoters, m)})
 	}
 	b, err := json.Marshal(peers)
 	if err != nil {
@@ -69,14 +70,8 @@ func TestPeersJSONMovesEveryNode(t *testing.T) {
 	}
 	for _, m := range c.ms {
 		waitRows(t, m, rs, "level=none")
-		raftDir := filepath.Join(m.dataDir, "raft")
-		if _, err := os.Stat(filepath.Join(raftDir, "peers.json")); !os.IsNotExist(err) {
-			t.Errorf("%s: peers.json still there after use (stat: %v)", m.id, err)
-		}
-		if _, err := os.Stat(filepath.Join(raftDir, "peers.info")); err != nil {
-			t.Errorf("%s: peers.info: %v", m.id, err)
-		}
 	}
+	wantPeersUsed(t, c.ms)
 	// A later restart is an ordinary one, on the new address.
 	if err := leader.stop(); err != nil {
 		t.Fatal(err)
@@ -85,6 +80,56 @@ func TestPeersJSONMovesEveryNode(t *testing.T) {
 	leader.waitReady(clusterTimeout)
 	c.waitMembers(c.ms, c.ids(), nil)
 	waitRows(t, leader, rs, "level=none")
+}
+
+// wantPeersUsed checks that each member renamed peers.json to peers.info.
+func wantPeersUsed(t *testing.T, ms []*member) {
+	t.Helper()
+	for _, m := range ms {
+		raftDir := filepath.Join(m.dataDir, "raft")
+		if _, err := os.Stat(filepath.Join(raftDir, "peers.json")); !os.IsNotExist(err) {
+			t.Errorf("%s: peers.json still there after use (stat: %v)", m.id, err)
+		}
+		if _, err := os.Stat(filepath.Join(raftDir, "peers.info")); err != nil {
+			t.Errorf("%s: peers.info: %v", m.id, err)
+		}
+	}
+}
+
+// TestPeersJSONReadReplica: a read replica listed with "non_voter": true
+// (API.md 5) comes back as a read replica at its new address, with the
+// data: Dragonboat's import makes voters only, so it re-joins the listed
+// voters and receives the database (docs/cluster.md).
+func TestPeersJSONReadReplica(t *testing.T) {
+	c := newCluster(t, 2)
+	r3 := c.add("r3", "-raft-non-voter=true", "-join", c.leader.raftAddr)
+	r3.start()
+	r3.waitReady(clusterTimeout)
+	voters := []string{"n1", "n2"}
+	c.waitMembers(c.ms, voters, []string{"r3"})
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	rs.insert(t, c.leader, "before")
+	for _, m := range c.ms {
+		waitRows(t, m, rs, "level=none")
+	}
+	c.stopAll()
+	for _, m := range c.ms {
+		m.raftAddr = freeAddr(t)
+	}
+	writePeers(t, c.ms, r3)
+	for _, m := range c.ms {
+		m.start()
+	}
+	for _, m := range c.ms {
+		m.waitReady(clusterTimeout)
+	}
+	leader := c.byID(c.waitMembers(c.ms, voters, []string{"r3"}))
+	rs.insert(t, leader, "after")
+	for _, m := range c.ms {
+		waitRows(t, m, rs, "level=none")
+	}
+	wantPeersUsed(t, c.ms)
 }
 
 // TestPeersJSONRefusesUnlistedNode: a node that peers.json leaves out must
