@@ -93,6 +93,15 @@ func wantPeersUsed(t *testing.T, ms []*member) {
 		if _, err := os.Stat(filepath.Join(raftDir, "peers.info")); err != nil {
 			t.Errorf("%s: peers.info: %v", m.id, err)
 		}
+		// For the reader: the index each node recovered at, and the cost.
+		for _, path := range m.logs {
+			b, _ := os.ReadFile(path)
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "peers.json applied") {
+					t.Logf("%s: %s", m.id, line)
+				}
+			}
+		}
 	}
 }
 
