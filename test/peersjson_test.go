@@ -218,3 +218,42 @@ func TestClusterRejoinNewAddressKeepsDataDir(t *testing.T) {
 		t.Error("a plain restart re-joined again")
 	}
 }
+
+// TestPeersJSONLostQuorum: rqlite's lost-quorum runbook (API.md 5): two of
+// three nodes are gone for good; the survivor, stopped, gets a peers.json
+// naming itself alone and restarts as a one-node cluster with the data.
+// The lost nodes come back with new data by -join.
+func TestPeersJSONLostQuorum(t *testing.T) {
+	c := newCluster(t, 3)
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	rs.insert(t, c.leader, "before")
+	survivor := others(c.ms, c.leader)[0]
+	waitRows(t, survivor, rs, "level=none")
+	lost := others(c.ms, survivor)
+	for _, m := range lost {
+		m.sigkill()
+	}
+	if err := survivor.stop(); err != nil {
+		t.Fatal(err)
+	}
+	writePeers(t, []*member{survivor})
+	survivor.start()
+	survivor.waitReady(clusterTimeout)
+	c.waitMembers([]*member{survivor}, []string{survivor.id}, nil)
+	wantOK(t, "read after recovery", survivor.get(selectPath("level=linearizable")), rs.body())
+	rs.insert(t, survivor, "after")
+	wantPeersUsed(t, []*member{survivor})
+	for _, m := range lost {
+		if err := os.RemoveAll(m.dataDir); err != nil {
+			t.Fatal(err)
+		}
+		m.setFlags("-join", survivor.raftAddr)
+		m.start()
+	}
+	for _, m := range lost {
+		m.waitReady(clusterTimeout)
+		waitRows(t, m, rs, "level=none")
+	}
+	c.waitMembers(c.ms, c.ids(), nil)
+}
