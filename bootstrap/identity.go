@@ -38,6 +38,9 @@ type identity struct {
 	// earlier replica of this node and must be removed before Raft starts
 	// (a re-join under a new address, rejoin.go).
 	Reset bool `json:"reset,omitempty"`
+	// PeersIndex is the index this node recovered at when it last applied
+	// a peers.json; the other listed voters may still ask for it.
+	PeersIndex uint64 `json:"peers_index,omitempty"`
 }
 
 // localStore is the node's durable key-value data outside SQLite and Raft

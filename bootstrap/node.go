@@ -132,6 +132,12 @@ type Node struct {
 	// stopCtx ends with stopping: it bounds startup's calls to peers.
 	stopCtx    context.Context
 	cancelStop context.CancelFunc
+	// offer is the index this node recovered at from a peers.json, served
+	// to the other listed voters (peers.go).
+	offer atomic.Pointer[peersOffer]
+	// export is the directory of that snapshot while voters behind may
+	// fetch it.
+	export atomic.Pointer[string]
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -183,7 +189,7 @@ func Start(cfg Config) (*Node, error) {
 		peers: peerClient(peerTimeout)}
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	n.raftIn = &raftnet.Inbound{}
-	n.mux = newRaftMux(raftLn, n.raftIn.Serve, gw.PeerHandler(), log.Named("raftmux"))
+	n.mux = newRaftMux(raftLn, n.raftIn.Serve, n.withPeersOffer(gw.PeerHandler()), log.Named("raftmux"))
 	n.mux.start()
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.

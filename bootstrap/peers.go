@@ -1,13 +1,17 @@
 package bootstrap
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -25,8 +29,10 @@ var ErrPeers = errors.New("peers.json refused")
 const (
 	peersFile = "peers.json"
 	peersInfo = "peers.info"
-	// peersExportDir holds the snapshot exported while applying peers.json.
+	// peersExportDir holds the snapshot exported while applying peers.json,
+	// peersFetchDir the one fetched from a voter ahead.
 	peersExportDir = "peers-export"
+	peersFetchDir  = "peers-fetch"
 )
 
 // peer is one entry of peers.json, rqlite's format.
@@ -171,7 +177,13 @@ func (n *Node) applyPeers(c Config, store *localStore, id identity) (Config, ide
 	path := filepath.Join(c.nodeHostDir(), peersFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return c, id, nil
+		if id.PeersIndex > 0 {
+			// Listed voters still applying theirs may ask for it.
+			n.offer.Store(&peersOffer{NodeID: id.NodeID, Index: id.PeersIndex})
+		}
+		// An export kept for voters behind lives as long as the process
+		// that applied the peers.json.
+		return c, id, os.RemoveAll(filepath.Join(c.DataDir, peersExportDir))
 	}
 	if err != nil {
 		return c, id, fmt.Errorf("%w: %w", ErrPeers, err)
@@ -216,14 +228,40 @@ func (n *Node) applyPeers(c Config, store *localStore, id identity) (Config, ide
 		return c, id, fmt.Errorf("%w: %s holds no Raft state to rewrite", ErrPeers, c.nodeHostDir())
 	}
 	exportDir := filepath.Join(c.DataDir, peersExportDir)
-	if err := os.RemoveAll(exportDir); err != nil {
-		return c, id, err
+	for _, d := range []string{exportDir, filepath.Join(c.DataDir, peersFetchDir)} {
+		if err := os.RemoveAll(d); err != nil {
+			return c, id, err
+		}
 	}
 	began := time.Now()
 	log.Info("applying peers.json: exporting this node's state", zap.String("stored_raft_addr", stored), zap.Any("members", members))
 	snap, idx, err := replica.ExportOffline(n.stopCtx, c.replicaConfig(id, stored), exportDir)
 	if err != nil {
 		return c, id, fmt.Errorf("%w: %w", ErrPeers, err)
+	}
+	// Every listed voter recovers at what it had applied; they may differ
+	// (a node that stopped before it learnt of the last commits). Each
+	// committing its own state would leave Raft unable to reconcile them,
+	// so the voters compare, and all import the snapshot of a node that
+	// got furthest: Dragonboat's procedure (one snapshot everywhere).
+	id.PeersIndex = idx
+	if err := store.saveIdentity(id); err != nil {
+		return c, id, err
+	}
+	n.offer.Store(&peersOffer{NodeID: id.NodeID, Index: idx})
+	n.export.Store(&snap)
+	highest, ahead, differ, err := n.gatherOffers(peers, id.NodeID, idx)
+	if err != nil {
+		return c, id, fmt.Errorf("%s: %w", path, err)
+	}
+	behind := idx < highest
+	if behind {
+		log.Warn("this node recovered behind other listed voters: it imports the snapshot of one of them instead of its own",
+			zap.Uint64("index", idx), zap.Uint64("highest", highest), zap.Any("ahead", ahead))
+		if snap, err = n.fetchSnapshot(ahead, highest, filepath.Join(c.DataDir, peersFetchDir)); err != nil {
+			return c, id, err
+		}
+		idx = highest
 	}
 	if err := replica.AdoptMembers(snap, members); err != nil {
 		return c, id, fmt.Errorf("%w: %w", ErrPeers, err)
@@ -241,10 +279,250 @@ func (n *Node) applyPeers(c Config, store *localStore, id identity) (Config, ide
 	if err := os.Rename(path, filepath.Join(c.nodeHostDir(), peersInfo)); err != nil {
 		return c, id, fmt.Errorf("%w: rename %s: %w", ErrPeers, path, err)
 	}
-	if err := os.RemoveAll(exportDir); err != nil {
-		log.Warn("could not remove the exported snapshot", zap.String("dir", exportDir), zap.Error(err))
+	// The export stays while this node runs if a voter behind may still
+	// fetch it (removed at the next start); the fetched copy goes now.
+	if err := os.RemoveAll(filepath.Join(c.DataDir, peersFetchDir)); err != nil {
+		log.Warn("could not remove the fetched snapshot", zap.Error(err))
+	}
+	if behind || !differ {
+		n.export.Store(nil)
+		if err := os.RemoveAll(exportDir); err != nil {
+			log.Warn("could not remove the exported snapshot", zap.String("dir", exportDir), zap.Error(err))
+		}
 	}
 	log.Info("peers.json applied; renamed peers.info", zap.Uint64("index", idx), zap.Any("members", members),
 		zap.Duration("took", time.Since(began)))
 	return c, id, nil
+}
+
+// Where a node applying peers.json serves, on the Raft port's mux (the
+// addresses peers.json lists), the index it recovered at and its export.
+const (
+	pathPeersOffer    = "/skiff/peers-offer"
+	pathPeersSnapshot = "/skiff/peers-snapshot"
+)
+
+// peersOffer is a voter's answer on pathPeersOffer.
+type peersOffer struct {
+	NodeID string `json:"node_id"`
+	Index  uint64 `json:"index"`
+}
+
+// withPeersOffer serves pathPeersOffer in front of next.
+func (n *Node) withPeersOffer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == pathPeersSnapshot {
+			n.servePeersSnapshot(w, r)
+			return
+		}
+		if r.URL.Path != pathPeersOffer {
+			next.ServeHTTP(w, r)
+			return
+		}
+		o := n.offer.Load()
+		if o == nil {
+			http.Error(w, "no peers.json applied yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(o)
+	})
+}
+
+// gatherOffers asks every other listed voter, at its listed address, for
+// the index it recovered at, until all have answered (they start one after
+// another: the runbook restarts every listed node). It returns the highest
+// index, the addresses of the other nodes at it, and whether any voter
+// recovered at another index. Waiting for all, not a majority: the one
+// missing could be the one ahead.
+func (n *Node) gatherOffers(peers []peer, self string, own uint64) (uint64, []string, bool, error) {
+	pending := map[string]string{}
+	for _, p := range peers {
+		if !p.NonVoter && p.ID != self {
+			pending[p.ID] = p.Address
+		}
+	}
+	offers := map[string]uint64{}
+	client := peerClient(peerTimeout)
+	defer client.CloseIdleConnections()
+	backoff, logged := 100*time.Millisecond, time.Now()
+	for len(pending) > 0 {
+		for nodeID, addr := range pending {
+			o, err := n.fetchOffer(client, addr)
+			if err != nil {
+				continue
+			}
+			if o.NodeID != nodeID {
+				return 0, nil, false, fmt.Errorf("%w: %s is node %q, not %q", ErrPeers, addr, o.NodeID, nodeID)
+			}
+			offers[addr] = o.Index
+			delete(pending, nodeID)
+		}
+		if len(pending) == 0 {
+			break
+		}
+		if time.Since(logged) > 10*time.Second {
+			n.log.Info("peers.json: waiting for the other listed voters to start", zap.Any("waiting_for", pending))
+			logged = time.Now()
+		}
+		select {
+		case <-n.stopCtx.Done():
+			return 0, nil, false, fmt.Errorf("%w: stopped while waiting for %v", ErrPeers, pending)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+	highest, lowest := own, own
+	for _, idx := range offers {
+		highest, lowest = max(highest, idx), min(lowest, idx)
+	}
+	var ahead []string
+	for addr, idx := range offers {
+		if idx == highest {
+			ahead = append(ahead, addr)
+		}
+	}
+	sort.Strings(ahead)
+	return highest, ahead, lowest < highest, nil
+}
+
+// fetchSnapshot copies the snapshot a voter ahead exported at index into
+// dir, from the first of the nodes at addrs that serves it, and returns its
+// directory. The import checks it against its checksum.
+func (n *Node) fetchSnapshot(addrs []string, index uint64, dir string) (string, error) {
+	var errs []string
+	for _, addr := range addrs {
+		out, err := n.fetchSnapshotFrom(addr, index, dir)
+		if err == nil {
+			n.log.Info("peers.json: fetched the snapshot of a voter ahead", zap.String("from", addr), zap.Uint64("index", index))
+			return out, nil
+		}
+		errs = append(errs, fmt.Sprintf("%s: %v", addr, err))
+	}
+	return "", fmt.Errorf("%w: no voter at index %d serves its snapshot (%s); start every listed node together",
+		ErrPeers, index, strings.Join(errs, "; "))
+}
+
+func (n *Node) fetchSnapshotFrom(addr string, index uint64, dir string) (string, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(n.stopCtx, http.MethodGet, fmt.Sprintf("http://%s%s?index=%d", addr, pathPeersSnapshot, index), nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := peerClient(0).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s", resp.Status)
+	}
+	tr := tar.NewReader(resp.Body)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+		name := filepath.Base(h.Name)
+		if h.Typeflag != tar.TypeReg || name != h.Name || name == "." || name == ".." {
+			return "", fmt.Errorf("unexpected entry %q in the snapshot", h.Name)
+		}
+		if err := writeFileSynced(filepath.Join(tmp, name), tr); err != nil {
+			return "", err
+		}
+	}
+	out := filepath.Join(dir, fmt.Sprintf("snapshot-%016X", index))
+	if err := os.Rename(tmp, out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func writeFileSynced(path string, r io.Reader) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// servePeersSnapshot streams this node's export (a tar of its files) to a
+// voter behind, while this process keeps it.
+func (n *Node) servePeersSnapshot(w http.ResponseWriter, r *http.Request) {
+	p := n.export.Load()
+	o := n.offer.Load()
+	if p == nil || o == nil || r.URL.Query().Get("index") != fmt.Sprint(o.Index) {
+		http.Error(w, "no exported snapshot at that index here", http.StatusNotFound)
+		return
+	}
+	entries, err := os.ReadDir(*p)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	tw := tar.NewWriter(w)
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if err := addTarFile(tw, filepath.Join(*p, e.Name())); err != nil {
+			n.log.Warn("sending the exported snapshot failed", zap.Error(err))
+			return
+		}
+	}
+	if err := tw.Close(); err != nil {
+		n.log.Warn("sending the exported snapshot failed", zap.Error(err))
+	}
+}
+
+func addTarFile(tw *tar.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: filepath.Base(path), Mode: 0o644, Size: st.Size(), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	_, err = io.CopyN(tw, f, st.Size())
+	return err
+}
+
+func (n *Node) fetchOffer(client *http.Client, addr string) (peersOffer, error) {
+	var o peersOffer
+	req, err := http.NewRequestWithContext(n.stopCtx, http.MethodGet, "http://"+addr+pathPeersOffer, nil)
+	if err != nil {
+		return o, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return o, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return o, fmt.Errorf("%s: %s", addr, resp.Status)
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&o)
+	return o, err
 }

@@ -56,9 +56,7 @@ func TestPeersJSONMovesEveryNode(t *testing.T) {
 		m.raftAddr = freeAddr(t)
 	}
 	writePeers(t, c.ms)
-	for _, m := range c.ms {
-		m.start() // n2 and n3 still carry -join: a member ignores it
-	}
+	startTogether(t, c.ms) // n2 and n3 still carry -join: a member ignores it
 	for _, m := range c.ms {
 		m.waitReady(clusterTimeout)
 	}
@@ -80,6 +78,23 @@ func TestPeersJSONMovesEveryNode(t *testing.T) {
 	leader.waitReady(clusterTimeout)
 	c.waitMembers(c.ms, c.ids(), nil)
 	waitRows(t, leader, rs, "level=none")
+}
+
+// startTogether launches every member at once, then waits for each to
+// serve: voters applying one peers.json wait for each other's recovered
+// index before they import (docs/cluster.md).
+func startTogether(t *testing.T, ms []*member) {
+	t.Helper()
+	procs := make([]*process, len(ms))
+	for i, m := range ms {
+		procs[i] = m.launch()
+	}
+	for i, m := range ms {
+		if err := m.waitStarted(procs[i]); err != nil {
+			m.dumpLogs()
+			t.Fatalf("%s: %v", m.id, err)
+		}
+	}
 }
 
 // wantPeersUsed checks that each member renamed peers.json to peers.info.
@@ -127,9 +142,7 @@ func TestPeersJSONReadReplica(t *testing.T) {
 		m.raftAddr = freeAddr(t)
 	}
 	writePeers(t, c.ms, r3)
-	for _, m := range c.ms {
-		m.start()
-	}
+	startTogether(t, c.ms)
 	for _, m := range c.ms {
 		m.waitReady(clusterTimeout)
 	}
@@ -256,4 +269,43 @@ func TestPeersJSONLostQuorum(t *testing.T) {
 		waitRows(t, m, rs, "level=none")
 	}
 	c.waitMembers(c.ms, c.ids(), nil)
+}
+
+// TestPeersJSONNodeBehind: one node stopped early, so it recovers behind
+// the others; the voters compare what each recovered at, and the one
+// behind imports the snapshot of a node ahead instead of its own older
+// state, so that every node starts from the same one (docs/cluster.md).
+// Nothing acknowledged is lost.
+func TestPeersJSONNodeBehind(t *testing.T) {
+	c := newCluster(t, 3)
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	rs.insert(t, c.leader, "all-up")
+	behind := others(c.ms, c.leader)[0]
+	waitRows(t, behind, rs, "level=none")
+	if err := behind.stop(); err != nil {
+		t.Fatal(err)
+	}
+	rs.insert(t, c.leader, "while-one-down")
+	for _, m := range others(c.ms, behind) {
+		waitRows(t, m, rs, "level=none")
+	}
+	c.stopAll()
+	for _, m := range c.ms {
+		m.raftAddr = freeAddr(t)
+	}
+	writePeers(t, c.ms)
+	startTogether(t, c.ms)
+	for _, m := range c.ms {
+		m.waitReady(clusterTimeout)
+	}
+	leader := c.byID(c.waitMembers(c.ms, c.ids(), nil))
+	rs.insert(t, leader, "after")
+	for _, m := range c.ms {
+		waitRows(t, m, rs, "level=none")
+	}
+	wantPeersUsed(t, c.ms)
+	if !behind.logContains(behind.logs[len(behind.logs)-1], "recovered behind other listed voters") {
+		t.Errorf("%s did not report recovering behind the others", behind.id)
+	}
 }
