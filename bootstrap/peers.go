@@ -249,7 +249,8 @@ func (n *Node) applyPeers(c Config, store *localStore, id identity) (Config, ide
 		return c, id, err
 	}
 	n.offer.Store(&peersOffer{NodeID: id.NodeID, Index: idx})
-	n.export.Store(&snap)
+	exported := snap // snap may change below; the handler reads this
+	n.export.Store(&exported)
 	highest, ahead, differ, err := n.gatherOffers(peers, id.NodeID, idx)
 	if err != nil {
 		return c, id, fmt.Errorf("%s: %w", path, err)
