@@ -295,6 +295,9 @@ func (n *Node) startReplica(rt *router) error {
 		if err := n.join(id, c.Join); err != nil {
 			return err
 		}
+		if err := n.peersJoined(c); err != nil {
+			return err
+		}
 		id.Joining = false // join saved it so; later saves must too
 	} else if len(c.Join) > 0 {
 		n.log.Info("ignoring -join: this node is already a member", zap.Strings("join", c.Join))

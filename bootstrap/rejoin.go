@@ -85,8 +85,10 @@ func (n *Node) rejoinFresh(c Config, store *localStore, id identity) (identity, 
 }
 
 // resetRaftState removes the Raft log and the database, each directory
-// renamed aside first (a crash leaves it whole or gone), keeps a
-// peers.json found there as peers.info, and clears id.Reset.
+// renamed aside first (a crash leaves it whole or gone), and clears
+// id.Reset. A peers.json found there is kept: a read replica it lists
+// re-joins, and renames it only once the join is acknowledged (peersJoined),
+// so a failed join is tried again at the next start.
 func (n *Node) resetRaftState(c Config, store *localStore, id *identity) error {
 	peers, perr := os.ReadFile(filepath.Join(c.nodeHostDir(), peersFile))
 	for _, d := range []string{c.nodeHostDir(), c.RaftWALDir, c.smDir()} {
@@ -105,7 +107,7 @@ func (n *Node) resetRaftState(c Config, store *localStore, id *identity) error {
 		}
 	}
 	if perr == nil {
-		if err := os.WriteFile(filepath.Join(c.nodeHostDir(), peersInfo), peers, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(c.nodeHostDir(), peersFile), peers, 0o644); err != nil {
 			return err
 		}
 	}
@@ -114,5 +116,16 @@ func (n *Node) resetRaftState(c Config, store *localStore, id *identity) error {
 		return err
 	}
 	n.log.Info("old raft state and database removed", zap.Uint64("replica_id", id.ReplicaID))
+	return nil
+}
+
+// peersJoined renames the peers.json a read replica re-joined by, once the
+// join was acknowledged.
+func (n *Node) peersJoined(c Config) error {
+	path := filepath.Join(c.nodeHostDir(), peersFile)
+	err := os.Rename(path, filepath.Join(c.nodeHostDir(), peersInfo))
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("%w: rename %s: %w", ErrPeers, path, err)
+	}
 	return nil
 }
