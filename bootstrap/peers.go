@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -152,12 +153,26 @@ func (c Config) replicaConfig(id identity, raftAddr string) replica.Config {
 	}
 }
 
+// settleTimeout bounds restoring an imported snapshot offline (a copy of
+// the database into SQLite).
+const settleTimeout = 30 * time.Minute
+
 // importMembers rewrites this node's Raft state from the exported snapshot
 // at dir so that members are the voters, and records that the node is a
 // plain member now (it starts as a voter, neither joining nor founding).
 // -recover-snapshot and peers.json share it.
 func importMembers(c Config, store *localStore, id identity, dir string, members map[uint64]string) (identity, error) {
-	if err := replica.ImportSnapshot(c.replicaConfig(id, id.RaftAddr), dir, members); err != nil {
+	rc := c.replicaConfig(id, id.RaftAddr)
+	if err := replica.ImportSnapshot(rc, dir, members); err != nil {
+		return id, err
+	}
+	// Restored offline once, so that the real start streams snapshots
+	// with the right on-disk index (replica.SettleImport). Bounded: the
+	// -recover-snapshot command has no other way to stop.
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	rc.NonVoting = false // a voter now, whatever it was
+	if err := replica.SettleImport(ctx, rc); err != nil {
 		return id, err
 	}
 	id.Joining, id.Joiner, id.Promoted, id.Expecting, id.Founders = false, false, false, false, nil

@@ -137,8 +137,6 @@ func SetStoredRaftAddress(cfg Config, addr string) error {
 func ExportOffline(ctx context.Context, cfg Config, dir string) (string, uint64, error) {
 	cfg = cfg.WithDefaults()
 	log := cfg.Logger
-	nhc := nodeHostConfig(cfg)
-	nhc.Expert.TransportFactory = offlineTransportFactory{}
 	var applied atomic.Uint64
 	progress := make(chan struct{}, 1)
 	var fault atomic.Pointer[error]
@@ -165,27 +163,11 @@ func ExportOffline(ctx context.Context, cfg Config, dir string) (string, uint64,
 	// Dragonboat panics when asked for a snapshot before it knows the
 	// membership (replayed from the log after the replica starts): the
 	// export waits for its first MembershipChanged.
-	events := &offlineEvents{shardID: cfg.ShardID, known: make(chan struct{})}
-	nhc.SystemEventListener = events
-	nh, err := dragonboat.NewNodeHost(nhc)
+	nh, events, err := startOffline(cfg, notify)
 	if err != nil {
-		return "", 0, fmt.Errorf("start raft node host offline: %w", err)
+		return "", 0, err
 	}
 	defer nh.Close()
-	if !nh.HasNodeInfo(cfg.ShardID, cfg.ReplicaID) {
-		return "", 0, fmt.Errorf("%w: no Raft state for replica %d in %s", ErrInvalidConfig, cfg.ReplicaID, cfg.NodeHostDir)
-	}
-	makeSM := sm.Factory(sm.Config{Dir: cfg.SMDir, ForeignKeys: cfg.ForeignKeys, Notify: notify, Logger: log.Named("sm")})
-	rc := config.Config{
-		ShardID: cfg.ShardID, ReplicaID: cfg.ReplicaID,
-		ElectionRTT: cfg.ElectionRTT, HeartbeatRTT: cfg.HeartbeatRTT, CheckQuorum: true, PreVote: true,
-		// No local snapshots while replaying: only the export below.
-		SnapshotEntries: 0, CompactionOverhead: cfg.CompactionOverhead, OrderedConfigChange: true,
-		MaxInMemLogSize: cfg.MaxInMemLogSize, SnapshotCompressionType: config.Snappy, IsNonVoting: cfg.NonVoting,
-	}
-	if err := nh.StartOnDiskReplica(nil, false, func(s, r uint64) dbsm.IOnDiskStateMachine { return makeSM(s, r) }, rc); err != nil {
-		return "", 0, fmt.Errorf("start replica offline: %w", err)
-	}
 	lr, err := nh.GetLogReader(cfg.ShardID)
 	if err != nil {
 		return "", 0, fmt.Errorf("read the raft log: %w", err)
@@ -234,6 +216,72 @@ func ExportOffline(ctx context.Context, cfg Config, dir string) (string, uint64,
 			backoff = min(2*backoff, retryBackoffMax)
 		}
 	}
+}
+
+// SettleImport starts this node's replica offline once after an import
+// (ImportSnapshot), lets it restore the imported snapshot into SQLite, and
+// stops. Dragonboat's import forgets the snapshot's on-disk index
+// (tools' getProcessedSnapshotRecord leaves OnDiskIndex 0): in the process
+// that restores it, every snapshot the replica streams says 0 until its
+// first write, and a follower receiving one skips the restore and runs at
+// the leader's index with an empty database. A later process starts from
+// the restored database's own index (Open), so the node's real start
+// streams correct snapshots. The restore happens here instead of there:
+// no extra copy.
+func SettleImport(ctx context.Context, cfg Config) error {
+	cfg = cfg.WithDefaults()
+	var fault atomic.Pointer[error]
+	notify := func(e sm.Event) {
+		if e.Kind == sm.EventStorageFault {
+			err := e.Err
+			fault.Store(&err)
+		}
+	}
+	nh, events, err := startOffline(cfg, notify)
+	if err != nil {
+		return err
+	}
+	defer nh.Close()
+	select {
+	case <-events.recovered:
+	case <-ctx.Done():
+		return fmt.Errorf("restore the imported snapshot: %w", ctx.Err())
+	}
+	if f := fault.Load(); f != nil {
+		return fmt.Errorf("state machine: %w", *f)
+	}
+	cfg.Logger.Info("imported snapshot restored offline")
+	return nil
+}
+
+// startOffline starts the NodeHost and restarts this node's replica with
+// the network cut off (no message leaves the node).
+func startOffline(cfg Config, notify func(sm.Event)) (*dragonboat.NodeHost, *offlineEvents, error) {
+	nhc := nodeHostConfig(cfg)
+	nhc.Expert.TransportFactory = offlineTransportFactory{}
+	events := &offlineEvents{shardID: cfg.ShardID, known: make(chan struct{}), recovered: make(chan struct{})}
+	nhc.SystemEventListener = events
+	nh, err := dragonboat.NewNodeHost(nhc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start raft node host offline: %w", err)
+	}
+	if !nh.HasNodeInfo(cfg.ShardID, cfg.ReplicaID) {
+		nh.Close()
+		return nil, nil, fmt.Errorf("%w: no Raft state for replica %d in %s", ErrInvalidConfig, cfg.ReplicaID, cfg.NodeHostDir)
+	}
+	makeSM := sm.Factory(sm.Config{Dir: cfg.SMDir, ForeignKeys: cfg.ForeignKeys, Notify: notify, Logger: cfg.Logger.Named("sm")})
+	rc := config.Config{
+		ShardID: cfg.ShardID, ReplicaID: cfg.ReplicaID,
+		ElectionRTT: cfg.ElectionRTT, HeartbeatRTT: cfg.HeartbeatRTT, CheckQuorum: true, PreVote: true,
+		// No local snapshots offline: only an export, when asked.
+		SnapshotEntries: 0, CompactionOverhead: cfg.CompactionOverhead, OrderedConfigChange: true,
+		MaxInMemLogSize: cfg.MaxInMemLogSize, SnapshotCompressionType: config.Snappy, IsNonVoting: cfg.NonVoting,
+	}
+	if err := nh.StartOnDiskReplica(nil, false, func(s, r uint64) dbsm.IOnDiskStateMachine { return makeSM(s, r) }, rc); err != nil {
+		nh.Close()
+		return nil, nil, fmt.Errorf("start replica offline: %w", err)
+	}
+	return nh, events, nil
 }
 
 // readFlagFile decodes one of Dragonboat's flag files (8 bytes of MD5
@@ -315,11 +363,14 @@ func (offlineTransport) GetSnapshotConnection(context.Context, string) (raftio.I
 	return nil, ErrOffline
 }
 
-// offlineEvents closes known once the replica's membership is known.
+// offlineEvents closes known once the replica's membership is known, and
+// recovered once it has restored a snapshot (and shrunk its file).
 type offlineEvents struct {
-	shardID uint64
-	known   chan struct{}
-	once    sync.Once
+	shardID       uint64
+	known         chan struct{}
+	once          sync.Once
+	recovered     chan struct{}
+	recoveredOnce sync.Once
 }
 
 var _ raftio.ISystemEventListener = (*offlineEvents)(nil)
@@ -340,8 +391,13 @@ func (e *offlineEvents) SendSnapshotStarted(raftio.SnapshotInfo)     {}
 func (e *offlineEvents) SendSnapshotCompleted(raftio.SnapshotInfo)   {}
 func (e *offlineEvents) SendSnapshotAborted(raftio.SnapshotInfo)     {}
 func (e *offlineEvents) SnapshotReceived(raftio.SnapshotInfo)        {}
-func (e *offlineEvents) SnapshotRecovered(raftio.SnapshotInfo)       {}
 func (e *offlineEvents) SnapshotCreated(raftio.SnapshotInfo)         {}
 func (e *offlineEvents) SnapshotCompacted(raftio.SnapshotInfo)       {}
 func (e *offlineEvents) LogCompacted(raftio.EntryInfo)               {}
 func (e *offlineEvents) LogDBCompacted(raftio.EntryInfo)             {}
+
+func (e *offlineEvents) SnapshotRecovered(info raftio.SnapshotInfo) {
+	if info.ShardID == e.shardID {
+		e.recoveredOnce.Do(func() { close(e.recovered) })
+	}
+}
