@@ -152,6 +152,28 @@ func TestStartupFailureBeforeReplicaShutsDownCleanly(t *testing.T) {
 			},
 			want: ErrIdentityChanged,
 		},
+		{
+			// API.md 5: a new Raft address needs -join or peers.json.
+			name: "raft address changed without -join",
+			prepare: func(t *testing.T, cfg *Config) {
+				saveTestIdentity(t, cfg, identity{NodeID: "n1", ShardID: 1, ReplicaID: 1, RaftAddr: "127.0.0.1:1"})
+			},
+			want: ErrIdentityChanged,
+		},
+		{
+			name: "malformed peers.json",
+			prepare: func(t *testing.T, cfg *Config) {
+				saveTestIdentity(t, cfg, identity{NodeID: "n1", ShardID: 1, ReplicaID: 1, RaftAddr: cfg.WithDefaults().RaftAdvAddr})
+				c := cfg.WithDefaults()
+				if err := os.MkdirAll(c.nodeHostDir(), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(c.nodeHostDir(), peersFile), []byte(`[]`), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: ErrPeers,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -303,5 +325,22 @@ func TestUnfinishedEntryCheck(t *testing.T) {
 				t.Fatalf("unfinishedEntryCheck = %v, want ok %v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// saveTestIdentity stores id in cfg's data directory, as a first start did.
+func saveTestIdentity(t *testing.T, cfg *Config, id identity) {
+	t.Helper()
+	dir := cfg.WithDefaults().localStoreDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st, err := openLocalStore(dir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.saveIdentity(id); err != nil {
+		t.Fatal(err)
 	}
 }

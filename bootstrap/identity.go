@@ -13,7 +13,8 @@ import (
 var identityKey = []byte("skiff/identity/v1")
 
 // identity is what a node is, fixed at its first start. The Raft address
-// is fixed too: Dragonboat refuses to start on data made under another.
+// changes only through a re-join or a peers.json (rejoin.go, peers.go):
+// Dragonboat refuses to start on data made under another.
 type identity struct {
 	NodeID    string `json:"node_id"`
 	ShardID   uint64 `json:"shard_id"`
@@ -33,6 +34,13 @@ type identity struct {
 	Founders map[uint64]string `json:"founders,omitempty"`
 	// Promoted: a joiner seen to be a voter (it joined non-voting).
 	Promoted bool `json:"promoted,omitempty"`
+	// Reset: the Raft and SQLite state in the data directory belong to an
+	// earlier replica of this node and must be removed before Raft starts
+	// (a re-join under a new address, rejoin.go).
+	Reset bool `json:"reset,omitempty"`
+	// PeersIndex is the index this node recovered at when it last applied
+	// a peers.json; the other listed voters may still ask for it.
+	PeersIndex uint64 `json:"peers_index,omitempty"`
 	// NonVoter: the node is a read replica (-raft-non-voter at its first
 	// start). Kept so that a restart without the flag stays one: it would
 	// otherwise promote itself to voter. Nil in directories made before

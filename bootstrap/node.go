@@ -138,6 +138,12 @@ type Node struct {
 	// cluster and -raft-remove-shutdown asks it to shut down.
 	removed     chan struct{}
 	removedOnce sync.Once
+	// offer is the index this node recovered at from a peers.json, served
+	// to the other listed voters (peers.go).
+	offer atomic.Pointer[peersOffer]
+	// export is the directory of that snapshot while voters behind may
+	// fetch it.
+	export atomic.Pointer[string]
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -194,7 +200,7 @@ func Start(cfg Config) (*Node, error) {
 		peers: peerClient(peerTimeout)}
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	n.raftIn = &raftnet.Inbound{}
-	n.mux = newRaftMux(raftLn, n.raftIn.Serve, gw.PeerHandler(), log.Named("raftmux"))
+	n.mux = newRaftMux(raftLn, n.raftIn.Serve, n.withPeersOffer(gw.PeerHandler()), log.Named("raftmux"))
 	n.mux.start()
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.
@@ -237,11 +243,9 @@ func (n *Node) startReplica(rt *router) error {
 		return err
 	}
 	if found {
-		if id.NodeID != c.NodeID {
-			return fmt.Errorf("%w: data directory belongs to node %q, flags say %q (node IDs are immutable)", ErrIdentityChanged, id.NodeID, c.NodeID)
-		}
-		if id.RaftAddr != c.RaftAdvAddr {
-			return fmt.Errorf("%w: data directory was made with raft address %q, flags say %q", ErrIdentityChanged, id.RaftAddr, c.RaftAdvAddr)
+		// peers.json, a re-join under a new address (rejoin.go).
+		if c, id, err = n.checkStoredIdentity(c, store, id); err != nil {
+			return err
 		}
 		if err := c.unfinishedEntryCheck(id); err != nil {
 			return err
@@ -321,6 +325,9 @@ func (n *Node) startReplica(rt *router) error {
 		// neither bootstraps nor joins.
 		n.life.Notify(lifecycle.JoinBegun{})
 		if err := n.join(id, c.Join); err != nil {
+			return err
+		}
+		if err := n.peersJoined(c); err != nil {
 			return err
 		}
 		id.Joining = false // join saved it so; later saves must too

@@ -7,7 +7,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/sm"
 )
 
@@ -63,15 +62,7 @@ func Recover(cfg Config, snapshotDir string, voters []string) error {
 	if _, ok := members[id.ReplicaID]; !ok {
 		return fmt.Errorf("%w: this node (%s) must be one of the voters %s", ErrRecover, id.NodeID, strings.Join(voters, ","))
 	}
-	if err := replica.ImportSnapshot(replica.Config{
-		NodeHostDir: cfg.nodeHostDir(), WALDir: cfg.RaftWALDir, SMDir: cfg.smDir(),
-		RaftAddr: id.RaftAddr, ShardID: id.ShardID, ReplicaID: id.ReplicaID, LogDBMemory: cfg.LogDBMemory,
-	}, snapshotDir, members); err != nil {
-		return err
-	}
-	// Every member is a voter now, started as one.
-	id.Joining, id.Joiner, id.Promoted, id.Expecting, id.Founders = false, false, false, false, nil
-	if err := store.saveIdentity(id); err != nil {
+	if _, err := importMembers(cfg, store, id, snapshotDir, members); err != nil {
 		return err
 	}
 	cfg.Logger.Info("raft state rewritten from the snapshot", zap.String("snapshot", snapshotDir), zap.Any("members", members))
