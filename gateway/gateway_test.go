@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
-	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway/rqjson"
 	"github.com/skiffdb/skiff/sm"
@@ -96,29 +94,7 @@ func (p *phases) set(ph lifecycle.Phase, leader uint64) {
 
 func startGateway(t *testing.T, data Data, p *phases) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := queue.New(queue.Config{}, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(Config{AdvAddr: ln.Addr().String()}, ln, data, q, p.st.Load)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { _ = q.Run(ctx) }()
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return startGatewayCfg(t, Config{}, data, p)
 }
 
 type reply struct {
