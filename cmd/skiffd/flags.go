@@ -17,13 +17,16 @@ import (
 var errUsage = errors.New("usage")
 
 // ignoredValueFlags are rqlited flags taking a value that Skiff accepts and
-// ignores (with a warning): ignoring them changes no safety property.
+// ignores (with a warning): their absence changes nothing a user can
+// observe but timing (Raft and connection tuning, the read pool's size, a
+// periodic PRAGMA optimize), or they configure something that is itself
+// refused (-disco-key: Consul/etcd discovery; OTLP's name and interval
+// without -otlp-endpoint), or rqlite itself removed them (-on-disk-path).
 var ignoredValueFlags = []string{
 	"disco-key",
 	"raft-commit-timeout", "raft-leader-lease-timeout", "cluster-connect-timeout",
-	"auto-backup", "auto-vacuum-int", "auto-optimize-int", "db-max-ro-conns",
-	"cdc-config", "otlp-endpoint", "otlp-service-name", "otlp-interval",
-	"cpu-profile", "mem-profile", "trace-profile", "on-disk-path",
+	"auto-optimize-int", "db-max-ro-conns",
+	"otlp-service-name", "otlp-interval", "on-disk-path",
 }
 
 // ignoredBoolFlags are rqlited boolean flags accepted and ignored.
@@ -32,9 +35,13 @@ var ignoredBoolFlags = []string{
 }
 
 // refusedFlags are rqlited flags Skiff does not implement yet and will not
-// pretend to: each changes who may join, who may read, or whether traffic
-// is encrypted. value says whether the flag takes a value.
+// pretend to: each changes who may join, who may read, whether traffic is
+// encrypted, or does work a user relies on. value says whether the flag
+// takes a value.
 var refusedFlags = map[string]bool{
+	// What a user would notice missing: backups, change data capture,
+	// metrics export, periodic vacuums (issues 15, 18 and 19 build them).
+	"auto-backup": true, "cdc-config": true, "otlp-endpoint": true, "auto-vacuum-int": true,
 	"join-as": true,
 	"auth":    true, "auto-restore": true, "extensions-path": true,
 	"http-cert": true, "http-key": true, "http-ca-cert": true, "http-verify-client": false,
@@ -52,6 +59,7 @@ type options struct {
 	recoverVoters   []string
 	logLevel        string
 	showVersion     bool
+	profiles        profiles
 	warnings        []string
 }
 
@@ -118,6 +126,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&voters, "recover-voters", "", "Skiff: with -recover-snapshot, the comma-separated node IDs of the surviving voters")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Skiff: log level: debug, info, warn, error")
 	fs.BoolVar(&o.showVersion, "version", false, "Show version information and exit")
+	fs.StringVar(&o.profiles.cpu, "cpu-profile", "", "Write a CPU profile of the whole run to this file")
+	fs.StringVar(&o.profiles.mem, "mem-profile", "", "Write a heap profile to this file at exit")
+	fs.StringVar(&o.profiles.trace, "trace-profile", "", "Write an execution trace of the whole run to this file")
 
 	set := map[string]*bool{}
 	for _, n := range ignoredValueFlags {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +76,12 @@ func TestParseFlags(t *testing.T) {
 			}},
 		{name: "auth-like join-as refused, not ignored", args: []string{"-join-as", "u", "d"}, wantErr: true},
 		{name: "auth refused, not ignored", args: []string{"-auth", "f.json", "d"}, wantErr: true},
+		// Work a user relies on is refused until built, never ignored
+		// (issue 14 §3): backups, CDC, metrics export, periodic vacuums.
+		{name: "auto-backup refused, not ignored", args: []string{"-auto-backup", "b.json", "d"}, wantErr: true},
+		{name: "cdc-config refused, not ignored", args: []string{"-cdc-config", "stdout", "d"}, wantErr: true},
+		{name: "otlp-endpoint refused, not ignored", args: []string{"-otlp-endpoint", "localhost:4317", "d"}, wantErr: true},
+		{name: "auto-vacuum-int refused, not ignored", args: []string{"-auto-vacuum-int", "1h", "d"}, wantErr: true},
 		{name: "no data dir", args: []string{}, wantErr: true},
 		{name: "two data dirs", args: []string{"a", "b"}, wantErr: true},
 		{name: "unknown flag", args: []string{"-no-such-flag", "d"}, wantErr: true},
@@ -118,5 +126,33 @@ func TestRunExitCodes(t *testing.T) {
 	// Same advertised HTTP and Raft address: invalid (API.md 5).
 	if code := run([]string{"-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0", t.TempDir()}, &out, &errOut); code != 2 {
 		t.Fatalf("invalid config: exit %d", code)
+	}
+}
+
+// rqlited's profile flags write real files (API.md 5): the CPU profile and
+// trace cover the run, the heap profile is written at exit.
+func TestProfilesWriteFiles(t *testing.T) {
+	dir := t.TempDir()
+	o, err := parseFlags([]string{"-cpu-profile", dir + "/cpu", "-mem-profile", dir + "/mem", "-trace-profile", dir + "/trace", "d"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.profiles.start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.profiles.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"cpu", "mem", "trace"} {
+		fi, err := os.Stat(dir + "/" + f)
+		if err != nil || fi.Size() == 0 {
+			t.Errorf("%s profile: %v, %v", f, fi, err)
+		}
+	}
+	// A file that cannot be created refuses the start.
+	bad := profiles{cpu: dir + "/missing/cpu"}
+	if err := bad.start(); err == nil {
+		bad.stop()
+		t.Fatal("start with an uncreatable -cpu-profile succeeded")
 	}
 }

@@ -49,6 +49,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, f := range o.warnings {
 		log.Warn("rqlited flag accepted but not implemented; ignored", zap.String("flag", f))
 	}
+	if err := o.profiles.start(); err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return 2
+	}
+	defer func() {
+		if err := o.profiles.stop(); err != nil {
+			log.Error("profiles not written", zap.Error(err))
+		}
+	}()
 	cfg := o.cfg
 	cfg.Version, cfg.Commit, cfg.BuildTime, cfg.Logger = version, commit, buildTime, log
 	// Failpoints come from the environment, as gofail's do, so that no
