@@ -1,6 +1,10 @@
 package replica
 
-import "sync"
+import (
+	"context"
+	"sync"
+	"time"
+)
 
 // leaderView is Dragonboat's view of the leader on this node: its replica
 // ID (0: none known) and the term it leads.
@@ -40,4 +44,23 @@ func (w *leaderWatch) current() (leaderView, <-chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.view, w.changed
+}
+
+// waitMoved waits until a leader other than from is known, and reports
+// whether one is before ctx ends or expired fires: woken by the changes
+// themselves, not by polling Dragonboat.
+func (w *leaderWatch) waitMoved(ctx context.Context, from uint64, expired <-chan time.Time) bool {
+	for {
+		v, changed := w.current()
+		if v.leader != 0 && v.leader != from {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return false
+		case <-expired:
+			return false
+		}
+	}
 }

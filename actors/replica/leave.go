@@ -3,7 +3,6 @@ package replica
 import (
 	"context"
 	"errors"
-	"slices"
 	"sort"
 	"time"
 
@@ -91,38 +90,27 @@ func handoverTargets(self uint64, members []lifecycle.Member, down map[string]ti
 }
 
 // handOver asks Raft to move leadership to a reachable voter and waits,
-// an election timeout per attempt, until another leader is known.
-// Targets are chosen afresh for each attempt, and an attempt ends early
-// once its target is seen unreachable (the others are stopping too).
+// an election timeout per attempt, until another leader is known (the
+// listener's leader changes wake it). Targets are chosen afresh for each
+// attempt, from the transport's reachability (the others may be stopping
+// too).
 func (r *Replica) handOver(ctx context.Context, nh *dragonboat.NodeHost) error {
-	targets := func() []uint64 {
-		return handoverTargets(r.cfg.ReplicaID, r.life.State().RaftMembers, r.lis.reach.snapshot())
-	}
 	for i := range handoverAttempts {
-		ts := targets()
+		ts := handoverTargets(r.cfg.ReplicaID, r.life.State().RaftMembers, r.lis.reach.snapshot())
 		if len(ts) == 0 {
 			return errNoHandover
 		}
-		target := ts[i%len(ts)]
-		if err := nh.RequestLeaderTransfer(r.cfg.ShardID, target); err != nil {
+		if err := nh.RequestLeaderTransfer(r.cfg.ShardID, ts[i%len(ts)]); err != nil {
 			return r.mapErr(nh, err)
 		}
-		deadline := time.After(time.Duration(r.cfg.ElectionRTT) * r.cfg.RTT)
-	wait:
-		for {
-			if id, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err == nil && ok && id != r.cfg.ReplicaID {
-				return nil
-			}
-			if !slices.Contains(targets(), target) {
-				break wait
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-deadline:
-				break wait
-			case <-time.After(20 * time.Millisecond):
-			}
+		expired := time.NewTimer(time.Duration(r.cfg.ElectionRTT) * r.cfg.RTT)
+		moved := r.lis.leaders.waitMoved(ctx, r.cfg.ReplicaID, expired.C)
+		expired.Stop()
+		if moved {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 	}
 	return errHandoverTimeout

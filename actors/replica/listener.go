@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"sync"
 	"time"
 
 	"github.com/lni/dragonboat/v4/raftio"
@@ -28,6 +29,10 @@ type listener struct {
 	// removed is nudged (capacity 1) when this replica applied its own
 	// removal.
 	removed chan struct{}
+	// deleted is closed when this replica applied its own removal
+	// (deleteOnce), for the removal that waits for it (removeSelf).
+	deleted    chan struct{}
+	deleteOnce sync.Once
 	// leaders wakes the proposals in flight on a leader change
 	// (leaderwatch.go).
 	leaders *leaderWatch
@@ -80,6 +85,7 @@ func (l *listener) NodeUnloaded(raftio.NodeInfo) {}
 func (l *listener) NodeDeleted(info raftio.NodeInfo) {
 	if info.ShardID == l.shardID {
 		l.life.Notify(lifecycle.RemovedFromCluster{Reason: "it applied its own removal"})
+		l.deleteOnce.Do(func() { close(l.deleted) })
 		select {
 		case l.removed <- struct{}{}:
 		default:

@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors"
-	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 
@@ -161,7 +160,9 @@ func (r *Replica) deleteReplica(nh *dragonboat.NodeHost, id uint64) func(context
 // removeSelf removes this node's own replica. As the change applies,
 // Dragonboat unloads the shard here and may drop the request unanswered
 // (seen: the caller waited out its whole deadline), so the request also
-// ends, successfully, as soon as lifecycle sees this node removed.
+// ends, successfully, as soon as this node is known removed: it applied
+// its own removal (the listener closes deleted) or learned it otherwise
+// (stopAsRemoved closes gone).
 func (r *Replica) removeSelf(ctx context.Context, nh *dragonboat.NodeHost) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -169,23 +170,18 @@ func (r *Replica) removeSelf(ctx context.Context, nh *dragonboat.NodeHost) error
 	go func() {
 		done <- r.retryConfigChange(cctx, nh, r.deleteReplica(nh, r.cfg.ReplicaID))
 	}()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			if errors.Is(err, ErrStopped) {
-				return nil // the shard closed as the change applied
-			}
-			return err
-		case <-tick.C:
-			if r.life.State().Phase == lifecycle.Removed {
-				cancel()
-				<-done
-				return nil
-			}
+	select {
+	case err := <-done:
+		if errors.Is(err, ErrStopped) {
+			return nil // the shard closed as the change applied
 		}
+		return err
+	case <-r.lis.deleted:
+	case <-r.gone:
 	}
+	cancel()
+	<-done
+	return nil
 }
 
 func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id uint64, addr, nodeID string) error {
@@ -357,19 +353,14 @@ func (r *Replica) transferLeader(ctx context.Context, nh *dragonboat.NodeHost, t
 		if err := nh.RequestLeaderTransfer(r.cfg.ShardID, targets[i%len(targets)]); err != nil {
 			return r.mapErr(nh, err)
 		}
-		deadline := time.After(time.Duration(r.cfg.ElectionRTT) * r.cfg.RTT)
-	wait:
-		for {
-			if id, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err == nil && ok && id != old {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%w: leadership did not move", ErrTimeout)
-			case <-deadline:
-				break wait
-			case <-time.After(20 * time.Millisecond):
-			}
+		expired := time.NewTimer(time.Duration(r.cfg.ElectionRTT) * r.cfg.RTT)
+		moved := r.lis.leaders.waitMoved(ctx, old, expired.C)
+		expired.Stop()
+		if moved {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: leadership did not move", ErrTimeout)
 		}
 	}
 	return fmt.Errorf("%w: leadership did not move after %d attempts", ErrTimeout, rounds)

@@ -68,6 +68,7 @@ func (r *Replica) checkRemoved(nh *dragonboat.NodeHost) {
 // tells bootstrap (OnRemoved; -raft-remove-shutdown). It runs once.
 func (r *Replica) stopAsRemoved(nh *dragonboat.NodeHost, reason string) {
 	r.leftOnce.Do(func() {
+		defer close(r.gone)
 		r.life.Notify(lifecycle.RemovedFromCluster{Reason: reason})
 		r.log.Warn("this node was removed from the cluster; it no longer takes part", zap.String("reason", reason),
 			zap.Uint64("replica_id", r.cfg.ReplicaID))

@@ -139,8 +139,10 @@ type Replica struct {
 	// reconcileSelf requests for it (it asked on every refresh before).
 	promotedOnce     sync.Once
 	promotionCovered atomic.Bool
-	// leftOnce makes leaving the cluster (removed.go) happen once.
+	// leftOnce makes leaving the cluster (removed.go) happen once; it
+	// closes gone.
 	leftOnce sync.Once
+	gone     chan struct{}
 	// machine is the state machine Dragonboat created, for /boot staging.
 	machine atomic.Pointer[sm.StateMachine]
 	done    *actors.Done
@@ -181,11 +183,12 @@ func New(cfg Config) (*Replica, error) {
 		snapC:  make(chan snapshotEnv, inboxSize), bootC: make(chan bootEnv, inboxSize),
 		memberC: make(chan memberEnv, inboxSize),
 		done:    actors.NewDone(),
+		gone:    make(chan struct{}),
 		reads:   newReadRounds(),
 		writeC:  make(chan *pendingWrite, writeQueueSize),
 	}
 	r.lis = &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1),
-		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability(), removed: make(chan struct{}, 1),
+		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability(), removed: make(chan struct{}, 1), deleted: make(chan struct{}),
 		leaders: newLeaderWatch()}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	r.jobsCtx, r.stopJobs = context.WithCancel(r.workCtx)
