@@ -49,6 +49,22 @@ type Config struct {
 	// Failpoints are served at /debug/failpoints (tests only; nil, or a
 	// build without the failpoints tag, serves 404 there).
 	Failpoints *failpoint.Set
+	// Sections are the parts of /status and /debug/vars that other actors
+	// own (CDC, ingest), served in every lifecycle phase.
+	Sections []Section
+}
+
+// Section is a top-level key of /status and /debug/vars whose value another
+// actor publishes. Its functions read published stats (atomics, a copied
+// struct): they must not block, and must answer in every lifecycle phase,
+// as the rest of /status does.
+type Section struct {
+	// Name is the top-level key, in both documents.
+	Name string
+	// Status returns the value under Name in /status; nil adds none.
+	Status func() any
+	// Vars returns the value under Name in /debug/vars; nil adds none.
+	Vars func() any
 }
 
 // WithDefaults fills zero fields.
@@ -83,6 +99,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxBodyBytes %d < 1", ErrInvalidConfig, c.MaxBodyBytes)
 	case c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0:
 		return fmt.Errorf("%w: timeouts must be positive", ErrInvalidConfig)
+	}
+	seen := map[string]bool{}
+	for _, sec := range c.Sections {
+		if sec.Name == "" || seen[sec.Name] {
+			return fmt.Errorf("%w: status section name %q is empty or repeated", ErrInvalidConfig, sec.Name)
+		}
+		seen[sec.Name] = true
 	}
 	return nil
 }

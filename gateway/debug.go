@@ -41,6 +41,11 @@ func (g *Gateway) handleVars(w http.ResponseWriter, r *http.Request) {
 			"num_goroutine":            runtime.NumGoroutine(),
 		},
 	}
+	for _, sec := range g.cfg.Sections {
+		if sec.Vars != nil {
+			vars[sec.Name] = sec.Vars()
+		}
+	}
 	var doc any = vars
 	if k := r.URL.Query().Get("key"); k != "" {
 		v, ok := vars[k]

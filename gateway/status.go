@@ -124,7 +124,7 @@ func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
 	}
 	// raft, sqlite3 and the store's configuration (storestats.go).
 	g.addStoreStats(store, st, now)
-	return obj{
+	doc := obj{
 		"build": obj{
 			"version": g.cfg.Version, "commit": g.cfg.Commit, "build_time": g.cfg.BuildTime,
 			"compiler": runtime.Compiler, "branch": "",
@@ -143,6 +143,12 @@ func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
 		"store":     store,
 		"lifecycle": lifecycleSection(st, now),
 	}
+	for _, sec := range g.cfg.Sections {
+		if sec.Status != nil {
+			doc[sec.Name] = sec.Status()
+		}
+	}
+	return doc
 }
 
 // statusParams checks the method and parses parameters of a status route,

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -255,5 +256,31 @@ func TestStoreStatsShape(t *testing.T) {
 	raft = sub(t, status(), "store.raft")
 	if raft["state"] != "Follower" || raft["voter"] != false || raft["num_peers"] != 2.0 {
 		t.Errorf("read replica: state %v, voter %v, num_peers %v; want Follower, false, 2", raft["state"], raft["voter"], raft["num_peers"])
+	}
+}
+
+// TestStatusSections: sections other actors publish (CDC, ingest) appear
+// under their names in /status and /debug/vars in every phase, and a
+// repeated name is refused.
+func TestStatusSections(t *testing.T) {
+	p := &phases{}
+	base := startGatewayCfg(t, Config{Sections: []Section{
+		{Name: "cdc", Status: func() any { return obj{"enabled": true} }, Vars: func() any { return obj{"num_sent": 3} }},
+		{Name: "ingest", Status: func() any { return obj{"enabled": false} }},
+	}}, &fakeData{}, p)
+	for _, ph := range []lifecycle.Phase{lifecycle.Starting, lifecycle.Opening, lifecycle.Recovering, lifecycle.Ready, lifecycle.Stopping} {
+		p.set(ph, 0)
+		if r := do(t, "GET", base+"/status?key=cdc", ""); r.status != 200 || r.body != `{"enabled":true}` {
+			t.Errorf("%s: /status?key=cdc: %d %q", ph, r.status, r.body)
+		}
+		if r := do(t, "GET", base+"/status?key=ingest", ""); r.status != 200 || r.body != `{"enabled":false}` {
+			t.Errorf("%s: /status?key=ingest: %d %q", ph, r.status, r.body)
+		}
+		if r := do(t, "GET", base+"/debug/vars?key=cdc", ""); r.status != 200 || r.body != `{"num_sent":3}` {
+			t.Errorf("%s: /debug/vars?key=cdc: %d %q", ph, r.status, r.body)
+		}
+	}
+	if err := (Config{AdvAddr: "x:1", Sections: []Section{{Name: "cdc"}, {Name: "cdc"}}}).WithDefaults().Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("repeated section: %v, want ErrInvalidConfig", err)
 	}
 }
