@@ -49,6 +49,10 @@ const (
 	// position. The inner commands carry no request IDs: the batch's own
 	// ID deduplicates a retried proposal of the whole batch.
 	Command_TYPE_BATCH Command_Type = 5
+	// CDC_HWM records the CDC high-water mark cdc_high_water: every change
+	// group up to that index was acknowledged by the CDC sink. It writes
+	// nothing to SQLite; each voter's outbox prunes below it.
+	Command_TYPE_CDC_HWM Command_Type = 6
 )
 
 // Enum value maps for Command_Type.
@@ -60,6 +64,7 @@ var (
 		3: "TYPE_BOOT",
 		4: "TYPE_NODE",
 		5: "TYPE_BATCH",
+		6: "TYPE_CDC_HWM",
 	}
 	Command_Type_value = map[string]int32{
 		"TYPE_UNSPECIFIED": 0,
@@ -68,6 +73,7 @@ var (
 		"TYPE_BOOT":        3,
 		"TYPE_NODE":        4,
 		"TYPE_BATCH":       5,
+		"TYPE_CDC_HWM":     6,
 	}
 )
 
@@ -403,7 +409,9 @@ type Command struct {
 	// node is the metadata of a NODE command.
 	Node *NodeMeta `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`
 	// batch holds the commands of a BATCH command.
-	Batch         []*Command `protobuf:"bytes,7,rep,name=batch,proto3" json:"batch,omitempty"`
+	Batch []*Command `protobuf:"bytes,7,rep,name=batch,proto3" json:"batch,omitempty"`
+	// cdc_high_water is the high-water mark of a CDC_HWM command.
+	CdcHighWater  uint64 `protobuf:"varint,8,opt,name=cdc_high_water,json=cdcHighWater,proto3" json:"cdc_high_water,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -485,6 +493,13 @@ func (x *Command) GetBatch() []*Command {
 		return x.Batch
 	}
 	return nil
+}
+
+func (x *Command) GetCdcHighWater() uint64 {
+	if x != nil {
+		return x.CdcHighWater
+	}
+	return 0
 }
 
 // NodeMeta is what every node knows of a member: Raft knows only replica
@@ -972,7 +987,7 @@ const file_command_proto_rawDesc = "" +
 	"\atimings\x18\x03 \x01(\bR\atimings\x12\x1f\n" +
 	"\vreplace_all\x18\x04 \x01(\bR\n" +
 	"replaceAll\x12'\n" +
-	"\x0fqualify_columns\x18\x05 \x01(\bR\x0equalifyColumns\"\x97\x03\n" +
+	"\x0fqualify_columns\x18\x05 \x01(\bR\x0equalifyColumns\"\xcf\x03\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
@@ -981,7 +996,8 @@ const file_command_proto_rawDesc = "" +
 	"\arequest\x18\x04 \x01(\v2\x19.skiff.command.v1.RequestR\arequest\x12\x1b\n" +
 	"\tboot_file\x18\x05 \x01(\tR\bbootFile\x12.\n" +
 	"\x04node\x18\x06 \x01(\v2\x1a.skiff.command.v1.NodeMetaR\x04node\x12/\n" +
-	"\x05batch\x18\a \x03(\v2\x19.skiff.command.v1.CommandR\x05batch\"l\n" +
+	"\x05batch\x18\a \x03(\v2\x19.skiff.command.v1.CommandR\x05batch\x12$\n" +
+	"\x0ecdc_high_water\x18\b \x01(\x04R\fcdcHighWater\"~\n" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fTYPE_EXECUTE\x10\x01\x12\x0e\n" +
@@ -990,7 +1006,8 @@ const file_command_proto_rawDesc = "" +
 	"\tTYPE_BOOT\x10\x03\x12\r\n" +
 	"\tTYPE_NODE\x10\x04\x12\x0e\n" +
 	"\n" +
-	"TYPE_BATCH\x10\x05\"\xa8\x01\n" +
+	"TYPE_BATCH\x10\x05\x12\x10\n" +
+	"\fTYPE_CDC_HWM\x10\x06\"\xa8\x01\n" +
 	"\bNodeMeta\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\x04R\treplicaId\x12\x17\n" +
