@@ -38,6 +38,9 @@ type Config struct {
 	Logger *zap.Logger
 	// Failpoints (tests only, failpoint package); nil has none.
 	Failpoints *failpoint.Set
+	// Capture turns on CDC capture; nil captures nothing (and registers
+	// no hook).
+	Capture *CaptureConfig
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -66,6 +69,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: ReadConns %d < 1", ErrInvalidConfig, c.ReadConns)
 	case c.DedupWindow < 1:
 		return fmt.Errorf("%w: DedupWindow is 0", ErrInvalidConfig)
+	case c.Capture != nil:
+		return c.Capture.validate()
 	}
 	return nil
 }

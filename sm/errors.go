@@ -17,4 +17,7 @@ var (
 	ErrStorage = errors.New("storage fault")
 	// ErrInvalidConfig is returned by Config.Validate.
 	ErrInvalidConfig = errors.New("invalid sm config")
+	// ErrCaptureUnsupported is returned by New (Config.Validate) when
+	// Capture is set in a build without the sqlite_preupdate_hook tag.
+	ErrCaptureUnsupported = errors.New("change data capture unsupported in this build")
 )

@@ -64,6 +64,8 @@ type StateMachine struct {
 	// stopc is Open's stop channel: closed when Dragonboat stops the
 	// replica, it ends a paused failpoint.
 	stopc <-chan struct{}
+	// cap is CDC capture; nil when Config.Capture is.
+	cap *capture
 
 	// mu guards the handles Lookup uses against the swap in
 	// RecoverFromSnapshot and the teardown in Close.
@@ -86,7 +88,11 @@ func New(cfg Config) (*StateMachine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &StateMachine{cfg: cfg, log: cfg.Logger}, nil
+	s := &StateMachine{cfg: cfg, log: cfg.Logger}
+	if cfg.Capture != nil {
+		s.cap = newCapture(*cfg.Capture)
+	}
+	return s, nil
 }
 
 // Factory returns Dragonboat's constructor for cfg. A bad cfg is reported
@@ -167,6 +173,7 @@ func (s *StateMachine) openHandles(path string) (*writer, chan *reader, uint64, 
 			return sqlite3.SQLITE_OK
 		}
 		s.observe(op, a1)
+		s.cap.mark() // a statement is being prepared: its changes start here
 		if op == sqlite3.SQLITE_FUNCTION && strings.EqualFold(a2, "total_changes") {
 			return sqlite3.SQLITE_DENY
 		}
@@ -177,6 +184,9 @@ func (s *StateMachine) openHandles(path string) (*writer, chan *reader, uint64, 
 		return nil, nil, 0, err
 	}
 	if err := s.registerDeterministic(wc); err != nil {
+		return fail(err)
+	}
+	if err := s.registerCapture(wc); err != nil {
 		return fail(err)
 	}
 	if err := execRaw(wc, "BEGIN IMMEDIATE"); err != nil {

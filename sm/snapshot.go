@@ -285,6 +285,7 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	got := s.applied.Load()
 	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", s.path))
 	s.cfg.Notify(Event{Kind: EventSnapshotInstallDone, Index: got})
+	s.cap.installed(got)
 	return nil
 }
 

@@ -200,6 +200,7 @@ func (s *StateMachine) Update(ents []sm.Entry) ([]sm.Entry, error) {
 
 func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 	// s.w, not a copy: a boot entry switches the writer mid-batch.
+	s.cap.reset()
 	if err := run(s.w.begin); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -232,7 +233,8 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 			// them, deterministically, then apply this entry again: the
 			// request that rolled back (applyEntry recorded it) fails alone,
 			// and is skipped by any later redo, where it would roll back
-			// again.
+			// again. What was captured since txStart is undone with it.
+			s.cap.reset()
 			if err := s.redo(ents[txStart:i]); err != nil {
 				return err
 			}
@@ -281,6 +283,10 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 // may have prepared against a schema that changed under it (reader.go,
 // syncSchema).
 func (s *StateMachine) commitTx() error {
+	// The sink has what this transaction commits before it commits.
+	if err := s.cap.flush(); err != nil {
+		return err
+	}
 	ddl := s.schemaChanged
 	if ddl {
 		s.schemaGen.Add(1)
@@ -425,6 +431,10 @@ func (s *StateMachine) applyEntry(e *sm.Entry, cmd *cmdpb.Command, decErr error)
 		return sm.Result{Data: data}, false, nil
 	case cmdpb.Command_TYPE_BATCH:
 		return s.applyBatchCommand(e.Index, id, cmd.GetBatch())
+	case cmdpb.Command_TYPE_CDC_HWM:
+		s.cap.highWater(cmd.GetCdcHighWater())
+		data, _ := proto.Marshal(&cmdpb.Response{RaftIndex: e.Index})
+		return sm.Result{Data: data}, false, nil
 	case cmdpb.Command_TYPE_EXECUTE:
 		mode = modeWrite
 	case cmdpb.Command_TYPE_QUERY:
@@ -443,6 +453,7 @@ func (s *StateMachine) applyEntry(e *sm.Entry, cmd *cmdpb.Command, decErr error)
 	if err != nil || rolledBack {
 		return sm.Result{}, rolledBack, err
 	}
+	s.cap.endRequest(e.Index, 0)
 	if keep {
 		if err := s.remember(e.Index, id, stored); err != nil {
 			return sm.Result{}, false, err
@@ -543,6 +554,7 @@ func (s *StateMachine) applyBatchCommand(index uint64, id []byte, cmds []*cmdpb.
 				s.recordRollback(index, k)
 				return sm.Result{}, true, nil
 			}
+			s.cap.endRequest(index, k)
 			out.Batch[k] = resp
 			stored = appendBatchField(stored, st)
 			continue
@@ -709,6 +721,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		if times != nil {
 			t0 = time.Now()
 		}
+		s.cap.mark()
 		s.userMode = true
 		s.sawInsert, s.sawWrite, s.dropping = false, false, ""
 		var res *cmdpb.StatementResult
@@ -724,6 +737,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 			// prepare; a schema change (a trigger added or dropped) can
 			// change that, so they are prepared again.
 			w.stmts.clear()
+			s.cap.schemaChanged()
 			s.ddlSeen = false
 		}
 		if err != nil {
@@ -731,6 +745,9 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		}
 		if w.c.AutoCommit() {
 			return nil, nil, nil, true, nil
+		}
+		if err := s.cap.endStatement(w.c, res.GetError() != ""); err != nil {
+			return nil, nil, nil, false, err
 		}
 		if times != nil {
 			times = append(times, time.Since(t0).Seconds())
@@ -751,6 +768,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		if err := run(w.rollbackTo); err != nil {
 			return nil, nil, nil, false, fmt.Errorf("rollback to savepoint: %w", err)
 		}
+		s.cap.dropRequest()
 	}
 	if err := run(w.release); err != nil {
 		return nil, nil, nil, false, fmt.Errorf("release savepoint: %w", err)

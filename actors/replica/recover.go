@@ -269,7 +269,10 @@ func startOffline(cfg Config, notify func(sm.Event)) (*dragonboat.NodeHost, *off
 		nh.Close()
 		return nil, nil, fmt.Errorf("%w: no Raft state for replica %d in %s", ErrInvalidConfig, cfg.ReplicaID, cfg.NodeHostDir)
 	}
-	makeSM := sm.Factory(sm.Config{Dir: cfg.SMDir, ForeignKeys: cfg.ForeignKeys, Notify: notify, Logger: cfg.Logger.Named("sm")})
+	// Capture too: entries applied offline are applied, and their changes
+	// must reach the outbox like any others.
+	makeSM := sm.Factory(sm.Config{Dir: cfg.SMDir, ForeignKeys: cfg.ForeignKeys, Notify: notify, Logger: cfg.Logger.Named("sm"),
+		Capture: cfg.Capture})
 	rc := config.Config{
 		ShardID: cfg.ShardID, ReplicaID: cfg.ReplicaID,
 		ElectionRTT: cfg.ElectionRTT, HeartbeatRTT: cfg.HeartbeatRTT, CheckQuorum: true, PreVote: true,

@@ -213,6 +213,27 @@ func (r *Replica) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Respo
 	return r.submitWrite(ctx, nh, req)
 }
 
+// ProposeHighWater replicates the CDC high-water mark hwm (every voter's
+// sink gets HighWater). Like Execute it runs on the caller's goroutine. It
+// needs no deduplication: applying the same mark twice changes nothing.
+func (r *Replica) ProposeHighWater(ctx context.Context, hwm uint64) error {
+	nh, err := r.hot.enter()
+	if err != nil {
+		return err
+	}
+	defer r.hot.leave()
+	ctx, cancel := r.withDeadline(ctx)
+	defer cancel()
+	resp, err := r.proposeCommand(ctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_CDC_HWM, CdcHighWater: hwm})
+	if err != nil {
+		return err
+	}
+	if msg := resp.GetError(); msg != "" {
+		return fmt.Errorf("cdc high-water mark %d: %s", hwm, msg)
+	}
+	return nil
+}
+
 // Query reads at opts.Level. It runs on the caller's goroutine (hotPath).
 func (r *Replica) Query(ctx context.Context, req *cmdpb.Request, opts ReadOptions) (*cmdpb.Response, error) {
 	nh, err := r.hot.enter()
@@ -459,7 +480,7 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 	}
 	makeSM := sm.Factory(sm.Config{
 		Dir: c.SMDir, ForeignKeys: c.ForeignKeys, Notify: r.life.NotifySM, Logger: r.log.Named("sm"),
-		Failpoints: c.Failpoints,
+		Failpoints: c.Failpoints, Capture: c.Capture,
 	})
 	factory := func(shardID, replicaID uint64) dbsm.IOnDiskStateMachine {
 		m := makeSM(shardID, replicaID)
