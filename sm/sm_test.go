@@ -26,6 +26,8 @@ type harness struct {
 	dir  string
 	s    *StateMachine
 	next uint64
+	// mod, when set, adjusts the Config of every open.
+	mod func(*Config)
 }
 
 func newHarness(t *testing.T) *harness {
@@ -37,7 +39,11 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) open() uint64 {
 	h.t.Helper()
-	s, err := New(Config{Dir: h.dir, ReadConns: 2})
+	cfg := Config{Dir: h.dir, ReadConns: 2}
+	if h.mod != nil {
+		h.mod(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
