@@ -8,7 +8,6 @@ import (
 	"io"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -166,26 +165,6 @@ type capture struct {
 
 func newCapture(cfg CaptureConfig) *capture {
 	return &capture{cfg: cfg, keep: map[string]bool{}, names: map[string][]string{}, now: time.Now}
-}
-
-// keepTable reports whether changes of table are captured.
-func (c *capture) keepTable(table string) bool {
-	if hasPrefixFold(table, internalPrefix) || hasPrefixFold(table, "sqlite_") {
-		return false
-	}
-	if c.cfg.TableFilter == nil {
-		return true
-	}
-	k, ok := c.keep[table]
-	if !ok {
-		k = c.cfg.TableFilter.MatchString(table)
-		c.keep[table] = k
-	}
-	return k
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // mark notes that a SQLite statement of a client statement is being

@@ -3,7 +3,6 @@
 package sm
 
 import (
-	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -94,7 +93,7 @@ func BenchmarkCaptureApply(b *testing.B) {
 				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*rows), "cpu-ns/row")
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 				if on && sink.events != b.N*rows {
-					b.Fatal(fmt.Sprintf("captured %d events, want %d", sink.events, b.N*rows))
+					b.Fatalf("captured %d events, want %d", sink.events, b.N*rows)
 				}
 			})
 		}

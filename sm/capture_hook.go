@@ -77,6 +77,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
@@ -124,7 +125,27 @@ func connHandle(wc *sqlite3.SQLiteConn) (*C.sqlite3, error) {
 
 // changes is sqlite3_changes() of the writer: after a failed DML statement,
 // 0 when SQLite undid it.
-func (c *capture) changes() int { return int(C.sqlite3_changes(c.db)) }
+func (h *hookState) changes() int { return int(C.sqlite3_changes(h.db)) }
+
+// keepTable reports whether changes of table are captured.
+func (c *capture) keepTable(table string) bool {
+	if hasPrefixFold(table, internalPrefix) || hasPrefixFold(table, "sqlite_") {
+		return false
+	}
+	if c.cfg.TableFilter == nil {
+		return true
+	}
+	k, ok := c.keep[table]
+	if !ok {
+		k = c.cfg.TableFilter.MatchString(table)
+		c.keep[table] = k
+	}
+	return k
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
 
 var errPreUpdateRead = errors.New("pre-update hook: cannot read the row")
 

@@ -12,4 +12,4 @@ type hookState struct{}
 
 func (s *StateMachine) registerCapture(*sqlite3.SQLiteConn) error { return nil }
 
-func (c *capture) changes() int { return 0 }
+func (hookState) changes() int { return 0 }
