@@ -49,16 +49,26 @@ type node struct {
 
 func startNode(tb testing.TB, dir, raftAddr string) *node {
 	tb.Helper()
+	return startNodeWith(tb, dir, raftAddr, nil)
+}
+
+// startNodeWith is startNode with mod applied to the replica's Config.
+func startNodeWith(tb testing.TB, dir, raftAddr string, mod func(*Config)) *node {
+	tb.Helper()
 	life, err := lifecycle.New(lifecycle.Config{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	life.Notify(lifecycle.IdentityKnown{Identity: lifecycle.Identity{NodeID: "n1", ShardID: 1, ReplicaID: 1, RaftAddr: raftAddr, Voter: true}})
-	r, err := New(Config{
+	cfg := Config{
 		NodeHostDir: filepath.Join(dir, "raft"), WALDir: filepath.Join(dir, "wal"), SMDir: filepath.Join(dir, "db"),
 		RaftAddr: raftAddr, ReplicaID: 1, InitialMembers: map[uint64]string{1: raftAddr},
 		LogDBMemory: LogDBTiny, Lifecycle: life,
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
