@@ -142,9 +142,9 @@ type capture struct {
 	cfg CaptureConfig
 	// keep caches TableFilter's verdict per table name.
 	keep map[string]bool
-	// names caches each table's column names in table_xinfo order; it is
-	// cleared whenever the schema changes.
-	names map[string][]string
+	// names caches each table's columns; it is cleared whenever the
+	// schema changes.
+	names map[string]*tableColumns
 	// events are the current request's changes. stmtStart is where the
 	// SQLite statement running now began (moved by the authorizer at each
 	// prepare, so a multi-statement string marks each of its statements);
@@ -164,7 +164,7 @@ type capture struct {
 }
 
 func newCapture(cfg CaptureConfig) *capture {
-	return &capture{cfg: cfg, keep: map[string]bool{}, names: map[string][]string{}, now: time.Now}
+	return &capture{cfg: cfg, keep: map[string]bool{}, names: map[string]*tableColumns{}, now: time.Now}
 }
 
 // mark notes that a SQLite statement of a client statement is being
@@ -290,44 +290,68 @@ func (c *capture) resolve(conn *sqlite3.SQLiteConn) error {
 		if ev.Before == nil && ev.After == nil {
 			continue
 		}
-		names, err := c.columns(conn, ev.Table)
+		t, err := c.table(conn, ev.Table)
 		if err != nil {
 			return err
 		}
-		nameColumns(ev.Before, names)
-		nameColumns(ev.After, names)
+		ev.Before = t.name(ev.Before)
+		ev.After = t.name(ev.After)
 	}
 	c.named = len(c.events)
 	return nil
 }
 
-func nameColumns(cols []Column, names []string) {
+// tableColumns is what capture knows of a table's columns, in the order of
+// the pre-update hook's values: table_xinfo lists generated columns too,
+// which the hook counts, where table_info does not.
+type tableColumns struct {
+	names []string
+	// virtual marks VIRTUAL generated columns: not stored, the hook cannot
+	// read them, and the images leave them out.
+	virtual    []bool
+	anyVirtual bool
+}
+
+// name names cols by position, and drops the virtual columns.
+func (t *tableColumns) name(cols []Column) []Column {
+	if cols == nil {
+		return nil
+	}
 	for i := range cols {
-		if i < len(names) {
-			cols[i].Name = names[i]
+		if i < len(t.names) {
+			cols[i].Name = t.names[i]
 		} else {
 			// The table lost columns later in the same statement
 			// string (or was dropped): name the value by position.
 			cols[i].Name = "column" + strconv.Itoa(i+1)
 		}
 	}
+	if !t.anyVirtual {
+		return cols
+	}
+	out := cols[:0]
+	for i, col := range cols {
+		if i >= len(t.virtual) || !t.virtual[i] {
+			out = append(out, col)
+		}
+	}
+	clear(cols[len(out):])
+	return out
 }
 
-// columns returns table's column names, in the order of the pre-update
-// hook's values: table_xinfo lists generated columns too, which the hook
-// counts, where table_info does not.
-func (c *capture) columns(conn *sqlite3.SQLiteConn, table string) ([]string, error) {
-	if names, ok := c.names[table]; ok {
-		return names, nil
+// table returns what capture knows of table's columns.
+func (c *capture) table(conn *sqlite3.SQLiteConn, table string) (*tableColumns, error) {
+	if t, ok := c.names[table]; ok {
+		return t, nil
 	}
-	rows, err := conn.QueryContext(context.Background(), "SELECT name FROM pragma_table_xinfo(?, 'main') ORDER BY cid",
+	rows, err := conn.QueryContext(context.Background(), "SELECT name, hidden FROM pragma_table_xinfo(?, 'main') ORDER BY cid",
 		[]driver.NamedValue{{Ordinal: 1, Value: table}})
 	if err != nil {
 		return nil, fmt.Errorf("capture: columns of %q: %w", table, err)
 	}
 	defer rows.Close()
-	var names []string
-	dest := make([]driver.Value, 1)
+	t := &tableColumns{}
+	dest := make([]driver.Value, 2)
 	for {
 		err := rows.Next(dest)
 		if errors.Is(err, io.EOF) {
@@ -336,8 +360,11 @@ func (c *capture) columns(conn *sqlite3.SQLiteConn, table string) ([]string, err
 		if err != nil {
 			return nil, fmt.Errorf("capture: columns of %q: %w", table, err)
 		}
-		names = append(names, str(dest[0]))
+		hidden, _ := dest[1].(int64)
+		t.names = append(t.names, str(dest[0]))
+		t.virtual = append(t.virtual, hidden == 2)
+		t.anyVirtual = t.anyVirtual || hidden == 2
 	}
-	c.names[table] = names
-	return names, nil
+	c.names[table] = t
+	return t, nil
 }

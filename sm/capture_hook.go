@@ -45,6 +45,12 @@ static int skiff_row(sqlite3 *db, int want, skiff_cell *out, int cap) {
 		for (i = 0; i < n; i++, k++) {
 			sqlite3_value *v = 0;
 			int rc = side == 1 ? sqlite3_preupdate_old(db, i, &v) : sqlite3_preupdate_new(db, i, &v);
+			if (rc == 25) {
+				// SQLITE_RANGE: a VIRTUAL generated column, which the
+				// record does not hold (the image leaves it out).
+				out[k].type = 0;
+				continue;
+			}
 			if (rc != 0 || v == 0) {
 				return -1;
 			}
