@@ -38,6 +38,8 @@ type Config struct {
 	Logger *zap.Logger
 	// Failpoints (tests only, failpoint package); nil has none.
 	Failpoints *failpoint.Set
+	// Capture turns on CDC capture; nil captures nothing (and registers no hook).
+	Capture *CaptureConfig
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
