@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/replica/raftnet"
+	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
@@ -123,6 +124,9 @@ type Config struct {
 	OnRemoved func(reason string)
 	// Failpoints (tests only); nil has none.
 	Failpoints *failpoint.Set
+	// Capture turns on CDC capture in the state machine; nil captures
+	// nothing.
+	Capture *sm.CaptureConfig
 
 	// StepdownOnShutdown: a leader shutting down gracefully hands
 	// leadership to another voter first (rqlited's -raft-shutdown-stepdown).

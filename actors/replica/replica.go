@@ -459,7 +459,7 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 	}
 	makeSM := sm.Factory(sm.Config{
 		Dir: c.SMDir, ForeignKeys: c.ForeignKeys, Notify: r.life.NotifySM, Logger: r.log.Named("sm"),
-		Failpoints: c.Failpoints,
+		Failpoints: c.Failpoints, Capture: c.Capture,
 	})
 	factory := func(shardID, replicaID uint64) dbsm.IOnDiskStateMachine {
 		m := makeSM(shardID, replicaID)
