@@ -363,6 +363,8 @@ func parseFile(data []byte) (Config, error) {
 			return c, invalid(te.Field, "a %s cannot hold a JSON %s", te.Type, te.Value)
 		case errors.As(err, &se):
 			return c, fmt.Errorf("%w: not JSON (offset %d): %v", ErrInvalidConfig, se.Offset, err)
+		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+			return c, fmt.Errorf("%w: not JSON (truncated or empty): %v", ErrInvalidConfig, err)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return c, fmt.Errorf("%w: unknown key %s", ErrInvalidConfig, strings.TrimPrefix(err.Error(), "json: unknown field "))
 		}
