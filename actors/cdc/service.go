@@ -194,7 +194,6 @@ func (s *Service) send(ctx context.Context, es []entry) {
 			es = es[n:]
 		}
 		if err == nil {
-			s.setErr("")
 			return
 		}
 		if ctx.Err() != nil {
@@ -202,24 +201,32 @@ func (s *Service) send(ctx context.Context, es []entry) {
 		}
 		s.numFail.Add(1)
 		s.setErr(err.Error())
-		exhausted := s.cfg.TransmitMaxRetries != nil && attempt >= *s.cfg.TransmitMaxRetries
-		if exhausted && attempt == *s.cfg.TransmitMaxRetries {
+		if s.cfg.TransmitMaxRetries != nil && attempt == *s.cfg.TransmitMaxRetries {
 			s.log.Warn("CDC delivery failed transmit_max_retries times; rqlite would drop the batch, Skiff keeps retrying at transmit_max_backoff",
 				zap.Int("attempts", attempt), zap.Uint64("first_index", es[0].index), zap.Error(err))
 		} else {
 			s.log.Debug("CDC delivery failed; retrying", zap.Int("attempt", attempt), zap.Error(err))
 		}
-		switch {
-		case exhausted:
-			delay = s.cfg.TransmitMaxBackoff
-		case s.cfg.TransmitRetryPolicy == ExponentialRetryPolicy:
-			delay = min(2*delay, s.cfg.TransmitMaxBackoff)
-		}
+		delay = nextDelay(s.cfg, attempt, delay)
 		s.numRetries.Add(1)
 		if !sleep(ctx, delay) || !s.leader() {
 			return
 		}
 	}
+}
+
+// nextDelay is the wait after failed try number attempt, the previous
+// wait being prev: rqlite's policies (linear: transmit_min_backoff;
+// exponential: doubled before each wait, up to transmit_max_backoff), and
+// transmit_max_backoff once transmit_max_retries tries failed.
+func nextDelay(c Config, attempt int, prev time.Duration) time.Duration {
+	switch {
+	case c.TransmitMaxRetries != nil && attempt >= *c.TransmitMaxRetries:
+		return c.TransmitMaxBackoff
+	case c.TransmitRetryPolicy == ExponentialRetryPolicy:
+		return min(2*prev, c.TransmitMaxBackoff)
+	}
+	return c.TransmitMinBackoff
 }
 
 // acked records a delivered prefix.
@@ -237,11 +244,11 @@ func (s *Service) acked(es []entry) {
 	}
 }
 
+// setErr records the last delivery error; it stays after a recovery
+// (last_delivery_time says whether deliveries resumed since).
 func (s *Service) setErr(e string) {
 	s.mu.Lock()
-	if e != "" || s.lastErr != "" {
-		s.lastErr = e
-	}
+	s.lastErr = e
 	s.mu.Unlock()
 }
 
