@@ -211,5 +211,3 @@ func BenchmarkCapture(b *testing.B) {
 		})
 	}
 }
-
-
