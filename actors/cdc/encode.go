@@ -1,10 +1,12 @@
 package cdc
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 
 	"github.com/skiffdb/skiff/sm"
@@ -25,7 +27,8 @@ import (
 // writes rqlite's structs. The events of one group are encoded once, at
 // capture, and stored; a batch is assembled from the stored bytes.
 
-// jsonEvent is rqlite's CDCMessageEvent.
+// jsonEvent is rqlite's CDCMessageEvent (the tests check appendEvent
+// against encoding/json's output for it).
 type jsonEvent struct {
 	Op       string         `json:"op"`
 	Table    string         `json:"table,omitempty"`
@@ -42,35 +45,119 @@ func rowImage(cols []sm.Column) map[string]any {
 	}
 	m := make(map[string]any, len(cols))
 	for _, c := range cols {
-		v := c.Value
-		if f, ok := v.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
-			// JSON has no infinities (SQLite stores 1e999 as one); rqlite's
-			// encoder fails the whole batch on one, Skiff sends null.
-			v = nil
-		}
-		m[c.Name] = v
+		m[c.Name] = finite(c.Value)
 	}
 	return m
 }
 
+// finite maps the float infinities (and NaN) to nil: JSON has none (SQLite
+// stores 1e999 as one); rqlite's encoder fails the whole batch on one,
+// Skiff sends null.
+func finite(v any) any {
+	if f, ok := v.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
+		return nil
+	}
+	return v
+}
+
 // encodeEvents is the events of one group as comma-separated JSON objects
-// (the inside of the "events" array).
+// (the inside of the "events" array). It runs on the apply goroutine, so
+// it writes the bytes itself instead of building maps for encoding/json;
+// the output is the same.
 func encodeEvents(evs []sm.ChangeEvent) ([]byte, error) {
-	var out []byte
+	out := make([]byte, 0, 128*len(evs))
+	var err error
 	for i, ev := range evs {
-		b, err := json.Marshal(jsonEvent{
-			Op: ev.Op.String(), Table: ev.Table, NewRowID: ev.NewRowID, OldRowID: ev.OldRowID,
-			Before: rowImage(ev.Before), After: rowImage(ev.After),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("encode event %d of table %q: %w", i, ev.Table, err)
-		}
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = append(out, b...)
+		if out, err = appendEvent(out, ev); err != nil {
+			return nil, fmt.Errorf("encode event %d of table %q: %w", i, ev.Table, err)
+		}
 	}
 	return out, nil
+}
+
+func appendEvent(b []byte, ev sm.ChangeEvent) ([]byte, error) {
+	b = append(b, `{"op":`...)
+	b = appendString(b, ev.Op.String())
+	if ev.Table != "" {
+		b = append(b, `,"table":`...)
+		b = appendString(b, ev.Table)
+	}
+	if ev.NewRowID != 0 {
+		b = append(b, `,"new_row_id":`...)
+		b = strconv.AppendInt(b, ev.NewRowID, 10)
+	}
+	if ev.OldRowID != 0 {
+		b = append(b, `,"old_row_id":`...)
+		b = strconv.AppendInt(b, ev.OldRowID, 10)
+	}
+	var err error
+	if len(ev.Before) > 0 {
+		b = append(b, `,"before":`...)
+		if b, err = appendRow(b, ev.Before); err != nil {
+			return nil, err
+		}
+	}
+	if len(ev.After) > 0 {
+		b = append(b, `,"after":`...)
+		if b, err = appendRow(b, ev.After); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// appendRow writes a row image as encoding/json writes a map: keys sorted,
+// a repeated name keeping its last value.
+func appendRow(b []byte, cols []sm.Column) ([]byte, error) {
+	order := make([]int, len(cols))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(x, y int) bool { return cols[order[x]].Name < cols[order[y]].Name })
+	b = append(b, '{')
+	first := true
+	for k, i := range order {
+		if k+1 < len(order) && cols[order[k+1]].Name == cols[i].Name {
+			continue // a later column of the same name wins, as in a map
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendString(b, cols[i].Name)
+		b = append(b, ':')
+		var err error
+		if b, err = appendValue(b, finite(cols[i].Value)); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+func appendValue(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case int64:
+		return strconv.AppendInt(b, v, 10), nil
+	case string:
+		return appendString(b, v), nil
+	case []byte:
+		b = append(b, '"')
+		n := len(b)
+		b = append(b, make([]byte, base64.StdEncoding.EncodedLen(len(v)))...)
+		base64.StdEncoding.Encode(b[n:], v)
+		return append(b, '"'), nil
+	}
+	// float64 (encoding/json's float format) and anything unexpected.
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, j...), nil
 }
 
 // valueHeader is the commit time stored before a group's events.
@@ -181,9 +268,16 @@ func envelopeSize(es []entry) int {
 	return n
 }
 
-// appendString appends s as encoding/json writes it (HTML-escaped, as
-// rqlite's).
+// appendString appends s as encoding/json writes it: HTML-escaped, as
+// rqlite's, invalid UTF-8 replaced by U+FFFD.
 func appendString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always encodes
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
