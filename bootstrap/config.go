@@ -207,7 +207,7 @@ func (c Config) Validate() error {
 		if c.NonVoter {
 			return bad("-cdc-config cannot be used with -raft-non-voter: change data capture runs on voters only, as in rqlite")
 		}
-		if err := c.CDC.Validate(); err != nil {
+		if err := c.CDC.WithDefaults().Validate(); err != nil {
 			return bad("-cdc-config: %v", err)
 		}
 	}

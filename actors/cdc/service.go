@@ -21,6 +21,9 @@ const (
 	maxBatchBytes = 8 << 20
 	// hwmProposeTimeout bounds one high-water proposal.
 	hwmProposeTimeout = 10 * time.Second
+	// hwmFinalTimeout bounds the last proposal of a leader stopping (it
+	// delays the node's shutdown; a failure costs only duplicates).
+	hwmFinalTimeout = 2 * time.Second
 )
 
 // HighWaterProposer replicates the acknowledged index (the replica).
@@ -253,31 +256,37 @@ func (s *Service) setErr(e string) {
 }
 
 // highWaterLoop replicates the acknowledged index every
-// high_watermark_interval while this node leads and the index moved.
+// high_watermark_interval while this node leads and the index moved; a
+// leader stopping proposes it one last time (as rqlite's Stop does), so
+// that the next leader re-sends less.
 func (s *Service) highWaterLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.HighWatermarkInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), hwmFinalTimeout)
+			s.proposeHighWater(fctx)
+			cancel()
 			return
 		case <-t.C:
 		}
-		acked := s.lastSent.Load()
-		if !s.leader() || acked <= s.proposed.Load() || acked <= s.ob.HighWaterMark() {
-			continue
-		}
 		pctx, cancel := context.WithTimeout(ctx, hwmProposeTimeout)
-		err := s.hwm.ProposeHighWater(pctx, acked)
+		s.proposeHighWater(pctx)
 		cancel()
-		if err != nil {
-			s.numHWMFail.Add(1)
-			if ctx.Err() == nil {
-				s.log.Warn("could not replicate the CDC high-water mark; retried next interval", zap.Uint64("hwm", acked), zap.Error(err))
-			}
-			continue
-		}
-		s.numHWM.Add(1)
-		s.proposed.Store(acked)
 	}
+}
+
+func (s *Service) proposeHighWater(ctx context.Context) {
+	acked := s.lastSent.Load()
+	if !s.leader() || acked <= s.proposed.Load() || acked <= s.ob.HighWaterMark() {
+		return
+	}
+	if err := s.hwm.ProposeHighWater(ctx, acked); err != nil {
+		s.numHWMFail.Add(1)
+		s.log.Warn("could not replicate the CDC high-water mark; retried next interval", zap.Uint64("hwm", acked), zap.Error(err))
+		return
+	}
+	s.numHWM.Add(1)
+	s.proposed.Store(acked)
 }

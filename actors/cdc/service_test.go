@@ -408,3 +408,29 @@ func TestServiceStatusAnyTime(t *testing.T) {
 	_ = s.Status()
 	_ = s.Vars()
 }
+
+// TestServiceFinalHighWater: a leader stopping proposes what it delivered
+// since the last interval.
+func TestServiceFinalHighWater(t *testing.T) {
+	rc := &receiver{}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	ob := openOutbox(t, t.TempDir())
+	p := &proposer{ob: ob}
+	cfg := testConfig(t, srv.URL)
+	cfg.HighWatermarkInterval = time.Hour
+	s, err := New(cfg, ob, func() bool { return true }, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	captureRange(t, ob, 1, 5)
+	stop := run(t, s)
+	eventually(t, "delivered", func() bool { return s.lastSent.Load() == 5 })
+	if len(p.proposals()) != 0 {
+		t.Fatalf("proposals before the interval: %v", p.proposals())
+	}
+	stop()
+	if ps := p.proposals(); len(ps) != 1 || ps[0] != 5 {
+		t.Fatalf("proposals at stop: %v", ps)
+	}
+}
