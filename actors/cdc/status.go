@@ -59,6 +59,9 @@ func (s *Service) Vars() any {
 		"num_hwm_failed":         s.numHWMFail.Load(),
 		"num_nats_duplicates":    s.numDupAck.Load(),
 		"gaps":                   s.gaps.Load(),
+		// rqlite's cdc-service names: Skiff never drops.
+		"sent_events":            s.numBatches.Load(),
+		"retries":                s.numRetries.Load(),
 		"dropped_failed_to_send": 0,
 		"backlog":                st.Groups,
 		"backlog_bytes":          st.Bytes,
