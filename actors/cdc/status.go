@@ -50,15 +50,15 @@ func (s *Service) Vars() any {
 		avg = st.CaptureNanos / st.Captures
 	}
 	return map[string]any{
-		"num_sent":               s.numSent.Load(),
-		"num_batches":            s.numBatches.Load(),
-		"num_failed":             s.numFail.Load(),
-		"num_retries":            s.numRetries.Load(),
-		"bytes_sent":             s.bytesSent.Load(),
-		"num_hwm_proposed":       s.numHWM.Load(),
-		"num_hwm_failed":         s.numHWMFail.Load(),
-		"num_nats_duplicates":    s.numDupAck.Load(),
-		"gaps":                   s.gaps.Load(),
+		"num_sent":            s.numSent.Load(),
+		"num_batches":         s.numBatches.Load(),
+		"num_failed":          s.numFail.Load(),
+		"num_retries":         s.numRetries.Load(),
+		"bytes_sent":          s.bytesSent.Load(),
+		"num_hwm_proposed":    s.numHWM.Load(),
+		"num_hwm_failed":      s.numHWMFail.Load(),
+		"num_nats_duplicates": s.numDupAck.Load(),
+		"gaps":                s.gaps.Load(),
 		// rqlite's cdc-service names: Skiff never drops.
 		"sent_events":            s.numBatches.Load(),
 		"retries":                s.numRetries.Load(),
