@@ -3,6 +3,7 @@ package cdc
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -134,5 +135,64 @@ func TestServiceNATSNoStream(t *testing.T) {
 	eventually(t, "delivered once the stream exists", func() bool { return s.lastSent.Load() == 2 })
 	if n := streamMsgs(t, st); n != 2 {
 		t.Fatalf("stream holds %d", n)
+	}
+}
+
+// TestServiceNATSReconnect: the NATS server goes away and comes back on
+// the same port (and store); the sink reconnects and nothing is lost.
+func TestServiceNATSReconnect(t *testing.T) {
+	store := t.TempDir()
+	opts := func(port int) *natsserver.Options {
+		return &natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: store, NoSigs: true, NoLog: true}
+	}
+	start := func(port int) *natsserver.Server {
+		s, err := natsserver.NewServer(opts(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		if !s.ReadyForConnections(waitTimeout) {
+			t.Fatal("nats server not ready")
+		}
+		return s
+	}
+	srv := start(natsserver.RANDOM_PORT)
+	url := srv.ClientURL()
+	port := srv.Addr().(*net.TCPAddr).Port
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	natsStream(t, url, "CDC", "cdc.>")
+
+	ob := openOutbox(t, t.TempDir())
+	cfg := testConfig(t, url+"/cdc.events")
+	s, err := New(cfg, ob, func() bool { return true }, &proposer{ob: ob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	captureRange(t, ob, 1, 5)
+	run(t, s)
+	eventually(t, "1..5", func() bool { return s.lastSent.Load() == 5 })
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	captureRange(t, ob, 6, 10)
+	eventually(t, "failures while down", func() bool { return s.Vars().(map[string]any)["num_failed"].(int64) > 0 })
+	srv = start(port)
+	eventually(t, "6..10 after the restart", func() bool { return s.lastSent.Load() == 10 })
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	str, err := js.Stream(ctx, "CDC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, str); n != 10 {
+		t.Fatalf("stream holds %d messages, want 10", n)
 	}
 }
