@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/cockroachdb/pebble"
+
 	"github.com/skiffdb/skiff/sm"
 )
 
@@ -209,5 +211,33 @@ func BenchmarkCapture(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkCaptureNoSync is BenchmarkCapture's write without the fsync,
+// to tell the fsync's share of a Capture.
+func BenchmarkCaptureNoSync(b *testing.B) {
+	ob, err := OpenOutbox(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ob.Close()
+	idx := uint64(0)
+	for range b.N {
+		batch := ob.db.NewBatch()
+		for range 16 {
+			idx++
+			v, err := encodeGroup(insert(idx, 0, int64(idx), "benchmark-row"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := batch.Set(groupKey(idx, 0), v, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := batch.Commit(pebble.NoSync); err != nil {
+			b.Fatal(err)
+		}
+		batch.Close()
 	}
 }
