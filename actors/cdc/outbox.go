@@ -20,6 +20,9 @@ import (
 const (
 	groupPrefix = 'g'
 	groupKeyLen = 1 + 8 + 4
+	// wakeCap is the capacity of the wake-up channels: one pending
+	// wake-up covers every later one (the woken reads the current state).
+	wakeCap = 1
 )
 
 var (
@@ -91,8 +94,7 @@ type Outbox struct {
 
 	captures, captureNanos atomic.Int64
 
-	// notify wakes the transmitter; prune wakes the pruner. Capacity 1:
-	// a pending wake-up covers every later one.
+	// notify wakes the transmitter; prune wakes the pruner (wakeCap).
 	notify chan struct{}
 	prune  chan struct{}
 	stop   chan struct{}
@@ -123,7 +125,7 @@ func OpenOutbox(dir string, log *zap.Logger) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrStorage, dir, err)
 	}
-	o := &Outbox{db: db, log: log, notify: make(chan struct{}, 1), prune: make(chan struct{}, 1),
+	o := &Outbox{db: db, log: log, notify: make(chan struct{}, wakeCap), prune: make(chan struct{}, wakeCap),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if err := o.load(); err != nil {
 		db.Close()
