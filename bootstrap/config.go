@@ -12,6 +12,7 @@ import (
 	"github.com/skiffdb/skiff/sm/failpoint"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/skiffdb/skiff/actors/cdc"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 )
@@ -97,6 +98,9 @@ type Config struct {
 	// checkpoint (rqlited's -raft-snap-int, -raft-snap-wal-size); 0: never.
 	SnapshotInterval time.Duration
 	SnapshotWALSize  int64
+	// CDC turns on change data capture out (-cdc-config); nil is off. Its
+	// Dir, NodeID and Logger are set by the node.
+	CDC *cdc.Config
 	// Version and build details, reported over HTTP.
 	Version, Commit, BuildTime string
 	Logger                     *zap.Logger
@@ -199,6 +203,14 @@ func (c Config) Validate() error {
 	if c.ReapNodeTimeout < 0 || c.ReapReadOnlyNodeTimeout < 0 || c.SnapshotInterval < 0 || c.SnapshotWALSize < 0 {
 		return bad("-raft-reap-node-timeout, -raft-reap-read-only-node-timeout, -raft-snap-int and -raft-snap-wal-size must not be negative")
 	}
+	if c.CDC != nil {
+		if c.NonVoter {
+			return bad("-cdc-config cannot be used with -raft-non-voter: change data capture runs on voters only, as in rqlite")
+		}
+		if err := c.CDC.WithDefaults().Validate(); err != nil {
+			return bad("-cdc-config: %v", err)
+		}
+	}
 	if c.JoinAttempts < 1 || c.JoinInterval <= 0 {
 		return bad("-join-attempts must be >= 1 and -join-interval positive")
 	}
@@ -265,3 +277,4 @@ func (c Config) localStoreDir() string { return filepath.Join(c.DataDir, "node")
 func (c Config) nodeHostDir() string   { return filepath.Join(c.DataDir, "raft") }
 func (c Config) smDir() string         { return filepath.Join(c.DataDir, "db") }
 func (c Config) exportDir() string     { return filepath.Join(c.DataDir, "export") }
+func (c Config) cdcDir() string        { return filepath.Join(c.DataDir, "cdc") }

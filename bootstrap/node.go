@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors"
+	"github.com/skiffdb/skiff/actors/cdc"
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
@@ -33,6 +34,7 @@ var ErrIdentityChanged = errors.New("node identity changed")
 var shutdownSteps = []actors.Step{
 	{Name: "gateway", Reason: "stop accepting requests and let in-flight ones finish while Raft still runs"},
 	{Name: "queue", Reason: "write what is still queued while Raft still runs"},
+	{Name: "cdc", Reason: "stop transmitting while Raft still runs: it proposes high-water marks (the outbox closes after Raft)"},
 	{Name: "replica", Reason: "stop Raft: closes the state machine (checkpointing SQLite's WAL) and the Raft log"},
 	{Name: "lifecycle", Reason: "last: nothing reports state any more"},
 }
@@ -106,6 +108,15 @@ func (rt *router) TransferLeader(ctx context.Context, id uint64) error {
 	return replica.ErrNotStarted
 }
 
+// ProposeHighWater is the CDC service's HighWaterProposer: the service
+// runs only once the replica exists.
+func (rt *router) ProposeHighWater(ctx context.Context, hwm uint64) error {
+	if r := rt.r.Load(); r != nil {
+		return r.ProposeHighWater(ctx, hwm)
+	}
+	return replica.ErrNotStarted
+}
+
 func (rt *router) ExportSnapshot(ctx context.Context) (string, error) {
 	if r := rt.r.Load(); r != nil {
 		return r.ExportSnapshot(ctx)
@@ -144,6 +155,10 @@ type Node struct {
 	// export is the directory of that snapshot while voters behind may
 	// fetch it.
 	export atomic.Pointer[string]
+	// cdcOut and cdcSvc are CDC's outbox and transmitter (nil: off). The
+	// outbox is the state machine's sink: it closes after the replica.
+	cdcOut *cdc.Outbox
+	cdcSvc *cdc.Service
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -173,12 +188,25 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	rt := &router{}
+	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
+		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}), removed: make(chan struct{}),
+		peers: peerClient(peerTimeout)}
+	var sections []gateway.Section
+	if cfg.CDC != nil {
+		if err := n.openCDC(rt); err != nil {
+			ln.Close()
+			raftLn.Close()
+			return nil, err
+		}
+		sections = append(sections, gateway.Section{Name: "cdc", Status: n.cdcSvc.Status, Vars: n.cdcSvc.Vars})
+	}
 	qc := cfg.Queue
 	qc.Logger = log.Named("queue")
 	q, err := queue.New(qc, rt)
 	if err != nil {
 		ln.Close()
 		raftLn.Close()
+		n.closeCDC()
 		return nil, err
 	}
 	gw, err := gateway.New(gateway.Config{
@@ -187,24 +215,23 @@ func Start(cfg Config) (*Node, error) {
 		Store: gateway.StoreInfo{
 			DataDir: absPath(cfg.DataDir), SQLiteDir: cfg.smDir(),
 			SnapshotThreshold: cfg.RaftSnapshotEntries, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: replica.DefaultCompactionOverhead,
-			ForeignKeys: cfg.ForeignKeys,
+			ForeignKeys: cfg.ForeignKeys, CDC: cfg.CDC != nil,
 		},
+		Sections: sections,
 	}, ln, rt, q, life.State)
 	if err != nil {
 		ln.Close()
 		raftLn.Close()
+		n.closeCDC()
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
-		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}), removed: make(chan struct{}),
-		peers: peerClient(peerTimeout)}
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	n.raftIn = &raftnet.Inbound{}
 	n.mux = newRaftMux(raftLn, n.raftIn.Serve, n.withPeersOffer(gw.PeerHandler()), log.Named("raftmux"))
 	n.mux.start()
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.
-	n.sup.Declare("replica")
+	n.sup.Declare("replica", "cdc")
 	n.sup.Start("lifecycle", life)
 	n.sup.Start("queue", q)
 	n.sup.Start("gateway", gw)
@@ -258,6 +285,10 @@ func (n *Node) startReplica(rt *router) error {
 			if err := store.saveIdentity(id); err != nil {
 				return err
 			}
+		}
+		if id.isNonVoter() && c.CDC != nil {
+			return fmt.Errorf("%w: -cdc-config cannot be used on this node: its data directory belongs to a read replica (non-voter), "+
+				"and change data capture runs on voters only, as in rqlite", ErrInvalidConfig)
 		}
 		if id.isNonVoter() && !c.NonVoter {
 			n.log.Info("restarting as a read replica, as this node was first started (-raft-non-voter is kept)")
@@ -364,13 +395,53 @@ func (n *Node) startReplica(rt *router) error {
 		ReapTimeout:  c.ReapNodeTimeout, ReapNonVotingTimeout: c.ReapReadOnlyNodeTimeout,
 		SnapshotInterval: c.SnapshotInterval, SnapshotWALSize: c.SnapshotWALSize,
 		CheckRemoved: n.checkRemoved, OnRemoved: n.onRemoved,
+		Capture: n.captureConfig(),
 	})
 	if err != nil {
 		return err
 	}
 	n.sup.Start("replica", rep)
 	rt.r.Store(rep)
+	if n.cdcSvc != nil {
+		n.sup.Start("cdc", n.cdcSvc)
+	}
 	return nil
+}
+
+// openCDC opens the CDC outbox under <data>/cdc and builds the transmitter;
+// it transmits while lifecycle says this node leads, and replicates the
+// acknowledged index through the replica (by way of the router).
+func (n *Node) openCDC(rt *router) error {
+	c := *n.cfg.CDC
+	c.Dir, c.NodeID, c.Logger = n.cfg.cdcDir(), n.cfg.NodeID, n.log.Named("cdc")
+	ob, err := cdc.OpenOutbox(c.Dir, c.Logger)
+	if err != nil {
+		return err
+	}
+	svc, err := cdc.New(c, ob, func() bool { return n.life.State().IsLeader() }, rt)
+	if err != nil {
+		ob.Close()
+		return err
+	}
+	n.cdcOut, n.cdcSvc = ob, svc
+	return nil
+}
+
+// captureConfig is the state machine's capture configuration (nil: off).
+func (n *Node) captureConfig() *sm.CaptureConfig {
+	if n.cdcOut == nil {
+		return nil
+	}
+	return n.cfg.CDC.CaptureConfig(n.cdcOut)
+}
+
+func (n *Node) closeCDC() error {
+	if n.cdcOut == nil {
+		return nil
+	}
+	err := n.cdcOut.Close()
+	n.cdcOut = nil
+	return err
 }
 
 // Wait blocks until ctx ends (a signal) or the node fails, then shuts the
@@ -431,6 +502,8 @@ func (n *Node) Shutdown() error {
 			err = errors.Join(err, n.store.Close())
 			n.store = nil
 		}
+		// After the replica stopped: the state machine no longer captures.
+		err = errors.Join(err, n.closeCDC())
 	default:
 		// Startup still runs (it was told to stop) and uses the store;
 		// the process exits without closing it, which Pebble survives.

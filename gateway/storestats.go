@@ -31,6 +31,9 @@ type StoreInfo struct {
 	TrailingLogs uint64
 	// ForeignKeys is -fk: it shows in the connections' pragmas.
 	ForeignKeys bool
+	// CDC is whether -cdc-config turned change data capture on
+	// (store.cdc, as rqlite's {"enabled","registered"}).
+	CDC bool
 }
 
 // opCounters count the operator requests rqlite's /debug/vars shows (its
@@ -146,6 +149,7 @@ func (g *Gateway) addStoreStats(store obj, st *lifecycle.State, now time.Time) {
 	store["snapshot_threshold"] = s.SnapshotThreshold
 	store["snapshot_interval"] = s.SnapshotInterval.String()
 	store["trailing_logs"] = s.TrailingLogs
+	store["cdc"] = obj{"enabled": s.CDC, "registered": s.CDC}
 	store["raft"] = raftSection(st, now)
 	store["sqlite3"] = g.sqliteSection(st)
 }

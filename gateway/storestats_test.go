@@ -183,6 +183,10 @@ func TestStoreStatsShape(t *testing.T) {
 			store["snapshot_threshold"] != float64(8192) || store["trailing_logs"] != float64(10240) {
 			t.Errorf("%s: store configuration %v", ph, store)
 		}
+		// rqlite's store.cdc: CDC is off in this gateway's configuration.
+		if c := sub(t, doc, "store.cdc"); c["enabled"] != false || c["registered"] != false {
+			t.Errorf("%s: store.cdc %v", ph, c)
+		}
 		sq := sub(t, doc, "store.sqlite3")
 		if sq["path"] != filepath.Join(dbDir, "db-1.sqlite") || sq["db_size"] != float64(8192) || sq["wal_size"] != float64(4152) {
 			t.Errorf("%s: store.sqlite3 %v", ph, sq)

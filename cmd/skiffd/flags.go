@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/skiffdb/skiff/actors/cdc"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/bootstrap"
@@ -39,9 +40,9 @@ var ignoredBoolFlags = []string{
 // encrypted, or does work a user relies on. value says whether the flag
 // takes a value.
 var refusedFlags = map[string]bool{
-	// What a user would notice missing: backups, change data capture,
-	// metrics export, periodic vacuums (issues 15, 18 and 19 build them).
-	"auto-backup": true, "cdc-config": true, "otlp-endpoint": true, "auto-vacuum-int": true,
+	// What a user would notice missing: backups, metrics export, periodic
+	// vacuums (issues 18 and 19 build them).
+	"auto-backup": true, "otlp-endpoint": true, "auto-vacuum-int": true,
 	"join-as": true,
 	"auth":    true, "auto-restore": true, "extensions-path": true,
 	"http-cert": true, "http-key": true, "http-ca-cert": true, "http-verify-client": false,
@@ -121,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&c.DiscoConfig, "disco-config", "", `Discovery config, JSON or a file of it: {"name":...,"port":4002} (dns), {"name":...,"service":"rqlite-raft"} (dns-srv); Skiff adds "resolver":"host:port"`)
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "Form a cluster of this many voters listed in -join (identical lists on every node)")
 	fs.DurationVar(&c.BootstrapExpectTimeout, "bootstrap-expect-timeout", bootstrap.DefaultBootstrapExpectTimeout, "How long to wait for the -bootstrap-expect nodes")
+	cdcConfig := fs.String("cdc-config", "", `Change data capture: an http(s) webhook URL, "stdout", nats://host:port/SUBJECT, or a JSON file of rqlite's CDC keys`)
 	var voters string
 	fs.StringVar(&o.recoverSnapshot, "recover-snapshot", "", "Skiff: rewrite this stopped node's Raft state from an exported snapshot directory (lost quorum), then exit")
 	fs.StringVar(&voters, "recover-voters", "", "Skiff: with -recover-snapshot, the comma-separated node IDs of the surviving voters")
@@ -178,6 +180,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if (o.recoverSnapshot == "") != (len(o.recoverVoters) == 0) {
 		return nil, fmt.Errorf("%w: -recover-snapshot and -recover-voters go together", errUsage)
+	}
+	if *cdcConfig != "" {
+		cc, err := cdc.ParseConfig(*cdcConfig)
+		if err != nil {
+			return nil, fmt.Errorf("%w: -cdc-config: %w", errUsage, err)
+		}
+		if c.NonVoter {
+			return nil, fmt.Errorf("%w: -cdc-config cannot be used with -raft-non-voter: change data capture runs on voters only, as in rqlite", errUsage)
+		}
+		c.CDC = &cc
 	}
 	for _, a := range strings.Split(join, ",") {
 		if a = strings.TrimSpace(a); a != "" {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiffdb/skiff/actors/cdc"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -77,9 +79,37 @@ func TestParseFlags(t *testing.T) {
 		{name: "auth-like join-as refused, not ignored", args: []string{"-join-as", "u", "d"}, wantErr: true},
 		{name: "auth refused, not ignored", args: []string{"-auth", "f.json", "d"}, wantErr: true},
 		// Work a user relies on is refused until built, never ignored
-		// (issue 14 §3): backups, CDC, metrics export, periodic vacuums.
+		// (issue 14 §3): backups, metrics export, periodic vacuums.
 		{name: "auto-backup refused, not ignored", args: []string{"-auto-backup", "b.json", "d"}, wantErr: true},
-		{name: "cdc-config refused, not ignored", args: []string{"-cdc-config", "stdout", "d"}, wantErr: true},
+		// -cdc-config is built (issue 15): parsed, refused when malformed
+		// or on a read replica.
+		{name: "cdc-config stdout", args: []string{"-cdc-config", "stdout", "d"},
+			check: func(t *testing.T, o *options) {
+				if c := o.cfg.CDC; c == nil || c.Endpoint != "stdout" || c.MaxBatchSize != cdc.DefaultMaxBatchSize || len(o.warnings) != 0 {
+					t.Fatalf("CDC %+v, warnings %v", c, o.warnings)
+				}
+			}},
+		{name: "cdc-config webhook", args: []string{"-cdc-config", "http://127.0.0.1:9000/cdc", "d"},
+			check: func(t *testing.T, o *options) {
+				if c := o.cfg.CDC; c == nil || c.Endpoint != "http://127.0.0.1:9000/cdc" || c.Kind() != cdc.SinkWebhook {
+					t.Fatalf("CDC %+v", c)
+				}
+			}},
+		{name: "cdc-config nats", args: []string{"-cdc-config", "nats://127.0.0.1:4222/cdc.out", "d"},
+			check: func(t *testing.T, o *options) {
+				if c := o.cfg.CDC; c == nil || c.Kind() != cdc.SinkNATS {
+					t.Fatalf("CDC %+v", c)
+				}
+			}},
+		{name: "no cdc-config is off", args: []string{"d"},
+			check: func(t *testing.T, o *options) {
+				if o.cfg.CDC != nil {
+					t.Fatalf("CDC %+v", o.cfg.CDC)
+				}
+			}},
+		{name: "cdc-config malformed URL", args: []string{"-cdc-config", "nats://127.0.0.1:4222", "d"}, wantErr: true},
+		{name: "cdc-config missing file", args: []string{"-cdc-config", "/nonexistent/cdc.json", "d"}, wantErr: true},
+		{name: "cdc-config with raft-non-voter", args: []string{"-cdc-config", "stdout", "-raft-non-voter", "-join", "h:4002", "d"}, wantErr: true},
 		{name: "otlp-endpoint refused, not ignored", args: []string{"-otlp-endpoint", "localhost:4317", "d"}, wantErr: true},
 		{name: "auto-vacuum-int refused, not ignored", args: []string{"-auto-vacuum-int", "1h", "d"}, wantErr: true},
 		{name: "no data dir", args: []string{}, wantErr: true},
