@@ -245,7 +245,7 @@ func parseFile(path string) (Config, error) {
 	if err := dec.Decode(&f); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return Config{}, fmt.Errorf("%w: %s: %s: %s is not a %s", ErrInvalidConfig, path, typeErr.Field, typeErr.Value, typeErr.Type)
+			return Config{}, fmt.Errorf("%w: %s: %s: got a JSON %s, want %s", ErrInvalidConfig, path, typeErr.Field, typeErr.Value, typeErr.Type)
 		}
 		// Unknown keys: encoding/json's message names them.
 		return Config{}, fmt.Errorf("%w: %s: %v", ErrInvalidConfig, path, err)

@@ -345,11 +345,12 @@ func (s *Service) unappliable(ctx context.Context, nc *nats.Conn, b *binding, m 
 		dl.Header.Set(HeaderOrigSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
 		dl.Header.Set(HeaderDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
 		dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("skiff-dead-letter-%s-%d", b.stream, meta.Sequence.Stream))
-		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		_, err := b.js.PublishMsg(pctx, dl)
-		cancel()
-		if errors.Is(err, jetstream.ErrNoStreamResponse) {
-			// No stream stores the subject: its subscribers still get it.
+		var err error
+		if b.deadLetterStored {
+			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+			_, err = b.js.PublishMsg(pctx, dl)
+			cancel()
+		} else {
 			err = nc.PublishMsg(dl)
 		}
 		if err != nil {

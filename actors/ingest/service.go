@@ -131,6 +131,10 @@ type binding struct {
 	cons    jetstream.Consumer
 	stream  string
 	created time.Time
+	// deadLetterStored: a stream captures the dead-letter subject, so dead
+	// letters are published with JetStream (acknowledged by the stream);
+	// otherwise with core NATS, to whoever subscribes.
+	deadLetterStored bool
 }
 
 // bind finds the stream and creates (or updates to this config) the
@@ -162,9 +166,19 @@ func (s *Service) bind(ctx context.Context, js jetstream.JetStream) (*binding, e
 	if err != nil {
 		return nil, fmt.Errorf("consumer %q on stream %q: %w", s.cfg.Durable, name, err)
 	}
+	b := &binding{js: js, cons: cons, stream: name, created: st.CachedInfo().Created}
+	if s.cfg.DeadLetterSubject != "" {
+		_, err := js.StreamNameBySubject(ctx, s.cfg.DeadLetterSubject)
+		switch {
+		case err == nil:
+			b.deadLetterStored = true
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return nil, fmt.Errorf("find the stream capturing dead-letter subject %q: %w", s.cfg.DeadLetterSubject, err)
+		}
+	}
 	s.log.Info("ingest consumer bound", zap.String("stream", name), zap.String("durable", s.cfg.Durable),
-		zap.String("subject", s.cfg.Subject))
-	return &binding{js: js, cons: cons, stream: name, created: st.CachedInfo().Created}, nil
+		zap.String("subject", s.cfg.Subject), zap.Bool("dead_letters_stored", b.deadLetterStored))
+	return b, nil
 }
 
 // consume fetches while the node serves data and NATS answers, handing
