@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/bootstrap"
@@ -121,6 +122,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&c.DiscoConfig, "disco-config", "", `Discovery config, JSON or a file of it: {"name":...,"port":4002} (dns), {"name":...,"service":"rqlite-raft"} (dns-srv); Skiff adds "resolver":"host:port"`)
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "Form a cluster of this many voters listed in -join (identical lists on every node)")
 	fs.DurationVar(&c.BootstrapExpectTimeout, "bootstrap-expect-timeout", bootstrap.DefaultBootstrapExpectTimeout, "How long to wait for the -bootstrap-expect nodes")
+	var ingestConfig string
+	fs.StringVar(&ingestConfig, "ingest-config", "", `Skiff (not an rqlited flag): apply SQL commands from NATS JetStream. nats://host:port/SUBJECT `+
+		`(the stream capturing SUBJECT exists; durable pull consumer "skiff", shared by every node) or the path of a JSON file `+
+		`{"url","subject","stream","durable","credentials_file","max_in_flight","dead_letter_subject","max_deliveries","ack_wait",...}. `+
+		`Each message's body is a /db/request body; headers "level", "transaction" and "Reply-To" (the response's subject)`)
 	var voters string
 	fs.StringVar(&o.recoverSnapshot, "recover-snapshot", "", "Skiff: rewrite this stopped node's Raft state from an exported snapshot directory (lost quorum), then exit")
 	fs.StringVar(&voters, "recover-voters", "", "Skiff: with -recover-snapshot, the comma-separated node IDs of the surviving voters")
@@ -171,6 +177,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	sort.Strings(o.warnings)
+	if ingestConfig != "" {
+		ic, err := ingest.ParseConfig(ingestConfig)
+		if err != nil {
+			return nil, fmt.Errorf("%w: -ingest-config: %w", errUsage, err)
+		}
+		c.Ingest = &ic
+	}
 	for _, v := range strings.Split(voters, ",") {
 		if v = strings.TrimSpace(v); v != "" {
 			o.recoverVoters = append(o.recoverVoters, v)
