@@ -140,9 +140,11 @@ type binding struct {
 // bind finds the stream and creates (or updates to this config) the
 // durable consumer every node shares. Its MaxDeliver is unlimited: a write
 // that could not be applied yet must be delivered until it is (doc.go).
-func (s *Service) bind(ctx context.Context, js jetstream.JetStream) (*binding, error) {
+func (s *Service) bind(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*binding, error) {
 	ctx, cancel := context.WithTimeout(ctx, bindTimeout)
 	defer cancel()
+	ctx, stop := untilDisconnected(ctx, nc)
+	defer stop()
 	name := s.cfg.Stream
 	if name == "" {
 		var err error
@@ -181,6 +183,31 @@ func (s *Service) bind(ctx context.Context, js jetstream.JetStream) (*binding, e
 	return b, nil
 }
 
+// untilDisconnected returns ctx cancelled as well when nc loses its
+// server: a JetStream API request sent as the connection drops is never
+// answered, and would otherwise hold the service for its whole timeout.
+func untilDisconnected(ctx context.Context, nc *nats.Conn) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	if !nc.IsConnected() {
+		cancel()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		cancel()
+		<-done
+		nc.RemoveStatusListener(ch)
+	}
+}
+
 // consume fetches while the node serves data and NATS answers, handing
 // each message to a goroutine of its own, at most MaxInFlight at once.
 func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
@@ -207,7 +234,7 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 			continue
 		}
 		if b == nil {
-			if b, err = s.bind(ctx, js); err != nil {
+			if b, err = s.bind(ctx, nc, js); err != nil {
 				b = nil
 				s.fail(err)
 				s.health.setBound("", false)
