@@ -274,6 +274,11 @@ func (s *Service) reply(nc *nats.Conn, replyTo string, body []byte, status int) 
 	if replyTo == "" {
 		return
 	}
+	if subjectMatches(s.cfg.Subject, replyTo) {
+		// It would be consumed as a command (and dead-lettered).
+		s.fail(fmt.Errorf("reply to %q refused: the consumer's subject %q matches it", replyTo, s.cfg.Subject))
+		return
+	}
 	r := nats.NewMsg(replyTo)
 	r.Data = body
 	if status != 0 {

@@ -39,8 +39,10 @@ type Service struct {
 	ready func() bool
 	log   *zap.Logger
 
-	conn     atomic.Pointer[nats.Conn]
-	fetching atomic.Bool
+	// connected mirrors the connection's state for /status, which must
+	// not wait on the connection's lock (held while a reconnect dials).
+	connected atomic.Bool
+	fetching  atomic.Bool
 	c        counters
 	health   health
 	// idle counts the loop's turns without a fetch (node not ready, NATS
@@ -77,8 +79,12 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return nil // ctx ended while connecting
 	}
-	s.conn.Store(nc)
-	defer nc.Close()
+	defer func() {
+		// Acks and replies still buffered go out before the close.
+		_ = nc.FlushTimeout(time.Second)
+		nc.Close()
+		s.connected.Store(false)
+	}()
 	s.consume(ctx, nc)
 	return nil
 }
@@ -94,6 +100,7 @@ func (s *Service) connect(ctx context.Context) (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(s.cfg.ReconnectWait),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			s.connected.Store(false)
 			if err != nil {
 				s.fail(fmt.Errorf("disconnected: %w", err))
 			}
@@ -103,10 +110,15 @@ func (s *Service) connect(ctx context.Context) (*nats.Conn, error) {
 				s.fail(fmt.Errorf("connect: %w", err))
 			}
 		}),
-		nats.ConnectHandler(func(nc *nats.Conn) { s.log.Info("connected to NATS", zap.String("server", nc.ConnectedUrlRedacted())) }),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			s.connected.Store(true)
+			s.log.Info("connected to NATS", zap.String("server", nc.ConnectedUrlRedacted()))
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			s.connected.Store(true)
 			s.log.Info("reconnected to NATS", zap.String("server", nc.ConnectedUrlRedacted()))
 		}),
+		nats.ClosedHandler(func(*nats.Conn) { s.connected.Store(false) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { s.fail(err) }),
 	}
 	if s.cfg.CredentialsFile != "" {
@@ -227,7 +239,11 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 	freed := make(chan struct{}, 1)
 	var b *binding
 	for ctx.Err() == nil {
-		if !nc.IsConnected() {
+		// The handlers' reports arrive asynchronously: the loop's own look
+		// at the connection corrects any reordering within a turn.
+		up := nc.IsConnected()
+		s.connected.Store(up)
+		if !up {
 			s.fetching.Store(false)
 			s.idle.Add(1)
 			sleep(ctx, readyPoll)

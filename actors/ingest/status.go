@@ -53,10 +53,6 @@ func (s *Service) Status() any {
 	s.health.mu.Lock()
 	stream, bound, lastErr, errTime := s.health.stream, s.health.bound, s.health.lastError, s.health.errorTime
 	s.health.mu.Unlock()
-	connected := false
-	if nc := s.conn.Load(); nc != nil {
-		connected = nc.IsConnected()
-	}
 	st := map[string]any{
 		"enabled":             true,
 		"url":                 redact(s.cfg.URL),
@@ -67,7 +63,7 @@ func (s *Service) Status() any {
 		"max_in_flight":       s.cfg.MaxInFlight,
 		"max_deliveries":      s.cfg.MaxDeliveries,
 		"ack_wait":            s.cfg.AckWait.String(),
-		"connected":           connected,
+		"connected":           s.connected.Load(),
 		"bound":               bound,
 		"fetching":            s.fetching.Load(),
 		"last_error":          lastErr,
