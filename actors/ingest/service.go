@@ -43,8 +43,8 @@ type Service struct {
 	// not wait on the connection's lock (held while a reconnect dials).
 	connected atomic.Bool
 	fetching  atomic.Bool
-	c        counters
-	health   health
+	c         counters
+	health    health
 	// idle counts the loop's turns without a fetch (node not ready, NATS
 	// down): tests wait on it instead of sleeping.
 	idle atomic.Int64
