@@ -28,7 +28,7 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{name: "bare URL: defaults", arg: "nats://127.0.0.1:4222/sql.in", check: func(t *testing.T, c Config) {
 			if c.URL != "nats://127.0.0.1:4222" || c.Subject != "sql.in" || c.Stream != "" || c.Durable != "skiff" ||
-				c.MaxInFlight != DefaultMaxInFlight || c.MaxDeliveries != DefaultMaxDeliveries || c.AckWait != 30*time.Second ||
+				c.MaxInFlight != DefaultMaxInFlight || c.MaxDeliveries != DefaultMaxDeliveries || c.AckWait != DefaultAckWait ||
 				c.DeadLetterSubject != "" {
 				t.Fatalf("cfg = %+v", c)
 			}
