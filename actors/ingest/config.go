@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,6 +90,44 @@ type Config struct {
 	ReconnectWait time.Duration
 	// ShutdownGrace bounds the drain of messages in flight at shutdown.
 	ShutdownGrace time.Duration
+	// TLS configures TLS to NATS (the keys of rqlite's CDC tls object);
+	// nil: TLS only if the URL's scheme is tls://, with the system's roots.
+	TLS *TLSConfig
+}
+
+// TLSConfig is the JSON config's "tls" object.
+type TLSConfig struct {
+	CACertFile         string `json:"ca_cert_file"`
+	CertFile           string `json:"cert_file"`
+	KeyFile            string `json:"key_file"`
+	InsecureSkipVerify bool   `json:"insecure_skip_verify"`
+	ServerName         string `json:"server_name"`
+}
+
+// tlsConfig loads t's files.
+func (t *TLSConfig) tlsConfig() (*tls.Config, error) {
+	c := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify, ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
+	if t.CACertFile != "" {
+		pem, err := os.ReadFile(t.CACertFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_cert_file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_cert_file: %s holds no PEM certificate", t.CACertFile)
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("cert_file and key_file go together")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file, key_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 // WithDefaults fills zero fields.
@@ -148,6 +188,11 @@ func (c Config) Validate() error {
 	if c.CredentialsFile != "" {
 		if _, err := os.Stat(c.CredentialsFile); err != nil {
 			return bad("credentials_file", "%v", err)
+		}
+	}
+	if c.TLS != nil {
+		if _, err := c.TLS.tlsConfig(); err != nil {
+			return bad("tls", "%v", err)
 		}
 	}
 	if c.MaxInFlight < 1 {
@@ -220,20 +265,21 @@ func ParseConfig(arg string) (Config, error) {
 // fileConfig is the JSON file's shape. Durations are Go duration strings
 // ("30s"), as in rqlite's configs.
 type fileConfig struct {
-	URL               string  `json:"url"`
-	Subject           string  `json:"subject"`
-	Stream            string  `json:"stream"`
-	Durable           string  `json:"durable"`
-	CredentialsFile   string  `json:"credentials_file"`
-	MaxInFlight       int     `json:"max_in_flight"`
-	DeadLetterSubject string  `json:"dead_letter_subject"`
-	MaxDeliveries     int     `json:"max_deliveries"`
-	AckWait           *string `json:"ack_wait"`
-	NakDelay          *string `json:"nak_delay"`
-	MaxNakDelay       *string `json:"max_nak_delay"`
-	FetchWait         *string `json:"fetch_wait"`
-	ReconnectWait     *string `json:"reconnect_wait"`
-	ShutdownGrace     *string `json:"shutdown_grace"`
+	URL               string     `json:"url"`
+	Subject           string     `json:"subject"`
+	Stream            string     `json:"stream"`
+	Durable           string     `json:"durable"`
+	CredentialsFile   string     `json:"credentials_file"`
+	MaxInFlight       int        `json:"max_in_flight"`
+	DeadLetterSubject string     `json:"dead_letter_subject"`
+	MaxDeliveries     int        `json:"max_deliveries"`
+	AckWait           *string    `json:"ack_wait"`
+	NakDelay          *string    `json:"nak_delay"`
+	MaxNakDelay       *string    `json:"max_nak_delay"`
+	FetchWait         *string    `json:"fetch_wait"`
+	ReconnectWait     *string    `json:"reconnect_wait"`
+	ShutdownGrace     *string    `json:"shutdown_grace"`
+	TLS               *TLSConfig `json:"tls"`
 }
 
 func parseFile(path string) (Config, error) {
@@ -256,7 +302,7 @@ func parseFile(path string) (Config, error) {
 		return Config{}, fmt.Errorf("%w: %s: more than one JSON value", ErrInvalidConfig, path)
 	}
 	c := Config{Subject: f.Subject, Stream: f.Stream, Durable: f.Durable, CredentialsFile: f.CredentialsFile,
-		MaxInFlight: f.MaxInFlight, DeadLetterSubject: f.DeadLetterSubject, MaxDeliveries: f.MaxDeliveries}
+		MaxInFlight: f.MaxInFlight, DeadLetterSubject: f.DeadLetterSubject, MaxDeliveries: f.MaxDeliveries, TLS: f.TLS}
 	if f.URL != "" {
 		// The URL may carry the subject, as the flag's bare form does.
 		var servers []string

@@ -125,7 +125,7 @@ func (s *Service) connect(ctx context.Context) (*nats.Conn, error) {
 		opts = append(opts, nats.UserCredentials(s.cfg.CredentialsFile))
 	}
 	for {
-		nc, err := nats.Connect(s.cfg.URL, opts...)
+		nc, err := s.dial(opts)
 		if err == nil {
 			return nc, nil
 		}
@@ -134,6 +134,20 @@ func (s *Service) connect(ctx context.Context) (*nats.Conn, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// dial connects with opts and, when configured, TLS; a TLS file that no
+// longer loads (it did at start) fails the attempt rather than connect
+// without it.
+func (s *Service) dial(opts []nats.Option) (*nats.Conn, error) {
+	if s.cfg.TLS != nil {
+		tc, err := s.cfg.TLS.tlsConfig()
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		opts = append(opts[:len(opts):len(opts)], nats.Secure(tc))
+	}
+	return nats.Connect(s.cfg.URL, opts...)
 }
 
 // binding is the consumer the service fetches from, and what a message's

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -65,7 +66,17 @@ func startNATS(t *testing.T, port int, dir string) *natsServer {
 // client connects to url and creates stream SQL capturing subjects.
 func client(t *testing.T, url string, subjects ...string) (*nats.Conn, jetstream.JetStream, jetstream.Stream) {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	return clientOpts(t, url, nil, subjects...)
+}
+
+// clientOpts is client, over TLS when tc is set.
+func clientOpts(t *testing.T, url string, tc *tls.Config, subjects ...string) (*nats.Conn, jetstream.JetStream, jetstream.Stream) {
+	t.Helper()
+	var opts []nats.Option
+	if tc != nil {
+		opts = append(opts, nats.Secure(tc))
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,7 +125,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	var ingestConfig string
 	fs.StringVar(&ingestConfig, "ingest-config", "", `Skiff (not an rqlited flag): apply SQL commands from NATS JetStream. nats://host:port/SUBJECT `+
 		`(the stream capturing SUBJECT exists; durable pull consumer "skiff", shared by every node) or the path of a JSON file `+
-		`{"url","subject","stream","durable","credentials_file","max_in_flight","dead_letter_subject","max_deliveries","ack_wait",...}. `+
+		`{"url","subject","stream","durable","credentials_file","tls","max_in_flight","dead_letter_subject","max_deliveries","ack_wait",...} (docs/ingest.md). `+
 		`Each message's body is a /db/request body; headers "level", "transaction" and "Reply-To" (the response's subject)`)
 	var voters string
 	fs.StringVar(&o.recoverSnapshot, "recover-snapshot", "", "Skiff: rewrite this stopped node's Raft state from an exported snapshot directory (lost quorum), then exit")
