@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/skiffdb/skiff/actors/cdc"
+	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 )
@@ -106,6 +107,9 @@ type Config struct {
 	Logger                     *zap.Logger
 	// Failpoints (tests only, built with -tags failpoints); nil has none.
 	Failpoints *failpoint.Set
+	// Ingest takes SQL commands in from NATS JetStream (-ingest-config);
+	// nil takes none.
+	Ingest *ingest.Config
 }
 
 // WithDefaults fills zero fields.
@@ -156,6 +160,10 @@ func (c Config) WithDefaults() Config {
 		c.Logger = zap.NewNop()
 	}
 	c.Queue = c.Queue.WithDefaults()
+	if c.Ingest != nil {
+		ic := c.Ingest.WithDefaults()
+		c.Ingest = &ic
+	}
 	if c.JoinAttempts == 0 {
 		c.JoinAttempts = DefaultJoinAttempts
 	}
@@ -188,6 +196,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.Queue.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.Ingest != nil {
+		if err := c.Ingest.Validate(); err != nil {
+			return fmt.Errorf("%w: -ingest-config: %w", ErrInvalidConfig, err)
+		}
 	}
 	// Only the well-formedness of the first-start flags is checked here:
 	// how they combine matters on a new data directory only

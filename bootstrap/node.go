@@ -17,6 +17,7 @@ import (
 
 	"github.com/skiffdb/skiff/actors"
 	"github.com/skiffdb/skiff/actors/cdc"
+	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
@@ -33,6 +34,7 @@ var ErrIdentityChanged = errors.New("node identity changed")
 // shutdownSteps is the one place the shutdown order is written down.
 var shutdownSteps = []actors.Step{
 	{Name: "gateway", Reason: "stop accepting requests and let in-flight ones finish while Raft still runs"},
+	{Name: "ingest", Reason: "stop taking messages from NATS: those in flight are applied and acked while Raft still runs, the rest stay in the stream for other nodes"},
 	{Name: "queue", Reason: "write what is still queued while Raft still runs"},
 	{Name: "cdc", Reason: "stop transmitting while Raft still runs: it proposes high-water marks (the outbox closes after Raft)"},
 	{Name: "replica", Reason: "stop Raft: closes the state machine (checkpointing SQLite's WAL) and the Raft log"},
@@ -209,6 +211,19 @@ func Start(cfg Config) (*Node, error) {
 		n.closeCDC()
 		return nil, err
 	}
+	// Every node consumes (one shared durable consumer); it fetches only
+	// while the node serves data, and reaches the replica through rt.
+	var ing *ingest.Service
+	if cfg.Ingest != nil {
+		ing, err = ingest.New(*cfg.Ingest, rt, func() bool { return life.State().ServesData() }, log.Named("ingest"))
+		if err != nil {
+			ln.Close()
+			raftLn.Close()
+			n.closeCDC()
+			return nil, err
+		}
+		sections = append(sections, gateway.Section{Name: "ingest", Status: ing.Status, Vars: ing.Vars})
+	}
 	gw, err := gateway.New(gateway.Config{
 		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
 		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints,
@@ -235,6 +250,11 @@ func Start(cfg Config) (*Node, error) {
 	n.sup.Start("lifecycle", life)
 	n.sup.Start("queue", q)
 	n.sup.Start("gateway", gw)
+	if ing != nil {
+		n.sup.Start("ingest", ing)
+	} else {
+		n.sup.Declare("ingest")
+	}
 	log.Info("http serving", zap.String("addr", ln.Addr().String()), zap.String("adv_addr", cfg.HTTPAdvAddr))
 	go func() {
 		defer close(n.started)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
@@ -16,21 +15,6 @@ import (
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
-
-// disallowedPragma matches the PRAGMAs rqlite refuses (API.md 1.6):
-// they change durability or locking under the database's feet.
-var disallowedPragma = regexp.MustCompile(`(?i)^\s*pragma\s+("?\w+"?\s*\.\s*)?("?(journal_mode|wal_autocheckpoint|synchronous|query_only)"?\s*=|"?wal_checkpoint\b)`)
-
-const errTextDisallowedPragma = "disallowed pragma"
-
-func hasDisallowedPragma(stmts []*cmdpb.Statement) bool {
-	for _, s := range stmts {
-		if disallowedPragma.MatchString(s.GetSql()) {
-			return true
-		}
-	}
-	return false
-}
 
 // readBody reads a size-limited body.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
@@ -126,8 +110,8 @@ func (g *Gateway) prepare(w http.ResponseWriter, r *http.Request, ep endpoint) (
 		return c, false
 	}
 	c.params = params
-	if hasDisallowedPragma(stmts) {
-		requestError(w, errTextDisallowedPragma, params)
+	if rqjson.HasDisallowedPragma(stmts) {
+		requestError(w, rqjson.ErrTextDisallowedPragma, params)
 		return c, false
 	}
 	c.level = replica.ParseLevel(params.Level)

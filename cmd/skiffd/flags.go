@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/skiffdb/skiff/actors/cdc"
+	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/bootstrap"
@@ -123,6 +124,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "Form a cluster of this many voters listed in -join (identical lists on every node)")
 	fs.DurationVar(&c.BootstrapExpectTimeout, "bootstrap-expect-timeout", bootstrap.DefaultBootstrapExpectTimeout, "How long to wait for the -bootstrap-expect nodes")
 	cdcConfig := fs.String("cdc-config", "", `Change data capture: an http(s) webhook URL, "stdout", nats://host:port/SUBJECT, or a JSON file of rqlite's CDC keys`)
+	var ingestConfig string
+	fs.StringVar(&ingestConfig, "ingest-config", "", `Skiff (not an rqlited flag): apply SQL commands from NATS JetStream. nats://host:port/SUBJECT `+
+		`(the stream capturing SUBJECT exists; durable pull consumer "skiff", shared by every node) or the path of a JSON file `+
+		`{"url","subject","stream","durable","credentials_file","tls","max_in_flight","dead_letter_subject","max_deliveries","ack_wait",...} (docs/ingest.md). `+
+		`Each message's body is a /db/request body; headers "level", "transaction" and "Reply-To" (the response's subject)`)
 	var voters string
 	fs.StringVar(&o.recoverSnapshot, "recover-snapshot", "", "Skiff: rewrite this stopped node's Raft state from an exported snapshot directory (lost quorum), then exit")
 	fs.StringVar(&voters, "recover-voters", "", "Skiff: with -recover-snapshot, the comma-separated node IDs of the surviving voters")
@@ -173,6 +179,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	sort.Strings(o.warnings)
+	if ingestConfig != "" {
+		ic, err := ingest.ParseConfig(ingestConfig)
+		if err != nil {
+			return nil, fmt.Errorf("%w: -ingest-config: %w", errUsage, err)
+		}
+		c.Ingest = &ic
+	}
 	for _, v := range strings.Split(voters, ",") {
 		if v = strings.TrimSpace(v); v != "" {
 			o.recoverVoters = append(o.recoverVoters, v)

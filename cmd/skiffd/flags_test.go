@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,15 @@ import (
 )
 
 func TestParseFlags(t *testing.T) {
+	dir := t.TempDir()
+	ingestFile, badIngestFile := filepath.Join(dir, "ingest.json"), filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(ingestFile, []byte(`{"url":"nats://h:4222","subject":"sql.>","durable":"d","dead_letter_subject":"dead",`+
+		`"max_deliveries":2,"ack_wait":"10s"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(badIngestFile, []byte(`{"url":"nats://h:4222/s","max_inflight":2}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name    string
 		args    []string
@@ -112,6 +122,30 @@ func TestParseFlags(t *testing.T) {
 		{name: "cdc-config with raft-non-voter", args: []string{"-cdc-config", "stdout", "-raft-non-voter", "-join", "h:4002", "d"}, wantErr: true},
 		{name: "otlp-endpoint refused, not ignored", args: []string{"-otlp-endpoint", "localhost:4317", "d"}, wantErr: true},
 		{name: "auto-vacuum-int refused, not ignored", args: []string{"-auto-vacuum-int", "1h", "d"}, wantErr: true},
+		{name: "-ingest-config: a NATS URL", args: []string{"-ingest-config", "nats://127.0.0.1:4222/sql.in", "d"},
+			check: func(t *testing.T, o *options) {
+				ic := o.cfg.Ingest
+				if ic == nil || ic.URL != "nats://127.0.0.1:4222" || ic.Subject != "sql.in" || ic.Durable != "skiff" || ic.MaxInFlight < 1 {
+					t.Fatalf("ingest = %+v", ic)
+				}
+			}},
+		{name: "-ingest-config: a JSON file", args: []string{"-ingest-config", ingestFile, "d"},
+			check: func(t *testing.T, o *options) {
+				ic := o.cfg.Ingest
+				if ic == nil || ic.URL != "nats://h:4222" || ic.Subject != "sql.>" || ic.Durable != "d" || ic.DeadLetterSubject != "dead" ||
+					ic.MaxDeliveries != 2 || ic.AckWait != 10*time.Second {
+					t.Fatalf("ingest = %+v", ic)
+				}
+			}},
+		{name: "no -ingest-config: no ingest", args: []string{"d"}, check: func(t *testing.T, o *options) {
+			if o.cfg.Ingest != nil {
+				t.Fatalf("ingest = %+v", o.cfg.Ingest)
+			}
+		}},
+		{name: "-ingest-config without subject refused", args: []string{"-ingest-config", "nats://127.0.0.1:4222", "d"}, wantErr: true},
+		{name: "-ingest-config with an http URL refused", args: []string{"-ingest-config", "http://127.0.0.1:4222/s", "d"}, wantErr: true},
+		{name: "-ingest-config naming no file refused", args: []string{"-ingest-config", "/no/such/ingest.json", "d"}, wantErr: true},
+		{name: "-ingest-config with an unknown key refused", args: []string{"-ingest-config", badIngestFile, "d"}, wantErr: true},
 		{name: "no data dir", args: []string{}, wantErr: true},
 		{name: "two data dirs", args: []string{"a", "b"}, wantErr: true},
 		{name: "unknown flag", args: []string{"-no-such-flag", "d"}, wantErr: true},
@@ -145,6 +179,12 @@ func TestRunExitCodes(t *testing.T) {
 	}
 	if code := run([]string{"-join-as", "u", t.TempDir()}, &out, &errOut); code != 2 {
 		t.Fatalf("refused flag: exit %d", code)
+	}
+	// A malformed -ingest-config refuses to start, saying why.
+	errOut.Reset()
+	if code := run([]string{"-ingest-config", "nats://127.0.0.1:4222", t.TempDir()}, &out, &errOut); code != 2 ||
+		!strings.Contains(errOut.String(), "-ingest-config") || !strings.Contains(errOut.String(), "no subject") {
+		t.Fatalf("bad -ingest-config: exit %d, %q", code, errOut.String())
 	}
 	// A read replica on a new data directory needs -join (API.md 5): the
 	// rule is checked once the directory is known to be new, and still
