@@ -204,9 +204,10 @@ func execIndexed(ctx context.Context, c *http.Client, base string, stmt []any) (
 // cdcLoad is what the workload's writers learnt, for the checks after it.
 type cdcLoad struct {
 	mu sync.Mutex
-	// changedAt counts, per Raft index, the acknowledged writes at that
-	// index that changed rows (a coalesced entry holds several).
-	changedAt map[uint64]int
+	// changedAt sums, per Raft index, the rows changed by acknowledged
+	// writes at that index (a coalesced entry holds several writes; CDC
+	// sends one payload entry per index with all their events).
+	changedAt map[uint64]int64
 	// acked, noChange, unacked, stmtErrors count writes by outcome.
 	acked, noChange, unacked, stmtErrors int
 	// problems are breaches of the HTTP contract in acknowledged answers.
@@ -233,7 +234,7 @@ func (l *cdcLoad) record(a execAnswer, ok bool, err error) {
 		}
 	case a.Results[0].RowsAffected > 0:
 		l.acked++
-		l.changedAt[a.RaftIndex]++
+		l.changedAt[a.RaftIndex] += a.Results[0].RowsAffected
 	default:
 		l.noChange++
 	}
@@ -258,7 +259,7 @@ func newGate(at int64) *gate {
 // fail the test (it runs outside the test goroutine); everything is
 // recorded in the returned cdcLoad, complete once done is closed.
 func cdcWorkload(ctx context.Context, ts *targets, ops int, gates []*gate) (*cdcLoad, <-chan struct{}) {
-	l := &cdcLoad{changedAt: map[uint64]int{}}
+	l := &cdcLoad{changedAt: map[uint64]int64{}}
 	done := make(chan struct{})
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -488,41 +489,43 @@ func checkAgainstTables(t *testing.T, c *cluster, leader *member, model tableMod
 // checkDelivery checks the deduplicated stream against the workload: the
 // events replayed in index order are consistent (before images match), and
 // every acknowledged write that changed rows is there under its Raft index
-// (no gap); groups under other indexes can only be unacknowledged writes.
+// (no gap): an index carries at least as many events as the rows its
+// acknowledged writes changed; events beyond that can only come from
+// unacknowledged writes (each of which changed at most one row).
 func checkDelivery(t *testing.T, delivered []webhook.Group, l *cdcLoad) tableModel {
 	t.Helper()
 	model := tableModel{}
 	var bad []string
-	perIndex := map[uint64]int{}
+	eventsAt := map[uint64]int64{}
 	var prev uint64
 	for _, g := range delivered {
 		if g.Index < prev {
 			bad = append(bad, fmt.Sprintf("index %d delivered after %d", g.Index, prev))
 		}
 		prev = g.Index
-		perIndex[g.Index]++
+		eventsAt[g.Index] += int64(len(g.Events))
 		bad = append(bad, model.apply(g)...)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	missing := 0
 	for idx, n := range l.changedAt {
-		if perIndex[idx] < n {
+		if eventsAt[idx] < n {
 			if missing++; missing <= 10 {
-				bad = append(bad, fmt.Sprintf("raft index %d: %d acknowledged write(s) changed rows there, %d group(s) delivered (a gap)", idx, n, perIndex[idx]))
+				bad = append(bad, fmt.Sprintf("raft index %d: acknowledged writes changed %d row(s) there, %d event(s) delivered (a gap)", idx, n, eventsAt[idx]))
 			}
 		}
 	}
-	unknown := 0
-	for idx, n := range perIndex {
+	var unknown int64
+	for idx, n := range eventsAt {
 		if extra := n - l.changedAt[idx]; extra > 0 {
 			unknown += extra
 		}
 	}
-	if unknown > l.unacked {
-		bad = append(bad, fmt.Sprintf("%d groups delivered beyond the acknowledged writes, but only %d writes were unacknowledged", unknown, l.unacked))
+	if unknown > int64(l.unacked) {
+		bad = append(bad, fmt.Sprintf("%d events delivered beyond the acknowledged writes' changes, but only %d writes were unacknowledged", unknown, l.unacked))
 	}
-	t.Logf("workload: %d acknowledged writes changed rows (%d Raft indexes), %d changed none, %d unacknowledged (last error: %s), %d statement errors; delivered %d groups, %d from unacknowledged writes",
+	t.Logf("workload: %d acknowledged writes changed rows (%d Raft indexes), %d changed none, %d unacknowledged (last error: %s), %d statement errors; delivered %d index entries, %d events from unacknowledged writes",
 		l.acked, len(l.changedAt), l.noChange, l.unacked, l.lastErr, l.stmtErrors, len(delivered), unknown)
 	for _, p := range l.problems {
 		t.Errorf("workload: %s", p)
@@ -800,7 +803,7 @@ func TestCDCSinkDown(t *testing.T) {
 	c := newClusterWith(t, 1, withFlags("-cdc-config", cfg))
 	n := c.leader
 	wantOK(t, "CREATE TABLE", n.execute(createItems), `{"results":[{}]}`)
-	l := &cdcLoad{changedAt: map[uint64]int{}}
+	l := &cdcLoad{changedAt: map[uint64]int64{}}
 	var last uint64
 	for i := 1; i <= inserts; i++ {
 		a, ok, err := execIndexed(context.Background(), n.client, n.baseURL(),

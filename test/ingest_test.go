@@ -41,11 +41,11 @@ const (
 // as a second row with its k.
 const createIng = `["CREATE TABLE ing (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, v TEXT)"]`
 
-// ingestConfigJSON is a -ingest-config file's content: the contract's
-// keys (endpoint nats://host:port/SUBJECT as CDC's, dead_letter_subject,
+// ingestConfigJSON is a -ingest-config file's content (actors/ingest's
+// keys: url nats://host:port/SUBJECT, dead_letter_subject,
 // max_deliveries, ...); extra adds or overrides keys.
 func ingestConfigJSON(natsURL string, extra map[string]any) map[string]any {
-	cfg := map[string]any{"endpoint": natsURL + "/" + ingestSubject}
+	cfg := map[string]any{"url": natsURL + "/" + ingestSubject}
 	for k, v := range extra {
 		cfg[k] = v
 	}
@@ -374,11 +374,11 @@ func TestIngestBadConfig(t *testing.T) {
 		name, file, arg string
 		want            *regexp.Regexp
 	}{
-		{name: "bad JSON", file: `{"endpoint": "nats://127.0.0.1:1/x",`, want: regexp.MustCompile(`ingest-config`)},
-		{name: "unknown key", file: `{"endpoint":"nats://127.0.0.1:1/x","no_such_key":true}`, want: regexp.MustCompile(`no_such_key`)},
+		{name: "bad JSON", file: `{"url": "nats://127.0.0.1:1/x",`, want: regexp.MustCompile(`ingest-config`)},
+		{name: "unknown key", file: `{"url":"nats://127.0.0.1:1/x","no_such_key":true}`, want: regexp.MustCompile(`no_such_key`)},
 		{name: "not a NATS URL", arg: "http://127.0.0.1:1/x", want: regexp.MustCompile(`ingest-config`)},
 		{name: "no subject", arg: "nats://127.0.0.1:1", want: regexp.MustCompile(`(?i)subject`)},
-		{name: "bad max_deliveries", file: `{"endpoint":"nats://127.0.0.1:1/x","max_deliveries":-3}`, want: regexp.MustCompile(`max_deliveries`)},
+		{name: "bad max_deliveries", file: `{"url":"nats://127.0.0.1:1/x","max_deliveries":-3}`, want: regexp.MustCompile(`max_deliveries`)},
 		{name: "missing file", arg: "/nonexistent/skiff-ingest.json", want: regexp.MustCompile(`skiff-ingest\.json`)},
 	}
 	for _, tc := range cases {
