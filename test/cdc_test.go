@@ -223,7 +223,7 @@ func (l *cdcLoad) record(a execAnswer, ok bool, err error) {
 	case !ok:
 		l.unacked++
 		if err != nil {
-			l.lastErr = err.Error()
+			l.lastErr = strings.TrimSpace(err.Error())
 		}
 	case err != nil:
 		l.problems = append(l.problems, err.Error())

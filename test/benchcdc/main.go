@@ -282,6 +282,7 @@ func run(o options) error {
 	}{{"without CDC", p}, {"with CDC to the webhook (drain included)", c}} {
 		fmt.Printf("%-44s %10.0f %9.2f %9.2f %8d %22s\n", r.name, r.m.res.RequestsPerS, r.m.res.Latency.P50, r.m.res.Latency.P99, errCount(r.m.res), r.m.cpu)
 	}
+	fmt.Printf("runs (inserts/s): without CDC %s; with CDC %s\n", rates(plainRuns), rates(cdcRuns))
 	rateRatio := c.res.RequestsPerS / p.res.RequestsPerS
 	fmt.Printf("CDC / no CDC: inserts/s %.3f (target >= 0.90: %s)", rateRatio, verdict(rateRatio >= 0.9))
 	if p.cpu.ok && c.cpu.ok {
@@ -340,6 +341,15 @@ type measured struct {
 	cpu cpuPerRequest
 }
 
+func rates(ms []measured) string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, fmt.Sprintf("%.0f", m.res.RequestsPerS))
+	}
+	return strings.Join(out, ", ")
+}
+
+// median sorts ms by rate (in place) and returns the middle run.
 func median(ms []measured) measured {
 	sort.Slice(ms, func(a, b int) bool { return ms[a].res.RequestsPerS < ms[b].res.RequestsPerS })
 	return ms[len(ms)/2]
