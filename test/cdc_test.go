@@ -895,8 +895,19 @@ func TestCDCBadConfig(t *testing.T) {
 			n2.dumpLogs()
 			t.Fatalf("a node stored as a non-voter started with -cdc-config: exit %d; want a refusal naming -cdc-config", p.exitCode())
 		}
-		if _, err := os.Stat(filepath.Join(n2.dataDir, "cdc")); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("the refused start left %s behind (%v)", filepath.Join(n2.dataDir, "cdc"), err)
+		// The refusal must come before the outbox is created: an outbox on
+		// a read replica is half-made state a later start would find.
+		cdcDir := filepath.Join(n2.dataDir, "cdc")
+		if _, err := os.Stat(cdcDir); !errors.Is(err, os.ErrNotExist) {
+			var names []string
+			_ = filepath.WalkDir(cdcDir, func(path string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					rel, _ := filepath.Rel(cdcDir, path)
+					names = append(names, rel)
+				}
+				return nil
+			})
+			t.Errorf("the refused start left the outbox directory <data>/cdc behind (files: %v)", names)
 		}
 		n2.setFlags()
 		n2.start()

@@ -57,6 +57,7 @@ type options struct {
 	ingestN    int
 	ingestC    int
 	keep       bool
+	profile    string
 }
 
 func main() {
@@ -70,6 +71,7 @@ func main() {
 	flag.IntVar(&o.ingestN, "ingest-n", 20000, "Statements of the ingest comparison")
 	flag.IntVar(&o.ingestC, "ingest-c", 64, "Concurrency of the ingest comparison: the HTTP workers (the ingest consumer's own in-flight bound is its default)")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the data directories and logs (printed at the end)")
+	flag.StringVar(&o.profile, "profile", "", "Directory to write CPU profiles of each leader under closed-loop load, first run (go tool pprof -top bin/skiffd dir/cdc.prof)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchcdc:", err)
@@ -262,7 +264,15 @@ func run(o options) error {
 	// (a) closed loop, in rounds so that both see the same phases of the
 	// machine.
 	var plainRuns, cdcRuns []measured
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+	}
 	for i := 0; i < o.runs; i++ {
+		if i == 1 {
+			o.profile = ""
+		}
 		m, err := closedLoop(plain, o, nil)
 		if err != nil {
 			return fmt.Errorf("inserts without CDC: %w", err)
@@ -360,9 +370,19 @@ func median(ms []measured) measured {
 // that the delivery work of the run's inserts is counted.
 func closedLoop(c *cluster, o options, recv *webhook.Receiver) (measured, error) {
 	ctx := context.Background()
+	var profiled chan error
+	if o.profile != "" {
+		profiled = make(chan error, 1)
+		go func() { profiled <- profile(c.leader.http, o.d, filepath.Join(o.profile, c.name+".prof")) }()
+	}
 	before := cpuNow(c.nodes)
 	res, err := bench.Run(ctx, bench.Config{Addrs: []string{c.leader.http}, Workload: bench.WorkloadInsert,
 		Workers: o.workers, Duration: o.d}, nil)
+	if profiled != nil {
+		if perr := <-profiled; perr != nil {
+			fmt.Fprintf(os.Stderr, "benchcdc: %s: profile: %v\n", c.name, perr)
+		}
+	}
 	if err != nil {
 		return measured{}, err
 	}
@@ -383,6 +403,30 @@ func closedLoop(c *cluster, o options, recv *webhook.Receiver) (measured, error)
 	}
 	after := cpuNow(c.nodes)
 	return measured{res, after.sub(before).per(res.Requests)}, nil
+}
+
+// profile writes a CPU profile of the node at addr over the middle of a
+// run of duration d.
+func profile(addr string, d time.Duration, path string) error {
+	secs := max(1, int((d - 2*time.Second).Seconds()))
+	time.Sleep(time.Second)
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // indexedInsert inserts one row into bench with ?raft_index and returns
