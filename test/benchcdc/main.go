@@ -1,0 +1,734 @@
+// Command benchcdc is `make bench-cdc` (issue 15, "Performance"): side by
+// side in one run, on 3-node loopback clusters of a built skiffd,
+//
+//	(a) closed-loop inserts on the leader without CDC and with CDC to a
+//	    webhook receiver in this process: inserts/s and node CPU per insert,
+//	    and their ratios (target: at most 10% fewer inserts/s, at most 10%
+//	    more CPU per insert);
+//	(b) the delivery lag (the writer's acknowledgement of a raft_index to
+//	    the receiver's arrival of that index, and the event's
+//	    commit_timestamp to arrival) at half the closed-loop insert rate,
+//	    open loop (target: p99 under 250 ms);
+//	(c) ingest: statements applied per second from NATS JetStream (a
+//	    server embedded in this process) against the same INSERTs over HTTP
+//	    with the same concurrency.
+//
+// The cluster, CPU and load code follows test/benchcluster (process start,
+// CPU from /proc/<pid>/stat, cmd/skiff/bench for the closed loop).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skiffdb/skiff/cmd/skiff/bench"
+	"github.com/skiffdb/skiff/test/webhook"
+)
+
+// options are the command line.
+type options struct {
+	skiffd     string
+	d, lagD    time.Duration
+	workers    int
+	runs       int
+	batchDelay string
+	ingestN    int
+	ingestC    int
+	keep       bool
+	profile    string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.skiffd, "skiffd", "bin/skiffd", "skiffd binary")
+	flag.DurationVar(&o.d, "d", 5*time.Second, "Duration of each closed-loop run")
+	flag.DurationVar(&o.lagD, "lag-d", 10*time.Second, "Duration of the open-loop delivery lag run")
+	flag.IntVar(&o.workers, "c", 64, "Closed-loop workers")
+	flag.IntVar(&o.runs, "runs", 3, "Runs of each closed-loop workload, in rounds; the median (by inserts/s) is reported")
+	flag.StringVar(&o.batchDelay, "cdc-batch-delay", "10ms", "max_batch_delay of the CDC config (API.md §1.14); empty: the bare URL, Skiff's defaults")
+	flag.IntVar(&o.ingestN, "ingest-n", 20000, "Statements of the ingest comparison")
+	flag.IntVar(&o.ingestC, "ingest-c", 64, "Concurrency of the ingest comparison: the HTTP workers (the ingest consumer's own in-flight bound is its default)")
+	flag.BoolVar(&o.keep, "keep", false, "Keep the data directories and logs (printed at the end)")
+	flag.StringVar(&o.profile, "profile", "", "Directory to write CPU profiles of each leader under closed-loop load, first run (go tool pprof -top bin/skiffd dir/cdc.prof)")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "benchcdc:", err)
+		os.Exit(1)
+	}
+}
+
+type node struct {
+	id, http, raft, dir string
+	cmd                 *exec.Cmd
+}
+
+func (n *node) base() string { return "http://" + n.http }
+
+type cluster struct {
+	name   string
+	nodes  []*node
+	leader *node
+}
+
+func (c *cluster) stop() {
+	for _, n := range c.nodes {
+		if n.cmd != nil && n.cmd.Process != nil {
+			_ = n.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, n := range c.nodes {
+		if n.cmd != nil && n.cmd.Process != nil {
+			_ = n.cmd.Wait()
+		}
+	}
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// startCluster starts 3 nodes with extra flags each, n1 bootstrapping and
+// the others joining it, and waits for 3 voters under one leader.
+func startCluster(skiffd, dir, name string, extra ...string) (*cluster, error) {
+	c := &cluster{name: name}
+	for i := 1; i <= 3; i++ {
+		h, err := freePort()
+		if err != nil {
+			return c, err
+		}
+		r, err := freePort()
+		if err != nil {
+			return c, err
+		}
+		n := &node{id: fmt.Sprintf("n%d", i), http: h, raft: r, dir: filepath.Join(dir, name, fmt.Sprintf("n%d", i))}
+		if err := os.MkdirAll(filepath.Dir(n.dir), 0o755); err != nil {
+			return c, err
+		}
+		args := []string{"-node-id", n.id, "-http-addr", h, "-raft-addr", r, "-log-level", "warn"}
+		if i > 1 {
+			args = append(args, "-join", c.nodes[0].raft)
+		}
+		args = append(append(args, extra...), n.dir)
+		n.cmd = exec.Command(skiffd, args...)
+		logf, err := os.Create(n.dir + ".log")
+		if err != nil {
+			return c, err
+		}
+		n.cmd.Stdout, n.cmd.Stderr = logf, logf
+		if err := n.cmd.Start(); err != nil {
+			logf.Close()
+			return c, err
+		}
+		logf.Close()
+		c.nodes = append(c.nodes, n)
+		if i == 1 {
+			if err := waitReady(n, 60*time.Second); err != nil {
+				return c, err
+			}
+		}
+	}
+	for _, n := range c.nodes {
+		if err := waitReady(n, 60*time.Second); err != nil {
+			return c, err
+		}
+	}
+	var err error
+	c.leader, err = leaderOf(c.nodes)
+	return c, err
+}
+
+func waitReady(n *node, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(n.base() + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if n.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready within %s (log: %s.log)", n.id, timeout, n.dir)
+}
+
+// leaderOf finds the leader from /nodes, once all are voters.
+func leaderOf(nodes []*node) (*node, error) {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(nodes[0].base() + "/nodes?ver=2")
+		if err == nil {
+			var out struct {
+				Nodes []struct {
+					ID     string `json:"id"`
+					Leader bool   `json:"leader"`
+					Voter  bool   `json:"voter"`
+				} `json:"nodes"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			voters, lid := 0, ""
+			for _, d := range out.Nodes {
+				if d.Voter {
+					voters++
+				}
+				if d.Leader {
+					lid = d.ID
+				}
+			}
+			if voters == 3 && lid != "" {
+				for _, n := range nodes {
+					if n.id == lid {
+						return n, nil
+					}
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, errors.New("cluster did not settle with 3 voters and a leader")
+}
+
+func run(o options) error {
+	dir, err := os.MkdirTemp("", "skiff-benchcdc-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		defer fmt.Printf("\ndata and logs kept in %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	recv, err := webhook.New(webhook.Config{})
+	if err != nil {
+		return err
+	}
+	defer recv.Close()
+	cdcArg := recv.URL()
+	if o.batchDelay != "" {
+		b, _ := json.Marshal(map[string]any{"endpoint": recv.URL(), "max_batch_delay": o.batchDelay})
+		cdcArg = filepath.Join(dir, "cdc.json")
+		if err := os.WriteFile(cdcArg, b, 0o600); err != nil {
+			return err
+		}
+	}
+
+	plain, err := startCluster(o.skiffd, dir, "plain")
+	defer plain.stop()
+	if err != nil {
+		return fmt.Errorf("cluster without CDC: %w", err)
+	}
+	withCDC, err := startCluster(o.skiffd, dir, "cdc", "-cdc-config", cdcArg)
+	defer withCDC.stop()
+	if err != nil {
+		return fmt.Errorf("cluster with CDC: %w", err)
+	}
+	delay := o.batchDelay
+	if delay == "" {
+		delay = "Skiff's default"
+	}
+	fmt.Printf("CDC and ingest benchmark: 3-node loopback clusters; %d workers, %s per run, median of %d run(s); CDC to an in-process webhook, max_batch_delay %s\n\n",
+		o.workers, o.d, o.runs, delay)
+
+	// (a) closed loop, in rounds so that both see the same phases of the
+	// machine.
+	var plainRuns, cdcRuns []measured
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < o.runs; i++ {
+		if i == 1 {
+			o.profile = ""
+		}
+		m, err := closedLoop(plain, o, nil)
+		if err != nil {
+			return fmt.Errorf("inserts without CDC: %w", err)
+		}
+		plainRuns = append(plainRuns, m)
+		m, err = closedLoop(withCDC, o, recv)
+		if err != nil {
+			return fmt.Errorf("inserts with CDC: %w", err)
+		}
+		cdcRuns = append(cdcRuns, m)
+	}
+	p, c := median(plainRuns), median(cdcRuns)
+	fmt.Printf("%-44s %10s %9s %9s %8s %22s\n", "(a) closed loop, inserts on the leader", "inserts/s", "p50 ms", "p99 ms", "errors", "node cpu µs/insert")
+	for _, r := range []struct {
+		name string
+		m    measured
+	}{{"without CDC", p}, {"with CDC to the webhook (drain included)", c}} {
+		fmt.Printf("%-44s %10.0f %9.2f %9.2f %8d %22s\n", r.name, r.m.res.RequestsPerS, r.m.res.Latency.P50, r.m.res.Latency.P99, errCount(r.m.res), r.m.cpu)
+	}
+	fmt.Printf("runs (inserts/s): without CDC %s; with CDC %s\n", rates(plainRuns), rates(cdcRuns))
+	rateRatio := c.res.RequestsPerS / p.res.RequestsPerS
+	fmt.Printf("CDC / no CDC: inserts/s %.3f (target >= 0.90: %s)", rateRatio, verdict(rateRatio >= 0.9))
+	if p.cpu.ok && c.cpu.ok {
+		cpuRatio := float64(c.cpu.nodes) / float64(p.cpu.nodes)
+		fmt.Printf(", node CPU per insert %.3f (target <= 1.10: %s)", cpuRatio, verdict(cpuRatio <= 1.1))
+	}
+	fmt.Println()
+
+	// (b) delivery lag, open loop at half the CDC closed-loop rate.
+	rate := c.res.RequestsPerS / 2
+	lag, err := lagRun(withCDC, recv, rate, o.lagD)
+	if err != nil {
+		return fmt.Errorf("delivery lag: %w", err)
+	}
+	fmt.Printf("\n(b) delivery lag, open loop at %.0f inserts/s (half the closed-loop rate with CDC) for %s: %d indexes acknowledged, %d errors\n",
+		rate, o.lagD, lag.indexes, lag.errors)
+	fmt.Printf("    writer's ack -> receipt:    p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms  (%d receipts before the ack counted as 0)\n",
+		lag.ack.p50, lag.ack.p99, lag.ack.max, lag.early)
+	fmt.Printf("    commit_timestamp -> receipt: p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms\n", lag.commit.p50, lag.commit.p99, lag.commit.max)
+	fmt.Printf("    target p99 < 250 ms (ack -> receipt): %s\n", verdict(lag.ack.p99 < 250))
+	plain.stop()
+	withCDC.stop()
+
+	// (c) ingest from NATS against HTTP, on a third cluster.
+	ing, err := ingestRun(o, dir)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	fmt.Printf("\n(c) ingest, %d single-INSERT statements\n", o.ingestN)
+	fmt.Printf("%-44s %12s %22s\n", "", "stmts/s", "node cpu µs/stmt")
+	fmt.Printf("%-44s %12.0f %22s\n", "from NATS JetStream (durable consumer skiff)", ing.nats, ing.natsCPU)
+	fmt.Printf("%-44s %12.0f %22s\n", fmt.Sprintf("over HTTP, %d workers over the 3 nodes", o.ingestC), ing.http, ing.httpCPU)
+	fmt.Printf("NATS / HTTP: %.3f\n", ing.nats/ing.http)
+	fmt.Printf("\nnode cpu µs: CPU time of the three nodes together per statement, from /proc/<pid>/stat over the run\n" +
+		"(with CDC: until the webhook holds the run's last write); (kernel): its share spent in the kernel.\n")
+	return nil
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+func errCount(r *bench.Result) int64 {
+	var n int64
+	for _, v := range r.Errors {
+		n += v
+	}
+	return n
+}
+
+type measured struct {
+	res *bench.Result
+	cpu cpuPerRequest
+}
+
+func rates(ms []measured) string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, fmt.Sprintf("%.0f", m.res.RequestsPerS))
+	}
+	return strings.Join(out, ", ")
+}
+
+// median sorts ms by rate (in place) and returns the middle run.
+func median(ms []measured) measured {
+	sort.Slice(ms, func(a, b int) bool { return ms[a].res.RequestsPerS < ms[b].res.RequestsPerS })
+	return ms[len(ms)/2]
+}
+
+// closedLoop runs the insert workload on c's leader; with a receiver, the
+// CPU sample ends once the receiver holds a write made after the run, so
+// that the delivery work of the run's inserts is counted.
+func closedLoop(c *cluster, o options, recv *webhook.Receiver) (measured, error) {
+	ctx := context.Background()
+	var profiled chan error
+	if o.profile != "" {
+		profiled = make(chan error, 1)
+		go func() { profiled <- profile(c.leader.http, o.d, filepath.Join(o.profile, c.name+".prof")) }()
+	}
+	before := cpuNow(c.nodes)
+	res, err := bench.Run(ctx, bench.Config{Addrs: []string{c.leader.http}, Workload: bench.WorkloadInsert,
+		Workers: o.workers, Duration: o.d}, nil)
+	if profiled != nil {
+		if perr := <-profiled; perr != nil {
+			fmt.Fprintf(os.Stderr, "benchcdc: %s: profile: %v\n", c.name, perr)
+		}
+	}
+	if err != nil {
+		return measured{}, err
+	}
+	if recv != nil {
+		idx, err := indexedInsert(ctx, http.DefaultClient, c.leader.base())
+		if err != nil {
+			return measured{}, fmt.Errorf("marker write: %w", err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = recv.WaitIndex(wctx, idx)
+		cancel()
+		if err != nil {
+			return measured{}, err
+		}
+		if v := recv.Violations(); len(v) > 0 {
+			return measured{}, fmt.Errorf("the webhook saw %d breaches of the delivery contract, first: %s", len(v), v[0])
+		}
+	}
+	after := cpuNow(c.nodes)
+	return measured{res, after.sub(before).per(res.Requests)}, nil
+}
+
+// profile writes a CPU profile of the node at addr over the middle of a
+// run of duration d.
+func profile(addr string, d time.Duration, path string) error {
+	secs := max(1, int((d - 2*time.Second).Seconds()))
+	time.Sleep(time.Second)
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// indexedInsert inserts one row into bench with ?raft_index and returns
+// its index (API.md §1.2).
+func indexedInsert(ctx context.Context, c *http.Client, base string) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/db/execute?raft_index",
+		strings.NewReader(`[["INSERT INTO bench (v) VALUES (?)", "vvvvvvvvvvvvvvvv"]]`))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var a struct {
+		Results []struct {
+			Error string `json:"error"`
+		} `json:"results"`
+		Error     string `json:"error"`
+		RaftIndex uint64 `json:"raft_index"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &a) != nil || a.Error != "" || len(a.Results) != 1 || a.Results[0].Error != "" || a.RaftIndex == 0 {
+		return 0, fmt.Errorf("%d %.200s", resp.StatusCode, b)
+	}
+	return a.RaftIndex, nil
+}
+
+type quantiles struct{ p50, p99, max float64 }
+
+func summarize(h *hdrhistogram.Histogram) quantiles {
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	return quantiles{ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(99)), ms(h.Max())}
+}
+
+type lagResult struct {
+	ack, commit     quantiles
+	indexes, errors int
+	early           int
+}
+
+// lagRun inserts on c's leader open loop at rate for d, noting when each
+// raft_index was acknowledged, then waits for the webhook to hold the last
+// one and compares its arrival times.
+func lagRun(c *cluster, recv *webhook.Receiver, rate float64, d time.Duration) (lagResult, error) {
+	if rate <= 0 {
+		return lagResult{}, errors.New("no closed-loop rate to halve")
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	var mu sync.Mutex
+	acked := map[uint64]time.Time{}
+	errs := 0
+	sem := make(chan struct{}, 256)
+	var wg sync.WaitGroup
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if at.Sub(start) >= d {
+			break
+		}
+		time.Sleep(time.Until(at))
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			idx, err := indexedInsert(context.Background(), client, c.leader.base())
+			now := time.Now()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs++
+				return
+			}
+			// Writes coalesced into one entry share an index: its
+			// commit is no later than its first acknowledgement.
+			if t, ok := acked[idx]; !ok || now.Before(t) {
+				acked[idx] = now
+			}
+		}()
+	}
+	wg.Wait()
+	var last uint64
+	for idx := range acked {
+		last = max(last, idx)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := recv.WaitIndex(ctx, last); err != nil {
+		return lagResult{}, err
+	}
+	ackH := hdrhistogram.New(1, int64(5*time.Minute/time.Microsecond), 3)
+	commitH := hdrhistogram.New(1, int64(5*time.Minute/time.Microsecond), 3)
+	res := lagResult{indexes: len(acked), errors: errs}
+	for idx, t := range acked {
+		at, ok := recv.Arrival(idx)
+		if !ok {
+			return lagResult{}, fmt.Errorf("index %d acknowledged but never delivered", idx)
+		}
+		us := at.Sub(t).Microseconds()
+		if us < 1 {
+			res.early++
+			us = 1
+		}
+		_ = ackH.RecordValue(us)
+	}
+	for _, g := range recv.Delivered() {
+		if _, ok := acked[g.Index]; !ok {
+			continue
+		}
+		at, _ := recv.Arrival(g.Index)
+		us := at.UnixMicro() - g.CommitTimestamp
+		_ = commitH.RecordValue(max(us, 1))
+	}
+	res.ack, res.commit = summarize(ackH), summarize(commitH)
+	return res, nil
+}
+
+type ingestResult struct {
+	nats, http       float64
+	natsCPU, httpCPU cpuPerRequest
+}
+
+// ingestRun measures statements applied per second from NATS, then the
+// same INSERTs over HTTP, on one cluster consuming from an embedded
+// JetStream server.
+func ingestRun(o options, dir string) (ingestResult, error) {
+	const subject = "bench.ingest"
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT,
+		JetStream: true, StoreDir: filepath.Join(dir, "nats"), NoSigs: true, NoLog: true})
+	if err != nil {
+		return ingestResult{}, err
+	}
+	go ns.Start()
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return ingestResult{}, errors.New("nats server not ready")
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return ingestResult{}, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return ingestResult{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "INGEST", Subjects: []string{subject}}); err != nil {
+		return ingestResult{}, err
+	}
+	c, err := startCluster(o.skiffd, dir, "ingest", "-ingest-config", ns.ClientURL()+"/"+subject)
+	defer c.stop()
+	if err != nil {
+		return ingestResult{}, err
+	}
+	for _, table := range []string{"ingest_nats", "bench"} {
+		body := fmt.Sprintf(`["CREATE TABLE %s (id INTEGER PRIMARY KEY, v TEXT)"]`, table)
+		resp, err := http.Post(c.leader.base()+"/db/execute", "application/json", strings.NewReader(body))
+		if err != nil {
+			return ingestResult{}, err
+		}
+		resp.Body.Close()
+	}
+	var res ingestResult
+	body := []byte(`[["INSERT INTO ingest_nats (v) VALUES (?)", "vvvvvvvvvvvvvvvv"]]`)
+	before := cpuNow(c.nodes)
+	start := time.Now()
+	for i := 0; i < o.ingestN; i++ {
+		if _, err := js.PublishAsync(subject, body); err != nil {
+			return res, err
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	for {
+		n, err := count(c.leader, "ingest_nats")
+		if err == nil && n >= o.ingestN {
+			break
+		}
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("ingested %d of %d: %v", n, o.ingestN, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	res.nats = float64(o.ingestN) / time.Since(start).Seconds()
+	res.natsCPU = cpuNow(c.nodes).sub(before).per(int64(o.ingestN))
+
+	addrs := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		addrs[i] = n.http
+	}
+	before = cpuNow(c.nodes)
+	r, err := bench.Run(ctx, bench.Config{Addrs: addrs, Workload: bench.WorkloadInsert, Workers: o.ingestC,
+		Requests: int64(o.ingestN), NoSetup: true}, nil)
+	if err != nil {
+		return res, err
+	}
+	res.http = r.StatementsPerS
+	res.httpCPU = cpuNow(c.nodes).sub(before).per(r.Requests)
+	return res, nil
+}
+
+// count is COUNT(*) of table on n.
+func count(n *node, table string) (int, error) {
+	resp, err := http.Get(n.base() + "/db/query?level=none&q=" + url.QueryEscape("SELECT COUNT(*) FROM "+table))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var doc struct {
+		Results []struct {
+			Values [][]int `json:"values"`
+		} `json:"results"`
+	}
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil || len(doc.Results) != 1 || len(doc.Results[0].Values) != 1 {
+		return 0, fmt.Errorf("%.200s", b)
+	}
+	return doc.Results[0].Values[0][0], nil
+}
+
+// cpuSample is the CPU time (user and system) used so far by the nodes
+// together; sys is its kernel part.
+type cpuSample struct {
+	nodes, sys time.Duration
+	ok         bool
+}
+
+// cpuPerRequest is a run's node CPU per request.
+type cpuPerRequest struct {
+	nodes  time.Duration
+	kernel float64
+	ok     bool
+}
+
+func (c cpuPerRequest) String() string {
+	if !c.ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f (%2.0f%%)", float64(c.nodes)/float64(time.Microsecond), 100*c.kernel)
+}
+
+func (a cpuSample) sub(b cpuSample) cpuSample {
+	return cpuSample{nodes: a.nodes - b.nodes, sys: a.sys - b.sys, ok: a.ok && b.ok}
+}
+
+func (a cpuSample) per(requests int64) cpuPerRequest {
+	if requests <= 0 || a.nodes <= 0 {
+		return cpuPerRequest{}
+	}
+	return cpuPerRequest{nodes: a.nodes / time.Duration(requests), kernel: float64(a.sys) / float64(a.nodes), ok: a.ok}
+}
+
+func cpuNow(nodes []*node) cpuSample {
+	s := cpuSample{ok: true}
+	for _, n := range nodes {
+		user, sys, err := procCPU(n.cmd.Process.Pid)
+		if err != nil {
+			s.ok = false
+			continue
+		}
+		s.nodes += user + sys
+		s.sys += sys
+	}
+	return s
+}
+
+// procCPU reads a process's user and system time from /proc/<pid>/stat
+// (fields 14 and 15, in clock ticks: USER_HZ, 100 on Linux).
+func procCPU(pid int) (user, sys time.Duration, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	const userHZ = 100
+	var ticks [2]int64
+	for j, v := range f[11:13] {
+		if ticks[j], err = strconv.ParseInt(v, 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+	}
+	return time.Duration(ticks[0]) * time.Second / userHZ, time.Duration(ticks[1]) * time.Second / userHZ, nil
+}
