@@ -151,8 +151,10 @@ type capture struct {
 	// events before named have their column names.
 	events           []ChangeEvent
 	stmtStart, named int
-	// groups are the requests captured in the open transaction.
-	groups []ChangeGroup
+	// groups are the requests captured in the open transaction;
+	// groupsHint sizes the next transaction's from the last one's.
+	groups     []ChangeGroup
+	groupsHint int
 	// hwm is the highest high-water mark applied in the open transaction.
 	hwm    uint64
 	hasHWM bool
@@ -223,6 +225,9 @@ func (c *capture) endRequest(index uint64, k int) {
 		return
 	}
 	if len(c.events) > 0 {
+		if c.groups == nil {
+			c.groups = make([]ChangeGroup, 0, c.groupsHint)
+		}
 		c.groups = append(c.groups, ChangeGroup{Index: index, Request: uint32(k), Events: c.events})
 		c.events = nil
 	}
@@ -261,7 +266,7 @@ func (c *capture) flush() error {
 			c.groups[i].CommitTime = ts
 		}
 		groups := c.groups
-		c.groups = nil // the sink owns them now
+		c.groups, c.groupsHint = nil, len(groups) // the sink owns them now
 		if err := c.cfg.Sink.Capture(groups); err != nil {
 			return fmt.Errorf("capture: %w", err)
 		}
