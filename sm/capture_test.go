@@ -657,3 +657,23 @@ func TestCaptureTableShapes(t *testing.T) {
 		del("g", 1, g(20, 21)),
 	)})
 }
+
+// REPLACE and UPSERT report the rows they delete and update: replaying the
+// captured changes gives the table.
+func TestCaptureConflictResolution(t *testing.T) {
+	h, sink := newCaptureHarness(t, nil)
+	h.apply(cmd("", false, "CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT UNIQUE)", "INSERT INTO u VALUES (1, 'a'), (2, 'b')"))
+	m := model{}
+	m.replay(t, sink.take())
+	i := h.next
+	h.apply(cmd("", false, "INSERT OR REPLACE INTO u VALUES (2, 'z')", "REPLACE INTO u VALUES (3, 'a')",
+		"INSERT INTO u VALUES (2, 'q') ON CONFLICT(id) DO UPDATE SET v = excluded.v"))
+	got := sink.take()
+	sameGroups(t, "conflicts", got, []ChangeGroup{group(i, 0,
+		del("u", 2, cols("id", int64(2), "v", "b")), ins("u", 2, cols("id", int64(2), "v", "z")),
+		del("u", 1, cols("id", int64(1), "v", "a")), ins("u", 3, cols("id", int64(3), "v", "a")),
+		upd("u", 2, 2, cols("id", int64(2), "v", "z"), cols("id", int64(2), "v", "q")),
+	)})
+	m.replay(t, got)
+	m.check(t, h, "u")
+}
