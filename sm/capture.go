@@ -211,11 +211,12 @@ func (c *capture) schemaChanged() {
 	}
 }
 
-// dropRequest forgets the current request's changes (its savepoint was
-// rolled back).
+// dropRequest forgets the current request's changes: its savepoint was
+// rolled back, with any schema change it made.
 func (c *capture) dropRequest() {
 	if c != nil {
 		c.truncate(0)
+		clear(c.names)
 	}
 }
 
@@ -244,6 +245,16 @@ func (c *capture) reset() {
 	clear(c.groups)
 	c.groups = c.groups[:0]
 	c.hwm, c.hasHWM, c.err = 0, false, nil
+}
+
+// rolledBack forgets everything not yet flushed, and the column names: a
+// client statement rolled the transaction back, with any schema change
+// made in it.
+func (c *capture) rolledBack() {
+	if c != nil {
+		c.reset()
+		clear(c.names)
+	}
 }
 
 // highWater records a high-water mark applied in the open transaction.

@@ -677,3 +677,23 @@ func TestCaptureConflictResolution(t *testing.T) {
 	m.replay(t, got)
 	m.check(t, h, "u")
 }
+
+// A schema change rolled back (a transaction request that fails, a
+// statement that rolls the whole transaction back) takes the column names
+// it gave with it.
+func TestCaptureNamesAfterRolledBackSchemaChange(t *testing.T) {
+	h, sink := newCaptureHarness(t, nil)
+	h.apply(cmd("", false, "CREATE TABLE t (a, b)", "CREATE TABLE u (x UNIQUE)", "INSERT INTO u VALUES (1)"))
+	sink.take()
+	h.apply(cmd("", true, "DROP TABLE t", "CREATE TABLE t (p, q)", "INSERT INTO t VALUES (1, 2)", "INSERT INTO nope VALUES (1)"))
+	i := h.next
+	h.apply(cmd("", false, "INSERT INTO t VALUES (3, 4)"))
+	sameGroups(t, "after a failed transaction", sink.take(), []ChangeGroup{group(i, 0, ins("t", 1, cols("a", int64(3), "b", int64(4))))})
+
+	// The request that rolls back is skipped when the batch is redone:
+	// its schema change is gone.
+	h.apply(cmd("", false, "DROP TABLE t", "CREATE TABLE t (p, q)", "INSERT INTO t VALUES (5, 6)", "INSERT OR ROLLBACK INTO u VALUES (1)"))
+	i = h.next
+	h.apply(cmd("", false, "INSERT INTO t VALUES (7, 8)"))
+	sameGroups(t, "after a rollback", sink.take(), []ChangeGroup{group(i, 0, ins("t", 2, cols("a", int64(7), "b", int64(8))))})
+}
