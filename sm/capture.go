@@ -37,9 +37,19 @@ import (
 //   - Capture is called right before every COMMIT of the apply
 //     transaction with the groups of the entries it commits.
 //
-// A boot entry replaces the whole database and captures nothing, and a
-// snapshot install captures nothing either: the sink is told with
-// Installed. Both are documented in ChangeSink.
+// A boot entry replaces the whole database and captures nothing (the
+// sink is not told; the entries around it are captured). A snapshot
+// install captures nothing either: the sink is told with Installed.
+//
+// Known gaps, all rare: a statement that fails under OR FAIL (or
+// RAISE(FAIL)) before changing a row of its own table, after its triggers
+// changed other rows, keeps those rows in SQLite but not in the capture
+// (sqlite3_changes() cannot tell it from an undone statement); VIRTUAL
+// generated columns are left out of the images (the hook cannot read
+// them); the shadow tables of virtual tables (FTS, R*Tree) are reported
+// as the hook reports them, as rqlite does; a statement string that
+// changes rows and then drops columns of the same table names the values
+// it cannot match "column<N>".
 
 // ChangeOp is a row change's kind.
 type ChangeOp uint8
