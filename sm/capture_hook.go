@@ -187,7 +187,7 @@ func (c *capture) preUpdate(d *sqlite3.SQLitePreUpdateData) {
 
 // readRow copies the row images out of SQLite (which owns their memory).
 func (c *capture) readRow(want int) (before, after []Column, err error) {
-	var n int
+	var n, need int
 	for {
 		var p *C.skiff_cell
 		if len(c.cells) > 0 {
@@ -197,7 +197,7 @@ func (c *capture) readRow(want int) (before, after []Column, err error) {
 		if n < 0 {
 			return nil, nil, errPreUpdateRead
 		}
-		need := n
+		need = n
 		if want == 3 {
 			need *= 2
 		}
@@ -206,16 +206,17 @@ func (c *capture) readRow(want int) (before, after []Column, err error) {
 		}
 		c.cells = make([]C.skiff_cell, need)
 	}
-	cells := c.cells
+	cells := c.cells[:need]
 	// Cells hold C pointers only until this returns: cleared, so that no
 	// stale one outlives the row.
 	defer clear(cells)
+	// One allocation for both images of an UPDATE.
+	all := toColumns(cells)
 	if want&1 != 0 {
-		before = toColumns(cells[:n])
-		cells = cells[n:]
+		before, all = all[:n:n], all[n:]
 	}
 	if want&2 != 0 {
-		after = toColumns(cells[:n])
+		after = all[:n:n]
 	}
 	return before, after, nil
 }

@@ -16,5 +16,11 @@
 //     RecoverFromSnapshot and even after Close, so every handle it touches is
 //     guarded here and a closed machine answers ErrClosed.
 //
+// With Config.Capture set, the machine also captures every row a client
+// statement changes (SQLite's pre-update hook, build tag
+// sqlite_preupdate_hook) and hands the changes of each transaction to a
+// ChangeSink right before the transaction commits, grouped per client
+// request and keyed by Raft index (capture.go).
+//
 // Commands and results are the protobuf messages of package cmdpb.
 package sm

@@ -234,7 +234,7 @@ func (s *StateMachine) applyBatch(ents []sm.Entry) error {
 			// request that rolled back (applyEntry recorded it) fails alone,
 			// and is skipped by any later redo, where it would roll back
 			// again. What was captured since txStart is undone with it.
-			s.cap.reset()
+			s.cap.rolledBack()
 			if err := s.redo(ents[txStart:i]); err != nil {
 				return err
 			}
@@ -684,6 +684,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 	if req.GetReplaceAll() && mode == modeWrite {
 		w.stmts.clear() // the objects its statements name are going
 		s.schemaChanged = true
+		s.cap.schemaChanged()
 		if err := dropClientObjects(w.c); err != nil {
 			if isStorageFault(err) {
 				return nil, nil, nil, false, err
@@ -746,11 +747,11 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		if w.c.AutoCommit() {
 			return nil, nil, nil, true, nil
 		}
-		if err := s.cap.endStatement(w.c, res.GetError() != ""); err != nil {
-			return nil, nil, nil, false, err
-		}
 		if times != nil {
 			times = append(times, time.Since(t0).Seconds())
+		}
+		if err := s.cap.endStatement(w.c, res.GetError() != ""); err != nil {
+			return nil, nil, nil, false, err
 		}
 		f := writeFlags{write: s.sawWrite, insert: s.sawInsert}
 		normalize(res, f)
