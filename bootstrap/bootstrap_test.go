@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors"
+	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/lifecycle"
 )
 
@@ -36,11 +37,12 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("node ID defaults to %q, want the advertised Raft address", good.NodeID)
 	}
 	for name, mut := range map[string]func(*Config){
-		"no data dir":       func(c *Config) { c.DataDir = "" },
-		"bad address":       func(c *Config) { c.HTTPAddr = "nocolon" },
-		"same adv address":  func(c *Config) { c.HTTPAdvAddr = c.RaftAdvAddr },
-		"bad raft loglevel": func(c *Config) { c.RaftLogLevel = "LOUD" },
-		"election too low":  func(c *Config) { c.RaftElectionTimeout = c.RaftHeartbeatTimeout },
+		"no data dir":        func(c *Config) { c.DataDir = "" },
+		"bad address":        func(c *Config) { c.HTTPAddr = "nocolon" },
+		"same adv address":   func(c *Config) { c.HTTPAdvAddr = c.RaftAdvAddr },
+		"bad raft loglevel":  func(c *Config) { c.RaftLogLevel = "LOUD" },
+		"election too low":   func(c *Config) { c.RaftElectionTimeout = c.RaftHeartbeatTimeout },
+		"ingest without URL": func(c *Config) { c.Ingest = &ingest.Config{Subject: "s"} },
 	} {
 		c := good
 		mut(&c)
