@@ -1049,3 +1049,66 @@ func checkNATSMsg(msg *jetstream.RawStreamMsg) []string {
 	}
 	return bad
 }
+
+// TestCDCFilterRowIDsAndRollback: rqlite's table_filter and row_ids_only
+// (API.md §1.14) end to end, and what must never be sent: a table the
+// filter leaves out, the row images with row_ids_only, the changes of a
+// transaction that rolled back (issue 15, "Capture inside apply").
+func TestCDCFilterRowIDsAndRollback(t *testing.T) {
+	recv, err := webhook.New(webhook.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	recv.RowIDsOnly = true
+	cfg := writeJSONFile(t, "cdc.json", cdcConfigJSON(recv.URL(), map[string]any{"row_ids_only": true, "table_filter": "^keep"}))
+	c := newClusterWith(t, 1, withFlags("-cdc-config", cfg))
+	n := c.leader
+	wantOK(t, "CREATE TABLEs", n.execute(`["CREATE TABLE keep (id INTEGER PRIMARY KEY, v TEXT)","CREATE TABLE skip (id INTEGER PRIMARY KEY, v TEXT)"]`),
+		`{"results":[{},{}]}`)
+	wantOK(t, "INSERTs", n.execute(`["INSERT INTO keep(id, v) VALUES(1, 'a')","INSERT INTO skip(id, v) VALUES(1, 'a')"]`),
+		`{"results":[{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1}]}`)
+	r := n.post("/db/execute?transaction", `["INSERT INTO keep(id, v) VALUES(2, 'rolled back')","INSERT INTO nosuch(v) VALUES(1)"]`)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), "no such table: nosuch") {
+		t.Fatalf("the failing transaction: %s", r)
+	}
+	for _, stmt := range []string{`["UPDATE keep SET v = 'b' WHERE id = 1"]`, `["DELETE FROM keep WHERE id = 1"]`} {
+		// last_insert_id is the connection's (API.md §1.4), whatever the
+		// rolled-back insert left there; only the change matters here.
+		if r := n.execute(stmt); r.status != http.StatusOK || !strings.Contains(string(r.body), `"rows_affected":1}`) {
+			t.Fatalf("%s: %s", stmt, r)
+		}
+	}
+	a, ok, err := execIndexed(context.Background(), n.client, n.baseURL(), []any{"INSERT INTO keep(id, v) VALUES(3, 'last')"})
+	if !ok || err != nil {
+		t.Fatalf("last insert: %v %+v", err, a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cdcDeliveryTimeout)
+	defer cancel()
+	if err := recv.WaitIndex(ctx, a.RaftIndex); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range recv.Violations() {
+		t.Errorf("webhook: %s", v)
+	}
+	var got []string
+	for _, g := range recv.Delivered() {
+		for _, e := range g.Events {
+			got = append(got, fmt.Sprintf("%s %s %d->%d", e.Op, e.Table, e.OldRowID, e.NewRowID))
+		}
+	}
+	want := []string{"INSERT keep 0->1", "UPDATE keep 1->1", "DELETE keep 1->0", "INSERT keep 0->3"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("events %q, want %q (table_filter ^keep, the rolled-back insert of keep 2 never sent)", got, want)
+	}
+}
+
+// TestCDCStdout: -cdc-config stdout prints each batch's envelope (API.md
+// §1.14) on the daemon's standard output.
+func TestCDCStdout(t *testing.T) {
+	c := newClusterWith(t, 1, withFlags("-cdc-config", "stdout"))
+	n := c.leader
+	wantOK(t, "CREATE TABLE", n.execute(createItems), `{"results":[{}]}`)
+	wantOK(t, "INSERT", n.execute(`["INSERT INTO items(id, v, n, f) VALUES(7, 'x', 1, 1.5)"]`), `{"results":[{"last_insert_id":7,"rows_affected":1}]}`)
+	waitLog(t, c.leader, `"events":[{"op":"INSERT","table":"items","new_row_id":7,"after":{"f":1.5,"id":7,"n":1,"v":"x"}}]`)
+}
