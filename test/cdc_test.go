@@ -509,8 +509,13 @@ func checkDelivery(t *testing.T, delivered []webhook.Group, l *cdcLoad) tableMod
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	missing := 0
-	for idx, n := range l.changedAt {
-		if eventsAt[idx] < n {
+	acked := make([]uint64, 0, len(l.changedAt))
+	for idx := range l.changedAt {
+		acked = append(acked, idx)
+	}
+	sort.Slice(acked, func(i, j int) bool { return acked[i] < acked[j] })
+	for _, idx := range acked {
+		if n := l.changedAt[idx]; eventsAt[idx] < n {
 			if missing++; missing <= 10 {
 				bad = append(bad, fmt.Sprintf("raft index %d: acknowledged writes changed %d row(s) there, %d event(s) delivered (a gap)", idx, n, eventsAt[idx]))
 			}
