@@ -67,7 +67,7 @@ func cdcConfigJSON(endpoint string, extra map[string]any) map[string]any {
 		"max_batch_size":          50,
 		"max_batch_delay":         "20ms",
 		"high_watermark_interval": "200ms",
-		"transmit_timeout":        "2s",
+		"transmit_timeout":        "5s",
 		"transmit_max_retries":    1000000,
 		"transmit_min_backoff":    "50ms",
 		"transmit_max_backoff":    "200ms",
@@ -509,8 +509,13 @@ func checkDelivery(t *testing.T, delivered []webhook.Group, l *cdcLoad) tableMod
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	missing := 0
-	for idx, n := range l.changedAt {
-		if eventsAt[idx] < n {
+	acked := make([]uint64, 0, len(l.changedAt))
+	for idx := range l.changedAt {
+		acked = append(acked, idx)
+	}
+	sort.Slice(acked, func(i, j int) bool { return acked[i] < acked[j] })
+	for _, idx := range acked {
+		if n := l.changedAt[idx]; eventsAt[idx] < n {
 			if missing++; missing <= 10 {
 				bad = append(bad, fmt.Sprintf("raft index %d: acknowledged writes changed %d row(s) there, %d event(s) delivered (a gap)", idx, n, eventsAt[idx]))
 			}
@@ -543,8 +548,9 @@ func checkDelivery(t *testing.T, delivered []webhook.Group, l *cdcLoad) tableMod
 }
 
 // killLeader SIGKILLs the current leader, waits for the others to elect a
-// new one, restarts the killed node and waits until it is ready again. The
-// writers' targets leave out the killed node while it is down.
+// new one, restarts the killed node and waits until it is ready again; it
+// returns the killed node. The writers' targets leave out the killed node
+// while it is down.
 func killLeader(t *testing.T, c *cluster, ts *targets, onKilled func()) *member {
 	t.Helper()
 	old := c.waitElected(c.ms)
@@ -560,7 +566,7 @@ func killLeader(t *testing.T, c *cluster, ts *targets, onKilled func()) *member 
 	old.waitReady(clusterTimeout)
 	ts.set(old)
 	t.Logf("%s restarted and ready", old.id)
-	return next
+	return old
 }
 
 // waitGate waits until a writer reached g, or the workload ended early.
@@ -587,14 +593,19 @@ func waitDone(t *testing.T, done <-chan struct{}) {
 
 // checkEnvelopes checks what every accepted POST said about its sender:
 // node_id names a member (the contract: the node ID), service_id is the
-// configured one.
-func checkEnvelopes(t *testing.T, c *cluster, posts []webhook.Post) {
+// configured one; and that duplicates came only around a leadership change
+// or a restart (issue 15, "Delivery semantics"): a POST re-sending indexes
+// already delivered comes from another node than the POST accepted before
+// it (a new leader resuming from the replicated high-water mark), or from
+// a node killed and restarted (restarted).
+func checkEnvelopes(t *testing.T, c *cluster, posts []webhook.Post, restarted map[string]bool) {
 	t.Helper()
 	ids := map[string]bool{}
 	for _, m := range c.ms {
 		ids[m.id] = true
 	}
-	for _, p := range posts {
+	prev := ""
+	for i, p := range posts {
 		if p.Status != http.StatusOK {
 			continue
 		}
@@ -603,7 +614,22 @@ func checkEnvelopes(t *testing.T, c *cluster, posts []webhook.Post) {
 				p.First, p.Last, p.NodeID, p.ServiceID, c.ids(), cdcServiceID)
 			return
 		}
+		if p.Duplicates > 0 && p.NodeID == prev && !restarted[p.NodeID] {
+			t.Errorf("POST of indexes %d..%d from %s re-sent %d group(s) it had delivered itself, with no leadership change or restart in between; POSTs before it:\n%s",
+				p.First, p.Last, p.NodeID, p.Duplicates, postLog(posts[max(0, i-8):i+1], posts[0].At))
+		}
+		prev = p.NodeID
 	}
+}
+
+// postLog lists POSTs, one a line, times relative to t0.
+func postLog(posts []webhook.Post, t0 time.Time) string {
+	var b strings.Builder
+	for _, p := range posts {
+		fmt.Fprintf(&b, "  +%s %d from %q: indexes %d..%d (%d groups, %d duplicates)\n",
+			p.At.Sub(t0).Round(time.Millisecond), p.Status, p.NodeID, p.First, p.Last, p.Groups, p.Duplicates)
+	}
+	return b.String()
 }
 
 // TestCDCWebhookExactlyOnce is the issue's end-to-end CDC test: 3 nodes
@@ -632,8 +658,11 @@ func TestCDCWebhookExactlyOnce(t *testing.T) {
 	gates := []*gate{newGate(cdcOps / 4), newGate(cdcOps / 2), newGate(3 * cdcOps / 4)}
 	load, done := cdcWorkload(ctx, ts, cdcOps, gates)
 
+	// restarted are the nodes killed and restarted: they may re-send what
+	// they delivered before the kill.
+	restarted := map[string]bool{}
 	waitGate(t, gates[0], done)
-	killLeader(t, c, ts, func() { close(gates[0].open) })
+	restarted[killLeader(t, c, ts, func() { close(gates[0].open) }).id] = true
 
 	waitGate(t, gates[1], done)
 	recv.SetFailing(true)
@@ -643,7 +672,7 @@ func TestCDCWebhookExactlyOnce(t *testing.T) {
 	recv.SetFailing(false)
 
 	waitGate(t, gates[2], done)
-	killLeader(t, c, ts, func() { close(gates[2].open) })
+	restarted[killLeader(t, c, ts, func() { close(gates[2].open) }).id] = true
 	waitDone(t, done)
 	if recv.Refused() == 0 {
 		t.Errorf("no POST came while the webhook answered 500 for %s: the outage tested nothing", cdcOutage)
@@ -660,7 +689,7 @@ func TestCDCWebhookExactlyOnce(t *testing.T) {
 		t.Errorf("webhook: %s", v)
 	}
 	posts := recv.Posts()
-	checkEnvelopes(t, c, posts)
+	checkEnvelopes(t, c, posts, restarted)
 	t.Logf("webhook: %d POSTs, %d answered 500, %d duplicate groups discarded", len(posts), recv.Refused(), recv.Duplicates())
 	model := checkDelivery(t, recv.Delivered(), load)
 	checkAgainstTables(t, c, c.waitElected(c.ms), model)
@@ -1048,4 +1077,67 @@ func checkNATSMsg(msg *jetstream.RawStreamMsg) []string {
 		bad = append(bad, fmt.Sprintf("service_id %q, want %q", env.ServiceID, cdcServiceID))
 	}
 	return bad
+}
+
+// TestCDCFilterRowIDsAndRollback: rqlite's table_filter and row_ids_only
+// (API.md §1.14) end to end, and what must never be sent: a table the
+// filter leaves out, the row images with row_ids_only, the changes of a
+// transaction that rolled back (issue 15, "Capture inside apply").
+func TestCDCFilterRowIDsAndRollback(t *testing.T) {
+	recv, err := webhook.New(webhook.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	recv.RowIDsOnly = true
+	cfg := writeJSONFile(t, "cdc.json", cdcConfigJSON(recv.URL(), map[string]any{"row_ids_only": true, "table_filter": "^keep"}))
+	c := newClusterWith(t, 1, withFlags("-cdc-config", cfg))
+	n := c.leader
+	wantOK(t, "CREATE TABLEs", n.execute(`["CREATE TABLE keep (id INTEGER PRIMARY KEY, v TEXT)","CREATE TABLE skip (id INTEGER PRIMARY KEY, v TEXT)"]`),
+		`{"results":[{},{}]}`)
+	wantOK(t, "INSERTs", n.execute(`["INSERT INTO keep(id, v) VALUES(1, 'a')","INSERT INTO skip(id, v) VALUES(1, 'a')"]`),
+		`{"results":[{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1}]}`)
+	r := n.post("/db/execute?transaction", `["INSERT INTO keep(id, v) VALUES(2, 'rolled back')","INSERT INTO nosuch(v) VALUES(1)"]`)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), "no such table: nosuch") {
+		t.Fatalf("the failing transaction: %s", r)
+	}
+	for _, stmt := range []string{`["UPDATE keep SET v = 'b' WHERE id = 1"]`, `["DELETE FROM keep WHERE id = 1"]`} {
+		// last_insert_id is the connection's (API.md §1.4), whatever the
+		// rolled-back insert left there; only the change matters here.
+		if r := n.execute(stmt); r.status != http.StatusOK || !strings.Contains(string(r.body), `"rows_affected":1}`) {
+			t.Fatalf("%s: %s", stmt, r)
+		}
+	}
+	a, ok, err := execIndexed(context.Background(), n.client, n.baseURL(), []any{"INSERT INTO keep(id, v) VALUES(3, 'last')"})
+	if !ok || err != nil {
+		t.Fatalf("last insert: %v %+v", err, a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cdcDeliveryTimeout)
+	defer cancel()
+	if err := recv.WaitIndex(ctx, a.RaftIndex); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range recv.Violations() {
+		t.Errorf("webhook: %s", v)
+	}
+	var got []string
+	for _, g := range recv.Delivered() {
+		for _, e := range g.Events {
+			got = append(got, fmt.Sprintf("%s %s %d->%d", e.Op, e.Table, e.OldRowID, e.NewRowID))
+		}
+	}
+	want := []string{"INSERT keep 0->1", "UPDATE keep 1->1", "DELETE keep 1->0", "INSERT keep 0->3"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("events %q, want %q (table_filter ^keep, the rolled-back insert of keep 2 never sent)", got, want)
+	}
+}
+
+// TestCDCStdout: -cdc-config stdout prints each batch's envelope (API.md
+// §1.14) on the daemon's standard output.
+func TestCDCStdout(t *testing.T) {
+	c := newClusterWith(t, 1, withFlags("-cdc-config", "stdout"))
+	n := c.leader
+	wantOK(t, "CREATE TABLE", n.execute(createItems), `{"results":[{}]}`)
+	wantOK(t, "INSERT", n.execute(`["INSERT INTO items(id, v, n, f) VALUES(7, 'x', 1, 1.5)"]`), `{"results":[{"last_insert_id":7,"rows_affected":1}]}`)
+	waitLog(t, c.leader, `"events":[{"op":"INSERT","table":"items","new_row_id":7,"after":{"f":1.5,"id":7,"n":1,"v":"x"}}]`)
 }

@@ -69,10 +69,11 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "Runs of each closed-loop workload, in rounds; the median (by inserts/s) is reported")
 	flag.StringVar(&o.batchDelay, "cdc-batch-delay", "10ms", "max_batch_delay of the CDC config (API.md §1.14); empty: the bare URL, Skiff's defaults")
 	flag.IntVar(&o.ingestN, "ingest-n", 20000, "Statements of the ingest comparison")
-	flag.IntVar(&o.ingestC, "ingest-c", 64, "Concurrency of the ingest comparison: the HTTP workers (the ingest consumer's own in-flight bound is its default)")
+	flag.IntVar(&o.ingestC, "ingest-c", 63, "Concurrency of the ingest comparison: the HTTP workers, and max_in_flight x 3 nodes of the ingest consumers (rounded down to a multiple of 3)")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the data directories and logs (printed at the end)")
 	flag.StringVar(&o.profile, "profile", "", "Directory to write CPU profiles of each leader under closed-loop load, first run (go tool pprof -top bin/skiffd dir/cdc.prof)")
 	flag.Parse()
+	o.ingestC = max(1, o.ingestC/3) * 3
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchcdc:", err)
 		os.Exit(1)
@@ -322,9 +323,9 @@ func run(o options) error {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	fmt.Printf("\n(c) ingest, %d single-INSERT statements\n", o.ingestN)
-	fmt.Printf("%-44s %12s %22s\n", "", "stmts/s", "node cpu µs/stmt")
-	fmt.Printf("%-44s %12.0f %22s\n", "from NATS JetStream (durable consumer skiff)", ing.nats, ing.natsCPU)
-	fmt.Printf("%-44s %12.0f %22s\n", fmt.Sprintf("over HTTP, %d workers over the 3 nodes", o.ingestC), ing.http, ing.httpCPU)
+	fmt.Printf("%-48s %12s %22s\n", "", "stmts/s", "node cpu µs/stmt")
+	fmt.Printf("%-48s %12.0f %22s\n", fmt.Sprintf("from NATS JetStream, max_in_flight %d x 3 nodes", o.ingestC/3), ing.nats, ing.natsCPU)
+	fmt.Printf("%-48s %12.0f %22s\n", fmt.Sprintf("over HTTP, %d workers over the 3 nodes", o.ingestC), ing.http, ing.httpCPU)
 	fmt.Printf("NATS / HTTP: %.3f\n", ing.nats/ing.http)
 	fmt.Printf("\nnode cpu µs: CPU time of the three nodes together per statement, from /proc/<pid>/stat over the run\n" +
 		"(with CDC: until the webhook holds the run's last write); (kernel): its share spent in the kernel.\n")
@@ -584,7 +585,14 @@ func ingestRun(o options, dir string) (ingestResult, error) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "INGEST", Subjects: []string{subject}}); err != nil {
 		return ingestResult{}, err
 	}
-	c, err := startCluster(o.skiffd, dir, "ingest", "-ingest-config", ns.ClientURL()+"/"+subject)
+	// The same concurrency both ways: each node's consumer takes a third
+	// of the HTTP workers' number of messages in flight.
+	cfg, _ := json.Marshal(map[string]any{"url": ns.ClientURL() + "/" + subject, "max_in_flight": o.ingestC / 3})
+	cfgPath := filepath.Join(dir, "ingest.json")
+	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+		return ingestResult{}, err
+	}
+	c, err := startCluster(o.skiffd, dir, "ingest", "-ingest-config", cfgPath)
 	defer c.stop()
 	if err != nil {
 		return ingestResult{}, err

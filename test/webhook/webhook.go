@@ -239,6 +239,9 @@ type Post struct {
 	Groups    int
 	First     uint64 // index of the first group
 	Last      uint64 // index of the last group
+	// Duplicates counts the groups of this POST at or below the highest
+	// index delivered before it.
+	Duplicates int
 }
 
 // Receiver is a running webhook endpoint.
@@ -336,9 +339,11 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.violations = append(r.violations, Check(env, r.RowIDsOnly)...)
+	dups := r.dedup.Duplicates
 	fresh, bad := r.dedup.Offer(env)
 	r.violations = append(r.violations, bad...)
-	p := Post{At: at, Status: http.StatusOK, NodeID: env.NodeID, ServiceID: env.ServiceID, Groups: len(env.Payload)}
+	p := Post{At: at, Status: http.StatusOK, NodeID: env.NodeID, ServiceID: env.ServiceID, Groups: len(env.Payload),
+		Duplicates: r.dedup.Duplicates - dups}
 	if n := len(env.Payload); n > 0 {
 		p.First, p.Last = env.Payload[0].Index, env.Payload[n-1].Index
 	}
