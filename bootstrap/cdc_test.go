@@ -15,6 +15,7 @@ import (
 
 	"github.com/skiffdb/skiff/actors/cdc"
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/sm"
 )
 
 func stdoutCDC(t *testing.T) *cdc.Config {
@@ -32,6 +33,13 @@ func stdoutCDC(t *testing.T) *cdc.Config {
 func TestCDCNode(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(), CDC: stdoutCDC(t)}
+	if !sm.CaptureSupported() {
+		// A build without the pre-update hook refuses CDC at start.
+		if _, err := Start(cfg); !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("Start without capture support = %v, want ErrInvalidConfig", err)
+		}
+		return
+	}
 	for range 2 {
 		n, err := Start(cfg)
 		if err != nil {
@@ -79,6 +87,9 @@ func TestCDCNonVoterRefused(t *testing.T) {
 	cfg := Config{DataDir: "d", CDC: stdoutCDC(t), NonVoter: true, Join: []string{"a:1"}}.WithDefaults()
 	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "-raft-non-voter") {
 		t.Fatalf("Validate: %v", err)
+	}
+	if !sm.CaptureSupported() {
+		return // refused at Start already (TestCDCNode)
 	}
 	dir := t.TempDir()
 	cfg = Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "r1", Logger: zap.NewNop(), CDC: stdoutCDC(t)}

@@ -16,6 +16,7 @@ import (
 	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/sm"
 )
 
 // ErrInvalidConfig is returned by Config.Validate.
@@ -222,6 +223,9 @@ func (c Config) Validate() error {
 		}
 		if err := c.CDC.WithDefaults().Validate(); err != nil {
 			return bad("-cdc-config: %v", err)
+		}
+		if !sm.CaptureSupported() {
+			return bad("-cdc-config: this skiffd was built without the sqlite_preupdate_hook tag, which change data capture needs (build it with make)")
 		}
 	}
 	if c.JoinAttempts < 1 || c.JoinInterval <= 0 {

@@ -394,3 +394,26 @@ func (c *capture) table(conn *sqlite3.SQLiteConn, table string) (*tableColumns, 
 	c.names[table] = t
 	return t, nil
 }
+
+// reportHighWater tells the sink the high-water mark stored in the live
+// database, after an open or a snapshot install: a node that installed a
+// snapshot did not apply the CDC_HWM entries it covers, and without the
+// mark would take the changes it never captured for undelivered ones.
+func (s *StateMachine) reportHighWater() error {
+	if s.cap == nil {
+		return nil
+	}
+	hwm, err := queryInt64(s.w.c, "SELECT hwm FROM "+cdcTable+" WHERE id = 1")
+	if err != nil {
+		return fmt.Errorf("%w: read CDC high-water mark: %w", ErrStorage, err)
+	}
+	if hwm > 0 {
+		s.cap.cfg.Sink.HighWater(uint64(hwm))
+	}
+	return nil
+}
+
+// CaptureSupported reports whether this build can capture changes (it was
+// built with the sqlite_preupdate_hook tag), so that a daemon configured
+// for CDC refuses to start instead of failing when the replica opens.
+func CaptureSupported() bool { return captureSupported }

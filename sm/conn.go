@@ -21,6 +21,10 @@ const (
 	localTable   = internalPrefix + "local"
 	dedupTable   = internalPrefix + "dedup"
 	scratchTable = internalPrefix + "scratch"
+	// cdcTable holds the CDC high-water mark, replicated (CDC_HWM entries)
+	// and carried by snapshots, so that a node that installed one knows
+	// what the sink already acknowledged.
+	cdcTable = internalPrefix + "cdc"
 )
 
 // schema creates the internal tables. __skiff_local exists only so that Sync
@@ -33,6 +37,8 @@ var schema = []string{
 	`INSERT OR IGNORE INTO ` + localTable + ` (id, n) VALUES (1, 0)`,
 	`CREATE TABLE IF NOT EXISTS ` + dedupTable + ` (idx INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, response BLOB NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS ` + scratchTable + ` (id INTEGER PRIMARY KEY)`,
+	`CREATE TABLE IF NOT EXISTS ` + cdcTable + ` (id INTEGER PRIMARY KEY CHECK (id = 1), hwm INTEGER NOT NULL)`,
+	`INSERT OR IGNORE INTO ` + cdcTable + ` (id, hwm) VALUES (1, 0)`,
 	nodesSchema,
 }
 

@@ -158,6 +158,9 @@ func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 	s.log.Info("state machine open", zap.String("path", path), zap.Uint64("applied_index", applied))
 	s.cfg.Notify(Event{Kind: EventOpenDone, Index: applied})
 	s.notifyNodes()
+	if err := s.reportHighWater(); err != nil {
+		return 0, err
+	}
 	return applied, nil
 }
 

@@ -286,7 +286,8 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", s.path))
 	s.cfg.Notify(Event{Kind: EventSnapshotInstallDone, Index: got})
 	s.cap.installed(got)
-	return nil
+	// The snapshot's mark: what the sink acknowledged before it.
+	return s.reportHighWater()
 }
 
 // receiveFile writes exactly size bytes and the trailing checksum from r to

@@ -432,6 +432,11 @@ func (s *StateMachine) applyEntry(e *sm.Entry, cmd *cmdpb.Command, decErr error)
 	case cmdpb.Command_TYPE_BATCH:
 		return s.applyBatchCommand(e.Index, id, cmd.GetBatch())
 	case cmdpb.Command_TYPE_CDC_HWM:
+		// Recorded on every replica, capturing or not: the mark travels
+		// in snapshots (storedHighWater).
+		if err := execRaw(s.w.c, fmt.Sprintf("UPDATE %s SET hwm = max(hwm, %d) WHERE id = 1", cdcTable, int64(cmd.GetCdcHighWater()))); err != nil {
+			return sm.Result{}, false, fmt.Errorf("record CDC high-water mark: %w", err)
+		}
 		s.cap.highWater(cmd.GetCdcHighWater())
 		data, _ := proto.Marshal(&cmdpb.Response{RaftIndex: e.Index})
 		return sm.Result{Data: data}, false, nil

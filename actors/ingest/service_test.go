@@ -543,6 +543,9 @@ func TestNATSRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, js2, `["INSERT INTO t VALUES(2)"]`, nil)
+	// A restarted server's consumer info can show nothing pending before
+	// it counts the new message: wait for the apply, then for the ack.
+	eventually(t, "second message applied", func() bool { applied, _, _ := data.snapshot(); return len(applied) >= 2 })
 	settled(t, js2)
 	if applied, _, _ := data.snapshot(); len(applied) != 2 {
 		t.Fatalf("applied %v", applied)
