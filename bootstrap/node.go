@@ -161,6 +161,9 @@ type Node struct {
 	// outbox is the state machine's sink: it closes after the replica.
 	cdcOut *cdc.Outbox
 	cdcSvc *cdc.Service
+	// cdcCreated: this start created the outbox directory, so a start
+	// refused before the replica runs removes it again.
+	cdcCreated bool
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -307,6 +310,7 @@ func (n *Node) startReplica(rt *router) error {
 			}
 		}
 		if id.isNonVoter() && c.CDC != nil {
+			n.discardNewCDC()
 			return fmt.Errorf("%w: -cdc-config cannot be used on this node: its data directory belongs to a read replica (non-voter), "+
 				"and change data capture runs on voters only, as in rqlite", ErrInvalidConfig)
 		}
@@ -434,6 +438,9 @@ func (n *Node) startReplica(rt *router) error {
 func (n *Node) openCDC(rt *router) error {
 	c := *n.cfg.CDC
 	c.Dir, c.NodeID, c.Logger = n.cfg.cdcDir(), n.cfg.NodeID, n.log.Named("cdc")
+	if _, err := os.Stat(c.Dir); errors.Is(err, os.ErrNotExist) {
+		n.cdcCreated = true
+	}
 	ob, err := cdc.OpenOutbox(c.Dir, c.Logger)
 	if err != nil {
 		return err
@@ -453,6 +460,19 @@ func (n *Node) captureConfig() *sm.CaptureConfig {
 		return nil
 	}
 	return n.cfg.CDC.CaptureConfig(n.cdcOut)
+}
+
+// discardNewCDC closes the outbox and, when this start created it, removes
+// its directory: a refused start leaves no half-made state behind.
+func (n *Node) discardNewCDC() {
+	if err := n.closeCDC(); err != nil {
+		n.log.Warn("closing the CDC outbox", zap.Error(err))
+	}
+	if n.cdcCreated {
+		if err := os.RemoveAll(n.cfg.cdcDir()); err != nil {
+			n.log.Warn("removing the CDC outbox this start created", zap.Error(err))
+		}
+	}
 }
 
 func (n *Node) closeCDC() error {

@@ -149,7 +149,7 @@ func scrubCopy(path string, b *Backup) error {
 	}
 	c := dc.(*sqlite3.SQLiteConn)
 	defer c.Close()
-	for _, t := range []string{dedupTable, localTable, metaTable, scratchTable, nodesTable} {
+	for _, t := range internalTables {
 		if err := execRaw(c, "DROP TABLE IF EXISTS "+t); err != nil {
 			return fmt.Errorf("scrub backup copy: %w", err)
 		}

@@ -115,7 +115,7 @@ func prepareBootFile(path string) error {
 		return fmt.Errorf("%w: quick_check: %s", ErrInvalidSQLite, strings.Join(problems, "; "))
 	}
 	var drops []string
-	for _, t := range []string{dedupTable, metaTable, localTable, scratchTable, nodesTable} {
+	for _, t := range internalTables {
 		drops = append(drops, "DROP TABLE IF EXISTS "+t)
 	}
 	for _, q := range append(drops, schema...) {

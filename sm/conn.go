@@ -27,6 +27,10 @@ const (
 	cdcTable = internalPrefix + "cdc"
 )
 
+// internalTables are the tables schema creates, which a backup copy leaves
+// out and a booted file is given afresh.
+var internalTables = []string{metaTable, localTable, dedupTable, scratchTable, nodesTable, cdcTable}
+
 // schema creates the internal tables. __skiff_local exists only so that Sync
 // has a page to dirty (a same-value UPDATE writes nothing); __skiff_scratch
 // only so that a request's connection state can be reset (execRequest).
