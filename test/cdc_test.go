@@ -728,6 +728,13 @@ func TestCDCWebhookExactlyOnce(t *testing.T) {
 	t.Logf("webhook: %d POSTs, %d answered 500, %d duplicate groups discarded", len(posts), recv.Refused(), recv.Duplicates())
 	model := checkDelivery(t, recv.Delivered(), load)
 	checkAgainstTables(t, c, c.waitElected(c.ms), model)
+	// Every node, the restarted ones too, learns the high-water mark and
+	// prunes its outbox below it.
+	for _, m := range c.ms {
+		waitCDC(t, m, fmt.Sprintf("high_watermark >= %d and backlog 0", marker), func(d jsonDoc) bool {
+			return d.num("high_watermark") >= float64(marker) && d.num("backlog") == 0
+		})
+	}
 }
 
 // cdcDocTypes are the /status cdc keys and their JSON types: rqlite's
