@@ -594,17 +594,36 @@ func waitDone(t *testing.T, done <-chan struct{}) {
 // checkEnvelopes checks what every accepted POST said about its sender:
 // node_id names a member (the contract: the node ID), service_id is the
 // configured one; and that duplicates came only around a leadership change
-// or a restart (issue 15, "Delivery semantics"): a POST re-sending indexes
-// already delivered comes from another node than the POST accepted before
-// it (a new leader resuming from the replicated high-water mark), or from
-// a node killed and restarted (restarted).
-func checkEnvelopes(t *testing.T, c *cluster, posts []webhook.Post, restarted map[string]bool) {
+// or a restart (issue 15, "Delivery semantics"): a node may re-send what
+// another node delivered (a new leader resumes from the replicated
+// high-water mark), or what it delivered itself before another node sent
+// (a leadership change) or before it was killed (kills: the times each node
+// was SIGKILLed), never what it delivered itself in its current run of
+// POSTs.
+func checkEnvelopes(t *testing.T, c *cluster, posts []webhook.Post, kills map[string][]time.Time) {
 	t.Helper()
 	ids := map[string]bool{}
 	for _, m := range c.ms {
 		ids[m.id] = true
 	}
-	prev := ""
+	// span is the indexes one POST delivered for the first time.
+	type span struct {
+		first, last uint64
+		node        string
+		run         int // which run of consecutive POSTs by one node
+		at          time.Time
+	}
+	var spans []span
+	var highest uint64
+	prev, run := "", 0
+	killedBetween := func(node string, from, to time.Time) bool {
+		for _, k := range kills[node] {
+			if k.After(from) && k.Before(to) {
+				return true
+			}
+		}
+		return false
+	}
 	for i, p := range posts {
 		if p.Status != http.StatusOK {
 			continue
@@ -614,11 +633,23 @@ func checkEnvelopes(t *testing.T, c *cluster, posts []webhook.Post, restarted ma
 				p.First, p.Last, p.NodeID, p.ServiceID, c.ids(), cdcServiceID)
 			return
 		}
-		if p.Duplicates > 0 && p.NodeID == prev && !restarted[p.NodeID] {
-			t.Errorf("POST of indexes %d..%d from %s re-sent %d group(s) it had delivered itself, with no leadership change or restart in between; POSTs before it:\n%s",
-				p.First, p.Last, p.NodeID, p.Duplicates, postLog(posts[max(0, i-8):i+1], posts[0].At))
+		if p.NodeID != prev {
+			prev, run = p.NodeID, run+1
 		}
-		prev = p.NodeID
+		if p.Duplicates > 0 {
+			dupLast := min(p.Last, highest)
+			for _, s := range spans {
+				if s.node == p.NodeID && s.run == run && s.first <= dupLast && s.last >= p.First && !killedBetween(p.NodeID, s.at, p.At) {
+					t.Errorf("POST of indexes %d..%d from %s re-sent indexes it delivered itself (%d..%d) with no leadership change or restart in between; POSTs up to it:\n%s",
+						p.First, p.Last, p.NodeID, max(s.first, p.First), min(s.last, dupLast), postLog(posts[max(0, i-8):i+1], posts[0].At))
+					break
+				}
+			}
+		}
+		if p.Last > highest {
+			spans = append(spans, span{first: max(p.First, highest+1), last: p.Last, node: p.NodeID, run: run, at: p.At})
+			highest = p.Last
+		}
 	}
 }
 
@@ -658,11 +689,13 @@ func TestCDCWebhookExactlyOnce(t *testing.T) {
 	gates := []*gate{newGate(cdcOps / 4), newGate(cdcOps / 2), newGate(3 * cdcOps / 4)}
 	load, done := cdcWorkload(ctx, ts, cdcOps, gates)
 
-	// restarted are the nodes killed and restarted: they may re-send what
-	// they delivered before the kill.
-	restarted := map[string]bool{}
+	// kills are when each node was SIGKILLed: it may re-send, after its
+	// restart, what it delivered before.
+	kills := map[string][]time.Time{}
 	waitGate(t, gates[0], done)
-	restarted[killLeader(t, c, ts, func() { close(gates[0].open) }).id] = true
+	at := time.Now()
+	killed := killLeader(t, c, ts, func() { close(gates[0].open) })
+	kills[killed.id] = append(kills[killed.id], at)
 
 	waitGate(t, gates[1], done)
 	recv.SetFailing(true)
@@ -672,7 +705,9 @@ func TestCDCWebhookExactlyOnce(t *testing.T) {
 	recv.SetFailing(false)
 
 	waitGate(t, gates[2], done)
-	restarted[killLeader(t, c, ts, func() { close(gates[2].open) }).id] = true
+	at = time.Now()
+	killed = killLeader(t, c, ts, func() { close(gates[2].open) })
+	kills[killed.id] = append(kills[killed.id], at)
 	waitDone(t, done)
 	if recv.Refused() == 0 {
 		t.Errorf("no POST came while the webhook answered 500 for %s: the outage tested nothing", cdcOutage)
@@ -689,10 +724,17 @@ func TestCDCWebhookExactlyOnce(t *testing.T) {
 		t.Errorf("webhook: %s", v)
 	}
 	posts := recv.Posts()
-	checkEnvelopes(t, c, posts, restarted)
+	checkEnvelopes(t, c, posts, kills)
 	t.Logf("webhook: %d POSTs, %d answered 500, %d duplicate groups discarded", len(posts), recv.Refused(), recv.Duplicates())
 	model := checkDelivery(t, recv.Delivered(), load)
 	checkAgainstTables(t, c, c.waitElected(c.ms), model)
+	// Every node, the restarted ones too, learns the high-water mark and
+	// prunes its outbox below it.
+	for _, m := range c.ms {
+		waitCDC(t, m, fmt.Sprintf("high_watermark >= %d and backlog 0", marker), func(d jsonDoc) bool {
+			return d.num("high_watermark") >= float64(marker) && d.num("backlog") == 0
+		})
+	}
 }
 
 // cdcDocTypes are the /status cdc keys and their JSON types: rqlite's

@@ -231,7 +231,10 @@ func run(o options) error {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	recv, err := webhook.New(webhook.Config{})
+	// A light receiver: it notes each index's arrival without decoding,
+	// so that its CPU (on the same cores as the nodes) stays out of the
+	// comparison; the e2e tests check the content.
+	recv, err := webhook.New(webhook.Config{Light: true})
 	if err != nil {
 		return err
 	}
@@ -259,7 +262,7 @@ func run(o options) error {
 	if delay == "" {
 		delay = "Skiff's default"
 	}
-	fmt.Printf("CDC and ingest benchmark: 3-node loopback clusters; %d workers, %s per run, median of %d run(s); CDC to an in-process webhook, max_batch_delay %s\n\n",
+	fmt.Printf("CDC and ingest benchmark: 3-node loopback clusters; %d workers, %s per run, median of %d run(s); CDC to an in-process webhook (light: indexes only), max_batch_delay %s\n\n",
 		o.workers, o.d, o.runs, delay)
 
 	// (a) closed loop, in rounds so that both see the same phases of the
@@ -398,9 +401,6 @@ func closedLoop(c *cluster, o options, recv *webhook.Receiver) (measured, error)
 		if err != nil {
 			return measured{}, err
 		}
-		if v := recv.Violations(); len(v) > 0 {
-			return measured{}, fmt.Errorf("the webhook saw %d breaches of the delivery contract, first: %s", len(v), v[0])
-		}
 	}
 	after := cpuNow(c.nodes)
 	return measured{res, after.sub(before).per(res.Requests)}, nil
@@ -528,7 +528,7 @@ func lagRun(c *cluster, recv *webhook.Receiver, rate float64, d time.Duration) (
 	commitH := hdrhistogram.New(1, int64(5*time.Minute/time.Microsecond), 3)
 	res := lagResult{indexes: len(acked), errors: errs}
 	for idx, t := range acked {
-		at, ok := recv.Arrival(idx)
+		at, ts, ok := recv.Arrival(idx)
 		if !ok {
 			return lagResult{}, fmt.Errorf("index %d acknowledged but never delivered", idx)
 		}
@@ -538,14 +538,7 @@ func lagRun(c *cluster, recv *webhook.Receiver, rate float64, d time.Duration) (
 			us = 1
 		}
 		_ = ackH.RecordValue(us)
-	}
-	for _, g := range recv.Delivered() {
-		if _, ok := acked[g.Index]; !ok {
-			continue
-		}
-		at, _ := recv.Arrival(g.Index)
-		us := at.UnixMicro() - g.CommitTimestamp
-		_ = commitH.RecordValue(max(us, 1))
+		_ = commitH.RecordValue(max(at.UnixMicro()-ts, 1))
 	}
 	res.ack, res.commit = summarize(ackH), summarize(commitH)
 	return res, nil

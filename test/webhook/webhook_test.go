@@ -85,3 +85,25 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("a DELETE with after and no before: %v", bad)
 	}
 }
+
+// TestLight: the light receiver finds every index and commit timestamp
+// without decoding.
+func TestLight(t *testing.T) {
+	r, err := New(Config{Light: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	send(t, r, post2)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.WaitIndex(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, ts, ok := r.Arrival(3); !ok || ts != 1757892884812603 {
+		t.Fatalf("index 3: ok %v commit_timestamp %d", ok, ts)
+	}
+	if _, ts, ok := r.Arrival(5); !ok || ts != 1757892884812700 {
+		t.Fatalf("index 5: ok %v commit_timestamp %d", ok, ts)
+	}
+}
