@@ -267,29 +267,39 @@ func (c Config) Validate() error {
 
 // tlsConfig builds the client TLS configuration; nil when "tls" is unset.
 func (c Config) tlsConfig() (*tls.Config, error) {
-	t := c.TLS
-	if !t.set() {
+	if !c.TLS.set() {
 		return nil, nil
 	}
+	conf, err := c.TLS.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%w: tls.%w", ErrInvalidConfig, err) // "tls.ca_cert_file: ..."
+	}
+	return conf, nil
+}
+
+// ClientConfig loads t's files into a client TLS configuration (TLS 1.2 at
+// least). Its errors name the key at fault. Ingest's "tls" is the same
+// object.
+func (t TLSConfig) ClientConfig() (*tls.Config, error) {
 	conf := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify, ServerName: t.ServerName, MinVersion: tls.VersionTLS12} //nolint:gosec // the operator's choice, as rqlite's
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, invalid("tls", "cert_file and key_file go together")
+		return nil, errors.New("cert_file and key_file go together")
 	}
 	if t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, invalid("tls.cert_file", "%v", err)
+			return nil, fmt.Errorf("cert_file, key_file: %w", err)
 		}
 		conf.Certificates = []tls.Certificate{cert}
 	}
 	if t.CACertFile != "" {
 		pem, err := os.ReadFile(t.CACertFile)
 		if err != nil {
-			return nil, invalid("tls.ca_cert_file", "%v", err)
+			return nil, fmt.Errorf("ca_cert_file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, invalid("tls.ca_cert_file", "%s holds no PEM certificate", t.CACertFile)
+			return nil, fmt.Errorf("ca_cert_file: %s holds no PEM certificate", t.CACertFile)
 		}
 		conf.RootCAs = pool
 	}

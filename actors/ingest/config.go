@@ -2,8 +2,6 @@ package ingest
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/skiffdb/skiff/actors/cdc"
 )
 
 // Defaults of the JSON config's optional keys.
@@ -95,40 +95,9 @@ type Config struct {
 	TLS *TLSConfig
 }
 
-// TLSConfig is the JSON config's "tls" object.
-type TLSConfig struct {
-	CACertFile         string `json:"ca_cert_file"`
-	CertFile           string `json:"cert_file"`
-	KeyFile            string `json:"key_file"`
-	InsecureSkipVerify bool   `json:"insecure_skip_verify"`
-	ServerName         string `json:"server_name"`
-}
-
-// tlsConfig loads t's files.
-func (t *TLSConfig) tlsConfig() (*tls.Config, error) {
-	c := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify, ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
-	if t.CACertFile != "" {
-		pem, err := os.ReadFile(t.CACertFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_cert_file: %w", err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_cert_file: %s holds no PEM certificate", t.CACertFile)
-		}
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, errors.New("cert_file and key_file go together")
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("cert_file, key_file: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
-}
+// TLSConfig is the JSON config's "tls" object: the same keys as rqlite's
+// CDC "tls", loaded the same way.
+type TLSConfig = cdc.TLSConfig
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
@@ -191,7 +160,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.TLS != nil {
-		if _, err := c.TLS.tlsConfig(); err != nil {
+		if _, err := c.TLS.ClientConfig(); err != nil {
 			return bad("tls", "%v", err)
 		}
 	}

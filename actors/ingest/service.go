@@ -141,7 +141,7 @@ func (s *Service) connect(ctx context.Context) (*nats.Conn, error) {
 // without it.
 func (s *Service) dial(opts []nats.Option) (*nats.Conn, error) {
 	if s.cfg.TLS != nil {
-		tc, err := s.cfg.TLS.tlsConfig()
+		tc, err := s.cfg.TLS.ClientConfig()
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
 		}

@@ -111,7 +111,7 @@ func TestTLSConnection(t *testing.T) {
 	run(t, svc)
 
 	// The test's own client trusts the same CA.
-	tcfg, err := cfg.TLS.tlsConfig()
+	tcfg, err := cfg.TLS.ClientConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
