@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/skiffdb/skiff/test/natstest"
 )
 
 // selfSigned writes a self-signed certificate for 127.0.0.1 (its own CA)
@@ -91,18 +91,8 @@ func TestTLSConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, NoLog: true, TLS: true, TLSTimeout: 5,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(waitFor) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	port := srv.Addr().(*net.TCPAddr).Port
+	_, srv := natstest.Start(t, natstest.TLS(&tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}))
+	port := srv.Port()
 	url := "tls://127.0.0.1:" + strconv.Itoa(port)
 	cfg := testConfig(url)
 	cfg.TLS = &TLSConfig{CACertFile: cert}
