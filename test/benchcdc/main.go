@@ -24,7 +24,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -272,12 +271,7 @@ func indexedInsert(ctx context.Context, c *http.Client, base string) (uint64, er
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	status, b, err := benchkit.ReadAll(c.Do(req))
 	if err != nil {
 		return 0, err
 	}
@@ -288,8 +282,8 @@ func indexedInsert(ctx context.Context, c *http.Client, base string) (uint64, er
 		Error     string `json:"error"`
 		RaftIndex uint64 `json:"raft_index"`
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &a) != nil || a.Error != "" || len(a.Results) != 1 || a.Results[0].Error != "" || a.RaftIndex == 0 {
-		return 0, fmt.Errorf("%d %.200s", resp.StatusCode, b)
+	if status != http.StatusOK || json.Unmarshal(b, &a) != nil || a.Error != "" || len(a.Results) != 1 || a.Results[0].Error != "" || a.RaftIndex == 0 {
+		return 0, fmt.Errorf("%d %.200s", status, b)
 	}
 	return a.RaftIndex, nil
 }
@@ -475,12 +469,7 @@ func ingestRun(o options, dir string) (ingestResult, error) {
 
 // count is COUNT(*) of table on n.
 func count(n *benchkit.Node, table string) (int, error) {
-	resp, err := http.Get(n.Base() + "/db/query?level=none&q=" + url.QueryEscape("SELECT COUNT(*) FROM "+table))
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	_, b, err := benchkit.ReadAll(http.Get(n.Base() + "/db/query?level=none&q=" + url.QueryEscape("SELECT COUNT(*) FROM "+table)))
 	if err != nil {
 		return 0, err
 	}

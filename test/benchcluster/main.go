@@ -218,18 +218,13 @@ const (
 // startFloor starts this program again as the HTTP floor (serveFloor),
 // answering with the body the node at nodeHTTP gives a point read.
 func startFloor(nodeHTTP string) (*benchkit.Node, error) {
-	resp, err := http.Post("http://"+nodeHTTP+"/db/query?level=none", "application/json",
-		strings.NewReader(`[["SELECT id, v FROM bench WHERE id = ?", 1]]`))
+	status, body, err := benchkit.ReadAll(http.Post("http://"+nodeHTTP+"/db/query?level=none", "application/json",
+		strings.NewReader(`[["SELECT id, v FROM bench WHERE id = ?", 1]]`)))
 	if err != nil {
 		return nil, err
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("floor body: %s: %s", resp.Status, body)
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("floor body: %d %s: %s", status, http.StatusText(status), body)
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -206,3 +206,14 @@ func Profile(addr string, d time.Duration, path string) error {
 	}
 	return f.Close()
 }
+
+// ReadAll reads and closes the body of the answer to a request (resp and
+// err as http.Client's methods return them), and returns its status.
+func ReadAll(resp *http.Response, err error) (status int, body []byte, _ error) {
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}

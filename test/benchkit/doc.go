@@ -1,5 +1,5 @@
 // Package benchkit holds what the benchmark and soak drivers under test/
-// (benchcluster, benchcdc, soak) share: starting and stopping skiffd
+// (benchcluster, benchcdc, soak, and the failover nemesis) share: starting and stopping skiffd
 // processes for a loopback cluster, waiting for a node to be ready, finding
 // the leader, reading a process's CPU time and resident set from /proc,
 // taking a node's CPU profile, and the median of a workload's runs.

@@ -180,23 +180,13 @@ func waitReady(n *node, from time.Time, timeout time.Duration) (time.Duration, e
 
 func post(n *node, path, body string) (int, string, error) {
 	c := &http.Client{Timeout: 30 * time.Minute}
-	resp, err := c.Post(n.url(path), "application/json", strings.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	st, b, err := benchkit.ReadAll(c.Post(n.url(path), "application/json", strings.NewReader(body)))
+	return st, string(b), err
 }
 
 func get(n *node, path string) (int, string, error) {
-	resp, err := client.Get(n.url(path))
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	st, b, err := benchkit.ReadAll(client.Get(n.url(path)))
+	return st, string(b), err
 }
 
 // tally counts poll answers by endpoint and status ("no answer" is 0).
