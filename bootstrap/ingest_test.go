@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/test/natstest"
 )
 
 // A node with -ingest-config applies SQL from NATS through Raft and
@@ -23,33 +23,14 @@ import (
 // answered from the state machine's dedup record; /status shows the
 // section.
 func TestIngestThroughRaft(t *testing.T) {
-	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	url, _ := natstest.Start(t)
+	nc, js := natstest.Connect(t, url)
 	// A tiny duplicate window: the same Nats-Msg-Id published again is
 	// stored again, as a publisher's late retry would be.
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQL", Subjects: []string{"sql.>"}, Duplicates: 100 * time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
-	ic, err := ingest.ParseConfig(srv.ClientURL() + "/sql.in")
+	natstest.CreateStream(t, js, jetstream.StreamConfig{Name: "SQL", Subjects: []string{"sql.>"}, Duplicates: 100 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ic, err := ingest.ParseConfig(url + "/sql.in")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,27 @@ func (c *countSink) Capture(gs []ChangeGroup) error {
 func (c *countSink) HighWater(uint64) {}
 func (c *countSink) Installed(uint64) {}
 
+// openBench opens a state machine in a temporary directory, capturing
+// into sink unless it is nil, and closes it when the benchmark ends; it
+// returns the machine and the index of the next entry to apply.
+func openBench(b *testing.B, sink ChangeSink) (*StateMachine, uint64) {
+	b.Helper()
+	cfg := Config{Dir: b.TempDir(), ReadConns: 1}
+	if sink != nil {
+		cfg.Capture = &CaptureConfig{Sink: sink}
+	}
+	s, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	idx, err := s.Open(make(chan struct{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	return s, idx + 1
+}
+
 // BenchmarkCaptureApply applies single-row INSERT entries, and BATCH
 // entries of 100 single-row INSERT requests (coalesced writes), one entry
 // per Update, without capture and with capture into a sink that only
@@ -39,21 +60,12 @@ func BenchmarkCaptureApply(b *testing.B) {
 				name = shape + "/capture=on"
 			}
 			b.Run(name, func(b *testing.B) {
-				cfg := Config{Dir: b.TempDir(), ReadConns: 1}
 				sink := &countSink{}
+				var capture ChangeSink
 				if on {
-					cfg.Capture = &CaptureConfig{Sink: sink}
+					capture = sink
 				}
-				s, err := New(cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
-				idx, err := s.Open(make(chan struct{}))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				next := idx + 1
+				s, next := openBench(b, capture)
 				apply := func(c []byte) {
 					if _, err := s.Update([]dbsm.Entry{{Index: next, Cmd: c}}); err != nil {
 						b.Fatal(err)
@@ -110,20 +122,12 @@ func BenchmarkCaptureOverhead(b *testing.B) {
 			}
 			var sides [2]*side
 			for i := range sides {
-				cfg := Config{Dir: b.TempDir(), ReadConns: 1}
+				var capture ChangeSink
 				if i == 1 {
-					cfg.Capture = &CaptureConfig{Sink: &countSink{}}
+					capture = &countSink{}
 				}
-				s, err := New(cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
-				idx, err := s.Open(make(chan struct{}))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				sides[i] = &side{s: s, next: idx + 1}
+				s, next := openBench(b, capture)
+				sides[i] = &side{s: s, next: next}
 			}
 			apply := func(sd *side, c []byte) time.Duration {
 				t0 := threadCPU()

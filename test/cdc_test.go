@@ -23,6 +23,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/skiffdb/skiff/test/natstest"
 	"github.com/skiffdb/skiff/test/webhook"
 )
 
@@ -1026,9 +1027,9 @@ func wantRefused(t *testing.T, n *node, flag string, want *regexp.Regexp) {
 // JetStream drop the re-sends), in index order, each an envelope of that
 // index's groups, the events replaying to every node's table.
 func TestCDCNATSExactlyOncePerIndex(t *testing.T) {
-	natsURL := startNATS(t)
+	natsURL, _ := natstest.Start(t)
 	const subject = "cdc.items"
-	stream := natsStream(t, natsURL, "CDC", subject)
+	stream := natstest.Stream(t, natsURL, "CDC", subject)
 	cfg := writeJSONFile(t, "cdc.json", cdcConfigJSON(natsURL+"/"+subject, nil))
 	c := newClusterWith(t, 3, withFlags("-cdc-config", cfg))
 	wantOK(t, "CREATE TABLE", c.leader.execute(createItems), `{"results":[{}]}`)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skiffdb/skiff/test/natstest"
 )
 
 // SQL commands in from NATS end to end (issue 15, "In: SQL commands from
@@ -100,21 +102,6 @@ func (r *replies) wait(subjects []string, timeout time.Duration) []string {
 	}
 }
 
-// natsJS connects to the server at natsURL.
-func natsJS(t *testing.T, natsURL string) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatalf("nats connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
-}
-
 // ingCounts reads COUNT(*) and COUNT(DISTINCT k) of ing on m at level none.
 func ingCounts(m *member) (rows, keys int, err error) {
 	r, err := m.do(m.client, http.MethodGet, "/db/query?level=none&q="+url.QueryEscape("SELECT COUNT(*), COUNT(DISTINCT k) FROM ing"), "", nil)
@@ -173,11 +160,11 @@ var insertReply = regexp.MustCompile(`^\{"results":\[\{"last_insert_id":(\d+),"r
 // and every message whose publish was acked and that asked for a reply
 // got rqlite's JSON answer naming its own row.
 func TestIngestExactlyOnce(t *testing.T) {
-	natsURL := startNATS(t)
-	natsStream(t, natsURL, "INGEST", ingestSubject)
+	natsURL, _ := natstest.Start(t)
+	natstest.Stream(t, natsURL, "INGEST", ingestSubject)
 	c := newClusterWith(t, 3, withFlags("-ingest-config", natsURL+"/"+ingestSubject))
 	wantOK(t, "CREATE TABLE", c.leader.execute(createIng), `{"results":[{}]}`)
-	nc, js := natsJS(t, natsURL)
+	nc, js := natstest.Connect(t, natsURL)
 	rs := subscribeReplies(t, nc, "ingreply.>")
 
 	ctx, cancel := context.WithTimeout(context.Background(), ingestTimeout)
@@ -302,15 +289,15 @@ func ingIDs(t *testing.T, m *member) map[int]int64 {
 // -ingest-config) and the messages after it are applied; the transaction
 // header wraps the statements (a failed one rolls the others back).
 func TestIngestPoisonAndErrors(t *testing.T) {
-	natsURL := startNATS(t)
-	natsStream(t, natsURL, "INGEST", ingestSubject)
-	natsStream(t, natsURL, "DEAD", "dead.ingest")
+	natsURL, _ := natstest.Start(t)
+	natstest.Stream(t, natsURL, "INGEST", ingestSubject)
+	natstest.Stream(t, natsURL, "DEAD", "dead.ingest")
 	cfg := writeJSONFile(t, "ingest.json", ingestConfigJSON(natsURL, map[string]any{
 		"dead_letter_subject": "dead.ingest", "max_deliveries": 2,
 	}))
 	c := newClusterWith(t, 1, withFlags("-ingest-config", cfg))
 	wantOK(t, "CREATE TABLE", c.leader.execute(`["CREATE TABLE p (id INTEGER PRIMARY KEY, v TEXT)"]`), `{"results":[{}]}`)
-	nc, js := natsJS(t, natsURL)
+	nc, js := natstest.Connect(t, natsURL)
 	rs := subscribeReplies(t, nc, "preply.>")
 	dead := subscribeReplies(t, nc, "dead.ingest")
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiffdb/skiff/test/testcert"
 )
 
 func writeFile(t *testing.T, name, body string) string {
@@ -47,7 +49,7 @@ func TestParseConfigForms(t *testing.T) {
 func TestParseConfigFileEveryKey(t *testing.T) {
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "ca.pem")
-	cert, key := writeTestCert(t, dir)
+	cert, key := testcert.Write(t, dir)
 	if err := os.WriteFile(ca, mustRead(t, cert), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -3,53 +3,13 @@ package cdc
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"strconv"
 	"testing"
-	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skiffdb/skiff/test/natstest"
 )
-
-// startNATS starts a real NATS server with JetStream in the test process
-// (as test/nats_test.go) and returns its client URL.
-func startNATS(t *testing.T) string {
-	t.Helper()
-	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT,
-		JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(waitTimeout) {
-		s.Shutdown()
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s.ClientURL()
-}
-
-func natsStream(t *testing.T, url, name string, subjects ...string) jetstream.Stream {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: subjects, Duplicates: 2 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
 
 func streamMsgs(t *testing.T, st jetstream.Stream) uint64 {
 	t.Helper()
@@ -67,8 +27,8 @@ func streamMsgs(t *testing.T, st jetstream.Stream) uint64 {
 // sends the same indexes again (a new leader that had not seen the
 // high-water mark) is deduplicated by the stream.
 func TestServiceNATS(t *testing.T) {
-	url := startNATS(t)
-	st := natsStream(t, url, "CDC", "cdc.>")
+	url, _ := natstest.Start(t)
+	st := natstest.Stream(t, url, "CDC", "cdc.>")
 	endpoint := url + "/cdc.events"
 
 	send := func(node string) *Service {
@@ -121,7 +81,7 @@ func TestServiceNATS(t *testing.T) {
 // fail (counted) and nothing is lost; once an operator creates one, it is
 // found by subject and every index is delivered.
 func TestServiceNATSNoStream(t *testing.T) {
-	url := startNATS(t)
+	url, _ := natstest.Start(t)
 	ob := openOutbox(t, t.TempDir())
 	cfg := testConfig(t, url+"/nowhere")
 	s, err := New(cfg, ob, func() bool { return true }, &proposer{ob: ob})
@@ -131,7 +91,7 @@ func TestServiceNATSNoStream(t *testing.T) {
 	captureRange(t, ob, 1, 2)
 	run(t, s)
 	eventually(t, "failures", func() bool { return s.Vars().(map[string]any)["num_failed"].(int64) >= 2 })
-	st := natsStream(t, url, "LATE", "nowhere")
+	st := natstest.Stream(t, url, "LATE", "nowhere")
 	eventually(t, "delivered once the stream exists", func() bool { return s.lastSent.Load() == 2 })
 	if n := streamMsgs(t, st); n != 2 {
 		t.Fatalf("stream holds %d", n)
@@ -141,26 +101,8 @@ func TestServiceNATSNoStream(t *testing.T) {
 // TestServiceNATSReconnect: the NATS server goes away and comes back on
 // the same port (and store); the sink reconnects and nothing is lost.
 func TestServiceNATSReconnect(t *testing.T) {
-	store := t.TempDir()
-	opts := func(port int) *natsserver.Options {
-		return &natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: store, NoSigs: true, NoLog: true}
-	}
-	start := func(port int) *natsserver.Server {
-		s, err := natsserver.NewServer(opts(port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		if !s.ReadyForConnections(waitTimeout) {
-			t.Fatal("nats server not ready")
-		}
-		return s
-	}
-	srv := start(natsserver.RANDOM_PORT)
-	url := srv.ClientURL()
-	port := srv.Addr().(*net.TCPAddr).Port
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	natsStream(t, url, "CDC", "cdc.>")
+	url, srv := natstest.Start(t)
+	natstest.Stream(t, url, "CDC", "cdc.>")
 
 	ob := openOutbox(t, t.TempDir())
 	cfg := testConfig(t, url+"/cdc.events")
@@ -172,20 +114,11 @@ func TestServiceNATSReconnect(t *testing.T) {
 	run(t, s)
 	eventually(t, "1..5", func() bool { return s.lastSent.Load() == 5 })
 	srv.Shutdown()
-	srv.WaitForShutdown()
 	captureRange(t, ob, 6, 10)
 	eventually(t, "failures while down", func() bool { return s.Vars().(map[string]any)["num_failed"].(int64) > 0 })
-	srv = start(port)
+	srv.Restart()
 	eventually(t, "6..10 after the restart", func() bool { return s.lastSent.Load() == 10 })
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Connect(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	str, err := js.Stream(ctx, "CDC")

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
@@ -20,6 +19,7 @@ import (
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
+	"github.com/skiffdb/skiff/test/natstest"
 )
 
 // waitFor bounds every wait on a condition in these tests.
@@ -37,32 +37,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// natsServer is an embedded NATS server with JetStream.
-type natsServer struct {
-	srv *natsserver.Server
-	url string
-}
-
-// startNATS starts a NATS server with JetStream on port (0: a free one)
-// with its store in dir; it is shut down when the test ends.
-func startNATS(t *testing.T, port int, dir string) *natsServer {
-	t.Helper()
-	if port == 0 {
-		port = natsserver.RANDOM_PORT
-	}
-	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatalf("nats server: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(waitFor) {
-		s.Shutdown()
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return &natsServer{srv: s, url: s.ClientURL()}
-}
-
 // client connects to url and creates stream SQL capturing subjects.
 func client(t *testing.T, url string, subjects ...string) (*nats.Conn, jetstream.JetStream, jetstream.Stream) {
 	t.Helper()
@@ -76,22 +50,8 @@ func clientOpts(t *testing.T, url string, tc *tls.Config, subjects ...string) (*
 	if tc != nil {
 		opts = append(opts, nats.Secure(tc))
 	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQL", Subjects: subjects})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js, st
+	nc, js := natstest.Connect(t, url, opts...)
+	return nc, js, natstest.CreateStream(t, js, jetstream.StreamConfig{Name: "SQL", Subjects: subjects})
 }
 
 // fakeData is the replica: it applies each request ID once, answering a
@@ -257,10 +217,10 @@ func vars(svc *Service) map[string]int64 { return svc.Vars().(map[string]int64) 
 // A write is applied once under the message's request ID, replied with
 // exactly the gateway's JSON, and acked.
 func TestAppliedOnceRepliedAcked(t *testing.T) {
-	ns := startNATS(t, 0, t.TempDir())
-	nc, js, st := client(t, ns.url, "sql.in")
+	url, _ := natstest.Start(t)
+	nc, js, st := client(t, url, "sql.in")
 	data := newFakeData()
-	svc := newService(t, testConfig(ns.url), data, nil)
+	svc := newService(t, testConfig(url), data, nil)
 	run(t, svc)
 	replies := subscribe(t, nc, "reply.1")
 	seq := publish(t, js, `[["INSERT INTO t(a) VALUES(?)", 1], "INSERT INTO t(a) VALUES(2)"]`,
@@ -295,11 +255,11 @@ func TestAppliedOnceRepliedAcked(t *testing.T) {
 // applied) is nak'ed; its redelivery carries the same request ID and is
 // answered from the dedup record: applied once, replied once.
 func TestRedeliveryAfterCommitSameRequestID(t *testing.T) {
-	ns := startNATS(t, 0, t.TempDir())
-	nc, js, _ := client(t, ns.url, "sql.in")
+	url, _ := natstest.Start(t)
+	nc, js, _ := client(t, url, "sql.in")
 	data := newFakeData()
 	data.failNext = 1
-	svc := newService(t, testConfig(ns.url), data, nil)
+	svc := newService(t, testConfig(url), data, nil)
 	run(t, svc)
 	replies := subscribe(t, nc, "reply.>")
 	publish(t, js, `["INSERT INTO t(a) VALUES(1)"]`, map[string]string{"Reply-To": "reply.x"})
@@ -324,10 +284,10 @@ func TestRedeliveryAfterCommitSameRequestID(t *testing.T) {
 // acked): after the ack wait the message is delivered again, with the same
 // request ID, and its reply is sent then.
 func TestCrashBetweenCommitAndAck(t *testing.T) {
-	ns := startNATS(t, 0, t.TempDir())
-	nc, js, _ := client(t, ns.url, "sql.in")
+	url, _ := natstest.Start(t)
+	nc, js, _ := client(t, url, "sql.in")
 	data := newFakeData()
-	svc := newService(t, testConfig(ns.url), data, nil)
+	svc := newService(t, testConfig(url), data, nil)
 	var crashed atomic.Bool
 	svc.afterExecute = func(jetstream.Msg) bool { return !crashed.CompareAndSwap(false, true) }
 	run(t, svc)
@@ -346,10 +306,10 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 
 // A SQL error is a result: replied and acked, never redelivered.
 func TestSQLErrorRepliedAndAcked(t *testing.T) {
-	ns := startNATS(t, 0, t.TempDir())
-	nc, js, _ := client(t, ns.url, "sql.in")
+	url, _ := natstest.Start(t)
+	nc, js, _ := client(t, url, "sql.in")
 	data := newFakeData()
-	svc := newService(t, testConfig(ns.url), data, nil)
+	svc := newService(t, testConfig(url), data, nil)
 	run(t, svc)
 	replies := subscribe(t, nc, "reply.x")
 	publish(t, js, `["INSERT FAIL"]`, map[string]string{"Reply-To": "reply.x"})
@@ -369,10 +329,10 @@ func TestSQLErrorRepliedAndAcked(t *testing.T) {
 // Reads alone are queries, answered with rows; headers carry /db/request's
 // parameters; level strong sends even a read through the log.
 func TestReadsAndHeaders(t *testing.T) {
-	ns := startNATS(t, 0, t.TempDir())
-	nc, js, _ := client(t, ns.url, "sql.in")
+	url, _ := natstest.Start(t)
+	nc, js, _ := client(t, url, "sql.in")
 	data := newFakeData()
-	svc := newService(t, testConfig(ns.url), data, nil)
+	svc := newService(t, testConfig(url), data, nil)
 	run(t, svc)
 	replies := subscribe(t, nc, "reply.x")
 	publish(t, js, `["SELECT 42"]`, map[string]string{"Reply-To": "reply.x"})
@@ -400,10 +360,10 @@ func TestReadsAndHeaders(t *testing.T) {
 // saying why and from where) and terminated; the messages after it are
 // processed meanwhile.
 func TestPoisonDeadLettered(t *testing.T) {
-	ns := startNATS(t, 0, t.TempDir())
-	nc, js, _ := client(t, ns.url, "sql.in")
+	url, _ := natstest.Start(t)
+	nc, js, _ := client(t, url, "sql.in")
 	data := newFakeData()
-	cfg := testConfig(ns.url)
+	cfg := testConfig(url)
 	cfg.MaxDeliveries, cfg.DeadLetterSubject = 3, "sql.dead"
 	svc := newService(t, cfg, data, nil)
 	dead := subscribe(t, nc, "sql.dead")
@@ -436,11 +396,11 @@ func TestPoisonDeadLettered(t *testing.T) {
 // A write failing for want of a leader is delivered again until it
 // applies, past max_deliveries: it is never dead-lettered.
 func TestUnavailableRetriedUntilApplied(t *testing.T) {
-	ns := startNATS(t, 0, t.TempDir())
-	_, js, _ := client(t, ns.url, "sql.in")
+	url, _ := natstest.Start(t)
+	_, js, _ := client(t, url, "sql.in")
 	data := newFakeData()
 	data.down = true
-	cfg := testConfig(ns.url)
+	cfg := testConfig(url)
 	cfg.MaxDeliveries, cfg.DeadLetterSubject = 2, "sql.dead"
 	svc := newService(t, cfg, data, nil)
 	run(t, svc)
@@ -459,14 +419,14 @@ func TestUnavailableRetriedUntilApplied(t *testing.T) {
 // While the node does not serve data nothing is fetched; once it does,
 // the backlog is applied.
 func TestNotReadyFetchesNothing(t *testing.T) {
-	ns := startNATS(t, 0, t.TempDir())
-	_, js, _ := client(t, ns.url, "sql.in")
+	url, _ := natstest.Start(t)
+	_, js, _ := client(t, url, "sql.in")
 	for i := range 3 {
 		publish(t, js, fmt.Sprintf(`["INSERT INTO t VALUES(%d)"]`, i), nil)
 	}
 	data := newFakeData()
 	var ready atomic.Bool
-	svc := newService(t, testConfig(ns.url), data, ready.Load)
+	svc := newService(t, testConfig(url), data, ready.Load)
 	run(t, svc)
 	eventually(t, "the consumer bound", func() bool { return svc.Status().(map[string]any)["bound"] == true })
 	idle := svc.idle.Load()
@@ -505,8 +465,8 @@ func TestNATSDownAtStart(t *testing.T) {
 		st := svc.Status().(map[string]any)
 		return st["connected"] == false && st["last_error"] != "" && svc.idle.Load() > 2
 	})
-	ns := startNATS(t, port, t.TempDir())
-	_, js, _ := client(t, ns.url, "sql.in")
+	url, _ := natstest.Start(t, natstest.Port(port))
+	_, js, _ := client(t, url, "sql.in")
 	publish(t, js, `["INSERT INTO t VALUES(1)"]`, nil)
 	settled(t, js)
 	if applied, _, _ := data.snapshot(); len(applied) != 1 {
@@ -520,28 +480,17 @@ func TestNATSDownAtStart(t *testing.T) {
 // A NATS server restarting under the service (same store): it reconnects
 // and the messages published meanwhile are applied.
 func TestNATSRestart(t *testing.T) {
-	dir := t.TempDir()
-	ns := startNATS(t, 0, dir)
-	port := ns.srv.Addr().(*net.TCPAddr).Port
-	_, js, _ := client(t, ns.url, "sql.in")
+	url, ns := natstest.Start(t)
+	_, js, _ := client(t, url, "sql.in")
 	data := newFakeData()
-	svc := newService(t, testConfig(ns.url), data, nil)
+	svc := newService(t, testConfig(url), data, nil)
 	run(t, svc)
 	publish(t, js, `["INSERT INTO t VALUES(1)"]`, nil)
 	settled(t, js)
-	ns.srv.Shutdown()
-	ns.srv.WaitForShutdown()
+	ns.Shutdown()
 	eventually(t, "disconnected in /status", func() bool { return svc.Status().(map[string]any)["connected"] == false })
-	ns2 := startNATS(t, port, dir)
-	nc2, err := nats.Connect(ns2.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc2.Close()
-	js2, err := jetstream.New(nc2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns.Restart()
+	_, js2 := natstest.Connect(t, url)
 	publish(t, js2, `["INSERT INTO t VALUES(2)"]`, nil)
 	// A restarted server's consumer info can show nothing pending before
 	// it counts the new message: wait for the apply, then for the ack.
@@ -554,11 +503,11 @@ func TestNATSRestart(t *testing.T) {
 
 // Many messages, processed concurrently: each applied exactly once.
 func TestManyMessagesOnceEach(t *testing.T) {
-	ns := startNATS(t, 0, t.TempDir())
-	_, js, _ := client(t, ns.url, "sql.in")
+	url, _ := natstest.Start(t)
+	_, js, _ := client(t, url, "sql.in")
 	data := newFakeData()
 	data.failNext = 20 // some apply but answer as timeouts: redelivered
-	svc := newService(t, testConfig(ns.url), data, nil)
+	svc := newService(t, testConfig(url), data, nil)
 	run(t, svc)
 	const n = 300
 	for i := range n {

@@ -13,8 +13,8 @@
 //	    server embedded in this process) against the same INSERTs over HTTP
 //	    with the same concurrency.
 //
-// The cluster, CPU and load code follows test/benchcluster (process start,
-// CPU from /proc/<pid>/stat, cmd/skiff/bench for the closed loop).
+// The cluster, CPU and median code is test/benchkit's, shared with
+// test/benchcluster; cmd/skiff/bench drives the closed loop.
 package main
 
 import (
@@ -24,18 +24,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -44,6 +38,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skiffdb/skiff/cmd/skiff/bench"
+	"github.com/skiffdb/skiff/test/benchkit"
 	"github.com/skiffdb/skiff/test/webhook"
 )
 
@@ -80,145 +75,17 @@ func main() {
 	}
 }
 
-type node struct {
-	id, http, raft, dir string
-	cmd                 *exec.Cmd
-}
-
-func (n *node) base() string { return "http://" + n.http }
-
+// cluster is a started cluster under its name (the subdirectory of its
+// data and logs, and of its profile).
 type cluster struct {
-	name   string
-	nodes  []*node
-	leader *node
+	*benchkit.Cluster
+	name string
 }
 
-func (c *cluster) stop() {
-	for _, n := range c.nodes {
-		if n.cmd != nil && n.cmd.Process != nil {
-			_ = n.cmd.Process.Signal(syscall.SIGTERM)
-		}
-	}
-	for _, n := range c.nodes {
-		if n.cmd != nil && n.cmd.Process != nil {
-			_ = n.cmd.Wait()
-		}
-	}
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// startCluster starts 3 nodes with extra flags each, n1 bootstrapping and
-// the others joining it, and waits for 3 voters under one leader.
-func startCluster(skiffd, dir, name string, extra ...string) (*cluster, error) {
-	c := &cluster{name: name}
-	for i := 1; i <= 3; i++ {
-		h, err := freePort()
-		if err != nil {
-			return c, err
-		}
-		r, err := freePort()
-		if err != nil {
-			return c, err
-		}
-		n := &node{id: fmt.Sprintf("n%d", i), http: h, raft: r, dir: filepath.Join(dir, name, fmt.Sprintf("n%d", i))}
-		if err := os.MkdirAll(filepath.Dir(n.dir), 0o755); err != nil {
-			return c, err
-		}
-		args := []string{"-node-id", n.id, "-http-addr", h, "-raft-addr", r, "-log-level", "warn"}
-		if i > 1 {
-			args = append(args, "-join", c.nodes[0].raft)
-		}
-		args = append(append(args, extra...), n.dir)
-		n.cmd = exec.Command(skiffd, args...)
-		logf, err := os.Create(n.dir + ".log")
-		if err != nil {
-			return c, err
-		}
-		n.cmd.Stdout, n.cmd.Stderr = logf, logf
-		if err := n.cmd.Start(); err != nil {
-			logf.Close()
-			return c, err
-		}
-		logf.Close()
-		c.nodes = append(c.nodes, n)
-		if i == 1 {
-			if err := waitReady(n, 60*time.Second); err != nil {
-				return c, err
-			}
-		}
-	}
-	for _, n := range c.nodes {
-		if err := waitReady(n, 60*time.Second); err != nil {
-			return c, err
-		}
-	}
-	var err error
-	c.leader, err = leaderOf(c.nodes)
-	return c, err
-}
-
-func waitReady(n *node, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(n.base() + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if n.cmd.ProcessState != nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not ready within %s (log: %s.log)", n.id, timeout, n.dir)
-}
-
-// leaderOf finds the leader from /nodes, once all are voters.
-func leaderOf(nodes []*node) (*node, error) {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(nodes[0].base() + "/nodes?ver=2")
-		if err == nil {
-			var out struct {
-				Nodes []struct {
-					ID     string `json:"id"`
-					Leader bool   `json:"leader"`
-					Voter  bool   `json:"voter"`
-				} `json:"nodes"`
-			}
-			_ = json.NewDecoder(resp.Body).Decode(&out)
-			resp.Body.Close()
-			voters, lid := 0, ""
-			for _, d := range out.Nodes {
-				if d.Voter {
-					voters++
-				}
-				if d.Leader {
-					lid = d.ID
-				}
-			}
-			if voters == 3 && lid != "" {
-				for _, n := range nodes {
-					if n.id == lid {
-						return n, nil
-					}
-				}
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return nil, errors.New("cluster did not settle with 3 voters and a leader")
+// startCluster starts 3 nodes with extra flags each under dir/name.
+func startCluster(skiffd, dir, name string, extra ...string) (cluster, error) {
+	c, err := benchkit.StartCluster(skiffd, filepath.Join(dir, name), extra...)
+	return cluster{c, name}, err
 }
 
 func run(o options) error {
@@ -249,12 +116,12 @@ func run(o options) error {
 	}
 
 	plain, err := startCluster(o.skiffd, dir, "plain")
-	defer plain.stop()
+	defer plain.Stop()
 	if err != nil {
 		return fmt.Errorf("cluster without CDC: %w", err)
 	}
 	withCDC, err := startCluster(o.skiffd, dir, "cdc", "-cdc-config", cdcArg)
-	defer withCDC.stop()
+	defer withCDC.Stop()
 	if err != nil {
 		return fmt.Errorf("cluster with CDC: %w", err)
 	}
@@ -267,7 +134,7 @@ func run(o options) error {
 
 	// (a) closed loop, in rounds so that both see the same phases of the
 	// machine.
-	var plainRuns, cdcRuns []measured
+	var plainRuns, cdcRuns []benchkit.Measured
 	if o.profile != "" {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
 			return err
@@ -288,25 +155,25 @@ func run(o options) error {
 		}
 		cdcRuns = append(cdcRuns, m)
 	}
-	p, c := median(plainRuns), median(cdcRuns)
+	p, c := benchkit.Median(plainRuns), benchkit.Median(cdcRuns)
 	fmt.Printf("%-44s %10s %9s %9s %8s %22s\n", "(a) closed loop, inserts on the leader", "inserts/s", "p50 ms", "p99 ms", "errors", "node cpu µs/insert")
 	for _, r := range []struct {
 		name string
-		m    measured
+		m    benchkit.Measured
 	}{{"without CDC", p}, {"with CDC to the webhook (drain included)", c}} {
-		fmt.Printf("%-44s %10.0f %9.2f %9.2f %8d %22s\n", r.name, r.m.res.RequestsPerS, r.m.res.Latency.P50, r.m.res.Latency.P99, errCount(r.m.res), r.m.cpu)
+		fmt.Printf("%-44s %10.0f %9.2f %9.2f %8d %22s\n", r.name, r.m.Res.RequestsPerS, r.m.Res.Latency.P50, r.m.Res.Latency.P99, errCount(r.m.Res), r.m.CPU)
 	}
 	fmt.Printf("runs (inserts/s): without CDC %s; with CDC %s\n", rates(plainRuns), rates(cdcRuns))
-	rateRatio := c.res.RequestsPerS / p.res.RequestsPerS
+	rateRatio := c.Res.RequestsPerS / p.Res.RequestsPerS
 	fmt.Printf("CDC / no CDC: inserts/s %.3f (target >= 0.90: %s)", rateRatio, verdict(rateRatio >= 0.9))
-	if p.cpu.ok && c.cpu.ok {
-		cpuRatio := float64(c.cpu.nodes) / float64(p.cpu.nodes)
+	if p.CPU.OK && c.CPU.OK {
+		cpuRatio := float64(c.CPU.Nodes) / float64(p.CPU.Nodes)
 		fmt.Printf(", node CPU per insert %.3f (target <= 1.10: %s)", cpuRatio, verdict(cpuRatio <= 1.1))
 	}
 	fmt.Println()
 
 	// (b) delivery lag, open loop at half the CDC closed-loop rate.
-	rate := c.res.RequestsPerS / 2
+	rate := c.Res.RequestsPerS / 2
 	lag, err := lagRun(withCDC, recv, rate, o.lagD)
 	if err != nil {
 		return fmt.Errorf("delivery lag: %w", err)
@@ -317,8 +184,8 @@ func run(o options) error {
 		lag.ack.p50, lag.ack.p99, lag.ack.max, lag.early)
 	fmt.Printf("    commit_timestamp -> receipt: p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms\n", lag.commit.p50, lag.commit.p99, lag.commit.max)
 	fmt.Printf("    target p99 < 250 ms (ack -> receipt): %s\n", verdict(lag.ack.p99 < 250))
-	plain.stop()
-	withCDC.stop()
+	plain.Stop()
+	withCDC.Stop()
 
 	// (c) ingest from NATS against HTTP, on a third cluster.
 	ing, err := ingestRun(o, dir)
@@ -350,37 +217,26 @@ func errCount(r *bench.Result) int64 {
 	return n
 }
 
-type measured struct {
-	res *bench.Result
-	cpu cpuPerRequest
-}
-
-func rates(ms []measured) string {
+func rates(ms []benchkit.Measured) string {
 	var out []string
 	for _, m := range ms {
-		out = append(out, fmt.Sprintf("%.0f", m.res.RequestsPerS))
+		out = append(out, fmt.Sprintf("%.0f", m.Res.RequestsPerS))
 	}
 	return strings.Join(out, ", ")
-}
-
-// median sorts ms by rate (in place) and returns the middle run.
-func median(ms []measured) measured {
-	sort.Slice(ms, func(a, b int) bool { return ms[a].res.RequestsPerS < ms[b].res.RequestsPerS })
-	return ms[len(ms)/2]
 }
 
 // closedLoop runs the insert workload on c's leader; with a receiver, the
 // CPU sample ends once the receiver holds a write made after the run, so
 // that the delivery work of the run's inserts is counted.
-func closedLoop(c *cluster, o options, recv *webhook.Receiver) (measured, error) {
+func closedLoop(c cluster, o options, recv *webhook.Receiver) (benchkit.Measured, error) {
 	ctx := context.Background()
 	var profiled chan error
 	if o.profile != "" {
 		profiled = make(chan error, 1)
-		go func() { profiled <- profile(c.leader.http, o.d, filepath.Join(o.profile, c.name+".prof")) }()
+		go func() { profiled <- benchkit.Profile(c.Leader.HTTP, o.d, filepath.Join(o.profile, c.name+".prof")) }()
 	}
-	before := cpuNow(c.nodes)
-	res, err := bench.Run(ctx, bench.Config{Addrs: []string{c.leader.http}, Workload: bench.WorkloadInsert,
+	before := benchkit.CPUNow(c.Nodes)
+	res, err := bench.Run(ctx, bench.Config{Addrs: []string{c.Leader.HTTP}, Workload: bench.WorkloadInsert,
 		Workers: o.workers, Duration: o.d}, nil)
 	if profiled != nil {
 		if perr := <-profiled; perr != nil {
@@ -388,46 +244,22 @@ func closedLoop(c *cluster, o options, recv *webhook.Receiver) (measured, error)
 		}
 	}
 	if err != nil {
-		return measured{}, err
+		return benchkit.Measured{}, err
 	}
 	if recv != nil {
-		idx, err := indexedInsert(ctx, http.DefaultClient, c.leader.base())
+		idx, err := indexedInsert(ctx, http.DefaultClient, c.Leader.Base())
 		if err != nil {
-			return measured{}, fmt.Errorf("marker write: %w", err)
+			return benchkit.Measured{}, fmt.Errorf("marker write: %w", err)
 		}
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)
 		err = recv.WaitIndex(wctx, idx)
 		cancel()
 		if err != nil {
-			return measured{}, err
+			return benchkit.Measured{}, err
 		}
 	}
-	after := cpuNow(c.nodes)
-	return measured{res, after.sub(before).per(res.Requests)}, nil
-}
-
-// profile writes a CPU profile of the node at addr over the middle of a
-// run of duration d.
-func profile(addr string, d time.Duration, path string) error {
-	secs := max(1, int((d - 2*time.Second).Seconds()))
-	time.Sleep(time.Second)
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		_ = f.Close()
-		return err
-	}
-	return f.Close()
+	after := benchkit.CPUNow(c.Nodes)
+	return benchkit.Measured{Res: res, CPU: after.Sub(before).Per(res.Requests)}, nil
 }
 
 // indexedInsert inserts one row into bench with ?raft_index and returns
@@ -439,12 +271,7 @@ func indexedInsert(ctx context.Context, c *http.Client, base string) (uint64, er
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	status, b, err := benchkit.ReadAll(c.Do(req))
 	if err != nil {
 		return 0, err
 	}
@@ -455,8 +282,8 @@ func indexedInsert(ctx context.Context, c *http.Client, base string) (uint64, er
 		Error     string `json:"error"`
 		RaftIndex uint64 `json:"raft_index"`
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &a) != nil || a.Error != "" || len(a.Results) != 1 || a.Results[0].Error != "" || a.RaftIndex == 0 {
-		return 0, fmt.Errorf("%d %.200s", resp.StatusCode, b)
+	if status != http.StatusOK || json.Unmarshal(b, &a) != nil || a.Error != "" || len(a.Results) != 1 || a.Results[0].Error != "" || a.RaftIndex == 0 {
+		return 0, fmt.Errorf("%d %.200s", status, b)
 	}
 	return a.RaftIndex, nil
 }
@@ -477,7 +304,7 @@ type lagResult struct {
 // lagRun inserts on c's leader open loop at rate for d, noting when each
 // raft_index was acknowledged, then waits for the webhook to hold the last
 // one and compares its arrival times.
-func lagRun(c *cluster, recv *webhook.Receiver, rate float64, d time.Duration) (lagResult, error) {
+func lagRun(c cluster, recv *webhook.Receiver, rate float64, d time.Duration) (lagResult, error) {
 	if rate <= 0 {
 		return lagResult{}, errors.New("no closed-loop rate to halve")
 	}
@@ -499,7 +326,7 @@ func lagRun(c *cluster, recv *webhook.Receiver, rate float64, d time.Duration) (
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			idx, err := indexedInsert(context.Background(), client, c.leader.base())
+			idx, err := indexedInsert(context.Background(), client, c.Leader.Base())
 			now := time.Now()
 			mu.Lock()
 			defer mu.Unlock()
@@ -546,7 +373,7 @@ func lagRun(c *cluster, recv *webhook.Receiver, rate float64, d time.Duration) (
 
 type ingestResult struct {
 	nats, http       float64
-	natsCPU, httpCPU cpuPerRequest
+	natsCPU, httpCPU benchkit.CPUPerRequest
 }
 
 // ingestRun measures statements applied per second from NATS, then the
@@ -586,13 +413,13 @@ func ingestRun(o options, dir string) (ingestResult, error) {
 		return ingestResult{}, err
 	}
 	c, err := startCluster(o.skiffd, dir, "ingest", "-ingest-config", cfgPath)
-	defer c.stop()
+	defer c.Stop()
 	if err != nil {
 		return ingestResult{}, err
 	}
 	for _, table := range []string{"ingest_nats", "bench"} {
 		body := fmt.Sprintf(`["CREATE TABLE %s (id INTEGER PRIMARY KEY, v TEXT)"]`, table)
-		resp, err := http.Post(c.leader.base()+"/db/execute", "application/json", strings.NewReader(body))
+		resp, err := http.Post(c.Leader.Base()+"/db/execute", "application/json", strings.NewReader(body))
 		if err != nil {
 			return ingestResult{}, err
 		}
@@ -600,7 +427,7 @@ func ingestRun(o options, dir string) (ingestResult, error) {
 	}
 	var res ingestResult
 	body := []byte(`[["INSERT INTO ingest_nats (v) VALUES (?)", "vvvvvvvvvvvvvvvv"]]`)
-	before := cpuNow(c.nodes)
+	before := benchkit.CPUNow(c.Nodes)
 	start := time.Now()
 	for i := 0; i < o.ingestN; i++ {
 		if _, err := js.PublishAsync(subject, body); err != nil {
@@ -613,7 +440,7 @@ func ingestRun(o options, dir string) (ingestResult, error) {
 		return res, ctx.Err()
 	}
 	for {
-		n, err := count(c.leader, "ingest_nats")
+		n, err := count(c.Leader, "ingest_nats")
 		if err == nil && n >= o.ingestN {
 			break
 		}
@@ -623,31 +450,26 @@ func ingestRun(o options, dir string) (ingestResult, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.nats = float64(o.ingestN) / time.Since(start).Seconds()
-	res.natsCPU = cpuNow(c.nodes).sub(before).per(int64(o.ingestN))
+	res.natsCPU = benchkit.CPUNow(c.Nodes).Sub(before).Per(int64(o.ingestN))
 
-	addrs := make([]string, len(c.nodes))
-	for i, n := range c.nodes {
-		addrs[i] = n.http
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.HTTP
 	}
-	before = cpuNow(c.nodes)
+	before = benchkit.CPUNow(c.Nodes)
 	r, err := bench.Run(ctx, bench.Config{Addrs: addrs, Workload: bench.WorkloadInsert, Workers: o.ingestC,
 		Requests: int64(o.ingestN), NoSetup: true}, nil)
 	if err != nil {
 		return res, err
 	}
 	res.http = r.StatementsPerS
-	res.httpCPU = cpuNow(c.nodes).sub(before).per(r.Requests)
+	res.httpCPU = benchkit.CPUNow(c.Nodes).Sub(before).Per(r.Requests)
 	return res, nil
 }
 
 // count is COUNT(*) of table on n.
-func count(n *node, table string) (int, error) {
-	resp, err := http.Get(n.base() + "/db/query?level=none&q=" + url.QueryEscape("SELECT COUNT(*) FROM "+table))
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+func count(n *benchkit.Node, table string) (int, error) {
+	_, b, err := benchkit.ReadAll(http.Get(n.Base() + "/db/query?level=none&q=" + url.QueryEscape("SELECT COUNT(*) FROM "+table)))
 	if err != nil {
 		return 0, err
 	}
@@ -660,76 +482,4 @@ func count(n *node, table string) (int, error) {
 		return 0, fmt.Errorf("%.200s", b)
 	}
 	return doc.Results[0].Values[0][0], nil
-}
-
-// cpuSample is the CPU time (user and system) used so far by the nodes
-// together; sys is its kernel part.
-type cpuSample struct {
-	nodes, sys time.Duration
-	ok         bool
-}
-
-// cpuPerRequest is a run's node CPU per request.
-type cpuPerRequest struct {
-	nodes  time.Duration
-	kernel float64
-	ok     bool
-}
-
-func (c cpuPerRequest) String() string {
-	if !c.ok {
-		return "-"
-	}
-	return fmt.Sprintf("%.0f (%2.0f%%)", float64(c.nodes)/float64(time.Microsecond), 100*c.kernel)
-}
-
-func (a cpuSample) sub(b cpuSample) cpuSample {
-	return cpuSample{nodes: a.nodes - b.nodes, sys: a.sys - b.sys, ok: a.ok && b.ok}
-}
-
-func (a cpuSample) per(requests int64) cpuPerRequest {
-	if requests <= 0 || a.nodes <= 0 {
-		return cpuPerRequest{}
-	}
-	return cpuPerRequest{nodes: a.nodes / time.Duration(requests), kernel: float64(a.sys) / float64(a.nodes), ok: a.ok}
-}
-
-func cpuNow(nodes []*node) cpuSample {
-	s := cpuSample{ok: true}
-	for _, n := range nodes {
-		user, sys, err := procCPU(n.cmd.Process.Pid)
-		if err != nil {
-			s.ok = false
-			continue
-		}
-		s.nodes += user + sys
-		s.sys += sys
-	}
-	return s
-}
-
-// procCPU reads a process's user and system time from /proc/<pid>/stat
-// (fields 14 and 15, in clock ticks: USER_HZ, 100 on Linux).
-func procCPU(pid int) (user, sys time.Duration, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	const userHZ = 100
-	var ticks [2]int64
-	for j, v := range f[11:13] {
-		if ticks[j], err = strconv.ParseInt(v, 10, 64); err != nil {
-			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-		}
-	}
-	return time.Duration(ticks[0]) * time.Second / userHZ, time.Duration(ticks[1]) * time.Second / userHZ, nil
 }

@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,17 +17,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/skiffdb/skiff/cmd/skiff/bench"
+	"github.com/skiffdb/skiff/test/benchkit"
 )
 
 func main() {
@@ -53,20 +50,6 @@ func main() {
 	}
 }
 
-type node struct {
-	id, http, raft, dir string
-	cmd                 *exec.Cmd
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func run(skiffd string, d time.Duration, workers, runs int, profiles string) error {
 	if profiles != "" {
 		if err := os.MkdirAll(profiles, 0o755); err != nil {
@@ -78,62 +61,23 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		return err
 	}
 	defer os.RemoveAll(dir)
-	var nodes []*node
-	defer func() {
-		for _, n := range nodes {
-			if n.cmd != nil && n.cmd.Process != nil {
-				_ = n.cmd.Process.Signal(os.Interrupt)
-				_ = n.cmd.Wait()
-			}
-		}
-	}()
-	for i := 1; i <= 3; i++ {
-		h, err := freePort()
-		if err != nil {
-			return err
-		}
-		r, err := freePort()
-		if err != nil {
-			return err
-		}
-		n := &node{id: fmt.Sprintf("n%d", i), http: h, raft: r, dir: filepath.Join(dir, fmt.Sprintf("n%d", i))}
-		args := []string{"-node-id", n.id, "-http-addr", h, "-raft-addr", r, "-log-level", "warn"}
-		if i > 1 {
-			args = append(args, "-join", nodes[0].raft)
-		}
-		n.cmd = exec.Command(skiffd, append(args, n.dir)...)
-		logf, err := os.Create(n.dir + ".log")
-		if err != nil {
-			return err
-		}
-		n.cmd.Stdout, n.cmd.Stderr = logf, logf
-		if err := n.cmd.Start(); err != nil {
-			return err
-		}
-		nodes = append(nodes, n)
-		if i == 1 {
-			if err := waitReady(n, 60*time.Second); err != nil {
-				return err
-			}
-		}
-	}
-	for _, n := range nodes {
-		if err := waitReady(n, 60*time.Second); err != nil {
-			return err
-		}
-	}
-	leader, follower, err := roles(nodes)
+	c, err := benchkit.StartCluster(skiffd, dir)
+	// extra are processes started later (the HTTP floor), stopped with
+	// the nodes.
+	var extra []*benchkit.Node
+	defer func() { c.Stop(); benchkit.Stop(extra...) }()
 	if err != nil {
 		return err
 	}
+	leader, follower := c.Leader, c.Follower()
 	fmt.Printf("3-node loopback cluster, leader %s, follower %s; %d workers, %s per workload, median of %d run(s)\n\n",
-		leader.id, follower.id, workers, d, runs)
+		leader.ID, follower.ID, workers, d, runs)
 
 	type row struct {
 		name    string
 		res     *bench.Result
 		ceiling float64 // statements/s of raw SQLite doing the same
-		cpu     cpuPerRequest
+		cpu     benchkit.CPUPerRequest
 	}
 	ceilInsert, ceilBatch, ceilRead, err := ceilings(dir, d)
 	if err != nil {
@@ -147,18 +91,14 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		name    string
 		ceiling float64
 		cfg     bench.Config
-		procs   []*node
+		procs   []*benchkit.Node
 		profile bool // take a CPU profile of cfg.Addrs[0] (a node)
-	}
-	type measured struct {
-		res *bench.Result
-		cpu cpuPerRequest
 	}
 	// add runs ws in rounds, one run of each per round, so that workloads
 	// compared with each other see the same phases of the machine, and
 	// reports each one's median run.
 	add := func(ws ...workload) error {
-		all := make([][]measured, len(ws))
+		all := make([][]benchkit.Measured, len(ws))
 		for i := range runs {
 			for j := range ws {
 				w := &ws[j]
@@ -169,11 +109,13 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 				var profiled chan error
 				if profiles != "" && w.profile && i == 0 {
 					profiled = make(chan error, 1)
-					go func() { profiled <- profile(w.cfg.Addrs[0], d, filepath.Join(profiles, fileName(w.name)+".prof")) }()
+					go func() {
+						profiled <- benchkit.Profile(w.cfg.Addrs[0], d, filepath.Join(profiles, fileName(w.name)+".prof"))
+					}()
 				}
-				before := cpuNow(w.procs)
+				before := benchkit.CPUNow(w.procs)
 				res, err := bench.Run(ctx, w.cfg, nil)
-				after := cpuNow(w.procs)
+				after := benchkit.CPUNow(w.procs)
 				if profiled != nil {
 					if perr := <-profiled; perr != nil {
 						fmt.Fprintf(os.Stderr, "benchcluster: %s: profile: %v\n", w.name, perr)
@@ -182,33 +124,31 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 				if err != nil {
 					return fmt.Errorf("%s: %w", w.name, err)
 				}
-				all[j] = append(all[j], measured{res, after.sub(before).per(res.Requests)})
+				all[j] = append(all[j], benchkit.Measured{Res: res, CPU: after.Sub(before).Per(res.Requests)})
 				w.cfg.NoSetup = w.cfg.NoSetup || w.cfg.Workload == bench.WorkloadRead
 			}
 		}
 		for j, w := range ws {
-			ms := all[j]
-			sort.Slice(ms, func(a, b int) bool { return ms[a].res.RequestsPerS < ms[b].res.RequestsPerS })
-			m := ms[len(ms)/2]
-			rows = append(rows, row{w.name, m.res, w.ceiling, m.cpu})
+			m := benchkit.Median(all[j])
+			rows = append(rows, row{w.name, m.Res, w.ceiling, m.CPU})
 		}
 		return nil
 	}
-	cluster := append([]*node(nil), nodes...)
+	cluster := append([]*benchkit.Node(nil), c.Nodes...)
 	onNodes := func(name string, ceiling float64, cfg bench.Config) workload {
 		return workload{name: name, ceiling: ceiling, cfg: cfg, procs: cluster, profile: true}
 	}
 	steps := []workload{
-		onNodes("insert, leader", ceilInsert, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert}),
-		onNodes("insert, follower", ceilInsert, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadInsert}),
-		onNodes("insert, leader, queued (-q)", ceilInsert, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert, Queued: true}),
-		onNodes("batch of 100, leader", ceilBatch, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadBatch, Batch: 100}),
-		onNodes(readsName, ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Preload: 10000, Level: "none"}),
-		onNodes("point read none, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "none"}),
-		onNodes("point read weak, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Level: "weak"}),
-		onNodes("point read weak, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "weak"}),
-		onNodes("point read linearizable, leader", ceilRead, bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadRead, Level: "linearizable"}),
-		onNodes("point read linearizable, follower", ceilRead, bench.Config{Addrs: []string{follower.http}, Workload: bench.WorkloadRead, Level: "linearizable"}),
+		onNodes("insert, leader", ceilInsert, bench.Config{Addrs: []string{leader.HTTP}, Workload: bench.WorkloadInsert}),
+		onNodes("insert, follower", ceilInsert, bench.Config{Addrs: []string{follower.HTTP}, Workload: bench.WorkloadInsert}),
+		onNodes("insert, leader, queued (-q)", ceilInsert, bench.Config{Addrs: []string{leader.HTTP}, Workload: bench.WorkloadInsert, Queued: true}),
+		onNodes("batch of 100, leader", ceilBatch, bench.Config{Addrs: []string{leader.HTTP}, Workload: bench.WorkloadBatch, Batch: 100}),
+		onNodes(readsName, ceilRead, bench.Config{Addrs: []string{leader.HTTP}, Workload: bench.WorkloadRead, Preload: 10000, Level: "none"}),
+		onNodes("point read none, follower", ceilRead, bench.Config{Addrs: []string{follower.HTTP}, Workload: bench.WorkloadRead, Level: "none"}),
+		onNodes("point read weak, leader", ceilRead, bench.Config{Addrs: []string{leader.HTTP}, Workload: bench.WorkloadRead, Level: "weak"}),
+		onNodes("point read weak, follower", ceilRead, bench.Config{Addrs: []string{follower.HTTP}, Workload: bench.WorkloadRead, Level: "weak"}),
+		onNodes("point read linearizable, leader", ceilRead, bench.Config{Addrs: []string{leader.HTTP}, Workload: bench.WorkloadRead, Level: "linearizable"}),
+		onNodes("point read linearizable, follower", ceilRead, bench.Config{Addrs: []string{follower.HTTP}, Workload: bench.WorkloadRead, Level: "linearizable"}),
 	}
 	for _, s := range steps {
 		if s.cfg.Workload == bench.WorkloadRead && s.cfg.Preload == 0 {
@@ -221,13 +161,13 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 			// The HTTP floor: what this machine allows a node that does
 			// nothing but answer, driven the same way, in rounds with the
 			// reads it bounds. The inserts above made the row it answers.
-			floor, err := startFloor(leader.http)
+			floor, err := startFloor(leader.HTTP)
 			if err != nil {
 				return err
 			}
-			nodes = append(nodes, floor) // stopped with the nodes
-			ws = append(ws, workload{name: floorName, ceiling: ceilRead, procs: []*node{floor}, cfg: bench.Config{
-				Addrs: []string{floor.http}, Workload: bench.WorkloadRead, Level: "none", Preload: 10000, NoSetup: true}})
+			extra = append(extra, floor)
+			ws = append(ws, workload{name: floorName, ceiling: ceilRead, procs: []*benchkit.Node{floor}, cfg: bench.Config{
+				Addrs: []string{floor.HTTP}, Workload: bench.WorkloadRead, Level: "none", Preload: 10000, NoSetup: true}})
 		}
 		if err := add(ws...); err != nil {
 			return err
@@ -237,7 +177,7 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 	// each request's intended send time (issue 6's p99 target).
 	half := rows[0].res.RequestsPerS / 2
 	if err := add(onNodes(fmt.Sprintf("insert, leader, open loop %.0f/s", half), ceilInsert,
-		bench.Config{Addrs: []string{leader.http}, Workload: bench.WorkloadInsert, Rate: half, Workers: 256})); err != nil {
+		bench.Config{Addrs: []string{leader.HTTP}, Workload: bench.WorkloadInsert, Rate: half, Workers: 256})); err != nil {
 		return err
 	}
 	fmt.Printf("%-36s %10s %12s %9s %9s %9s %8s %12s %26s\n", "workload", "req/s", "stmts/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling", "cpu µs/req nodes+gen (kernel)")
@@ -247,7 +187,7 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 			errs += v
 		}
 		fmt.Printf("%-36s %10.0f %12.0f %9.2f %9.2f %9.2f %8d %11.2fx %26s\n", r.name, r.res.RequestsPerS, r.res.StatementsPerS,
-			r.res.Latency.P50, r.res.Latency.P99, r.res.Latency.Max, errs, r.res.StatementsPerS/r.ceiling, r.cpu)
+			r.res.Latency.P50, r.res.Latency.P99, r.res.Latency.Max, errs, r.res.StatementsPerS/r.ceiling, r.cpu.WithSelf())
 	}
 	fmt.Printf("\ncpu µs/req: CPU time per request of the three nodes together (the HTTP floor's own process on its row)\n" +
 		"and of the load generator (this process), from /proc/<pid>/stat and getrusage over the reported run;\n" +
@@ -277,32 +217,27 @@ const (
 
 // startFloor starts this program again as the HTTP floor (serveFloor),
 // answering with the body the node at nodeHTTP gives a point read.
-func startFloor(nodeHTTP string) (*node, error) {
-	resp, err := http.Post("http://"+nodeHTTP+"/db/query?level=none", "application/json",
-		strings.NewReader(`[["SELECT id, v FROM bench WHERE id = ?", 1]]`))
+func startFloor(nodeHTTP string) (*benchkit.Node, error) {
+	status, body, err := benchkit.ReadAll(http.Post("http://"+nodeHTTP+"/db/query?level=none", "application/json",
+		strings.NewReader(`[["SELECT id, v FROM bench WHERE id = ?", 1]]`)))
 	if err != nil {
 		return nil, err
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("floor body: %s: %s", resp.Status, body)
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("floor body: %d %s: %s", status, http.StatusText(status), body)
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freePort()
+	addr, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	n := &node{id: "floor", http: addr}
-	n.cmd = exec.Command(self, "-serve-floor", addr, "-floor-body", string(body))
-	n.cmd.Stdout, n.cmd.Stderr = os.Stderr, os.Stderr
-	if err := n.cmd.Start(); err != nil {
+	n := &benchkit.Node{ID: "floor", HTTP: addr}
+	n.Cmd = exec.Command(self, "-serve-floor", addr, "-floor-body", string(body))
+	n.Cmd.Stdout, n.Cmd.Stderr = os.Stderr, os.Stderr
+	if err := n.Cmd.Start(); err != nil {
 		return nil, err
 	}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -311,8 +246,8 @@ func startFloor(nodeHTTP string) (*node, error) {
 			return n, nil
 		}
 	}
-	_ = n.cmd.Process.Kill()
-	_ = n.cmd.Wait()
+	_ = n.Cmd.Process.Kill()
+	_ = n.Cmd.Wait()
 	return nil, errors.New("the HTTP floor did not start")
 }
 
@@ -334,30 +269,6 @@ func serveFloor(addr string, body []byte) error {
 	return srv.Serve(ln)
 }
 
-// profile writes a CPU profile of the node at addr, taken over the middle
-// of a workload of duration d (its setup and its tail left out).
-func profile(addr string, d time.Duration, path string) error {
-	secs := max(1, int((d - 2*time.Second).Seconds()))
-	time.Sleep(time.Second)
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		_ = f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // fileName makes a workload's name a file name.
 func fileName(name string) string {
 	return strings.Map(func(r rune) rune {
@@ -366,62 +277,6 @@ func fileName(name string) string {
 		}
 		return '-'
 	}, strings.ToLower(name))
-}
-
-func waitReady(n *node, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + n.http + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not ready within %s (log: %s.log)", n.id, timeout, n.dir)
-}
-
-// roles finds the leader and a follower from /nodes, once all are voters.
-func roles(nodes []*node) (leader, follower *node, err error) {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + nodes[0].http + "/nodes?ver=2")
-		if err == nil {
-			var out struct {
-				Nodes []struct {
-					ID     string `json:"id"`
-					Leader bool   `json:"leader"`
-					Voter  bool   `json:"voter"`
-				} `json:"nodes"`
-			}
-			_ = json.NewDecoder(resp.Body).Decode(&out)
-			resp.Body.Close()
-			voters, lid := 0, ""
-			for _, d := range out.Nodes {
-				if d.Voter {
-					voters++
-				}
-				if d.Leader {
-					lid = d.ID
-				}
-			}
-			if voters == 3 && lid != "" {
-				for _, n := range nodes {
-					if n.id == lid {
-						leader = n
-					} else if follower == nil {
-						follower = n
-					}
-				}
-				return leader, follower, nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return nil, nil, errors.New("cluster did not settle with 3 voters and a leader")
 }
 
 // ceilings measures raw SQLite doing the workloads' statements in-process.
@@ -494,84 +349,4 @@ func ceilings(dir string, d time.Duration) (insert, batch, read float64, err err
 	wg.Wait()
 	read = float64(n.Load()) / time.Since(t0).Seconds()
 	return insert, batch, read, nil
-}
-
-// cpuSample is the CPU time (user and system) used so far by the nodes
-// together and by this process, the load generator; nodesSys is the
-// nodes' system (kernel) part of it.
-type cpuSample struct {
-	nodes, nodesSys, self time.Duration
-	ok                    bool // the nodes' figure could be read (/proc: Linux)
-}
-
-// cpuPerRequest is a run's CPU time per request, split the same way.
-type cpuPerRequest struct {
-	nodes, self time.Duration
-	kernel      float64 // share of the nodes' CPU spent in the kernel
-	ok          bool
-}
-
-func (c cpuPerRequest) String() string {
-	if !c.ok {
-		return "-"
-	}
-	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	return fmt.Sprintf("%.0f + %.0f (%2.0f%%)", us(c.nodes), us(c.self), 100*c.kernel)
-}
-
-func (a cpuSample) sub(b cpuSample) cpuSample {
-	return cpuSample{nodes: a.nodes - b.nodes, nodesSys: a.nodesSys - b.nodesSys, self: a.self - b.self, ok: a.ok && b.ok}
-}
-
-func (a cpuSample) per(requests int64) cpuPerRequest {
-	if requests <= 0 || a.nodes <= 0 {
-		return cpuPerRequest{}
-	}
-	n := time.Duration(requests)
-	return cpuPerRequest{nodes: a.nodes / n, self: a.self / n, kernel: float64(a.nodesSys) / float64(a.nodes), ok: a.ok}
-}
-
-func cpuNow(nodes []*node) cpuSample {
-	s := cpuSample{ok: true}
-	for _, n := range nodes {
-		user, sys, err := procCPU(n.cmd.Process.Pid)
-		if err != nil {
-			s.ok = false
-			continue
-		}
-		s.nodes += user + sys
-		s.nodesSys += sys
-	}
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
-		s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	return s
-}
-
-// procCPU reads a process's user and system time from /proc/<pid>/stat
-// (fields 14 and 15, in clock ticks: USER_HZ, 100 on Linux).
-func procCPU(pid int) (user, sys time.Duration, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	// The command name (field 2) is in parentheses and may hold spaces.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(s[i+1:]) // f[0] is field 3
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	const userHZ = 100
-	var ticks [2]int64
-	for j, v := range f[11:13] {
-		if ticks[j], err = strconv.ParseInt(v, 10, 64); err != nil {
-			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-		}
-	}
-	return time.Duration(ticks[0]) * time.Second / userHZ, time.Duration(ticks[1]) * time.Second / userHZ, nil
 }

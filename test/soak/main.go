@@ -18,14 +18,12 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,6 +35,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/skiffdb/skiff/test/benchkit"
 )
 
 func main() {
@@ -70,21 +70,12 @@ type node struct {
 	peakRSS int64 // over every run, sampled
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func newNode(base, id, join string) (*node, error) {
-	h, err := freeAddr()
+	h, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	r, err := freeAddr()
+	r, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -132,28 +123,12 @@ func (n *node) sampleRSS(pid int, done <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		if rss := procRSS(pid); rss > 0 {
+		if rss := benchkit.ProcRSS(pid); rss > 0 {
 			n.mu.Lock()
 			n.peakRSS = max(n.peakRSS, rss)
 			n.mu.Unlock()
 		}
 	}
-}
-
-func procRSS(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // stop signals the process and waits for it to exit.
@@ -197,40 +172,21 @@ var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 
 // waitReady polls /readyz until 200 and returns the time since from.
 func waitReady(n *node, from time.Time, timeout time.Duration) (time.Duration, error) {
-	deadline := from.Add(timeout)
-	for time.Now().Before(deadline) {
-		resp, err := client.Get(n.url("/readyz"))
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return time.Since(from), nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
+	if benchkit.Ready(client, n.url(""), from.Add(timeout), 20*time.Millisecond) {
+		return time.Since(from), nil
 	}
 	return 0, fmt.Errorf("%s not ready within %s (see %s)", n.id, timeout, filepath.Join(n.dir, "skiffd.log"))
 }
 
 func post(n *node, path, body string) (int, string, error) {
 	c := &http.Client{Timeout: 30 * time.Minute}
-	resp, err := c.Post(n.url(path), "application/json", strings.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	st, b, err := benchkit.ReadAll(c.Post(n.url(path), "application/json", strings.NewReader(body)))
+	return st, string(b), err
 }
 
 func get(n *node, path string) (int, string, error) {
-	resp, err := client.Get(n.url(path))
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	st, b, err := benchkit.ReadAll(client.Get(n.url(path)))
+	return st, string(b), err
 }
 
 // tally counts poll answers by endpoint and status ("no answer" is 0).

@@ -31,6 +31,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/skiffdb/skiff/test/benchkit"
 )
 
 // Config describes one run; zero fields take the defaults.
@@ -239,15 +241,6 @@ type node struct {
 	done chan struct{}
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func (n *node) url(path string) string { return "http://" + n.http + path }
 
 // launch starts the process, its output appended to skiffd.log.
@@ -361,10 +354,10 @@ func formCluster(ctx context.Context, skiffd, base string) ([]*node, error) {
 	for i := range nodes {
 		n := &node{id: fmt.Sprintf("n%d", i+1), dir: filepath.Join(base, fmt.Sprintf("n%d", i+1))}
 		var err error
-		if n.http, err = freeAddr(); err != nil {
+		if n.http, err = benchkit.FreeAddr(); err != nil {
 			return nil, err
 		}
-		if n.raft, err = freeAddr(); err != nil {
+		if n.raft, err = benchkit.FreeAddr(); err != nil {
 			return nil, err
 		}
 		if err := os.MkdirAll(n.dir, 0o755); err != nil {
