@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Sentinel errors of package actors.
@@ -81,3 +82,16 @@ func (d *Done) C() <-chan struct{} { return d.ch }
 
 // Close fires the signal.
 func (d *Done) Close() { d.once.Do(func() { close(d.ch) }) }
+
+// Sleep waits d, or until ctx ends; it reports whether the whole of d
+// passed. Retry loops use it so that a stop never waits out a backoff.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/skiffdb/skiff/actors"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
@@ -130,7 +131,7 @@ func (s *Service) connect(ctx context.Context) (*nats.Conn, error) {
 			return nc, nil
 		}
 		s.fail(fmt.Errorf("connect: %w", err))
-		if !sleep(ctx, s.cfg.ReconnectWait) {
+		if !actors.Sleep(ctx, s.cfg.ReconnectWait) {
 			return nil, ctx.Err()
 		}
 	}
@@ -260,7 +261,7 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 		if !up {
 			s.fetching.Store(false)
 			s.idle.Add(1)
-			sleep(ctx, readyPoll)
+			actors.Sleep(ctx, readyPoll)
 			continue
 		}
 		if b == nil {
@@ -269,7 +270,7 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 				s.fail(err)
 				s.health.setBound("", false)
 				s.idle.Add(1)
-				sleep(ctx, s.cfg.ReconnectWait)
+				actors.Sleep(ctx, s.cfg.ReconnectWait)
 				continue
 			}
 			s.health.setBound(b.stream, true)
@@ -277,7 +278,7 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 		if !s.ready() {
 			s.fetching.Store(false)
 			s.idle.Add(1)
-			sleep(ctx, readyPoll)
+			actors.Sleep(ctx, readyPoll)
 			continue
 		}
 		free := s.cfg.MaxInFlight - int(inFlight.Load())
@@ -340,7 +341,7 @@ func (s *Service) fetchFailed(ctx context.Context, b **binding, err error) {
 	}
 	*b = nil
 	s.health.setBound("", false)
-	sleep(ctx, s.cfg.ReconnectWait)
+	actors.Sleep(ctx, s.cfg.ReconnectWait)
 }
 
 // fail records a NATS-side error for /status.
@@ -350,14 +351,3 @@ func (s *Service) fail(err error) {
 	s.log.Debug("ingest", zap.Error(err))
 }
 
-// sleep waits d or until ctx ends; false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
