@@ -350,4 +350,3 @@ func (s *Service) fail(err error) {
 	s.health.setError(err)
 	s.log.Debug("ingest", zap.Error(err))
 }
-
