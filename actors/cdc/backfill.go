@@ -77,7 +77,7 @@ func (s *Service) backfillRound(ctx context.Context, from, to uint64) (done, ref
 	}
 	refused = true
 	for _, p := range peers {
-		err := fetchRange(ctx, s.client, peerBase(p), from, to, s.ob.Backfill)
+		err := fetchRange(ctx, s.client, peerBase(p), from, to, backfillChunkBytes, s.ob.Backfill)
 		if err == nil {
 			s.numBackfills.Add(1)
 			s.log.Info("fetched the CDC changes this node never captured from a peer",

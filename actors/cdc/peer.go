@@ -135,12 +135,13 @@ func defaultPeerClient() *http.Client {
 	}}
 }
 
-// fetchRange asks the peer at addr (host:port, or a URL base with a
-// scheme) for [from, to] and stores what it sends with store, a chunk at
+// fetchRange asks the peer at base (its URL without a path) for [from,
+// to] and stores what it sends with store, a chunk of about chunkBytes at
 // a time, each chunk [cf, ct] complete. It returns nil once the whole
 // range is stored; errRefused on a 409; another error otherwise (what was
 // stored before it stays, and is complete).
-func fetchRange(ctx context.Context, c *http.Client, base string, from, to uint64, store func(from, to uint64, gs []Group) error) error {
+func fetchRange(ctx context.Context, c *http.Client, base string, from, to uint64, chunkBytes int,
+	store func(from, to uint64, gs []Group) error) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s%s?from=%d&to=%d", base, PeerPath, from, to), nil)
 	if err != nil {
 		return err
@@ -160,7 +161,8 @@ func fetchRange(ctx context.Context, c *http.Client, base string, from, to uint6
 		return fmt.Errorf("%s: %s", resp.Status, trimMsg(msg))
 	}
 	start, err := strconv.ParseUint(resp.Header.Get(HeaderFrom), 10, 64)
-	if err != nil || start < from || (start > to && start != to+1) {
+	// start past to: the peer's mark covers the whole range.
+	if err != nil || start < from {
 		return fmt.Errorf("bad %s header %q for %d..%d", HeaderFrom, resp.Header.Get(HeaderFrom), from, to)
 	}
 	br := bufio.NewReaderSize(resp.Body, 64<<10)
@@ -200,7 +202,7 @@ func fetchRange(ctx context.Context, c *http.Client, base string, from, to uint6
 		}
 		// Every group of the indexes before this one came: store them
 		// once the chunk is large enough.
-		if n > 0 && idx > last && size >= backfillChunkBytes {
+		if n > 0 && idx > last && size >= chunkBytes {
 			if err := store(cf, last, chunk); err != nil {
 				return err
 			}
