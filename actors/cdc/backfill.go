@@ -17,6 +17,9 @@ const (
 	// gapPoll bounds how long the backfill loop sleeps with no missing
 	// range (a snapshot install wakes it at once).
 	gapPoll = 10 * time.Second
+	// fetchTimeout bounds one fetch from a peer (a stalled stream): what
+	// it stored before stays, the next try asks for the rest.
+	fetchTimeout = 2 * time.Minute
 )
 
 // below returns the prefix of groups (in index order) below index i.
@@ -77,7 +80,9 @@ func (s *Service) backfillRound(ctx context.Context, from, to uint64) (done, ref
 	}
 	refused = true
 	for _, p := range peers {
-		err := fetchRange(ctx, s.client, peerBase(p), from, to, backfillChunkBytes, s.ob.Backfill)
+		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+		err := fetchRange(fctx, s.client, peerBase(p), from, to, backfillChunkBytes, s.ob.Backfill)
+		cancel()
 		if err == nil {
 			s.numBackfills.Add(1)
 			s.log.Info("fetched the CDC changes this node never captured from a peer",
