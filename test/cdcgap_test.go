@@ -96,4 +96,8 @@ func TestCDCSnapshotGapBackfill(t *testing.T) {
 	waitCDC(t, behind, "no gap, nothing missing", func(d jsonDoc) bool {
 		return d.num("gaps") == 0 && d.num("missing_to") == 0
 	})
+	vars, _ := getDoc(t, behind, "/debug/vars")["cdc"].(map[string]any)
+	if n, _ := vars["num_backfills"].(float64); n < 1 {
+		t.Fatalf("%s never fetched the range it missed from a peer: /debug/vars cdc %v", behind.id, vars)
+	}
 }
