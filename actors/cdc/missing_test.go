@@ -2,7 +2,9 @@ package cdc
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/skiffdb/skiff/sm"
@@ -228,5 +230,47 @@ func TestOutboxGroupsIter(t *testing.T) {
 	}
 	if _, err := ob.Groups(1, 2); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Groups after Close: %v", err)
+	}
+}
+
+// TestOutboxCaptureStart: the first Opened records where capture began
+// (kept across reopens; later calls change nothing), and the peer handler
+// refuses ranges at or below it: this node applied them uncaptured.
+func TestOutboxCaptureStart(t *testing.T) {
+	dir := t.TempDir()
+	ob := openOutbox(t, dir)
+	ob.Opened(40)
+	captureRange(t, ob, 41, 50)
+	if err := ob.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ob = openOutbox(t, dir)
+	ob.Opened(50)
+	if got := ob.captureStart.Load(); got != 40 {
+		t.Fatalf("capture start %d after a reopen, want 40", got)
+	}
+	var applied atomic.Uint64
+	applied.Store(50)
+	srv := peerServer(t, ob, &applied)
+	var log chunkLog
+	if err := fetchRange(context.Background(), srv.Client(), srv.URL, 30, 45, 1<<20, log.store); !errors.Is(err, errRefused) {
+		t.Fatalf("a range applied before capture began: %v", err)
+	}
+	if err := fetchRange(context.Background(), srv.Client(), srv.URL, 41, 45, 1<<20, log.store); err != nil {
+		t.Fatal(err)
+	}
+	// Acknowledged below 45: what is left to vouch for is above the start.
+	ob.HighWater(44)
+	if err := fetchRange(context.Background(), srv.Client(), srv.URL, 30, 45, 1<<20, log.store); err != nil {
+		t.Fatal(err)
+	}
+	// A new cluster's node opens at 0: nothing is refused for that.
+	ob2 := openOutbox(t, t.TempDir())
+	ob2.Opened(0)
+	captureRange(t, ob2, 1, 3)
+	srv2 := peerServer(t, ob2, &applied)
+	applied.Store(3)
+	if err := fetchRange(context.Background(), srv2.Client(), srv2.URL, 1, 3, 1<<20, log.store); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -32,6 +32,9 @@ var (
 	// missingKey holds the missing range (from, to: 16 bytes), absent
 	// when none (missing.go).
 	missingKey = []byte("m/missing")
+	// startKey holds the index the state machine was at when this outbox
+	// was created (Opened): what it applied up to there it never captured.
+	startKey = []byte("m/start")
 	// groupEnd bounds every group key from above.
 	groupEnd = []byte{groupPrefix + 1}
 )
@@ -97,6 +100,10 @@ type Outbox struct {
 	// missFrom..missTo (inclusive) is the missing range as recorded
 	// (missTo 0: none); Missing raises its start to the high-water mark.
 	missFrom, missTo uint64
+	// fresh: the outbox has not been told (Opened) where capture began;
+	// captureStart is that index.
+	fresh        bool
+	captureStart atomic.Uint64
 
 	// writeMu orders the writes of the missing range and keeps Backfill
 	// and the pruner apart (the pruner counts what it deletes).
@@ -182,6 +189,20 @@ func (o *Outbox) load() error {
 	if err := o.loadMissing(); err != nil {
 		return err
 	}
+	_, c, err := o.db.Get(startKey)
+	switch {
+	case err == nil:
+		c.Close()
+		v, err := o.getU64(startKey)
+		if err != nil {
+			return err
+		}
+		o.captureStart.Store(v)
+	case errors.Is(err, pebble.ErrNotFound):
+		o.fresh = true
+	default:
+		return fmt.Errorf("%w: read %s: %w", ErrStorage, startKey, err)
+	}
 	it := o.db.NewIter(&pebble.IterOptions{LowerBound: []byte{groupPrefix}, UpperBound: groupEnd})
 	for it.First(); it.Valid(); it.Next() {
 		idx, _, ok := parseGroupKey(it.Key())
@@ -200,6 +221,26 @@ func (o *Outbox) load() error {
 	}
 	o.maxWritten = o.st.Last
 	return nil
+}
+
+var _ sm.OpenedSink = (*Outbox)(nil)
+
+// Opened records, the first time the state machine opens with this
+// outbox, the index it opened at: this node applied the entries up to it
+// without capturing them (CDC was turned on later, or the outbox was
+// lost), so its peer handler never vouches for them. Once per outbox.
+func (o *Outbox) Opened(applied uint64) {
+	o.mu.Lock()
+	fresh := o.fresh
+	o.fresh = false
+	o.mu.Unlock()
+	if !fresh || o.closed.Load() {
+		return
+	}
+	o.captureStart.Store(applied)
+	if err := o.db.Set(startKey, u64(applied), pebble.Sync); err != nil {
+		o.log.Error("could not record where CDC capture began", zap.Uint64("applied", applied), zap.Error(err))
+	}
 }
 
 func (o *Outbox) wake(c chan struct{}) {

@@ -32,7 +32,8 @@ import (
 // (big endian; a value is exactly what the outbox stores). A body without
 // the end frame was cut off: the asker keeps only the indexes it saw
 // followed by a later one. 503 means not yet (the peer has not applied T),
-// 409 means it cannot (it installed a snapshot past them too).
+// 409 means it cannot (it installed a snapshot past them too, or applied
+// them before its outbox existed).
 const (
 	// PeerPath is the route of the peer handler.
 	PeerPath = "/skiff/cdc/groups"
@@ -85,6 +86,10 @@ func (o *Outbox) PeerHandler(applied func() uint64) http.Handler {
 		start := max(from, hwm+1)
 		if mf, mt, ok := o.missingAbove(hwm); ok && start <= to && mf <= to && mt >= start {
 			http.Error(w, fmt.Sprintf("missing %d..%d here too", mf, mt), http.StatusConflict)
+			return
+		}
+		if cs := o.captureStart.Load(); start <= to && cs >= start {
+			http.Error(w, fmt.Sprintf("this node applied up to %d before it captured", cs), http.StatusConflict)
 			return
 		}
 		w.Header().Set("Content-Type", peerContentType)
