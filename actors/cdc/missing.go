@@ -19,6 +19,10 @@ import (
 // trims it (what the sink acknowledged is not needed); Backfill stores the
 // groups a peer supplied and shrinks it; the Service never transmits into
 // it (service.go).
+//
+// Known window: the state machine commits the installed database before
+// it calls Installed; a crash between the two (a few milliseconds) loses
+// the range's record, and a restarted node would not know it missed them.
 
 func missingValue(from, to uint64) []byte {
 	v := make([]byte, 16)
