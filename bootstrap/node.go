@@ -245,7 +245,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	n.raftIn = &raftnet.Inbound{}
-	n.mux = newRaftMux(raftLn, n.raftIn.Serve, n.withPeersOffer(gw.PeerHandler()), log.Named("raftmux"))
+	n.mux = newRaftMux(raftLn, n.raftIn.Serve, n.withPeersOffer(n.withCDCPeer(gw.PeerHandler())), log.Named("raftmux"))
 	n.mux.start()
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.
@@ -441,6 +441,10 @@ func (n *Node) openCDC(rt *router) error {
 	if _, err := os.Stat(c.Dir); errors.Is(err, os.ErrNotExist) {
 		n.cdcCreated = true
 	}
+	// A node that installed a snapshot past changes it never captured
+	// fetches them from the other voters' peer handlers (withCDCPeer),
+	// on the Raft port.
+	c.Peers = func() []string { return cdcPeers(n.life.State()) }
 	ob, err := cdc.OpenOutbox(c.Dir, c.Logger)
 	if err != nil {
 		return err
@@ -452,6 +456,33 @@ func (n *Node) openCDC(rt *router) error {
 	}
 	n.cdcOut, n.cdcSvc = ob, svc
 	return nil
+}
+
+// cdcPeers is the Raft addresses of the other voters.
+func cdcPeers(st *lifecycle.State) []string {
+	var out []string
+	for _, m := range st.Members {
+		if m.Voter && m.ReplicaID != st.Identity.ReplicaID && m.RaftAddr != "" {
+			out = append(out, m.RaftAddr)
+		}
+	}
+	return out
+}
+
+// withCDCPeer serves cdc.PeerPath (this node's outbox, to a voter that
+// installed a snapshot past changes it never captured) in front of next.
+func (n *Node) withCDCPeer(next http.Handler) http.Handler {
+	if n.cdcOut == nil {
+		return next
+	}
+	h := n.cdcOut.PeerHandler(func() uint64 { return n.life.State().Progress.AppliedIndex })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == cdc.PeerPath {
+			h.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // captureConfig is the state machine's capture configuration (nil: off).

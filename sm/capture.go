@@ -125,6 +125,15 @@ type ChangeSink interface {
 	Installed(index uint64)
 }
 
+// OpenedSink is an optional ChangeSink extension: Opened is called on
+// every open of the state machine, before it applies anything and before
+// the applied index is published, with the index it opened at (entries up
+// to it were applied before, maybe without capture: a sink created now
+// never saw them).
+type OpenedSink interface {
+	Opened(applied uint64)
+}
+
 // CaptureConfig turns on change data capture (Config.Capture).
 type CaptureConfig struct {
 	Sink ChangeSink
@@ -297,6 +306,16 @@ func (c *capture) flush() error {
 		c.hwm, c.hasHWM = 0, false
 	}
 	return nil
+}
+
+// opened tells an OpenedSink the index the state machine opened at.
+func (c *capture) opened(applied uint64) {
+	if c == nil {
+		return
+	}
+	if o, ok := c.cfg.Sink.(OpenedSink); ok {
+		o.Opened(applied)
+	}
 }
 
 // installed tells the sink that a snapshot at index replaced the database.

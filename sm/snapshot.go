@@ -284,8 +284,11 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	}
 	got := s.applied.Load()
 	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", s.path))
-	s.cfg.Notify(Event{Kind: EventSnapshotInstallDone, Index: got})
+	// The sink first: it records the range it never captured before the
+	// applied index published with the event reaches got, so that a CDC
+	// peer never vouches for indexes up to got that it does not hold.
 	s.cap.installed(got)
+	s.cfg.Notify(Event{Kind: EventSnapshotInstallDone, Index: got})
 	// The snapshot's mark: what the sink acknowledged before it.
 	return s.reportHighWater()
 }

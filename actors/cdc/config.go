@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -39,6 +40,11 @@ const (
 	DefaultTransmitTimeout       = 5 * time.Second
 	DefaultTransmitMinBackoff    = time.Second
 	DefaultTransmitMaxBackoff    = time.Minute
+	// DefaultBackfillTimeout is how long the leader waits, blocked at a
+	// range of changes it never captured, while every other voter answers
+	// that it cannot supply it either, before it gives the range up as a
+	// gap (Skiff's backfill_timeout).
+	DefaultBackfillTimeout = time.Minute
 	// StdoutEndpoint is the endpoint value that prints batches.
 	StdoutEndpoint = "stdout"
 )
@@ -128,6 +134,17 @@ type Config struct {
 	TransmitRetryPolicy RetryPolicy
 	TransmitMinBackoff  time.Duration
 	TransmitMaxBackoff  time.Duration
+	// BackfillTimeout: see DefaultBackfillTimeout (Skiff's key).
+	BackfillTimeout time.Duration
+
+	// Peers returns the Raft addresses of the other voters, whose peer
+	// handler (PeerPath) serves their outbox to a node that installed a
+	// snapshot past changes it never captured (bootstrap: lifecycle's
+	// members). Nil: no peer to ask.
+	Peers func() []string
+	// PeerClient fetches from peers; nil is a client with connect and
+	// response-header timeouts.
+	PeerClient *http.Client
 
 	// Dir is the outbox's directory (bootstrap: <data>/cdc).
 	Dir string
@@ -157,6 +174,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.TransmitMaxBackoff == 0 {
 		c.TransmitMaxBackoff = DefaultTransmitMaxBackoff
+	}
+	if c.BackfillTimeout == 0 {
+		c.BackfillTimeout = DefaultBackfillTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -251,6 +271,8 @@ func (c Config) Validate() error {
 		return invalid("transmit_retry_policy", "%d is not a policy", c.TransmitRetryPolicy)
 	case c.TransmitMinBackoff <= 0:
 		return invalid("transmit_min_backoff", "%s is not positive", c.TransmitMinBackoff)
+	case c.BackfillTimeout < 0:
+		return invalid("backfill_timeout", "%s is negative", c.BackfillTimeout)
 	case c.TransmitMaxBackoff < c.TransmitMinBackoff:
 		return invalid("transmit_max_backoff", "%s is below transmit_min_backoff %s", c.TransmitMaxBackoff, c.TransmitMinBackoff)
 	}
@@ -358,6 +380,7 @@ type fileConfig struct {
 	TransmitRetryPolicy   *string     `json:"transmit_retry_policy"`
 	TransmitMinBackoff    *string     `json:"transmit_min_backoff"`
 	TransmitMaxBackoff    *string     `json:"transmit_max_backoff"`
+	BackfillTimeout       *string     `json:"backfill_timeout"`
 }
 
 func parseFile(data []byte) (Config, error) {
@@ -415,6 +438,7 @@ func parseFile(data []byte) (Config, error) {
 		{"transmit_timeout", f.TransmitTimeout, &c.TransmitTimeout},
 		{"transmit_min_backoff", f.TransmitMinBackoff, &c.TransmitMinBackoff},
 		{"transmit_max_backoff", f.TransmitMaxBackoff, &c.TransmitMaxBackoff},
+		{"backfill_timeout", f.BackfillTimeout, &c.BackfillTimeout},
 	} {
 		if d.v == nil {
 			continue

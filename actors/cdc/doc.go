@@ -14,6 +14,13 @@
 // leader resumes after it. Duplicates happen only around a leadership change
 // or a restart (groups acknowledged after the last high-water mark).
 //
+// A node that installs a Raft snapshot never captures the entries it
+// covers: the Outbox records that missing range durably (missing.go), the
+// Service fetches it from another voter's PeerHandler (peer.go, on the Raft
+// port, backfill.go) on every node, and the leader never transmits into it.
+// Only when every voter refuses it for backfill_timeout is it skipped and
+// counted as a gap.
+//
 // All groups of one Raft index travel in one payload entry (a coalesced
 // BATCH entry's requests, in request order): a consumer that deduplicates
 // by index must never see an index twice in one delivery.

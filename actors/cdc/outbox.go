@@ -29,6 +29,12 @@ var (
 	hwmKey   = []byte("m/hwm")
 	floorKey = []byte("m/floor")
 	ackedKey = []byte("m/acked")
+	// missingKey holds the missing range (from, to: 16 bytes), absent
+	// when none (missing.go).
+	missingKey = []byte("m/missing")
+	// startKey holds the index the state machine was at when this outbox
+	// was created (Opened): what it applied up to there it never captured.
+	startKey = []byte("m/start")
 	// groupEnd bounds every group key from above.
 	groupEnd = []byte{groupPrefix + 1}
 )
@@ -91,11 +97,27 @@ type Outbox struct {
 	// maxWritten is the highest index ever written: a group at or below
 	// it may be a re-write (a re-apply after a crash) and is checked.
 	maxWritten uint64
+	// missFrom..missTo (inclusive) is the missing range as recorded
+	// (missTo 0: none); Missing raises its start to the high-water mark.
+	missFrom, missTo uint64
+	// fresh: the outbox has not been told (Opened) where capture began;
+	// captureStart is that index.
+	fresh        bool
+	captureStart atomic.Uint64
+
+	// writeMu orders the writes of the missing range and keeps Backfill
+	// and the pruner apart (the pruner counts what it deletes).
+	writeMu sync.Mutex
+	// itMu is read-held by every open GroupIter; Close takes it so that
+	// the store never closes under one.
+	itMu sync.RWMutex
 
 	captures, captureNanos atomic.Int64
 
-	// notify wakes the transmitter; prune wakes the pruner (wakeCap).
+	// notify wakes the transmitter; prune wakes the pruner; gap wakes
+	// the backfill (wakeCap).
 	notify chan struct{}
+	gap    chan struct{}
 	prune  chan struct{}
 	stop   chan struct{}
 	done   chan struct{}
@@ -125,7 +147,7 @@ func OpenOutbox(dir string, log *zap.Logger) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrStorage, dir, err)
 	}
-	o := &Outbox{db: db, log: log, notify: make(chan struct{}, wakeCap), prune: make(chan struct{}, wakeCap),
+	o := &Outbox{db: db, log: log, notify: make(chan struct{}, wakeCap), prune: make(chan struct{}, wakeCap), gap: make(chan struct{}, wakeCap),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if err := o.load(); err != nil {
 		db.Close()
@@ -164,6 +186,23 @@ func (o *Outbox) load() error {
 		}
 		m.v.Store(v)
 	}
+	if err := o.loadMissing(); err != nil {
+		return err
+	}
+	_, c, err := o.db.Get(startKey)
+	switch {
+	case err == nil:
+		c.Close()
+		v, err := o.getU64(startKey)
+		if err != nil {
+			return err
+		}
+		o.captureStart.Store(v)
+	case errors.Is(err, pebble.ErrNotFound):
+		o.fresh = true
+	default:
+		return fmt.Errorf("%w: read %s: %w", ErrStorage, startKey, err)
+	}
 	it := o.db.NewIter(&pebble.IterOptions{LowerBound: []byte{groupPrefix}, UpperBound: groupEnd})
 	for it.First(); it.Valid(); it.Next() {
 		idx, _, ok := parseGroupKey(it.Key())
@@ -182,6 +221,26 @@ func (o *Outbox) load() error {
 	}
 	o.maxWritten = o.st.Last
 	return nil
+}
+
+var _ sm.OpenedSink = (*Outbox)(nil)
+
+// Opened records, the first time the state machine opens with this
+// outbox, the index it opened at: this node applied the entries up to it
+// without capturing them (CDC was turned on later, or the outbox was
+// lost), so its peer handler never vouches for them. Once per outbox.
+func (o *Outbox) Opened(applied uint64) {
+	o.mu.Lock()
+	fresh := o.fresh
+	o.fresh = false
+	o.mu.Unlock()
+	if !fresh || o.closed.Load() {
+		return
+	}
+	o.captureStart.Store(applied)
+	if err := o.db.Set(startKey, u64(applied), pebble.Sync); err != nil {
+		o.log.Error("could not record where CDC capture began", zap.Uint64("applied", applied), zap.Error(err))
+	}
 }
 
 func (o *Outbox) wake(c chan struct{}) {
@@ -289,14 +348,44 @@ func (o *Outbox) HighWater(hwm uint64) {
 }
 
 // Installed records that a snapshot at index was installed: groups up to
-// it that were not captured before never will be. The floor is written
-// without an fsync; the next Capture's fsync makes it durable.
+// it that were not captured before never will be. The range they span is
+// missing (missing.go): it is recorded, with the floor, and fsynced before
+// Installed returns (once per install), so that a restart still knows it.
 func (o *Outbox) Installed(index uint64) {
-	if !storeMax(&o.floor, index) || o.closed.Load() {
+	storeMax(&o.floor, index)
+	if o.closed.Load() {
 		return
 	}
-	if err := o.db.Set(floorKey, u64(index), pebble.NoSync); err != nil {
-		o.log.Error("could not record the CDC snapshot floor", zap.Uint64("index", index), zap.Error(err))
+	o.writeMu.Lock()
+	defer o.writeMu.Unlock()
+	o.mu.Lock()
+	start := max(o.maxWritten, o.hwm.Load()) + 1
+	if start <= index {
+		if o.missTo == 0 {
+			o.missFrom, o.missTo = start, index
+		} else {
+			o.missFrom, o.missTo = min(o.missFrom, start), max(o.missTo, index)
+		}
+	}
+	from, to := o.missFrom, o.missTo
+	o.mu.Unlock()
+	b := o.db.NewBatch()
+	defer b.Close()
+	err := b.Set(floorKey, u64(o.floor.Load()), nil)
+	if err == nil && to != 0 {
+		err = b.Set(missingKey, missingValue(from, to), nil)
+	}
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	if err != nil {
+		o.log.Error("could not record the CDC range missing after a snapshot install", zap.Uint64("index", index),
+			zap.Uint64("from", from), zap.Uint64("to", to), zap.Error(err))
+	}
+	if to != 0 {
+		o.log.Info("snapshot installed past changes not captured here; they will be fetched from a peer",
+			zap.Uint64("snapshot_index", index), zap.Uint64("missing_from", from), zap.Uint64("missing_to", to))
+		o.wake(o.gap)
 	}
 }
 
@@ -385,7 +474,10 @@ func (o *Outbox) pruner() {
 		if hwm <= pruned {
 			continue
 		}
-		if err := o.pruneTo(hwm); err != nil {
+		o.writeMu.Lock()
+		err := o.pruneTo(hwm)
+		o.writeMu.Unlock()
+		if err != nil {
 			// Retried at the next high-water mark; the backlog only grows.
 			o.log.Error("could not prune the CDC outbox", zap.Uint64("hwm", hwm), zap.Error(err))
 			continue
@@ -418,6 +510,15 @@ func (o *Outbox) pruneTo(hwm uint64) error {
 	if err := b.Set(hwmKey, u64(hwm), nil); err != nil {
 		return err
 	}
+	o.mu.Lock()
+	covered := o.missTo != 0 && hwm >= o.missTo
+	o.mu.Unlock()
+	if covered {
+		// The sink acknowledged the whole missing range.
+		if err := b.Delete(missingKey, nil); err != nil {
+			return err
+		}
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}
@@ -436,6 +537,9 @@ func (o *Outbox) pruneTo(hwm uint64) error {
 	o.st.Groups -= n
 	o.st.Bytes -= size
 	o.st.First = first
+	if covered {
+		o.missFrom, o.missTo = 0, 0
+	}
 	if first == 0 {
 		o.st.Last = 0
 	}
@@ -450,6 +554,10 @@ func (o *Outbox) Close() error {
 		o.closed.Store(true)
 		close(o.stop)
 		<-o.done
+		// Wait for the peer handler's iterators (they stop at their next
+		// group once closed is set).
+		o.itMu.Lock()
+		defer o.itMu.Unlock()
 		err = o.db.Close()
 	})
 	return err

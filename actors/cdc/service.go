@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,9 +53,20 @@ type Service struct {
 	lastErr                       string
 	lastDelivery                  time.Time
 
+	// Backfill (backfill.go). backfilling: the transmitter waits at a
+	// missing range; refusedSince (unix nanoseconds, 0: not so): since
+	// when every voter asked answered that it cannot supply the range.
+	client                      *http.Client
+	backfilling                 atomic.Bool
+	refusedSince                atomic.Int64
+	numBackfills, numBackfillEr atomic.Int64
+	backfillErr                 string // under mu
+
 	// Run's own.
-	next     uint64
-	gapFloor uint64
+	next uint64
+	// blockedSince is when the transmitter began waiting at a missing
+	// range (zero: it is not).
+	blockedSince time.Time
 }
 
 // New returns a Service for cfg (its defaults applied and validated)
@@ -68,7 +80,10 @@ func New(cfg Config, ob *Outbox, leader func() bool, hwm HighWaterProposer) (*Se
 	if ob == nil || leader == nil || hwm == nil {
 		return nil, fmt.Errorf("%w: New needs an outbox, a leader function and a high-water proposer", ErrInvalidConfig)
 	}
-	s := &Service{cfg: cfg, ob: ob, leader: leader, hwm: hwm, log: cfg.Logger}
+	s := &Service{cfg: cfg, ob: ob, leader: leader, hwm: hwm, log: cfg.Logger, client: cfg.PeerClient}
+	if s.client == nil {
+		s.client = defaultPeerClient()
+	}
 	sent := func(n int) { s.bytesSent.Add(int64(n)) }
 	switch cfg.Kind() {
 	case SinkStdout:
@@ -96,10 +111,14 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.sink.close()
 	defer s.leading.Store(false)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		s.highWaterLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.backfillLoop(ctx)
 	}()
 	defer wg.Wait()
 	s.next = max(s.ob.Acked(), s.ob.HighWaterMark()) + 1
@@ -110,11 +129,11 @@ func (s *Service) Run(ctx context.Context) error {
 		lead := s.leader()
 		s.leading.Store(lead)
 		if !lead {
-			firstSeen = time.Time{}
+			firstSeen, s.blockedSince = time.Time{}, time.Time{}
+			s.backfilling.Store(false)
 			s.wait(ctx, leaderPoll)
 			continue
 		}
-		s.checkGap()
 		from := max(s.next, s.ob.HighWaterMark()+1)
 		groups, err := s.ob.Range(from, s.cfg.MaxBatchSize, maxBatchBytes)
 		if err != nil {
@@ -123,6 +142,25 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			return err
 		}
+		// Read after Range: a snapshot install records its missing range
+		// before anything past it is captured, so groups past a range
+		// this read does not see cannot be in the batch.
+		if mf, mt, ok := s.ob.Missing(); ok && mt >= from {
+			groups = below(groups, mf)
+			if len(groups) == 0 {
+				// Everything before the range was sent: wait for the
+				// backfill, never skip into it (unless no voter can
+				// supply it for backfill_timeout).
+				firstSeen = time.Time{}
+				s.backfilling.Store(true)
+				if !s.giveUp(mf, mt) {
+					s.wait(ctx, leaderPoll)
+				}
+				continue
+			}
+		}
+		s.backfilling.Store(false)
+		s.blockedSince = time.Time{}
 		if len(groups) == 0 {
 			firstSeen = time.Time{}
 			s.wait(ctx, leaderPoll)
@@ -167,20 +205,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// checkGap reports (once per snapshot) a snapshot installed past groups
-// this node never captured and the sink never acknowledged.
-func (s *Service) checkGap() {
-	floor := s.ob.Floor()
-	if floor == 0 || floor == s.gapFloor || s.next > floor || floor <= s.ob.HighWaterMark() {
-		return
-	}
-	s.gapFloor = floor
-	s.gaps.Add(1)
-	s.log.Error("CDC gap: this node installed a snapshot past changes the sink has not acknowledged; "+
-		"changes between these indexes that this node did not capture before are lost",
-		zap.Uint64("from", max(s.next, s.ob.HighWaterMark()+1)), zap.Uint64("snapshot_index", floor))
 }
 
 // send delivers es, retrying until the sink takes it, ctx ends, or this

@@ -310,30 +310,6 @@ func TestServiceHighWaterRetry(t *testing.T) {
 	}
 }
 
-// TestServiceGap: a snapshot installed past unacknowledged indexes is
-// reported once, and what the outbox holds is still sent.
-func TestServiceGap(t *testing.T) {
-	rc := &receiver{}
-	srv := httptest.NewServer(rc)
-	defer srv.Close()
-	ob := openOutbox(t, t.TempDir())
-	captureRange(t, ob, 1, 2)
-	ob.Installed(10)
-	captureRange(t, ob, 11, 12)
-	s, err := New(testConfig(t, srv.URL), ob, func() bool { return true }, &proposer{ob: ob})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, s)
-	eventually(t, "delivered", func() bool { return len(rc.indexes()) == 4 })
-	if got := rc.indexes(); !equal(got, []uint64{1, 2, 11, 12}) {
-		t.Fatalf("received %v", got)
-	}
-	if g := s.Status().(map[string]any)["gaps"]; g != int64(1) {
-		t.Fatalf("gaps %v", g)
-	}
-}
-
 // TestServiceStdout: one JSON line per batch.
 func TestServiceStdout(t *testing.T) {
 	ob := openOutbox(t, t.TempDir())

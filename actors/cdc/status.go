@@ -8,8 +8,9 @@ import "time"
 func (s *Service) Status() any {
 	st := s.ob.Stats()
 	s.mu.Lock()
-	lastErr, lastDelivery := s.lastErr, s.lastDelivery
+	lastErr, lastDelivery, backfillErr := s.lastErr, s.lastDelivery, s.backfillErr
 	s.mu.Unlock()
+	missFrom, missTo, _ := s.ob.Missing()
 	delivery := ""
 	if !lastDelivery.IsZero() {
 		delivery = lastDelivery.UTC().Format(time.RFC3339Nano)
@@ -35,6 +36,13 @@ func (s *Service) Status() any {
 		"last_delivery_time": delivery,
 		"leader":             s.leading.Load(),
 		"gaps":               s.gaps.Load(),
+		// The range this node never captured (a snapshot install) and is
+		// fetching from a peer (0 and 0: none); backfilling: the
+		// transmitter waits for it.
+		"missing_from":   missFrom,
+		"missing_to":     missTo,
+		"backfilling":    s.backfilling.Load(),
+		"backfill_error": backfillErr,
 	}
 	if s.cfg.ServiceID != "" {
 		m["service_id"] = s.cfg.ServiceID
@@ -59,6 +67,8 @@ func (s *Service) Vars() any {
 		"num_hwm_failed":      s.numHWMFail.Load(),
 		"num_nats_duplicates": s.numDupAck.Load(),
 		"gaps":                s.gaps.Load(),
+		"num_backfills":       s.numBackfills.Load(),
+		"num_backfill_failed": s.numBackfillEr.Load(),
 		// rqlite's cdc-service names: Skiff never drops.
 		"sent_events":            s.numBatches.Load(),
 		"retries":                s.numRetries.Load(),
