@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/actors"
 )
 
 const (
@@ -63,7 +65,7 @@ func (s *Service) backfillLoop(ctx context.Context) {
 		default:
 			s.refusedSince.Store(0)
 		}
-		if !sleep(ctx, delay) {
+		if !actors.Sleep(ctx, delay) {
 			return
 		}
 		delay = min(2*delay, backfillMaxBackoff)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/actors"
 )
 
 const (
@@ -195,18 +197,6 @@ func (s *Service) wait(ctx context.Context, d time.Duration) {
 	}
 }
 
-// sleep returns false if ctx ended before d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // send delivers es, retrying until the sink takes it, ctx ends, or this
 // node stops leading. It never skips: where rqlite drops the batch after
 // transmit_max_retries, Skiff keeps trying at transmit_max_backoff.
@@ -236,7 +226,7 @@ func (s *Service) send(ctx context.Context, es []entry) {
 		}
 		delay = nextDelay(s.cfg, attempt, delay)
 		s.numRetries.Add(1)
-		if !sleep(ctx, delay) || !s.leader() {
+		if !actors.Sleep(ctx, delay) || !s.leader() {
 			return
 		}
 	}
