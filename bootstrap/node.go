@@ -218,7 +218,9 @@ func Start(cfg Config) (*Node, error) {
 	// while the node serves data, and reaches the replica through rt.
 	var ing *ingest.Service
 	if cfg.Ingest != nil {
-		ing, err = ingest.New(*cfg.Ingest, rt, func() bool { return life.State().ServesData() }, log.Named("ingest"))
+		ic := *cfg.Ingest
+		ic.ReadyChanged = life.Changed
+		ing, err = ingest.New(ic, rt, func() bool { return life.State().ServesData() }, log.Named("ingest"))
 		if err != nil {
 			ln.Close()
 			raftLn.Close()
@@ -445,6 +447,7 @@ func (n *Node) openCDC(rt *router) error {
 	// fetches them from the other voters' peer handlers (withCDCPeer),
 	// on the Raft port.
 	c.Peers = func() []string { return cdcPeers(n.life.State()) }
+	c.RoleChanged = n.life.Changed
 	ob, err := cdc.OpenOutbox(c.Dir, c.Logger)
 	if err != nil {
 		return err

@@ -145,6 +145,10 @@ type Config struct {
 	// PeerClient fetches from peers; nil is a client with connect and
 	// response-header timeouts.
 	PeerClient *http.Client
+	// RoleChanged returns a channel closed when this node's leadership may
+	// have changed (lifecycle's Changed): an idle transmitter waits on it
+	// and on captures. Nil: leadership is read again every leaderPoll.
+	RoleChanged func() <-chan struct{}
 
 	// Dir is the outbox's directory (bootstrap: <data>/cdc).
 	Dir string

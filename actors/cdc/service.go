@@ -128,12 +128,14 @@ func (s *Service) Run(ctx context.Context) error {
 		zap.Uint64("from", s.next), zap.String("node_id", s.cfg.NodeID))
 	var firstSeen time.Time
 	for ctx.Err() == nil {
+		// Taken before leadership is read: a change in between closes it.
+		changed := s.roleChanged()
 		lead := s.leader()
 		s.leading.Store(lead)
 		if !lead {
 			firstSeen, s.blockedSince = time.Time{}, time.Time{}
 			s.backfilling.Store(false)
-			s.wait(ctx, leaderPoll)
+			s.wait(ctx, s.idle(), changed)
 			continue
 		}
 		from := max(s.next, s.ob.HighWaterMark()+1)
@@ -156,7 +158,7 @@ func (s *Service) Run(ctx context.Context) error {
 				firstSeen = time.Time{}
 				s.backfilling.Store(true)
 				if !s.giveUp(mf, mt) {
-					s.wait(ctx, leaderPoll)
+					s.wait(ctx, leaderPoll, changed) // backfill_timeout runs
 				}
 				continue
 			}
@@ -165,7 +167,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.blockedSince = time.Time{}
 		if len(groups) == 0 {
 			firstSeen = time.Time{}
-			s.wait(ctx, leaderPoll)
+			s.wait(ctx, s.idle(), changed)
 			continue
 		}
 		es := entries(groups)
@@ -176,7 +178,7 @@ func (s *Service) Run(ctx context.Context) error {
 				firstSeen = time.Now()
 			}
 			if left := s.cfg.MaxBatchDelay - time.Since(firstSeen); left > 0 {
-				s.wait(ctx, min(left, leaderPoll))
+				s.wait(ctx, left, changed)
 				continue
 			}
 		}
@@ -186,15 +188,38 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-// wait returns after d, on a capture, or when ctx ends.
-func (s *Service) wait(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
+// wait returns after d (never, when d is 0), on a capture, when changed
+// is closed (leadership may have moved), or when ctx ends.
+func (s *Service) wait(ctx context.Context, d time.Duration, changed <-chan struct{}) {
+	var expired <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		expired = t.C
+	}
 	select {
 	case <-ctx.Done():
 	case <-s.ob.Notify():
-	case <-t.C:
+	case <-changed:
+	case <-expired:
 	}
+}
+
+// roleChanged is Config.RoleChanged's channel; nil (never ready) without one.
+func (s *Service) roleChanged() <-chan struct{} {
+	if s.cfg.RoleChanged == nil {
+		return nil
+	}
+	return s.cfg.RoleChanged()
+}
+
+// idle is how long an idle transmitter waits before reading leadership
+// again: for ever when a role change wakes it, leaderPoll otherwise.
+func (s *Service) idle() time.Duration {
+	if s.cfg.RoleChanged != nil {
+		return 0
+	}
+	return leaderPoll
 }
 
 // send delivers es, retrying until the sink takes it, ctx ends, or this

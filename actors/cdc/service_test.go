@@ -248,13 +248,51 @@ func TestNextDelay(t *testing.T) {
 // another leader's high-water mark moved meanwhile, sending resumes after
 // it.
 func TestServiceLeadership(t *testing.T) {
+	for _, withChanges := range []bool{false, true} {
+		name := "leadership read every leaderPoll"
+		if withChanges {
+			name = "woken by role changes"
+		}
+		t.Run(name, func(t *testing.T) { testServiceLeadership(t, withChanges) })
+	}
+}
+
+// roleSignal stands in for lifecycle: set flips leadership and closes the
+// channel Changed handed out.
+type roleSignal struct {
+	leading atomic.Bool
+	mu      sync.Mutex
+	ch      chan struct{}
+}
+
+func newRoleSignal() *roleSignal { return &roleSignal{ch: make(chan struct{})} }
+
+func (r *roleSignal) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ch
+}
+
+func (r *roleSignal) set(v bool) {
+	r.leading.Store(v)
+	r.mu.Lock()
+	close(r.ch)
+	r.ch = make(chan struct{})
+	r.mu.Unlock()
+}
+
+func testServiceLeadership(t *testing.T, withChanges bool) {
 	rc := &receiver{}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
 	ob := openOutbox(t, t.TempDir())
-	var leading atomic.Bool
+	role := newRoleSignal()
 	p := &proposer{ob: ob}
-	s, err := New(testConfig(t, srv.URL), ob, leading.Load, p)
+	cfg := testConfig(t, srv.URL)
+	if withChanges {
+		cfg.RoleChanged = role.Changed
+	}
+	s, err := New(cfg, ob, role.leading.Load, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,14 +302,14 @@ func TestServiceLeadership(t *testing.T) {
 	if n := rc.tries.Load(); n != 0 {
 		t.Fatalf("a follower sent %d requests", n)
 	}
-	leading.Store(true)
+	role.set(true)
 	eventually(t, "1..5 delivered", func() bool { return len(rc.indexes()) == 5 })
-	leading.Store(false)
+	role.set(false)
 	eventually(t, "status says not leading", func() bool { return s.Status().(map[string]any)["leader"] == false })
 	captureRange(t, ob, 6, 20)
 	// Another leader delivered up to 12 and replicated it.
 	ob.HighWater(12)
-	leading.Store(true)
+	role.set(true)
 	eventually(t, "13..20 delivered", func() bool { return len(rc.indexes()) == 13 })
 	if got := rc.indexes(); !equal(got, append(seq(1, 5), seq(13, 20)...)) {
 		t.Fatalf("received %v", got)

@@ -52,6 +52,10 @@ var (
 
 // Config configures the ingest service (-ingest-config).
 type Config struct {
+	// ReadyChanged returns a channel closed when the node's readiness may
+	// have changed (lifecycle's Changed): a node that may not fetch waits
+	// on it. Nil: readiness is read again every readyPoll. Not a JSON key.
+	ReadyChanged func() <-chan struct{}
 	// URL is the NATS server URL, or a comma-separated list of them
 	// (nats:// or tls://, user information allowed).
 	URL string

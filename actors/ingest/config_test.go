@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +58,7 @@ func TestParseConfig(t *testing.T) {
 				want := Config{URL: "nats://a:1,nats://b:2", Subject: "sql.in", Stream: "SQL", Durable: "d1", CredentialsFile: creds,
 					MaxInFlight: 8, DeadLetterSubject: "sql.dead", MaxDeliveries: 3, AckWait: 10 * time.Second, NakDelay: 50 * time.Millisecond,
 					MaxNakDelay: 2 * time.Second, FetchWait: 250 * time.Millisecond, ReconnectWait: 3 * time.Second, ShutdownGrace: 4 * time.Second}
-				if c != want {
+				if !reflect.DeepEqual(c, want) {
 					t.Fatalf("cfg = %+v\nwant  %+v", c, want)
 				}
 			}},

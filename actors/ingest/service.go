@@ -254,6 +254,11 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 	freed := make(chan struct{}, 1)
 	var b *binding
 	for ctx.Err() == nil {
+		// Taken before readiness is read: a change in between closes it.
+		var readyChanged <-chan struct{}
+		if s.cfg.ReadyChanged != nil {
+			readyChanged = s.cfg.ReadyChanged()
+		}
 		// The handlers' reports arrive asynchronously: the loop's own look
 		// at the connection corrects any reordering within a turn.
 		up := nc.IsConnected()
@@ -278,7 +283,14 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 		if !s.ready() {
 			s.fetching.Store(false)
 			s.idle.Add(1)
-			actors.Sleep(ctx, readyPoll)
+			if readyChanged == nil {
+				actors.Sleep(ctx, readyPoll)
+				continue
+			}
+			select {
+			case <-ctx.Done():
+			case <-readyChanged:
+			}
 			continue
 		}
 		free := s.cfg.MaxInFlight - int(inFlight.Load())

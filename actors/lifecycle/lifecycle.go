@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,33 @@ type Lifecycle struct {
 	// mailbox).
 	box   *mailbox
 	state atomic.Pointer[State]
+	// changed is closed, and replaced, when a publication changes the
+	// node's role (role): waiters on leadership or readiness block on it
+	// instead of polling State.
+	changedMu sync.Mutex
+	changed   chan struct{}
+	lastRole  role
+}
+
+// role is what a publication must change to wake Changed's waiters: the
+// phase and who leads, not the progress counters that move on every apply.
+type role struct {
+	phase     Phase
+	leader    uint64
+	replicaID uint64
+}
+
+func roleOf(st *State) role {
+	return role{phase: st.Phase, leader: st.LeaderReplicaID, replicaID: st.Identity.ReplicaID}
+}
+
+// Changed returns a channel closed at the next publication that changes
+// the phase or the leader. Take it before reading State, then wait on it:
+// a change in between closes the channel already taken.
+func (l *Lifecycle) Changed() <-chan struct{} {
+	l.changedMu.Lock()
+	defer l.changedMu.Unlock()
+	return l.changed
 }
 
 // New returns a lifecycle in Starting.
@@ -58,9 +86,10 @@ func New(cfg Config) (*Lifecycle, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	l := &Lifecycle{cfg: cfg, machine: NewMachine(cfg.Now()), box: newMailbox()}
+	l := &Lifecycle{cfg: cfg, machine: NewMachine(cfg.Now()), box: newMailbox(), changed: make(chan struct{})}
 	st := l.machine.State()
 	l.state.Store(&st)
+	l.lastRole = roleOf(&st)
 	return l, nil
 }
 
@@ -112,6 +141,13 @@ func (l *Lifecycle) publish() {
 	st := l.machine.State()
 	st.Coalesced, st.Dropped = l.box.counters()
 	l.state.Store(&st)
+	if r := roleOf(&st); r != l.lastRole {
+		l.lastRole = r
+		l.changedMu.Lock()
+		close(l.changed)
+		l.changed = make(chan struct{})
+		l.changedMu.Unlock()
+	}
 }
 
 // SetStopping moves to Stopping synchronously with respect to readers: the
@@ -119,13 +155,15 @@ func (l *Lifecycle) publish() {
 // It goes through the inbox like every event, and waits until published.
 func (l *Lifecycle) SetStopping(ctx context.Context) {
 	l.Notify(ShuttingDown{})
-	t := time.NewTicker(time.Millisecond)
-	defer t.Stop()
-	for l.State().Phase != Stopping {
+	for {
+		changed := l.Changed()
+		if l.State().Phase == Stopping {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-changed:
 		}
 	}
 }
