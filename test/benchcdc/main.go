@@ -66,7 +66,7 @@ func main() {
 	flag.IntVar(&o.ingestN, "ingest-n", 20000, "Statements of the ingest comparison")
 	flag.IntVar(&o.ingestC, "ingest-c", 63, "Concurrency of the ingest comparison: the HTTP workers, and max_in_flight x 3 nodes of the ingest consumers (rounded down to a multiple of 3)")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the data directories and logs (printed at the end)")
-	flag.StringVar(&o.profile, "profile", "", "Directory to write CPU profiles of each leader under closed-loop load, first run (go tool pprof -top bin/skiffd dir/cdc.prof)")
+	flag.StringVar(&o.profile, "profile", "", "Directory to write CPU profiles of each cluster's leader and of a follower under closed-loop load, first run (go tool pprof -top bin/skiffd dir/cdc.prof, dir/cdc-follower.prof)")
 	flag.Parse()
 	o.ingestC = max(1, o.ingestC/3) * 3
 	if err := run(o); err != nil {
@@ -232,15 +232,22 @@ func closedLoop(c cluster, o options, recv *webhook.Receiver) (benchkit.Measured
 	ctx := context.Background()
 	var profiled chan error
 	if o.profile != "" {
-		profiled = make(chan error, 1)
+		// The leader's and a follower's: every voter captures and keeps
+		// the events, only the leader sends them.
+		profiled = make(chan error, 2)
 		go func() { profiled <- benchkit.Profile(c.Leader.HTTP, o.d, filepath.Join(o.profile, c.name+".prof")) }()
+		go func() {
+			profiled <- benchkit.Profile(c.Follower().HTTP, o.d, filepath.Join(o.profile, c.name+"-follower.prof"))
+		}()
 	}
 	before := benchkit.CPUNow(c.Nodes)
 	res, err := bench.Run(ctx, bench.Config{Addrs: []string{c.Leader.HTTP}, Workload: bench.WorkloadInsert,
 		Workers: o.workers, Duration: o.d}, nil)
 	if profiled != nil {
-		if perr := <-profiled; perr != nil {
-			fmt.Fprintf(os.Stderr, "benchcdc: %s: profile: %v\n", c.name, perr)
+		for range 2 {
+			if perr := <-profiled; perr != nil {
+				fmt.Fprintf(os.Stderr, "benchcdc: %s: profile: %v\n", c.name, perr)
+			}
 		}
 	}
 	if err != nil {
