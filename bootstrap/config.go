@@ -16,6 +16,7 @@ import (
 	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/gateway/auth"
 	"github.com/skiffdb/skiff/sm"
 )
 
@@ -54,6 +55,9 @@ type Config struct {
 	// LogDBMemory is the Raft log store's memory preset.
 	LogDBMemory string
 	ForeignKeys bool
+	// Auth, when set, checks every HTTP API request (rqlited's -auth); the
+	// caller owns its reloads.
+	Auth *auth.Store
 	// HTTPAllowOrigin is the CORS origin allowed (rqlited's -http-allow-origin).
 	HTTPAllowOrigin string
 	// Raft timing (rqlited's flags); converted to ticks of RaftTick.

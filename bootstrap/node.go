@@ -230,7 +230,7 @@ func Start(cfg Config) (*Node, error) {
 		sections = append(sections, gateway.Section{Name: "ingest", Status: ing.Status, Vars: ing.Vars})
 	}
 	gw, err := gateway.New(gateway.Config{
-		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
+		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Auth: cfg.Auth, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
 		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints,
 		Store: gateway.StoreInfo{
 			DataDir: absPath(cfg.DataDir), SQLiteDir: cfg.smDir(),

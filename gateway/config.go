@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/skiffdb/skiff/gateway/auth"
 	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
@@ -49,6 +50,9 @@ type Config struct {
 	// Failpoints are served at /debug/failpoints (tests only; nil, or a
 	// build without the failpoints tag, serves 404 there).
 	Failpoints *failpoint.Set
+	// Auth checks every HTTP API request's permission (rqlited's -auth,
+	// API.md 1.12); nil serves everyone.
+	Auth *auth.Store
 	// Sections are the parts of /status and /debug/vars that other actors
 	// own (CDC, ingest), served in every lifecycle phase.
 	Sections []Section

@@ -131,11 +131,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodOptions {
 		// CORS preflight answers before any routing (API.md 1.1).
 		h.Set("Access-Control-Allow-Methods", "OPTIONS, GET, POST")
-		h.Set("Access-Control-Allow-Headers", "Content-Type")
+		if g.cfg.Auth != nil {
+			h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+			h.Set("Access-Control-Allow-Credentials", "true")
+		} else {
+			h.Set("Access-Control-Allow-Headers", "Content-Type")
+		}
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	p := r.URL.Path
+	if !g.authorized(r, p) {
+		h.Set("WWW-Authenticate", `Basic realm="rqlite"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
 	switch {
 	case p == "/":
 		http.Redirect(w, r, "/status", http.StatusFound)

@@ -169,7 +169,11 @@ func (g *Gateway) statusParams(w http.ResponseWriter, r *http.Request) (rqjson.P
 // API.md 2.1). The queue actor answers at once (it never waits on Raft in
 // its loop); if it does not within the bound, the section is left out.
 func (g *Gateway) httpSection() obj {
-	sec := obj{"auth": "disabled", "bind_addr": g.ln.Addr().String()}
+	authState := "disabled"
+	if g.cfg.Auth != nil {
+		authState = "enabled"
+	}
+	sec := obj{"auth": authState, "bind_addr": g.ln.Addr().String()}
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
 	if st, err := g.queue.Stats(ctx); err == nil {

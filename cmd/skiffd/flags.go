@@ -44,8 +44,8 @@ var refusedFlags = map[string]bool{
 	// What a user would notice missing: backups, metrics export, periodic
 	// vacuums (issues 18 and 19 build them).
 	"auto-backup": true, "otlp-endpoint": true, "auto-vacuum-int": true,
-	"join-as": true,
-	"auth":    true, "auto-restore": true, "extensions-path": true,
+	"join-as":      true,
+	"auto-restore": true, "extensions-path": true,
 	"http-cert": true, "http-key": true, "http-ca-cert": true, "http-verify-client": false,
 	"http-verify-common-name": true, "node-cert": true, "node-key": true, "node-ca-cert": true,
 	"node-no-verify": false, "node-verify-client": false, "node-verify-server-name": true,
@@ -60,9 +60,11 @@ type options struct {
 	recoverSnapshot string
 	recoverVoters   []string
 	logLevel        string
-	showVersion     bool
-	profiles        profiles
-	warnings        []string
+	// authFile is -auth: the credentials file, loaded by run.
+	authFile    string
+	showVersion bool
+	profiles    profiles
+	warnings    []string
 }
 
 // boolish is a presence flag whose value is ignored; it records being set.
@@ -132,6 +134,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	var voters string
 	fs.StringVar(&o.recoverSnapshot, "recover-snapshot", "", "Skiff: rewrite this stopped node's Raft state from an exported snapshot directory (lost quorum), then exit")
 	fs.StringVar(&voters, "recover-voters", "", "Skiff: with -recover-snapshot, the comma-separated node IDs of the surviving voters")
+	fs.StringVar(&o.authFile, "auth", "", "Credentials file (JSON) enabling HTTP Basic auth; reloaded on SIGHUP and when it changes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Skiff: log level: debug, info, warn, error")
 	fs.BoolVar(&o.showVersion, "version", false, "Show version information and exit")
 	fs.StringVar(&o.profiles.cpu, "cpu-profile", "", "Write a CPU profile of the whole run to this file")

@@ -87,7 +87,12 @@ func TestParseFlags(t *testing.T) {
 				}
 			}},
 		{name: "auth-like join-as refused, not ignored", args: []string{"-join-as", "u", "d"}, wantErr: true},
-		{name: "auth refused, not ignored", args: []string{"-auth", "f.json", "d"}, wantErr: true},
+		{name: "auth accepted (issue 16)", args: []string{"-auth", "f.json", "d"},
+			check: func(t *testing.T, o *options) {
+				if o.authFile != "f.json" || len(o.warnings) != 0 {
+					t.Fatalf("authFile %q, warnings %v", o.authFile, o.warnings)
+				}
+			}},
 		// Work a user relies on is refused until built, never ignored
 		// (issue 14 §3): backups, metrics export, periodic vacuums.
 		{name: "auto-backup refused, not ignored", args: []string{"-auto-backup", "b.json", "d"}, wantErr: true},

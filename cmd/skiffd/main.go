@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/skiffdb/skiff/bootstrap"
+	"github.com/skiffdb/skiff/gateway/auth"
 	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
@@ -84,6 +85,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if o.authFile != "" {
+		store, err := auth.Open(auth.Config{Path: o.authFile, Logger: log.Named("auth")})
+		if err != nil {
+			log.Error("cannot start", zap.String("flag", "-auth"), zap.Error(err))
+			return 2
+		}
+		cfg.Auth = store
+		go store.Watch(ctx)
+		// Registered before the node starts so that a SIGHUP never takes
+		// its default action (exit) once -auth is given.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go reloadOnHUP(ctx, hup, store, log)
+	}
 	node, err := bootstrap.Start(cfg)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
@@ -113,4 +129,21 @@ func newLogger(level string, w io.Writer) (*zap.Logger, error) {
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), lvl)
 	return zap.New(core, zap.AddCaller()), nil
+}
+
+// reloadOnHUP re-reads the credentials file at each SIGHUP until ctx ends;
+// a bad file keeps the old credentials.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, store *auth.Store, log *zap.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if err := store.Reload(); err != nil {
+			log.Warn("SIGHUP: credentials file not reloaded; keeping the previous credentials", zap.Error(err))
+			continue
+		}
+		log.Info("SIGHUP: credentials file reloaded")
+	}
 }
