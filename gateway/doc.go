@@ -7,4 +7,8 @@
 // or hang a node whatever phase it is in (DESIGN.md, rqlite#1698). Every
 // error becomes an HTTP status through one table (errors.go), and a panic
 // in a handler is recovered into a 500 with its stack logged.
+//
+// With Config.Auth set (-auth), every route checks its API.md 1.1
+// permission before routing (authz.go), so no handler runs for a client
+// that may not use it; peer routes on the Raft port are not checked.
 package gateway

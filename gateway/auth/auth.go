@@ -258,6 +258,11 @@ func (c *creds) check(u string, password []byte) bool {
 // password matches and who has the perm or `all`.
 func (s *Store) Allowed(username, password string, hasBasic bool, perms ...Perm) bool {
 	c := s.cur.Load()
+	if c == nil {
+		// A Store not made by Open has no credentials: refuse, never
+		// serve everyone.
+		return false
+	}
 	for _, p := range perms {
 		if c.hasPerm(AnyUser, p) {
 			continue

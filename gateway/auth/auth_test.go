@@ -193,3 +193,10 @@ func TestWatch(t *testing.T) {
 	awaitAllowed(t, s, false, "mary", "secret2", PermExecute)
 	awaitAllowed(t, s, true, "bob", "b", PermExecute)
 }
+
+func TestZeroStoreRefuses(t *testing.T) {
+	var s Store
+	if s.Allowed("bob", "secret1", true, PermStatus) {
+		t.Fatal("a Store with no credentials allowed a request")
+	}
+}
