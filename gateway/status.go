@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,7 +130,7 @@ func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
 			"version": g.cfg.Version, "commit": g.cfg.Commit, "build_time": g.cfg.BuildTime,
 			"compiler": runtime.Compiler, "branch": "",
 		},
-		"cluster": obj{"addr": id.RaftAddr, "api_addr": id.APIAddr, "https": "false"},
+		"cluster": obj{"addr": id.RaftAddr, "api_addr": id.APIAddr, "https": strconv.FormatBool(g.cfg.TLS != nil)},
 		"http":    g.httpSection(),
 		"node": obj{
 			"start_time":   st.StartedAt.UTC().Format(time.RFC3339Nano),
@@ -169,7 +170,7 @@ func (g *Gateway) statusParams(w http.ResponseWriter, r *http.Request) (rqjson.P
 // API.md 2.1). The queue actor answers at once (it never waits on Raft in
 // its loop); if it does not within the bound, the section is left out.
 func (g *Gateway) httpSection() obj {
-	sec := obj{"auth": "disabled", "bind_addr": g.ln.Addr().String()}
+	sec := obj{"auth": "disabled", "bind_addr": g.ln.Addr().String(), "tls": g.tlsSection()}
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
 	if st, err := g.queue.Stats(ctx); err == nil {
