@@ -263,3 +263,34 @@ func TestHTTPSHotReload(t *testing.T) {
 		t.Fatalf("connection open across the reload: %q %v", buf, err)
 	}
 }
+
+// A follower's 301 sends the client to the leader's advertised URL, which
+// carries https:// when the leader serves TLS (bootstrap records it so).
+func TestHTTPSRedirectKeepsScheme(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := testcert.Write(t, dir)
+	p := &phases{}
+	self := lifecycle.Member{NodeID: "n1", ReplicaID: 1, RaftAddr: "127.0.0.1:4002", APIAddr: "https://127.0.0.1:4001", Voter: true}
+	leader := lifecycle.Member{NodeID: "n2", ReplicaID: 2, RaftAddr: "127.0.0.2:4002", APIAddr: "https://127.0.0.2:4001", Voter: true}
+	p.st.Store(&lifecycle.State{Phase: lifecycle.Ready, Since: time.Now(), StartedAt: time.Now(), LeaderReplicaID: 2, NodeReady: true,
+		Identity: lifecycle.Identity{NodeID: "n1", ReplicaID: 1, RaftAddr: self.RaftAddr, APIAddr: self.APIAddr, Voter: true},
+		Members:  []lifecycle.Member{self, leader}})
+	base := "https://" + strings.TrimPrefix(startGatewayCfg(t, Config{TLS: &TLS{CertFile: cert, KeyFile: key}}, &fakeData{}, p), "http://")
+	pemBytes, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pemBytes)
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	defer c.CloseIdleConnections()
+	resp, err := c.Post(base+"/db/execute?redirect", "application/json", strings.NewReader(`["CREATE TABLE t (x)"]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusMovedPermanently || loc != "https://127.0.0.2:4001/db/execute?redirect" {
+		t.Fatalf("status %d, Location %q", resp.StatusCode, loc)
+	}
+}
