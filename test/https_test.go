@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -111,4 +113,32 @@ func TestHTTPS(t *testing.T) {
 		t.Error("the reload was not logged")
 	}
 	n.sigterm()
+}
+
+// TestHTTPSRefusedStarts: half a pair, or a pair that does not load, stops
+// the start with a message instead of serving plain HTTP.
+func TestHTTPSRefusedStarts(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := testcert.Write(t, dir)
+	bad := filepath.Join(dir, "bad-key.pem")
+	if err := os.WriteFile(bad, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, flag string
+		args       []string
+		want       *regexp.Regexp
+	}{
+		{"cert without key", "http-key", []string{"-http-cert", cert}, regexp.MustCompile(`given together`)},
+		{"key without cert", "http-cert", []string{"-http-key", key}, regexp.MustCompile(`given together`)},
+		{"unloadable key", "bad-key.pem", []string{"-http-cert", cert, "-http-key", bad}, regexp.MustCompile(`load TLS certificate and key`)},
+		{"common name without client verification", "http-verify-common-name",
+			[]string{"-http-cert", cert, "-http-key", key, "-http-verify-common-name", "x"}, regexp.MustCompile(`needs -http-verify-client`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t)
+			n.args = tc.args
+			wantRefused(t, n, tc.flag, tc.want)
+		})
+	}
 }

@@ -189,6 +189,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if err := tlsreload.CheckPair(httpTLS.CertFile, httpTLS.KeyFile); err != nil {
 		return nil, fmt.Errorf("%w: -http-cert and -http-key: %w", errUsage, err)
 	}
+	if httpTLS.VerifyCommonName != "" && !httpTLS.VerifyClient {
+		return nil, fmt.Errorf("%w: -http-verify-common-name needs -http-verify-client", errUsage)
+	}
 	if httpTLS.CertFile != "" {
 		if err := httpTLS.Validate(); err != nil {
 			return nil, fmt.Errorf("%w: %w", errUsage, err)

@@ -112,7 +112,7 @@ func (r *Reloader) stat() (stamp, error) {
 func (r *Reloader) load() error {
 	c, err := tls.LoadX509KeyPair(r.cfg.CertFile, r.cfg.KeyFile)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrLoad, err)
+		return fmt.Errorf("%w (%s, %s): %w", ErrLoad, r.cfg.CertFile, r.cfg.KeyFile, err)
 	}
 	r.cert.Store(&c)
 	return nil
