@@ -151,6 +151,18 @@ func TestHTTPSSelfSigned(t *testing.T) {
 			t.Fatal("plain HTTP answered 200 on the HTTPS port")
 		}
 	}
+	// HTTP/2 is offered over TLS, as rqlite does (ALPN h2, http/1.1).
+	h2 := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer h2.CloseIdleConnections()
+	r2, err := h2.Get(base + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusOK || r2.ProtoMajor != 2 {
+		t.Fatalf("HTTP/2: status %d, proto %s", r2.StatusCode, r2.Proto)
+	}
 	// TLS 1.1 is refused (TLS 1.2 minimum).
 	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots, MaxVersion: tls.VersionTLS11}}}
