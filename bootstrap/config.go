@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,6 +17,7 @@ import (
 	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/gateway"
 	"github.com/skiffdb/skiff/gateway/auth"
 	"github.com/skiffdb/skiff/sm"
 )
@@ -47,6 +49,9 @@ type Config struct {
 	HTTPAdvAddr string
 	RaftAddr    string
 	RaftAdvAddr string
+	// HTTPTLS, if set, serves the HTTP API over TLS (-http-cert and the
+	// other -http-* TLS flags); peers still talk over the Raft port.
+	HTTPTLS *gateway.TLS
 	// RaftWALDir holds the Raft log's write-ahead log (Pebble's WAL);
 	// default <DataDir>/raft-wal. Put it on the lowest-latency device.
 	RaftWALDir string
@@ -193,6 +198,11 @@ func (c Config) Validate() error {
 			return bad("%s %q is not host:port: %v", name, addr, err)
 		}
 	}
+	if c.HTTPTLS != nil {
+		if err := c.HTTPTLS.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+	}
 	if c.HTTPAdvAddr == c.RaftAdvAddr {
 		return bad("advertised HTTP and Raft addresses must differ (%s)", c.HTTPAdvAddr)
 	}
@@ -299,3 +309,19 @@ func (c Config) nodeHostDir() string   { return filepath.Join(c.DataDir, "raft")
 func (c Config) smDir() string         { return filepath.Join(c.DataDir, "db") }
 func (c Config) exportDir() string     { return filepath.Join(c.DataDir, "export") }
 func (c Config) cdcDir() string        { return filepath.Join(c.DataDir, "cdc") }
+
+// apiAddr is the advertised HTTP address as other nodes record it for
+// api_addr and redirects: with its scheme once TLS is on, so that a 301 or
+// /nodes never sends a client to http:// on an HTTPS port (a bare
+// host:port still means http://, as before).
+func (c Config) apiAddr() string {
+	if c.HTTPTLS != nil {
+		return "https://" + c.HTTPAdvAddr
+	}
+	return c.HTTPAdvAddr
+}
+
+// isOwnAPIAddr reports whether a -join entry names this node's HTTP API.
+func (c Config) isOwnAPIAddr(addr string) bool {
+	return strings.TrimPrefix(strings.TrimPrefix(addr, "http://"), "https://") == c.HTTPAdvAddr
+}

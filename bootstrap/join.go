@@ -56,7 +56,7 @@ func (n *Node) join(id identity, via []string) error {
 	c := n.cfg
 	voter := !id.isNonVoter()
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
-		ReplicaID: id.ReplicaID, APIAddr: c.HTTPAdvAddr})
+		ReplicaID: id.ReplicaID, APIAddr: c.apiAddr()})
 	client := peerClient(30 * time.Second)
 	var errs []string
 	for attempt := 1; attempt <= c.JoinAttempts; attempt++ {
@@ -64,7 +64,7 @@ func (n *Node) join(id identity, via []string) error {
 			if n.stopCtx.Err() != nil {
 				return fmt.Errorf("%w: node is stopping", ErrJoinFailed)
 			}
-			if addr == c.RaftAdvAddr || addr == c.RaftAddr || strings.TrimPrefix(addr, "http://") == c.HTTPAdvAddr {
+			if addr == c.RaftAdvAddr || addr == c.RaftAddr || c.isOwnAPIAddr(addr) {
 				continue
 			}
 			err := n.joinOne(client, joinURL(addr), body)
@@ -296,7 +296,7 @@ func (n *Node) confirmMember(id identity, via []string) error {
 	for round := 1; round <= membershipChecks; round++ {
 		foreign := ""
 		for _, addr := range via {
-			if addr == c.RaftAdvAddr || addr == c.RaftAddr || strings.TrimPrefix(addr, "http://") == c.HTTPAdvAddr {
+			if addr == c.RaftAdvAddr || addr == c.RaftAddr || c.isOwnAPIAddr(addr) {
 				continue
 			}
 			meta, err := peerMeta(n.stopCtx, client, addr)
@@ -350,7 +350,7 @@ func (n *Node) confirmMember(id identity, via []string) error {
 func (n *Node) noopJoin(id identity, addr string) {
 	voter := !n.cfg.NonVoter
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
-		ReplicaID: id.ReplicaID, APIAddr: n.cfg.HTTPAdvAddr})
+		ReplicaID: id.ReplicaID, APIAddr: n.cfg.apiAddr()})
 	client := peerClient(peerTimeout)
 	defer client.CloseIdleConnections()
 	if err := n.joinOne(client, joinURL(addr), body); err != nil {

@@ -231,7 +231,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	gw, err := gateway.New(gateway.Config{
 		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Auth: cfg.Auth, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
-		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints,
+		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints, TLS: cfg.HTTPTLS,
 		Store: gateway.StoreInfo{
 			DataDir: absPath(cfg.DataDir), SQLiteDir: cfg.smDir(),
 			SnapshotThreshold: cfg.RaftSnapshotEntries, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: replica.DefaultCompactionOverhead,
@@ -345,7 +345,7 @@ func (n *Node) startReplica(rt *router) error {
 	publish := func(id identity) {
 		n.life.Notify(lifecycle.IdentityKnown{Identity: lifecycle.Identity{
 			NodeID: id.NodeID, ShardID: id.ShardID, ReplicaID: id.ReplicaID, RaftAddr: id.RaftAddr,
-			APIAddr: c.HTTPAdvAddr, Voter: !id.isNonVoter(), Expecting: id.Expecting, Founders: id.Founders,
+			APIAddr: c.apiAddr(), Voter: !id.isNonVoter(), Expecting: id.Expecting, Founders: id.Founders,
 		}})
 	}
 	publish(id)

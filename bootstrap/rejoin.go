@@ -62,7 +62,7 @@ func joinsOwnCluster(join []string, self string, nodes []sm.NodeInfo) bool {
 	for _, j := range join {
 		j = strings.TrimRight(strings.TrimPrefix(strings.TrimPrefix(j, "http://"), "https://"), "/")
 		for _, n := range nodes {
-			if n.NodeID != self && (n.RaftAddr == j || strings.TrimPrefix(n.APIAddr, "http://") == j) {
+			if n.NodeID != self && (n.RaftAddr == j || strings.TrimPrefix(strings.TrimPrefix(n.APIAddr, "http://"), "https://") == j) {
 				return true
 			}
 		}

@@ -137,7 +137,7 @@ func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
 	g.count(&g.ops.nodeMetaReq)
 	st := g.state()
 	id := st.Identity
-	meta := NodeMeta{NodeID: id.NodeID, ReplicaID: id.ReplicaID, APIAddr: apiURL(g.cfg.AdvAddr), RaftAddr: id.RaftAddr,
+	meta := NodeMeta{NodeID: id.NodeID, ReplicaID: id.ReplicaID, APIAddr: g.scheme() + "://" + g.cfg.AdvAddr, RaftAddr: id.RaftAddr,
 		Version: g.cfg.Version, Phase: string(st.Phase), LeaderReplicaID: st.LeaderReplicaID, AppliedIndex: st.Progress.AppliedIndex,
 		SentBytes: st.Progress.SentBytes, SentTotal: st.Progress.SentTotal,
 		Expecting: id.Expecting, Founders: id.Founders, Removed: st.RemovedReplicas}

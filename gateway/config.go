@@ -56,6 +56,8 @@ type Config struct {
 	// Sections are the parts of /status and /debug/vars that other actors
 	// own (CDC, ingest), served in every lifecycle phase.
 	Sections []Section
+	// TLS, if set, serves HTTPS instead of HTTP on the listener.
+	TLS *TLS
 }
 
 // Section is a top-level key of /status and /debug/vars whose value another
@@ -103,6 +105,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxBodyBytes %d < 1", ErrInvalidConfig, c.MaxBodyBytes)
 	case c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0:
 		return fmt.Errorf("%w: timeouts must be positive", ErrInvalidConfig)
+	}
+	if c.TLS != nil {
+		if err := c.TLS.Validate(); err != nil {
+			return err
+		}
 	}
 	seen := map[string]bool{}
 	for _, sec := range c.Sections {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/gateway/tlsreload"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 	"github.com/skiffdb/skiff/sm/failpoint"
@@ -59,6 +61,9 @@ type Gateway struct {
 	ops   opCounters
 	// peers asks other nodes for /nodes.
 	peers *http.Client
+	// certs and tlsConf are set when serving HTTPS.
+	certs   *tlsreload.Reloader
+	tlsConf *tls.Config
 }
 
 // counters are the gateway's request counts, shown in /debug/vars.
@@ -84,6 +89,17 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ErrorLog:          zap.NewStdLog(cfg.Logger.Named("http")),
 	}
+	if t := cfg.TLS; t != nil {
+		certs, err := tlsreload.New(tlsreload.Config{CertFile: t.CertFile, KeyFile: t.KeyFile, Logger: cfg.Logger.Named("tls")})
+		if err != nil {
+			return nil, err
+		}
+		tc, err := t.serverTLS(certs)
+		if err != nil {
+			return nil, err
+		}
+		g.certs, g.tlsConf = certs, tc
+	}
 	return g, nil
 }
 
@@ -91,7 +107,16 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 // requests finish (bounded by ShutdownTimeout).
 func (g *Gateway) Run(ctx context.Context) error {
 	errC := make(chan error, 1)
-	go func() { errC <- g.srv.Serve(g.ln) }()
+	ln := g.ln
+	if g.tlsConf != nil {
+		// The listener stays the one bootstrap bound (no refused
+		// connections at start); TLS wraps each accepted connection.
+		ln = tls.NewListener(g.ln, g.tlsConf)
+		rctx, stopReload := context.WithCancel(ctx)
+		defer stopReload()
+		go func() { _ = g.certs.Run(rctx) }()
+	}
+	go func() { errC <- g.srv.Serve(ln) }()
 	select {
 	case err := <-errC:
 		return fmt.Errorf("http server: %w", err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,7 +130,7 @@ func (g *Gateway) statusDoc(st *lifecycle.State, now time.Time) obj {
 			"version": g.cfg.Version, "commit": g.cfg.Commit, "build_time": g.cfg.BuildTime,
 			"compiler": runtime.Compiler, "branch": "",
 		},
-		"cluster": obj{"addr": id.RaftAddr, "api_addr": id.APIAddr, "https": "false"},
+		"cluster": obj{"addr": id.RaftAddr, "api_addr": id.APIAddr, "https": strconv.FormatBool(g.cfg.TLS != nil)},
 		"http":    g.httpSection(),
 		"node": obj{
 			"start_time":   st.StartedAt.UTC().Format(time.RFC3339Nano),
@@ -173,7 +174,7 @@ func (g *Gateway) httpSection() obj {
 	if g.cfg.Auth != nil {
 		authState = "enabled"
 	}
-	sec := obj{"auth": authState, "bind_addr": g.ln.Addr().String()}
+	sec := obj{"auth": authState, "bind_addr": g.ln.Addr().String(), "tls": g.tlsSection()}
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
 	if st, err := g.queue.Stats(ctx); err == nil {

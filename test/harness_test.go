@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -229,6 +230,10 @@ type node struct {
 	// failpoints, if set, runs the failpoints build with this
 	// SKIFF_FAILPOINTS spec (possibly empty) on the next start.
 	failpoints *string
+	// tlsClient, if set, makes the harness speak HTTPS to the node with
+	// this client configuration (set before the first start, with the
+	// daemon's -http-cert and -http-key in args; see useTLS).
+	tlsClient *tls.Config
 }
 
 // newNode prepares a node (ports, directories) without starting it. Its
@@ -270,7 +275,20 @@ func newClient(timeout time.Duration, noKeepAlive bool) *http.Client {
 	}
 }
 
-func (n *node) baseURL() string { return "http://" + n.httpAddr }
+func (n *node) baseURL() string {
+	if n.tlsClient != nil {
+		return "https://" + n.httpAddr
+	}
+	return "http://" + n.httpAddr
+}
+
+// useTLS makes c, one of newClient's, speak HTTPS to n if n serves it.
+func (n *node) useTLS(c *http.Client) *http.Client {
+	if n.tlsClient != nil {
+		c.Transport.(*http.Transport).TLSClientConfig = n.tlsClient.Clone()
+	}
+	return c
+}
 
 // on returns a view of n whose request helpers report to t, for use in a
 // subtest: FailNow must come from the goroutine of the test that fails.
@@ -367,7 +385,7 @@ func (n *node) start() {
 // past "starting" (Raft's port is bound by then), or p exits.
 func (n *node) waitStarted(p *process) error {
 	deadline := time.Now().Add(httpUpTimeout)
-	c := newClient(2*time.Second, true)
+	c := n.useTLS(newClient(2*time.Second, true))
 	for time.Now().Before(deadline) {
 		if p.exited() {
 			if n.logContains(p.logPath, "address already in use") {
@@ -461,7 +479,7 @@ func (n *node) waitReady(timeout time.Duration) {
 	n.t.Helper()
 	p := n.proc
 	deadline := time.Now().Add(timeout)
-	c := newClient(2*time.Second, false)
+	c := n.useTLS(newClient(2*time.Second, false))
 	defer c.CloseIdleConnections()
 	var last string
 	for time.Now().Before(deadline) {

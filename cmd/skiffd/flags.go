@@ -13,6 +13,8 @@ import (
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/bootstrap"
+	"github.com/skiffdb/skiff/gateway"
+	"github.com/skiffdb/skiff/gateway/tlsreload"
 )
 
 // errUsage is returned for command-line mistakes (exit status 2).
@@ -46,8 +48,7 @@ var refusedFlags = map[string]bool{
 	"auto-backup": true, "otlp-endpoint": true, "auto-vacuum-int": true,
 	"join-as":      true,
 	"auto-restore": true, "extensions-path": true,
-	"http-cert": true, "http-key": true, "http-ca-cert": true, "http-verify-client": false,
-	"http-verify-common-name": true, "node-cert": true, "node-key": true, "node-ca-cert": true,
+	"node-cert": true, "node-key": true, "node-ca-cert": true,
 	"node-no-verify": false, "node-verify-client": false, "node-verify-server-name": true,
 	"node-verify-common-name": true,
 }
@@ -115,6 +116,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&c.ReapReadOnlyNodeTimeout, "raft-reap-read-only-node-timeout", 0, "The leader removes read replicas unreachable for longer than this (0: never)")
 	fs.DurationVar(&c.SnapshotInterval, "raft-snap-int", replica.DefaultSnapshotInterval, "How often to check whether the SQLite WAL calls for a snapshot (0: never)")
 	fs.Int64Var(&c.SnapshotWALSize, "raft-snap-wal-size", replica.DefaultSnapshotWALSize, "SQLite WAL size in bytes past which a snapshot is taken and the WAL checkpointed (0: never)")
+	var httpTLS gateway.TLS
+	fs.StringVar(&httpTLS.CertFile, "http-cert", "", "Path to the HTTPS X.509 certificate (with -http-key; reloaded when the file changes)")
+	fs.StringVar(&httpTLS.KeyFile, "http-key", "", "Path to the HTTPS private key (with -http-cert; reloaded when the file changes)")
+	fs.StringVar(&httpTLS.CACertFile, "http-ca-cert", "", "Path to the CA certificate client certificates must chain to (with -http-verify-client)")
+	fs.BoolVar(&httpTLS.VerifyClient, "http-verify-client", false, "Require and verify a client certificate on the HTTP API (mutual TLS)")
+	fs.StringVar(&httpTLS.VerifyCommonName, "http-verify-common-name", "", "Require this common name in the client certificate (needs -http-verify-client)")
 	var join string
 	fs.StringVar(&join, "join", "", "Comma-separated Raft addresses (or http:// API URLs) of members to join through, on first start")
 	fs.IntVar(&c.JoinAttempts, "join-attempts", bootstrap.DefaultJoinAttempts, "Rounds of join attempts")
@@ -182,6 +189,22 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	sort.Strings(o.warnings)
+	if err := tlsreload.CheckPair(httpTLS.CertFile, httpTLS.KeyFile); err != nil {
+		return nil, fmt.Errorf("%w: -http-cert and -http-key: %w", errUsage, err)
+	}
+	if httpTLS.VerifyCommonName != "" && !httpTLS.VerifyClient {
+		return nil, fmt.Errorf("%w: -http-verify-common-name needs -http-verify-client", errUsage)
+	}
+	if httpTLS.CertFile != "" {
+		if err := httpTLS.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", errUsage, err)
+		}
+		c.HTTPTLS = &httpTLS
+	} else if httpTLS.CACertFile != "" || httpTLS.VerifyClient || httpTLS.VerifyCommonName != "" {
+		// Verifying clients of a plain-HTTP API is impossible: refuse rather
+		// than serve without the checks the operator asked for.
+		return nil, fmt.Errorf("%w: -http-ca-cert, -http-verify-client and -http-verify-common-name need -http-cert and -http-key", errUsage)
+	}
 	if ingestConfig != "" {
 		ic, err := ingest.ParseConfig(ingestConfig)
 		if err != nil {

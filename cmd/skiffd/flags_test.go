@@ -93,6 +93,26 @@ func TestParseFlags(t *testing.T) {
 					t.Fatalf("authFile %q, warnings %v", o.authFile, o.warnings)
 				}
 			}},
+		// HTTPS (issue 16): both or neither of cert and key; the client
+		// checks need TLS, and the common name needs client verification.
+		{name: "-http-cert and -http-key", args: []string{"-http-cert", "c.pem", "-http-key", "k.pem", "-http-verify-client", "-http-ca-cert", "ca.pem", "-http-verify-common-name", "cli", "d"},
+			check: func(t *testing.T, o *options) {
+				tc := o.cfg.HTTPTLS
+				if tc == nil || tc.CertFile != "c.pem" || tc.KeyFile != "k.pem" || tc.CACertFile != "ca.pem" || !tc.VerifyClient || tc.VerifyCommonName != "cli" {
+					t.Fatalf("HTTPTLS %+v", tc)
+				}
+			}},
+		{name: "no TLS by default", args: []string{"d"},
+			check: func(t *testing.T, o *options) {
+				if o.cfg.HTTPTLS != nil {
+					t.Fatalf("HTTPTLS %+v", o.cfg.HTTPTLS)
+				}
+			}},
+		{name: "-http-cert without -http-key refused", args: []string{"-http-cert", "c.pem", "d"}, wantErr: true},
+		{name: "-http-key without -http-cert refused", args: []string{"-http-key", "k.pem", "d"}, wantErr: true},
+		{name: "-http-verify-client without a certificate refused", args: []string{"-http-verify-client", "d"}, wantErr: true},
+		{name: "-http-verify-common-name without -http-verify-client refused", args: []string{"-http-cert", "c.pem", "-http-key", "k.pem", "-http-verify-common-name", "x", "d"}, wantErr: true},
+		{name: "node TLS still refused", args: []string{"-node-cert", "c.pem", "d"}, wantErr: true},
 		// Work a user relies on is refused until built, never ignored
 		// (issue 14 §3): backups, metrics export, periodic vacuums.
 		{name: "auto-backup refused, not ignored", args: []string{"-auto-backup", "b.json", "d"}, wantErr: true},
