@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/gateway/filewatch"
 )
 
 // Perm is a permission name as written in the credentials file.
@@ -107,12 +109,7 @@ type Store struct {
 	// mu serializes reloads (SIGHUP and the watcher) so that an older read
 	// of the file never replaces a newer one.
 	mu   sync.Mutex
-	seen fileStamp
-}
-
-type fileStamp struct {
-	size  int64
-	mtime time.Time
+	seen filewatch.Stamp
 }
 
 // Open reads the credentials file; a bad file is an error (the node must
@@ -173,7 +170,7 @@ func (s *Store) Reload() error {
 }
 
 func (s *Store) reloadLocked() error {
-	fi, err := os.Stat(s.cfg.Path)
+	st, err := filewatch.Take(s.cfg.Path)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadFile, err)
 	}
@@ -183,7 +180,7 @@ func (s *Store) reloadLocked() error {
 	}
 	// Recorded before parsing so that a bad file is reported once, not
 	// at every poll.
-	s.seen = fileStamp{size: fi.Size(), mtime: fi.ModTime()}
+	s.seen = st
 	c, err := parse(b)
 	if err != nil {
 		return err
@@ -197,11 +194,11 @@ func (s *Store) reloadLocked() error {
 func (s *Store) reloadIfChanged() (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fi, err := os.Stat(s.cfg.Path)
+	st, err := filewatch.Take(s.cfg.Path)
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrBadFile, err)
 	}
-	if fi.Size() == s.seen.size && fi.ModTime().Equal(s.seen.mtime) {
+	if st.Equal(s.seen) {
 		return false, nil
 	}
 	return true, s.reloadLocked()
@@ -211,26 +208,13 @@ func (s *Store) reloadIfChanged() (bool, error) {
 // its size or mtime changes; a file that fails to parse is logged (without
 // its contents) and the old credentials stay.
 func (s *Store) Watch(ctx context.Context) {
-	t := time.NewTicker(s.cfg.PollInterval)
-	defer t.Stop()
-	var lastErr string
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		changed, err := s.reloadIfChanged()
-		switch {
-		case err != nil && err.Error() != lastErr:
-			// A missing file is logged once, not every second.
-			lastErr = err.Error()
+	filewatch.Poll(ctx, s.cfg.PollInterval, s.reloadIfChanged, func(_ bool, err error) {
+		if err != nil {
 			s.cfg.Logger.Warn("credentials file not reloaded; keeping the previous credentials", zap.String("path", s.cfg.Path), zap.Error(err))
-		case err == nil && changed:
-			lastErr = ""
-			s.cfg.Logger.Info("credentials file reloaded", zap.String("path", s.cfg.Path))
+			return
 		}
-	}
+		s.cfg.Logger.Info("credentials file reloaded", zap.String("path", s.cfg.Path))
+	})
 }
 
 // hasPerm reports whether user u has perm p (or all). It does not check a

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/skiffdb/skiff/gateway/filewatch"
 )
 
 const testCreds = `[
@@ -181,7 +183,7 @@ func TestWatch(t *testing.T) {
 		s.mu.Lock()
 		st := s.seen
 		s.mu.Unlock()
-		if fi, err := os.Stat(path); err == nil && fi.Size() == st.size {
+		if now, err := filewatch.Take(path); err == nil && now.Equal(st) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)

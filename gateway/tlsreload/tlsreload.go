@@ -5,11 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/gateway/filewatch"
 )
 
 // DefaultInterval is how often the files are checked for a change.
@@ -73,13 +74,7 @@ type Reloader struct {
 	cert atomic.Pointer[tls.Certificate]
 	// stamp is the files' state when last loaded (or last failed), so a
 	// bad pair is reported once per change, not every poll.
-	stamp stamp
-}
-
-// stamp identifies a version of both files.
-type stamp struct {
-	certMod, keyMod   time.Time
-	certSize, keySize int64
+	stamp filewatch.Stamp
 }
 
 // New loads the pair; it fails if the first load fails, since there is
@@ -97,16 +92,8 @@ func New(cfg Config) (*Reloader, error) {
 	return r, nil
 }
 
-func (r *Reloader) stat() (stamp, error) {
-	ci, err := os.Stat(r.cfg.CertFile)
-	if err != nil {
-		return stamp{}, err
-	}
-	ki, err := os.Stat(r.cfg.KeyFile)
-	if err != nil {
-		return stamp{}, err
-	}
-	return stamp{certMod: ci.ModTime(), keyMod: ki.ModTime(), certSize: ci.Size(), keySize: ki.Size()}, nil
+func (r *Reloader) stat() (filewatch.Stamp, error) {
+	return filewatch.Take(r.cfg.CertFile, r.cfg.KeyFile)
 }
 
 func (r *Reloader) load() error {
@@ -136,7 +123,7 @@ func (r *Reloader) Check() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrLoad, err)
 	}
-	if st == r.stamp {
+	if st.Equal(r.stamp) {
 		return false, nil
 	}
 	r.stamp = st
@@ -148,28 +135,15 @@ func (r *Reloader) Check() (bool, error) {
 
 // Run polls the files until ctx ends.
 func (r *Reloader) Run(ctx context.Context) error {
-	t := time.NewTicker(r.cfg.Interval)
-	defer t.Stop()
-	var lastErr string
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		changed, err := r.Check()
-		switch {
-		case err != nil:
+	filewatch.Poll(ctx, r.cfg.Interval, r.Check, func(_ bool, err error) {
+		if err != nil {
 			// A rotation may be mid-write (one file replaced, not yet the
-			// other): the next change retries. Log each distinct failure once.
-			if err.Error() != lastErr {
-				r.cfg.Logger.Warn("TLS certificate reload failed; keeping the previous certificate",
-					zap.String("cert", r.cfg.CertFile), zap.String("key", r.cfg.KeyFile), zap.Error(err))
-			}
-			lastErr = err.Error()
-		case changed:
-			lastErr = ""
-			r.cfg.Logger.Info("TLS certificate reloaded", zap.String("cert", r.cfg.CertFile), zap.String("key", r.cfg.KeyFile))
+			// other): the next change retries.
+			r.cfg.Logger.Warn("TLS certificate reload failed; keeping the previous certificate",
+				zap.String("cert", r.cfg.CertFile), zap.String("key", r.cfg.KeyFile), zap.Error(err))
+			return
 		}
-	}
+		r.cfg.Logger.Info("TLS certificate reloaded", zap.String("cert", r.cfg.CertFile), zap.String("key", r.cfg.KeyFile))
+	})
+	return nil
 }
