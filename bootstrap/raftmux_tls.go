@@ -43,6 +43,7 @@ type muxTLS struct {
 
 // openNodeTLS loads the node's TLS when cfg is set; nil is plaintext.
 func openNodeTLS(cfg *nodetls.Config, log *zap.Logger) (*nodetls.TLS, error) {
+	dbLogs.nodeTLS.Store(cfg != nil)
 	if cfg == nil {
 		return nil, nil
 	}
