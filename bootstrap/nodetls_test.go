@@ -241,3 +241,32 @@ func TestNodeTLSConfigValidate(t *testing.T) {
 		t.Fatalf("missing files: %v", err)
 	}
 }
+
+// -bootstrap-expect finds its founding members over node TLS (their node
+// metadata on the Raft port) and forms the cluster.
+func TestNodeTLSBootstrapExpect(t *testing.T) {
+	tc := newTLSCluster(t, nodetls.Config{VerifyClient: true})
+	raft := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	var nodes []*Node
+	for i, id := range []string{"n1", "n2", "n3"} {
+		log, _ := observed()
+		nodes = append(nodes, startTLSNode(t, Config{DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: raft[i], NodeID: id, Logger: log,
+			NodeTLS: tc.nodeTLS(id, testcert.Leaf{}, false), Join: raft, BootstrapExpect: 3}))
+	}
+	for _, n := range nodes {
+		waitPhase(t, n, lifecycle.Ready)
+	}
+	if code, b := httpDo(t, http.MethodPost, "http://"+nodes[2].HTTPAddr().String()+"/db/execute",
+		`["CREATE TABLE t (x)"]`); code != http.StatusOK || strings.Contains(b, "error") {
+		t.Fatalf("write: %d %s", code, b)
+	}
+	for i, n := range nodes {
+		deadline := time.Now().Add(20 * time.Second)
+		for len(n.State().Members) != 3 {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d members %v", i+1, n.State().Members)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
