@@ -270,3 +270,48 @@ func TestNodeTLSBootstrapExpect(t *testing.T) {
 		}
 	}
 }
+
+// A joiner of a node-TLS cluster whose log was compacted catches up from a
+// snapshot streamed through the TLS mux.
+func TestNodeTLSJoinerGetsSnapshot(t *testing.T) {
+	tc := newTLSCluster(t, nodetls.Config{VerifyClient: true, VerifyCommonName: "skiff-node"})
+	leaf := testcert.Leaf{CommonName: "skiff-node"}
+	log1, logs1 := observed()
+	n1 := startTLSNode(t, Config{DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: freeAddr(t), NodeID: "n1", Logger: log1,
+		NodeTLS: tc.nodeTLS("n1", leaf, false)})
+	waitPhase(t, n1, lifecycle.Ready)
+	base1 := "http://" + n1.HTTPAddr().String()
+	stmts := []string{`"CREATE TABLE t (x TEXT)"`}
+	for range 300 {
+		stmts = append(stmts, `"INSERT INTO t VALUES (hex(randomblob(2048)))"`)
+	}
+	if code, b := httpDo(t, http.MethodPost, base1+"/db/execute", "["+strings.Join(stmts, ",")+"]"); code != http.StatusOK || strings.Contains(b, "error") {
+		t.Fatalf("write: %d %.300s", code, b)
+	}
+	if code, b := httpDo(t, http.MethodPost, base1+"/snapshot?trailing_logs=0", ""); code != http.StatusOK {
+		t.Fatalf("/snapshot: %d %s", code, b)
+	}
+	log2, logs2 := observed()
+	n2 := startTLSNode(t, Config{DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: freeAddr(t), NodeID: "n2", Logger: log2,
+		NodeTLS: tc.nodeTLS("n2", leaf, false), Join: []string{n1.cfg.RaftAddr}, JoinInterval: 200 * time.Millisecond})
+	waitPhase(t, n2, lifecycle.Ready)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, b := httpDo(t, http.MethodGet, "http://"+n2.HTTPAddr().String()+"/db/query?level=none&q=SELECT+count(*)+FROM+t", "")
+		if strings.Contains(b, "[[300]]") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the joiner did not catch up: %s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if logs2.FilterMessage("snapshot installed").Len() == 0 {
+		t.Fatal("the joiner caught up without a snapshot: the test no longer streams one")
+	}
+	for i, l := range []*observer.ObservedLogs{logs1, logs2} {
+		if f := l.FilterMessageSnippet("TLS handshake"); f.Len() != 0 {
+			t.Errorf("node %d logged handshake failures: %v", i+1, f.All())
+		}
+	}
+}
