@@ -231,6 +231,45 @@ func TestNodeTLSRefusesBadJoiners(t *testing.T) {
 	if m := n1.State().Members; len(m) != 1 {
 		t.Fatalf("members %v: a refused node joined", m)
 	}
+	// The refusals were about those certificates: a node with the
+	// cluster's name and common name joins.
+	n2 := startTLSNode(t, Config{DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: freeAddr(t), NodeID: "n2", Logger: zap.NewNop(),
+		NodeTLS: tc.nodeTLS("n2", good, false), Join: []string{raft1}, JoinInterval: 50 * time.Millisecond})
+	waitPhase(t, n2, lifecycle.Ready)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(n1.State().Members) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("members %v: the good node did not join", n1.State().Members)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// With -node-no-verify, nodes whose certificates nobody could verify
+// (self-signed, no CA) still form an encrypted cluster, as in rqlite.
+func TestNodeTLSNoVerifySelfSigned(t *testing.T) {
+	dir := t.TempDir()
+	var nodes []*Node
+	var raft1 string
+	for i, id := range []string{"n1", "n2"} {
+		cert, key := testcert.SelfSigned(t, dir, id, testcert.Leaf{})
+		cfg := Config{DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: freeAddr(t), NodeID: id, Logger: zap.NewNop(),
+			NodeTLS: &nodetls.Config{CertFile: cert, KeyFile: key, NoVerify: true}, JoinInterval: 50 * time.Millisecond}
+		if i == 0 {
+			raft1 = cfg.RaftAddr
+		} else {
+			cfg.Join = []string{raft1}
+		}
+		nodes = append(nodes, startTLSNode(t, cfg))
+		waitPhase(t, nodes[i], lifecycle.Ready)
+	}
+	if code, b := httpDo(t, http.MethodPost, "http://"+nodes[1].HTTPAddr().String()+"/db/execute",
+		`["CREATE TABLE t (x)"]`); code != http.StatusOK || strings.Contains(b, "error") {
+		t.Fatalf("write through the joiner: %d %s", code, b)
+	}
+	if st := nodes[0].mux.tlsStatus(); st["skip_verify"] != "true" || st["tls_handshakes"].(uint64) == 0 {
+		t.Fatalf("status %v", st)
+	}
 }
 
 func TestNodeTLSConfigValidate(t *testing.T) {
