@@ -1,0 +1,184 @@
+package bootstrap
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// startCappedMux starts a mux serving echoRaft with the given caps and
+// member IPs (nil: membership unknown); tune, if set, adjusts it before it
+// starts.
+func startCappedMux(t *testing.T, maxConns, maxPerIP int, members []string, tune func(*raftMux)) *raftMux {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newRaftMux(ln, echoRaft, http.NotFoundHandler(), zap.NewNop())
+	if err := m.setLimits(maxConns, maxPerIP); err != nil {
+		t.Fatal(err)
+	}
+	if members != nil {
+		ips := map[netip.Addr]bool{}
+		for _, s := range members {
+			ips[netip.MustParseAddr(s)] = true
+		}
+		m.caps.members.Store(&ips)
+	}
+	if tune != nil {
+		tune(m)
+	}
+	m.start()
+	t.Cleanup(m.close)
+	return m
+}
+
+// dialMux connects from the loopback IP local; nil if the mux reset the
+// connection before the dial returned (a refusal).
+func dialMux(t *testing.T, m *raftMux, local string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", m.ln.Addr().String())
+	if errors.Is(err, syscall.ECONNRESET) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// echoes reports whether c reaches Raft: a valid frame comes back.
+func echoes(c net.Conn) bool {
+	msg := testFrame([]byte("ping"))
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := c.Write(msg); err != nil {
+		return false
+	}
+	got := make([]byte, len(msg))
+	_, err := io.ReadFull(c, got)
+	return err == nil && string(got) == string(msg)
+}
+
+// closed reports whether the mux closed c (nil: refused at dial) within
+// the bound.
+func closed(c net.Conn, within time.Duration) bool {
+	if c == nil {
+		return true
+	}
+	_ = c.SetReadDeadline(time.Now().Add(within))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+func refusedCounts(m *raftMux) map[string]uint64 {
+	return m.status().(map[string]any)["refused"].(map[string]uint64)
+}
+
+// Past the per-IP cap a connection is refused at once; other IPs, and the
+// connections admitted, are served.
+func TestRaftCapsPerIP(t *testing.T) {
+	m := startCappedMux(t, 0, 3, nil, nil)
+	var held []net.Conn
+	for range 3 {
+		held = append(held, dialMux(t, m, "127.0.0.2"))
+	}
+	if !closed(dialMux(t, m, "127.0.0.2"), 5*time.Second) {
+		t.Fatal("a fourth connection from one IP (cap 3) was not closed")
+	}
+	if c := dialMux(t, m, "127.0.0.1"); !echoes(c) {
+		t.Fatal("another IP was not served")
+	}
+	if !echoes(held[0]) {
+		t.Fatal("an admitted silent connection was not served once it spoke")
+	}
+	if n := refusedCounts(m)["per_ip_cap"]; n != 1 {
+		t.Fatalf("per_ip_cap refusals %d, want 1", n)
+	}
+	st := m.status().(map[string]any)
+	for _, k := range []string{"addr", "timeout", "encrypted"} { // rqlite's keys
+		if _, ok := st[k].(string); !ok {
+			t.Fatalf("status lacks rqlite's %q: %v", k, st)
+		}
+	}
+}
+
+// The total cap refuses strangers; members' IPs pass it and do not use it.
+func TestRaftCapsMembersExemptFromTotal(t *testing.T) {
+	m := startCappedMux(t, 2, 10, []string{"127.0.0.1"}, nil)
+	dialMux(t, m, "127.0.0.2")
+	dialMux(t, m, "127.0.0.3")
+	// Admission is counted by the accept loop: wait until both are.
+	deadline := time.Now().Add(5 * time.Second)
+	for m.caps.lim.Stats().Open < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("two connections never admitted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !closed(dialMux(t, m, "127.0.0.4"), 5*time.Second) {
+		t.Fatal("a stranger past the total cap was not closed")
+	}
+	for range 3 {
+		if c := dialMux(t, m, "127.0.0.1"); !echoes(c) {
+			t.Fatal("a member's connection was refused by the total cap")
+		}
+	}
+	if n := refusedCounts(m)["total_cap"]; n != 1 {
+		t.Fatalf("total_cap refusals %d, want 1", n)
+	}
+}
+
+// Once membership is known a stranger's silent connection is cut after the
+// short bound; a member's may stay silent (a snapshot sender before its
+// first chunk).
+func TestRaftCapsStrangerFirstByte(t *testing.T) {
+	m := startCappedMux(t, 0, 0, []string{"127.0.0.1"}, func(m *raftMux) { m.caps.strangerFirstByte = 300 * time.Millisecond })
+	stranger := dialMux(t, m, "127.0.0.2")
+	member := dialMux(t, m, "127.0.0.1")
+	if !closed(stranger, 5*time.Second) {
+		t.Fatal("a silent stranger was not cut")
+	}
+	if !echoes(member) {
+		t.Fatal("a member's silent connection was cut with the stranger's")
+	}
+	if n := refusedCounts(m)["first_byte_timeout"]; n != 1 {
+		t.Fatalf("first_byte_timeout refusals %d, want 1", n)
+	}
+}
+
+// A first frame that is invalid, or whose head does not follow its first
+// byte, never reaches Raft.
+func TestRaftCapsBadFirstFrame(t *testing.T) {
+	m := startCappedMux(t, 0, 0, nil, nil)
+	bad := testFrame([]byte("x"))
+	bad[5] ^= 0xFF // size changed: the header checksum fails
+	c := dialMux(t, m, "127.0.0.2")
+	if _, err := c.Write(bad); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(c, 5*time.Second) {
+		t.Fatal("a bad first frame was not refused")
+	}
+	half := dialMux(t, m, "127.0.0.2")
+	if _, err := half.Write(testFrame([]byte("x"))[:5]); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(half, firstFrameTimeout+5*time.Second) {
+		t.Fatal("a first frame stalled after its first bytes was not refused")
+	}
+	if n := refusedCounts(m)["bad_first_frame"]; n != 2 {
+		t.Fatalf("bad_first_frame refusals %d, want 2", n)
+	}
+}
