@@ -79,6 +79,8 @@ type raftCaps struct {
 	// while membership is unknown.
 	members atomic.Pointer[map[netip.Addr]bool]
 
+	// Refusals after admission; handshakeFailed counts failed TLS
+	// handshakes (node TLS increments it).
 	firstByteTimeouts, silentEvicted, badFirstFrame, handshakeFailed atomic.Uint64
 }
 
@@ -150,9 +152,6 @@ func (m *raftMux) firstFrameOK(c net.Conn, br *bufio.Reader) bool {
 	}
 	return true
 }
-
-// handshakeFailure counts a failed TLS handshake on the Raft port.
-func (m *raftMux) handshakeFailure() { m.caps.handshakeFailed.Add(1) }
 
 // status is /status mux: rqlite's keys (tcp/mux.go Stats: addr, timeout,
 // encrypted) and the connection bounds and refusals.
