@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,13 +27,17 @@ import (
 //     a member's IP do not count against, and are never refused by, the
 //     total cap, so that a flood from other hosts cannot lock members
 //     out; the per-IP cap applies to everyone.
-//   - time before the first byte: firstByteTimeout (30 minutes) for a
-//     member's IP, because Dragonboat's snapshot sender connects long
-//     before its first chunk (see firstByteTimeout); strangerFirstByte (10
-//     s) for any other IP once membership is known, since no snapshot
-//     sender lives there. Until membership is known (a starting node)
-//     everyone gets the long bound, as before. The silent cap
-//     (maxSilent) evicts a stranger's connection before a member's.
+//   - time before the first byte: firstByteTimeout (30 minutes), because
+//     Dragonboat's snapshot sender connects long before its first chunk
+//     (see firstByteTimeout). Under pressure (more than half of maxSilent
+//     connections silent) a new connection from an IP that hosts no
+//     member gets strangerFirstByte (10 s) instead, and the silent cap
+//     evicts a stranger's connection before a member's. Not always: a
+//     member this node does not know yet (it lags behind the entry that
+//     added it: it was down while a node was replaced) may be the leader
+//     it needs a snapshot from, and a short bound would cut that stream
+//     before its first chunk, every time. Until membership is known (a
+//     starting node) nobody is a stranger.
 //   - the first Raft frame: its 20-byte head must arrive within
 //     headerTimeout of the first byte and be valid (magic, method, size
 //     at most raftnet's bound, header checksum) before the transport
@@ -82,6 +87,30 @@ type raftCaps struct {
 	// Refusals after admission; handshakeFailed counts failed TLS
 	// handshakes (node TLS increments it).
 	firstByteTimeouts, silentEvicted, badFirstFrame, handshakeFailed atomic.Uint64
+
+	// logMu rate-limits the refusal log (refusalLogEvery).
+	logMu   sync.Mutex
+	lastLog time.Time
+	skipped int
+}
+
+// refusalLogEvery is the least time between two log lines about
+// connections closed before proving themselves: a flood must not become a
+// flood of log lines (the counters in /status count every one).
+const refusalLogEvery = 10 * time.Second
+
+// logRefusal logs a closed connection unless one was logged within
+// refusalLogEvery.
+func (m *raftMux) logRefusal(msg string, c net.Conn, err error) {
+	k := m.caps
+	k.logMu.Lock()
+	defer k.logMu.Unlock()
+	if time.Since(k.lastLog) < refusalLogEvery {
+		k.skipped++
+		return
+	}
+	m.log.Warn(msg, zap.Stringer("remote", c.RemoteAddr()), zap.Error(err), zap.Int("refusals_not_logged", k.skipped))
+	k.lastLog, k.skipped = time.Now(), 0
 }
 
 // initCaps sets the default bounds; setLimits changes the caps before
@@ -118,9 +147,13 @@ func (c *raftCaps) isMember(ip netip.Addr) bool {
 	return s != nil && (*s)[ip.Unmap()]
 }
 
-// firstByteFor is the bound on c's silence before its first byte.
+// firstByteFor is the bound on c's silence before its first byte (c is
+// among the silent already).
 func (m *raftMux) firstByteFor(c net.Conn) time.Duration {
-	if m.caps.members.Load() == nil || m.caps.isMember(connlimit.IPOf(c.RemoteAddr())) {
+	m.mu.Lock()
+	pressure := len(m.silent) > m.silentCap/2
+	m.mu.Unlock()
+	if !pressure || m.caps.members.Load() == nil || m.caps.isMember(connlimit.IPOf(c.RemoteAddr())) {
 		return m.firstByte
 	}
 	return min(m.firstByte, m.caps.strangerFirstByte)
@@ -132,7 +165,7 @@ func (m *raftMux) noFirstByte(c net.Conn, err error) {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		m.caps.firstByteTimeouts.Add(1)
-		m.log.Debug("raft port: closing a connection silent past its bound", zap.Stringer("remote", c.RemoteAddr()), zap.Error(errSilent))
+		m.logRefusal("raft port: closing a connection silent past its bound", c, errSilent)
 	}
 }
 
@@ -147,7 +180,7 @@ func (m *raftMux) firstFrameOK(c net.Conn, br *bufio.Reader) bool {
 	_ = c.SetReadDeadline(time.Time{})
 	if err != nil {
 		m.caps.badFirstFrame.Add(1)
-		m.log.Debug("raft port: closing a connection whose first frame is incomplete or invalid", zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
+		m.logRefusal("raft port: closing a connection whose first frame is incomplete or invalid", c, err)
 		return false
 	}
 	return true

@@ -140,21 +140,71 @@ func TestRaftCapsMembersExemptFromTotal(t *testing.T) {
 	}
 }
 
-// Once membership is known a stranger's silent connection is cut after the
-// short bound; a member's may stay silent (a snapshot sender before its
-// first chunk).
+// Under pressure (more than half the silent cap silent) a stranger's new
+// silent connection is cut after the short bound; a member's may stay
+// silent (a snapshot sender before its first chunk), and so may a
+// stranger's without pressure.
 func TestRaftCapsStrangerFirstByte(t *testing.T) {
-	m := startCappedMux(t, 0, 0, []string{"127.0.0.1"}, func(m *raftMux) { m.caps.strangerFirstByte = 300 * time.Millisecond })
-	stranger := dialMux(t, m, "127.0.0.2")
+	m := startCappedMux(t, 0, 0, []string{"127.0.0.1"}, func(m *raftMux) {
+		m.caps.strangerFirstByte = 300 * time.Millisecond
+		m.silentCap = 4
+	})
+	calm := []net.Conn{dialMux(t, m, "127.0.0.2"), dialMux(t, m, "127.0.0.2")}
+	waitSilent(t, m, 2)
+	pressed := dialMux(t, m, "127.0.0.2")
+	waitSilent(t, m, 3)
 	member := dialMux(t, m, "127.0.0.1")
-	if !closed(stranger, 5*time.Second) {
-		t.Fatal("a silent stranger was not cut")
+	if !closed(pressed, 5*time.Second) {
+		t.Fatal("a silent stranger under pressure was not cut")
 	}
 	if !echoes(member) {
 		t.Fatal("a member's silent connection was cut with the stranger's")
 	}
+	for _, c := range calm {
+		if !echoes(c) {
+			t.Fatal("a stranger's silent connection without pressure was cut")
+		}
+	}
 	if n := refusedCounts(m)["first_byte_timeout"]; n != 1 {
 		t.Fatalf("first_byte_timeout refusals %d, want 1", n)
+	}
+}
+
+// waitSilent waits until n connections wait for their first byte.
+func waitSilent(t *testing.T, m *raftMux, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m.mu.Lock()
+		got := len(m.silent)
+		m.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d silent connections, want %d", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Past the silent cap a stranger's connection is evicted before an older
+// member's.
+func TestRaftCapsEvictsStrangerFirst(t *testing.T) {
+	m := startCappedMux(t, 0, 0, []string{"127.0.0.1"}, func(m *raftMux) { m.silentCap = 2 })
+	member := dialMux(t, m, "127.0.0.1")
+	waitSilent(t, m, 1)
+	stranger := dialMux(t, m, "127.0.0.2")
+	waitSilent(t, m, 2)
+	late := dialMux(t, m, "127.0.0.3")
+	if !closed(stranger, 5*time.Second) {
+		t.Fatal("the stranger's silent connection was not evicted")
+	}
+	if !echoes(member) || !echoes(late) {
+		t.Fatal("the member's (older) or the newest connection was cut")
+	}
+	if n := refusedCounts(m)["silent_evicted"]; n != 1 {
+		t.Fatalf("silent_evicted %d, want 1", n)
 	}
 }
 

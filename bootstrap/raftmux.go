@@ -170,7 +170,7 @@ func (m *raftMux) waitFirstByte(c net.Conn) {
 	}
 	delete(m.silent, oldest)
 	m.caps.silentEvicted.Add(1)
-	m.log.Warn("raft port: too many connections waiting for their first byte; closing the oldest", zap.Stringer("remote", oldest.RemoteAddr()))
+	m.logRefusal("raft port: too many connections waiting for their first byte; closing the oldest", oldest, errSilent)
 	_ = oldest.Close()
 }
 
