@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -230,5 +231,24 @@ func TestRaftCapsBadFirstFrame(t *testing.T) {
 	}
 	if n := refusedCounts(m)["bad_first_frame"]; n != 2 {
 		t.Fatalf("bad_first_frame refusals %d, want 2", n)
+	}
+}
+
+// HTTP on the Raft port: headers past raftHTTPMaxHeaderBytes are refused
+// (431), not buffered.
+func TestRaftCapsHTTPHeaderBytes(t *testing.T) {
+	m := startCappedMux(t, 0, 0, nil, nil)
+	req, err := http.NewRequest(http.MethodGet, "http://"+m.ln.Addr().String()+"/skiff/node", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Big", strings.Repeat("a", 2*raftHTTPMaxHeaderBytes))
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d for %d bytes of headers", resp.StatusCode, 2*raftHTTPMaxHeaderBytes)
 	}
 }
