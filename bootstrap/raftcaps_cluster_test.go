@@ -142,4 +142,13 @@ func TestRaftPortFloodKeepsReplicating(t *testing.T) {
 	if doc.Mux.Addr != n1.cfg.RaftAddr || doc.Mux.PerIP != perIP || doc.Mux.Refused["per_ip_cap"] == 0 || doc.Mux.Total < doc.Mux.Refused["per_ip_cap"] {
 		t.Fatalf("status mux %+v", doc.Mux)
 	}
+	// The members' Raft addresses are all on 127.0.0.1: one member IP,
+	// learnt from the membership within memberRefresh.
+	deadline = time.Now().Add(10 * memberRefresh)
+	for n1.mux.status().(map[string]any)["member_ips"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("member_ips %v, want 1", n1.mux.status().(map[string]any)["member_ips"])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

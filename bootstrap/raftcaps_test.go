@@ -252,3 +252,25 @@ func TestRaftCapsHTTPHeaderBytes(t *testing.T) {
 		t.Fatalf("status %d for %d bytes of headers", resp.StatusCode, 2*raftHTTPMaxHeaderBytes)
 	}
 }
+
+// Member IPs: literal addresses as they are (IPv4-mapped unmapped), names
+// resolved; one that does not resolve makes the membership unknown rather
+// than take a member for a stranger.
+func TestResolveMemberIPs(t *testing.T) {
+	ctx := t.Context()
+	got := resolveIPs(ctx, []string{"10.1.2.3:4002", "[::ffff:10.1.2.4]:4002", "[fd00::1]:4002", "localhost:4002"})
+	if got == nil {
+		t.Fatal("resolvable addresses gave no member set")
+	}
+	for _, want := range []string{"10.1.2.3", "10.1.2.4", "fd00::1"} {
+		if !(*got)[netip.MustParseAddr(want)] {
+			t.Errorf("%s missing from %v", want, *got)
+		}
+	}
+	if !(*got)[netip.MustParseAddr("127.0.0.1")] && !(*got)[netip.MustParseAddr("::1")] {
+		t.Errorf("localhost not resolved: %v", *got)
+	}
+	if got := resolveIPs(ctx, []string{"10.1.2.3:4002", "no-such-host.invalid:4002"}); got != nil {
+		t.Fatalf("an unresolvable member gave a member set %v", *got)
+	}
+}
