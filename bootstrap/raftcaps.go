@@ -47,8 +47,10 @@ import (
 //     raftHTTPMaxHeaderBytes, each part of a body within raftHTTPBody.
 //   - TLS (nodetls): the handshake within handshakeTimeout.
 //
-// A member's IP is only an IP: a stranger on a member's host gets a
-// member's bounds. Proving who a peer is takes node TLS; these bounds
+// A member's IP is the one its advertised Raft address resolves to: a
+// member connecting from another source address (NAT) is a stranger,
+// which matters only under a flood. And an IP is only an IP: a stranger
+// on a member's host gets a member's bounds. Proving who a peer is takes node TLS; these bounds
 // keep the port alive under a flood, they do not authenticate.
 const (
 	// DefaultRaftMaxConns and DefaultRaftMaxConnsPerIP are the Raft
