@@ -39,7 +39,7 @@ import (
 //     before its first chunk, every time. Until membership is known (a
 //     starting node) nobody is a stranger.
 //   - the first Raft frame: its 20-byte head must arrive within
-//     headerTimeout of the first byte and be valid (magic, method, size
+//     firstFrameTimeout of the first byte and be valid (magic, method, size
 //     at most raftnet's bound, header checksum) before the transport
 //     sees the connection; the payload's bytes are then read as they
 //     arrive, never allocated ahead (raftnet's frameReader).
@@ -50,8 +50,9 @@ import (
 // A member's IP is the one its advertised Raft address resolves to: a
 // member connecting from another source address (NAT) is a stranger,
 // which matters only under a flood. And an IP is only an IP: a stranger
-// on a member's host gets a member's bounds. Proving who a peer is takes node TLS; these bounds
-// keep the port alive under a flood, they do not authenticate.
+// on a member's host gets a member's bounds. Proving who a peer is takes
+// node TLS; these bounds keep the port alive under a flood, they do not
+// authenticate.
 const (
 	// DefaultRaftMaxConns and DefaultRaftMaxConnsPerIP are the Raft
 	// port's caps (Config.RaftMaxConns, -raft-max-conns).
@@ -68,7 +69,8 @@ const (
 	raftHTTPIdleTimeout    = 2 * time.Minute
 	raftHTTPBody           = 30 * time.Second
 	// memberRefresh is how often the member IPs are recomputed from the
-	// published membership (and host names resolved again).
+	// published membership; memberResolve, how often host names in it
+	// are resolved again.
 	memberRefresh = 2 * time.Second
 	memberResolve = 30 * time.Second
 )
