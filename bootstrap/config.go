@@ -125,6 +125,12 @@ type Config struct {
 	// Ingest takes SQL commands in from NATS JetStream (-ingest-config);
 	// nil takes none.
 	Ingest *ingest.Config
+	// HTTPMaxConns, HTTPMaxConnsPerIP, RaftMaxConns and RaftMaxConnsPerIP
+	// cap each port's open connections, in total and from one remote IP
+	// (-http-max-conns and the like); 0: the default (gateway's, and
+	// raftcaps.go's).
+	HTTPMaxConns, HTTPMaxConnsPerIP int
+	RaftMaxConns, RaftMaxConnsPerIP int
 }
 
 // WithDefaults fills zero fields.
@@ -215,6 +221,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPAdvAddr == c.RaftAdvAddr {
 		return bad("advertised HTTP and Raft addresses must differ (%s)", c.HTTPAdvAddr)
+	}
+	if c.HTTPMaxConns < 0 || c.HTTPMaxConnsPerIP < 0 || c.RaftMaxConns < 0 || c.RaftMaxConnsPerIP < 0 {
+		return bad("connection caps must not be negative")
 	}
 	if _, err := raftLogLevel(c.RaftLogLevel); err != nil {
 		return err

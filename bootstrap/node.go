@@ -242,7 +242,10 @@ func Start(cfg Config) (*Node, error) {
 		}
 		sections = append(sections, gateway.Section{Name: "ingest", Status: ing.Status, Vars: ing.Vars})
 	}
+	// n.mux is set below, before the gateway serves.
+	sections = append(sections, gateway.Section{Name: "mux", Status: func() any { return n.mux.status() }})
 	gw, err := gateway.New(gateway.Config{
+		MaxConns: cfg.HTTPMaxConns, MaxConnsPerIP: cfg.HTTPMaxConnsPerIP,
 		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Auth: cfg.Auth, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
 		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints, TLS: cfg.HTTPTLS, PeerTLS: nodeTLS.Client(),
 		Store: gateway.StoreInfo{
@@ -262,7 +265,14 @@ func Start(cfg Config) (*Node, error) {
 	n.raftIn = &raftnet.Inbound{}
 	n.mux = newRaftMux(raftLn, n.raftIn.Serve, n.withPeersOffer(n.withCDCPeer(gw.PeerHandler())), log.Named("raftmux"))
 	n.mux.useTLS(nodeTLS)
+	if err := n.mux.setLimits(cfg.RaftMaxConns, cfg.RaftMaxConnsPerIP); err != nil {
+		ln.Close()
+		raftLn.Close()
+		n.closeCDC()
+		return nil, err
+	}
 	n.mux.start()
+	go n.mux.watchMembers(n.stopCtx, life.State)
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.
 	n.sup.Declare("replica", "cdc")

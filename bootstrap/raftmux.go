@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors/replica/raftnet"
+	"github.com/skiffdb/skiff/gateway/connlimit"
 )
 
 // raftMux shares the advertised Raft address between Dragonboat and Skiff's
@@ -41,6 +42,8 @@ type raftMux struct {
 	firstByte time.Duration
 	silent    map[net.Conn]time.Time
 	silentCap int
+	// caps are the connection bounds and refusal counters (raftcaps.go).
+	caps *raftCaps
 }
 
 // dragonboatMagic starts every Raft transport connection (Dragonboat's
@@ -73,6 +76,7 @@ func newRaftMux(ln net.Listener, raft func(net.Conn) bool, h http.Handler, log *
 	m := &raftMux{ln: ln, raft: raft, log: log, firstByte: firstByteTimeout, silent: map[net.Conn]time.Time{}, silentCap: maxSilent,
 		httpLn: &chanListener{addr: ln.Addr(), c: make(chan net.Conn), done: make(chan struct{})}}
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: httpHeaderTimeout, ErrorLog: zap.NewStdLog(log)}
+	m.initCaps()
 	return m
 }
 
@@ -92,7 +96,7 @@ func (m *raftMux) start() {
 
 // accept accepts until the listener is closed.
 func (m *raftMux) accept() {
-	raftnet.AcceptLoop(m.ln, m.log, func(c net.Conn) {
+	raftnet.AcceptLoop(m.caps.lim.Listen(m.ln), m.log, func(c net.Conn) {
 		m.wg.Add(1) // accept's own count keeps the group above zero
 		go func() { defer m.wg.Done(); m.route(c) }()
 	})
@@ -110,13 +114,14 @@ func (m *raftMux) route(c net.Conn) {
 		return // refused: closed, logged and counted
 	}
 	m.waitFirstByte(c)
-	_ = c.SetReadDeadline(time.Now().Add(m.firstByte))
+	_ = c.SetReadDeadline(time.Now().Add(m.firstByteFor(c)))
 	br := bufio.NewReader(c)
 	first, err := br.Peek(1)
 	m.mu.Lock()
 	delete(m.silent, c)
 	m.mu.Unlock()
 	if err != nil {
+		m.noFirstByte(c, err)
 		_ = c.Close()
 		return
 	}
@@ -134,14 +139,19 @@ func (m *raftMux) route(c net.Conn) {
 		}
 		return
 	}
+	if first[0] == dragonboatMagic && !m.firstFrameOK(c, br) {
+		_ = c.Close()
+		return
+	}
 	if !m.raft(pc) {
 		_ = c.Close() // Raft has not started here yet; the peer retries
 	}
 }
 
 // waitFirstByte records c as silent; past maxSilent the oldest silent
-// connection is closed, so that idle connections cannot lock real peers out
-// (a real peer reconnects; its transport retries).
+// connection is closed, a stranger's before a member's (raftcaps.go), so
+// that idle connections cannot lock real peers out (a real peer
+// reconnects; its transport retries).
 func (m *raftMux) waitFirstByte(c net.Conn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -149,15 +159,22 @@ func (m *raftMux) waitFirstByte(c net.Conn) {
 	if len(m.silent) <= m.silentCap {
 		return
 	}
-	var oldest net.Conn
-	var at time.Time
+	var oldest, stranger net.Conn
+	var at, strangerAt time.Time
 	for sc, t := range m.silent {
 		if oldest == nil || t.Before(at) {
 			oldest, at = sc, t
 		}
+		if (stranger == nil || t.Before(strangerAt)) && !m.caps.isMember(connlimit.IPOf(sc.RemoteAddr())) {
+			stranger, strangerAt = sc, t
+		}
+	}
+	if stranger != nil {
+		oldest = stranger
 	}
 	delete(m.silent, oldest)
-	m.log.Warn("raft port: too many connections waiting for their first byte; closing the oldest", zap.Stringer("remote", oldest.RemoteAddr()))
+	m.caps.silentEvicted.Add(1)
+	m.logRefusal("raft port: too many connections waiting for their first byte; closing the oldest", oldest, errSilent)
 	_ = oldest.Close()
 }
 

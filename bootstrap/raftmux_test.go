@@ -2,6 +2,8 @@ package bootstrap
 
 import (
 	"bufio"
+	"encoding/binary"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/http"
@@ -30,7 +32,7 @@ func TestRaftMuxSplitsRaftFromHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	msg := []byte{0xAE, 0x7D, 'r', 'a', 'f', 't'}
+	msg := testFrame([]byte("raft"))
 	if _, err := c.Write(msg); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +89,7 @@ func TestRaftMuxKeepsSilentConnections(t *testing.T) {
 	}
 	defer silent.Close()
 	time.Sleep(time.Second) // silent, but within firstByte
-	msg := []byte{0xAE, 1, 2, 3}
+	msg := testFrame([]byte{1, 2, 3})
 	if _, err := silent.Write(msg); err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +159,18 @@ func TestRaftMuxClosesOldestSilent(t *testing.T) {
 	if _, err := io.ReadFull(conns[2], buf); err != nil || string(buf) != "HTTP/1.1 404" {
 		t.Fatalf("newest connection: %q, %v", buf, err)
 	}
+}
+
+// testFrame is a Raft message frame (raftnet's wire format) carrying
+// payload, as a peer's first frame.
+func testFrame(payload []byte) []byte {
+	f := make([]byte, 20, 20+len(payload))
+	f[0], f[1] = 0xAE, 0x7D
+	binary.BigEndian.PutUint16(f[2:], 100)
+	binary.BigEndian.PutUint64(f[4:], uint64(len(payload)))
+	binary.BigEndian.PutUint32(f[16:], crc32.ChecksumIEEE(payload))
+	binary.BigEndian.PutUint32(f[12:], crc32.ChecksumIEEE(f[2:20]))
+	return append(f, payload...)
 }
 
 // echoRaft stands in for the Raft transport: it echoes what it reads,

@@ -22,11 +22,6 @@ import (
 // network Raft itself could run on.
 const handshakeTimeout = 10 * time.Second
 
-// refusalLogEvery spaces the log lines about one remote host's refused
-// handshakes: a misconfigured peer retries forever, and a flood of
-// handshakes must not flood the log (the counter counts them all).
-const refusalLogEvery = 10 * time.Second
-
 // muxTLS is the Raft port's node-to-node TLS (nodetls); its zero value is
 // plaintext. When on, every accepted connection is a TLS connection: the
 // first-byte routing runs on the decrypted stream.

@@ -25,6 +25,20 @@ const (
 	DefaultShutdownTimeout = 10 * time.Second
 	// DefaultReadHeaderTimeout drops clients that never finish headers.
 	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultMaxHeaderBytes bounds a request's headers (net/http's
+	// default, which rqlite serves with).
+	DefaultMaxHeaderBytes = 1 << 20
+	// DefaultIdleTimeout closes keep-alive connections idle this long.
+	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultBodyReadTimeout bounds the wait for each part of a request
+	// body (connlimit.BodyProgress), not the whole body: /db/load and
+	// /boot stream bodies of any size.
+	DefaultBodyReadTimeout = time.Minute
+	// DefaultMaxConns and DefaultMaxConnsPerIP cap the HTTP port's open
+	// connections. They are generous: load generators and connection
+	// pools keep hundreds of keep-alive connections from one host.
+	DefaultMaxConns      = 4096
+	DefaultMaxConnsPerIP = 1024
 )
 
 // ErrInvalidConfig is returned by Config.Validate.
@@ -38,6 +52,15 @@ type Config struct {
 	RequestTimeout    time.Duration
 	ShutdownTimeout   time.Duration
 	ReadHeaderTimeout time.Duration
+	// MaxHeaderBytes, IdleTimeout and BodyReadTimeout bound what a client
+	// may send and hold (defaults above).
+	MaxHeaderBytes  int
+	IdleTimeout     time.Duration
+	BodyReadTimeout time.Duration
+	// MaxConns and MaxConnsPerIP cap the open connections, in total and
+	// from one remote IP; a connection past a cap is closed at once and
+	// counted in /status http.
+	MaxConns, MaxConnsPerIP int
 	// Version is reported in X-Rqlite-Version, X-Skiff-Version and /status.
 	Version string
 	// AllowOrigin is sent as Access-Control-Allow-Origin (rqlited's
@@ -91,6 +114,21 @@ func (c Config) WithDefaults() Config {
 	if c.ReadHeaderTimeout == 0 {
 		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.BodyReadTimeout == 0 {
+		c.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
 	if c.Version == "" {
 		c.Version = "unknown"
 	}
@@ -109,6 +147,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxBodyBytes %d < 1", ErrInvalidConfig, c.MaxBodyBytes)
 	case c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0:
 		return fmt.Errorf("%w: timeouts must be positive", ErrInvalidConfig)
+	case c.MaxHeaderBytes < 0 || c.IdleTimeout < 0 || c.BodyReadTimeout < 0 || c.MaxConns < 0 || c.MaxConnsPerIP < 0:
+		return fmt.Errorf("%w: header, idle, body and connection bounds must not be negative", ErrInvalidConfig)
 	}
 	if c.TLS != nil {
 		if err := c.TLS.Validate(); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/gateway/connlimit"
 	"github.com/skiffdb/skiff/gateway/tlsreload"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
@@ -64,6 +65,8 @@ type Gateway struct {
 	// certs and tlsConf are set when serving HTTPS.
 	certs   *tlsreload.Reloader
 	tlsConf *tls.Config
+	// conns caps the listener's connections (counted in /status http).
+	conns *connlimit.Limiter
 }
 
 // counters are the gateway's request counts, shown in /debug/vars.
@@ -85,9 +88,16 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, queue: q, state: state,
 		peers: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute,
 			TLSClientConfig: cfg.PeerTLS, TLSHandshakeTimeout: 10 * time.Second}}}
+	conns, err := connlimit.New(connlimit.Config{Name: "http", MaxConns: cfg.MaxConns, MaxPerIP: cfg.MaxConnsPerIP, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	g.conns = conns
 	g.srv = &http.Server{
-		Handler:           g,
+		Handler:           connlimit.BodyProgress(g, cfg.BodyReadTimeout),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          zap.NewStdLog(cfg.Logger.Named("http")),
 	}
 	if t := cfg.TLS; t != nil {
@@ -108,11 +118,12 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 // requests finish (bounded by ShutdownTimeout).
 func (g *Gateway) Run(ctx context.Context) error {
 	errC := make(chan error, 1)
-	ln := g.ln
+	// Capped before TLS: a refused connection costs no handshake.
+	ln := g.conns.Listen(g.ln)
 	if g.tlsConf != nil {
 		// The listener stays the one bootstrap bound (no refused
 		// connections at start); TLS wraps each accepted connection.
-		ln = tls.NewListener(g.ln, g.tlsConf)
+		ln = tls.NewListener(ln, g.tlsConf)
 		rctx, stopReload := context.WithCancel(ctx)
 		defer stopReload()
 		go func() { _ = g.certs.Run(rctx) }()

@@ -175,6 +175,7 @@ func (g *Gateway) httpSection() obj {
 		authState = "enabled"
 	}
 	sec := obj{"auth": authState, "bind_addr": g.ln.Addr().String(), "tls": g.tlsSection()}
+	g.connSection(sec)
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
 	if st, err := g.queue.Stats(ctx); err == nil {
@@ -182,6 +183,17 @@ func (g *Gateway) httpSection() obj {
 			"sequence_number": st.SequenceNumber, "timeout": st.Timeout.String(), "pending": st.Pending}}
 	}
 	return sec
+}
+
+// connSection adds Skiff's connection counters (connlimit) to http.
+func (g *Gateway) connSection(sec obj) {
+	st := g.conns.Stats()
+	sec["conns_open"] = st.Open
+	sec["conns_refused"] = st.RefusedTotal + st.RefusedPerIP
+	sec["conns"] = obj{"max": g.cfg.MaxConns, "max_per_ip": g.cfg.MaxConnsPerIP,
+		"refused_total_cap": st.RefusedTotal, "refused_per_ip_cap": st.RefusedPerIP,
+		"read_header_timeout": g.cfg.ReadHeaderTimeout.String(), "body_read_timeout": g.cfg.BodyReadTimeout.String(),
+		"idle_timeout": g.cfg.IdleTimeout.String(), "max_header_bytes": g.cfg.MaxHeaderBytes}
 }
 
 // statsTimeout bounds asking another actor for /status counters.

@@ -97,6 +97,10 @@ var monitoringTypes = map[string]string{
 	"store.sqlite3.version":           "string",
 	"store.sqlite3.pragmas.ro":        "object",
 	"store.sqlite3.pragmas.rw":        "object",
+	// rqlite's tcp/mux.go Stats, all strings.
+	"mux.addr":      "string",
+	"mux.timeout":   "string",
+	"mux.encrypted": "string",
 }
 
 // varsTypes are the /debug/vars counters (API.md 1.1, 2.1): all numbers.

@@ -177,3 +177,20 @@ func (f *frameReader) next() (uint16, []byte, error) {
 }
 
 func crcOf(b []byte) uint32 { return crc32.ChecksumIEEE(b) }
+
+// FrameHeadSize is the bytes a frame starts with: magic and header.
+const FrameHeadSize = frameHead
+
+// CheckFrameStart reports whether b, at least FrameHeadSize bytes, starts
+// a valid frame (magic, method, size, header checksum), without reading
+// further: Skiff's Raft-port mux checks a connection's first frame before
+// it hands the connection to the transport. Errors wrap ErrBadFrame.
+func CheckFrameStart(b []byte) error {
+	if len(b) < frameHead || b[0] != magic[0] || b[1] != magic[1] {
+		return fmt.Errorf("%w: no magic", ErrBadFrame)
+	}
+	var h [headerSize]byte
+	copy(h[:], b[2:frameHead]) // decodeHeader writes to its argument
+	_, err := decodeHeader(h[:])
+	return err
+}

@@ -151,3 +151,42 @@ func TestFrameSizeIsNotTrusted(t *testing.T) {
 		t.Fatalf("reading 1,020 bytes of a frame claiming 1 GiB allocated %d MiB", grew>>20)
 	}
 }
+
+// CheckFrameStart accepts a valid frame head and refuses anything else
+// with ErrBadFrame, without reading the payload.
+func TestCheckFrameStart(t *testing.T) {
+	good := frameOf(methodRaft, []byte("payload"))
+	resum := func(f []byte) []byte { // header checksum recomputed
+		binary.BigEndian.PutUint32(f[12:], 0)
+		binary.BigEndian.PutUint32(f[12:], crcOf(f[2:frameHead]))
+		return f
+	}
+	mutate := func(fn func(f []byte) []byte) []byte {
+		return fn(append([]byte(nil), good...))
+	}
+	cases := []struct {
+		name string
+		b    []byte
+		ok   bool
+	}{
+		{"valid", good, true},
+		{"valid head alone", good[:FrameHeadSize], true},
+		{"snapshot chunk", frameOf(methodSnapshot, []byte("c")), true},
+		{"short", good[:FrameHeadSize-1], false},
+		{"no magic", mutate(func(f []byte) []byte { f[1] = 0; return f }), false},
+		{"header checksum", mutate(func(f []byte) []byte { f[9]++; return f }), false},
+		{"unknown method", mutate(func(f []byte) []byte { binary.BigEndian.PutUint16(f[2:], 7); return resum(f) }), false},
+		{"empty payload", mutate(func(f []byte) []byte { binary.BigEndian.PutUint64(f[4:], 0); return resum(f) }), false},
+		{"oversized", mutate(func(f []byte) []byte { binary.BigEndian.PutUint64(f[4:], maxPayload+1); return resum(f) }), false},
+	}
+	for _, tc := range cases {
+		before := append([]byte(nil), tc.b...)
+		err := CheckFrameStart(tc.b)
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrBadFrame)) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if string(before) != string(tc.b) {
+			t.Errorf("%s: the bytes checked were modified", tc.name)
+		}
+	}
+}
