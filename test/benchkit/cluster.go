@@ -240,9 +240,14 @@ func Leader(nodes []*Node) (*Node, error) {
 // Profile writes a CPU profile of the node at addr, taken over the middle
 // of a workload of duration d (its setup and its tail left out).
 func Profile(addr string, d time.Duration, path string) error {
+	return ProfileNode(&Node{HTTP: addr}, d, path)
+}
+
+// ProfileNode is Profile for a node reached through its Access.
+func ProfileNode(n *Node, d time.Duration, path string) error {
 	secs := max(1, int((d - 2*time.Second).Seconds()))
 	time.Sleep(time.Second)
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+	resp, err := n.Get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
 	if err != nil {
 		return err
 	}

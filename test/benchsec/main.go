@@ -51,6 +51,7 @@ type options struct {
 	preload int
 	nodeTLS bool
 	keep    bool
+	profile string
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.IntVar(&o.preload, "o", 10000, "Rows preloaded in each cluster (the point reads pick among them)")
 	flag.BoolVar(&o.nodeTLS, "node-tls", false, "Also measure inserts on a cluster with node-to-node TLS (-node-cert, -node-key, -node-ca-cert); needs a skiffd that accepts those flags")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the data directories, logs and certificate (printed at the end)")
+	flag.StringVar(&o.profile, "profile", "", "Directory to write a CPU profile of each variant's leader per workload, first round (go tool pprof -top bin/skiffd dir/read-none-https.prof)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchsec:", err)
@@ -80,6 +82,7 @@ const (
 // variant is one cluster and how it is reached.
 type variant struct {
 	name   string
+	file   string // in profile file names
 	flags  []string
 	access benchkit.Access
 	c      *benchkit.Cluster
@@ -95,6 +98,7 @@ type sample struct {
 // workload is one group of rows: the same load on several variants.
 type workload struct {
 	name     string
+	file     string // in profile file names
 	cfg      bench.Config
 	variants []*variant
 	samples  map[*variant][]sample
@@ -129,14 +133,14 @@ func run(o options) error {
 	}
 
 	vs := []*variant{
-		{name: plain},
-		{name: https, flags: []string{"-http-cert", cert, "-http-key", key}, access: benchkit.Access{TLS: &tls.Config{RootCAs: pool}}},
-		{name: auth, flags: []string{"-auth", authFile}, access: benchkit.Access{User: user, Password: password}},
+		{name: plain, file: "plain"},
+		{name: https, file: "https", flags: []string{"-http-cert", cert, "-http-key", key}, access: benchkit.Access{TLS: &tls.Config{RootCAs: pool}}},
+		{name: auth, file: "auth", flags: []string{"-auth", authFile}, access: benchkit.Access{User: user, Password: password}},
 	}
 	if o.nodeTLS {
 		// The certificate is its own CA and names 127.0.0.1, the address
 		// peers dial.
-		vs = append(vs, &variant{name: nodeTLS, flags: []string{"-node-cert", cert, "-node-key", key, "-node-ca-cert", cert}})
+		vs = append(vs, &variant{name: nodeTLS, file: "nodetls", flags: []string{"-node-cert", cert, "-node-key", key, "-node-ca-cert", cert}})
 	}
 	defer func() {
 		for _, v := range vs {
@@ -171,9 +175,14 @@ func run(o options) error {
 	}
 	api := vs[:3]
 	ws := []*workload{
-		{name: "point read, level=none", cfg: read("none"), variants: api},
-		{name: "point read, level=weak (the default)", cfg: read("weak"), variants: api},
-		{name: "insert, one row per request", cfg: bench.Config{Workload: bench.WorkloadInsert, NoSetup: true}, variants: vs},
+		{name: "point read, level=none", file: "read-none", cfg: read("none"), variants: api},
+		{name: "point read, level=weak (the default)", file: "read-weak", cfg: read("weak"), variants: api},
+		{name: "insert, one row per request", file: "insert", cfg: bench.Config{Workload: bench.WorkloadInsert, NoSetup: true}, variants: vs},
+	}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
 	}
 	for _, w := range ws {
 		w.cfg.Workers, w.cfg.Duration = o.workers, o.d
@@ -184,7 +193,11 @@ func run(o options) error {
 				slices.Reverse(order)
 			}
 			for _, v := range order {
-				s, err := measure(v, config(v, w.cfg))
+				prof := ""
+				if o.profile != "" && i == 0 {
+					prof = filepath.Join(o.profile, w.file+"-"+v.file+".prof")
+				}
+				s, err := measure(v, config(v, w.cfg), prof)
 				if err != nil {
 					return fmt.Errorf("%s, %s: %w", w.name, v.name, err)
 				}
@@ -251,12 +264,22 @@ func certPool(file string) (*x509.CertPool, error) {
 }
 
 // measure runs cfg on v, sampling the nodes' CPU (and the leader's alone)
-// around it.
-func measure(v *variant, cfg bench.Config) (sample, error) {
+// around it, and writes the leader's CPU profile to prof unless it is "".
+func measure(v *variant, cfg bench.Config, prof string) (sample, error) {
 	leader := []*benchkit.Node{v.c.Leader}
+	var profiled chan error
+	if prof != "" {
+		profiled = make(chan error, 1)
+		go func() { profiled <- benchkit.ProfileNode(v.c.Leader, cfg.Duration, prof) }()
+	}
 	nb, lb := benchkit.CPUNow(v.c.Nodes), benchkit.CPUNow(leader)
 	res, err := bench.Run(context.Background(), cfg, nil)
 	na, la := benchkit.CPUNow(v.c.Nodes), benchkit.CPUNow(leader)
+	if profiled != nil {
+		if perr := <-profiled; perr != nil {
+			fmt.Fprintf(os.Stderr, "benchsec: %s: profile: %v\n", prof, perr)
+		}
+	}
 	if err != nil {
 		return sample{}, err
 	}
