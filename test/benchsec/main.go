@@ -30,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -154,7 +155,7 @@ func run(o options) error {
 		if err != nil {
 			return fmt.Errorf("%s cluster: %w", v.name, err)
 		}
-		if err := check(v); err != nil {
+		if err := check(v, pool); err != nil {
 			return fmt.Errorf("%s cluster: %w", v.name, err)
 		}
 		if _, err := bench.Run(context.Background(), config(v, bench.Config{Workload: bench.WorkloadRead,
@@ -218,10 +219,17 @@ func config(v *variant, cfg bench.Config) bench.Config {
 }
 
 // check makes sure a cluster is what its name says before it is measured:
-// HTTPS refuses plain HTTP, -auth refuses a request without credentials.
-func check(v *variant) error {
+// HTTPS refuses plain HTTP, -auth refuses a request without credentials,
+// node-to-node TLS completes a TLS handshake on the Raft port.
+func check(v *variant, pool *x509.CertPool) error {
 	l := v.c.Leader
 	switch v.name {
+	case nodeTLS:
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", l.Raft, &tls.Config{RootCAs: pool})
+		if err != nil {
+			return fmt.Errorf("no TLS on the Raft port: %w", err)
+		}
+		_ = c.Close()
 	case https:
 		status, _, err := benchkit.ReadAll(http.Get("http://" + l.HTTP + "/readyz"))
 		if err == nil && status != http.StatusBadRequest {
