@@ -6,7 +6,10 @@
 // certificate made for the run), driven over keep-alive TLS connections;
 // -auth with Basic credentials on every request (over plain HTTP, so that
 // the row is the credentials' cost alone); and, with -node-tls, node-to-node
-// TLS on the Raft port (-node-cert/-node-key/-node-ca-cert). Every cluster
+// TLS on the Raft port (-node-cert/-node-key/-node-ca-cert); and a second
+// plain cluster, measured like a variant, whose ratios to the first (an
+// A/A control) show how far two identical clusters differ in the same
+// run, the noise floor the other ratios are read against. Every cluster
 // runs the same closed-loop workloads on its leader with the same
 // concurrency: point reads at level none and at the default level (weak),
 // and single-row inserts (node TLS: inserts only, the traffic it
@@ -51,6 +54,7 @@ type options struct {
 	runs    int
 	preload int
 	nodeTLS bool
+	control bool
 	keep    bool
 	profile string
 }
@@ -63,6 +67,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "Runs of each variant of a workload, in alternating rounds; each figure is the median of its runs")
 	flag.IntVar(&o.preload, "o", 10000, "Rows preloaded in each cluster (the point reads pick among them)")
 	flag.BoolVar(&o.nodeTLS, "node-tls", false, "Also measure inserts on a cluster with node-to-node TLS (-node-cert, -node-key, -node-ca-cert); needs a skiffd that accepts those flags")
+	flag.BoolVar(&o.control, "control", true, "Also measure a second plain HTTP cluster like any variant (an A/A control): its ratios to plain show this run's noise floor")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the data directories, logs and certificate (printed at the end)")
 	flag.StringVar(&o.profile, "profile", "", "Directory to write a CPU profile of each variant's leader per workload, first round (go tool pprof -top bin/skiffd dir/read-none-https.prof)")
 	flag.Parse()
@@ -75,6 +80,7 @@ func main() {
 // Variant names: the baseline and what each other cluster adds.
 const (
 	plain   = "plain HTTP"
+	control = "plain HTTP again (A/A control)"
 	https   = "HTTPS (keep-alive)"
 	auth    = "-auth (Basic, plain HTTP)"
 	nodeTLS = "node-to-node TLS"
@@ -138,6 +144,9 @@ func run(o options) error {
 		{name: https, file: "https", flags: []string{"-http-cert", cert, "-http-key", key}, access: benchkit.Access{TLS: &tls.Config{RootCAs: pool}}},
 		{name: auth, file: "auth", flags: []string{"-auth", authFile}, access: benchkit.Access{User: user, Password: password}},
 	}
+	if o.control {
+		vs = append(vs, &variant{name: control, file: "control"})
+	}
 	if o.nodeTLS {
 		// The certificate is its own CA and names 127.0.0.1, the address
 		// peers dial.
@@ -163,7 +172,7 @@ func run(o options) error {
 			return fmt.Errorf("%s cluster: preload: %w", v.name, err)
 		}
 	}
-	tlsInfo, err := negotiated(vs[1])
+	tlsInfo, err := negotiated(vs[1]) // https
 	if err != nil {
 		return err
 	}
@@ -174,7 +183,12 @@ func run(o options) error {
 	read := func(level string) bench.Config {
 		return bench.Config{Workload: bench.WorkloadRead, Level: level, Preload: o.preload, NoSetup: true}
 	}
-	api := vs[:3]
+	var api []*variant // every variant but node TLS, which only inserts measure
+	for _, v := range vs {
+		if v.name != nodeTLS {
+			api = append(api, v)
+		}
+	}
 	ws := []*workload{
 		{name: "point read, level=none", file: "read-none", cfg: read("none"), variants: api},
 		{name: "point read, level=weak (the default)", file: "read-weak", cfg: read("weak"), variants: api},
@@ -391,7 +405,8 @@ func report(ws []*workload, base *variant) {
 	fmt.Printf("\nruns (req/s, round by round):\n  %s\n", strings.Join(runs, "\n  "))
 	fmt.Printf("\ncpu µs/req: CPU time per request of the three nodes together, (of the leader alone, which serves every\n" +
 		"request), + of the load generator (this process), from /proc/<pid>/stat and getrusage over each run.\n" +
-		"cpu/req vs plain: the leader's (node-to-node TLS: the three nodes'). added cpu share: (cpu - cpu plain) / cpu.\n")
+		"cpu/req vs plain: the leader's (node-to-node TLS: the three nodes'). added cpu share: (cpu - cpu plain) / cpu.\n" +
+		"A/A control: a second cluster identical to plain HTTP; its distance from 1.000 is this run's noise.\n")
 	if len(tlsShares) > 0 {
 		fmt.Printf("TLS cost per request as a share of the leader's CPU (target < 15%%):")
 		for i, r := range tlsShares {
