@@ -405,8 +405,10 @@ func report(ws []*workload, base *variant) {
 	fmt.Printf("\nruns (req/s, round by round):\n  %s\n", strings.Join(runs, "\n  "))
 	fmt.Printf("\ncpu µs/req: CPU time per request of the three nodes together, (of the leader alone, which serves every\n" +
 		"request), + of the load generator (this process), from /proc/<pid>/stat and getrusage over each run.\n" +
-		"cpu/req vs plain: the leader's (node-to-node TLS: the three nodes'). added cpu share: (cpu - cpu plain) / cpu.\n" +
-		"A/A control: a second cluster identical to plain HTTP; its distance from 1.000 is this run's noise.\n")
+		"cpu/req vs plain: the leader's (node-to-node TLS: the three nodes'). added cpu share: (cpu - cpu plain) / cpu.\n")
+	if slices.ContainsFunc(ws[0].variants, func(v *variant) bool { return v.name == control }) {
+		fmt.Printf("A/A control: a second cluster identical to plain HTTP; its distance from 1.000 is this run's noise.\n")
+	}
 	if len(tlsShares) > 0 {
 		fmt.Printf("TLS cost per request as a share of the leader's CPU (target < 15%%):")
 		for i, r := range tlsShares {
