@@ -239,9 +239,15 @@ func classify(status int, body []byte) string {
 // unless it is empty, and classifies its outcome ("" for success,
 // "transport" when no response came).
 func send(ctx context.Context, c *http.Client, url string, body []byte, auth string) string {
+	kind, _ := sendErr(ctx, c, url, body, auth)
+	return kind
+}
+
+// sendErr is send with the transport error, for messages.
+func sendErr(ctx context.Context, c *http.Client, url string, body []byte, auth string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return "transport"
+		return "transport", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if auth != "" {
@@ -249,12 +255,12 @@ func send(ctx context.Context, c *http.Client, url string, body []byte, auth str
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return "transport"
+		return "transport", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "transport"
+		return "transport", err
 	}
-	return classify(resp.StatusCode, b)
+	return classify(resp.StatusCode, b), nil
 }

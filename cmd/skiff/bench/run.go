@@ -275,7 +275,9 @@ func schedule(ctx context.Context, start time.Time, rate float64, buffer int) <-
 }
 
 func post(ctx context.Context, c *http.Client, url string, body []byte, auth string) error {
-	if kind := send(ctx, c, url, body, auth); kind != "" {
+	if kind, err := sendErr(ctx, c, url, body, auth); err != nil {
+		return err // a *url.Error: it names the URL
+	} else if kind != "" {
 		return fmt.Errorf("%s: %s", url, kind)
 	}
 	return nil
