@@ -70,11 +70,11 @@ bench-cdc: build
 ## and single-row inserts over HTTPS with keep-alive, and with -auth (Basic
 ## credentials on every request), each against plain HTTP: req/s, node CPU
 ## per request (the leader's and the three nodes'), their ratios, and the
-## share of the leader's CPU that TLS adds. NODE_TLS=1 adds inserts with
-## node-to-node TLS against without.
-NODE_TLS ?=
+## share of the leader's CPU that TLS adds; inserts with node-to-node TLS
+## against without; and a second plain cluster as an A/A control (the
+## run's noise).
 bench-security: build
-	$(GO) run ./test/benchsec -skiffd bin/skiffd -d $(BENCH_TIME) -runs $(BENCH_RUNS) $(if $(NODE_TLS),-node-tls)
+	$(GO) run ./test/benchsec -skiffd bin/skiffd -d $(BENCH_TIME) -runs $(BENCH_RUNS)
 
 ## bench-inprocess: the write path through Dragonboat on one node against
 ## raw SQLite running the same INSERTs in-process, side by side in one run.

@@ -5,8 +5,8 @@
 // setting each: plain HTTP; HTTPS on the API (-http-cert/-http-key, a
 // certificate made for the run), driven over keep-alive TLS connections;
 // -auth with Basic credentials on every request (over plain HTTP, so that
-// the row is the credentials' cost alone); and, with -node-tls, node-to-node
-// TLS on the Raft port (-node-cert/-node-key/-node-ca-cert); and a second
+// the row is the credentials' cost alone); node-to-node TLS on the Raft
+// port (-node-cert/-node-key/-node-ca-cert); and a second
 // plain cluster, measured like a variant, whose ratios to the first (an
 // A/A control) show how far two identical clusters differ in the same
 // run, the noise floor the other ratios are read against. Every cluster
@@ -66,7 +66,7 @@ func main() {
 	flag.IntVar(&o.workers, "c", 64, "Closed-loop workers (every variant and workload)")
 	flag.IntVar(&o.runs, "runs", 3, "Runs of each variant of a workload, in alternating rounds; each figure is the median of its runs")
 	flag.IntVar(&o.preload, "o", 10000, "Rows preloaded in each cluster (the point reads pick among them)")
-	flag.BoolVar(&o.nodeTLS, "node-tls", false, "Also measure inserts on a cluster with node-to-node TLS (-node-cert, -node-key, -node-ca-cert); needs a skiffd that accepts those flags")
+	flag.BoolVar(&o.nodeTLS, "node-tls", true, "Also measure inserts on a cluster with node-to-node TLS (-node-cert, -node-key, -node-ca-cert)")
 	flag.BoolVar(&o.control, "control", true, "Also measure a second plain HTTP cluster like any variant (an A/A control): its ratios to plain show this run's noise floor")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the data directories, logs and certificate (printed at the end)")
 	flag.StringVar(&o.profile, "profile", "", "Directory to write a CPU profile of each variant's leader per workload, first round (go tool pprof -top bin/skiffd dir/read-none-https.prof)")
@@ -371,6 +371,7 @@ func report(ws []*workload, base *variant) {
 		share    float64
 	}
 	var tlsShares []verdictRow
+	var nodeTLSLine string
 	var runs []string
 	for _, w := range ws {
 		fmt.Println(w.name)
@@ -393,8 +394,12 @@ func report(ws []*workload, base *variant) {
 						cpuRatio = fmt.Sprintf("%.3f", f.leadUS/b.leadUS)
 					}
 					added = fmt.Sprintf("%.1f%% (%.1f%%)", 100*share(f.leadUS, b.leadUS), 100*share(f.nodesUS, b.nodesUS))
-					if v.name == https {
+					switch v.name {
+					case https:
 						tlsShares = append(tlsShares, verdictRow{w.name, share(f.leadUS, b.leadUS)})
+					case nodeTLS:
+						nodeTLSLine = fmt.Sprintf("node-to-node TLS / without, %s: req/s %.3f, CPU of the three nodes per request %.3f (%.1f%% of it added by TLS)",
+							w.name, f.rps/b.rps, f.nodesUS/b.nodesUS, 100*share(f.nodesUS, b.nodesUS))
 					}
 				}
 			}
@@ -419,6 +424,9 @@ func report(ws []*workload, base *variant) {
 			fmt.Printf("%s %s %.1f%% (%s)", sep, r.workload, 100*r.share, verdict(r.share < 0.15))
 		}
 		fmt.Println()
+	}
+	if nodeTLSLine != "" {
+		fmt.Println(nodeTLSLine)
 	}
 }
 
