@@ -62,9 +62,9 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.skiffd, "skiffd", "bin/skiffd", "skiffd binary")
-	flag.DurationVar(&o.d, "d", 5*time.Second, "Duration of each run")
+	flag.DurationVar(&o.d, "d", 3*time.Second, "Duration of each run")
 	flag.IntVar(&o.workers, "c", 64, "Closed-loop workers (every variant and workload)")
-	flag.IntVar(&o.runs, "runs", 3, "Runs of each variant of a workload, in alternating rounds; each figure is the median of its runs")
+	flag.IntVar(&o.runs, "runs", 5, "Runs of each variant of a workload, in alternating rounds; each figure is the median of its runs")
 	flag.IntVar(&o.preload, "o", 10000, "Rows preloaded in each cluster (the point reads pick among them)")
 	flag.BoolVar(&o.nodeTLS, "node-tls", true, "Also measure inserts on a cluster with node-to-node TLS (-node-cert, -node-key, -node-ca-cert)")
 	flag.BoolVar(&o.control, "control", true, "Also measure a second plain HTTP cluster like any variant (an A/A control): its ratios to plain show this run's noise floor")
