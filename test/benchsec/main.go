@@ -353,13 +353,33 @@ func summarize(ss []sample) figures {
 	return f
 }
 
-// share is the part of cpu that the variant adds over the baseline:
-// (cpu - base) / cpu.
-func share(cpu, base float64) float64 {
-	if cpu <= 0 {
+// paired is the median over rounds of f(a run of the variant) / f(the
+// baseline's run in the same round): pairs within a round cancel the
+// drift between rounds that a ratio of medians keeps.
+func paired(vs, bs []sample, f func(sample) float64) float64 {
+	var rs []float64
+	for i := range min(len(vs), len(bs)) {
+		if b := f(bs[i]); b > 0 {
+			rs = append(rs, f(vs[i])/b)
+		}
+	}
+	if len(rs) == 0 {
 		return 0
 	}
-	return (cpu - base) / cpu
+	return median(rs)
+}
+
+func reqPerS(s sample) float64   { return s.res.RequestsPerS }
+func nodesCPU(s sample) float64  { return us(s.nodes.Nodes) }
+func leaderCPU(s sample) float64 { return us(s.lead.Nodes) }
+
+// share is the part of a variant's CPU per request that it adds over the
+// baseline, (cpu - base) / cpu, from their ratio cpu / base.
+func share(ratio float64) float64 {
+	if ratio <= 0 {
+		return 0
+	}
+	return 1 - 1/ratio
 }
 
 func report(ws []*workload, base *variant) {
@@ -376,30 +396,34 @@ func report(ws []*workload, base *variant) {
 	for _, w := range ws {
 		fmt.Println(w.name)
 		b := summarize(w.samples[base])
+		bs := w.samples[base]
 		for _, v := range w.variants {
-			f := summarize(w.samples[v])
+			vs := w.samples[v]
+			f := summarize(vs)
 			cpu := "-"
 			if f.cpuOK {
 				cpu = fmt.Sprintf("%.0f (%.0f) + %.0f", f.nodesUS, f.leadUS, f.selfUS)
 			}
 			ratio, cpuRatio, added := "", "", ""
 			if v != base {
-				ratio = fmt.Sprintf("%.3f", f.rps/b.rps)
+				rps := paired(vs, bs, reqPerS)
+				ratio = fmt.Sprintf("%.3f", rps)
 				if f.cpuOK && b.cpuOK {
+					lead, nodes := paired(vs, bs, leaderCPU), paired(vs, bs, nodesCPU)
 					// Node TLS works on every node: its ratio is the three
 					// nodes'; the API's features cost the leader.
 					if v.name == nodeTLS {
-						cpuRatio = fmt.Sprintf("%.3f", f.nodesUS/b.nodesUS)
+						cpuRatio = fmt.Sprintf("%.3f", nodes)
 					} else {
-						cpuRatio = fmt.Sprintf("%.3f", f.leadUS/b.leadUS)
+						cpuRatio = fmt.Sprintf("%.3f", lead)
 					}
-					added = fmt.Sprintf("%.1f%% (%.1f%%)", 100*share(f.leadUS, b.leadUS), 100*share(f.nodesUS, b.nodesUS))
+					added = fmt.Sprintf("%.1f%% (%.1f%%)", 100*share(lead), 100*share(nodes))
 					switch v.name {
 					case https:
-						tlsShares = append(tlsShares, verdictRow{w.name, share(f.leadUS, b.leadUS)})
+						tlsShares = append(tlsShares, verdictRow{w.name, share(lead)})
 					case nodeTLS:
 						nodeTLSLine = fmt.Sprintf("node-to-node TLS / without, %s: req/s %.3f, CPU of the three nodes per request %.3f (%.1f%% of it added by TLS)",
-							w.name, f.rps/b.rps, f.nodesUS/b.nodesUS, 100*share(f.nodesUS, b.nodesUS))
+							w.name, rps, nodes, 100*share(nodes))
 					}
 				}
 			}
@@ -410,7 +434,9 @@ func report(ws []*workload, base *variant) {
 	fmt.Printf("\nruns (req/s, round by round):\n  %s\n", strings.Join(runs, "\n  "))
 	fmt.Printf("\ncpu µs/req: CPU time per request of the three nodes together, (of the leader alone, which serves every\n" +
 		"request), + of the load generator (this process), from /proc/<pid>/stat and getrusage over each run.\n" +
-		"cpu/req vs plain: the leader's (node-to-node TLS: the three nodes'). added cpu share: (cpu - cpu plain) / cpu.\n")
+		"cpu/req vs plain: the leader's (node-to-node TLS: the three nodes'). added cpu share: (cpu - cpu plain) / cpu.\n" +
+		"Each ratio and share is the median over rounds of the variant's run against plain HTTP's run in the same\n" +
+		"round (pairs cancel the drift between rounds); the other columns are the medians of the runs.\n")
 	if slices.ContainsFunc(ws[0].variants, func(v *variant) bool { return v.name == control }) {
 		fmt.Printf("A/A control: a second cluster identical to plain HTTP; its distance from 1.000 is this run's noise.\n")
 	}
