@@ -15,7 +15,7 @@ BENCH_RUNS ?= 3
 # Exported so every go command, and the e2e tests' own build of skiffd, use it.
 export GOFLAGS := $(strip $(GOFLAGS) -tags=sqlite_column_metadata,sqlite_preupdate_hook)
 
-.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-inprocess soak-restart failover verify fmt tools proto clean
+.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-inprocess soak-restart failover verify fmt tools proto clean
 
 all: build
 
@@ -44,8 +44,9 @@ test-e2e:
 test-compat:
 	$(GO) test -race -count=1 -run TestGorqliteSuite -v ./test/
 
-## bench: bench-inprocess, then bench-cluster, then bench-cdc.
-bench: bench-inprocess bench-cluster bench-cdc
+## bench: bench-inprocess, then bench-cluster, then bench-cdc, then
+## bench-security.
+bench: bench-inprocess bench-cluster bench-cdc bench-security
 
 ## bench-cluster: a 3-node loopback cluster driven over HTTP by `skiff bench`
 ## (writes and point reads on the leader and a follower), each figure with
@@ -63,6 +64,20 @@ bench-cluster: build
 ## (embedded) against the same INSERTs over HTTP with the same concurrency.
 bench-cdc: build
 	$(GO) run ./test/benchcdc -skiffd bin/skiffd -d $(BENCH_TIME) -runs $(BENCH_RUNS)
+
+## bench-security: issue 16's figures side by side on 3-node loopback
+## clusters, in alternating rounds: point reads (level none and the default)
+## and single-row inserts over HTTPS with keep-alive, and with -auth (Basic
+## credentials on every request), each against plain HTTP: req/s, node CPU
+## per request (the leader's and the three nodes'), their ratios, and the
+## share of the leader's CPU that TLS adds; inserts with node-to-node TLS
+## against without; and a second plain cluster as an A/A control (the
+## run's noise). Shorter runs, more rounds than the other benches: the
+## same time per variant, finer alternation against the machine's drift.
+SEC_BENCH_TIME ?= 3s
+SEC_BENCH_RUNS ?= 5
+bench-security: build
+	$(GO) run ./test/benchsec -skiffd bin/skiffd -d $(SEC_BENCH_TIME) -runs $(SEC_BENCH_RUNS)
 
 ## bench-inprocess: the write path through Dragonboat on one node against
 ## raw SQLite running the same INSERTs in-process, side by side in one run.

@@ -1,6 +1,7 @@
 package benchkit
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -19,10 +21,54 @@ import (
 type Node struct {
 	ID, HTTP, Raft, Dir string
 	Cmd                 *exec.Cmd
+	// Access is how its HTTP API is reached (zero: plain HTTP, no
+	// credentials).
+	Access Access
+
+	clientOnce sync.Once
+	client     *http.Client
+}
+
+// Access is how a client reaches a node's HTTP API: over HTTPS trusting
+// TLS's roots when TLS is set, with Basic credentials when User is.
+type Access struct {
+	TLS            *tls.Config
+	User, Password string
 }
 
 // Base is the node's HTTP base URL.
-func (n *Node) Base() string { return "http://" + n.HTTP }
+func (n *Node) Base() string {
+	if n.Access.TLS != nil {
+		return "https://" + n.HTTP
+	}
+	return "http://" + n.HTTP
+}
+
+// Do sends req (made for n.Base()) with n's TLS configuration and
+// credentials.
+func (n *Node) Do(req *http.Request) (*http.Response, error) {
+	if n.Access.User != "" {
+		req.SetBasicAuth(n.Access.User, n.Access.Password)
+	}
+	// One client per node, so that polls reuse a connection rather than
+	// each making a TLS handshake.
+	n.clientOnce.Do(func() {
+		n.client = http.DefaultClient
+		if n.Access.TLS != nil {
+			n.client = &http.Client{Transport: &http.Transport{TLSClientConfig: n.Access.TLS}}
+		}
+	})
+	return n.client.Do(req)
+}
+
+// Get is GET n.Base()+path through Do.
+func (n *Node) Get(path string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, n.Base()+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return n.Do(req)
+}
 
 // Cluster is 3 skiffd nodes on loopback and the leader they settled on.
 type Cluster struct {
@@ -46,6 +92,12 @@ func FreeAddr() (string, error) {
 // the others joining it, and waits for them to be ready with 3 voters
 // under one leader. It returns the cluster even with an error, for Stop.
 func StartCluster(skiffd, dir string, extra ...string) (*Cluster, error) {
+	return StartClusterWith(skiffd, dir, Access{}, extra...)
+}
+
+// StartClusterWith is StartCluster for nodes reached through a; extra
+// then holds the flags that make it so (-http-cert, -auth).
+func StartClusterWith(skiffd, dir string, a Access, extra ...string) (*Cluster, error) {
 	c := &Cluster{}
 	for i := 1; i <= 3; i++ {
 		h, err := FreeAddr()
@@ -56,7 +108,7 @@ func StartCluster(skiffd, dir string, extra ...string) (*Cluster, error) {
 		if err != nil {
 			return c, err
 		}
-		n := &Node{ID: fmt.Sprintf("n%d", i), HTTP: h, Raft: r, Dir: filepath.Join(dir, fmt.Sprintf("n%d", i))}
+		n := &Node{ID: fmt.Sprintf("n%d", i), HTTP: h, Raft: r, Dir: filepath.Join(dir, fmt.Sprintf("n%d", i)), Access: a}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return c, err
 		}
@@ -140,8 +192,10 @@ func Ready(client *http.Client, base string, deadline time.Time, interval time.D
 
 // WaitReady waits up to timeout for n to be ready.
 func WaitReady(n *Node, timeout time.Duration) error {
-	if Ready(http.DefaultClient, n.Base(), time.Now().Add(timeout), 100*time.Millisecond) {
-		return nil
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if status, _, err := ReadAll(n.Get("/readyz")); err == nil && status == http.StatusOK {
+			return nil
+		}
 	}
 	return fmt.Errorf("%s not ready within %s (log: %s.log)", n.ID, timeout, n.Dir)
 }
@@ -150,7 +204,7 @@ func WaitReady(n *Node, timeout time.Duration) error {
 func Leader(nodes []*Node) (*Node, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(nodes[0].Base() + "/nodes?ver=2")
+		resp, err := nodes[0].Get("/nodes?ver=2")
 		if err == nil {
 			var out struct {
 				Nodes []struct {
@@ -186,9 +240,14 @@ func Leader(nodes []*Node) (*Node, error) {
 // Profile writes a CPU profile of the node at addr, taken over the middle
 // of a workload of duration d (its setup and its tail left out).
 func Profile(addr string, d time.Duration, path string) error {
+	return ProfileNode(&Node{HTTP: addr}, d, path)
+}
+
+// ProfileNode is Profile for a node reached through its Access.
+func ProfileNode(n *Node, d time.Duration, path string) error {
 	secs := max(1, int((d - 2*time.Second).Seconds()))
 	time.Sleep(time.Second)
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+	resp, err := n.Get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
 	if err != nil {
 		return err
 	}

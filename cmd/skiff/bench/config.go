@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -56,6 +57,13 @@ type Config struct {
 	ValueSize int
 	// Timeout bounds one request.
 	Timeout time.Duration
+	// TLS is the client configuration for https:// targets (the CA to
+	// trust, a client certificate for mutual TLS); nil: the system's
+	// roots.
+	TLS *tls.Config
+	// User and Password are HTTP Basic credentials sent with every
+	// request; a target's own user:pass@ wins.
+	User, Password string
 }
 
 // WithDefaults fills zero fields.
@@ -111,6 +119,8 @@ func (c Config) Validate() error {
 		return bad("preload must be >= 0 and value size >= 1")
 	case strings.ContainsAny(c.Table, " \"';"):
 		return bad("table %q", c.Table)
+	case c.Password != "" && c.User == "":
+		return bad("a password needs a user")
 	}
 	switch c.Workload {
 	case WorkloadInsert, WorkloadBatch, WorkloadMixed:

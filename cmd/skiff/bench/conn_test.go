@@ -2,10 +2,13 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -60,7 +63,7 @@ func TestTargetConnection(t *testing.T) {
 	defer srv.Close()
 	defer close(release) // before Close, which waits for handlers
 
-	tg, err := newTarget(srv.URL, nil, 200*time.Millisecond)
+	tg, err := newTarget(srv.URL, nil, 200*time.Millisecond, access{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +95,7 @@ func TestTargetConnection(t *testing.T) {
 	}
 
 	// A base with a path keeps it.
-	pre, _ := newTarget(srv.URL+"/prefix/", nil, time.Second)
+	pre, _ := newTarget(srv.URL+"/prefix/", nil, time.Second, access{})
 	defer pre.close()
 	if got := pre.send(ctx, "/ok", body); got != "" {
 		t.Fatalf("prefixed base: %q", got)
@@ -100,7 +103,7 @@ func TestTargetConnection(t *testing.T) {
 
 	// The end of the run unblocks a request in flight.
 	cctx, cancel := context.WithCancel(ctx)
-	long, _ := newTarget(srv.URL, nil, time.Minute)
+	long, _ := newTarget(srv.URL, nil, time.Minute, access{})
 	defer long.close()
 	time.AfterFunc(50*time.Millisecond, cancel)
 	start := time.Now()
@@ -129,7 +132,7 @@ func TestTargetsConnectBeforeTheRun(t *testing.T) {
 	defer srv.Close()
 
 	cfg := Config{Addrs: []string{srv.URL}, Workers: 8}.WithDefaults()
-	ts, err := openTargets(context.Background(), cfg, []string{srv.URL, srv.URL}, nil)
+	ts, err := openTargets(context.Background(), cfg, []string{srv.URL, srv.URL}, nil, access{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +168,77 @@ func TestTargetsConnectBeforeTheRun(t *testing.T) {
 	}
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
-	if _, err := openTargets(context.Background(), cfg, []string{dead}, nil); err == nil {
+	if _, err := openTargets(context.Background(), cfg, []string{dead}, nil, access{}); err == nil {
 		t.Fatal("no error for a target that refuses connections")
+	}
+}
+
+// https:// targets: each worker keeps one TLS connection (handshake before
+// the run, HTTP/1.1) and every request, the setup's too, carries the Basic
+// credentials, a URL's own user:pass@ winning over the Config's; an
+// untrusted server fails the run before it starts.
+func TestRunOverHTTPSWithCredentials(t *testing.T) {
+	var conns, requests atomic.Int64
+	var bad atomic.Value
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		u, p, ok := r.BasicAuth()
+		switch {
+		case r.TLS == nil || r.ProtoMajor != 1:
+			bad.Store("not HTTP/1.1 over TLS: " + r.Proto)
+		case !ok || u != "alice" || p != "secret":
+			bad.Store("credentials " + u + ":" + p)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = io.WriteString(w, `{"results":[{}]}`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+
+	u, _ := url.Parse(srv.URL)
+	withUser := "https://alice:secret@" + u.Host
+	for _, cfg := range []Config{
+		{Addrs: []string{srv.URL}, User: "alice", Password: "secret"},
+		{Addrs: []string{withUser}, User: "bob", Password: "wrong"},
+	} {
+		conns.Store(0)
+		requests.Store(0)
+		cfg.Workers, cfg.Requests, cfg.TLS = 4, 200, &tls.Config{RootCAs: pool}
+		res, err := Run(context.Background(), cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := bad.Load(); v != nil {
+			t.Fatalf("server saw %v", v)
+		}
+		if res.Requests != 200 || len(res.Errors) != 0 {
+			t.Fatalf("%d requests, errors %v", res.Requests, res.Errors)
+		}
+		if strings.Contains(res.Targets, "secret") {
+			t.Fatalf("targets show the password: %s", res.Targets)
+		}
+		// 4 workers' own connections and the setup's (the CREATE TABLE):
+		// keep-alive, no connection per request.
+		for deadline := time.Now().Add(10 * time.Second); conns.Load() < 5 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := conns.Load(); n != 5 || requests.Load() != 201 {
+			t.Fatalf("%d connections for %d requests, want 5 for 201", n, requests.Load())
+		}
+	}
+
+	// An untrusted certificate: the run does not start.
+	_, err := Run(context.Background(), Config{Addrs: []string{srv.URL}, Workers: 2, Requests: 10, NoSetup: true,
+		TLS: &tls.Config{RootCAs: x509.NewCertPool()}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("untrusted server: %v", err)
 	}
 }

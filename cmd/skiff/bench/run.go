@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -81,7 +82,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		}
 	}
 	client := &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{
-		MaxIdleConns: cfg.Workers * 2, MaxIdleConnsPerHost: cfg.Workers, DisableCompression: true}}
+		MaxIdleConns: cfg.Workers * 2, MaxIdleConnsPerHost: cfg.Workers, DisableCompression: true,
+		TLSClientConfig: cfg.TLS}}
+	acc := access{tls: cfg.TLS, user: cfg.User, password: cfg.Password}
 	bases := make([]string, len(cfg.Addrs))
 	for i, a := range cfg.Addrs {
 		bases[i] = strings.TrimRight(a, "/")
@@ -90,8 +93,12 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		}
 	}
 	if cfg.Workload != WorkloadSQL && !cfg.NoSetup {
+		base, auth, err := splitBase(bases[0], acc)
+		if err != nil {
+			return nil, err
+		}
 		for _, body := range setupStatements(cfg) {
-			if err := post(ctx, client, bases[0]+"/db/execute", body); err != nil {
+			if err := post(ctx, client, base+"/db/execute", body, auth); err != nil {
 				return nil, fmt.Errorf("prepare table: %w", err)
 			}
 		}
@@ -101,7 +108,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	budget.Store(cfg.Requests)
 	claim := func() bool { return cfg.Requests == 0 || budget.Add(-1) >= 0 }
 
-	workerTargets, err := openTargets(ctx, cfg, bases, client)
+	workerTargets, err := openTargets(ctx, cfg, bases, client, acc)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +189,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	elapsed := time.Since(start)
 	close(stopProgress)
 
-	res := &Result{Workload: cfg.Workload, Targets: strings.Join(cfg.Addrs, ","), Workers: cfg.Workers, Rate: cfg.Rate,
+	res := &Result{Workload: cfg.Workload, Targets: redacted(cfg.Addrs), Workers: cfg.Workers, Rate: cfg.Rate,
 		Errors: map[string]int64{}, ElapsedS: elapsed.Seconds()}
 	h := newHist()
 	for _, st := range stats {
@@ -199,20 +206,32 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	return res, nil
 }
 
+// redacted joins addrs with the passwords of user:pass@ URLs masked.
+func redacted(addrs []string) string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a
+		if u, err := url.Parse(a); err == nil && u.User != nil {
+			out[i] = u.Redacted()
+		}
+	}
+	return strings.Join(out, ",")
+}
+
 // openTargets gives each worker its own connection to each target, opened
-// before the clock starts.
-func openTargets(ctx context.Context, cfg Config, bases []string, client *http.Client) ([][]*target, error) {
+// (and for https, its TLS handshake done) before the clock starts.
+func openTargets(ctx context.Context, cfg Config, bases []string, client *http.Client, acc access) ([][]*target, error) {
 	ts := make([][]*target, cfg.Workers)
 	for i := range ts {
 		for _, b := range bases {
-			t, err := newTarget(b, client, cfg.Timeout)
+			t, err := newTarget(b, client, cfg.Timeout, acc)
 			if err != nil {
 				closeAll(ts)
 				return nil, err
 			}
 			if err := t.connect(ctx); err != nil {
 				closeAll(ts)
-				return nil, fmt.Errorf("connect to %s: %w", b, err)
+				return nil, fmt.Errorf("connect to %s: %w", t.base, err)
 			}
 			ts[i] = append(ts[i], t)
 		}
@@ -255,8 +274,10 @@ func schedule(ctx context.Context, start time.Time, rate float64, buffer int) <-
 	return out
 }
 
-func post(ctx context.Context, c *http.Client, url string, body []byte) error {
-	if kind := send(ctx, c, url, body); kind != "" {
+func post(ctx context.Context, c *http.Client, url string, body []byte, auth string) error {
+	if kind, err := sendErr(ctx, c, url, body, auth); err != nil {
+		return err // a *url.Error: it names the URL
+	} else if kind != "" {
 		return fmt.Errorf("%s: %s", url, kind)
 	}
 	return nil
