@@ -61,7 +61,7 @@ func TestRaftMuxTLSRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	msg := []byte{0xAE, 0x7D, 'r', 'a', 'f', 't'}
+	msg := testFrame([]byte("raft"))
 	if _, err := c.Write(msg); err != nil {
 		t.Fatal(err)
 	}
