@@ -41,6 +41,13 @@ var helpLines = []string{
 	`.timer on|off                       Turn query timings on or off`,
 }
 
+// notInternal leaves out Skiff's own bookkeeping tables (sm's
+// internalTables, all named __skiff_*), which its backups leave out too;
+// on rqlite it matches every table. rqlite's CLI queries sqlite_master
+// unfiltered; the NULL sql of automatic indexes is left out of .schema as
+// sqlite3 does.
+const notInternal = `tbl_name NOT LIKE '\_\_skiff\_%' ESCAPE '\'`
+
 // levels are the read consistency levels .consistency accepts (API.md 1.2).
 var levels = []string{"none", "weak", "linearizable", "strong", "auto"}
 
@@ -125,11 +132,11 @@ func (s *Shell) dot(ctx context.Context, in Input) (bool, error) {
 		sort.Strings(lines)
 		fmt.Fprintln(s.out, strings.Join(lines, "\n"))
 	case "tables":
-		return false, s.query(ctx, `SELECT name FROM sqlite_master WHERE type='table'`)
+		return false, s.query(ctx, `SELECT name FROM sqlite_master WHERE type='table' AND `+notInternal)
 	case "indexes":
-		return false, s.query(ctx, `SELECT name FROM sqlite_master WHERE type='index'`)
+		return false, s.query(ctx, `SELECT name FROM sqlite_master WHERE type='index' AND `+notInternal)
 	case "schema":
-		return false, s.query(ctx, `SELECT sql FROM sqlite_master`)
+		return false, s.query(ctx, `SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND `+notInternal)
 	case "timer":
 		if arg != "on" && arg != "off" {
 			return false, fmt.Errorf("invalid option '%s'. Use 'on' or 'off' (default)", arg)
