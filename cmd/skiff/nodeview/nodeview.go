@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -245,7 +246,7 @@ func (v *Viewer) Gather(ctx context.Context) (Frame, error) {
 			defer wg.Done()
 			var st statusDoc
 			if err := v.get(ctx, v.baseURL(n.APIAddr)+"/status", &st); err != nil {
-				n.Err = err.Error()
+				n.Err = shortErr(err)
 				return
 			}
 			n.Reachable = true
@@ -301,6 +302,20 @@ func Render(f Frame) string {
 	}
 	shell.WriteTable(&b, []string{"id", "api addr", "role", "reachable", "phase", "progress", "applied"}, rows)
 	return b.String()
+}
+
+// shortErr keeps what went wrong and drops the URL and dial details the
+// table has no room for.
+func shortErr(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
 }
 
 func trim(s string, n int) string {
