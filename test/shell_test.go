@@ -1,0 +1,364 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+// cliTimeout bounds every wait on `skiff shell` / `skiff status` output.
+const cliTimeout = 30 * time.Second
+
+// buildSkiff builds the `skiff` client with -race into the test's
+// directory.
+func buildSkiff(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "skiff")
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-race", "-o", bin, "github.com/skiffdb/skiff/cmd/skiff")
+	build.Dir = moduleDir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build skiff: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// ptyProc is a process on a pseudo-terminal, its output collected as it
+// comes; expect waits on it.
+type ptyProc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	tty  *os.File
+	mu   sync.Mutex
+	cond *sync.Cond
+	out  bytes.Buffer
+	eof  bool
+	mark int // expect searches from here
+	done chan error
+}
+
+func startPTY(t *testing.T, env []string, bin string, args ...string) *ptyProc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 60, Cols: 250})
+	if err != nil {
+		t.Fatalf("start %s on a pty: %v", bin, err)
+	}
+	p := &ptyProc{t: t, cmd: cmd, tty: tty, done: make(chan error, 1)}
+	p.cond = sync.NewCond(&p.mu)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := tty.Read(buf)
+			p.mu.Lock()
+			p.out.Write(buf[:n])
+			if err != nil {
+				p.eof = true
+			}
+			p.cond.Broadcast()
+			p.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		tty.Close()
+	})
+	return p
+}
+
+// text is the output so far with the terminal's CRLFs as LFs.
+func (p *ptyProc) text() string {
+	return strings.ReplaceAll(p.out.String(), "\r\n", "\n")
+}
+
+// expect waits until the output after the previous match holds want and
+// moves past it.
+func (p *ptyProc) expect(want string) {
+	p.t.Helper()
+	timer := time.AfterFunc(cliTimeout, func() {
+		p.mu.Lock()
+		p.eof = true // wake the waiter; it reports the timeout
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer timer.Stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		text := p.text()
+		if i := strings.Index(text[min(p.mark, len(text)):], want); i >= 0 {
+			p.mark += i + len(want)
+			return
+		}
+		if p.eof {
+			p.t.Fatalf("output never showed %q; after the last match it is:\n%s", want, text[min(p.mark, len(text)):])
+		}
+		p.cond.Wait()
+	}
+}
+
+// send types keys.
+func (p *ptyProc) send(keys string) {
+	p.t.Helper()
+	if _, err := p.tty.Write([]byte(keys)); err != nil {
+		p.t.Fatalf("typing %q: %v", keys, err)
+	}
+}
+
+// line types one line and Enter.
+func (p *ptyProc) line(s string) { p.send(s + "\r") }
+
+func (p *ptyProc) wait() error {
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(cliTimeout):
+		p.t.Fatalf("process did not exit; output:\n%s", p.text())
+		return nil
+	}
+}
+
+// TestSkiffShell drives `skiff shell` through a pseudo-terminal against a
+// real node: statements over several lines, tables, rqlite's dot
+// commands and their messages, errors that leave the shell running, and
+// history recalled with the up arrow.
+func TestSkiffShell(t *testing.T) {
+	bin := buildSkiff(t)
+	n := newNode(t)
+	n.start()
+	n.waitReady(readyTimeout)
+	host, port, _ := net.SplitHostPort(n.httpAddr)
+	home := t.TempDir()
+	hist := filepath.Join(home, ".skiff_history")
+	sh := startPTY(t, []string{"HOME=" + home, "RQLITE_HOST="}, bin, "shell", "-H", host, "-p", port)
+	prompt := n.httpAddr + "> "
+	sh.expect("Connected to http://" + n.httpAddr + " running version ")
+	sh.expect(prompt)
+
+	sh.line("CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT);")
+	sh.expect("0 row affected\n")
+	// A statement over three lines: the continuation prompt, then one
+	// result.
+	sh.line("INSERT INTO foo(name)")
+	sh.expect("...> ")
+	sh.line("VALUES ('fiona'),")
+	sh.expect("...> ")
+	sh.line("('日本語');")
+	sh.expect("2 rows affected\n")
+	sh.line("SELECT * FROM foo;")
+	sh.expect("\n" + `+----+--------+
+| id | name   |
++----+--------+
+| 1  | fiona  |
+| 2  | 日本語 |
++----+--------+
+`)
+	sh.line(".tables")
+	sh.expect("\n" + `+------+
+| name |
++------+
+| foo  |
++------+
+`)
+	sh.line("CREATE INDEX foo_name ON foo(name);")
+	// Not "0": SQLite's changes() still counts the last INSERT after DDL,
+	// and rqlite reports it the same way.
+	sh.expect(" affected\n")
+	sh.line(".indexes")
+	sh.expect("| foo_name |\n")
+	sh.line(".schema")
+	sh.expect("| CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT) |\n")
+	sh.expect("| CREATE INDEX foo_name ON foo(name)")
+
+	// Errors are shown and the shell goes on.
+	sh.line("SELECT * FROM nope;")
+	sh.expect("Error: no such table: nope\n")
+	sh.line(".bogus")
+	sh.expect("ERR! unknown command '.bogus'")
+	sh.line(".timer sometimes")
+	sh.expect("ERR! invalid option 'sometimes'. Use 'on' or 'off' (default)\n")
+
+	sh.line(".timer on")
+	sh.expect(prompt)
+	sh.line("SELECT count(*) AS n FROM foo;")
+	sh.expect("| n |\n+---+\n| 2 |\n+---+\nRun Time: ")
+	sh.expect(" seconds\n")
+	sh.line("UPDATE foo SET name = name;")
+	sh.expect("2 rows affected (")
+	sh.expect(" sec)\n")
+	sh.line(".timer off")
+	sh.expect(prompt)
+
+	sh.line(".consistency")
+	sh.expect("weak\n")
+	sh.line(".consistency strong")
+	sh.expect(prompt)
+	sh.line(".consistency")
+	sh.expect("strong\n")
+	sh.line("SELECT name FROM foo WHERE id = 1;")
+	sh.expect("| fiona |\n")
+
+	dir := t.TempDir()
+	backup := filepath.Join(dir, "backup.db")
+	sh.line(".backup " + backup)
+	sh.expect("backup file written successfully\n")
+	dump := filepath.Join(dir, "dump.sql")
+	sh.line(".dump " + dump)
+	sh.expect("SQL text file written successfully\n")
+	b, err := os.ReadFile(dump)
+	if err != nil || !strings.Contains(string(b), "CREATE TABLE foo") || !strings.Contains(string(b), "'fiona'") {
+		t.Fatalf(".dump file: %v\n%s", err, b)
+	}
+	sh.line("DROP TABLE foo;")
+	sh.expect(" affected\n")
+	sh.line(".restore " + backup)
+	sh.expect("Database restored successfully.\n")
+	sh.line("SELECT count(*) AS n FROM foo;")
+	sh.expect("| 2 |\n")
+
+	sh.line(".status")
+	sh.expect("lifecycle:\n")
+	sh.expect("  state: ready\n")
+	sh.line(".nodes")
+	sh.expect("1:\n")
+	sh.expect("  leader: true\n")
+	sh.line(".ready")
+	sh.expect("ready\n")
+
+	// The up arrow brings back the last line; Enter runs it again.
+	sh.line("SELECT 40 + 2 AS answer;")
+	sh.expect("| 42     |\n")
+	sh.send("\x1b[A")
+	sh.expect("SELECT 40 + 2 AS answer;")
+	sh.send("\r")
+	sh.expect("| 42     |\n")
+
+	// Ctrl-C drops a half-typed statement.
+	sh.line("SELECT")
+	sh.expect("...> ")
+	sh.send("\x03")
+	sh.expect(prompt)
+	sh.line("SELECT 7 AS x;")
+	sh.expect("| 7 |\n")
+
+	sh.line(".exit")
+	sh.expect("bye~\n")
+	if err := sh.wait(); err != nil {
+		t.Fatalf("skiff shell exited with %v; output:\n%s", err, sh.text())
+	}
+	h, err := os.ReadFile(hist)
+	if err != nil || !strings.Contains(string(h), "SELECT 40 + 2 AS answer;") {
+		t.Fatalf("history file: %v\n%s", err, h)
+	}
+}
+
+// TestSkiffShellAuth: -u against a node with -auth, from a script (stdin
+// not a terminal); a wrong password is refused at connect.
+func TestSkiffShellAuth(t *testing.T) {
+	bin := buildSkiff(t)
+	n := newNode(t)
+	path := filepath.Join(n.dir, "auth.json")
+	if err := os.WriteFile(path, []byte(authFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.args = []string{"-auth", path}
+	n.start()
+	n.waitReady(readyTimeout)
+	host, port, _ := net.SplitHostPort(n.httpAddr)
+	run := func(user, script string) (string, error) {
+		cmd := exec.Command(bin, "shell", "-H", host, "-p", port, "-u", user, "-history", "")
+		cmd.Stdin = strings.NewReader(script)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("bob:secret1", "CREATE TABLE t (x);\nINSERT INTO t VALUES (1);\nSELECT * FROM t;\n")
+	if want := "0 row affected\n1 row affected\n+---+\n| x |\n+---+\n| 1 |\n+---+\nbye~\n"; err != nil || out != want {
+		t.Fatalf("bob: %v\n got %q\nwant %q", err, out, want)
+	}
+	// mary may query but not execute: the shell shows the refusal.
+	out, err = run("mary:secret2", ".tables\nINSERT INTO t VALUES (2);\n")
+	if err != nil || !strings.Contains(out, "| t    |") || !strings.Contains(out, "ERR! unauthorized\n") {
+		t.Fatalf("mary: %v\n%s", err, out)
+	}
+	out, err = run("bob:wrong", "SELECT 1;\n")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || out != "ERR! unauthorized\n" {
+		t.Fatalf("wrong password: %v %q", err, out)
+	}
+}
+
+// TestSkiffStatus: `skiff status -once` against a 3-node cluster lists
+// every node with its role and phase; the live view redraws on a
+// terminal and quits on q.
+func TestSkiffStatus(t *testing.T) {
+	bin := buildSkiff(t)
+	c := newCluster(t, 3)
+	var addrs []string
+	for _, m := range c.ms {
+		addrs = append(addrs, m.httpAddr)
+	}
+	out, err := exec.Command(bin, "status", "-once", "-a", strings.Join(addrs, ",")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("skiff status -once: %v\n%s", err, out)
+	}
+	text := string(out)
+	leaders := 0
+	for _, m := range c.ms {
+		var row string
+		for _, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(l, "| "+m.id+" ") {
+				row = l
+			}
+		}
+		if row == "" || !strings.Contains(row, "| "+m.httpAddr+" ") || !strings.Contains(row, "| yes ") || !strings.Contains(row, "| ready ") {
+			t.Errorf("node %s: row %q\n%s", m.id, row, text)
+		}
+		role := "| follower "
+		if m == c.leader {
+			role = "| leader "
+			leaders++
+		}
+		if !strings.Contains(row, role) {
+			t.Errorf("node %s: row %q lacks %q", m.id, row, role)
+		}
+	}
+	if leaders != 1 {
+		t.Errorf("%d leaders", leaders)
+	}
+
+	// With a node down: still a frame, that node unreachable.
+	if err := c.ms[2].stop(); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(bin, "status", "-once", "-a", addrs[0]).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "| "+c.ms[2].id+" ") || !strings.Contains(string(out), "| no ") {
+		t.Fatalf("with %s down: %v\n%s", c.ms[2].id, err, out)
+	}
+
+	live := startPTY(t, nil, bin, "status", "-a", addrs[0], "-n", "100ms")
+	live.expect("q or Ctrl-C quits")
+	live.expect("q or Ctrl-C quits") // redrawn
+	live.send("q")
+	if err := live.wait(); err != nil {
+		t.Fatalf("skiff status after q: %v\n%s", err, live.text())
+	}
+}
