@@ -80,7 +80,8 @@ func (s *Shell) Connect(ctx context.Context) error {
 	r, err := s.c.do(ctx, http.MethodGet, "/status", nil, "", nil)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("Unable to connect to rqlited at %s://%s - is it running?", s.cfg.Scheme, s.cfg.addr()) //nolint:staticcheck // rqlite's message, capitalised
+			//lint:ignore ST1005 rqlite's CLI message, word for word
+			return fmt.Errorf("Unable to connect to rqlited at %s://%s - is it running?", s.cfg.Scheme, s.cfg.addr())
 		}
 		return err
 	}
