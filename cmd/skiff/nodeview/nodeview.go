@@ -262,7 +262,13 @@ func (v *Viewer) Gather(ctx context.Context) (Frame, error) {
 		}()
 	}
 	wg.Wait()
-	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
+	// Unknown IDs (an address that did not answer) go last.
+	sort.SliceStable(nodes, func(i, j int) bool {
+		if (nodes[i].ID == "") != (nodes[j].ID == "") {
+			return nodes[j].ID == ""
+		}
+		return nodes[i].ID < nodes[j].ID
+	})
 	f.Nodes = nodes
 	for _, n := range nodes {
 		if n.Reachable {

@@ -20,7 +20,7 @@ import (
 var helpLines = []string{
 	`.backup <path to file>              Write database backup to a file`,
 	`.boot <path to file>                Boot the node from a SQLite database file`,
-	`.consistency [none|weak|strong]     Show or set read consistency level`,
+	`.consistency [level]                Show or set read consistency level (none, weak, linearizable, strong, auto)`,
 	`.dump <path to file> [tables...]    Dump the database in SQL text format to a file`,
 	`.exit                               Exit this program`,
 	`.expvar                             Show expvar (Go runtime) information for connected node`,
