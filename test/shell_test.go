@@ -308,54 +308,87 @@ func TestSkiffShellAuth(t *testing.T) {
 }
 
 // TestSkiffStatus: `skiff status -once` against a 3-node cluster lists
-// every node with its role and phase; the live view redraws on a
-// terminal and quits on q.
+// every node with its role and phase, a node held in log replay (a
+// failpoint) with its progress; the live view redraws on a terminal and
+// quits on q.
 func TestSkiffStatus(t *testing.T) {
 	bin := buildSkiff(t)
-	c := newCluster(t, 3)
+	c := newClusterWith(t, 3, func(m *member) { m.failpoints = new(string) })
 	var addrs []string
 	for _, m := range c.ms {
 		addrs = append(addrs, m.httpAddr)
 	}
-	out, err := exec.Command(bin, "status", "-once", "-a", strings.Join(addrs, ",")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("skiff status -once: %v\n%s", err, out)
+	status := func(addrs ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, "status", "-once", "-a", strings.Join(addrs, ",")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("skiff status -once: %v\n%s", err, out)
+		}
+		return string(out)
 	}
-	text := string(out)
-	leaders := 0
-	for _, m := range c.ms {
-		var row string
+	// row is node id's row of a frame.
+	row := func(text, id string) string {
 		for _, l := range strings.Split(text, "\n") {
-			if strings.HasPrefix(l, "| "+m.id+" ") {
-				row = l
+			if strings.HasPrefix(l, "| "+id+" ") {
+				return l
 			}
 		}
-		if row == "" || !strings.Contains(row, "| "+m.httpAddr+" ") || !strings.Contains(row, "| yes ") || !strings.Contains(row, "| ready ") {
-			t.Errorf("node %s: row %q\n%s", m.id, row, text)
-		}
+		t.Fatalf("no row for node %s:\n%s", id, text)
+		return ""
+	}
+	text := status(addrs...)
+	for _, m := range c.ms {
+		r := row(text, m.id)
 		role := "| follower "
 		if m == c.leader {
 			role = "| leader "
-			leaders++
 		}
-		if !strings.Contains(row, role) {
-			t.Errorf("node %s: row %q lacks %q", m.id, row, role)
+		for _, want := range []string{"| " + m.httpAddr + " ", role, "| yes ", "| ready "} {
+			if !strings.Contains(r, want) {
+				t.Errorf("node %s: row %q lacks %q\n%s", m.id, r, want, text)
+			}
 		}
 	}
-	if leaders != 1 {
-		t.Errorf("%d leaders", leaders)
+
+	// A follower restarted behind the leader and held before it applies
+	// anything: recovering, replaying, with entries and a bar.
+	f := others(c.ms, c.leader)[0]
+	f.sigterm()
+	wantOK(t, "create", c.leader.execute(`["CREATE TABLE t (v)"]`), `{"results":[{}]}`)
+	for range 20 {
+		if r := c.leader.execute(`["INSERT INTO t VALUES (1)"]`); r.status != 200 {
+			t.Fatalf("insert: %s", r)
+		}
 	}
+	spec := "sm/apply=pause"
+	f.failpoints = &spec
+	f.start()
+	waitPhase(t, f, "recovering", func(d statusDoc) bool {
+		p := d.Lifecycle.Progress
+		return p.Step == "replaying_log" && p.TargetIndex > p.AppliedIndex
+	})
+	// Only the leader's address: the others come from its /nodes.
+	text = status(c.leader.httpAddr)
+	t.Logf("node %s held in log replay:\n%s", f.id, text)
+	r := row(text, f.id)
+	for _, want := range []string{"| recovering ", "| replaying ", " entries [", "| follower "} {
+		if !strings.Contains(r, want) {
+			t.Errorf("held node %s: row %q lacks %q\n%s", f.id, r, want, text)
+		}
+	}
+	setFailpoint(t, f, "sm/apply", "off")
+	f.waitReady(clusterTimeout)
 
 	// With a node down: still a frame, that node unreachable.
-	if err := c.ms[2].stop(); err != nil {
+	if err := f.stop(); err != nil {
 		t.Fatal(err)
 	}
-	out, err = exec.Command(bin, "status", "-once", "-a", addrs[0]).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "| "+c.ms[2].id+" ") || !strings.Contains(string(out), "| no ") {
-		t.Fatalf("with %s down: %v\n%s", c.ms[2].id, err, out)
+	text = status(c.leader.httpAddr)
+	if r := row(text, f.id); !strings.Contains(r, "| no ") {
+		t.Errorf("stopped node %s: row %q\n%s", f.id, r, text)
 	}
 
-	live := startPTY(t, nil, bin, "status", "-a", addrs[0], "-n", "100ms")
+	live := startPTY(t, nil, bin, "status", "-a", c.leader.httpAddr, "-n", "100ms")
 	live.expect("q or Ctrl-C quits")
 	live.expect("q or Ctrl-C quits") // redrawn
 	live.send("q")
