@@ -233,6 +233,15 @@ func TestSkiffShell(t *testing.T) {
 	sh.expect("Database restored successfully.\n")
 	sh.line("SELECT count(*) AS n FROM foo;")
 	sh.expect("| 2 |\n")
+	// The SQL dump loads too (/db/load with text).
+	sh.line("DROP INDEX foo_name;")
+	sh.expect(" affected\n")
+	sh.line("DROP TABLE foo;")
+	sh.expect(" affected\n")
+	sh.line(".restore " + dump)
+	sh.expect("Database restored successfully.\n")
+	sh.line("SELECT name FROM foo ORDER BY id;")
+	sh.expect("| fiona  |\n| 日本語 |\n")
 
 	sh.line(".status")
 	sh.expect("lifecycle:\n")

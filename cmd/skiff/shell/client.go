@@ -70,15 +70,18 @@ type reply struct {
 }
 
 // do sends one request, following redirects and, when a host cannot be
-// reached, trying the next one (which then becomes the current host).
+// reached, trying the next one (which then becomes the current host), as
+// rqlite's CLI does with -a.
 func (c *client) do(ctx context.Context, method, path string, q url.Values, ctype string, body []byte) (reply, error) {
 	var firstErr error
 	for i := range c.hosts {
 		idx := (c.cur + i) % len(c.hosts)
 		r, err := c.doHost(ctx, c.hosts[idx], method, path, q, ctype, body)
-		var ne net.Error
+		// Only a failed dial moves on: the request was never sent. After
+		// a timeout a write may have been applied, and resending it
+		// elsewhere could apply it twice.
 		var oe *net.OpError
-		if err != nil && (errors.As(err, &oe) || errors.As(err, &ne)) && ctx.Err() == nil {
+		if err != nil && errors.As(err, &oe) && oe.Op == "dial" && ctx.Err() == nil {
 			if firstErr == nil {
 				firstErr = err
 			}
