@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/skiffdb/skiff/test/testcert"
 )
 
 // cliTimeout bounds every wait on `skiff shell` / `skiff status` output.
@@ -403,5 +406,35 @@ func TestSkiffStatus(t *testing.T) {
 	live.send("q")
 	if err := live.wait(); err != nil {
 		t.Fatalf("skiff status after q: %v\n%s", err, live.text())
+	}
+}
+
+// TestSkiffShellHTTPS: both commands over HTTPS, trusting the node's
+// certificate with -c (rqlite's CLI flag).
+func TestSkiffShellHTTPS(t *testing.T) {
+	bin := buildSkiff(t)
+	n := newNode(t)
+	cert, key := testcert.Write(t, t.TempDir())
+	pool, _ := certPool(t, cert)
+	n.args = []string{"-http-cert", cert, "-http-key", key}
+	n.tlsClient = &tls.Config{RootCAs: pool}
+	n.useTLS(n.client)
+	n.start()
+	n.waitReady(readyTimeout)
+	host, port, _ := net.SplitHostPort(n.httpAddr)
+	cmd := exec.Command(bin, "shell", "-s", "https", "-H", host, "-p", port, "-c", cert, "-history", "")
+	cmd.Stdin = strings.NewReader("SELECT 'tls' AS over;\n")
+	out, err := cmd.CombinedOutput()
+	if want := "+------+\n| over |\n+------+\n| tls  |\n+------+\nbye~\n"; err != nil || string(out) != want {
+		t.Fatalf("shell over HTTPS: %v\n got %q\nwant %q", err, out, want)
+	}
+	// Without the CA the certificate is refused.
+	out, err = exec.Command(bin, "shell", "-s", "https", "-H", host, "-p", port, "-history", "").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "certificate") {
+		t.Fatalf("shell over HTTPS without -c: %v %q", err, out)
+	}
+	out, err = exec.Command(bin, "status", "-once", "-s", "https", "-c", cert, "-a", n.httpAddr).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "| leader ") || !strings.Contains(string(out), "| ready ") {
+		t.Fatalf("status over HTTPS: %v\n%s", err, out)
 	}
 }
