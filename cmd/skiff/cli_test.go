@@ -13,6 +13,7 @@ import (
 
 func TestParseShell(t *testing.T) {
 	t.Setenv("RQLITE_HOST", "https://db.example:4443")
+	t.Setenv("RQLITE_HISTFILESIZE", "7")
 	c, err := parseShell([]string{"-u", "bob:pw", "-a", "h1:1, h2:2", "-t", "5s", "-history", ""}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -22,6 +23,13 @@ func TestParseShell(t *testing.T) {
 	}
 	if c.Credentials != "bob:pw" || !reflect.DeepEqual(c.Alternatives, []string{"h1:1", "h2:2"}) || c.Timeout != 5*time.Second || c.HistoryFile != "" {
 		t.Errorf("flags: %+v", c)
+	}
+	if c.HistoryLimit != 7 {
+		t.Errorf("RQLITE_HISTFILESIZE: limit %d", c.HistoryLimit)
+	}
+	t.Setenv("RQLITE_HISTFILESIZE", "0")
+	if c, _ := parseShell(nil, io.Discard); c.HistoryFile != "" {
+		t.Errorf("RQLITE_HISTFILESIZE=0 keeps history in %q", c.HistoryFile)
 	}
 	// A flag beats the environment.
 	c, err = parseShell([]string{"-H", "10.0.0.1", "-p", "4001", "-s", "http"}, io.Discard)

@@ -25,7 +25,7 @@ const (
 	// HistoryFileName is the history file under the home directory.
 	HistoryFileName = ".skiff_history"
 	// DefaultHistoryLimit is how many lines the history keeps (rqlite
-	// keeps 100 by default).
+	// keeps 100 by default; RQLITE_HISTFILESIZE changes it).
 	DefaultHistoryLimit = 100
 )
 
@@ -57,6 +57,13 @@ func DefaultConfig() Config {
 		Timeout: DefaultTimeout, HistoryLimit: DefaultHistoryLimit}
 	if home, err := os.UserHomeDir(); err == nil {
 		c.HistoryFile = filepath.Join(home, HistoryFileName)
+	}
+	// rqlite's history size variable; 0 or less keeps no history.
+	if n, err := strconv.Atoi(os.Getenv("RQLITE_HISTFILESIZE")); err == nil {
+		c.HistoryLimit = n
+		if n <= 0 {
+			c.HistoryFile, c.HistoryLimit = "", -1
+		}
 	}
 	if env := os.Getenv("RQLITE_HOST"); env != "" {
 		if err := c.ApplyHostEnv(env); err != nil {
