@@ -20,12 +20,36 @@ import (
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
+const usage = `usage: skiff <command> [flags]   (skiff <command> -h for the flags)
+
+commands:
+  shell    interactive SQL shell for any rqlite-compatible node
+  status   live view of every node's role, lifecycle phase and progress
+  bench    load generator: throughput and latency percentiles
+`
+
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "bench" {
-		fmt.Fprintln(stderr, "usage: skiff bench [flags]   (skiff bench -h for the flags)")
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	cfg, opts, err := parseBench(args[1:], stderr)
+	switch args[0] {
+	case "bench":
+		return runBench(args[1:], stdout, stderr)
+	case "shell":
+		return runShell(args[1:], os.Stdin, stdout, stderr)
+	case "status":
+		return runStatus(args[1:], os.Stdin, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "skiff: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+func runBench(args []string, stdout, stderr io.Writer) int {
+	cfg, opts, err := parseBench(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
