@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"os"
@@ -13,18 +12,10 @@ import (
 	"github.com/skiffdb/skiff/test/testcert"
 )
 
-// buildSkiff builds the skiff command into a temporary directory.
+// buildSkiff is the skiff client TestMain built.
 func buildSkiff(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "skiff")
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/skiffdb/skiff/cmd/skiff")
-	build.Dir = moduleDir
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build skiff: %v\n%s", err, out)
-	}
-	return bin
+	return skiffBin
 }
 
 // TestSkiffBench runs the load generator (`skiff bench`, built here) briefly

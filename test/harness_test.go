@@ -48,7 +48,8 @@ const readyBody = "[+]node ok\n[+]leader ok\n[+]store ok\n[+]db ok"
 
 // skiffdBin is the race-enabled daemon TestMain builds from moduleDir;
 // skiffdFailpointsBin is the same with failpoints compiled in.
-var skiffdBin, skiffdFailpointsBin, moduleDir string
+// skiffBin is the client (skiff bench, shell, status).
+var skiffdBin, skiffdFailpointsBin, skiffBin, moduleDir string
 
 // failpointTags is the build's tags plus "failpoints": a -tags flag on the
 // command line replaces the one in GOFLAGS (the Makefile sets
@@ -96,7 +97,10 @@ func runTests(m *testing.M) int {
 	// production build. The two builds share every package but the few
 	// that differ by the tag.
 	fpBin := filepath.Join(dir, "skiffd-failpoints")
+	// The client too (skiff bench, shell, status), once for every test.
+	cliBin := filepath.Join(dir, "skiff")
 	builds := []*exec.Cmd{
+		exec.CommandContext(ctx, "go", "build", "-race", "-o", cliBin, "github.com/skiffdb/skiff/cmd/skiff"),
 		exec.CommandContext(ctx, "go", "build", "-race", "-o", bin, "github.com/skiffdb/skiff/cmd/skiffd"),
 		exec.CommandContext(ctx, "go", "build", "-race", "-tags", failpointTags(), "-o", fpBin, "github.com/skiffdb/skiff/cmd/skiffd"),
 	}
@@ -107,7 +111,7 @@ func runTests(m *testing.M) int {
 			return 1
 		}
 	}
-	skiffdBin, skiffdFailpointsBin = bin, fpBin
+	skiffdBin, skiffdFailpointsBin, skiffBin = bin, fpBin, cliBin
 	return m.Run()
 }
 

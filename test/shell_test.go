@@ -2,7 +2,6 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"net"
 	"os"
@@ -20,21 +19,6 @@ import (
 
 // cliTimeout bounds every wait on `skiff shell` / `skiff status` output.
 const cliTimeout = 30 * time.Second
-
-// buildSkiff builds the `skiff` client with -race into the test's
-// directory.
-func buildSkiff(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "skiff")
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-race", "-o", bin, "github.com/skiffdb/skiff/cmd/skiff")
-	build.Dir = moduleDir
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build skiff: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // ptyProc is a process on a pseudo-terminal, its output collected as it
 // comes; expect waits on it.
