@@ -8,8 +8,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/skiffdb/skiff/actors/cdc"
 	"github.com/skiffdb/skiff/actors/backup"
+	"github.com/skiffdb/skiff/actors/cdc"
 	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
@@ -49,7 +49,7 @@ var refusedFlags = map[string]bool{
 	"otlp-endpoint": true, "auto-vacuum-int": true,
 	"join-as":         true,
 	"extensions-path": true,
-	"node-cert": true, "node-key": true, "node-ca-cert": true,
+	"node-cert":       true, "node-key": true, "node-ca-cert": true,
 	"node-no-verify": false, "node-verify-client": false, "node-verify-server-name": true,
 	"node-verify-common-name": true,
 }
