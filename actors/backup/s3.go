@@ -92,7 +92,11 @@ func (s *s3Store) Upload(ctx context.Context, r io.Reader, size int64, sum strin
 	if s.timestamp {
 		key = TimestampedPath(key, s.now())
 	}
-	opts := minio.PutObjectOptions{PartSize: s3PartSize, ContentType: "application/octet-stream"}
+	// DisableContentSha256: over http:// minio-go would otherwise send
+	// aws-chunked bodies, which some S3-compatible servers (gofakes3
+	// among them) store undecoded in multipart parts; over https:// it
+	// sends an unsigned payload anyway.
+	opts := minio.PutObjectOptions{PartSize: s3PartSize, ContentType: "application/octet-stream", DisableContentSha256: true}
 	if sum != "" {
 		opts.UserMetadata = map[string]string{sumMetaKey: sum}
 	}

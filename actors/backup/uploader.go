@@ -65,6 +65,8 @@ type Uploader struct {
 	// Run's state: what the storage holds as far as this leader knows.
 	lastIndex uint64
 	lastSum   string
+	// ticked, when set (tests), hears of every interval Run handled.
+	ticked chan<- bool
 }
 
 // New builds an Uploader taking backups from src.
@@ -117,8 +119,15 @@ func (u *Uploader) Run(ctx context.Context) error {
 			return nil
 		case <-changed:
 		case <-tick.C:
-			if u.observeLeader() {
+			lead := u.observeLeader()
+			if lead {
 				u.uploadOnce(ctx)
+			}
+			if u.ticked != nil {
+				select {
+				case u.ticked <- lead:
+				case <-ctx.Done():
+				}
 			}
 		}
 	}
