@@ -93,4 +93,3 @@ func (n *Node) bootRestored(rep *replica.Replica, r *backup.Restored) error {
 	n.log.Info("auto-restore complete: booted from the downloaded backup", zap.Int64("bytes", r.Size))
 	return nil
 }
-
