@@ -23,9 +23,11 @@ func newUploader(cfg Config, life *lifecycle.Lifecycle, rt *router, log *zap.Log
 	}
 	up, err := backup.New(backup.UploaderConfig{
 		Backup: *cfg.AutoBackup, Dir: cfg.DataDir,
+		// The router holds the replica once startup (and any restore's
+		// boot) is done: before that there is nothing to back up.
 		IsLeader: func() bool {
 			st := life.State()
-			return st.IsLeader() && st.ServesData()
+			return rt.r.Load() != nil && st.IsLeader() && st.ServesData()
 		},
 		Changed:      life.Changed,
 		AppliedIndex: func() uint64 { return life.State().Progress.AppliedIndex },

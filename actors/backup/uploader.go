@@ -1,11 +1,11 @@
 package backup
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	gzip "github.com/klauspost/compress/gzip"
 	"io"
 	"os"
 	"path/filepath"
@@ -257,7 +257,7 @@ func (u *Uploader) compress(ctx context.Context, raw string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("compress backup: %w", err)
 	}
-	zw := gzip.NewWriter(out)
+	zw, _ := gzip.NewWriterLevel(out, gzip.BestSpeed)
 	_, err = io.Copy(zw, ctxReader{ctx, in})
 	if cerr := zw.Close(); err == nil {
 		err = cerr
