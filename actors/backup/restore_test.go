@@ -116,6 +116,9 @@ func TestDownloadTimeout(t *testing.T) {
 	}
 }
 
+// minS3PartSize is S3's smallest part (minio-go's absMinPartSize).
+const minS3PartSize = 5 << 20
+
 // TestS3BackupRestoreMultipart uploads a database larger than one part
 // through the uploader to the fake S3 server, then restores it.
 func TestS3BackupRestoreMultipart(t *testing.T) {
@@ -132,7 +135,7 @@ func TestS3BackupRestoreMultipart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 9000; i++ {
+	for i := 0; i < 3500; i++ {
 		if _, err := stmt.Exec(); err != nil {
 			t.Fatal(err)
 		}
@@ -145,11 +148,16 @@ func TestS3BackupRestoreMultipart(t *testing.T) {
 	want := rowsOf(t, path)
 	s3c := f.config("backups/big.sqlite.gz")
 	cfg := Config{Version: 1, Storage: Storage{Type: TypeS3, S3: &s3c}, Interval: time.Hour}
-	u := newTestUploader(t, nil, cfg, &fileSource{path: path})
+	st, err := newS3Store(s3c, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.partSize = minS3PartSize
+	u := newTestUploader(t, st, cfg, &fileSource{path: path})
 	u.index.Store(1)
 	u.uploadOnce(context.Background())
 	wantCounts(t, u.Uploader, 1, 0, 0, 0)
-	if n := counters(u.Uploader)[KeyLastUploadBytes].(int64); n <= s3PartSize {
+	if n := counters(u.Uploader)[KeyLastUploadBytes].(int64); n <= minS3PartSize {
 		t.Fatalf("uploaded %d bytes: not a multipart upload", n)
 	}
 	rc, err := ParseRestoreConfig(fmt.Sprintf(`{"version":1,"type":"s3","timeout":"1m","sub":{"endpoint":%q,"region":"us-east-1",

@@ -88,13 +88,13 @@ func New(cfg UploaderConfig, src Source) (*Uploader, error) {
 		}
 	}
 	u := &Uploader{cfg: cfg, src: src, store: st, log: cfg.Logger}
-	u.removeStale()
+	removeStaged(cfg.Dir, stagePrefix) // a crashed upload's files
 	return u, nil
 }
 
-// removeStale deletes staged files a crash left behind.
-func (u *Uploader) removeStale() {
-	names, _ := filepath.Glob(filepath.Join(u.cfg.Dir, stagePrefix+"*"))
+// removeStaged deletes the staged files (prefix*tmpSuffix*) in dir.
+func removeStaged(dir, prefix string) {
+	names, _ := filepath.Glob(filepath.Join(dir, prefix+"*"))
 	for _, n := range names {
 		if strings.Contains(filepath.Base(n), tmpSuffix) {
 			_ = os.Remove(n)
