@@ -68,7 +68,6 @@ func (n *Node) downloadRestore() (*backup.Restored, error) {
 // refused (not started) until it returns, so no client reads the empty
 // database meanwhile.
 func (n *Node) bootRestored(rep *replica.Replica, r *backup.Restored) error {
-	defer r.Remove()
 	ctx := n.stopCtx
 	for {
 		changed := n.life.Changed()
