@@ -244,7 +244,9 @@ func TestAutoRestoreConfigRefusals(t *testing.T) {
 		"with -join":             func(c *Config) { c.Join = []string{"127.0.0.1:4002"} },
 		"with -bootstrap-expect": func(c *Config) { c.BootstrapExpect, c.Join = 3, []string{"a:1", "b:1", "c:1"} },
 		"on a read replica":      func(c *Config) { c.NonVoter = true },
-		"gcs backup":             func(c *Config) { c.AutoBackup = &backup.Config{Storage: backup.Storage{Type: backup.TypeGCS}, Interval: time.Hour} },
+		"gcs backup": func(c *Config) {
+			c.AutoBackup = &backup.Config{Storage: backup.Storage{Type: backup.TypeGCS}, Interval: time.Hour}
+		},
 	} {
 		c := good
 		mut(&c)
