@@ -71,6 +71,22 @@ func statusSection(t *testing.T, n *Node, path, name string) map[string]any {
 	return sec
 }
 
+// waitReadyz polls /readyz until it answers 200.
+func waitReadyz(t *testing.T, n *Node) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := httpDo(t, http.MethodGet, "http://"+n.HTTPAddr().String()+"/readyz", "")
+		if code == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz: %d %s", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // queryRows polls until the node answers the query with 200, and returns
 // its values as text.
 func queryRows(t *testing.T, n *Node, q string) string {
@@ -155,6 +171,14 @@ func TestAutoBackupAndRestoreNode(t *testing.T) {
 		r, err := Start(rcfg)
 		if err != nil {
 			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Shutdown() })
+		// Ready means restored: the first answer after /readyz's 200 has
+		// the rows.
+		waitReadyz(t, r)
+		q := "http://" + r.HTTPAddr().String() + "/db/query?q=" + url.QueryEscape("SELECT name FROM foo ORDER BY id")
+		if code, body := httpDo(t, http.MethodGet, q, ""); code != http.StatusOK || !strings.Contains(body, "fiona") {
+			t.Fatalf("start %d: first query once ready: %d %s", i, code, body)
 		}
 		if got := queryRows(t, r, "SELECT name FROM foo ORDER BY id"); got != want {
 			t.Fatalf("start %d: rows %s, want %s", i, got, want)
