@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors"
+	"github.com/skiffdb/skiff/actors/backup"
 	"github.com/skiffdb/skiff/actors/cdc"
 	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/lifecycle"
@@ -38,6 +39,7 @@ var shutdownSteps = []actors.Step{
 	{Name: "ingest", Reason: "stop taking messages from NATS: those in flight are applied and acked while Raft still runs, the rest stay in the stream for other nodes"},
 	{Name: "queue", Reason: "write what is still queued while Raft still runs"},
 	{Name: "cdc", Reason: "stop transmitting while Raft still runs: it proposes high-water marks (the outbox closes after Raft)"},
+	{Name: "backup", Reason: "stop uploading before Raft stops: a backup in progress reads the database through the replica"},
 	{Name: "replica", Reason: "stop Raft: closes the state machine (checkpointing SQLite's WAL) and the Raft log"},
 	{Name: "lifecycle", Reason: "last: nothing reports state any more"},
 }
@@ -167,6 +169,9 @@ type Node struct {
 	cdcCreated bool
 	// tls is node-to-node TLS on the Raft port (nil: plaintext).
 	tls *nodetls.TLS
+	// restoring is set while -auto-restore may still boot the database:
+	// the gateway is not told the node is ready until it is done.
+	restoring atomic.Bool
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -209,6 +214,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
 		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}), removed: make(chan struct{}),
 		peers: nodeTLS.HTTPClient(peerTimeout), tls: nodeTLS}
+	n.restoring.Store(cfg.AutoRestore != nil)
 	var sections []gateway.Section
 	if cfg.CDC != nil {
 		if err := n.openCDC(rt); err != nil {
@@ -244,6 +250,14 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// n.mux is set below, before the gateway serves.
 	sections = append(sections, gateway.Section{Name: "mux", Status: func() any { return n.mux.status() }})
+	up, upSections, err := newUploader(cfg, life, rt, log.Named("backup"))
+	if err != nil {
+		ln.Close()
+		raftLn.Close()
+		n.closeCDC()
+		return nil, err
+	}
+	sections = append(sections, upSections...)
 	gw, err := gateway.New(gateway.Config{
 		MaxConns: cfg.HTTPMaxConns, MaxConnsPerIP: cfg.HTTPMaxConnsPerIP,
 		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Auth: cfg.Auth, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
@@ -254,7 +268,7 @@ func Start(cfg Config) (*Node, error) {
 			ForeignKeys: cfg.ForeignKeys, CDC: cfg.CDC != nil,
 		},
 		Sections: sections,
-	}, ln, rt, q, life.State)
+	}, ln, rt, q, n.publishedState)
 	if err != nil {
 		ln.Close()
 		raftLn.Close()
@@ -283,6 +297,11 @@ func Start(cfg Config) (*Node, error) {
 		n.sup.Start("ingest", ing)
 	} else {
 		n.sup.Declare("ingest")
+	}
+	if up != nil {
+		n.sup.Start("backup", up)
+	} else {
+		n.sup.Declare("backup")
 	}
 	log.Info("http serving", zap.String("addr", ln.Addr().String()), zap.String("adv_addr", cfg.HTTPAdvAddr))
 	go func() {
@@ -319,7 +338,11 @@ func (n *Node) startReplica(rt *router) error {
 	if err != nil {
 		return err
 	}
+	var restored *backup.Restored
 	if found {
+		if c.AutoRestore != nil {
+			n.log.Info("auto-restore requested, but this data directory already holds a node: skipping", zap.String("dir", c.DataDir))
+		}
 		// peers.json, a re-join under a new address (rejoin.go).
 		if c, id, err = n.checkStoredIdentity(c, store, id); err != nil {
 			return err
@@ -349,6 +372,14 @@ func (n *Node) startReplica(rt *router) error {
 		// directory only (API.md 5: restarts need no -join).
 		if err := c.firstStartCheck(); err != nil {
 			return err
+		}
+		if c.AutoRestore != nil {
+			if restored, err = n.downloadRestore(); err != nil {
+				return err
+			}
+			if restored != nil {
+				defer restored.Remove()
+			}
 		}
 		// A node that bootstraps alone is replica 1 of shard 1; a joining
 		// node picks a random replica ID, so that a node re-joining with
@@ -452,7 +483,13 @@ func (n *Node) startReplica(rt *router) error {
 		return err
 	}
 	n.sup.Start("replica", rep)
+	if restored != nil {
+		if err := n.bootRestored(rep, restored); err != nil {
+			return err
+		}
+	}
 	rt.r.Store(rep)
+	n.restoring.Store(false)
 	if n.cdcSvc != nil {
 		n.sup.Start("cdc", n.cdcSvc)
 	}
