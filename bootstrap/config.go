@@ -63,6 +63,9 @@ type Config struct {
 	// Auth, when set, checks every HTTP API request (rqlited's -auth); the
 	// caller owns its reloads.
 	Auth *auth.Store
+	// JoinAs (rqlited's -join-as) names the user of Auth whose
+	// credentials this node sends on joins and -bootstrap-expect notifies.
+	JoinAs string
 	// HTTPAllowOrigin is the CORS origin allowed (rqlited's -http-allow-origin).
 	HTTPAllowOrigin string
 	// Raft timing (rqlited's flags); converted to ticks of RaftTick.
@@ -240,6 +243,14 @@ func (c Config) Validate() error {
 		}
 		if !sm.CaptureSupported() {
 			return bad("-cdc-config: this skiffd was built without the sqlite_preupdate_hook tag, which change data capture needs (build it with make)")
+		}
+	}
+	if c.JoinAs != "" {
+		if c.Auth == nil {
+			return bad("-join-as %q needs -auth: the password is read from this node's own credentials file, as in rqlite", c.JoinAs)
+		}
+		if _, ok := c.Auth.Password(c.JoinAs); !ok {
+			return bad("-join-as user %q is not in the -auth credentials file", c.JoinAs)
 		}
 	}
 	if c.JoinAttempts < 1 || c.JoinInterval <= 0 {

@@ -164,6 +164,8 @@ type Node struct {
 	// cdcCreated: this start created the outbox directory, so a start
 	// refused before the replica runs removes it again.
 	cdcCreated bool
+	// gw is the HTTP gateway (-bootstrap-expect asks it who notified).
+	gw *gateway.Gateway
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -245,6 +247,7 @@ func Start(cfg Config) (*Node, error) {
 		n.closeCDC()
 		return nil, err
 	}
+	n.gw = gw
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	n.raftIn = &raftnet.Inbound{}
 	n.mux = newRaftMux(raftLn, n.raftIn.Serve, n.withPeersOffer(n.withCDCPeer(gw.PeerHandler())), log.Named("raftmux"))

@@ -46,7 +46,6 @@ var refusedFlags = map[string]bool{
 	// What a user would notice missing: backups, metrics export, periodic
 	// vacuums (issues 18 and 19 build them).
 	"auto-backup": true, "otlp-endpoint": true, "auto-vacuum-int": true,
-	"join-as":      true,
 	"auto-restore": true, "extensions-path": true,
 	"node-cert": true, "node-key": true, "node-ca-cert": true,
 	"node-no-verify": false, "node-verify-client": false, "node-verify-server-name": true,
@@ -124,6 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&httpTLS.VerifyCommonName, "http-verify-common-name", "", "Require this common name in the client certificate (needs -http-verify-client)")
 	var join string
 	fs.StringVar(&join, "join", "", "Comma-separated Raft addresses (or http:// API URLs) of members to join through, on first start")
+	fs.StringVar(&c.JoinAs, "join-as", "", "User of the -auth file whose credentials this node joins with (joins and -bootstrap-expect)")
 	fs.IntVar(&c.JoinAttempts, "join-attempts", bootstrap.DefaultJoinAttempts, "Rounds of join attempts")
 	fs.DurationVar(&c.JoinInterval, "join-interval", bootstrap.DefaultJoinInterval, "Wait between rounds of join attempts")
 	fs.BoolVar(&c.NonVoter, "raft-non-voter", false, "Join as a read replica (never votes)")
@@ -204,6 +204,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		// Verifying clients of a plain-HTTP API is impossible: refuse rather
 		// than serve without the checks the operator asked for.
 		return nil, fmt.Errorf("%w: -http-ca-cert, -http-verify-client and -http-verify-common-name need -http-cert and -http-key", errUsage)
+	}
+	if c.JoinAs != "" && o.authFile == "" {
+		return nil, fmt.Errorf("%w: -join-as %q needs -auth: the password is read from this node's own credentials file, as in rqlite", errUsage, c.JoinAs)
 	}
 	if ingestConfig != "" {
 		ic, err := ingest.ParseConfig(ingestConfig)
