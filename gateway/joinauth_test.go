@@ -86,7 +86,7 @@ func TestJoinAuth(t *testing.T) {
 		t.Run(url, func(t *testing.T) {
 			for _, tc := range []struct {
 				what, body, user, pass string
-				refusal               string // empty: accepted
+				refusal                string // empty: accepted
 			}{
 				{"anonymous voter", voter, "", "", "credentials required for join (start the joining node with -join-as <user>)"},
 				{"anonymous non-voter", nonVoter, "", "", "credentials required for join-read-only"},
