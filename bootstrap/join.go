@@ -127,7 +127,7 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 	// refused holds, by address, why a member refused this node's
 	// notify; unnotified the members not yet announced to this one.
 	refused := map[string]error{}
-	var unnotified []string
+	unnotified := map[string]bool{}
 	addrs := func() []string { return c.Join }
 	if c.DiscoMode != "" {
 		dc, err := parseDiscoConfig(c.DiscoMode, c.DiscoConfig)
@@ -144,11 +144,13 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 	}
 	for {
 		members = map[uint64]string{id.ReplicaID: id.RaftAddr}
-		unnotified = unnotified[:0]
 		found := addrs()
 		for _, addr := range found {
 			if n.stopCtx.Err() != nil {
 				return nil, "", fmt.Errorf("%w: node is stopping", ErrJoinFailed)
+			}
+			if addr == c.RaftAdvAddr || addr == c.RaftAddr || c.isOwnAPIAddr(addr) {
+				continue // this node
 			}
 			meta, err := peerMeta(n.stopCtx, client, addr)
 			if errors.Is(err, ErrJoinUnauthorized) {
@@ -171,8 +173,9 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 				// With -auth, a founder must have announced itself
 				// with join credentials (rqlite counts authorized
 				// Notify requests only).
-				unnotified = append(unnotified, addr)
+				unnotified[addr] = true
 			case meta.Expecting:
+				delete(unnotified, addr)
 				members[meta.ReplicaID] = meta.RaftAddr
 			case len(meta.Founders) > 0:
 				if _, founder := meta.Founders[id.ReplicaID]; founder {

@@ -68,14 +68,14 @@ func (n *Node) unauthorizedHint() string {
 // expectAuthCause explains a -bootstrap-expect timeout that credentials
 // caused: the members that refused this node's notify, and those that
 // never announced themselves to it with join credentials.
-func (n *Node) expectAuthCause(refused map[string]error, unnotified []string) string {
+func (n *Node) expectAuthCause(refused map[string]error, unnotified map[string]bool) string {
 	var parts []string
 	for _, addr := range slices.Sorted(maps.Keys(refused)) {
 		parts = append(parts, fmt.Sprintf("%s refused this node: %v (%s)", addr, refused[addr], n.unauthorizedHint()))
 	}
 	if len(unnotified) > 0 {
 		parts = append(parts, fmt.Sprintf("%v never announced themselves to this node with credentials holding the join permission "+
-			"(start them with -join-as a user of this node's -auth file)", unnotified))
+			"(start them with -join-as a user of this node's -auth file)", slices.Sorted(maps.Keys(unnotified))))
 	}
 	if len(parts) == 0 {
 		return ""
