@@ -248,7 +248,8 @@ func peerMeta(ctx context.Context, client *http.Client, addr string) (gateway.No
 // (a joiner that has not yet applied the membership) it asks the -join
 // peers, which name the leader's.
 func (n *Node) leaderProgress(ctx context.Context, leader uint64, addr string) (lifecycle.LeaderIndex, error) {
-	client := n.peers
+	// With -join-as credentials: an http:// -join entry's API checks them.
+	client := n.joinClient(n.peers, 0)
 	progress := func(m gateway.NodeMeta) lifecycle.LeaderIndex {
 		return lifecycle.LeaderIndex{Index: m.AppliedIndex, SentBytes: m.SentBytes, SentTotal: m.SentTotal}
 	}
