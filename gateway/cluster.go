@@ -158,7 +158,7 @@ func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "invalid "+HeaderNotify, http.StatusBadRequest)
 			return
 		}
-		if !g.joinAuthorized(w, r, "bootstrap notify", v, auth.PermJoin) {
+		if !g.joinAuthorized(w, r, "bootstrap notify", "replica "+v, auth.PermJoin) {
 			return
 		}
 		g.notified.Store(id, true)
