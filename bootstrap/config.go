@@ -69,6 +69,9 @@ type Config struct {
 	// Auth, when set, checks every HTTP API request (rqlited's -auth); the
 	// caller owns its reloads.
 	Auth *auth.Store
+	// JoinAs (rqlited's -join-as) names the user of Auth whose
+	// credentials this node sends on joins and -bootstrap-expect notifies.
+	JoinAs string
 	// HTTPAllowOrigin is the CORS origin allowed (rqlited's -http-allow-origin).
 	HTTPAllowOrigin string
 	// Raft timing (rqlited's flags); converted to ticks of RaftTick.
@@ -270,6 +273,14 @@ func (c Config) Validate() error {
 	}
 	if err := c.autoBackupCheck(); err != nil {
 		return err
+	}
+	if c.JoinAs != "" {
+		if c.Auth == nil {
+			return bad("-join-as %q needs -auth: the password is read from this node's own credentials file, as in rqlite", c.JoinAs)
+		}
+		if _, ok := c.Auth.Password(c.JoinAs); !ok {
+			return bad("-join-as user %q is not in the -auth credentials file", c.JoinAs)
+		}
 	}
 	if c.JoinAttempts < 1 || c.JoinInterval <= 0 {
 		return bad("-join-attempts must be >= 1 and -join-interval positive")

@@ -64,7 +64,7 @@ func (n *Node) join(id identity, via []string) error {
 	voter := !id.isNonVoter()
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
 		ReplicaID: id.ReplicaID, APIAddr: c.apiAddr()})
-	client := n.peerClient(30 * time.Second)
+	client := n.joinClient(n.peerClient(30*time.Second), 0)
 	var errs []string
 	for attempt := 1; attempt <= c.JoinAttempts; attempt++ {
 		for _, addr := range via {
@@ -111,6 +111,9 @@ func (n *Node) joinOne(client *http.Client, url string, body []byte) error {
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode == http.StatusUnauthorized {
+		return fmt.Errorf("%w: %s (%s)", ErrJoinUnauthorized, strings.TrimSpace(string(msg)), n.unauthorizedHint())
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%d %s", resp.StatusCode, strings.TrimSpace(string(msg)))
 	}
@@ -125,7 +128,13 @@ func (n *Node) joinOne(client *http.Client, url string, body []byte) error {
 func (n *Node) expect(id identity) (members map[uint64]string, formedVia string, err error) {
 	c := n.cfg
 	deadline := time.Now().Add(c.BootstrapExpectTimeout)
-	client := n.peerClient(2 * time.Second)
+	// Every request announces this node with its -join-as credentials
+	// (rqlite's Notify): a member with -auth answers and counts it only so.
+	client := n.joinClient(n.peerClient(2*time.Second), id.ReplicaID)
+	// refused holds, by address, why a member refused this node's
+	// notify; unnotified the members not yet announced to this one.
+	refused := map[string]error{}
+	unnotified := map[string]bool{}
 	addrs := func() []string { return c.Join }
 	if c.DiscoMode != "" {
 		dc, err := parseDiscoConfig(c.DiscoMode, c.DiscoConfig)
@@ -147,16 +156,33 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 			if n.stopCtx.Err() != nil {
 				return nil, "", fmt.Errorf("%w: node is stopping", ErrJoinFailed)
 			}
+			if addr == c.RaftAdvAddr || addr == c.RaftAddr || c.isOwnAPIAddr(addr) {
+				continue // this node
+			}
 			meta, err := n.peerMeta(n.stopCtx, client, addr)
+			if errors.Is(err, ErrJoinUnauthorized) {
+				if refused[addr] == nil {
+					n.log.Warn("bootstrap peer refused this node's credentials", zap.String("addr", addr), zap.Error(err))
+				}
+				refused[addr] = err
+				continue
+			}
 			if err != nil {
 				n.log.Debug("bootstrap peer not answering yet", zap.String("addr", addr), zap.Error(err))
 				continue
 			}
+			delete(refused, addr)
 			if meta.ReplicaID == id.ReplicaID {
 				continue // this node, by another name
 			}
 			switch {
+			case meta.Expecting && !n.gw.Notified(meta.ReplicaID):
+				// With -auth, a founder must have announced itself
+				// with join credentials (rqlite counts authorized
+				// Notify requests only).
+				unnotified[addr] = true
 			case meta.Expecting:
+				delete(unnotified, addr)
 				members[meta.ReplicaID] = meta.RaftAddr
 			case len(meta.Founders) > 0:
 				if _, founder := meta.Founders[id.ReplicaID]; founder {
@@ -186,8 +212,8 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 			return members, "", nil
 		}
 		if time.Now().After(deadline) {
-			return nil, "", fmt.Errorf("%w: %d of %d expected nodes found within %s (addresses: %v)",
-				ErrJoinFailed, len(members), c.BootstrapExpect, c.BootstrapExpectTimeout, found)
+			return nil, "", fmt.Errorf("%w: %d of %d expected nodes found within %s (addresses: %v)%s",
+				ErrJoinFailed, len(members), c.BootstrapExpect, c.BootstrapExpectTimeout, found, n.expectAuthCause(refused, unnotified))
 		}
 		select {
 		case <-time.After(500 * time.Millisecond):
@@ -214,6 +240,10 @@ func (n *Node) peerMeta(ctx context.Context, client *http.Client, addr string) (
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if resp.StatusCode == http.StatusUnauthorized {
+			return meta, fmt.Errorf("%w: %s", ErrJoinUnauthorized, strings.TrimSpace(string(msg)))
+		}
 		return meta, fmt.Errorf("answered %d", resp.StatusCode)
 	}
 	err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&meta)
@@ -225,7 +255,8 @@ func (n *Node) peerMeta(ctx context.Context, client *http.Client, addr string) (
 // (a joiner that has not yet applied the membership) it asks the -join
 // peers, which name the leader's.
 func (n *Node) leaderProgress(ctx context.Context, leader uint64, addr string) (lifecycle.LeaderIndex, error) {
-	client := n.peers
+	// With -join-as credentials: an http:// -join entry's API checks them.
+	client := n.joinClient(n.peers, 0)
 	progress := func(m gateway.NodeMeta) lifecycle.LeaderIndex {
 		return lifecycle.LeaderIndex{Index: m.AppliedIndex, SentBytes: m.SentBytes, SentTotal: m.SentTotal}
 	}
@@ -358,7 +389,7 @@ func (n *Node) noopJoin(id identity, addr string) {
 	voter := !n.cfg.NonVoter
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
 		ReplicaID: id.ReplicaID, APIAddr: n.cfg.apiAddr()})
-	client := n.peerClient(peerTimeout)
+	client := n.joinClient(n.peerClient(peerTimeout), 0)
 	defer client.CloseIdleConnections()
 	if err := n.joinOne(client, n.joinURL(addr), body); err != nil {
 		n.log.Debug("no-op join not answered", zap.String("via", addr), zap.Error(err))

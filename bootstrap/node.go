@@ -172,6 +172,8 @@ type Node struct {
 	// restoring is set while -auto-restore may still boot the database:
 	// the gateway is not told the node is ready until it is done.
 	restoring atomic.Bool
+	// gw is the HTTP gateway (-bootstrap-expect asks it who notified).
+	gw *gateway.Gateway
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -275,6 +277,7 @@ func Start(cfg Config) (*Node, error) {
 		n.closeCDC()
 		return nil, err
 	}
+	n.gw = gw
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	n.raftIn = &raftnet.Inbound{}
 	n.mux = newRaftMux(raftLn, n.raftIn.Serve, n.withPeersOffer(n.withCDCPeer(gw.PeerHandler())), log.Named("raftmux"))

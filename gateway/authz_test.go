@@ -137,16 +137,29 @@ func check401(t *testing.T, what string, r authReply) {
 	}
 }
 
+// check401Route is check401, except that a join's 401 names its cause in
+// the body (TestJoinAuth) for the joiner to log.
+func check401Route(t *testing.T, path, what string, r authReply) {
+	t.Helper()
+	if path == "/join" || path == pathPeerJoin {
+		if r.status != http.StatusUnauthorized || r.www != `Basic realm="rqlite"` || !strings.HasPrefix(r.body, "join refused") {
+			t.Errorf("%s: %d %q %q, want 401 naming the cause", what, r.status, r.www, r.body)
+		}
+		return
+	}
+	check401(t, what, r)
+}
+
 func TestAuthEveryRoute(t *testing.T) {
 	base := authGateway(t, nil)
 	for _, rt := range authRoutes {
 		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
 			url := base + rt.path
-			check401(t, "anonymous", doAuth(t, rt.method, url, rt.body, "", ""))
-			check401(t, "wrong password", doAuth(t, rt.method, url, rt.body, "bob", "secret2"))
-			check401(t, "unknown user", doAuth(t, rt.method, url, rt.body, "eve", "secret1"))
+			check401Route(t, rt.path, "anonymous", doAuth(t, rt.method, url, rt.body, "", ""))
+			check401Route(t, rt.path, "wrong password", doAuth(t, rt.method, url, rt.body, "bob", "secret2"))
+			check401Route(t, rt.path, "unknown user", doAuth(t, rt.method, url, rt.body, "eve", "secret1"))
 			for _, missing := range rt.perms {
-				check401(t, "without "+string(missing), doAuth(t, rt.method, url, rt.body, "not-"+string(missing), "pw"))
+				check401Route(t, rt.path, "without "+string(missing), doAuth(t, rt.method, url, rt.body, "not-"+string(missing), "pw"))
 			}
 			if r := doAuth(t, rt.method, url, rt.body, userFor(rt.perms), "pw"); r.status == http.StatusUnauthorized || r.www != "" {
 				t.Errorf("user with %v: %d %q", rt.perms, r.status, r.www)

@@ -9,10 +9,12 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/gateway/auth"
 	"github.com/skiffdb/skiff/gateway/rqjson"
 )
 
@@ -23,6 +25,16 @@ const (
 	pathPeerJoin = "/skiff/join"
 	pathPeerNode = "/skiff/node"
 )
+
+// HeaderNotify on a GET /skiff/node carries the asking -bootstrap-expect
+// node's replica ID: rqlite's Notify. A node with -auth answers it only
+// with join credentials, and counts as founders only the nodes that
+// announced themselves so (Notified).
+const HeaderNotify = "X-Skiff-Notify"
+
+// maxJoinBody bounds a join's body, read before its credentials are
+// checked (the perm depends on the voter flag in it).
+const maxJoinBody = 64 << 10
 
 // DefaultPeerTimeout bounds one peer's answer to /nodes when the request
 // has no timeout of its own.
@@ -102,6 +114,7 @@ func (g *Gateway) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.count(&g.ops.joinReq)
+	r.Body = http.MaxBytesReader(w, r.Body, maxJoinBody)
 	body, err := g.readBody(w, r)
 	if err != nil {
 		g.writeError(w, err)
@@ -110,6 +123,9 @@ func (g *Gateway) handleJoin(w http.ResponseWriter, r *http.Request) {
 	var jr JoinRequest
 	if err := json.Unmarshal(body, &jr); err != nil || jr.ID == "" || jr.Addr == "" {
 		g.writeError(w, fmt.Errorf("%w: want {\"id\":..., \"addr\":...}", ErrBadJoin))
+		return
+	}
+	if !g.joinAuthorized(w, r, "join", jr.ID, joinPerm(jr)) {
 		return
 	}
 	if err := g.admit(false); err != nil {
@@ -135,6 +151,18 @@ func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.count(&g.ops.nodeMetaReq)
+	if v := r.Header.Get(HeaderNotify); v != "" {
+		// rqlite's Notify needs the join perm (cluster/service.go).
+		id, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || id == 0 {
+			http.Error(w, "invalid "+HeaderNotify, http.StatusBadRequest)
+			return
+		}
+		if !g.joinAuthorized(w, r, "bootstrap notify", "replica "+v, auth.PermJoin) {
+			return
+		}
+		g.notified.Store(id, true)
+	}
 	st := g.state()
 	id := st.Identity
 	meta := NodeMeta{NodeID: id.NodeID, ReplicaID: id.ReplicaID, APIAddr: g.scheme() + "://" + g.cfg.AdvAddr, RaftAddr: id.RaftAddr,
@@ -149,6 +177,18 @@ func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
 	}
 	b, _ := json.Marshal(meta)
 	writeJSON(w, http.StatusOK, b)
+}
+
+// Notified reports whether replica id announced itself to this node with
+// credentials holding the join perm (or auth is off): a -bootstrap-expect
+// node with -auth counts only such nodes as founders, as rqlite's
+// bootstrapping node counts only the Notify requests it authorized.
+func (g *Gateway) Notified(id uint64) bool {
+	if g.cfg.Auth == nil {
+		return true
+	}
+	_, ok := g.notified.Load(id)
+	return ok
 }
 
 // handleRemove: DELETE /remove {"id":"<node id>"} (API.md 1.1, 5).

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,11 +68,16 @@ type Gateway struct {
 	tlsConf *tls.Config
 	// conns caps the listener's connections (counted in /status http).
 	conns *connlimit.Limiter
+	// notified holds the replica IDs of -bootstrap-expect nodes that
+	// announced themselves with join credentials (Notified).
+	notified sync.Map
 }
 
 // counters are the gateway's request counts, shown in /debug/vars.
 type counters struct {
 	execute, query, request, status, readyz, nodes, backup atomic.Int64
+	// authOK and authFail count permission checks (rqlite's names).
+	authOK, authFail atomic.Int64
 }
 
 // New returns a gateway serving on ln, which the caller has bound already:

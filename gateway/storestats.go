@@ -195,6 +195,8 @@ func (g *Gateway) httpVars(sec obj) {
 	sec["user_reaps"] = g.ops.userReaps.Load()
 	sec["loads"] = g.ops.loads.Load()
 	sec["boot"] = g.ops.boots.Load()
+	sec["authOK"] = g.stats.authOK.Load()
+	sec["authFail"] = g.stats.authFail.Load()
 }
 
 // fileSize is a file's size, 0 if it does not exist.

@@ -48,7 +48,6 @@ var refusedFlags = map[string]bool{
 	// What a user would notice missing: metrics export, periodic
 	// vacuums (issue 19 builds them).
 	"otlp-endpoint": true, "auto-vacuum-int": true,
-	"join-as":         true,
 	"extensions-path": true,
 }
 
@@ -135,6 +134,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&nodeTLS.VerifyCommonName, "node-verify-common-name", "", "Require this common name in other nodes' certificates (needs -node-verify-client)")
 	var join string
 	fs.StringVar(&join, "join", "", "Comma-separated Raft addresses (or http:// API URLs) of members to join through, on first start")
+	fs.StringVar(&c.JoinAs, "join-as", "", "User of the -auth file whose credentials this node joins with (joins and -bootstrap-expect)")
 	fs.IntVar(&c.JoinAttempts, "join-attempts", bootstrap.DefaultJoinAttempts, "Rounds of join attempts")
 	fs.DurationVar(&c.JoinInterval, "join-interval", bootstrap.DefaultJoinInterval, "Wait between rounds of join attempts")
 	fs.BoolVar(&c.NonVoter, "raft-non-voter", false, "Join as a read replica (never votes)")
@@ -225,6 +225,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("%w: %w", errUsage, err)
 		}
 		c.NodeTLS = &nodeTLS
+	}
+	if c.JoinAs != "" && o.authFile == "" {
+		return nil, fmt.Errorf("%w: -join-as %q needs -auth: the password is read from this node's own credentials file, as in rqlite", errUsage, c.JoinAs)
 	}
 	if ingestConfig != "" {
 		ic, err := ingest.ParseConfig(ingestConfig)

@@ -87,7 +87,13 @@ func TestParseFlags(t *testing.T) {
 					t.Fatal("RemoveShutdown set")
 				}
 			}},
-		{name: "auth-like join-as refused, not ignored", args: []string{"-join-as", "u", "d"}, wantErr: true},
+		{name: "-join-as without -auth refused (the password comes from -auth)", args: []string{"-join-as", "u", "d"}, wantErr: true},
+		{name: "-join-as with -auth", args: []string{"-auth", "f.json", "-join-as", "u", "d"},
+			check: func(t *testing.T, o *options) {
+				if o.cfg.JoinAs != "u" || o.authFile != "f.json" {
+					t.Fatalf("JoinAs %q, authFile %q", o.cfg.JoinAs, o.authFile)
+				}
+			}},
 		{name: "auth accepted (issue 16)", args: []string{"-auth", "f.json", "d"},
 			check: func(t *testing.T, o *options) {
 				if o.authFile != "f.json" || len(o.warnings) != 0 {
@@ -237,8 +243,19 @@ func TestRunExitCodes(t *testing.T) {
 	if code := run([]string{"-version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "skiffd ") {
 		t.Fatalf("-version: %d %q", code, out.String())
 	}
-	if code := run([]string{"-join-as", "u", t.TempDir()}, &out, &errOut); code != 2 {
-		t.Fatalf("refused flag: exit %d", code)
+	errOut.Reset()
+	if code := run([]string{"-join-as", "u", t.TempDir()}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "-join-as \"u\" needs -auth") {
+		t.Fatalf("-join-as without -auth: exit %d, %q", code, errOut.String())
+	}
+	// A -join-as user missing from the credentials file stops the start.
+	authPath := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(authPath, []byte(`[{"username":"bob","password":"pw","perms":["join"]}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	if code := run([]string{"-auth", authPath, "-join-as", "alice", "-http-addr", "127.0.0.1:1", "-raft-addr", "127.0.0.1:2", t.TempDir()}, &out, &errOut); code != 2 ||
+		!strings.Contains(errOut.String(), `-join-as user \"alice\" is not in the -auth credentials file`) {
+		t.Fatalf("-join-as unknown user: exit %d, %q", code, errOut.String())
 	}
 	// A malformed -ingest-config refuses to start, saying why.
 	errOut.Reset()

@@ -58,6 +58,14 @@ var (
 	// ErrBadFile: the credentials file cannot be read or parsed, or names
 	// a permission rqlite does not know.
 	ErrBadFile = errors.New("invalid credentials file")
+	// ErrNoCredentials, ErrBadCredentials and ErrPermission are Check's
+	// causes of a refusal: no Basic credentials where `*` does not grant
+	// the perm; an unknown user or a wrong password (one error for both,
+	// so that a refusal does not tell which users exist); a user without
+	// the perm.
+	ErrNoCredentials  = errors.New("credentials required")
+	ErrBadCredentials = errors.New("wrong username or password")
+	ErrPermission     = errors.New("permission denied")
 )
 
 // Config configures a Store.
@@ -241,19 +249,43 @@ func (c *creds) check(u string, password []byte) bool {
 // the request must carry Basic credentials (hasBasic) of a user whose
 // password matches and who has the perm or `all`.
 func (s *Store) Allowed(username, password string, hasBasic bool, perms ...Perm) bool {
+	return s.Check(username, password, hasBasic, perms...) == nil
+}
+
+// Check is Allowed with the cause of a refusal: ErrNoCredentials,
+// ErrBadCredentials or ErrPermission (naming the user and the perm), so
+// that a refused joiner can say why.
+func (s *Store) Check(username, password string, hasBasic bool, perms ...Perm) error {
 	c := s.cur.Load()
 	if c == nil {
 		// A Store not made by Open has no credentials: refuse, never
 		// serve everyone.
-		return false
+		return fmt.Errorf("%w: no credentials loaded", ErrBadCredentials)
 	}
 	for _, p := range perms {
 		if c.hasPerm(AnyUser, p) {
 			continue
 		}
-		if !hasBasic || !c.check(username, []byte(password)) || !c.hasPerm(username, p) {
-			return false
+		switch {
+		case !hasBasic:
+			return fmt.Errorf("%w for %s", ErrNoCredentials, p)
+		case !c.check(username, []byte(password)):
+			return ErrBadCredentials
+		case !c.hasPerm(username, p):
+			return fmt.Errorf("%w: user %q lacks the %s permission", ErrPermission, username, p)
 		}
 	}
-	return true
+	return nil
+}
+
+// Password returns user's password and whether the user exists: a node's
+// -join-as user authenticates with it (rqlite reads it from the node's own
+// credentials file).
+func (s *Store) Password(user string) (string, bool) {
+	c := s.cur.Load()
+	if c == nil {
+		return "", false
+	}
+	u, ok := c.users[user]
+	return string(u.password), ok
 }
