@@ -13,6 +13,7 @@ import (
 	"github.com/skiffdb/skiff/sm/failpoint"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/skiffdb/skiff/actors/backup"
 	"github.com/skiffdb/skiff/actors/cdc"
 	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/queue"
@@ -120,6 +121,12 @@ type Config struct {
 	// Ingest takes SQL commands in from NATS JetStream (-ingest-config);
 	// nil takes none.
 	Ingest *ingest.Config
+	// AutoBackup uploads backups while this node leads (-auto-backup);
+	// nil: off.
+	AutoBackup *backup.Config
+	// AutoRestore boots a new data directory from a backup (-auto-restore);
+	// nil: off.
+	AutoRestore *backup.RestoreConfig
 }
 
 // WithDefaults fills zero fields.
@@ -242,6 +249,9 @@ func (c Config) Validate() error {
 			return bad("-cdc-config: this skiffd was built without the sqlite_preupdate_hook tag, which change data capture needs (build it with make)")
 		}
 	}
+	if err := c.autoBackupCheck(); err != nil {
+		return err
+	}
 	if c.JoinAttempts < 1 || c.JoinInterval <= 0 {
 		return bad("-join-attempts must be >= 1 and -join-interval positive")
 	}
@@ -285,6 +295,34 @@ func (c Config) unfinishedEntryCheck(id identity) error {
 		return bad("this node's join did not complete before it stopped: restart it with -join")
 	case id.Expecting && (c.BootstrapExpect <= 0 || (len(c.Join) == 0 && c.DiscoMode == "")):
 		return bad("this node had not found its -bootstrap-expect peers when it stopped: restart it with the same -bootstrap-expect and -join (or -disco-mode)")
+	}
+	return nil
+}
+
+// autoBackupCheck validates -auto-backup and -auto-restore.
+func (c Config) autoBackupCheck() error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: "+f, append([]any{ErrInvalidConfig}, a...)...) }
+	if c.AutoBackup != nil {
+		if err := c.AutoBackup.Validate(); err != nil {
+			return bad("-auto-backup: %v", err)
+		}
+	}
+	if c.AutoRestore == nil {
+		return nil
+	}
+	if err := c.AutoRestore.WithDefaults().Validate(); err != nil {
+		return bad("-auto-restore: %v", err)
+	}
+	// Skiff boots a restore as /boot does, which needs a cluster of one:
+	// the staged file exists on this node only.
+	if c.BootstrapExpect > 0 || c.DiscoMode != "" {
+		return bad("-auto-restore needs a single-node start: restore one node, then join the others to it (not with -bootstrap-expect or -disco-mode)")
+	}
+	if len(c.Join) > 0 {
+		return bad("-auto-restore cannot be used with -join, as in rqlite: restore the first node, then join the others to it")
+	}
+	if c.NonVoter {
+		return bad("-auto-restore cannot be used on a read replica (-raft-non-voter)")
 	}
 	return nil
 }

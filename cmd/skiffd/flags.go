@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/skiffdb/skiff/actors/backup"
 	"github.com/skiffdb/skiff/actors/cdc"
 	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/queue"
@@ -43,12 +44,12 @@ var ignoredBoolFlags = []string{
 // encrypted, or does work a user relies on. value says whether the flag
 // takes a value.
 var refusedFlags = map[string]bool{
-	// What a user would notice missing: backups, metrics export, periodic
-	// vacuums (issues 18 and 19 build them).
-	"auto-backup": true, "otlp-endpoint": true, "auto-vacuum-int": true,
-	"join-as":      true,
-	"auto-restore": true, "extensions-path": true,
-	"node-cert": true, "node-key": true, "node-ca-cert": true,
+	// What a user would notice missing: metrics export, periodic
+	// vacuums (issue 19 builds them).
+	"otlp-endpoint": true, "auto-vacuum-int": true,
+	"join-as":         true,
+	"extensions-path": true,
+	"node-cert":       true, "node-key": true, "node-ca-cert": true,
 	"node-no-verify": false, "node-verify-client": false, "node-verify-server-name": true,
 	"node-verify-common-name": true,
 }
@@ -133,6 +134,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "Form a cluster of this many voters listed in -join (identical lists on every node)")
 	fs.DurationVar(&c.BootstrapExpectTimeout, "bootstrap-expect-timeout", bootstrap.DefaultBootstrapExpectTimeout, "How long to wait for the -bootstrap-expect nodes")
 	cdcConfig := fs.String("cdc-config", "", `Change data capture: an http(s) webhook URL, "stdout", nats://host:port/SUBJECT, or a JSON file of rqlite's CDC keys`)
+	autoBackup := fs.String("auto-backup", "", `Automatic backups: the path of a JSON file of rqlite's keys {"version","type":"s3"|"file","interval","vacuum","no_compress","timestamp","sub":{...}}; $VARS expanded`)
+	autoRestore := fs.String("auto-restore", "", `Automatic restore on a new data directory: the path of a JSON file of rqlite's keys {"version","type","timeout","continue_on_failure","sub":{...}}; not with -join`)
 	var ingestConfig string
 	fs.StringVar(&ingestConfig, "ingest-config", "", `Skiff (not an rqlited flag): apply SQL commands from NATS JetStream. nats://host:port/SUBJECT `+
 		`(the stream capturing SUBJECT exists; durable pull consumer "skiff", shared by every node) or the path of a JSON file `+
@@ -234,6 +237,23 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		if a = strings.TrimSpace(a); a != "" {
 			c.Join = append(c.Join, a)
 		}
+	}
+	if *autoBackup != "" {
+		bc, err := backup.ParseBackupConfig(*autoBackup)
+		if err != nil {
+			return nil, fmt.Errorf("%w: -auto-backup: %w", errUsage, err)
+		}
+		c.AutoBackup = &bc
+	}
+	if *autoRestore != "" {
+		rc, err := backup.ParseRestoreConfig(*autoRestore)
+		if err != nil {
+			return nil, fmt.Errorf("%w: -auto-restore: %w", errUsage, err)
+		}
+		if len(c.Join) > 0 {
+			return nil, fmt.Errorf("%w: -auto-restore cannot be used with -join, as in rqlite: restore the first node, then join the others to it", errUsage)
+		}
+		c.AutoRestore = &rc
 	}
 	switch fs.NArg() {
 	case 0:

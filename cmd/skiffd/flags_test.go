@@ -113,9 +113,23 @@ func TestParseFlags(t *testing.T) {
 		{name: "-http-verify-client without a certificate refused", args: []string{"-http-verify-client", "d"}, wantErr: true},
 		{name: "-http-verify-common-name without -http-verify-client refused", args: []string{"-http-cert", "c.pem", "-http-key", "k.pem", "-http-verify-common-name", "x", "d"}, wantErr: true},
 		{name: "node TLS still refused", args: []string{"-node-cert", "c.pem", "d"}, wantErr: true},
-		// Work a user relies on is refused until built, never ignored
-		// (issue 14 §3): backups, metrics export, periodic vacuums.
-		{name: "auto-backup refused, not ignored", args: []string{"-auto-backup", "b.json", "d"}, wantErr: true},
+		// -auto-backup and -auto-restore are built (issue 18): parsed,
+		// refused when malformed, gcs, or a restore with -join.
+		{name: "auto-backup file", args: []string{"-auto-backup", `{"version":1,"type":"file","interval":"5s","sub":{"dir":"/b","file":"db.gz"}}`, "d"},
+			check: func(t *testing.T, o *options) {
+				if c := o.cfg.AutoBackup; c == nil || c.Interval != 5*time.Second || c.File == nil || c.File.Dir != "/b" {
+					t.Fatalf("AutoBackup %+v", c)
+				}
+			}},
+		{name: "auto-backup missing file refused", args: []string{"-auto-backup", "no-such-b.json", "d"}, wantErr: true},
+		{name: "auto-backup gcs refused", args: []string{"-auto-backup", `{"type":"gcs","interval":"1h","sub":{"bucket":"b"}}`, "d"}, wantErr: true},
+		{name: "auto-restore s3", args: []string{"-auto-restore", `{"type":"s3","sub":{"bucket":"b","path":"p"}}`, "d"},
+			check: func(t *testing.T, o *options) {
+				if c := o.cfg.AutoRestore; c == nil || c.Timeout != 30*time.Second || c.S3 == nil || c.S3.Bucket != "b" {
+					t.Fatalf("AutoRestore %+v", c)
+				}
+			}},
+		{name: "auto-restore with -join refused", args: []string{"-auto-restore", `{"type":"s3","sub":{"bucket":"b","path":"p"}}`, "-join", "h:4002", "d"}, wantErr: true},
 		// -cdc-config is built (issue 15): parsed, refused when malformed
 		// or on a read replica.
 		{name: "cdc-config stdout", args: []string{"-cdc-config", "stdout", "d"},
