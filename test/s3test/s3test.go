@@ -289,6 +289,15 @@ func (s *Server) Object(bucket, key string) ([]byte, map[string]string, error) {
 	return b, meta, nil
 }
 
+// Size is an object's size in bytes, without reading it.
+func (s *Server) Size(bucket, key string) (int64, error) {
+	obj, err := s.backend.HeadObject(bucket, key)
+	if err != nil {
+		return 0, notFound(err, bucket, key)
+	}
+	return obj.Size, nil
+}
+
 // Keys lists a bucket's object keys, sorted.
 func (s *Server) Keys(bucket string) ([]string, error) {
 	list, err := s.backend.ListBucket(bucket, nil, gofakes3.ListBucketPage{})

@@ -87,6 +87,9 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil || !bytes.Equal(back, data) {
 				t.Errorf("GetObject: %d bytes, %v; want the %d uploaded", len(back), err, len(data))
 			}
+			if n, err := s.Size(s.Bucket(), key); err != nil || n != int64(len(data)) {
+				t.Errorf("Size = %d, %v; want %d", n, err, len(data))
+			}
 			if n := s.Uploads(s.Bucket(), key); n != 1 {
 				t.Errorf("Uploads = %d, want 1", n)
 			}
