@@ -215,17 +215,21 @@ func (rs *rows) insertN(t *testing.T, m *member, prefix string, n int) {
 	}
 }
 
-// waitIdle waits until m has counted skips at least rounds more times,
-// then requires that nothing was uploaded meanwhile: no new object write
+// skips is how many rounds m skipped, for either reason: nothing applied
+// since the last upload, or the stored object's ID already matching.
+func skips(d jsonDoc) float64 { return d.num("num_uploads_skipped") + d.num("num_uploads_skipped_id") }
+
+// waitIdle waits until m has skipped at least rounds more rounds, then
+// requires that nothing was uploaded meanwhile: no new object write
 // (uploads reads the storage's own count) and num_uploads_ok unchanged.
 func waitIdle(t *testing.T, m *member, uploads func() int, rounds int) {
 	t.Helper()
 	// The first skip proves that the upload of the last write, if any
 	// was still being counted, is over.
-	d := waitUploader(t, m, "a skipped upload", func(d jsonDoc) bool { return d.num("num_uploads_skipped") >= 1 })
-	skipped, ok, before := d.num("num_uploads_skipped"), d.num("num_uploads_ok"), uploads()
-	d = waitUploader(t, m, fmt.Sprintf("num_uploads_skipped >= %v", skipped+float64(rounds)), func(d jsonDoc) bool {
-		return d.num("num_uploads_skipped") >= skipped+float64(rounds)
+	d := waitUploader(t, m, "a skipped upload", func(d jsonDoc) bool { return skips(d) >= 1 })
+	skipped, ok, before := skips(d), d.num("num_uploads_ok"), uploads()
+	d = waitUploader(t, m, fmt.Sprintf("%v more skipped rounds", rounds), func(d jsonDoc) bool {
+		return skips(d) >= skipped+float64(rounds)
 	})
 	if d.num("num_uploads_ok") != ok || uploads() != before {
 		t.Errorf("%s uploaded while idle: num_uploads_ok %v -> %v, object writes %d -> %d", m.id, ok, d.num("num_uploads_ok"), before, uploads())

@@ -338,10 +338,11 @@ func run(skiffd string, sizeMB, rowBytes int, base string, timeout time.Duration
 	ready := time.Now()
 	var up map[string]any
 	for deadline := time.Now().Add(timeout); ; {
-		if up, err = section(src, "auto_backups"); err != nil {
+		// The section may appear only once the uploader runs.
+		if up, err = section(src, "auto_backups"); err != nil && time.Now().After(deadline) {
 			return err
 		}
-		if num(up, "num_uploads_ok") >= 1 {
+		if err == nil && num(up, "num_uploads_ok") >= 1 {
 			break
 		}
 		if num(up, "num_uploads_fail") >= 1 {
