@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors"
+	"github.com/skiffdb/skiff/actors/backup"
 	"github.com/skiffdb/skiff/actors/cdc"
 	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/lifecycle"
@@ -37,6 +38,7 @@ var shutdownSteps = []actors.Step{
 	{Name: "ingest", Reason: "stop taking messages from NATS: those in flight are applied and acked while Raft still runs, the rest stay in the stream for other nodes"},
 	{Name: "queue", Reason: "write what is still queued while Raft still runs"},
 	{Name: "cdc", Reason: "stop transmitting while Raft still runs: it proposes high-water marks (the outbox closes after Raft)"},
+	{Name: "backup", Reason: "stop uploading before Raft stops: a backup in progress reads the database through the replica"},
 	{Name: "replica", Reason: "stop Raft: closes the state machine (checkpointing SQLite's WAL) and the Raft log"},
 	{Name: "lifecycle", Reason: "last: nothing reports state any more"},
 }
@@ -229,6 +231,14 @@ func Start(cfg Config) (*Node, error) {
 		}
 		sections = append(sections, gateway.Section{Name: "ingest", Status: ing.Status, Vars: ing.Vars})
 	}
+	up, upSections, err := newUploader(cfg, life, rt, log.Named("backup"))
+	if err != nil {
+		ln.Close()
+		raftLn.Close()
+		n.closeCDC()
+		return nil, err
+	}
+	sections = append(sections, upSections...)
 	gw, err := gateway.New(gateway.Config{
 		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Auth: cfg.Auth, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
 		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints, TLS: cfg.HTTPTLS,
@@ -259,6 +269,11 @@ func Start(cfg Config) (*Node, error) {
 		n.sup.Start("ingest", ing)
 	} else {
 		n.sup.Declare("ingest")
+	}
+	if up != nil {
+		n.sup.Start("backup", up)
+	} else {
+		n.sup.Declare("backup")
 	}
 	log.Info("http serving", zap.String("addr", ln.Addr().String()), zap.String("adv_addr", cfg.HTTPAdvAddr))
 	go func() {
@@ -294,7 +309,11 @@ func (n *Node) startReplica(rt *router) error {
 	if err != nil {
 		return err
 	}
+	var restored *backup.Restored
 	if found {
+		if c.AutoRestore != nil {
+			n.log.Info("auto-restore requested, but this data directory already holds a node: skipping", zap.String("dir", c.DataDir))
+		}
 		// peers.json, a re-join under a new address (rejoin.go).
 		if c, id, err = n.checkStoredIdentity(c, store, id); err != nil {
 			return err
@@ -324,6 +343,11 @@ func (n *Node) startReplica(rt *router) error {
 		// directory only (API.md 5: restarts need no -join).
 		if err := c.firstStartCheck(); err != nil {
 			return err
+		}
+		if c.AutoRestore != nil {
+			if restored, err = n.downloadRestore(); err != nil {
+				return err
+			}
 		}
 		// A node that bootstraps alone is replica 1 of shard 1; a joining
 		// node picks a random replica ID, so that a node re-joining with
@@ -427,6 +451,11 @@ func (n *Node) startReplica(rt *router) error {
 		return err
 	}
 	n.sup.Start("replica", rep)
+	if restored != nil {
+		if err := n.bootRestored(rep, restored); err != nil {
+			return err
+		}
+	}
 	rt.r.Store(rep)
 	if n.cdcSvc != nil {
 		n.sup.Start("cdc", n.cdcSvc)

@@ -1,0 +1,96 @@
+package bootstrap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/actors/backup"
+	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/gateway"
+)
+
+// newUploader builds the -auto-backup uploader (nil when off) and its
+// /status and /debug/vars sections. It uploads while lifecycle says this
+// node leads and serves data, through the router (the replica's Backup,
+// /db/backup's path).
+func newUploader(cfg Config, life *lifecycle.Lifecycle, rt *router, log *zap.Logger) (*backup.Uploader, []gateway.Section, error) {
+	if cfg.AutoBackup == nil {
+		return nil, nil, nil
+	}
+	up, err := backup.New(backup.UploaderConfig{
+		Backup: *cfg.AutoBackup, Dir: cfg.DataDir,
+		IsLeader: func() bool {
+			st := life.State()
+			return st.IsLeader() && st.ServesData()
+		},
+		Changed:      life.Changed,
+		AppliedIndex: func() uint64 { return life.State().Progress.AppliedIndex },
+		Logger:       log,
+	}, rt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: -auto-backup: %w", ErrInvalidConfig, err)
+	}
+	return up, []gateway.Section{
+		{Name: backup.StatusSection, Status: up.Status},
+		{Name: backup.VarsSection, Vars: up.Vars},
+	}, nil
+}
+
+// downloadRestore fetches and checks the -auto-restore backup on a new
+// data directory, before the identity is saved: a failure leaves the
+// directory new. A failed download with continue_on_failure returns nil
+// (start without it, as rqlite); a download that is not a database never
+// passes.
+func (n *Node) downloadRestore() (*backup.Restored, error) {
+	c := n.cfg
+	n.log.Info("auto-restore requested, initiating download")
+	r, err := backup.Download(n.stopCtx, *c.AutoRestore, c.DataDir, nil, n.log.Named("restore"))
+	if err == nil {
+		n.log.Info("auto-restore file downloaded and checked", zap.Int64("bytes", r.Size),
+			zap.Bool("gzip", r.Compressed), zap.Duration("duration", r.Duration))
+		return r, nil
+	}
+	if c.AutoRestore.ContinueOnFailure && !errors.Is(err, backup.ErrInvalidBackup) && n.stopCtx.Err() == nil {
+		n.log.Warn("failed to download auto-restore file, continuing with node startup anyway (continue_on_failure)", zap.Error(err))
+		return nil, nil
+	}
+	return nil, fmt.Errorf("auto-restore: %w", err)
+}
+
+// bootRestored waits until this single node leads and serves, then boots
+// the cluster from the restored file as /boot does. Data requests are
+// refused (not started) until it returns, so no client reads the empty
+// database meanwhile.
+func (n *Node) bootRestored(rep *replica.Replica, r *backup.Restored) error {
+	defer r.Remove()
+	ctx := n.stopCtx
+	for {
+		changed := n.life.Changed()
+		st := n.life.State()
+		if st.IsLeader() && st.ServesData() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("auto-restore: stopped before the node could lead: %w", ctx.Err())
+		case <-rep.Done():
+			return errors.New("auto-restore: the replica stopped before the node could lead")
+		case <-changed:
+		}
+	}
+	f, err := os.Open(r.Path)
+	if err != nil {
+		return fmt.Errorf("auto-restore: %w", err)
+	}
+	defer f.Close()
+	if err := rep.Boot(ctx, f); err != nil {
+		return fmt.Errorf("auto-restore: boot from the downloaded backup: %w", err)
+	}
+	n.log.Info("auto-restore complete: booted from the downloaded backup", zap.Int64("bytes", r.Size))
+	return nil
+}
+
