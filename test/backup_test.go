@@ -622,3 +622,60 @@ func TestAutoRestore(t *testing.T) {
 		wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
 	})
 }
+
+// TestAutoBackupS3Timestamp: with timestamp true each upload is a new
+// object named as rqlite names them (the path's last segment prefixed
+// with the UTC time, YYYYMMDDHHMMSS_), and earlier ones stay as they were.
+func TestAutoBackupS3Timestamp(t *testing.T) {
+	s := s3test.Start(t, s3test.Config{})
+	cfg := writeJSONFile(t, "backup.json", backupConfig("s3", s3Sub(s, backupKey), map[string]any{"timestamp": true}))
+	c := newClusterWith(t, 1, withFlags("-auto-backup", cfg))
+	named := regexp.MustCompile(`^backups/([0-9]{14})_skiff\.sqlite\.gz$`)
+	// keysAfter waits for a timestamped object newer than after and
+	// returns it with the keys seen.
+	keysAfter := func(after string) (string, []string) {
+		t.Helper()
+		deadline := time.Now().Add(backupTimeout)
+		for {
+			keys, err := s.Keys(s.Bucket())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range keys {
+				if !named.MatchString(k) {
+					t.Fatalf("object %q is not named <dir>/YYYYMMDDHHMMSS_<file> (keys %v)", k, keys)
+				}
+				if k > after {
+					return k, keys
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no object newer than %q within %s (keys %v)", after, backupTimeout, keys)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	rs.insertN(t, c.leader, "a", 5)
+	waitUploader(t, c.leader, "num_uploads_ok >= 1", func(d jsonDoc) bool { return d.num("num_uploads_ok") >= 1 })
+	first, _ := keysAfter("")
+	firstRows := rs
+	waitBackupRows(t, first, s3Object(s, first), firstRows)
+	// Names are to the second: the next upload must come in a later one.
+	stamp, err := time.Parse("20060102150405", named.FindStringSubmatch(first)[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for time.Now().Before(stamp.Add(time.Second)) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	rs.insertN(t, c.leader, "b", 5)
+	second, keys := keysAfter(first)
+	waitBackupRows(t, second, s3Object(s, second), rs)
+	if len(keys) < 2 {
+		t.Errorf("keys %v, want the first object kept next to the second", keys)
+	}
+	waitBackupRows(t, first+" (kept)", s3Object(s, first), firstRows)
+}
