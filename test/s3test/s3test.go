@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strings"
@@ -47,6 +48,10 @@ type Config struct {
 	AccessKey string
 	// SecretKey is handed to the tests that build configurations.
 	SecretKey string
+	// CompleteDelay slows every CompleteMultipartUpload down by this
+	// much, to test clients against S3's slow completions (a fault
+	// injected, see complete).
+	CompleteDelay time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -186,14 +191,84 @@ func (s *Server) handler(next http.Handler) http.Handler {
 			writeError(w, http.StatusBadRequest, "IncompleteBody", err.Error(), r.URL.Path)
 			return
 		}
+		if r.Method == http.MethodPost && r.URL.Query().Has("uploadId") {
+			s.complete(w, r, next)
+			return
+		}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		if rec.status == http.StatusOK && isObjectWrite(r) {
-			s.mu.Lock()
-			s.uploads[strings.TrimPrefix(r.URL.Path, "/")]++
-			s.mu.Unlock()
+			s.counted(r)
 		}
 	})
+}
+
+func (s *Server) counted(r *http.Request) {
+	s.mu.Lock()
+	s.uploads[strings.TrimPrefix(r.URL.Path, "/")]++
+	s.mu.Unlock()
+}
+
+// completeKeepAlive is how long a CompleteMultipartUpload may take before
+// the answer starts, and then the period of the whitespace sent.
+const completeKeepAlive = 2 * time.Second
+
+// complete answers CompleteMultipartUpload as S3 does when assembling
+// takes a while: 200 at once, whitespace while it works, then the result
+// document, or an error document in that 200 (S3's documented
+// behaviour; clients expect it). gofakes3 assembles a large object in
+// memory slowly enough, on a loaded machine, for a client's response
+// header timeout (minio-go's is a minute) to fire, and the client's retry
+// then finds the upload gone (NoSuchUpload).
+func (s *Server) complete(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	// The request document is small; read it first, so that answering
+	// early cannot cut the request body.
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "IncompleteBody", err.Error(), r.URL.Path)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(s.cfg.CompleteDelay)
+		next.ServeHTTP(rec, r)
+	}()
+	timer := time.NewTimer(completeKeepAlive)
+	defer timer.Stop()
+	select {
+	case <-done:
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+		if rec.Code == http.StatusOK {
+			s.counted(r)
+		}
+		return
+	case <-timer.C:
+	}
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(http.StatusOK)
+	flush := http.NewResponseController(w).Flush
+	tick := time.NewTicker(completeKeepAlive)
+	defer tick.Stop()
+	for {
+		_, _ = w.Write([]byte(" "))
+		_ = flush()
+		select {
+		case <-done:
+			_, _ = w.Write(rec.Body.Bytes())
+			if rec.Code == http.StatusOK {
+				s.counted(r)
+			}
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // isObjectWrite: a single PUT of an object (not a part, not a copy) or a

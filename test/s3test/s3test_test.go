@@ -97,6 +97,27 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestSlowComplete: a CompleteMultipartUpload slower than the keep-alive
+// period is answered 200 at once, then whitespace, then the result, as
+// S3 does; minio-go takes it, and the object is stored whole.
+func TestSlowComplete(t *testing.T) {
+	s := Start(t, Config{CompleteDelay: 2*completeKeepAlive + time.Second})
+	c := client(t, s, s.AccessKey())
+	data := make([]byte, 11<<20)
+	_, _ = rand.Read(data)
+	if _, err := c.PutObject(ctx(t), s.Bucket(), "slow", bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
+		PartSize: 5 << 20, DisableContentSha256: true}); err != nil {
+		t.Fatalf("PutObject: %v", err)
+	}
+	got, _, err := s.Object(s.Bucket(), "slow")
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("stored %d bytes (%v), want the %d uploaded", len(got), err, len(data))
+	}
+	if n := s.Uploads(s.Bucket(), "slow"); n != 1 {
+		t.Errorf("Uploads = %d, want 1", n)
+	}
+}
+
 // TestWrongAccessKey: a request signed with another access key gets S3's
 // 403 InvalidAccessKeyId; an unsigned one 403 AccessDenied; nothing is
 // stored.
