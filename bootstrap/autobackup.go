@@ -23,9 +23,11 @@ func newUploader(cfg Config, life *lifecycle.Lifecycle, rt *router, log *zap.Log
 	}
 	up, err := backup.New(backup.UploaderConfig{
 		Backup: *cfg.AutoBackup, Dir: cfg.DataDir,
+		// The router holds the replica once startup (and any restore's
+		// boot) is done: before that there is nothing to back up.
 		IsLeader: func() bool {
 			st := life.State()
-			return st.IsLeader() && st.ServesData()
+			return rt.r.Load() != nil && st.IsLeader() && st.ServesData()
 		},
 		Changed:      life.Changed,
 		AppliedIndex: func() uint64 { return life.State().Progress.AppliedIndex },
@@ -66,7 +68,6 @@ func (n *Node) downloadRestore() (*backup.Restored, error) {
 // refused (not started) until it returns, so no client reads the empty
 // database meanwhile.
 func (n *Node) bootRestored(rep *replica.Replica, r *backup.Restored) error {
-	defer r.Remove()
 	ctx := n.stopCtx
 	for {
 		changed := n.life.Changed()
@@ -93,4 +94,3 @@ func (n *Node) bootRestored(rep *replica.Replica, r *backup.Restored) error {
 	n.log.Info("auto-restore complete: booted from the downloaded backup", zap.Int64("bytes", r.Size))
 	return nil
 }
-

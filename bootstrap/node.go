@@ -348,6 +348,9 @@ func (n *Node) startReplica(rt *router) error {
 			if restored, err = n.downloadRestore(); err != nil {
 				return err
 			}
+			if restored != nil {
+				defer restored.Remove()
+			}
 		}
 		// A node that bootstraps alone is replica 1 of shard 1; a joining
 		// node picks a random replica ID, so that a node re-joining with

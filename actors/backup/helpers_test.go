@@ -57,10 +57,7 @@ func (f *fakeS3) config(path string) S3Config {
 func newDB(t *testing.T, dir, name string, rows ...string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
-	db, err := sql.Open("sqlite3", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openDB(t, path)
 	defer db.Close()
 	if _, err := db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
 		t.Fatal(err)
@@ -101,3 +98,12 @@ func rowsOf(t *testing.T, path string) []string {
 }
 
 func listAll() gofakes3.ListBucketPage { return gofakes3.ListBucketPage{} }
+
+func openDB(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}

@@ -3,11 +3,11 @@ package backup
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	gzip "github.com/klauspost/compress/gzip"
 	"io"
 	"os"
 	"strings"
@@ -57,6 +57,7 @@ func Download(ctx context.Context, cfg RestoreConfig, dir string, store Store, l
 			return nil, err
 		}
 	}
+	removeStaged(dir, restorePrefix) // a crashed restore's files
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()

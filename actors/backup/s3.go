@@ -34,6 +34,7 @@ type s3Store struct {
 	endpoint  string
 	timestamp bool
 	now       func() time.Time
+	partSize  uint64
 }
 
 func newS3Store(c S3Config, timestamp bool) (*s3Store, error) {
@@ -73,7 +74,7 @@ func newS3Store(c S3Config, timestamp bool) (*s3Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: s3: %w", ErrInvalidConfig, err)
 	}
-	return &s3Store{c: mc, cfg: c, endpoint: c.Endpoint, timestamp: timestamp, now: time.Now}, nil
+	return &s3Store{c: mc, cfg: c, endpoint: c.Endpoint, timestamp: timestamp, now: time.Now, partSize: s3PartSize}, nil
 }
 
 // String names the object as rqlite does: s3://bucket/key on AWS, else
@@ -92,7 +93,11 @@ func (s *s3Store) Upload(ctx context.Context, r io.Reader, size int64, sum strin
 	if s.timestamp {
 		key = TimestampedPath(key, s.now())
 	}
-	opts := minio.PutObjectOptions{PartSize: s3PartSize, ContentType: "application/octet-stream"}
+	// DisableContentSha256: over http:// minio-go would otherwise send
+	// aws-chunked bodies, which some S3-compatible servers (gofakes3
+	// among them) store undecoded in multipart parts; over https:// it
+	// sends an unsigned payload anyway.
+	opts := minio.PutObjectOptions{PartSize: s.partSize, ContentType: "application/octet-stream", DisableContentSha256: true}
 	if sum != "" {
 		opts.UserMetadata = map[string]string{sumMetaKey: sum}
 	}

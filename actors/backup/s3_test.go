@@ -135,3 +135,20 @@ func TestS3EndpointForms(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// An uploader with wrong credentials counts the failures and shows the
+// server's reason in its status.
+func TestUploaderS3Forbidden(t *testing.T) {
+	f := newFakeS3(t)
+	c := f.config("db.gz")
+	c.AccessKeyID = "SOMEONEELSE"
+	cfg := Config{Version: 1, Storage: Storage{Type: TypeS3, S3: &c}, Interval: time.Hour}
+	u := newTestUploader(t, nil, cfg, &fileSource{path: newDB(t, t.TempDir(), "live.db", "a")})
+	u.index.Store(2)
+	u.uploadOnce(context.Background())
+	wantCounts(t, u.Uploader, 0, 1, 0, 0)
+	st := u.Status().(map[string]any)
+	if st[KeySumGetFail] != int64(1) || !strings.Contains(st[KeyLastError].(string), "Access Denied") || st[KeyLastErrorTime] == "" {
+		t.Fatalf("status %v", st)
+	}
+}

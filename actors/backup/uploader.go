@@ -1,11 +1,11 @@
 package backup
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	gzip "github.com/klauspost/compress/gzip"
 	"io"
 	"os"
 	"path/filepath"
@@ -65,6 +65,8 @@ type Uploader struct {
 	// Run's state: what the storage holds as far as this leader knows.
 	lastIndex uint64
 	lastSum   string
+	// ticked, when set (tests), hears of every interval Run handled.
+	ticked chan<- bool
 }
 
 // New builds an Uploader taking backups from src.
@@ -86,13 +88,13 @@ func New(cfg UploaderConfig, src Source) (*Uploader, error) {
 		}
 	}
 	u := &Uploader{cfg: cfg, src: src, store: st, log: cfg.Logger}
-	u.removeStale()
+	removeStaged(cfg.Dir, stagePrefix) // a crashed upload's files
 	return u, nil
 }
 
-// removeStale deletes staged files a crash left behind.
-func (u *Uploader) removeStale() {
-	names, _ := filepath.Glob(filepath.Join(u.cfg.Dir, stagePrefix+"*"))
+// removeStaged deletes the staged files (prefix*tmpSuffix*) in dir.
+func removeStaged(dir, prefix string) {
+	names, _ := filepath.Glob(filepath.Join(dir, prefix+"*"))
 	for _, n := range names {
 		if strings.Contains(filepath.Base(n), tmpSuffix) {
 			_ = os.Remove(n)
@@ -117,8 +119,15 @@ func (u *Uploader) Run(ctx context.Context) error {
 			return nil
 		case <-changed:
 		case <-tick.C:
-			if u.observeLeader() {
+			lead := u.observeLeader()
+			if lead {
 				u.uploadOnce(ctx)
+			}
+			if u.ticked != nil {
+				select {
+				case u.ticked <- lead:
+				case <-ctx.Done():
+				}
 			}
 		}
 	}
@@ -248,7 +257,7 @@ func (u *Uploader) compress(ctx context.Context, raw string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("compress backup: %w", err)
 	}
-	zw := gzip.NewWriter(out)
+	zw, _ := gzip.NewWriterLevel(out, gzip.BestSpeed)
 	_, err = io.Copy(zw, ctxReader{ctx, in})
 	if cerr := zw.Close(); err == nil {
 		err = cerr

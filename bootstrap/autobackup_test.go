@@ -1,0 +1,257 @@
+package bootstrap
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/actors/backup"
+	"github.com/skiffdb/skiff/actors/lifecycle"
+)
+
+func fileBackup(t *testing.T, dir string) *backup.Config {
+	t.Helper()
+	c, err := backup.ParseBackupConfig(fmt.Sprintf(`{"version":1,"type":"file","interval":"100ms","sub":{"dir":%q,"file":"backup.sqlite.gz"}}`, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+func fileRestore(t *testing.T, dir, extra string) *backup.RestoreConfig {
+	t.Helper()
+	c, err := backup.ParseRestoreConfig(fmt.Sprintf(`{"version":1,"type":"file",%s"sub":{"dir":%q,"file":"backup.sqlite.gz"}}`, extra, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+func httpDo(t *testing.T, method, u, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func statusSection(t *testing.T, n *Node, path, name string) map[string]any {
+	t.Helper()
+	code, body := httpDo(t, http.MethodGet, "http://"+n.HTTPAddr().String()+path, "")
+	if code != http.StatusOK {
+		t.Fatalf("%s: %d %s", path, code, body)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	sec, _ := doc[name].(map[string]any)
+	return sec
+}
+
+// queryRows polls until the node answers the query with 200, and returns
+// its values as text.
+func queryRows(t *testing.T, n *Node, q string) string {
+	t.Helper()
+	u := "http://" + n.HTTPAddr().String() + "/db/query?q=" + url.QueryEscape(q)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := httpDo(t, http.MethodGet, u, "")
+		if code == http.StatusOK {
+			var r struct {
+				Results []struct {
+					Values [][]any `json:"values"`
+					Error  string  `json:"error"`
+				} `json:"results"`
+			}
+			if err := json.Unmarshal([]byte(body), &r); err != nil || len(r.Results) != 1 {
+				t.Fatalf("query answer %s", body)
+			}
+			if r.Results[0].Error != "" {
+				return "error: " + r.Results[0].Error
+			}
+			return fmt.Sprint(r.Results[0].Values)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("query: %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A single node backs up to a directory while it leads; a new node with
+// -auto-restore comes up with that data; a restart of it does not restore
+// again.
+func TestAutoBackupAndRestoreNode(t *testing.T) {
+	backups := t.TempDir()
+	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(),
+		AutoBackup: fileBackup(t, backups)}
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown()
+	waitPhase(t, n, lifecycle.Ready)
+	base := "http://" + n.HTTPAddr().String()
+	if code, body := httpDo(t, http.MethodPost, base+"/db/execute",
+		`["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo(name) VALUES('fiona')", "INSERT INTO foo(name) VALUES('declan')"]`); code != http.StatusOK || strings.Contains(body, "error") {
+		t.Fatalf("execute: %d %s", code, body)
+	}
+	written := n.State().Progress.AppliedIndex
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sec := statusSection(t, n, "/status", backup.StatusSection)
+		if idx, _ := sec["last_index"].(float64); uint64(idx) >= written && sec[backup.KeyUploadsOK].(float64) >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no upload of index %d: auto_backups %v", written, sec)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Idle: the next intervals skip.
+	for {
+		sec := statusSection(t, n, "/debug/vars", backup.VarsSection)
+		if sec[backup.KeyUploadsSkipped].(float64) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no skipped uploads: uploader %v", sec)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := n.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := filepath.Glob(filepath.Join(cfg.DataDir, "auto-backup-*")); len(names) != 0 {
+		t.Fatalf("staged files left: %v", names)
+	}
+
+	rcfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n2", Logger: zap.NewNop(),
+		AutoRestore: fileRestore(t, backups, "")}
+	for i, want := range []string{"[[fiona] [declan]]", "[[fiona]]"} {
+		r, err := Start(rcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := queryRows(t, r, "SELECT name FROM foo ORDER BY id"); got != want {
+			t.Fatalf("start %d: rows %s, want %s", i, got, want)
+		}
+		if i == 0 {
+			// Writes go on after the restore; a restart keeps them (the
+			// second start finds data and does not restore again).
+			if code, body := httpDo(t, http.MethodPost, "http://"+r.HTTPAddr().String()+"/db/execute",
+				`["DELETE FROM foo WHERE name='declan'"]`); code != http.StatusOK || strings.Contains(body, "error") {
+				t.Fatalf("execute: %d %s", code, body)
+			}
+			if err := r.Shutdown(); err != nil {
+				t.Fatal(err)
+			}
+			rcfg.AutoRestore = fileRestore(t, backups, "")
+			continue
+		}
+		r.Shutdown()
+	}
+}
+
+// Restore failures: a missing or corrupt object fails the start and
+// leaves the data directory new; continue_on_failure starts without it
+// when the download fails, as rqlite.
+func TestAutoRestoreFailures(t *testing.T) {
+	cases := []struct {
+		name     string
+		object   []byte
+		extra    string
+		wantFail error
+	}{
+		{name: "missing object", wantFail: backup.ErrNotFound},
+		{name: "corrupt object", object: []byte("not a database"), wantFail: backup.ErrInvalidBackup},
+		{name: "corrupt object even with continue_on_failure", object: []byte("not a database"), extra: `"continue_on_failure":true,`, wantFail: backup.ErrInvalidBackup},
+		{name: "missing object with continue_on_failure", extra: `"continue_on_failure":true,`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := t.TempDir()
+			if tc.object != nil {
+				if err := os.WriteFile(filepath.Join(src, "backup.sqlite.gz"), tc.object, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(),
+				AutoRestore: fileRestore(t, src, tc.extra)}
+			n, err := Start(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantFail == nil {
+				waitPhase(t, n, lifecycle.Ready)
+				if got := queryRows(t, n, "SELECT 1"); got != "[[1]]" {
+					t.Fatalf("query %s", got)
+				}
+				if err := n.Shutdown(); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := n.Wait(ctx); !errors.Is(err, tc.wantFail) {
+				t.Fatalf("Wait = %v, want %v", err, tc.wantFail)
+			}
+			// Nothing half-restored: no identity, no staged file.
+			st, err := openLocalStore(cfg.WithDefaults().localStoreDir(), zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, found, err := st.loadIdentity()
+			st.Close()
+			if err != nil || found {
+				t.Fatalf("identity found %v (%v): the data directory is no longer new", found, err)
+			}
+			if names, _ := filepath.Glob(filepath.Join(cfg.DataDir, "auto-restore-*")); len(names) != 0 {
+				t.Fatalf("staged files left: %v", names)
+			}
+		})
+	}
+}
+
+func TestAutoRestoreConfigRefusals(t *testing.T) {
+	good := Config{DataDir: "d", AutoRestore: &backup.RestoreConfig{Storage: backup.Storage{Type: backup.TypeFile,
+		File: &backup.FileConfig{Dir: "b", File: "f"}}}}.WithDefaults()
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*Config){
+		"with -join":             func(c *Config) { c.Join = []string{"127.0.0.1:4002"} },
+		"with -bootstrap-expect": func(c *Config) { c.BootstrapExpect, c.Join = 3, []string{"a:1", "b:1", "c:1"} },
+		"on a read replica":      func(c *Config) { c.NonVoter = true },
+		"gcs backup": func(c *Config) {
+			c.AutoBackup = &backup.Config{Storage: backup.Storage{Type: backup.TypeGCS}, Interval: time.Hour}
+		},
+	} {
+		c := good
+		mut(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
