@@ -94,3 +94,17 @@ func (n *Node) bootRestored(rep *replica.Replica, r *backup.Restored) error {
 	n.log.Info("auto-restore complete: booted from the downloaded backup", zap.Int64("bytes", r.Size))
 	return nil
 }
+
+// publishedState is the lifecycle state the gateway serves: while an
+// -auto-restore may still boot the database, a ready node says it is
+// recovering, so that /readyz and data requests never present the empty
+// database that the restore is about to replace.
+func (n *Node) publishedState() *lifecycle.State {
+	st := n.life.State()
+	if !n.restoring.Load() || st.Phase != lifecycle.Ready {
+		return st
+	}
+	cp := *st
+	cp.Phase = lifecycle.Recovering
+	return &cp
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors/backup"
@@ -66,6 +69,22 @@ func statusSection(t *testing.T, n *Node, path, name string) map[string]any {
 	}
 	sec, _ := doc[name].(map[string]any)
 	return sec
+}
+
+// waitReadyz polls /readyz until it answers 200.
+func waitReadyz(t *testing.T, n *Node) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := httpDo(t, http.MethodGet, "http://"+n.HTTPAddr().String()+"/readyz", "")
+		if code == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz: %d %s", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // queryRows polls until the node answers the query with 200, and returns
@@ -152,6 +171,14 @@ func TestAutoBackupAndRestoreNode(t *testing.T) {
 		r, err := Start(rcfg)
 		if err != nil {
 			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Shutdown() })
+		// Ready means restored: the first answer after /readyz's 200 has
+		// the rows.
+		waitReadyz(t, r)
+		q := "http://" + r.HTTPAddr().String() + "/db/query?q=" + url.QueryEscape("SELECT name FROM foo ORDER BY id")
+		if code, body := httpDo(t, http.MethodGet, q, ""); code != http.StatusOK || !strings.Contains(body, "fiona") {
+			t.Fatalf("start %d: first query once ready: %d %s", i, code, body)
 		}
 		if got := queryRows(t, r, "SELECT name FROM foo ORDER BY id"); got != want {
 			t.Fatalf("start %d: rows %s, want %s", i, got, want)
@@ -253,5 +280,59 @@ func TestAutoRestoreConfigRefusals(t *testing.T) {
 		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// The same round trip through an S3 API (gofakes3 on a loopback port,
+// path style, over http://), with timestamped objects.
+func TestAutoBackupRestoreS3(t *testing.T) {
+	be := s3mem.New()
+	if err := be.CreateBucket("bkt"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gofakes3.New(be).Server())
+	defer srv.Close()
+	sub := fmt.Sprintf(`"sub":{"endpoint":%q,"region":"us-east-1","access_key_id":"k","secret_access_key":"s","bucket":"bkt","path":"n/db.gz","force_path_style":true}`, srv.URL)
+	bc, err := backup.ParseBackupConfig(`{"version":1,"type":"s3","interval":"100ms","timestamp":true,` + sub + `}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(), AutoBackup: &bc}
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown()
+	waitPhase(t, n, lifecycle.Ready)
+	if code, body := httpDo(t, http.MethodPost, "http://"+n.HTTPAddr().String()+"/db/execute",
+		`["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo(name) VALUES('s3')"]`); code != http.StatusOK || strings.Contains(body, "error") {
+		t.Fatalf("execute: %d %s", code, body)
+	}
+	written := n.State().Progress.AppliedIndex
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sec := statusSection(t, n, "/status", backup.StatusSection)
+		if idx, _ := sec["last_index"].(float64); uint64(idx) >= written {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no upload of index %d: auto_backups %v", written, sec)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := n.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := backup.ParseRestoreConfig(`{"version":1,"type":"s3","timeout":"30s",` + sub + `}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Start(Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n2", Logger: zap.NewNop(), AutoRestore: &rc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown()
+	if got := queryRows(t, r, "SELECT name FROM foo"); got != "[[s3]]" {
+		t.Fatalf("restored rows %s", got)
 	}
 }

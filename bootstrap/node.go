@@ -166,6 +166,9 @@ type Node struct {
 	// cdcCreated: this start created the outbox directory, so a start
 	// refused before the replica runs removes it again.
 	cdcCreated bool
+	// restoring is set while -auto-restore may still boot the database:
+	// the gateway is not told the node is ready until it is done.
+	restoring atomic.Bool
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -198,6 +201,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
 		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}), removed: make(chan struct{}),
 		peers: peerClient(peerTimeout)}
+	n.restoring.Store(cfg.AutoRestore != nil)
 	var sections []gateway.Section
 	if cfg.CDC != nil {
 		if err := n.openCDC(rt); err != nil {
@@ -248,7 +252,7 @@ func Start(cfg Config) (*Node, error) {
 			ForeignKeys: cfg.ForeignKeys, CDC: cfg.CDC != nil,
 		},
 		Sections: sections,
-	}, ln, rt, q, life.State)
+	}, ln, rt, q, n.publishedState)
 	if err != nil {
 		ln.Close()
 		raftLn.Close()
@@ -460,6 +464,7 @@ func (n *Node) startReplica(rt *router) error {
 		}
 	}
 	rt.r.Store(rep)
+	n.restoring.Store(false)
 	if n.cdcSvc != nil {
 		n.sup.Start("cdc", n.cdcSvc)
 	}

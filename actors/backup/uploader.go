@@ -141,6 +141,8 @@ func (u *Uploader) observeLeader() bool {
 	if lead && !u.leading.Load() {
 		u.lastIndex, u.lastSum = 0, ""
 		u.log.Info("leading: uploading backups", zap.String("destination", u.store.String()))
+	} else if !lead && u.leading.Load() {
+		u.log.Info("no longer leading: backups paused")
 	}
 	u.leading.Store(lead)
 	return lead
