@@ -100,7 +100,11 @@ func (s *StateMachine) copyForBackup(ctx context.Context) (string, error) {
 	}
 	path := tmp.Name()
 	_ = tmp.Close()
-	if err := backupTo(src, path, stopChan(ctx)); err != nil {
+	// One step (-1: every page): SQLite restarts an online backup whenever
+	// another connection commits between two steps, so under steady writes
+	// a large database copied in steps might never finish. A single step
+	// reads one snapshot; in WAL mode the writer goes on meanwhile.
+	if err := backupTo(src, path, stopChan(ctx), -1); err != nil {
 		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
 			_ = os.Remove(path + suffix)
 		}
