@@ -15,7 +15,7 @@ BENCH_RUNS ?= 3
 # Exported so every go command, and the e2e tests' own build of skiffd, use it.
 export GOFLAGS := $(strip $(GOFLAGS) -tags=sqlite_column_metadata,sqlite_preupdate_hook)
 
-.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-inprocess soak-restart failover verify fmt tools proto clean
+.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-backup bench-inprocess soak-restart failover verify fmt tools proto clean
 
 all: build
 
@@ -44,9 +44,9 @@ test-e2e:
 test-compat:
 	$(GO) test -race -count=1 -run TestGorqliteSuite -v ./test/
 
-## bench: bench-inprocess, then bench-cluster, then bench-cdc, then
-## bench-security.
-bench: bench-inprocess bench-cluster bench-cdc bench-security
+## bench: bench-inprocess, then bench-cluster, bench-cdc, bench-security and
+## bench-backup.
+bench: bench-inprocess bench-cluster bench-cdc bench-security bench-backup
 
 ## bench-cluster: a 3-node loopback cluster driven over HTTP by `skiff bench`
 ## (writes and point reads on the leader and a follower), each figure with
@@ -98,6 +98,16 @@ SIZE_MB ?= 10000
 SOAK_DIR ?=
 soak-restart: build
 	$(GO) run ./test/soak -skiffd bin/skiffd -size-mb $(SIZE_MB) $(if $(SOAK_DIR),-dir $(SOAK_DIR))
+
+## bench-backup: issue 18's figures: one automatic backup of a database of
+## SIZE_MB (default here 200; the issue's figure: SIZE_MB=1000) to an S3
+## server in the bench process, and one automatic restore from it: seconds,
+## MB/s, peak RSS (VmHWM) of the node, and the ratio to cp+sync of the same
+## SQLite file. Needs about 3 x SIZE_MB of disk under SOAK_DIR (default: a
+## temporary directory here) and 2 x SIZE_MB of memory for the S3 server.
+BACKUP_SIZE_MB := $(if $(filter file,$(origin SIZE_MB)),200,$(SIZE_MB))
+bench-backup: build
+	$(GO) run ./test/benchbackup -skiffd bin/skiffd -size-mb $(BACKUP_SIZE_MB) $(if $(SOAK_DIR),-dir $(SOAK_DIR))
 
 ## failover: the failover nemesis (a benchmark, not a test): 3 nodes on
 ## loopback, 8 clients inserting through random nodes (one request at a
