@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/gateway/auth"
+	"github.com/skiffdb/skiff/gateway/metrics"
 	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
@@ -58,6 +59,11 @@ type Config struct {
 	Sections []Section
 	// TLS, if set, serves HTTPS instead of HTTP on the listener.
 	TLS *TLS
+	// Metrics serves /metrics and counts HTTP requests by route and code.
+	// Bootstrap sets it unless -metrics=false: the same registry also
+	// holds the replica's instruments. Nil turns both off (/metrics is
+	// 404), which is how the cost of metrics is measured.
+	Metrics *metrics.Metrics
 }
 
 // Section is a top-level key of /status and /debug/vars whose value another
