@@ -189,7 +189,7 @@ func checkAnswer(rep *hammerReport, c *http.Client, m *member, tg target, phase 
 	case tg.kind == metricsReq:
 		want := `skiff_lifecycle_phase{phase="` + phase + `"} 1`
 		if r.status != http.StatusOK || !strings.Contains(string(r.body), want) {
-			rep.problem("%s: %s, want 200 with %s", what, r.status, want)
+			rep.problem("%s: %d, want 200 with %s", what, r.status, want)
 		}
 	case tg.kind == readyzReq:
 		if ready && r.status != http.StatusOK {
