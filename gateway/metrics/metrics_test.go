@@ -359,3 +359,48 @@ func TestPromtoolCheck(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkInstruments is the hot-path cost of each event-time instrument
+// (one call per request, proposal, round or apply batch).
+func BenchmarkInstruments(b *testing.B) {
+	m, err := New(Config{State: func() *lifecycle.State { return &lifecycle.State{} }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("http", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			m.ObserveHTTP("/db/query", 200, time.Millisecond)
+		}
+	})
+	b.Run("proposal", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			m.Proposed(time.Millisecond, 8, nil)
+		}
+	})
+	b.Run("apply", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			m.Applied(time.Millisecond, 8, 8)
+		}
+	})
+}
+
+// BenchmarkScrape is one /metrics scrape's cost (published state only).
+func BenchmarkScrape(b *testing.B) {
+	st := &lifecycle.State{Phase: lifecycle.Ready}
+	m, err := New(Config{State: func() *lifecycle.State { return st }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := m.Handler()
+	b.ReportAllocs()
+	for range b.N {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
+}
