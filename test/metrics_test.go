@@ -58,7 +58,8 @@ func waitMetrics(t *testing.T, m *member, what string, cond func(map[string]floa
 // TestMetricsCluster: on a real 3-node cluster, after writes and reads the
 // leader's /metrics shows the applied index, the phase gauge, Raft and
 // state machine figures and HTTP counts by route; the followers applied
-// the same; promtool accepts the real output; -metrics=false serves none.
+// the same; promtool accepts the real output; a snapshot sent to a joiner
+// is counted on both ends; -metrics=false serves none.
 func TestMetricsCluster(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.leader
@@ -119,6 +120,26 @@ func TestMetricsCluster(t *testing.T) {
 			return s["skiff_raft_applied_index"] >= writes+1 && s["skiff_sm_statements_applied_total"] >= writes+1 &&
 				s[`skiff_lifecycle_phase{phase="ready"}`] == 1 && s["skiff_raft_leader"] == 0
 		})
+	}
+
+	// A snapshot streamed to a joiner (the log compacted first) is counted
+	// on both ends, with its bytes.
+	wantResp(t, "POST /snapshot?trailing_logs=0", leader.post("/snapshot?trailing_logs=0", ""), http.StatusOK, "")
+	n4 := c.add("n4", "-join", leader.raftAddr)
+	n4.start()
+	n4.waitReady(clusterTimeout)
+	waitMetrics(t, n4, "the joiner installed a snapshot", func(s map[string]float64) bool {
+		return s["skiff_snapshot_receives_total"] >= 1 && s["skiff_snapshot_received_bytes_total"] > 0 &&
+			s["skiff_raft_applied_index"] >= writes+1
+	})
+	sends, sentBytes := 0.0, 0.0
+	for _, m := range c.ms[:3] {
+		s := promSamples(m.get("/metrics").body)
+		sends += s["skiff_snapshot_sends_total"]
+		sentBytes += s["skiff_snapshot_sent_bytes_total"]
+	}
+	if sends < 1 || sentBytes <= 0 {
+		t.Errorf("snapshots sent by the cluster: %v of %v bytes, want >= 1 and > 0", sends, sentBytes)
 	}
 
 	// -metrics=false: no /metrics at all (how their cost is measured).
