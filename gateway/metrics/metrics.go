@@ -10,13 +10,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Bucket bounds. Latencies span a local point read (~100 µs) to a request
-// timeout (seconds); batch sizes go up to the proposer's 256-write bound
-// and Dragonboat's apply batches of a replaying log.
-var (
-	latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
-	sizeBuckets    = prometheus.ExponentialBuckets(1, 2, 11) // 1 .. 1024
-)
+// latencyBuckets span a local point read (~100 µs) to a request timeout
+// (seconds).
+func latencyBuckets() []float64 {
+	return []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+}
+
+// sizeBuckets (1 .. 1024) cover the proposer's 256-write batches and
+// Dragonboat's apply batches of a replaying log.
+func sizeBuckets() []float64 { return prometheus.ExponentialBuckets(1, 2, 11) }
 
 // Metrics is the registry and the event-time instruments. A nil *Metrics
 // observes nothing (its methods are no-ops), so callers need not check.
@@ -50,32 +52,32 @@ func New(cfg Config) (*Metrics, error) {
 	m.httpDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "skiff_http_request_duration_seconds",
 		Help:    "HTTP API requests by route (API.md 1.1 route name, not the raw path) and status code, and their latency; _count is the request count.",
-		Buckets: latencyBuckets,
+		Buckets: latencyBuckets(),
 	}, []string{"route", "code"})
 	m.proposeDur = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "skiff_raft_proposal_duration_seconds", Buckets: latencyBuckets,
+		Name: "skiff_raft_proposal_duration_seconds", Buckets: latencyBuckets(),
 		Help: "Write proposals (one client write, or one BATCH entry of several) from proposing to applied; _count is the proposal count.",
 	})
 	m.proposeWrites = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "skiff_raft_proposal_writes", Buckets: sizeBuckets,
+		Name: "skiff_raft_proposal_writes", Buckets: sizeBuckets(),
 		Help: "Client writes per proposed Raft entry (group commit).",
 	})
 	m.proposeFail = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "skiff_raft_proposal_failures_total", Help: "Write proposals that ended with an error.",
 	})
 	m.readDur = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "skiff_raft_read_index_round_duration_seconds", Buckets: latencyBuckets,
+		Name: "skiff_raft_read_index_round_duration_seconds", Buckets: latencyBuckets(),
 		Help: "ReadIndex rounds (each confirms every linearizable read waiting when it began); _count is the round count.",
 	})
 	m.readFail = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "skiff_raft_read_index_round_failures_total", Help: "ReadIndex rounds that ended with an error.",
 	})
 	m.applyDur = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "skiff_sm_apply_duration_seconds", Buckets: latencyBuckets,
+		Name: "skiff_sm_apply_duration_seconds", Buckets: latencyBuckets(),
 		Help: "State machine apply batches (one SQLite transaction each) and their latency.",
 	})
 	m.applyEntries = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "skiff_sm_apply_batch_entries", Buckets: sizeBuckets,
+		Name: "skiff_sm_apply_batch_entries", Buckets: sizeBuckets(),
 		Help: "Raft entries per state machine apply batch.",
 	})
 	m.statements = prometheus.NewCounter(prometheus.CounterOpts{
