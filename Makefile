@@ -15,7 +15,7 @@ BENCH_RUNS ?= 3
 # Exported so every go command, and the e2e tests' own build of skiffd, use it.
 export GOFLAGS := $(strip $(GOFLAGS) -tags=sqlite_column_metadata,sqlite_preupdate_hook)
 
-.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-backup bench-inprocess soak-restart failover verify fmt tools proto clean
+.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-inprocess soak-restart failover verify fmt tools proto clean
 
 all: build
 
@@ -44,9 +44,9 @@ test-e2e:
 test-compat:
 	$(GO) test -race -count=1 -run TestGorqliteSuite -v ./test/
 
-## bench: bench-inprocess, then bench-cluster, bench-cdc, bench-security and
-## bench-backup.
-bench: bench-inprocess bench-cluster bench-cdc bench-security bench-backup
+## bench: bench-inprocess, then bench-cluster, bench-cdc, bench-security,
+## bench-backup and bench-metrics.
+bench: bench-inprocess bench-cluster bench-cdc bench-security bench-backup bench-metrics
 
 ## bench-cluster: a 3-node loopback cluster driven over HTTP by `skiff bench`
 ## (writes and point reads on the leader and a follower), each figure with
@@ -56,6 +56,12 @@ bench: bench-inprocess bench-cluster bench-cdc bench-security bench-backup
 PROFILE ?=
 bench-cluster: build
 	$(GO) run ./test/benchcluster -skiffd bin/skiffd -d $(BENCH_TIME) -runs $(BENCH_RUNS) $(if $(PROFILE),-profile $(PROFILE))
+
+## bench-metrics: issue 19's cost of Prometheus metrics: point reads (none,
+## weak) and inserts on 3-node loopback clusters with metrics on and with
+## -metrics=false, in alternating rounds, with an A/A control cluster.
+bench-metrics: build
+	$(GO) run ./test/benchmetrics -skiffd bin/skiffd -d $(BENCH_TIME) -runs $(BENCH_RUNS)
 
 ## bench-cdc: issue 15's figures side by side on 3-node loopback clusters:
 ## inserts/s and node CPU per insert without CDC and with CDC to a webhook

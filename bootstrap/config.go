@@ -110,6 +110,9 @@ type Config struct {
 	// shutting down gracefully (rqlited's -raft-shutdown-stepdown=false;
 	// handing over is the default, as in rqlited).
 	NoShutdownStepdown bool
+	// NoMetrics turns off /metrics and its instruments (-metrics=false),
+	// to measure what they cost.
+	NoMetrics bool
 	// ReapNodeTimeout and ReapReadOnlyNodeTimeout: the leader removes
 	// voters, and read replicas, unreachable for longer; 0 never.
 	ReapNodeTimeout, ReapReadOnlyNodeTimeout time.Duration

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,5 +110,9 @@ func TestIngestThroughRaft(t *testing.T) {
 	}
 	if st.Ingest["connected"] != true || st.Ingest["stream"] != "SQL" || st.Ingest["num_applied"] != float64(3) {
 		t.Fatalf("/status ingest = %v", st.Ingest)
+	}
+	// /metrics reads the same published counters.
+	if m := getMetrics(t, n); !strings.Contains(m, "\nskiff_ingest_applied_total 3\n") || !strings.Contains(m, "\nskiff_ingest_connected 1\n") {
+		t.Errorf("/metrics lacks the ingest counters:\n%.3000s", m)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/skiffdb/skiff/actors/replica/raftnet"
 	"github.com/skiffdb/skiff/bootstrap/nodetls"
 	"github.com/skiffdb/skiff/gateway"
+	"github.com/skiffdb/skiff/gateway/metrics"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 	"github.com/skiffdb/skiff/sm/failpoint"
@@ -137,6 +138,8 @@ type Node struct {
 	life   *lifecycle.Lifecycle
 	httpLn net.Listener
 	mux    *raftMux
+	// metrics is nil with -metrics=false (metrics.go).
+	metrics *metrics.Metrics
 	// raftIn brings the mux's Raft connections to the running transport.
 	raftIn  *raftnet.Inbound
 	store   *localStore
@@ -260,10 +263,19 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	sections = append(sections, upSections...)
+	if !cfg.NoMetrics {
+		n.metrics, err = newMetrics(cfg, life, q, sections)
+		if err != nil {
+			ln.Close()
+			raftLn.Close()
+			n.closeCDC()
+			return nil, err
+		}
+	}
 	gw, err := gateway.New(gateway.Config{
 		MaxConns: cfg.HTTPMaxConns, MaxConnsPerIP: cfg.HTTPMaxConnsPerIP,
 		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Auth: cfg.Auth, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
-		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints, TLS: cfg.HTTPTLS, PeerTLS: nodeTLS.Client(),
+		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints, TLS: cfg.HTTPTLS, PeerTLS: nodeTLS.Client(), Metrics: n.metrics,
 		Store: gateway.StoreInfo{
 			DataDir: absPath(cfg.DataDir), SQLiteDir: cfg.smDir(),
 			SnapshotThreshold: cfg.RaftSnapshotEntries, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: replica.DefaultCompactionOverhead,
@@ -455,7 +467,7 @@ func (n *Node) startReplica(rt *router) error {
 		}
 	}
 	tick := c.RaftTick
-	rep, err := replica.New(replica.Config{
+	rc := replica.Config{
 		NodeHostDir: c.nodeHostDir(), WALDir: c.RaftWALDir, SMDir: c.smDir(),
 		RaftAddr: c.RaftAdvAddr, RaftInbound: n.raftIn, RaftTLS: n.tls.Client(),
 		ShardID: id.ShardID, ReplicaID: id.ReplicaID,
@@ -481,7 +493,11 @@ func (n *Node) startReplica(rt *router) error {
 		SnapshotInterval: c.SnapshotInterval, SnapshotWALSize: c.SnapshotWALSize,
 		CheckRemoved: n.checkRemoved, OnRemoved: n.onRemoved,
 		Capture: n.captureConfig(),
-	})
+	}
+	if n.metrics != nil {
+		rc.Observer = n.metrics
+	}
+	rep, err := replica.New(rc)
 	if err != nil {
 		return err
 	}

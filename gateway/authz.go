@@ -37,7 +37,10 @@ func routePerms(p string) []auth.Perm {
 		// (joinPerm), which handleJoin checks once it has read the body.
 		return []auth.Perm{auth.PermJoin}
 	case p == pathPeerNode, strings.HasPrefix(p, "/status"), strings.HasPrefix(p, "/nodes"),
-		p == "/licenses", p == "/debug/vars", strings.HasPrefix(p, "/debug/"):
+		p == "/licenses", p == "/debug/vars", strings.HasPrefix(p, "/debug/"),
+		// rqlite has no /metrics, so no permission of its own: it shows
+		// what /status and /debug/vars show, and needs what they need.
+		p == pathMetrics:
 		// /debug/failpoints (test builds) is guarded like pprof.
 		return []auth.Perm{auth.PermStatus}
 	case strings.HasPrefix(p, "/readyz"):

@@ -12,6 +12,7 @@ import (
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/gateway/auth"
+	"github.com/skiffdb/skiff/gateway/metrics"
 )
 
 // authRoutes is API.md 1.1's table: a request to each route and the perms
@@ -36,6 +37,7 @@ var authRoutes = []struct {
 	{"GET", "/readyz", "", []auth.Perm{auth.PermReady}},
 	{"GET", "/licenses", "", []auth.Perm{auth.PermStatus}},
 	{"GET", "/debug/vars", "", []auth.Perm{auth.PermStatus}},
+	{"GET", "/metrics", "", []auth.Perm{auth.PermStatus}},
 	{"GET", "/debug/pprof/", "", []auth.Perm{auth.PermStatus}},
 	{"GET", "/console/", "", []auth.Perm{auth.PermUI}},
 	{"POST", "/join", `{"id":"n2","addr":"127.0.0.1:1"}`, []auth.Perm{auth.PermJoin}},
@@ -101,7 +103,11 @@ func authGateway(t *testing.T, star []string) string {
 	}
 	p := &phases{}
 	p.set(lifecycle.Ready, 1)
-	return startGatewayCfg(t, Config{Auth: store}, &fakeData{}, p)
+	m, err := metrics.New(metrics.Config{State: p.st.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startGatewayCfg(t, Config{Auth: store, Metrics: m}, &fakeData{}, p)
 }
 
 type authReply struct {

@@ -8,19 +8,24 @@ import (
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/queue"
+	"github.com/skiffdb/skiff/gateway/metrics"
 )
 
 // BenchmarkGatewayRequest measures the gateway's own cost of a data
 // request, from ServeHTTP to the encoded answer, with the replica faked
 // and net/http's server left out. Allocations per request are the figure
 // to watch: on the shared benchmark machine they are exact where
-// throughput is noisy.
+// throughput is noisy. metrics=on adds the HTTP instrument (route, code,
+// latency histogram) that /metrics serves; metrics=off is -metrics=false.
 func BenchmarkGatewayRequest(b *testing.B) {
 	for _, bc := range []struct {
 		name, url, body string
+		metrics         bool
 	}{
-		{"point-read", "/db/query?level=none", `[["SELECT * FROM bench WHERE id = ?", 42]]`},
-		{"insert", "/db/execute", `[["INSERT INTO bench(v) VALUES(?)", "0123456789abcdef"]]`},
+		{"point-read/metrics=off", "/db/query?level=none", `[["SELECT * FROM bench WHERE id = ?", 42]]`, false},
+		{"point-read/metrics=on", "/db/query?level=none", `[["SELECT * FROM bench WHERE id = ?", 42]]`, true},
+		{"insert/metrics=off", "/db/execute", `[["INSERT INTO bench(v) VALUES(?)", "0123456789abcdef"]]`, false},
+		{"insert/metrics=on", "/db/execute", `[["INSERT INTO bench(v) VALUES(?)", "0123456789abcdef"]]`, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -35,7 +40,13 @@ func BenchmarkGatewayRequest(b *testing.B) {
 			}
 			var p phases
 			p.set(lifecycle.Ready, 1)
-			g, err := New(Config{AdvAddr: ln.Addr().String()}, ln, data, q, p.st.Load)
+			cfg := Config{AdvAddr: ln.Addr().String()}
+			if bc.metrics {
+				if cfg.Metrics, err = metrics.New(metrics.Config{State: p.st.Load}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			g, err := New(cfg, ln, data, q, p.st.Load)
 			if err != nil {
 				b.Fatal(err)
 			}

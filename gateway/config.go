@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/gateway/auth"
+	"github.com/skiffdb/skiff/gateway/metrics"
 	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
@@ -85,6 +86,11 @@ type Config struct {
 	// PeerTLS, when set, is node-to-node TLS (bootstrap/nodetls): peers'
 	// Raft ports (/nodes) are asked over https:// with it.
 	PeerTLS *tls.Config
+	// Metrics serves /metrics and counts HTTP requests by route and code.
+	// Bootstrap sets it unless -metrics=false: the same registry also
+	// holds the replica's instruments. Nil turns both off (/metrics is
+	// 404), which is how the cost of metrics is measured.
+	Metrics *metrics.Metrics
 }
 
 // Section is a top-level key of /status and /debug/vars whose value another

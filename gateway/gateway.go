@@ -71,6 +71,8 @@ type Gateway struct {
 	// notified holds the replica IDs of -bootstrap-expect nodes that
 	// announced themselves with join credentials (Notified).
 	notified sync.Map
+	// metricsHandler serves /metrics when Config.Metrics is set.
+	metricsHandler http.Handler
 }
 
 // counters are the gateway's request counts, shown in /debug/vars.
@@ -105,6 +107,9 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          zap.NewStdLog(cfg.Logger.Named("http")),
+	}
+	if cfg.Metrics != nil {
+		g.metricsHandler = cfg.Metrics.Handler()
 	}
 	if t := cfg.TLS; t != nil {
 		certs, err := tlsreload.New(tlsreload.Config{CertFile: t.CertFile, KeyFile: t.KeyFile, Logger: cfg.Logger.Named("tls")})
@@ -155,6 +160,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 // ServeHTTP routes by path as rqlite does (API.md 1.1): prefix matching,
 // except for the exact paths listed there.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if m := g.cfg.Metrics; m != nil {
+		// Deferred before the panic recovery below, so it runs after it
+		// and sees the 500 that recovery writes (through rec: the
+		// recovery's closure reads w after this assignment).
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		w = rec
+		defer func() { m.ObserveHTTP(routeName(r.URL.Path), rec.code, time.Since(start)) }()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -237,6 +251,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.handleLeader(w, r)
 	case p == "/debug/vars":
 		g.handleVars(w, r)
+	case p == pathMetrics && g.metricsHandler != nil:
+		g.handleMetrics(w, r)
 	case strings.HasPrefix(p, "/debug/pprof"):
 		g.handlePprof(w, r)
 	case strings.HasPrefix(p, pathFailpoints) && failpoint.Compiled && g.cfg.Failpoints != nil:

@@ -2,6 +2,7 @@ package sm
 
 import (
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -41,6 +42,10 @@ type Config struct {
 	// Capture turns on CDC capture; nil captures nothing (and registers
 	// no hook).
 	Capture *CaptureConfig
+	// Observe, if set, is told once per Update batch how long it took, how
+	// many entries it applied and how many statements ran (/metrics). It
+	// runs on the apply goroutine and must not block.
+	Observe func(d time.Duration, entries, statements int)
 }
 
 // WithDefaults returns c with zero fields set to their defaults.

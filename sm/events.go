@@ -23,6 +23,9 @@ const (
 	EventStorageFault
 	// EventNodes: the replicated node table, whole, in Nodes.
 	EventNodes
+	// EventSnapshotSent: SaveSnapshot streamed a whole snapshot of Bytes
+	// (counted for /metrics; progress reports may be coalesced, this not).
+	EventSnapshotSent
 )
 
 // String names the kind for logs.
@@ -46,6 +49,8 @@ func (k EventKind) String() string {
 		return "storage_fault"
 	case EventNodes:
 		return "nodes"
+	case EventSnapshotSent:
+		return "snapshot_sent"
 	}
 	return "unknown"
 }

@@ -42,6 +42,9 @@ type StateMachine struct {
 	echoID, echoChanges int64
 	// nodesChanged: the batch being applied wrote the node table.
 	nodesChanged bool
+	// statements counts the client statements the Update running ran
+	// (Config.Observe).
+	statements int
 	// rollbacks records, while one Update runs, the requests (by entry
 	// index, then position in a BATCH entry; 0 otherwise) that rolled the
 	// transaction back: they fail alone, and every later redo skips them.

@@ -182,11 +182,19 @@ func (s *StateMachine) Update(ents []sm.Entry) ([]sm.Entry, error) {
 		s.fault(err)
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
+	var t0 time.Time
+	if s.cfg.Observe != nil {
+		t0 = time.Now()
+	}
+	s.statements = 0
 	err := s.applyBatch(ents)
 	s.rollbacks = nil
 	if err != nil {
 		s.fault(err)
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(time.Since(t0), len(ents), s.statements)
 	}
 	last := ents[len(ents)-1].Index
 	s.applied.Store(last)
@@ -728,6 +736,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 			t0 = time.Now()
 		}
 		s.cap.mark()
+		s.statements++
 		s.userMode = true
 		s.sawInsert, s.sawWrite, s.dropping = false, false, ""
 		var res *cmdpb.StatementResult

@@ -48,6 +48,9 @@ const (
 	infoReq
 	// dataReq: served when ready, the documented 503 otherwise.
 	dataReq
+	// metricsReq: /metrics, always 200 with the phase gauge at 1 for the
+	// phase the node is in (gateway/metrics).
+	metricsReq
 )
 
 // hammerTargets is every route of API.md 1.1, with bodies that change
@@ -61,6 +64,7 @@ func hammerTargets() []target {
 		{method: "GET", path: "/nodes?ver=2&nonvoters&timeout=5s", kind: infoReq},
 		{method: "GET", path: "/leader", kind: infoReq},
 		{method: "GET", path: "/debug/vars", kind: infoReq},
+		{method: "GET", path: "/metrics", kind: metricsReq},
 		{method: "GET", path: "/debug/pprof/cmdline", kind: infoReq},
 		{method: "GET", path: "/", kind: infoReq},
 		{method: "OPTIONS", path: "/db/query", kind: infoReq},
@@ -181,6 +185,11 @@ func checkAnswer(rep *hammerReport, c *http.Client, m *member, tg target, phase 
 			rep.problem("%s: %s: %v", what, r, err)
 		} else if st.state != phase {
 			rep.problem("%s: lifecycle.state %q, want %q", what, st.state, phase)
+		}
+	case tg.kind == metricsReq:
+		want := `skiff_lifecycle_phase{phase="` + phase + `"} 1`
+		if r.status != http.StatusOK || !strings.Contains(string(r.body), want) {
+			rep.problem("%s: %d, want 200 with %s", what, r.status, want)
 		}
 	case tg.kind == readyzReq:
 		if ready && r.status != http.StatusOK {

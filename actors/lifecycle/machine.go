@@ -144,7 +144,7 @@ func applySM(next *State, e sm.Event) {
 			next.Phase = Opening
 		}
 	case sm.EventOpenDone:
-		p.AppliedIndex = e.Index
+		p.AppliedIndex, p.OpenIndex = e.Index, e.Index
 		if next.Phase == Opening {
 			next.Phase = Recovering
 		}
@@ -161,9 +161,15 @@ func applySM(next *State, e sm.Event) {
 	case sm.EventSnapshotInstallDone:
 		p.AppliedIndex = e.Index
 		next.Restores++
+		next.InstalledBytes += uint64(max(p.SnapshotTotal, 0))
 		p.SnapshotBytes = p.SnapshotTotal
+		// Replay counts from the installed snapshot on.
+		p.OpenIndex = e.Index
 	case sm.EventSnapshotSendProgress:
 		p.SentBytes, p.SentTotal = e.Bytes, e.Total
+	case sm.EventSnapshotSent:
+		next.SnapshotsSent++
+		next.SentBytes += uint64(max(e.Bytes, 0))
 	case sm.EventStorageFault:
 		if e.Err != nil {
 			next.LastError = e.Err.Error()

@@ -388,3 +388,30 @@ func TestRemovedWithReason(t *testing.T) {
 		t.Fatalf("phase %s after shutdown, want stopping", m.State().Phase)
 	}
 }
+
+// The counters /metrics reads: entries replayed since open (and since an
+// installed snapshot), snapshots sent and installed with their bytes.
+func TestSnapshotAndReplayCounters(t *testing.T) {
+	m := NewMachine(t0)
+	m.Apply(IdentityKnown{self()}, t0)
+	m.Apply(SMEvent{sm.Event{Kind: sm.EventOpenBegun, Bytes: 4096}}, t0)
+	m.Apply(SMEvent{sm.Event{Kind: sm.EventOpenDone, Index: 100}}, t0)
+	m.Apply(applied(130), t0)
+	if p := m.State().Progress; p.OpenIndex != 100 || p.AppliedIndex-p.OpenIndex != 30 {
+		t.Fatalf("after open at 100 and applying to 130: %+v", p)
+	}
+	// Progress reports of a send do not count; the whole send does.
+	m.Apply(SMEvent{sm.Event{Kind: sm.EventSnapshotSendProgress, Bytes: 10, Total: 500}}, t0)
+	m.Apply(SMEvent{sm.Event{Kind: sm.EventSnapshotSent, Bytes: 500, Total: 500}}, t0)
+	m.Apply(SMEvent{sm.Event{Kind: sm.EventSnapshotSent, Bytes: 700, Total: 700}}, t0)
+	if st := m.State(); st.SnapshotsSent != 2 || st.SentBytes != 1200 {
+		t.Fatalf("sent %d snapshots of %d bytes, want 2 of 1200", st.SnapshotsSent, st.SentBytes)
+	}
+	m.Apply(SMEvent{sm.Event{Kind: sm.EventSnapshotInstallBegun, Index: 900, Total: 2000}}, t0)
+	m.Apply(SMEvent{sm.Event{Kind: sm.EventSnapshotInstallProgress, Bytes: 1000, Total: 2000}}, t0)
+	m.Apply(SMEvent{sm.Event{Kind: sm.EventSnapshotInstallDone, Index: 900}}, t0)
+	st := m.State()
+	if st.Restores != 1 || st.InstalledBytes != 2000 || st.Progress.OpenIndex != 900 || st.Progress.AppliedIndex != 900 {
+		t.Fatalf("after an install at 900: restores %d, installed %d bytes, %+v", st.Restores, st.InstalledBytes, st.Progress)
+	}
+}

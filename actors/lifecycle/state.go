@@ -52,6 +52,10 @@ type Identity struct {
 type Progress struct {
 	// DBBytes is the database file's size when it was opened.
 	DBBytes int64
+	// OpenIndex is the applied index the database had when it was opened:
+	// AppliedIndex - OpenIndex entries were replayed or applied since
+	// (reset to the index of a snapshot installed later).
+	OpenIndex uint64
 	// AppliedIndex is the last index the state machine committed.
 	AppliedIndex uint64
 	// TargetIndex is the commit index the node is catching up to (the
@@ -127,8 +131,12 @@ type State struct {
 	// (monitoring, API.md 2.1); zero before the first.
 	Replica ReplicaStats
 	// Restores counts snapshots installed from the leader (rqlite's
-	// num_restores).
-	Restores uint64
+	// num_restores); InstalledBytes sums their sizes.
+	Restores       uint64
+	InstalledBytes uint64
+	// SnapshotsSent counts snapshots streamed whole to peers; SentBytes
+	// sums their sizes (/metrics).
+	SnapshotsSent, SentBytes uint64
 	// Coalesced counts progress reports (applied index, snapshot bytes)
 	// merged into a later one before lifecycle applied them. No event
 	// that changes state is ever coalesced or lost.

@@ -138,6 +138,7 @@ func (r *Replica) proposeWrites(ctx context.Context, propose func(context.Contex
 // proposeBatch proposes the writes still wanted, alone or as one BATCH
 // entry, and answers each.
 func (r *Replica) proposeBatch(ctx context.Context, nh *dragonboat.NodeHost, batch []*pendingWrite) {
+	var err error // the batch's outcome, observed when it returns
 	live := batch[:0]
 	var deadline time.Time
 	for _, pw := range batch {
@@ -159,8 +160,13 @@ func (r *Replica) proposeBatch(ctx context.Context, nh *dragonboat.NodeHost, bat
 	// cancel of ctx ends it.
 	bctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	if o := r.cfg.Observer; o != nil {
+		t0 := time.Now()
+		defer func() { o.Proposed(time.Since(t0), len(live), err) }()
+	}
 	if len(live) == 1 {
-		resp, err := r.propose(bctx, nh, cmdpb.Command_TYPE_EXECUTE, live[0].req)
+		var resp *cmdpb.Response
+		resp, err = r.propose(bctx, nh, cmdpb.Command_TYPE_EXECUTE, live[0].req)
 		live[0].done <- pendingResult{resp, err}
 		return
 	}
@@ -168,7 +174,8 @@ func (r *Replica) proposeBatch(ctx context.Context, nh *dragonboat.NodeHost, bat
 	for i, pw := range live {
 		cmd.Batch[i] = &cmdpb.Command{Version: sm.CommandVersion, Type: cmdpb.Command_TYPE_EXECUTE, Request: pw.req}
 	}
-	resp, err := r.proposeCommand(bctx, nh, cmd)
+	var resp *cmdpb.Response
+	resp, err = r.proposeCommand(bctx, nh, cmd)
 	if err == nil && len(resp.GetBatch()) != len(live) {
 		if resp.GetError() != "" {
 			// Refused whole (an unknown command version): each write

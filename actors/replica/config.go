@@ -58,6 +58,9 @@ const (
 
 // Config configures the replica actor.
 type Config struct {
+	// Observer, if set, is told of write proposals, ReadIndex rounds and
+	// applied batches as they happen (/metrics); nil observes nothing.
+	Observer Observer
 	// NodeHostDir holds Dragonboat's data: the Pebble LogDB and snapshots.
 	NodeHostDir string
 	// WALDir holds the LogDB's write-ahead log; put it on the lowest
@@ -152,6 +155,21 @@ type Config struct {
 	// RaftServerTLS, for the connections the transport accepts when it
 	// listens itself (without RaftInbound, whose mux does the handshake).
 	RaftTLS, RaftServerTLS *tls.Config
+}
+
+// Observer receives the figures that exist only at event time. Each
+// method is called once per proposal, round or batch, on the hot path:
+// it must be cheap and must not block.
+type Observer interface {
+	// Proposed: a proposal of writes client writes (1: alone, more: one
+	// BATCH entry) was answered after d, with err (nil: applied).
+	Proposed(d time.Duration, writes int, err error)
+	// ReadRound: a ReadIndex round serving linearizable reads ended after
+	// d, with err.
+	ReadRound(d time.Duration, err error)
+	// Applied: the state machine applied entries entries, running
+	// statements client statements, in one batch that took d.
+	Applied(d time.Duration, entries, statements int)
 }
 
 // WithDefaults fills zero fields.

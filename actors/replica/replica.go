@@ -339,7 +339,15 @@ func (r *Replica) Run(ctx context.Context) error {
 			go func(nh *dragonboat.NodeHost) {
 				defer r.loops.Done()
 				timeout := readRoundTimeout(r.cfg.RTT)
-				r.reads.run(r.workCtx, func(ctx context.Context) error { return confirmReadIndex(ctx, nh, r.cfg.ShardID, timeout) })
+				r.reads.run(r.workCtx, func(ctx context.Context) error {
+					if o := r.cfg.Observer; o != nil {
+						t0 := time.Now()
+						err := confirmReadIndex(ctx, nh, r.cfg.ShardID, timeout)
+						o.ReadRound(time.Since(t0), err)
+						return err
+					}
+					return confirmReadIndex(ctx, nh, r.cfg.ShardID, timeout)
+				})
 			}(nh)
 			for range writeProposers {
 				go func(nh *dragonboat.NodeHost) {
@@ -479,10 +487,14 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 		SnapshotCompressionType: config.Snappy,
 		IsNonVoting:             c.NonVoting,
 	}
-	makeSM := sm.Factory(sm.Config{
+	smc := sm.Config{
 		Dir: c.SMDir, ForeignKeys: c.ForeignKeys, Notify: r.life.NotifySM, Logger: r.log.Named("sm"),
 		Failpoints: c.Failpoints, Capture: c.Capture,
-	})
+	}
+	if c.Observer != nil {
+		smc.Observe = c.Observer.Applied
+	}
+	makeSM := sm.Factory(smc)
 	factory := func(shardID, replicaID uint64) dbsm.IOnDiskStateMachine {
 		m := makeSM(shardID, replicaID)
 		if s, ok := m.(*sm.StateMachine); ok {

@@ -114,6 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&c.Queue.Tx, "write-queue-tx", false, "Wrap each queued-write batch in a transaction")
 	fs.BoolVar(&c.ClusterRemoveOnShutdown, "raft-cluster-remove-shutdown", false, "Remove this node from the cluster on graceful shutdown")
 	stepdown := fs.Bool("raft-shutdown-stepdown", true, "A leader shutting down gracefully hands leadership to another voter first")
+	metricsOn := fs.Bool("metrics", true, "Serve Prometheus metrics at /metrics (false: off, to measure their cost)")
 	fs.DurationVar(&c.ReapNodeTimeout, "raft-reap-node-timeout", 0, "The leader removes voters unreachable for longer than this (0: never)")
 	fs.DurationVar(&c.ReapReadOnlyNodeTimeout, "raft-reap-read-only-node-timeout", 0, "The leader removes read replicas unreachable for longer than this (0: never)")
 	fs.DurationVar(&c.SnapshotInterval, "raft-snap-int", replica.DefaultSnapshotInterval, "How often to check whether the SQLite WAL calls for a snapshot (0: never)")
@@ -186,6 +187,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return o, nil
 	}
 	c.NoShutdownStepdown = !*stepdown
+	c.NoMetrics = !*metricsOn
 	var refusedSet []string
 	for n, s := range refused {
 		if *s {

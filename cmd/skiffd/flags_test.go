@@ -51,6 +51,18 @@ func TestParseFlags(t *testing.T) {
 					t.Fatalf("warnings = %v", o.warnings)
 				}
 			}},
+		{name: "metrics on by default", args: []string{"d"},
+			check: func(t *testing.T, o *options) {
+				if o.cfg.NoMetrics {
+					t.Fatal("metrics off by default")
+				}
+			}},
+		{name: "-metrics=false turns them off", args: []string{"-metrics=false", "d"},
+			check: func(t *testing.T, o *options) {
+				if !o.cfg.NoMetrics {
+					t.Fatal("-metrics=false left metrics on")
+				}
+			}},
 		{name: "shutdown, reap and snapshot flags: rqlited's defaults (API.md 5)", args: []string{"d"},
 			check: func(t *testing.T, o *options) {
 				c := o.cfg
