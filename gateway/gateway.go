@@ -18,6 +18,7 @@ import (
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/gateway/console"
 	"github.com/skiffdb/skiff/gateway/tlsreload"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
@@ -64,6 +65,8 @@ type Gateway struct {
 	// certs and tlsConf are set when serving HTTPS.
 	certs   *tlsreload.Reloader
 	tlsConf *tls.Config
+	// consoleFiles serves the web console's embedded assets.
+	consoleFiles http.Handler
 }
 
 // counters are the gateway's request counts, shown in /debug/vars.
@@ -83,7 +86,8 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 		return nil, fmt.Errorf("%w: listener, data, queue and state are required", ErrInvalidConfig)
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, queue: q, state: state,
-		peers: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}}}
+		peers:        &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}},
+		consoleFiles: console.Handler()}
 	g.srv = &http.Server{
 		Handler:           g,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -221,6 +225,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.handleVars(w, r)
 	case strings.HasPrefix(p, "/debug/pprof"):
 		g.handlePprof(w, r)
+	case p == "/console", strings.HasPrefix(p, console.Prefix):
+		g.handleConsole(w, r)
 	case strings.HasPrefix(p, pathFailpoints) && failpoint.Compiled && g.cfg.Failpoints != nil:
 		g.handleFailpoints(w, r)
 	default:
