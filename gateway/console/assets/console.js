@@ -54,7 +54,6 @@ function cell(v) {
 
 function renderResult(res, associative) {
   const box = el("div", null, "result");
-  if (res.error) { box.appendChild(el("p", res.error, "error")); return box; }
   let cols = res.columns;
   let rows = res.values;
   if (associative && res.rows) {
@@ -74,11 +73,11 @@ function renderResult(res, associative) {
     box.appendChild(el("p", (rows || []).length + " row(s)", "info"));
     return box;
   }
-  const parts = [];
+  const parts = ["executed"];
   if (res.rows_affected !== undefined) parts.push(res.rows_affected + " row(s) affected");
   if (res.last_insert_id !== undefined) parts.push("last insert id " + res.last_insert_id);
   if (res.time !== undefined) parts.push((res.time * 1000).toFixed(2) + " ms");
-  box.appendChild(el("p", parts.join(", ") || "done", "write-info"));
+  box.appendChild(el("p", parts.join(", "), "write-info"));
   return box;
 }
 
@@ -99,7 +98,12 @@ async function runQuery() {
     const took = performance.now() - began;
     if (!r.doc) { showError("query-error", r.status + ": " + r.text); return; }
     if (r.doc.error) { showError("query-error", r.doc.error); return; }
-    for (const res of r.doc.results || []) $("results").appendChild(renderResult(res, assoc));
+    const errors = [];
+    for (const res of r.doc.results || []) {
+      if (res.error) errors.push(res.error);
+      else $("results").appendChild(renderResult(res, assoc));
+    }
+    showError("query-error", errors.join("\n"));
     $("query-info").textContent = "HTTP " + r.status + " in " + took.toFixed(1) + " ms";
   } catch (e) {
     showError("query-error", String(e));
@@ -192,8 +196,11 @@ function bytes(n) {
 }
 
 // progressOf says what a node is doing and how far it is, from its
-// /status lifecycle section: [label, value, max] (value null: unknown).
-function progressOf(lc) {
+// /status (the lifecycle section): [label, value, max] (value null:
+// unknown).
+function progressOf(st) {
+  const lc = st.lifecycle;
+  const sq = (st.store && st.store.sqlite3) || {};
   const p = lc.progress || {};
   const eta = p.eta_s ? ", about " + p.eta_s + " s left" : "";
   switch (p.step) {
@@ -208,7 +215,7 @@ function progressOf(lc) {
     return ["caught up, awaiting promotion to voter", 1, 1];
   }
   switch (lc.state) {
-  case "ready": return ["applied index " + p.applied_index + ", database " + bytes(p.db_bytes), 1, 1];
+  case "ready": return ["applied index " + p.applied_index + (sq.db_size ? ", database " + bytes(sq.db_size) : ""), 1, 1];
   case "opening": return ["opening database (" + bytes(p.db_bytes) + ")", null, 1];
   case "recovering": return ["recovering: applied index " + p.applied_index + " of " + p.target_index, p.applied_index, Math.max(p.target_index, 1)];
   }
@@ -241,7 +248,7 @@ function nodeRow(n, st, err) {
   tr.appendChild(ph);
   const td = el("td", null, "progress");
   if (lc) {
-    const [label, value, max] = progressOf(lc);
+    const [label, value, max] = progressOf(st);
     const bar = el("progress");
     bar.max = max;
     if (value !== null) bar.value = Math.min(value, max);
