@@ -205,7 +205,10 @@ function progressOf(st) {
   const eta = p.eta_s ? ", about " + p.eta_s + " s left" : "";
   switch (p.step) {
   case "replaying_log":
-    return ["replaying log: entry " + p.applied_index + " of " + p.target_index + eta, p.applied_index, Math.max(p.target_index, 1)];
+    // The target (the leader's commit index) is unknown until a leader
+    // is heard from; until then the bar cannot say how far.
+    if (!p.target_index) return ["replaying log: entry " + p.applied_index, null, 1];
+    return ["replaying log: entry " + p.applied_index + " of " + p.target_index + eta, p.applied_index, p.target_index];
   case "receiving_snapshot":
     if (p.leader_sent_total_bytes) return ["receiving snapshot: " + bytes(p.leader_sent_bytes) + " of " + bytes(p.leader_sent_total_bytes) + eta, p.leader_sent_bytes, p.leader_sent_total_bytes];
     return ["receiving snapshot: " + bytes(p.received_bytes), null, 1];
@@ -217,7 +220,9 @@ function progressOf(st) {
   switch (lc.state) {
   case "ready": return ["applied index " + p.applied_index + (sq.db_size ? ", database " + bytes(sq.db_size) : ""), 1, 1];
   case "opening": return ["opening database (" + bytes(p.db_bytes) + ")", null, 1];
-  case "recovering": return ["recovering: applied index " + p.applied_index + " of " + p.target_index, p.applied_index, Math.max(p.target_index, 1)];
+  case "recovering":
+    if (!p.target_index) return ["recovering: applied index " + p.applied_index, null, 1];
+    return ["recovering: applied index " + p.applied_index + " of " + p.target_index, p.applied_index, p.target_index];
   }
   return [lc.state + (lc.last_error ? ": " + lc.last_error : ""), null, 1];
 }
