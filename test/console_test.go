@@ -96,23 +96,26 @@ func poll(expr string) chromedp.Action[chromedp.Void] {
 
 func click(css string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(css)) }
 
-// screenshot saves the viewport as a PNG under dir and returns its path.
-// With SKIFF_SCREENSHOTS set it copies it to that directory too (how
-// docs/console-cluster.png was made).
-func screenshot(t *testing.T, ctx context.Context, dir, name string) string {
+// screenshot saves the viewport as a PNG under dir.
+func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
-	png := get(t, ctx, "screenshot "+name, chromedp.CaptureScreenshot())
-	path := filepath.Join(dir, name+".png")
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	saveShot(t, dir, name, get(t, ctx, "screenshot "+name, chromedp.CaptureScreenshot()))
+}
+
+// saveShot writes png under dir and, with SKIFF_SCREENSHOTS set, to that
+// directory too (how docs/console-cluster.png was made).
+func saveShot(t *testing.T, dir, name string, png []byte) {
+	t.Helper()
+	dirs := []string{dir}
 	if out := os.Getenv("SKIFF_SCREENSHOTS"); out != "" {
-		if err := os.WriteFile(filepath.Join(out, name+".png"), png, 0o644); err != nil {
+		dirs = append(dirs, out)
+	}
+	for _, d := range dirs {
+		if err := os.WriteFile(filepath.Join(d, name+".png"), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("screenshot %s (%d bytes)", path, len(png))
-	return path
+	t.Logf("screenshot %s (%d bytes)", filepath.Join(dir, name+".png"), len(png))
 }
 
 // gridJS reads the first results grid: header cells, then each row's.
@@ -418,10 +421,38 @@ func TestConsoleRestartProgress(t *testing.T) {
 		}
 	}()
 
-	spec := "sm/open=sleep(3s);sm/apply=8*sleep(500ms)"
+	// Writes go on while n3 recovers, so that its catch-up arrives in
+	// many small batches, each slowed by sm/apply, rather than in one:
+	// the bar then has steps to show. They stop once n3 is ready.
+	writerDone := make(chan error, 1)
+	stopWriter := make(chan struct{})
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stopWriter:
+				writerDone <- nil
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			r, err := leader.do(leader.client, http.MethodPost, "/db/execute", "application/json",
+				strings.NewReader(fmt.Sprintf(`["INSERT INTO big (v) VALUES ('during %d')"]`, i)))
+			if err == nil && r.status != http.StatusOK {
+				err = fmt.Errorf("insert during the restart: %s", r)
+			}
+			if err != nil {
+				writerDone <- err
+				return
+			}
+		}
+	}()
+	spec := "sm/open=sleep(3s);sm/apply=20*sleep(300ms)"
 	n3.failpoints = &spec
 	n3.start()
 	n3.waitReady(clusterTimeout)
+	close(stopWriter)
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case err := <-done:
 		if err != nil {
@@ -475,14 +506,5 @@ func TestConsoleRestartProgress(t *testing.T) {
 	if midShot == nil {
 		t.Fatal("no screenshot of the bar part-way")
 	}
-	path := filepath.Join(shots, "console-cluster-recovering.png")
-	if err := os.WriteFile(path, midShot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out := os.Getenv("SKIFF_SCREENSHOTS"); out != "" {
-		if err := os.WriteFile(filepath.Join(out, "console-cluster-recovering.png"), midShot, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Logf("screenshot %s (%d bytes)", path, len(midShot))
+	saveShot(t, shots, "console-cluster-recovering", midShot)
 }
