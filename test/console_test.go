@@ -249,6 +249,9 @@ func TestConsoleQueryRestoreCluster(t *testing.T) {
 		t.Fatalf("/console led to %s, want %s/console/#query", loc, base)
 	}
 
+	if !get(t, ctx, "CDC tab", chromedp.Evaluate[bool](`document.querySelector('#tabs button[data-tab="cdc"]').hidden`)) {
+		t.Fatal("the CDC page is offered on a node without CDC")
+	}
 	wantWrite(t, ctx, "CREATE TABLE fruit (id INTEGER PRIMARY KEY, name TEXT, weight REAL)", "executed, ")
 	wantWrite(t, ctx, "INSERT INTO fruit(name, weight) VALUES ('apple', 1.5), ('banana', NULL), ('<b>cherry</b>', 0.25)",
 		"executed, 3 row(s) affected, last insert id 3, ")
@@ -507,4 +510,39 @@ func TestConsoleRestartProgress(t *testing.T) {
 		t.Fatal("no screenshot of the bar part-way")
 	}
 	saveShot(t, shots, "console-cluster-recovering", midShot)
+}
+
+// TestConsoleCDC: with CDC on, the console shows its CDC page, and the
+// page follows the status as it changes (here a sink that is down: the
+// backlog grows and the last error says why). Without CDC the page is not
+// offered (TestConsoleQueryRestoreCluster checks that).
+func TestConsoleCDC(t *testing.T) {
+	const inserts = 5
+	cfg := writeJSONFile(t, "cdc.json", cdcConfigJSON("http://"+freeAddr(t)+"/cdc", nil))
+	c := newClusterWith(t, 1, withFlags("-cdc-config", cfg))
+	n := c.leader
+	ctx := newBrowser(t)
+	ui(t, ctx, "open the console",
+		chromedp.Navigate(n.apiURL()+"/console/"),
+		chromedp.WaitVisible(chromedp.CSS(`#tabs button[data-tab="cdc"]`)),
+		click(`#tabs button[data-tab="cdc"]`),
+		chromedp.WaitVisible(chromedp.CSS(`#cdc-status tr[data-key="backlog"]`)),
+	)
+	wantOK(t, "CREATE TABLE", n.execute(createItems), `{"results":[{}]}`)
+	for i := 1; i <= inserts; i++ {
+		wantOK(t, "insert", n.execute(fmt.Sprintf(`["INSERT INTO items(id, v) VALUES(%d, 'x')"]`, i)),
+			fmt.Sprintf(`{"results":[{"last_insert_id":%d,"rows_affected":1}]}`, i))
+	}
+	// The page refreshes by itself: no reload, no click.
+	cctx, cancel := context.WithTimeout(ctx, uiTimeout)
+	defer cancel()
+	_, err := chromedp.Run(cctx, poll(fmt.Sprintf(`(() => {
+  const v = (k) => { const r = document.querySelector('#cdc-status tr[data-key="' + k + '"] td'); return r ? r.textContent : ""; };
+  return Number(v("backlog")) >= %d && v("last_error") !== "" && v("is_leader") === "true";
+})()`, inserts)))
+	if err != nil {
+		shown := get(t, ctx, "CDC table", chromedp.Evaluate[[]string](`[...document.querySelectorAll("#cdc-status tr")].map(r => r.textContent)`))
+		t.Fatalf("the CDC page never showed a backlog of %d and a last error: %v; it shows %q", inserts, err, shown)
+	}
+	screenshot(t, ctx, t.TempDir(), "console-cdc")
 }
