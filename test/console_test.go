@@ -546,3 +546,42 @@ func TestConsoleCDC(t *testing.T) {
 	}
 	screenshot(t, ctx, t.TempDir(), "console-cdc")
 }
+
+// TestConsoleAuth: with -auth the console needs the ui permission (401
+// with the Basic challenge, which makes a browser ask), and a browser that
+// has the credentials uses the console: its API calls carry them too.
+func TestConsoleAuth(t *testing.T) {
+	n := newNode(t)
+	path := filepath.Join(n.dir, "auth.json")
+	creds := `[{"username":"bob","password":"secret1","perms":["all"]},
+ {"username":"mary","password":"secret2","perms":["query","status"]},
+ {"username":"*","perms":["status","ready"]}]`
+	// (Anyone may read /status and /readyz: the harness waits on them.)
+	if err := os.WriteFile(path, []byte(creds), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.args = []string{"-auth", path}
+	n.start()
+	n.waitReady(readyTimeout)
+	want401(t, "anonymous /console/", authDo(t, n, "GET", "/console/", "", "", ""))
+	want401(t, "anonymous /console", authDo(t, n, "GET", "/console", "", "", ""))
+	want401(t, "mary (no ui) /console/", authDo(t, n, "GET", "/console/", "", "mary", "secret2"))
+	if r := authDo(t, n, "GET", "/console/", "", "bob", "secret1"); r.status != http.StatusOK || !strings.Contains(string(r.body), "Skiff console") {
+		t.Fatalf("bob /console/: %s", r)
+	}
+
+	ctx := newBrowser(t)
+	// Credentials in the URL land in the browser's cache for the realm,
+	// as if typed into its prompt; the page's fetches then answer the
+	// 401 challenges with them.
+	u := strings.Replace(n.baseURL(), "://", "://bob:secret1@", 1)
+	ui(t, ctx, "open the console with credentials",
+		chromedp.Navigate(u+"/console/"),
+		chromedp.WaitVisible(chromedp.ID("sql")),
+	)
+	wantWrite(t, ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", "executed, ")
+	wantWrite(t, ctx, "INSERT INTO t(v) VALUES ('x')", "1 row(s) affected")
+	wantGrid(t, ctx, "SELECT id, v FROM t", [][]string{{"id", "v"}, {"1", "x"}})
+	ui(t, ctx, "cluster tab", click(`#tabs button[data-tab="cluster"]`))
+	waitClusterReady(t, ctx, []string{"1"})
+}

@@ -2,7 +2,11 @@
 // from the server reaches the page through textContent, never as markup.
 "use strict";
 
-const api = (path) => "../" + path; // the console lives at /console/
+// API paths resolve against the node the console came from (it lives at
+// /console/), without any credentials typed into the address bar: fetch
+// refuses URLs that carry them, and the browser's auth cache has them.
+const apiBase = (() => { const u = new URL("../", location.href); u.username = ""; u.password = ""; u.hash = ""; u.search = ""; return u.href; })();
+const api = (path) => apiBase + path;
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const refreshMs = Math.max(100, parseInt(params.get("refresh") || "1000", 10) || 1000);
