@@ -259,6 +259,7 @@ func TestConsoleQueryRestoreCluster(t *testing.T) {
 	wantGrid(t, ctx, "SELECT id, name, weight FROM fruit ORDER BY id", [][]string{
 		{"id", "name", "weight"}, {"1", "apple", "1.5"}, {"2", "banana", "NULL"}, {"3", "<b>cherry</b>", "0.25"},
 	})
+	screenshot(t, ctx, shots, "console-query")
 	ui(t, ctx, "associative", click("#associative"))
 	// The associative shape is a JSON object per row: the grid shows its
 	// keys in the order the node sends them (sorted), not the query's.
@@ -270,7 +271,6 @@ func TestConsoleQueryRestoreCluster(t *testing.T) {
 	if !strings.Contains(errText, "no such table: no_such_table") {
 		t.Fatalf("error shown as %q", errText)
 	}
-	screenshot(t, ctx, shots, "console-query")
 
 	// Schema: the table with its columns; a click fills the editor.
 	ui(t, ctx, "schema",
