@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 
+	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/gateway/console"
 )
 
@@ -29,24 +31,41 @@ func (g *Gateway) handleConsole(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleConsolePeerStatus answers GET ?id=<node id> with that member's
-// /status, fetched from its API address with the caller's credentials (the
-// peer checks them: relaying must not widen anyone's access). Only members
-// can be asked, so this cannot be used to reach arbitrary addresses.
+// handleConsolePeerStatus answers GET ?id=<node id> (or ?addr=<Raft
+// address>, for a joiner that has not registered its ID yet) with that
+// member's /status, fetched from its API address with the caller's
+// credentials (the peer checks them: relaying must not widen anyone's
+// access). Only members can be asked, so this cannot be used to reach
+// arbitrary addresses.
 func (g *Gateway) handleConsolePeerStatus(w http.ResponseWriter, r *http.Request) {
 	if !methods(w, r, http.MethodGet) {
 		return
 	}
-	id := r.URL.Query().Get("id")
-	var addr string
-	for _, m := range members(g.state()) {
-		if m.NodeID == id && id != "" {
-			addr = m.APIAddr
+	q := r.URL.Query()
+	id, raftAddr := q.Get("id"), q.Get("addr")
+	var m lifecycle.Member
+	found := false
+	for _, c := range members(g.state()) {
+		if (id != "" && c.NodeID == id) || (raftAddr != "" && c.RaftAddr == raftAddr) {
+			m, found = c, true
 		}
 	}
-	if addr == "" {
-		http.Error(w, "no member with that id and an API address", http.StatusNotFound)
+	if !found {
+		http.Error(w, "no member with that id or address", http.StatusNotFound)
 		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), DefaultPeerTimeout)
+	defer cancel()
+	addr := m.APIAddr
+	if addr == "" {
+		// Not in the node table yet: the peer itself says where its API
+		// is, over its Raft address (as /nodes learns it).
+		meta, err := g.askPeer(ctx, m.RaftAddr)
+		if err != nil || meta.APIAddr == "" {
+			http.Error(w, fmt.Sprintf("peer's API address unknown: %v", err), http.StatusBadGateway)
+			return
+		}
+		addr = meta.APIAddr
 	}
 	if !strings.Contains(addr, "://") {
 		scheme := "http://"
@@ -56,8 +75,6 @@ func (g *Gateway) handleConsolePeerStatus(w http.ResponseWriter, r *http.Request
 		}
 		addr = scheme + addr
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), DefaultPeerTimeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(addr, "/")+"/status", nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)

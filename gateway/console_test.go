@@ -26,8 +26,8 @@ func TestConsoleRoutes(t *testing.T) {
 		{"GET", "/console/console.js", 200, "text/javascript; charset=utf-8", "db/request"},
 		{"GET", "/console/console.css", 200, "text/css; charset=utf-8", "progress"},
 		{"POST", "/console/", 405, "", ""},
-		{"GET", "/console/peer/status?id=nobody", 404, "text/plain; charset=utf-8", "no member"},
-		{"GET", "/console/peer/status", 404, "text/plain; charset=utf-8", "no member"},
+		{"GET", "/console/peer/status?id=nobody", 404, "text/plain; charset=utf-8", "no member with that id or address"},
+		{"GET", "/console/peer/status", 404, "text/plain; charset=utf-8", "no member with that id or address"},
 		{"POST", "/console/peer/status?id=n1", 405, "", ""},
 	} {
 		r := do(t, tc.method, base+tc.path, "")

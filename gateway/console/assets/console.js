@@ -233,11 +233,10 @@ function progressOf(st) {
 
 let selfID = "";
 
-// nodeStatus fetches a node's /status: this node's directly, another's
-// through this node (a browser may not read another origin's answer).
-function nodeStatus(id) {
-  if (id === selfID) return getJSON("status");
-  return getJSON("console/peer/status?id=" + encodeURIComponent(id));
+// nodeStatus fetches another node's /status through this node (a browser
+// may not read another origin's answer).
+function nodeStatus(n) {
+  return getJSON("console/peer/status?id=" + encodeURIComponent(n.id) + "&addr=" + encodeURIComponent(n.addr || ""));
 }
 
 function yesNo(b) { return b ? "yes" : "no"; }
@@ -300,7 +299,7 @@ async function refresh() {
     const nodes = doc.nodes || [];
     const rows = await Promise.all(nodes.map(async (n) => {
       if (n.id === selfID) return nodeRow(n, self, "");
-      try { return nodeRow(n, await nodeStatus(n.id), ""); } catch (e) { return nodeRow(n, null, String(e.message || e)); }
+      try { return nodeRow(n, await nodeStatus(n), ""); } catch (e) { return nodeRow(n, null, String(e.message || e)); }
     }));
     $("nodes").tBodies[0].replaceChildren(...rows);
     $("cluster-time").textContent = "Last update " + new Date().toLocaleTimeString() + ".";
