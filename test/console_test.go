@@ -341,6 +341,86 @@ func TestConsoleQueryRestoreCluster(t *testing.T) {
 	waitClusterReady(t, ctx, c.ids())
 }
 
+// seen is one state of a node's row on the cluster page.
+type seen struct {
+	phase, step, progress string
+	value, max            float64
+}
+
+// phaseRecorder records what the cluster page shows for one node, from a
+// goroutine that uses only chromedp (it never fails the test itself). It
+// ends once the node shows ready after having shown anything else.
+type phaseRecorder struct {
+	stop    chan struct{}
+	done    chan error
+	history []seen
+	// midShot is a screenshot taken the first time the node's bar was
+	// part-way.
+	midShot []byte
+}
+
+func recordPhases(ctx context.Context, match func(consoleRow) bool) *phaseRecorder {
+	rec := &phaseRecorder{stop: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		left := false
+		for {
+			select {
+			case <-rec.stop:
+				rec.done <- errors.New("the page never showed the node ready again")
+				return
+			case <-tick.C:
+			}
+			got, err := readCluster(ctx)
+			if err != nil {
+				rec.done <- err
+				return
+			}
+			for _, r := range got {
+				if !match(r) {
+					continue
+				}
+				s := seen{r.Phase, r.Step, r.Progress, r.Value, r.Max}
+				if len(rec.history) == 0 || rec.history[len(rec.history)-1] != s {
+					rec.history = append(rec.history, s)
+				}
+				left = left || r.Phase != "ready"
+				if rec.midShot == nil && r.Phase != "ready" && r.Value > 0 && r.Value < r.Max {
+					cctx, cancel := context.WithTimeout(ctx, uiTimeout)
+					rec.midShot, _ = chromedp.Run(cctx, chromedp.CaptureScreenshot())
+					cancel()
+				}
+				if left && r.Phase == "ready" {
+					rec.done <- nil
+					return
+				}
+			}
+		}
+	}()
+	return rec
+}
+
+// wait waits (bounded by clusterTimeout) for the recorder to end and
+// returns what it saw, logged.
+func (rec *phaseRecorder) wait(t *testing.T) ([]seen, []byte) {
+	t.Helper()
+	var err error
+	select {
+	case err = <-rec.done:
+	case <-time.After(clusterTimeout):
+		close(rec.stop)
+		err = <-rec.done
+	}
+	for _, s := range rec.history {
+		t.Logf("on the page: phase %-11s step %-20q bar %v/%v  %s", s.phase, s.step, s.value, s.max, s.progress)
+	}
+	if err != nil {
+		t.Fatalf("reading the cluster page: %v", err)
+	}
+	return rec.history, rec.midShot
+}
+
 // TestConsoleRestartProgress restarts a node with a large database while
 // the cluster page is open on another node and records the phases the
 // page shows for it: it must show the node leave (unreachable), come back
@@ -374,55 +454,7 @@ func TestConsoleRestartProgress(t *testing.T) {
 			fmt.Sprintf(`{"results":[{"last_insert_id":%d,"rows_affected":1}]}`, rows+i+1))
 	}
 
-	// Record what the page shows for n3 from now on, in a goroutine
-	// (chromedp only; it never fails the test itself).
-	type seen struct {
-		phase, step, progress string
-		value, max            float64
-	}
-	// It ends once n3 shows ready after having shown anything else.
-	var history []seen
-	var midShot []byte
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		left := false
-		for {
-			select {
-			case <-stop:
-				done <- errors.New("the page never showed n3 ready again")
-				return
-			case <-tick.C:
-			}
-			got, err := readCluster(ctx)
-			if err != nil {
-				done <- err
-				return
-			}
-			for _, r := range got {
-				if r.ID != "n3" {
-					continue
-				}
-				s := seen{r.Phase, r.Step, r.Progress, r.Value, r.Max}
-				if len(history) == 0 || history[len(history)-1] != s {
-					history = append(history, s)
-				}
-				left = left || r.Phase != "ready"
-				if midShot == nil && r.Phase == "recovering" && r.Value > 0 {
-					// The bar part-way: the picture the README shows.
-					cctx, cancel := context.WithTimeout(ctx, uiTimeout)
-					midShot, _ = chromedp.Run(cctx, chromedp.CaptureScreenshot())
-					cancel()
-				}
-				if left && r.Phase == "ready" {
-					done <- nil
-					return
-				}
-			}
-		}
-	}()
+	rec := recordPhases(ctx, func(r consoleRow) bool { return r.ID == "n3" })
 
 	// Writes go on while n3 recovers, so that its catch-up arrives in
 	// many small batches, each slowed by sm/apply, rather than in one:
@@ -456,20 +488,11 @@ func TestConsoleRestartProgress(t *testing.T) {
 	if err := <-writerDone; err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("reading the cluster page: %v", err)
-		}
-	case <-time.After(clusterTimeout):
-		close(stop)
-		t.Fatalf("reading the cluster page: %v (seen %+v)", <-done, history)
-	}
+	history, midShot := rec.wait(t)
 	waitClusterReady(t, ctx, c.ids())
 	screenshot(t, ctx, shots, "console-cluster-after-restart")
 	var phases []string
 	for _, s := range history {
-		t.Logf("n3 on the page: phase %-11s step %-15q bar %v/%v  %s", s.phase, s.step, s.value, s.max, s.progress)
 		if len(phases) == 0 || phases[len(phases)-1] != s.phase {
 			phases = append(phases, s.phase)
 		}
@@ -584,4 +607,50 @@ func TestConsoleAuth(t *testing.T) {
 	wantGrid(t, ctx, "SELECT id, v FROM t", [][]string{{"id", "v"}, {"1", "x"}})
 	ui(t, ctx, "cluster tab", click(`#tabs button[data-tab="cluster"]`))
 	waitClusterReady(t, ctx, []string{"1"})
+}
+
+// TestConsoleSnapshotInstall: a node joins a cluster whose log was
+// compacted by a forced /snapshot, so it gets the database as a snapshot;
+// the cluster page on the leader shows it receiving and installing with a
+// bar that moves (bytes of total), then ready. The sm/snapshot-install
+// failpoint slows each chunk so that the page sees the install.
+func TestConsoleSnapshotInstall(t *testing.T) {
+	c := newCluster(t, 1)
+	leader := c.leader
+	wantOK(t, "create", leader.execute(`["CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)"]`), `{"results":[{}]}`)
+	const rows = 100_000
+	wantOK(t, "bulk insert", leader.execute(fmt.Sprintf(`["WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < %d) INSERT INTO big (v) SELECT printf('%%0200d', i) FROM c"]`, rows)),
+		fmt.Sprintf(`{"results":[{"last_insert_id":%d,"rows_affected":%d}]}`, rows, rows))
+	if r := leader.post("/snapshot?trailing_logs=0", ""); r.status != http.StatusOK {
+		t.Fatalf("/snapshot: %s", r)
+	}
+
+	ctx := newBrowser(t)
+	shots := t.TempDir()
+	ui(t, ctx, "open the cluster page", chromedp.Navigate(leader.apiURL()+"/console/?refresh=250#cluster"))
+	waitClusterReady(t, ctx, []string{"n1"})
+
+	j := c.add("n2", "-join", leader.raftAddr)
+	spec := "sm/snapshot-install=sleep(100ms)"
+	j.failpoints = &spec
+	// Before its registration the joiner's row may carry its Raft
+	// address as its ID: anything but n1 is the joiner.
+	rec := recordPhases(ctx, func(r consoleRow) bool { return r.ID != "n1" })
+	j.start()
+	j.waitReady(clusterTimeout)
+	history, midShot := rec.wait(t)
+	waitClusterReady(t, ctx, []string{"n1", "n2"})
+
+	var bar []float64
+	for _, s := range history {
+		if s.step == "installing_snapshot" && s.value >= 0 && s.value < s.max {
+			bar = append(bar, s.value)
+		}
+	}
+	if len(bar) < 2 || bar[len(bar)-1] <= bar[0] {
+		t.Fatalf("the page did not show the snapshot install progressing: %v", bar)
+	}
+	if midShot != nil {
+		saveShot(t, shots, "console-cluster-installing", midShot)
+	}
 }
