@@ -40,6 +40,8 @@ var authRoutes = []struct {
 	{"GET", "/metrics", "", []auth.Perm{auth.PermStatus}},
 	{"GET", "/debug/pprof/", "", []auth.Perm{auth.PermStatus}},
 	{"GET", "/console/", "", []auth.Perm{auth.PermUI}},
+	{"GET", "/console/console.js", "", []auth.Perm{auth.PermUI}},
+	{"GET", "/console", "", []auth.Perm{auth.PermUI}},
 	{"POST", "/join", `{"id":"n2","addr":"127.0.0.1:1"}`, []auth.Perm{auth.PermJoin}},
 	{"POST", pathPeerJoin, `{"id":"n2","addr":"127.0.0.1:1"}`, []auth.Perm{auth.PermJoin}},
 	{"GET", pathPeerNode, "", []auth.Perm{auth.PermStatus}},

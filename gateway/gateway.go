@@ -20,6 +20,7 @@ import (
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway/connlimit"
+	"github.com/skiffdb/skiff/gateway/console"
 	"github.com/skiffdb/skiff/gateway/tlsreload"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
@@ -73,6 +74,8 @@ type Gateway struct {
 	notified sync.Map
 	// metricsHandler serves /metrics when Config.Metrics is set.
 	metricsHandler http.Handler
+	// consoleFiles serves the web console's embedded assets.
+	consoleFiles http.Handler
 }
 
 // counters are the gateway's request counts, shown in /debug/vars.
@@ -95,7 +98,8 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, queue: q, state: state,
 		peers: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute,
-			TLSClientConfig: cfg.PeerTLS, TLSHandshakeTimeout: 10 * time.Second}}}
+			TLSClientConfig: cfg.PeerTLS, TLSHandshakeTimeout: 10 * time.Second}},
+		consoleFiles: console.Handler()}
 	conns, err := connlimit.New(connlimit.Config{Name: "http", MaxConns: cfg.MaxConns, MaxPerIP: cfg.MaxConnsPerIP, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
@@ -255,6 +259,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.handleMetrics(w, r)
 	case strings.HasPrefix(p, "/debug/pprof"):
 		g.handlePprof(w, r)
+	case p == "/console", strings.HasPrefix(p, console.Prefix):
+		g.handleConsole(w, r)
 	case strings.HasPrefix(p, pathFailpoints) && failpoint.Compiled && g.cfg.Failpoints != nil:
 		g.handleFailpoints(w, r)
 	default:
