@@ -1,0 +1,473 @@
+package test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/skiffdb/skiff/test/testcert"
+)
+
+// End-to-end tests of node-to-node TLS (API.md 1.13 "Internode": -node-cert,
+// -node-key, -node-ca-cert, -node-no-verify, -node-verify-client,
+// -node-verify-server-name, -node-verify-common-name). When it is on, every
+// connection on the Raft port is TLS: Raft messages, snapshot streams, joins,
+// the /nodes peer queries (API.md 2.2) and -bootstrap-expect's metadata
+// calls. Certificates are made by testcert in each test's directories.
+
+// tlsWaitTimeout bounds the wait for a node to serve a rotated certificate
+// (the files are polled about every second) and for a refused node to give
+// up its join.
+const tlsWaitTimeout = 60 * time.Second
+
+// withNodeTLS is a newClusterWith setup: each member gets a certificate of
+// its own from ca (common name testcert.NodeCN, 127.0.0.1 and localhost)
+// and the node TLS flags, plus extra. newClusterWith applies setup to n1
+// twice: the second call must not rotate n1's running certificate.
+func withNodeTLS(ca *testcert.CA, extra ...string) func(*member) {
+	return func(m *member) {
+		if slices.Contains(m.args, "-node-cert") {
+			return
+		}
+		cert, key := ca.Node(m.t, m.dir, "node", testcert.NodeCN)
+		m.args = append(m.args, "-node-cert", cert, "-node-key", key, "-node-ca-cert", ca.File)
+		m.args = append(m.args, extra...)
+	}
+}
+
+// nodeCertFile is the certificate withNodeTLS gave m.
+func nodeCertFile(m *member) string { return filepath.Join(m.dir, "node.pem") }
+
+// raftTLSClient is what the test presents on a Raft port: a client-only
+// certificate from ca (so -node-verify-client lets it finish a handshake),
+// trusting ca only, checking the node's name as a peer would (127.0.0.1).
+func raftTLSClient(t *testing.T, ca *testcert.CA) *tls.Config {
+	t.Helper()
+	cert, key := ca.ClientOnly(t, t.TempDir(), "probe", testcert.NodeCN)
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+}
+
+// raftPeerSerial completes a TLS handshake with the Raft port at addr and
+// returns the serial number of the certificate the node presents.
+func raftPeerSerial(addr string, cfg *tls.Config) (*big.Int, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber, nil
+}
+
+// wantTLSOnly checks that m's Raft port speaks TLS with m's own certificate
+// and answers nothing to a plaintext request (/skiff/node is one of the
+// mux's HTTP routes).
+func wantTLSOnly(t *testing.T, m *member, cfg *tls.Config) {
+	t.Helper()
+	got, err := raftPeerSerial(m.raftAddr, cfg)
+	if want := testcert.Serial(t, nodeCertFile(m)); err != nil || got.Cmp(want) != 0 {
+		t.Errorf("%s: TLS on the Raft port: serial %v, %v; want the node's certificate, serial %v", m.id, got, err, want)
+	}
+	c := newClient(5*time.Second, true)
+	defer c.CloseIdleConnections()
+	if resp, err := c.Get("http://" + m.raftAddr + "/skiff/node"); err == nil {
+		resp.Body.Close()
+		t.Errorf("%s: plaintext HTTP on the Raft port got %d; want no answer (every connection is TLS)", m.id, resp.StatusCode)
+	}
+}
+
+// TestNodeTLSCluster: three nodes with node TLS and mutual verification
+// (-node-verify-client, -node-verify-common-name) form a cluster, n2
+// joining through n1's Raft address and n3 through its API URL (API.md 5);
+// /nodes, whose answer comes from peer queries over the Raft port, shows
+// every node reachable (API.md 2.2); writes on the leader are read on every
+// node; no Raft port answers in plaintext.
+func TestNodeTLSCluster(t *testing.T) {
+	ca := testcert.NewCA(t, t.TempDir(), "skiff-test")
+	c := newClusterWith(t, 3, withNodeTLS(ca, "-node-verify-client", "-node-verify-common-name", testcert.NodeCN))
+	probe := raftTLSClient(t, ca)
+	for _, m := range c.ms {
+		wantTLSOnly(t, m, probe)
+	}
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	for i := range 20 {
+		rs.insert(t, c.leader, fmt.Sprintf("tls-%d", i))
+	}
+	for _, m := range c.ms {
+		waitRows(t, m, rs, "level=none")
+		// Legacy /nodes too: gorqlite's discovery reads it (API.md 4.1).
+		docs, r, err := fetchNodes(m.node, "/nodes")
+		if err != nil {
+			t.Fatalf("/nodes on %s: %v", m.id, err)
+		}
+		if _, err := c.settled(docs, c.ids(), nil); err != nil {
+			t.Errorf("/nodes on %s: %v: %s", m.id, err, r.body)
+		}
+	}
+}
+
+// TestNodeTLSBootstrapExpect: three nodes started together with
+// -bootstrap-expect 3 and the same -join list (API.md 5, "Auto-clustering")
+// find each other over node TLS and form one cluster.
+func TestNodeTLSBootstrapExpect(t *testing.T) {
+	ca := testcert.NewCA(t, t.TempDir(), "skiff-test")
+	c := &cluster{t: t}
+	var addrs []string
+	for i := 1; i <= 3; i++ {
+		m := c.add(fmt.Sprintf("n%d", i))
+		addrs = append(addrs, m.raftAddr)
+	}
+	for _, m := range c.ms {
+		m.setFlags("-bootstrap-expect", "3", "-join", strings.Join(addrs, ","))
+		withNodeTLS(ca, "-node-verify-client")(m)
+		m.start()
+	}
+	t.Cleanup(c.stopAll)
+	checkFormed(t, c)
+	probe := raftTLSClient(t, ca)
+	for _, m := range c.ms {
+		wantTLSOnly(t, m, probe)
+	}
+}
+
+// refusal is a fourth node that must not get into a TLS cluster.
+type refusal struct {
+	name string
+	// args are the fourth node's node TLS flags.
+	args func(t *testing.T, ca *testcert.CA, dir string) []string
+	// joiner must match the fourth node's log (its failed join), member
+	// the log of a member (the refused handshake or join), both with the
+	// reason.
+	joiner, member *regexp.Regexp
+}
+
+// TestNodeTLSRefusals: a cluster with mutual TLS (-node-verify-client,
+// -node-verify-common-name) refuses a fourth node that presents a
+// certificate for the wrong server name, with the wrong common name, an
+// expired one, a self-signed one from no trusted CA, or none. Each cannot
+// join: it gives up with the reason in its log, a member logs the refusal
+// with the reason, the newcomer never learns a leader (no Raft message
+// reached it), and no member's /nodes ever lists it.
+func TestNodeTLSRefusals(t *testing.T) {
+	ca := testcert.NewCA(t, t.TempDir(), "skiff-test")
+	c := newClusterWith(t, 3, withNodeTLS(ca, "-node-verify-client", "-node-verify-common-name", testcert.NodeCN))
+	pair := func(cert, key string) []string {
+		return []string{"-node-cert", cert, "-node-key", key, "-node-ca-cert", ca.File,
+			"-node-verify-client", "-node-verify-common-name", testcert.NodeCN}
+	}
+	cases := []refusal{
+		{
+			name: "wrong server name",
+			args: func(t *testing.T, ca *testcert.CA, dir string) []string {
+				return pair(ca.WrongName(t, dir, "node"))
+			},
+			joiner: regexp.MustCompile(`valid for|server name|IP SANs|bad certificate`),
+			member: regexp.MustCompile(`valid for|server name|IP SANs|` + regexp.QuoteMeta(testcert.WrongHost)),
+		},
+		{
+			name: "wrong common name",
+			args: func(t *testing.T, ca *testcert.CA, dir string) []string {
+				return pair(ca.Node(t, dir, "node", testcert.WrongCN))
+			},
+			joiner: regexp.MustCompile(`(?i)common name|bad certificate|` + testcert.WrongCN),
+			member: regexp.MustCompile(`(?i)common name.*` + testcert.WrongCN + `|` + testcert.WrongCN + `.*common name`),
+		},
+		{
+			name: "expired",
+			args: func(t *testing.T, ca *testcert.CA, dir string) []string {
+				return pair(ca.Expired(t, dir, "node"))
+			},
+			joiner: regexp.MustCompile(`expired`),
+			member: regexp.MustCompile(`expired`),
+		},
+		{
+			name: "self-signed, untrusted",
+			args: func(t *testing.T, _ *testcert.CA, dir string) []string {
+				return pair(testcert.SelfSigned(t, dir, "node"))
+			},
+			joiner: regexp.MustCompile(`unknown (certificate )?authority|certificate required|bad certificate`),
+			member: regexp.MustCompile(`unknown authority|didn't provide a certificate|certificate required`),
+		},
+		{
+			// rqlite's dialer speaks TLS with -node-ca-cert alone, with
+			// no certificate to present.
+			name: "no client certificate",
+			args: func(*testing.T, *testcert.CA, string) []string {
+				return []string{"-node-ca-cert", ca.File}
+			},
+			joiner: regexp.MustCompile(`certificate required|bad certificate|didn't provide`),
+			member: regexp.MustCompile(`didn't provide a certificate|certificate required|no certificate`),
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { checkRefused(t, c, ca, tc) })
+	}
+	// The cluster is unharmed.
+	wantOK(t, "CREATE TABLE after the refusals", c.leader.execute(createT), `{"results":[{}]}`)
+	c.waitMembers(c.ms, c.ids(), nil)
+}
+
+// checkRefused starts the fourth node of tc, joining through a follower,
+// and checks the refusal while it tries and after it gave up.
+func checkRefused(t *testing.T, c *cluster, ca *testcert.CA, tc refusal) {
+	n4 := &member{node: newNode(t), id: "n4"}
+	via := others(c.ms, c.leader)[0]
+	n4.setFlags("-join", via.raftAddr, "-join-attempts", "3", "-join-interval", "1s")
+	n4.args = append(n4.args, tc.args(t, ca, n4.dir)...)
+	// Only what the members log from now on counts.
+	offsets := map[*member]int64{}
+	for _, m := range c.ms {
+		if fi, err := os.Stat(m.proc.logPath); err == nil {
+			offsets[m] = fi.Size()
+		}
+	}
+	p := n4.launch()
+	deadline := time.Now().Add(tlsWaitTimeout)
+	statusSeen := false
+	for !p.exited() {
+		if time.Now().After(deadline) {
+			n4.dumpLogs()
+			t.Fatalf("the refused node still runs after %s", tlsWaitTimeout)
+		}
+		if st, err := fetchStatus(n4.client, n4.baseURL()); err == nil && st.pid == p.cmd.Process.Pid {
+			statusSeen = true
+			if st.leaderID != "" {
+				t.Errorf("the refused node knows leader %q: a Raft message reached it", st.leaderID)
+			}
+		}
+		wantNotListed(t, c, n4)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !statusSeen {
+		t.Error("the refused node never answered /status while it tried to join")
+	}
+	log, _ := os.ReadFile(p.logPath)
+	if p.exitCode() == 0 {
+		t.Errorf("the refused node exited with status 0")
+	}
+	if !bytes.Contains(log, []byte("join")) || !tc.joiner.Match(log) {
+		t.Errorf("the refused node's log does not give its failed join's reason (want %q):\n%s", tc.joiner, log)
+	}
+	found := false
+	for _, m := range c.ms {
+		b, err := os.ReadFile(m.proc.logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if off := offsets[m]; off <= int64(len(b)) {
+			b = b[off:]
+		}
+		if tc.member.Match(b) {
+			found = true
+		}
+	}
+	if !found {
+		c.dumpLogs()
+		t.Errorf("no member logged the refusal with its reason (want %q)", tc.member)
+	}
+	wantNotListed(t, c, n4)
+}
+
+// wantNotListed fails if any member's /nodes (voters and non-voters) lists
+// n4, by ID or by Raft address.
+func wantNotListed(t *testing.T, c *cluster, n4 *member) {
+	t.Helper()
+	for _, m := range c.ms {
+		r, err := m.do(m.client, http.MethodGet, "/nodes?ver=2&nonvoters", "", nil)
+		if err != nil || r.status != http.StatusOK {
+			continue // a member busy elsewhere; the next round asks again
+		}
+		var doc struct {
+			Nodes []nodeDoc `json:"nodes"`
+		}
+		if err := json.Unmarshal(r.body, &doc); err != nil {
+			t.Fatalf("/nodes on %s: %v: %s", m.id, err, r.body)
+		}
+		for _, d := range doc.Nodes {
+			if d.ID == n4.id || d.Addr == n4.raftAddr {
+				t.Fatalf("%s's /nodes lists the refused node: %s", m.id, r.body)
+			}
+		}
+	}
+}
+
+// TestNodeTLSRotation: every node's certificate and key are replaced on
+// disk while a writer runs against the cluster: no write fails, and each
+// Raft port presents the new certificate to new connections without a
+// restart (API.md 1.13: "Cert and key files are watched and hot-reloaded").
+// A follower restarted afterwards (all its Raft connections new, made with
+// the new certificates on both ends) catches up.
+func TestNodeTLSRotation(t *testing.T) {
+	ca := testcert.NewCA(t, t.TempDir(), "skiff-test")
+	c := newClusterWith(t, 3, withNodeTLS(ca, "-node-verify-client"))
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	probe := raftTLSClient(t, ca)
+
+	w := startWriter(c.leader)
+	defer w.halt()
+	w.waitWrites(t, 20)
+	for _, m := range c.ms {
+		old := testcert.Serial(t, nodeCertFile(m))
+		ca.Node(t, m.dir, "node", testcert.NodeCN)
+		fresh := testcert.Serial(t, nodeCertFile(m))
+		if old.Cmp(fresh) == 0 {
+			t.Fatal("testcert issued the same serial twice")
+		}
+		deadline := time.Now().Add(tlsWaitTimeout)
+		for {
+			got, err := raftPeerSerial(m.raftAddr, probe)
+			if err == nil && got.Cmp(fresh) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				m.dumpLogs()
+				t.Fatalf("%s still presents serial %v (%v) %s after its certificate was replaced by serial %v", m.id, got, err, tlsWaitTimeout, fresh)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("%s presents the rotated certificate, %d writes so far", m.id, w.ok.Load())
+		w.waitWrites(t, w.ok.Load()+10)
+	}
+
+	// A follower restarted now makes every Raft connection afresh.
+	var follower *member
+	for _, m := range c.ms {
+		if st, err := fetchStatus(m.client, m.baseURL()); err == nil && st.raftState == "Follower" {
+			follower = m
+			break
+		}
+	}
+	if follower == nil {
+		t.Fatal("no follower found")
+	}
+	follower.sigterm()
+	w.waitWrites(t, w.ok.Load()+10)
+	follower.start()
+	follower.waitReady(clusterTimeout)
+	w.waitWrites(t, w.ok.Load()+10)
+	n := w.halt()
+	if fails := w.failures(); len(fails) > 0 {
+		t.Fatalf("%d of %d writes failed during the rotation, first: %s", len(fails), n+int64(len(fails)), fails[0])
+	}
+	want := fmt.Sprintf(`{"results":[{"columns":["COUNT(*)"],"types":["integer"],"values":[[%d]]}]}`, n)
+	for _, m := range c.ms {
+		waitBody(t, m, "/db/query?level=none&q=SELECT+COUNT(*)+FROM+t", want)
+	}
+	c.waitMembers(c.ms, c.ids(), nil)
+}
+
+// writer inserts rows through one node, one at a time, until halted.
+type writer struct {
+	ok   atomic.Int64
+	stop chan struct{}
+	done chan struct{}
+	mu   sync.Mutex
+	errs []string
+}
+
+func startWriter(m *member) *writer {
+	w := &writer{stop: make(chan struct{}), done: make(chan struct{})}
+	// A client of its own: the test goroutine restarts other nodes and
+	// closes their clients' idle connections meanwhile.
+	client := m.useTLS(newClient(requestTimeout, false))
+	go func() {
+		defer close(w.done)
+		defer client.CloseIdleConnections()
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			r, err := m.do(client, http.MethodPost, "/db/execute", "application/json",
+				strings.NewReader(fmt.Sprintf(`[["INSERT INTO t(v) VALUES(?)", "w-%d"]]`, i)))
+			switch {
+			case err != nil:
+				w.fail(fmt.Sprintf("write %d: %v", i, err))
+			case r.status != http.StatusOK || !strings.Contains(string(r.body), `"rows_affected":1`):
+				w.fail(fmt.Sprintf("write %d: %s", i, r))
+			default:
+				w.ok.Add(1)
+			}
+		}
+	}()
+	return w
+}
+
+func (w *writer) fail(s string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.errs = append(w.errs, s)
+}
+
+func (w *writer) failures() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.errs)
+}
+
+// halt stops the writer (idempotent) and returns its acknowledged writes.
+func (w *writer) halt() int64 {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+	return w.ok.Load()
+}
+
+// waitWrites waits until n writes were acknowledged, so that each phase of
+// a test runs under load; a failed write ends the wait at once.
+func (w *writer) waitWrites(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(catchUpTimeout)
+	for w.ok.Load() < n {
+		if fails := w.failures(); len(fails) > 0 {
+			t.Fatalf("a write failed: %s", fails[0])
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d writes acknowledged within %s", w.ok.Load(), n, catchUpTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitBody polls GET path on m until it answers 200 with exactly want.
+func waitBody(t *testing.T, m *member, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(catchUpTimeout)
+	var last string
+	for {
+		r, err := m.do(m.client, http.MethodGet, path, "", nil)
+		if err == nil && r.status == http.StatusOK && string(r.body) == want {
+			return
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = r.String()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: GET %s: last %s, want %s", m.id, path, last, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
