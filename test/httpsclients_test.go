@@ -22,11 +22,12 @@ import (
 // (-http-cert, -http-key; API.md 1.13) and authenticating with API.md
 // 1.12's credentials file (-auth; authFile). It returns the node and an
 // HTTP client that trusts the CA (and sends no credentials).
-func secureNode(t *testing.T) (*node, *testcert.CA, *http.Client) {
+func secureNode(t *testing.T) (n *node, caFile string, c *http.Client) {
 	t.Helper()
-	n := newNode(t)
-	ca := testcert.NewCA(t, n.dir, "skiff-https")
-	cert, key := ca.Node(t, n.dir, "http", "skiff-http")
+	n = newNode(t)
+	ca := testcert.NewCA(t, "skiff-https-ca")
+	caFile = ca.WriteCA(t, n.dir, "ca")
+	cert, key := ca.Issue(t, n.dir, "http", testcert.Leaf{CommonName: "skiff-http"})
 	auth := filepath.Join(n.dir, "auth.json")
 	if err := os.WriteFile(auth, []byte(authFile), 0o600); err != nil {
 		t.Fatal(err)
@@ -36,9 +37,9 @@ func secureNode(t *testing.T) (*node, *testcert.CA, *http.Client) {
 	n.useTLS(n.client)
 	n.start()
 	n.waitReady(readyTimeout)
-	c := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	c = &http.Client{Timeout: requestTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
 	t.Cleanup(c.CloseIdleConnections)
-	return n, ca, c
+	return n, caFile, c
 }
 
 // TestGorqliteHTTPSAuth: gorqlite (API.md 4.1) with an https:// URL holding
@@ -185,7 +186,7 @@ func TestCurlHTTPSAuth(t *testing.T) {
 	if err != nil {
 		t.Fatalf("curl is needed for this test: %v", err)
 	}
-	n, ca, _ := secureNode(t)
+	n, caFile, _ := secureNode(t)
 	run := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 		defer cancel()
@@ -193,7 +194,7 @@ func TestCurlHTTPSAuth(t *testing.T) {
 		return string(out), err
 	}
 	base := "https://" + n.httpAddr
-	if out, err := run("--cacert", ca.File, "-u", "bob:secret1", "-XPOST", base+"/db/execute",
+	if out, err := run("--cacert", caFile, "-u", "bob:secret1", "-XPOST", base+"/db/execute",
 		"-H", "Content-Type: application/json",
 		"-d", `["CREATE TABLE c (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO c(name) VALUES('fiona')"]`); err != nil ||
 		!strings.Contains(out, `"rows_affected":1`) {
@@ -201,14 +202,14 @@ func TestCurlHTTPSAuth(t *testing.T) {
 	}
 	want := `{"results":[{"columns":["name"],"types":["text"],"values":[["fiona"]]}]}`
 	for _, args := range [][]string{
-		{"--cacert", ca.File, "-u", "mary:secret2", "-G", base + "/db/query", "--data-urlencode", "q=SELECT name FROM c"},
-		{"--cacert", ca.File, "-G", "https://mary:secret2@" + n.httpAddr + "/db/query", "--data-urlencode", "q=SELECT name FROM c"},
+		{"--cacert", caFile, "-u", "mary:secret2", "-G", base + "/db/query", "--data-urlencode", "q=SELECT name FROM c"},
+		{"--cacert", caFile, "-G", "https://mary:secret2@" + n.httpAddr + "/db/query", "--data-urlencode", "q=SELECT name FROM c"},
 	} {
 		if out, err := run(args...); err != nil || strings.TrimSpace(out) != want {
 			t.Errorf("curl %v: %v: %s; want %s", args, err, out, want)
 		}
 	}
-	if out, err := run("--cacert", ca.File, "-o", "/dev/null", "-w", "%{http_code}", base+"/db/query?q=SELECT+1"); err != nil || out != "401" {
+	if out, err := run("--cacert", caFile, "-o", "/dev/null", "-w", "%{http_code}", base+"/db/query?q=SELECT+1"); err != nil || out != "401" {
 		t.Errorf("anonymous curl query: %v: %s; want 401", err, out)
 	}
 	if out, err := run("-u", "bob:secret1", base+"/status"); err == nil {

@@ -37,24 +37,36 @@ const tlsWaitTimeout = 60 * time.Second
 // its own from ca (common name testcert.NodeCN, 127.0.0.1 and localhost)
 // and the node TLS flags, plus extra. newClusterWith applies setup to n1
 // twice: the second call must not rotate n1's running certificate.
-func withNodeTLS(ca *testcert.CA, extra ...string) func(*member) {
+func withNodeTLS(p *nodePKI, extra ...string) func(*member) {
 	return func(m *member) {
 		if slices.Contains(m.args, "-node-cert") {
 			return
 		}
-		cert, key := ca.Node(m.t, m.dir, "node", testcert.NodeCN)
-		m.args = append(m.args, "-node-cert", cert, "-node-key", key, "-node-ca-cert", ca.File)
+		cert, key := p.Issue(m.t, m.dir, "node", testcert.Leaf{})
+		m.args = append(m.args, "-node-cert", cert, "-node-key", key, "-node-ca-cert", p.caFile)
 		m.args = append(m.args, extra...)
 	}
 }
 
-// nodeCertFile is the certificate withNodeTLS gave m.
-func nodeCertFile(m *member) string { return filepath.Join(m.dir, "node.pem") }
+// nodePKI is a test CA and its certificate file.
+type nodePKI struct {
+	*testcert.CA
+	caFile string
+}
+
+func newNodePKI(t *testing.T) *nodePKI {
+	ca := testcert.NewCA(t, "skiff-test-ca")
+	return &nodePKI{CA: ca, caFile: ca.WriteCA(t, t.TempDir(), "ca")}
+}
+
+// nodeCertFile and nodeKeyFile are the pair withNodeTLS gave m.
+func nodeCertFile(m *member) string { return filepath.Join(m.dir, "node.crt") }
+func nodeKeyFile(m *member) string  { return filepath.Join(m.dir, "node.key") }
 
 // raftTLSClient is what the test presents on a Raft port: a client-only
 // certificate from ca (so -node-verify-client lets it finish a handshake),
 // trusting ca only, checking the node's name as a peer would (127.0.0.1).
-func raftTLSClient(t *testing.T, ca *testcert.CA) *tls.Config {
+func raftTLSClient(t *testing.T, ca *nodePKI) *tls.Config {
 	t.Helper()
 	cert, key := ca.ClientOnly(t, t.TempDir(), "probe", testcert.NodeCN)
 	pair, err := tls.LoadX509KeyPair(cert, key)
@@ -99,7 +111,7 @@ func wantTLSOnly(t *testing.T, m *member, cfg *tls.Config) {
 // every node reachable (API.md 2.2); writes on the leader are read on every
 // node; no Raft port answers in plaintext.
 func TestNodeTLSCluster(t *testing.T) {
-	ca := testcert.NewCA(t, t.TempDir(), "skiff-test")
+	ca := newNodePKI(t)
 	c := newClusterWith(t, 3, withNodeTLS(ca, "-node-verify-client", "-node-verify-common-name", testcert.NodeCN))
 	probe := raftTLSClient(t, ca)
 	for _, m := range c.ms {
@@ -127,7 +139,7 @@ func TestNodeTLSCluster(t *testing.T) {
 // -bootstrap-expect 3 and the same -join list (API.md 5, "Auto-clustering")
 // find each other over node TLS and form one cluster.
 func TestNodeTLSBootstrapExpect(t *testing.T) {
-	ca := testcert.NewCA(t, t.TempDir(), "skiff-test")
+	ca := newNodePKI(t)
 	c := &cluster{t: t}
 	var addrs []string
 	for i := 1; i <= 3; i++ {
@@ -151,31 +163,36 @@ func TestNodeTLSBootstrapExpect(t *testing.T) {
 type refusal struct {
 	name string
 	// args are the fourth node's node TLS flags.
-	args func(t *testing.T, ca *testcert.CA, dir string) []string
+	args func(t *testing.T, dir string) []string
 	// joiner must match the fourth node's log (its failed join), member
-	// the log of a member (the refused handshake or join), both with the
-	// reason.
+	// the new lines of a member's log (the refused handshake or join),
+	// both with the reason.
 	joiner, member *regexp.Regexp
 }
 
 // TestNodeTLSRefusals: a cluster with mutual TLS (-node-verify-client,
 // -node-verify-common-name) refuses a fourth node that presents a
 // certificate for the wrong server name, with the wrong common name, an
-// expired one, a self-signed one from no trusted CA, or none. Each cannot
-// join: it gives up with the reason in its log, a member logs the refusal
-// with the reason, the newcomer never learns a leader (no Raft message
-// reached it), and no member's /nodes ever lists it.
+// expired one, or a self-signed one from no trusted CA, and one that speaks
+// no TLS. Each cannot join: it gives up with the reason in its log, a member
+// logs the refusal with the reason, the newcomer never learns a leader (no
+// Raft message reached it), and no member's /nodes ever lists it. A join
+// request without a client certificate is refused in the handshake.
 func TestNodeTLSRefusals(t *testing.T) {
-	ca := testcert.NewCA(t, t.TempDir(), "skiff-test")
+	ca := newNodePKI(t)
 	c := newClusterWith(t, 3, withNodeTLS(ca, "-node-verify-client", "-node-verify-common-name", testcert.NodeCN))
 	pair := func(cert, key string) []string {
-		return []string{"-node-cert", cert, "-node-key", key, "-node-ca-cert", ca.File,
+		return []string{"-node-cert", cert, "-node-key", key, "-node-ca-cert", ca.caFile,
 			"-node-verify-client", "-node-verify-common-name", testcert.NodeCN}
 	}
 	cases := []refusal{
 		{
+			// Go checks no name in a client certificate: the member must
+			// check the joiner's certificate against the Raft address it
+			// asks to join with, or it would add a node that nobody can
+			// dial.
 			name: "wrong server name",
-			args: func(t *testing.T, ca *testcert.CA, dir string) []string {
+			args: func(t *testing.T, dir string) []string {
 				return pair(ca.WrongName(t, dir, "node"))
 			},
 			joiner: regexp.MustCompile(`valid for|server name|IP SANs|bad certificate`),
@@ -183,61 +200,93 @@ func TestNodeTLSRefusals(t *testing.T) {
 		},
 		{
 			name: "wrong common name",
-			args: func(t *testing.T, ca *testcert.CA, dir string) []string {
-				return pair(ca.Node(t, dir, "node", testcert.WrongCN))
+			args: func(t *testing.T, dir string) []string {
+				return pair(ca.Issue(t, dir, "node", testcert.Leaf{CommonName: testcert.WrongCN}))
 			},
 			joiner: regexp.MustCompile(`(?i)common name|bad certificate|` + testcert.WrongCN),
 			member: regexp.MustCompile(`(?i)common name.*` + testcert.WrongCN + `|` + testcert.WrongCN + `.*common name`),
 		},
 		{
 			name: "expired",
-			args: func(t *testing.T, ca *testcert.CA, dir string) []string {
-				return pair(ca.Expired(t, dir, "node"))
+			args: func(t *testing.T, dir string) []string {
+				nb, na := testcert.Expired()
+				return pair(ca.Issue(t, dir, "node", testcert.Leaf{NotBefore: nb, NotAfter: na}))
 			},
 			joiner: regexp.MustCompile(`expired`),
 			member: regexp.MustCompile(`expired`),
 		},
 		{
 			name: "self-signed, untrusted",
-			args: func(t *testing.T, _ *testcert.CA, dir string) []string {
-				return pair(testcert.SelfSigned(t, dir, "node"))
+			args: func(t *testing.T, dir string) []string {
+				return pair(testcert.SelfSigned(t, dir, "node", testcert.Leaf{}))
 			},
-			joiner: regexp.MustCompile(`unknown (certificate )?authority|certificate required|bad certificate`),
-			member: regexp.MustCompile(`unknown authority|didn't provide a certificate|certificate required`),
+			joiner: regexp.MustCompile(`unknown (certificate )?authority|bad certificate`),
+			member: regexp.MustCompile(`unknown authority`),
 		},
 		{
-			// rqlite's dialer speaks TLS with -node-ca-cert alone, with
-			// no certificate to present.
-			name: "no client certificate",
-			args: func(*testing.T, *testcert.CA, string) []string {
-				return []string{"-node-ca-cert", ca.File}
-			},
-			joiner: regexp.MustCompile(`certificate required|bad certificate|didn't provide`),
-			member: regexp.MustCompile(`didn't provide a certificate|certificate required|no certificate`),
+			// No node TLS flags at all: a plaintext request to a port
+			// where every connection is TLS.
+			name:   "plaintext",
+			args:   func(*testing.T, string) []string { return nil },
+			joiner: regexp.MustCompile(`EOF|reset|malformed|tls|TLS`),
+			member: regexp.MustCompile(`(?i)not look like a TLS handshake|handshake`),
 		},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) { checkRefused(t, c, ca, tc) })
+		t.Run(tc.name, func(t *testing.T) { checkRefused(t, c, tc) })
 	}
+	t.Run("no client certificate", func(t *testing.T) { checkNoClientCert(t, c, ca) })
 	// The cluster is unharmed.
 	wantOK(t, "CREATE TABLE after the refusals", c.leader.execute(createT), `{"results":[{}]}`)
 	c.waitMembers(c.ms, c.ids(), nil)
 }
 
-// checkRefused starts the fourth node of tc, joining through a follower,
-// and checks the refusal while it tries and after it gave up.
-func checkRefused(t *testing.T, c *cluster, ca *testcert.CA, tc refusal) {
-	n4 := &member{node: newNode(t), id: "n4"}
-	via := others(c.ms, c.leader)[0]
-	n4.setFlags("-join", via.raftAddr, "-join-attempts", "3", "-join-interval", "1s")
-	n4.args = append(n4.args, tc.args(t, ca, n4.dir)...)
-	// Only what the members log from now on counts.
+// logOffsets are the sizes of the members' current logs: what they log
+// from then on is after them.
+func logOffsets(c *cluster) map[*member]int64 {
 	offsets := map[*member]int64{}
 	for _, m := range c.ms {
 		if fi, err := os.Stat(m.proc.logPath); err == nil {
 			offsets[m] = fi.Size()
 		}
 	}
+	return offsets
+}
+
+// membersLogged waits a little for a member to log a line matching re
+// after offsets (the refusal may be logged just after the refused side
+// gave up).
+func membersLogged(t *testing.T, c *cluster, offsets map[*member]int64, re *regexp.Regexp) bool {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, m := range c.ms {
+			b, err := os.ReadFile(m.proc.logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if off := offsets[m]; off <= int64(len(b)) {
+				b = b[off:]
+			}
+			if re.Match(b) {
+				return true
+			}
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkRefused starts the fourth node of tc, joining through a follower,
+// and checks the refusal while it tries and after it gave up.
+func checkRefused(t *testing.T, c *cluster, tc refusal) {
+	n4 := &member{node: newNode(t), id: "n4"}
+	via := others(c.ms, c.leader)[0]
+	n4.setFlags("-join", via.raftAddr, "-join-attempts", "3", "-join-interval", "1s")
+	n4.args = append(n4.args, tc.args(t, n4.dir)...)
+	offsets := logOffsets(c)
 	p := n4.launch()
 	deadline := time.Now().Add(tlsWaitTimeout)
 	statusSeen := false
@@ -265,24 +314,41 @@ func checkRefused(t *testing.T, c *cluster, ca *testcert.CA, tc refusal) {
 	if !bytes.Contains(log, []byte("join")) || !tc.joiner.Match(log) {
 		t.Errorf("the refused node's log does not give its failed join's reason (want %q):\n%s", tc.joiner, log)
 	}
-	found := false
-	for _, m := range c.ms {
-		b, err := os.ReadFile(m.proc.logPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if off := offsets[m]; off <= int64(len(b)) {
-			b = b[off:]
-		}
-		if tc.member.Match(b) {
-			found = true
-		}
-	}
-	if !found {
+	if !membersLogged(t, c, offsets, tc.member) {
 		c.dumpLogs()
 		t.Errorf("no member logged the refusal with its reason (want %q)", tc.member)
 	}
 	wantNotListed(t, c, n4)
+}
+
+// checkNoClientCert: a node always presents its certificate, so the test
+// itself plays a peer without one. It speaks TLS to a member's Raft port,
+// trusting the CA, and asks to join: the handshake is refused (TLS 1.3
+// reports it on the first read), the member logs why, and the node it
+// asked for never appears.
+func checkNoClientCert(t *testing.T, c *cluster, ca *nodePKI) {
+	ghost := &member{node: newNode(t), id: "n4"}
+	offsets := logOffsets(c)
+	client := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
+	}}
+	defer client.CloseIdleConnections()
+	body := fmt.Sprintf(`{"id":%q,"addr":%q,"voter":true,"replica_id":7,"api_addr":%q}`, ghost.id, ghost.raftAddr, "http://"+ghost.httpAddr)
+	for _, m := range c.ms {
+		resp, err := client.Post("https://"+m.raftAddr+"/skiff/join", "application/json", strings.NewReader(body))
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("join without a client certificate through %s: %d; want a refused handshake", m.id, resp.StatusCode)
+		}
+		if !regexp.MustCompile(`certificate required|bad certificate`).MatchString(err.Error()) {
+			t.Errorf("join without a client certificate through %s: %v; want the handshake refused for want of a certificate", m.id, err)
+		}
+	}
+	if re := regexp.MustCompile(`didn't provide a certificate|certificate required|no certificate`); !membersLogged(t, c, offsets, re) {
+		c.dumpLogs()
+		t.Errorf("no member logged the refusal with its reason (want %q)", re)
+	}
+	wantNotListed(t, c, ghost)
 }
 
 // wantNotListed fails if any member's /nodes (voters and non-voters) lists
@@ -315,7 +381,7 @@ func wantNotListed(t *testing.T, c *cluster, n4 *member) {
 // A follower restarted afterwards (all its Raft connections new, made with
 // the new certificates on both ends) catches up.
 func TestNodeTLSRotation(t *testing.T) {
-	ca := testcert.NewCA(t, t.TempDir(), "skiff-test")
+	ca := newNodePKI(t)
 	c := newClusterWith(t, 3, withNodeTLS(ca, "-node-verify-client"))
 	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
 	probe := raftTLSClient(t, ca)
@@ -325,7 +391,7 @@ func TestNodeTLSRotation(t *testing.T) {
 	w.waitWrites(t, 20)
 	for _, m := range c.ms {
 		old := testcert.Serial(t, nodeCertFile(m))
-		ca.Node(t, m.dir, "node", testcert.NodeCN)
+		ca.Reissue(t, nodeCertFile(m), nodeKeyFile(m), testcert.Leaf{})
 		fresh := testcert.Serial(t, nodeCertFile(m))
 		if old.Cmp(fresh) == 0 {
 			t.Fatal("testcert issued the same serial twice")

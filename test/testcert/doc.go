@@ -1,7 +1,10 @@
-// Package testcert makes certificates for tests, with crypto/x509, so that
-// no private key is ever checked in. Write makes one self-signed pair (the
-// CDC, ingest and HTTPS tests); a CA issues node certificates for
-// node-to-node TLS, and the ones a cluster must refuse: the wrong server
-// name, the wrong common name, expired, client-only; SelfSigned makes one
-// that no CA vouches for.
+// Package testcert writes certificates for tests that need TLS files, made
+// with crypto/x509 so that no private key is ever checked in: a
+// self-signed certificate (Write: the CDC and ingest configuration tests,
+// HTTPS), and a test CA with leaf certificates of any common name, names
+// and validity, or self-signed ones trusted by nobody (NewCA, CA.Issue,
+// SelfSigned: node-to-node TLS). The node TLS end-to-end tests take the
+// certificates a cluster must refuse from it too: the wrong server name
+// (WrongName), the wrong common name, expired, client-only (ClientOnly);
+// Reissue rotates a pair in place.
 package testcert
