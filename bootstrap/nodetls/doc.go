@@ -12,7 +12,9 @@
 // the dialed host name, or -node-verify-server-name instead, unless
 // -node-no-verify; as a server it asks for no client certificate unless
 // -node-verify-client, which requires one signed by the CA and, with
-// -node-verify-common-name, that common name. The certificate and key are
+// -node-verify-common-name, that common name. Skiff checks the common name
+// and -node-verify-server-name on both sides (rqlite checks each on one):
+// see Config.checkPeer. The certificate and key are
 // reloaded when their files change; the CA is read once (a CA change
 // needs a restart, as in rqlite). A nil *TLS is plaintext everywhere.
 package nodetls

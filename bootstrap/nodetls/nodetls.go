@@ -23,6 +23,9 @@ var (
 	// ErrCommonName refuses a peer certificate whose subject common name
 	// is not the one -node-verify-common-name requires.
 	ErrCommonName = errors.New("peer certificate common name does not match")
+	// ErrServerName refuses a connecting peer's certificate that does not
+	// carry the -node-verify-server-name every node's certificate carries.
+	ErrServerName = errors.New("peer certificate is not for the cluster's server name")
 )
 
 // HandshakeTimeout bounds a peer HTTP client's TLS handshake.
@@ -44,11 +47,12 @@ type Config struct {
 	VerifyClient bool
 	// VerifyServerName is the name a dialed peer's certificate must carry,
 	// instead of the dialed host (-node-verify-server-name): one
-	// certificate with one name can then serve every node.
+	// certificate with one name can then serve every node. With
+	// VerifyClient, a connecting peer's certificate must carry it too.
 	VerifyServerName string
-	// VerifyCommonName, if set, requires a connecting peer's certificate
-	// to have this subject common name (-node-verify-common-name); it
-	// needs VerifyClient.
+	// VerifyCommonName, if set, requires a peer's certificate to have this
+	// subject common name (-node-verify-common-name), the peer connecting
+	// and the peer dialed; it needs VerifyClient.
 	VerifyCommonName string
 	// ReloadInterval is how often the certificate and key files are
 	// checked for a change (default tlsreload.DefaultInterval).
@@ -116,23 +120,16 @@ func New(cfg Config, log *zap.Logger) (*TLS, error) {
 	if cfg.VerifyClient {
 		t.server.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	if cn := cfg.VerifyCommonName; cn != "" {
-		// Runs after chain verification (VerifyClient is set): the leaf
-		// of the first verified chain is the connecting peer's.
-		t.server.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
-			if len(chains) == 0 || len(chains[0]) == 0 {
-				return fmt.Errorf("%w: no verified certificate", ErrCommonName)
-			}
-			if got := chains[0][0].Subject.CommonName; got != cn {
-				return fmt.Errorf("%w: got %q, want %q", ErrCommonName, got, cn)
-			}
-			return nil
-		}
+	if cfg.VerifyClient && (cfg.VerifyCommonName != "" || cfg.VerifyServerName != "") {
+		t.server.VerifyPeerCertificate = cfg.checkPeer(true)
 	}
 	t.client = &tls.Config{
 		MinVersion: tls.VersionTLS12, RootCAs: pool,
 		ServerName: cfg.VerifyServerName, InsecureSkipVerify: cfg.NoVerify,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return certs.Current(), nil },
+	}
+	if cfg.VerifyCommonName != "" && !cfg.NoVerify {
+		t.client.VerifyPeerCertificate = cfg.checkPeer(false)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.cancel = cancel
@@ -141,6 +138,31 @@ func New(cfg Config, log *zap.Logger) (*TLS, error) {
 		_ = certs.Run(ctx)
 	}()
 	return t, nil
+}
+
+// checkPeer checks a verified peer certificate beyond its chain (it runs
+// after chain verification: the leaf of the first verified chain is the
+// peer's). rqlite checks -node-verify-common-name on the server side only
+// and -node-verify-server-name on the client side only; Skiff checks both
+// on both sides (the server name on a connecting peer when it verifies
+// clients), so that a node with a wrong name or common name cannot send a
+// single message either, only be refused.
+func (c Config) checkPeer(server bool) func([][]byte, [][]*x509.Certificate) error {
+	return func(_ [][]byte, chains [][]*x509.Certificate) error {
+		if len(chains) == 0 || len(chains[0]) == 0 {
+			return fmt.Errorf("%w: no verified certificate", ErrCommonName)
+		}
+		leaf := chains[0][0]
+		if cn := c.VerifyCommonName; cn != "" && leaf.Subject.CommonName != cn {
+			return fmt.Errorf("%w: got %q, want %q", ErrCommonName, leaf.Subject.CommonName, cn)
+		}
+		if name := c.VerifyServerName; server && name != "" {
+			if err := leaf.VerifyHostname(name); err != nil {
+				return fmt.Errorf("%w: %w", ErrServerName, err)
+			}
+		}
+		return nil
+	}
 }
 
 // Server is the configuration the Raft port wraps accepted connections

@@ -146,6 +146,28 @@ func TestHandshakes(t *testing.T) {
 			server:     func() *TLS { return p.node(t, "s5", good, false, mtls) },
 			client:     func() *TLS { return p.node(t, "c5", testcert.Leaf{CommonName: "intruder"}, false, Config{}) },
 			serverWant: `got "intruder", want "skiff-node"`, clientWant: "bad certificate"},
+		{name: "wrong common name of a dialed peer",
+			server:     func() *TLS { return p.node(t, "s5b", testcert.Leaf{CommonName: "intruder"}, false, Config{}) },
+			client:     func() *TLS { return p.node(t, "c5b", good, false, mtls) },
+			clientWant: `got "intruder", want "skiff-node"`, serverWant: "bad certificate"},
+		{name: "connecting peer without the cluster's server name",
+			server: func() *TLS {
+				return p.node(t, "s5c", testcert.Leaf{DNSNames: []string{"raft.internal"}}, false,
+					Config{VerifyClient: true, VerifyServerName: "raft.internal"})
+			},
+			client: func() *TLS {
+				return p.node(t, "c5c", testcert.Leaf{DNSNames: []string{"elsewhere.internal"}}, false, Config{VerifyServerName: "raft.internal"})
+			},
+			serverWant: "not raft.internal", clientWant: "bad certificate"},
+		{name: "connecting peer with the cluster's server name",
+			server: func() *TLS {
+				return p.node(t, "s5d", testcert.Leaf{DNSNames: []string{"raft.internal"}}, false,
+					Config{VerifyClient: true, VerifyServerName: "raft.internal", VerifyCommonName: "skiff-node"})
+			},
+			client: func() *TLS {
+				return p.node(t, "c5d", testcert.Leaf{DNSNames: []string{"raft.internal"}}, false,
+					Config{VerifyClient: true, VerifyServerName: "raft.internal", VerifyCommonName: "skiff-node"})
+			}},
 		{name: "expired server certificate",
 			server:     func() *TLS { return p.node(t, "s6", expired, false, Config{}) },
 			client:     func() *TLS { return p.node(t, "c6", good, false, Config{}) },

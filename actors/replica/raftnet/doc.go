@@ -18,6 +18,8 @@
 //     them with three reads.
 //
 // Without an Inbound it listens on NodeHostConfig.ListenAddress itself
-// (in-process tests). TLS between nodes is not supported (Skiff does not
-// offer it); Start refuses a MutualTLS configuration.
+// (in-process tests). Node-to-node TLS (Skiff's -node-* flags) is
+// Config.TLS, used for every dial, and Config.ServerTLS when listening
+// itself; behind the mux, the mux does the server's handshake. Dragonboat's
+// own MutualTLS settings are refused.
 package raftnet

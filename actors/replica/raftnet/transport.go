@@ -2,6 +2,7 @@ package raftnet
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,9 +28,27 @@ type Config struct {
 	Inbound *Inbound
 	// Logger defaults to a no-op logger.
 	Logger *zap.Logger
-	// DialTimeout bounds connecting to a peer (default 5 s, Dragonboat's).
+	// DialTimeout bounds connecting to a peer (default 5 s, Dragonboat's),
+	// and then its TLS handshake.
 	DialTimeout time.Duration
+	// TLS, when set, is the client side of node-to-node TLS: every
+	// connection to a peer is a TLS connection made with it.
+	TLS *tls.Config
+	// ServerTLS, when set, wraps every connection the transport accepts
+	// while listening itself (Inbound nil); with an Inbound, the Raft-port
+	// mux has done the handshake already.
+	ServerTLS *tls.Config
+	// HandshakeTimeout bounds an accepted connection's TLS handshake
+	// (default DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
 }
+
+// DefaultHandshakeTimeout bounds the TLS handshake of an accepted
+// connection.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// refusalLogEvery spaces the log lines about one peer's TLS refusals.
+const refusalLogEvery = 10 * time.Second
 
 // WithDefaults fills the zero fields.
 func (c Config) WithDefaults() Config {
@@ -39,13 +58,22 @@ func (c Config) WithDefaults() Config {
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 5 * time.Second
 	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
 	return c
 }
 
 // Validate reports a configuration the transport cannot run with.
 func (c Config) Validate() error {
-	if c.DialTimeout < 0 {
-		return fmt.Errorf("%w: negative dial timeout", ErrInvalidConfig)
+	if c.DialTimeout < 0 || c.HandshakeTimeout < 0 {
+		return fmt.Errorf("%w: negative dial or handshake timeout", ErrInvalidConfig)
+	}
+	if c.ServerTLS != nil && c.Inbound != nil {
+		return fmt.Errorf("%w: ServerTLS is for a transport that listens itself; the mux feeding an Inbound does the handshake", ErrInvalidConfig)
+	}
+	if c.Inbound == nil && (c.TLS == nil) != (c.ServerTLS == nil) {
+		return fmt.Errorf("%w: a transport that listens itself needs both TLS and ServerTLS, or neither", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -67,7 +95,7 @@ func NewFactory(cfg Config) (*Factory, error) {
 
 // Create implements config.TransportFactory.
 func (f *Factory) Create(nh config.NodeHostConfig, onMessage raftio.MessageHandler, onChunk raftio.ChunkHandler) raftio.ITransport {
-	return &Transport{cfg: f.cfg, nh: nh, onMessage: onMessage, onChunk: onChunk}
+	return &Transport{cfg: f.cfg, nh: nh, onMessage: onMessage, onChunk: onChunk, refusals: NewLogLimiter(refusalLogEvery)}
 }
 
 // Validate implements config.TransportFactory: addresses are host:port, as
@@ -84,6 +112,8 @@ type Transport struct {
 	ln    net.Listener // nil with an Inbound
 	wg    sync.WaitGroup
 	conns ConnSet // inbound connections being served
+	// refusals spaces the log lines about TLS refusals, per peer.
+	refusals *LogLimiter
 }
 
 var _ raftio.ITransport = (*Transport)(nil)
@@ -94,7 +124,9 @@ func (t *Transport) Name() string { return Name }
 // Start implements raftio.ITransport.
 func (t *Transport) Start() error {
 	if t.nh.MutualTLS {
-		return fmt.Errorf("%w: TLS between nodes is not supported", ErrInvalidConfig)
+		// Node-to-node TLS is Config.TLS (Skiff's -node-* flags), not
+		// Dragonboat's own.
+		return fmt.Errorf("%w: Dragonboat's MutualTLS is not supported; use Config.TLS", ErrInvalidConfig)
 	}
 	if t.cfg.Inbound != nil {
 		return t.cfg.Inbound.attach(t)
@@ -109,7 +141,7 @@ func (t *Transport) Start() error {
 		defer t.wg.Done()
 		AcceptLoop(ln, t.cfg.Logger, func(c net.Conn) {
 			t.wg.Add(1) // the loop's own count keeps the group above zero
-			go func() { defer t.wg.Done(); t.serve(c) }()
+			go func() { defer t.wg.Done(); t.serveAccepted(c) }()
 		})
 	}()
 	return nil
@@ -127,6 +159,42 @@ func (t *Transport) Close() error {
 	t.conns.CloseAll()
 	t.wg.Wait()
 	return nil
+}
+
+// serveAccepted serves a connection the transport accepted itself, after
+// its TLS handshake when ServerTLS is set.
+func (t *Transport) serveAccepted(c net.Conn) {
+	if t.cfg.ServerTLS != nil {
+		// Tracked during the handshake, so that Close cuts it.
+		if !t.conns.Add(c) {
+			_ = c.Close()
+			return
+		}
+		tc := tls.Server(c, t.cfg.ServerTLS)
+		_ = c.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+		err := tc.Handshake()
+		_ = c.SetDeadline(time.Time{})
+		t.conns.Remove(c)
+		if err != nil {
+			if t.refusals.Allow("in " + remoteHost(c)) {
+				t.cfg.Logger.Warn("raft transport: TLS handshake with a connecting peer failed; connection refused",
+					zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
+			}
+			_ = c.Close()
+			return
+		}
+		c = tc
+	}
+	t.serve(c)
+}
+
+// remoteHost is c's remote IP (its address if it has no port).
+func remoteHost(c net.Conn) string {
+	a := c.RemoteAddr().String()
+	if h, _, err := net.SplitHostPort(a); err == nil {
+		return h
+	}
+	return a
 }
 
 // serve reads c's frames until it ends, then closes it.
@@ -181,16 +249,43 @@ func (t *Transport) serve(c net.Conn) {
 
 // GetConnection implements raftio.ITransport.
 func (t *Transport) GetConnection(ctx context.Context, target string) (raftio.IConnection, error) {
-	c, err := t.dial(ctx, target)
+	c, err := t.dialMsg(ctx, target)
 	if err != nil {
 		return nil, err
 	}
 	redial := func(deadline time.Time) (net.Conn, error) {
 		dctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
-		return t.dial(dctx, target)
+		return t.dialMsg(dctx, target)
 	}
 	return &msgConn{c: c, redial: redial, ctx: ctx}, nil
+}
+
+// dialMsg dials a message connection. Over TLS it is watched: see
+// watchRefusal.
+func (t *Transport) dialMsg(ctx context.Context, target string) (net.Conn, error) {
+	c, err := t.dial(ctx, target)
+	if err == nil && t.cfg.TLS != nil {
+		go t.watchRefusal(target, c)
+	}
+	return c, err
+}
+
+// watchRefusal reads a message connection, on which the peer never sends
+// a byte, until it ends. With TLS 1.3 the client's side of the handshake
+// ends before the server has checked the client's certificate, and a
+// refusal (an alert) arrives only on a read: it is logged here, with its
+// reason, and c closed so that the next send fails at once and redials
+// instead of writing into a connection the peer already dropped.
+func (t *Transport) watchRefusal(target string, c net.Conn) {
+	var b [1]byte
+	_, err := c.Read(b[:])
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" && t.refusals.Allow("out "+target) {
+		t.cfg.Logger.Warn("raft transport: peer refused this node's TLS certificate",
+			zap.String("target", target), zap.Error(err))
+	}
+	_ = c.Close()
 }
 
 // GetSnapshotConnection implements raftio.ITransport.
@@ -216,7 +311,37 @@ func (t *Transport) dial(ctx context.Context, target string) (net.Conn, error) {
 			return nil, err
 		}
 	}
-	return c, nil
+	if t.cfg.TLS == nil {
+		return c, nil
+	}
+	return t.handshake(ctx, target, c)
+}
+
+// handshake runs the client side of node-to-node TLS on c, bounded by the
+// dial timeout. A failure is the peer's certificate refused here, or this
+// node's refused there (TLS 1.2); it is logged with the reason.
+func (t *Transport) handshake(ctx context.Context, target string, c net.Conn) (net.Conn, error) {
+	cfg := t.cfg.TLS
+	if cfg.ServerName == "" {
+		// What tls.Dial does: verify the dialed host's name.
+		host, _, err := net.SplitHostPort(target)
+		if err != nil {
+			host = target
+		}
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	hctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
+	defer cancel()
+	tc := tls.Client(c, cfg)
+	if err := tc.HandshakeContext(hctx); err != nil {
+		_ = c.Close()
+		if ctx.Err() == nil && t.refusals.Allow("out "+target) {
+			t.cfg.Logger.Warn("raft transport: TLS handshake with a peer failed", zap.String("target", target), zap.Error(err))
+		}
+		return nil, fmt.Errorf("raftnet: TLS handshake with %s: %w", target, err)
+	}
+	return tc, nil
 }
 
 // Redialling a peer whose connection failed (msgConn.SendMessageBatch).

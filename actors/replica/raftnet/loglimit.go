@@ -1,0 +1,46 @@
+package raftnet
+
+import (
+	"sync"
+	"time"
+)
+
+// LogLimiter lets one log line per key through per interval. A peer
+// refused for its certificate retries at once and forever (Raft redials
+// within milliseconds), and a flood of handshakes can come from anywhere:
+// logging each would drown the log; the refusal counters say how many.
+type LogLimiter struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]time.Time
+}
+
+// maxLimiterKeys bounds the keys remembered; past it, expired keys go.
+const maxLimiterKeys = 1024
+
+// NewLogLimiter allows one line per key every interval.
+func NewLogLimiter(every time.Duration) *LogLimiter {
+	return &LogLimiter{every: every, last: map[string]time.Time{}}
+}
+
+// Allow reports whether a line about key may be logged now.
+func (l *LogLimiter) Allow(key string) bool {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if at, ok := l.last[key]; ok && now.Sub(at) < l.every {
+		return false
+	}
+	if len(l.last) >= maxLimiterKeys {
+		for k, at := range l.last {
+			if now.Sub(at) >= l.every {
+				delete(l.last, k)
+			}
+		}
+		if len(l.last) >= maxLimiterKeys {
+			return false // a flood of distinct keys: the counters tell
+		}
+	}
+	l.last[key] = now
+	return true
+}
