@@ -137,7 +137,9 @@ func TestNodeTLSCluster(t *testing.T) {
 
 // TestNodeTLSBootstrapExpect: three nodes started together with
 // -bootstrap-expect 3 and the same -join list (API.md 5, "Auto-clustering")
-// find each other over node TLS and form one cluster.
+// find each other over node TLS and form one cluster; each node checks
+// that its peers' certificates are valid for one shared name
+// (-node-verify-server-name), whichever side dials.
 func TestNodeTLSBootstrapExpect(t *testing.T) {
 	ca := newNodePKI(t)
 	c := &cluster{t: t}
@@ -148,7 +150,7 @@ func TestNodeTLSBootstrapExpect(t *testing.T) {
 	}
 	for _, m := range c.ms {
 		m.setFlags("-bootstrap-expect", "3", "-join", strings.Join(addrs, ","))
-		withNodeTLS(ca, "-node-verify-client")(m)
+		withNodeTLS(ca, "-node-verify-client", "-node-verify-server-name", "localhost")(m)
 		m.start()
 	}
 	t.Cleanup(c.stopAll)
@@ -171,7 +173,7 @@ type refusal struct {
 }
 
 // TestNodeTLSRefusals: a cluster with mutual TLS (-node-verify-client,
-// -node-verify-common-name) refuses a fourth node that presents a
+// -node-verify-common-name, -node-verify-server-name) refuses a fourth node that presents a
 // certificate for the wrong server name, with the wrong common name, an
 // expired one, or a self-signed one from no trusted CA, and one that speaks
 // no TLS. Each cannot join: it gives up with the reason in its log, a member
@@ -180,17 +182,16 @@ type refusal struct {
 // request without a client certificate is refused in the handshake.
 func TestNodeTLSRefusals(t *testing.T) {
 	ca := newNodePKI(t)
-	c := newClusterWith(t, 3, withNodeTLS(ca, "-node-verify-client", "-node-verify-common-name", testcert.NodeCN))
+	// Every good certificate is valid for localhost: with
+	// -node-verify-server-name, each node checks that name in the
+	// certificates of peers that dial it as well as of those it dials.
+	verify := []string{"-node-verify-client", "-node-verify-common-name", testcert.NodeCN, "-node-verify-server-name", "localhost"}
+	c := newClusterWith(t, 3, withNodeTLS(ca, verify...))
 	pair := func(cert, key string) []string {
-		return []string{"-node-cert", cert, "-node-key", key, "-node-ca-cert", ca.caFile,
-			"-node-verify-client", "-node-verify-common-name", testcert.NodeCN}
+		return append([]string{"-node-cert", cert, "-node-key", key, "-node-ca-cert", ca.caFile}, verify...)
 	}
 	cases := []refusal{
 		{
-			// Go checks no name in a client certificate: the member must
-			// check the joiner's certificate against the Raft address it
-			// asks to join with, or it would add a node that nobody can
-			// dial.
 			name: "wrong server name",
 			args: func(t *testing.T, dir string) []string {
 				return pair(ca.WrongName(t, dir, "node"))
