@@ -69,6 +69,12 @@ func nodeKeyFile(m *member) string  { return filepath.Join(m.dir, "node.key") }
 func raftTLSClient(t *testing.T, ca *nodePKI) *tls.Config {
 	t.Helper()
 	cert, key := ca.ClientOnly(t, t.TempDir(), "probe", testcert.NodeCN)
+	return raftTLSClientWith(t, ca, cert, key)
+}
+
+// raftTLSClientWith is raftTLSClient presenting the given pair.
+func raftTLSClientWith(t *testing.T, ca *nodePKI, cert, key string) *tls.Config {
+	t.Helper()
 	pair, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +165,9 @@ func TestNodeTLSBootstrapExpect(t *testing.T) {
 	}
 	t.Cleanup(c.stopAll)
 	checkFormed(t, c)
-	probe := raftTLSClient(t, ca)
+	// A client-only certificate has no names: the probe needs localhost.
+	cert, key := ca.Issue(t, t.TempDir(), "probe", testcert.Leaf{})
+	probe := raftTLSClientWith(t, ca, cert, key)
 	for _, m := range c.ms {
 		wantTLSOnly(t, m, probe)
 	}
