@@ -17,6 +17,7 @@ import (
 	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 	"github.com/skiffdb/skiff/gateway"
 	"github.com/skiffdb/skiff/gateway/auth"
 	"github.com/skiffdb/skiff/sm"
@@ -52,6 +53,10 @@ type Config struct {
 	// HTTPTLS, if set, serves the HTTP API over TLS (-http-cert and the
 	// other -http-* TLS flags); peers still talk over the Raft port.
 	HTTPTLS *gateway.TLS
+	// NodeTLS, if set, protects everything on the Raft port: Raft, joins,
+	// node metadata (-node-cert and the other -node-* flags); nil is
+	// plaintext.
+	NodeTLS *nodetls.Config
 	// RaftWALDir holds the Raft log's write-ahead log (Pebble's WAL);
 	// default <DataDir>/raft-wal. Put it on the lowest-latency device.
 	RaftWALDir string
@@ -200,6 +205,11 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPTLS != nil {
 		if err := c.HTTPTLS.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+	}
+	if c.NodeTLS != nil {
+		if err := c.NodeTLS.Validate(); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}

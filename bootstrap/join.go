@@ -26,10 +26,17 @@ var ErrJoinFailed = errors.New("join failed")
 // report a recovering node's progress: a dead peer costs one of them).
 const peerTimeout = 2 * time.Second
 
-// peerClient talks to other nodes directly: no HTTP proxy from the
-// environment may sit between members.
-func peerClient(timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1}}
+// peerClient talks to other nodes' Raft ports directly: no HTTP proxy
+// from the environment may sit between members, and node-to-node TLS when
+// it is on.
+func (n *Node) peerClient(timeout time.Duration) *http.Client {
+	return n.tls.HTTPClient(timeout)
+}
+
+// raftURL is the URL of path on a peer's Raft port (https:// with
+// node-to-node TLS).
+func (n *Node) raftURL(addr, path string) string {
+	return n.tls.Scheme() + "://" + addr + path
 }
 
 // randomReplicaID picks a non-zero replica ID.
@@ -42,11 +49,11 @@ func randomReplicaID() uint64 {
 // joinURL turns a -join entry into the URL of a member's join endpoint: a
 // Raft address (rqlited v8+) is asked on the Raft port's mux, an http://
 // URL (v7) on its API.
-func joinURL(addr string) string {
+func (n *Node) joinURL(addr string) string {
 	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
 		return strings.TrimRight(addr, "/") + "/join"
 	}
-	return "http://" + addr + "/skiff/join"
+	return n.raftURL(addr, "/skiff/join")
 }
 
 // join asks the members listed in -join, in turn, to add this node, for up
@@ -57,7 +64,7 @@ func (n *Node) join(id identity, via []string) error {
 	voter := !id.isNonVoter()
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
 		ReplicaID: id.ReplicaID, APIAddr: c.apiAddr()})
-	client := peerClient(30 * time.Second)
+	client := n.peerClient(30 * time.Second)
 	var errs []string
 	for attempt := 1; attempt <= c.JoinAttempts; attempt++ {
 		for _, addr := range via {
@@ -67,7 +74,7 @@ func (n *Node) join(id identity, via []string) error {
 			if addr == c.RaftAdvAddr || addr == c.RaftAddr || c.isOwnAPIAddr(addr) {
 				continue
 			}
-			err := n.joinOne(client, joinURL(addr), body)
+			err := n.joinOne(client, n.joinURL(addr), body)
 			if err == nil {
 				n.log.Info("joined the cluster", zap.String("via", addr), zap.Uint64("replica_id", id.ReplicaID))
 				id.Joining = false
@@ -118,7 +125,7 @@ func (n *Node) joinOne(client *http.Client, url string, body []byte) error {
 func (n *Node) expect(id identity) (members map[uint64]string, formedVia string, err error) {
 	c := n.cfg
 	deadline := time.Now().Add(c.BootstrapExpectTimeout)
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := n.peerClient(2 * time.Second)
 	addrs := func() []string { return c.Join }
 	if c.DiscoMode != "" {
 		dc, err := parseDiscoConfig(c.DiscoMode, c.DiscoConfig)
@@ -140,7 +147,7 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 			if n.stopCtx.Err() != nil {
 				return nil, "", fmt.Errorf("%w: node is stopping", ErrJoinFailed)
 			}
-			meta, err := peerMeta(n.stopCtx, client, addr)
+			meta, err := n.peerMeta(n.stopCtx, client, addr)
 			if err != nil {
 				n.log.Debug("bootstrap peer not answering yet", zap.String("addr", addr), zap.Error(err))
 				continue
@@ -191,9 +198,9 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 }
 
 // peerMeta asks a -join address for the node's own metadata.
-func peerMeta(ctx context.Context, client *http.Client, addr string) (gateway.NodeMeta, error) {
+func (n *Node) peerMeta(ctx context.Context, client *http.Client, addr string) (gateway.NodeMeta, error) {
 	var meta gateway.NodeMeta
-	url := "http://" + addr + "/skiff/node"
+	url := n.raftURL(addr, "/skiff/node")
 	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
 		url = strings.TrimRight(addr, "/") + "/skiff/node"
 	}
@@ -224,7 +231,7 @@ func (n *Node) leaderProgress(ctx context.Context, leader uint64, addr string) (
 	}
 	if addr == "" {
 		for _, via := range n.cfg.Join {
-			meta, err := peerMeta(ctx, client, via)
+			meta, err := n.peerMeta(ctx, client, via)
 			if err != nil {
 				continue
 			}
@@ -240,7 +247,7 @@ func (n *Node) leaderProgress(ctx context.Context, leader uint64, addr string) (
 			return lifecycle.LeaderIndex{}, fmt.Errorf("%w: leader %d's address is unknown", ErrJoinFailed, leader)
 		}
 	}
-	meta, err := peerMeta(ctx, client, addr)
+	meta, err := n.peerMeta(ctx, client, addr)
 	if err != nil {
 		return lifecycle.LeaderIndex{}, err
 	}
@@ -257,7 +264,7 @@ func (n *Node) leaderProgress(ctx context.Context, leader uint64, addr string) (
 func (n *Node) checkRemoved(ctx context.Context, peers []string, self uint64) (string, error) {
 	var errs []error
 	for _, addr := range peers {
-		meta, err := peerMeta(ctx, n.peers, addr)
+		meta, err := n.peerMeta(ctx, n.peers, addr)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
@@ -291,7 +298,7 @@ const membershipChecks = 3
 // leave it undecided, and the node starts from its data as before.
 func (n *Node) confirmMember(id identity, via []string) error {
 	c := n.cfg
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	client := n.peerClient(2 * time.Second)
 	defer client.CloseIdleConnections()
 	for round := 1; round <= membershipChecks; round++ {
 		foreign := ""
@@ -299,7 +306,7 @@ func (n *Node) confirmMember(id identity, via []string) error {
 			if addr == c.RaftAdvAddr || addr == c.RaftAddr || c.isOwnAPIAddr(addr) {
 				continue
 			}
-			meta, err := peerMeta(n.stopCtx, client, addr)
+			meta, err := n.peerMeta(n.stopCtx, client, addr)
 			if err != nil {
 				n.log.Debug("-join target not answering", zap.String("via", addr), zap.Error(err))
 				continue
@@ -351,9 +358,9 @@ func (n *Node) noopJoin(id identity, addr string) {
 	voter := !n.cfg.NonVoter
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
 		ReplicaID: id.ReplicaID, APIAddr: n.cfg.apiAddr()})
-	client := peerClient(peerTimeout)
+	client := n.peerClient(peerTimeout)
 	defer client.CloseIdleConnections()
-	if err := n.joinOne(client, joinURL(addr), body); err != nil {
+	if err := n.joinOne(client, n.joinURL(addr), body); err != nil {
 		n.log.Debug("no-op join not answered", zap.String("via", addr), zap.Error(err))
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/actors/replica/raftnet"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 	"github.com/skiffdb/skiff/gateway"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
@@ -164,6 +165,8 @@ type Node struct {
 	// cdcCreated: this start created the outbox directory, so a start
 	// refused before the replica runs removes it again.
 	cdcCreated bool
+	// tls is node-to-node TLS on the Raft port (nil: plaintext).
+	tls *nodetls.TLS
 }
 
 // Start binds the HTTP port and starts the actors; the replica starts in the
@@ -176,6 +179,16 @@ func Start(cfg Config) (*Node, error) {
 	log := cfg.Logger
 	lvl, _ := raftLogLevel(cfg.RaftLogLevel)
 	dbLogs.install(log, lvl)
+	nodeTLS, err := openNodeTLS(cfg.NodeTLS, log.Named("nodetls"))
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			nodeTLS.Close()
+		}
+	}()
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -195,7 +208,7 @@ func Start(cfg Config) (*Node, error) {
 	rt := &router{}
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
 		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}), removed: make(chan struct{}),
-		peers: peerClient(peerTimeout)}
+		peers: nodeTLS.HTTPClient(peerTimeout), tls: nodeTLS}
 	var sections []gateway.Section
 	if cfg.CDC != nil {
 		if err := n.openCDC(rt); err != nil {
@@ -231,7 +244,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	gw, err := gateway.New(gateway.Config{
 		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Auth: cfg.Auth, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
-		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints, TLS: cfg.HTTPTLS,
+		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints, TLS: cfg.HTTPTLS, PeerTLS: nodeTLS.Client(),
 		Store: gateway.StoreInfo{
 			DataDir: absPath(cfg.DataDir), SQLiteDir: cfg.smDir(),
 			SnapshotThreshold: cfg.RaftSnapshotEntries, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: replica.DefaultCompactionOverhead,
@@ -248,6 +261,7 @@ func Start(cfg Config) (*Node, error) {
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	n.raftIn = &raftnet.Inbound{}
 	n.mux = newRaftMux(raftLn, n.raftIn.Serve, n.withPeersOffer(n.withCDCPeer(gw.PeerHandler())), log.Named("raftmux"))
+	n.mux.useTLS(nodeTLS)
 	n.mux.start()
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.
@@ -265,6 +279,7 @@ func Start(cfg Config) (*Node, error) {
 		defer close(n.started)
 		n.startup <- n.startReplica(rt)
 	}()
+	started = true
 	return n, nil
 }
 
@@ -398,7 +413,7 @@ func (n *Node) startReplica(rt *router) error {
 	tick := c.RaftTick
 	rep, err := replica.New(replica.Config{
 		NodeHostDir: c.nodeHostDir(), WALDir: c.RaftWALDir, SMDir: c.smDir(),
-		RaftAddr: c.RaftAdvAddr, RaftInbound: n.raftIn,
+		RaftAddr: c.RaftAdvAddr, RaftInbound: n.raftIn, RaftTLS: n.tls.Client(),
 		ShardID: id.ShardID, ReplicaID: id.ReplicaID,
 		InitialMembers: founders(id, initial),
 		Join:           join, Voter: !id.isNonVoter(), NonVoting: id.Joiner && !id.Promoted,
@@ -440,6 +455,7 @@ func (n *Node) startReplica(rt *router) error {
 func (n *Node) openCDC(rt *router) error {
 	c := *n.cfg.CDC
 	c.Dir, c.NodeID, c.Logger = n.cfg.cdcDir(), n.cfg.NodeID, n.log.Named("cdc")
+	c.PeerTLS = n.tls.Client()
 	if _, err := os.Stat(c.Dir); errors.Is(err, os.ErrNotExist) {
 		n.cdcCreated = true
 	}
@@ -570,6 +586,7 @@ func (n *Node) Shutdown() error {
 		n.mux.close()
 		n.mux = nil
 	}
+	n.tls.Close()
 	select {
 	case <-n.started:
 		if n.store != nil {

@@ -68,7 +68,7 @@ func (n *Node) gatherOffers(peers []peer, self string, own uint64) (uint64, []st
 		}
 	}
 	offers := map[string]uint64{}
-	client := peerClient(peerTimeout)
+	client := n.peerClient(peerTimeout)
 	defer client.CloseIdleConnections()
 	backoff, logged := 100*time.Millisecond, time.Now()
 	for len(pending) > 0 {
@@ -136,11 +136,11 @@ func (n *Node) fetchSnapshotFrom(addr string, index uint64, dir string) (string,
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return "", err
 	}
-	req, err := http.NewRequestWithContext(n.stopCtx, http.MethodGet, fmt.Sprintf("http://%s%s?index=%d", addr, pathPeersSnapshot, index), nil)
+	req, err := http.NewRequestWithContext(n.stopCtx, http.MethodGet, n.raftURL(addr, fmt.Sprintf("%s?index=%d", pathPeersSnapshot, index)), nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := peerClient(0).Do(req)
+	resp, err := n.peerClient(0).Do(req)
 	if err != nil {
 		return "", err
 	}
@@ -236,7 +236,7 @@ func addTarFile(tw *tar.Writer, path string) error {
 
 func (n *Node) fetchOffer(client *http.Client, addr string) (peersOffer, error) {
 	var o peersOffer
-	req, err := http.NewRequestWithContext(n.stopCtx, http.MethodGet, "http://"+addr+pathPeersOffer, nil)
+	req, err := http.NewRequestWithContext(n.stopCtx, http.MethodGet, n.raftURL(addr, pathPeersOffer), nil)
 	if err != nil {
 		return o, err
 	}

@@ -29,6 +29,7 @@ type raftMux struct {
 	http   *http.Server
 	httpLn *chanListener
 	log    *zap.Logger
+	tls    muxTLS // node-to-node TLS (raftmux_tls.go); zero: plaintext
 	wg     sync.WaitGroup
 	// conns are the connections being routed or served as Raft's; the
 	// HTTP server tracks its own.
@@ -105,6 +106,9 @@ func (m *raftMux) route(c net.Conn) {
 		return
 	}
 	defer m.conns.Remove(c)
+	if c = m.tls.accept(c); c == nil {
+		return // refused: closed, logged and counted
+	}
 	m.waitFirstByte(c)
 	_ = c.SetReadDeadline(time.Now().Add(m.firstByte))
 	br := bufio.NewReader(c)

@@ -295,7 +295,11 @@ func (g *Gateway) peerDocs(ctx context.Context, st *lifecycle.State, ms []lifecy
 
 func (g *Gateway) askPeer(ctx context.Context, raftAddr string) (NodeMeta, error) {
 	var meta NodeMeta
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+raftAddr+pathPeerNode, nil)
+	scheme := "http://"
+	if g.cfg.PeerTLS != nil {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+raftAddr+pathPeerNode, nil)
 	if err != nil {
 		return meta, err
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -58,6 +59,9 @@ type Config struct {
 	Sections []Section
 	// TLS, if set, serves HTTPS instead of HTTP on the listener.
 	TLS *TLS
+	// PeerTLS, when set, is node-to-node TLS (bootstrap/nodetls): peers'
+	// Raft ports (/nodes) are asked over https:// with it.
+	PeerTLS *tls.Config
 }
 
 // Section is a top-level key of /status and /debug/vars whose value another

@@ -83,7 +83,8 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 		return nil, fmt.Errorf("%w: listener, data, queue and state are required", ErrInvalidConfig)
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, queue: q, state: state,
-		peers: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}}}
+		peers: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute,
+			TLSClientConfig: cfg.PeerTLS, TLSHandshakeTimeout: 10 * time.Second}}}
 	g.srv = &http.Server{
 		Handler:           g,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,

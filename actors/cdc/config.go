@@ -145,6 +145,9 @@ type Config struct {
 	// PeerClient fetches from peers; nil is a client with connect and
 	// response-header timeouts.
 	PeerClient *http.Client
+	// PeerTLS, when set, is node-to-node TLS (bootstrap/nodetls): peers
+	// are asked over https:// with it, by the default PeerClient too.
+	PeerTLS *tls.Config
 	// RoleChanged returns a channel closed when this node's leadership may
 	// have changed (lifecycle's Changed): an idle transmitter waits on it
 	// and on captures. Nil: leadership is read again every leaderPoll.

@@ -3,6 +3,7 @@ package cdc
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -130,11 +131,13 @@ func (o *Outbox) PeerHandler(applied func() uint64) http.Handler {
 }
 
 // defaultPeerClient fetches from peers: the body may be long, so only the
-// connection and the wait for the header are bounded.
-func defaultPeerClient() *http.Client {
+// connection, the TLS handshake and the wait for the header are bounded.
+func defaultPeerClient(peerTLS *tls.Config) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		TLSClientConfig:       peerTLS,
+		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 10 * time.Second,
 		MaxIdleConnsPerHost:   1,
 	}}

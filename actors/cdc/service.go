@@ -84,7 +84,7 @@ func New(cfg Config, ob *Outbox, leader func() bool, hwm HighWaterProposer) (*Se
 	}
 	s := &Service{cfg: cfg, ob: ob, leader: leader, hwm: hwm, log: cfg.Logger, client: cfg.PeerClient}
 	if s.client == nil {
-		s.client = defaultPeerClient()
+		s.client = defaultPeerClient(cfg.PeerTLS)
 	}
 	sent := func(n int) { s.bytesSent.Add(int64(n)) }
 	switch cfg.Kind() {

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -146,6 +147,11 @@ type Config struct {
 	// 0 turns the check off.
 	SnapshotInterval time.Duration
 	SnapshotWALSize  int64
+
+	// RaftTLS, when set, is node-to-node TLS for dialing peers;
+	// RaftServerTLS, for the connections the transport accepts when it
+	// listens itself (without RaftInbound, whose mux does the handshake).
+	RaftTLS, RaftServerTLS *tls.Config
 }
 
 // WithDefaults fills zero fields.

@@ -453,7 +453,8 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 	c := r.cfg
 	nhc := nodeHostConfig(c)
 	nhc.RaftEventListener, nhc.SystemEventListener = r.lis, r.lis
-	tf, err := raftnet.NewFactory(raftnet.Config{Inbound: c.RaftInbound, Logger: r.log.Named("raftnet")})
+	tf, err := raftnet.NewFactory(raftnet.Config{Inbound: c.RaftInbound, Logger: r.log.Named("raftnet"),
+		TLS: c.RaftTLS, ServerTLS: c.RaftServerTLS})
 	if err != nil {
 		return nil, fmt.Errorf("raft transport: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/bootstrap"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 	"github.com/skiffdb/skiff/gateway"
 	"github.com/skiffdb/skiff/gateway/tlsreload"
 )
@@ -48,9 +49,6 @@ var refusedFlags = map[string]bool{
 	"auto-backup": true, "otlp-endpoint": true, "auto-vacuum-int": true,
 	"join-as":      true,
 	"auto-restore": true, "extensions-path": true,
-	"node-cert": true, "node-key": true, "node-ca-cert": true,
-	"node-no-verify": false, "node-verify-client": false, "node-verify-server-name": true,
-	"node-verify-common-name": true,
 }
 
 // options is the parsed command line.
@@ -122,6 +120,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&httpTLS.CACertFile, "http-ca-cert", "", "Path to the CA certificate client certificates must chain to (with -http-verify-client)")
 	fs.BoolVar(&httpTLS.VerifyClient, "http-verify-client", false, "Require and verify a client certificate on the HTTP API (mutual TLS)")
 	fs.StringVar(&httpTLS.VerifyCommonName, "http-verify-common-name", "", "Require this common name in the client certificate (needs -http-verify-client)")
+	var nodeTLS nodetls.Config
+	fs.StringVar(&nodeTLS.CertFile, "node-cert", "", "Path to this node's X.509 certificate: turns on TLS for everything on the Raft port (with -node-key; reloaded when the file changes)")
+	fs.StringVar(&nodeTLS.KeyFile, "node-key", "", "Path to this node's private key (with -node-cert; reloaded when the file changes)")
+	fs.StringVar(&nodeTLS.CACertFile, "node-ca-cert", "", "Path to the CA certificate other nodes' certificates must chain to (default: the system roots)")
+	fs.BoolVar(&nodeTLS.NoVerify, "node-no-verify", false, "Skip checking the certificates of the nodes this node connects to (testing only)")
+	fs.BoolVar(&nodeTLS.VerifyClient, "node-verify-client", false, "Require and verify a certificate from nodes that connect to this one (mutual TLS)")
+	fs.StringVar(&nodeTLS.VerifyServerName, "node-verify-server-name", "", "Host name other nodes' certificates carry, checked instead of the dialed host (one certificate for every node)")
+	fs.StringVar(&nodeTLS.VerifyCommonName, "node-verify-common-name", "", "Require this common name in other nodes' certificates (needs -node-verify-client)")
 	var join string
 	fs.StringVar(&join, "join", "", "Comma-separated Raft addresses (or http:// API URLs) of members to join through, on first start")
 	fs.IntVar(&c.JoinAttempts, "join-attempts", bootstrap.DefaultJoinAttempts, "Rounds of join attempts")
@@ -204,6 +210,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		// Verifying clients of a plain-HTTP API is impossible: refuse rather
 		// than serve without the checks the operator asked for.
 		return nil, fmt.Errorf("%w: -http-ca-cert, -http-verify-client and -http-verify-common-name need -http-cert and -http-key", errUsage)
+	}
+	if nodeTLS != (nodetls.Config{}) {
+		// Any -node-* flag without the certificate is refused, not
+		// ignored: the node would run in plaintext.
+		if err := nodeTLS.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", errUsage, err)
+		}
+		c.NodeTLS = &nodeTLS
 	}
 	if ingestConfig != "" {
 		ic, err := ingest.ParseConfig(ingestConfig)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/skiffdb/skiff/actors/cdc"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -112,7 +113,27 @@ func TestParseFlags(t *testing.T) {
 		{name: "-http-key without -http-cert refused", args: []string{"-http-key", "k.pem", "d"}, wantErr: true},
 		{name: "-http-verify-client without a certificate refused", args: []string{"-http-verify-client", "d"}, wantErr: true},
 		{name: "-http-verify-common-name without -http-verify-client refused", args: []string{"-http-cert", "c.pem", "-http-key", "k.pem", "-http-verify-common-name", "x", "d"}, wantErr: true},
-		{name: "node TLS still refused", args: []string{"-node-cert", "c.pem", "d"}, wantErr: true},
+		{name: "-node-cert without -node-key refused", args: []string{"-node-cert", "c.pem", "d"}, wantErr: true},
+		{name: "-node-key without -node-cert refused", args: []string{"-node-key", "k.pem", "d"}, wantErr: true},
+		{name: "-node-ca-cert without a certificate refused", args: []string{"-node-ca-cert", "ca.pem", "d"}, wantErr: true},
+		{name: "-node-verify-client without a certificate refused", args: []string{"-node-verify-client", "d"}, wantErr: true},
+		{name: "-node-no-verify without a certificate refused", args: []string{"-node-no-verify", "d"}, wantErr: true},
+		{name: "-node-verify-common-name without -node-verify-client refused",
+			args: []string{"-node-cert", "c.pem", "-node-key", "k.pem", "-node-verify-common-name", "x", "d"}, wantErr: true},
+		{name: "node TLS flags (rqlited's)", args: []string{"-node-cert", "c.pem", "-node-key", "k.pem", "-node-ca-cert", "ca.pem",
+			"-node-no-verify", "-node-verify-client", "-node-verify-server-name", "raft.internal", "-node-verify-common-name", "skiff-node", "d"},
+			check: func(t *testing.T, o *options) {
+				want := nodetls.Config{CertFile: "c.pem", KeyFile: "k.pem", CACertFile: "ca.pem", NoVerify: true, VerifyClient: true,
+					VerifyServerName: "raft.internal", VerifyCommonName: "skiff-node"}
+				if o.cfg.NodeTLS == nil || *o.cfg.NodeTLS != want {
+					t.Fatalf("NodeTLS = %+v", o.cfg.NodeTLS)
+				}
+			}},
+		{name: "no node TLS flags: plaintext", args: []string{"d"}, check: func(t *testing.T, o *options) {
+			if o.cfg.NodeTLS != nil {
+				t.Fatalf("NodeTLS = %+v", o.cfg.NodeTLS)
+			}
+		}},
 		// Work a user relies on is refused until built, never ignored
 		// (issue 14 §3): backups, metrics export, periodic vacuums.
 		{name: "auto-backup refused, not ignored", args: []string{"-auto-backup", "b.json", "d"}, wantErr: true},

@@ -1,0 +1,112 @@
+package bootstrap
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/actors/replica/raftnet"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
+)
+
+// handshakeTimeout bounds the TLS handshake of a connection to the Raft
+// port: a peer that has not proved itself by then is dropped (a real peer
+// redials). The handshake is a few round trips; 10 s is generous on any
+// network Raft itself could run on.
+const handshakeTimeout = 10 * time.Second
+
+// refusalLogEvery spaces the log lines about one remote host's refused
+// handshakes: a misconfigured peer retries forever, and a flood of
+// handshakes must not flood the log (the counter counts them all).
+const refusalLogEvery = 10 * time.Second
+
+// muxTLS is the Raft port's node-to-node TLS (nodetls); its zero value is
+// plaintext. When on, every accepted connection is a TLS connection: the
+// first-byte routing runs on the decrypted stream.
+type muxTLS struct {
+	tls     *nodetls.TLS
+	server  *tls.Config
+	log     *zap.Logger
+	timeout time.Duration // handshakeTimeout; tests shorten it
+	limiter *raftnet.LogLimiter
+	// ok and refused count the handshakes that succeeded and failed.
+	ok, refused atomic.Uint64
+}
+
+// openNodeTLS loads the node's TLS when cfg is set; nil is plaintext.
+func openNodeTLS(cfg *nodetls.Config, log *zap.Logger) (*nodetls.TLS, error) {
+	if cfg == nil {
+		return nil, nil
+	}
+	t, err := nodetls.New(*cfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	log.Info("node-to-node TLS on the Raft port", zap.String("cert", cfg.CertFile), zap.String("key", cfg.KeyFile),
+		zap.String("ca_cert", cfg.CACertFile), zap.Bool("verify_client", cfg.VerifyClient), zap.Bool("no_verify", cfg.NoVerify),
+		zap.String("verify_server_name", cfg.VerifyServerName), zap.String("verify_common_name", cfg.VerifyCommonName))
+	return t, nil
+}
+
+// useTLS turns node-to-node TLS on (t non-nil) before start.
+func (m *raftMux) useTLS(t *nodetls.TLS) {
+	if t == nil {
+		return
+	}
+	m.tls = muxTLS{tls: t, server: t.Server(), log: m.log, timeout: handshakeTimeout, limiter: raftnet.NewLogLimiter(refusalLogEvery)}
+}
+
+// accept runs the server side of the handshake on c, bounded by the
+// timeout, and returns the decrypted connection; nil when it failed (c is
+// closed, the refusal logged with its reason and counted). Plaintext
+// returns c.
+func (t *muxTLS) accept(c net.Conn) net.Conn {
+	if t.tls == nil {
+		return c
+	}
+	tc := tls.Server(c, t.server)
+	ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
+	defer cancel()
+	_ = c.SetDeadline(time.Now().Add(t.timeout))
+	err := tc.HandshakeContext(ctx)
+	if err == nil {
+		err = c.SetDeadline(time.Time{})
+	}
+	if err != nil {
+		t.refused.Add(1)
+		if t.limiter.Allow(remoteHost(c)) {
+			t.log.Warn("raft port: TLS handshake failed; connection refused",
+				zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
+		}
+		_ = c.Close()
+		return nil
+	}
+	t.ok.Add(1)
+	return tc
+}
+
+// remoteHost is c's remote IP (its address if it has no port).
+func remoteHost(c net.Conn) string {
+	a := c.RemoteAddr().String()
+	if h, _, err := net.SplitHostPort(a); err == nil {
+		return h
+	}
+	return a
+}
+
+// tlsStatus is the node TLS part of /status "mux": rqlite's keys
+// (nodetls.TLS.Status) and the handshake counters.
+func (m *raftMux) tlsStatus() map[string]any {
+	s := m.tls.tls.Status()
+	if m.tls.tls != nil {
+		s["tls_handshakes"] = m.tls.ok.Load()
+		s["tls_handshake_failures"] = m.tls.refused.Load()
+		s["tls_handshake_timeout"] = m.tls.timeout.String()
+	}
+	return s
+}
