@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rqlite/gorqlite"
 	"github.com/skiffdb/skiff/test/testcert"
 )
 
@@ -554,5 +555,60 @@ func waitBody(t *testing.T, m *member, path, want string) {
 			t.Fatalf("%s: GET %s: last %s, want %s", m.id, path, last, want)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestNodeTLSWithHTTPS: a cluster with both node TLS and HTTPS on the API
+// (each node's one certificate serves both ports, as in the README), n3
+// joining through n1's https:// API URL: /nodes gives https:// api_addr
+// (API.md 2.2), and gorqlite (API.md 4.1) opened on a follower finds the
+// leader and all peers through them and writes through the cluster.
+func TestNodeTLSWithHTTPS(t *testing.T) {
+	ca := newNodePKI(t)
+	c := newClusterWith(t, 3, func(m *member) {
+		if slices.Contains(m.args, "-node-cert") {
+			return
+		}
+		withNodeTLS(ca, "-node-verify-client")(m)
+		m.args = append(m.args, "-http-cert", nodeCertFile(m), "-http-key", nodeKeyFile(m))
+		m.tlsClient = &tls.Config{RootCAs: ca.Pool()}
+		m.useTLS(m.client)
+	})
+	follower := others(c.ms, c.leader)[0]
+	client := follower.useTLS(newClient(requestTimeout, false))
+	defer client.CloseIdleConnections()
+	conn, err := gorqlite.OpenWithClient("https://"+follower.httpAddr+"/", client)
+	if err != nil {
+		t.Fatalf("Open on %s: %v", follower.id, err)
+	}
+	defer conn.Close()
+	if leader, err := conn.Leader(); err != nil || leader != c.leader.httpAddr {
+		t.Errorf("Leader() = %q, %v; want %q", leader, err, c.leader.httpAddr)
+	}
+	peers, err := conn.Peers()
+	var want []string
+	for _, m := range c.ms {
+		want = append(want, m.httpAddr)
+	}
+	slices.Sort(peers)
+	slices.Sort(want)
+	if err != nil || !slices.Equal(peers, want) {
+		t.Errorf("Peers() = %q, %v; want %q", peers, err, want)
+	}
+	if wr, err := conn.WriteOne("CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT)"); err != nil || wr.Err != nil {
+		t.Fatalf("CREATE TABLE: %+v, %v", wr, err)
+	}
+	var rs rows
+	for i := range 5 {
+		wr, err := conn.WriteOneParameterized(gorqlite.ParameterizedStatement{
+			Query: "INSERT INTO t(v) VALUES(?)", Arguments: []any{fmt.Sprintf("g-%d", i)},
+		})
+		if err != nil || wr.RowsAffected != 1 {
+			t.Fatalf("INSERT: %+v, %v", wr, err)
+		}
+		rs = append(rs, fmt.Sprintf("g-%d", i))
+	}
+	for _, m := range c.ms {
+		waitRows(t, m, rs, "level=none")
 	}
 }
