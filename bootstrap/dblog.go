@@ -17,7 +17,14 @@ type dragonboatLogs struct {
 	once  sync.Once
 	base  atomic.Pointer[zap.Logger]
 	level zap.AtomicLevel
+	// nodeTLS: Skiff's node-to-node TLS is on, so Dragonboat's warning
+	// that its own (unused) mutual TLS is off would mislead.
+	nodeTLS atomic.Bool
 }
+
+// dragonboatNoTLS is Dragonboat's config warning that its own mutual TLS
+// is off.
+const dragonboatNoTLS = "mutual TLS disabled, communication is insecure"
 
 var dbLogs = &dragonboatLogs{level: zap.NewAtomicLevelAt(zapcore.WarnLevel)}
 
@@ -63,6 +70,9 @@ func (l *dbLogger) Infof(f string, a ...any) {
 }
 
 func (l *dbLogger) Warningf(f string, a ...any) {
+	if f == dragonboatNoTLS && l.d.nodeTLS.Load() {
+		return
+	}
 	if s := l.sugar(zapcore.WarnLevel); s != nil {
 		s.Warnf(f, a...)
 	}

@@ -3,8 +3,11 @@ package bootstrap
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +43,7 @@ type muxTLS struct {
 
 // openNodeTLS loads the node's TLS when cfg is set; nil is plaintext.
 func openNodeTLS(cfg *nodetls.Config, log *zap.Logger) (*nodetls.TLS, error) {
+	dbLogs.nodeTLS.Store(cfg != nil)
 	if cfg == nil {
 		return nil, nil
 	}
@@ -79,15 +83,40 @@ func (t *muxTLS) accept(c net.Conn) net.Conn {
 	}
 	if err != nil {
 		t.refused.Add(1)
-		if t.limiter.Allow(remoteHost(c)) {
+		if t.limiter.Allow(raftnet.RefusalKey(remoteHost(c), err)) {
 			t.log.Warn("raft port: TLS handshake failed; connection refused",
 				zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
 		}
+		hintPlaintext(err)
 		_ = c.Close()
 		return nil
 	}
 	t.ok.Add(1)
 	return tc
+}
+
+// hintPlaintext answers a plain HTTP request (a peer without node TLS
+// joining, say) with a 400 that says why, as net/http does for HTTP sent
+// to an HTTPS port, so that the peer logs the reason, not an EOF.
+func hintPlaintext(err error) {
+	var rh tls.RecordHeaderError
+	if !errors.As(err, &rh) || rh.Conn == nil || !looksLikeHTTP(rh.RecordHeader[:]) {
+		return
+	}
+	_ = rh.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(rh.Conn, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"+
+		"this node's Raft port requires node-to-node TLS (-node-cert): plain HTTP refused\n")
+}
+
+// looksLikeHTTP reports whether a record header is the start of an HTTP
+// request (a method name).
+func looksLikeHTTP(h []byte) bool {
+	for _, m := range []string{"GET ", "HEAD ", "POST ", "PUT ", "DELETE ", "OPTIONS ", "PATCH "} {
+		if strings.HasPrefix(m, string(h)) || strings.HasPrefix(string(h), m) {
+			return true
+		}
+	}
+	return false
 }
 
 // remoteHost is c's remote IP (its address if it has no port).

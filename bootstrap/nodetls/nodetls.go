@@ -214,15 +214,15 @@ func (t *TLS) Certificate() *tls.Certificate { return t.certs.Current() }
 func (t *TLS) Config() Config { return t.cfg }
 
 // Status is the node TLS state for /status, with the keys of rqlite's mux
-// stats (tcp/mux.go: "tls", and "certificate", "key", "ca_certificate",
-// "skip_verify" of its earlier versions) and Skiff's verify flags and the
-// certificate's expiry.
+// stats (tcp/mux.go: "tls", and "encrypted", "certificate", "key",
+// "ca_certificate", "skip_verify" of its earlier versions) and Skiff's
+// verify flags and the certificate's expiry.
 func (t *TLS) Status() map[string]any {
 	if t == nil {
-		return map[string]any{"tls": "disabled"}
+		return map[string]any{"tls": "disabled", "encrypted": "false"}
 	}
 	s := map[string]any{
-		"tls": "enabled", "certificate": t.cfg.CertFile, "key": t.cfg.KeyFile, "ca_certificate": t.cfg.CACertFile,
+		"tls": "enabled", "encrypted": "true", "certificate": t.cfg.CertFile, "key": t.cfg.KeyFile, "ca_certificate": t.cfg.CACertFile,
 		"skip_verify": strconv.FormatBool(t.cfg.NoVerify), "verify_client": t.cfg.VerifyClient,
 		"verify_server_name": t.cfg.VerifyServerName, "verify_common_name": t.cfg.VerifyCommonName,
 	}

@@ -1,6 +1,8 @@
 package raftnet
 
 import (
+	"errors"
+	"net"
 	"sync"
 	"time"
 )
@@ -13,6 +15,21 @@ type LogLimiter struct {
 	every time.Duration
 	mu    sync.Mutex
 	last  map[string]time.Time
+}
+
+// RefusalKey is the limiter key of a refusal: who (a peer) and why, so
+// that a peer failing the same way is logged once per interval while a
+// new reason is logged at once. A network error's addresses (ephemeral
+// ports) are left out.
+func RefusalKey(who string, err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+	}
+	if err == nil {
+		return who
+	}
+	return who + ": " + err.Error()
 }
 
 // maxLimiterKeys bounds the keys remembered; past it, expired keys go.

@@ -176,7 +176,7 @@ func (t *Transport) serveAccepted(c net.Conn) {
 		_ = c.SetDeadline(time.Time{})
 		t.conns.Remove(c)
 		if err != nil {
-			if t.refusals.Allow("in " + remoteHost(c)) {
+			if t.refusals.Allow(RefusalKey("in "+remoteHost(c), err)) {
 				t.cfg.Logger.Warn("raft transport: TLS handshake with a connecting peer failed; connection refused",
 					zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
 			}
@@ -281,7 +281,7 @@ func (t *Transport) watchRefusal(target string, c net.Conn) {
 	var b [1]byte
 	_, err := c.Read(b[:])
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "remote error" && t.refusals.Allow("out "+target) {
+	if errors.As(err, &op) && op.Op == "remote error" && t.refusals.Allow(RefusalKey("out "+target, err)) {
 		t.cfg.Logger.Warn("raft transport: peer refused this node's TLS certificate",
 			zap.String("target", target), zap.Error(err))
 	}
@@ -336,7 +336,7 @@ func (t *Transport) handshake(ctx context.Context, target string, c net.Conn) (n
 	tc := tls.Client(c, cfg)
 	if err := tc.HandshakeContext(hctx); err != nil {
 		_ = c.Close()
-		if ctx.Err() == nil && t.refusals.Allow("out "+target) {
+		if ctx.Err() == nil && t.refusals.Allow(RefusalKey("out "+target, err)) {
 			t.cfg.Logger.Warn("raft transport: TLS handshake with a peer failed", zap.String("target", target), zap.Error(err))
 		}
 		return nil, fmt.Errorf("raftnet: TLS handshake with %s: %w", target, err)
