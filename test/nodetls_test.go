@@ -245,8 +245,8 @@ func TestNodeTLSRefusals(t *testing.T) {
 			// where every connection is TLS.
 			name:   "plaintext",
 			args:   func(*testing.T, string) []string { return nil },
-			joiner: regexp.MustCompile(`EOF|reset|malformed|tls|TLS|HTTPS`),
-			member: regexp.MustCompile(`(?i)not look like a TLS handshake|handshake`),
+			joiner: regexp.MustCompile(`requires node-to-node TLS|EOF|connection reset|malformed HTTP`),
+			member: regexp.MustCompile(`does not look like a TLS handshake`),
 		},
 	}
 	for _, tc := range cases {
