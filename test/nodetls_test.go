@@ -299,6 +299,26 @@ func membersLogged(t *testing.T, c *cluster, offsets map[*member]int64, re *rege
 	}
 }
 
+// waitLogged waits for m's current log to match re after offset.
+func waitLogged(t *testing.T, m *member, offset int64, re *regexp.Regexp) bool {
+	t.Helper()
+	deadline := time.Now().Add(tlsWaitTimeout)
+	for {
+		b, err := os.ReadFile(m.proc.logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if offset <= int64(len(b)) && re.Match(b[offset:]) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			m.dumpLogs()
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // checkRefused starts the fourth node of tc, joining through a follower,
 // and checks the refusal while it tries and after it gave up.
 func checkRefused(t *testing.T, c *cluster, tc refusal) {
@@ -395,7 +415,8 @@ func wantNotListed(t *testing.T, c *cluster, n4 *member) {
 }
 
 // TestNodeTLSRotation: every node's certificate and key are replaced on
-// disk while a writer runs against the cluster: no write fails, and each
+// disk while a writer runs against the cluster (after a bad pair on one
+// node, which it refuses and keeps its own): no write fails, and each
 // Raft port presents the new certificate to new connections without a
 // restart (API.md 1.13: "Cert and key files are watched and hot-reloaded").
 // A follower restarted afterwards (all its Raft connections new, made with
@@ -409,6 +430,30 @@ func TestNodeTLSRotation(t *testing.T) {
 	w := startWriter(c.leader)
 	defer w.halt()
 	w.waitWrites(t, 20)
+
+	// First a bad pair on n1 (a key that is not the certificate's): the
+	// node says so and keeps presenting its certificate.
+	n1 := c.ms[0]
+	offsets := logOffsets(c)
+	_, otherKey := ca.Issue(t, t.TempDir(), "other", testcert.Leaf{})
+	b, err := os.ReadFile(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(nodeKeyFile(n1)+".tmp", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(nodeKeyFile(n1)+".tmp", nodeKeyFile(n1)); err != nil {
+		t.Fatal(err)
+	}
+	if !waitLogged(t, n1, offsets[n1], regexp.MustCompile(`TLS certificate reload failed; keeping the previous certificate`)) {
+		t.Fatal("n1 did not report the mismatched key")
+	}
+	if got, err := raftPeerSerial(n1.raftAddr, probe); err != nil || got.Cmp(testcert.Serial(t, nodeCertFile(n1))) != 0 {
+		t.Fatalf("n1 after a bad pair: serial %v, %v; want its certificate's", got, err)
+	}
+	w.waitWrites(t, w.ok.Load()+10)
+
 	for _, m := range c.ms {
 		old := testcert.Serial(t, nodeCertFile(m))
 		ca.Reissue(t, nodeCertFile(m), nodeKeyFile(m), testcert.Leaf{})
