@@ -657,3 +657,30 @@ func TestNodeTLSWithHTTPS(t *testing.T) {
 		waitRows(t, m, rs, "level=none")
 	}
 }
+
+// TestNodeTLSNoVerify: rqlite's encryption-only setup, each node with a
+// self-signed certificate of its own, no CA, -node-no-verify: the cluster
+// forms and replicates over TLS, and the Raft ports still speak nothing
+// else.
+func TestNodeTLSNoVerify(t *testing.T) {
+	c := newClusterWith(t, 3, func(m *member) {
+		if slices.Contains(m.args, "-node-cert") {
+			return
+		}
+		cert, key := testcert.SelfSigned(m.t, m.dir, "node", testcert.Leaf{})
+		m.args = append(m.args, "-node-cert", cert, "-node-key", key, "-node-no-verify")
+	})
+	// A client that checks nothing, as the nodes do: the mode under test.
+	probe := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	for _, m := range c.ms {
+		wantTLSOnly(t, m, probe)
+	}
+	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
+	var rs rows
+	for _, m := range c.ms {
+		rs.insert(t, m, "via-"+m.id)
+	}
+	for _, m := range c.ms {
+		waitRows(t, m, rs, "level=none")
+	}
+}
