@@ -1,10 +1,15 @@
 package bootstrap
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -96,20 +101,18 @@ func httpDo(t *testing.T, method, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// Three nodes verifying each other's certificates (mutual TLS, common name
-// and server name checked) form a cluster over node TLS through joins on
-// the Raft port; a write replicates; /nodes reaches every peer over TLS;
-// no handshake fails.
-func TestNodeTLSClusterFormsAndReplicates(t *testing.T) {
-	tc := newTLSCluster(t, nodetls.Config{VerifyClient: true, VerifyCommonName: "skiff-node"})
-	leaf := testcert.Leaf{CommonName: "skiff-node"}
+// startTLSTrio starts a cluster of three (n1, n2 and n3 joining it) with
+// tc's flags and certificates of common name skiff-node, and waits until
+// each is ready.
+func startTLSTrio(t *testing.T, tc *tlsCluster) ([]*Node, []*observer.ObservedLogs) {
+	t.Helper()
 	var nodes []*Node
 	var logs []*observer.ObservedLogs
 	var raft1 string
 	for i, id := range []string{"n1", "n2", "n3"} {
 		log, l := observed()
 		cfg := Config{DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: freeAddr(t), NodeID: id, Logger: log,
-			NodeTLS: tc.nodeTLS(id, leaf, false), JoinInterval: 200 * time.Millisecond}
+			NodeTLS: tc.nodeTLS(id, testcert.Leaf{CommonName: "skiff-node"}, false), JoinInterval: 200 * time.Millisecond}
 		if i == 0 {
 			raft1 = cfg.RaftAddr
 		} else {
@@ -119,6 +122,16 @@ func TestNodeTLSClusterFormsAndReplicates(t *testing.T) {
 		logs = append(logs, l)
 		waitPhase(t, nodes[i], lifecycle.Ready)
 	}
+	return nodes, logs
+}
+
+// Three nodes verifying each other's certificates (mutual TLS, common name
+// and server name checked) form a cluster over node TLS through joins on
+// the Raft port; a write replicates; /nodes reaches every peer over TLS;
+// no handshake fails.
+func TestNodeTLSClusterFormsAndReplicates(t *testing.T) {
+	tc := newTLSCluster(t, nodetls.Config{VerifyClient: true, VerifyCommonName: "skiff-node"})
+	nodes, logs := startTLSTrio(t, tc)
 	base := func(i int) string { return "http://" + nodes[i].HTTPAddr().String() }
 	if code, b := httpDo(t, http.MethodPost, base(0)+"/db/execute",
 		`["CREATE TABLE t (x TEXT)", "INSERT INTO t VALUES ('over tls')"]`); code != http.StatusOK || strings.Contains(b, "error") {
@@ -218,6 +231,45 @@ func TestNodeTLSRefusesBadJoiners(t *testing.T) {
 	if m := n1.State().Members; len(m) != 1 {
 		t.Fatalf("members %v: a refused node joined", m)
 	}
+	// The refusals were about those certificates: a node with the
+	// cluster's name and common name joins.
+	n2 := startTLSNode(t, Config{DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: freeAddr(t), NodeID: "n2", Logger: zap.NewNop(),
+		NodeTLS: tc.nodeTLS("n2", good, false), Join: []string{raft1}, JoinInterval: 50 * time.Millisecond})
+	waitPhase(t, n2, lifecycle.Ready)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(n1.State().Members) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("members %v: the good node did not join", n1.State().Members)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// With -node-no-verify, nodes whose certificates nobody could verify
+// (self-signed, no CA) still form an encrypted cluster, as in rqlite.
+func TestNodeTLSNoVerifySelfSigned(t *testing.T) {
+	dir := t.TempDir()
+	var nodes []*Node
+	var raft1 string
+	for i, id := range []string{"n1", "n2"} {
+		cert, key := testcert.SelfSigned(t, dir, id, testcert.Leaf{})
+		cfg := Config{DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: freeAddr(t), NodeID: id, Logger: zap.NewNop(),
+			NodeTLS: &nodetls.Config{CertFile: cert, KeyFile: key, NoVerify: true}, JoinInterval: 50 * time.Millisecond}
+		if i == 0 {
+			raft1 = cfg.RaftAddr
+		} else {
+			cfg.Join = []string{raft1}
+		}
+		nodes = append(nodes, startTLSNode(t, cfg))
+		waitPhase(t, nodes[i], lifecycle.Ready)
+	}
+	if code, b := httpDo(t, http.MethodPost, "http://"+nodes[1].HTTPAddr().String()+"/db/execute",
+		`["CREATE TABLE t (x)"]`); code != http.StatusOK || strings.Contains(b, "error") {
+		t.Fatalf("write through the joiner: %d %s", code, b)
+	}
+	if st := nodes[0].mux.tlsStatus(); st["skip_verify"] != "true" || st["tls_handshakes"].(uint64) == 0 {
+		t.Fatalf("status %v", st)
+	}
 }
 
 func TestNodeTLSConfigValidate(t *testing.T) {
@@ -310,6 +362,111 @@ func TestNodeTLSJoinerGetsSnapshot(t *testing.T) {
 		t.Fatal("the joiner caught up without a snapshot: the test no longer streams one")
 	}
 	for i, l := range []*observer.ObservedLogs{logs1, logs2} {
+		if f := l.FilterMessageSnippet("TLS handshake"); f.Len() != 0 {
+			t.Errorf("node %d logged handshake failures: %v", i+1, f.All())
+		}
+	}
+}
+
+// Every node's certificate is rotated (new files, same CA) while writes
+// run: the nodes reload them, new connections present the new ones, and
+// no write fails.
+func TestNodeTLSRotateCertificatesUnderWrites(t *testing.T) {
+	tc := newTLSCluster(t, nodetls.Config{VerifyClient: true, VerifyCommonName: "skiff-node", ReloadInterval: 100 * time.Millisecond})
+	nodes, logs := startTLSTrio(t, tc)
+	base := "http://" + nodes[1].HTTPAddr().String() // a follower: writes cross the Raft port
+	if code, b := httpDo(t, http.MethodPost, base+"/db/execute", `["CREATE TABLE t (x INTEGER)"]`); code != http.StatusOK || strings.Contains(b, "error") {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	stop := make(chan struct{})
+	type result struct {
+		ok     int
+		failed []string
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		c := &http.Client{Timeout: 30 * time.Second}
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- r
+				return
+			default:
+			}
+			resp, err := c.Post(base+"/db/execute", "application/json", strings.NewReader(fmt.Sprintf(`["INSERT INTO t VALUES (%d)"]`, i)))
+			if err != nil {
+				r.failed = append(r.failed, err.Error())
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || strings.Contains(string(b), "error") {
+				r.failed = append(r.failed, fmt.Sprintf("%d %s", resp.StatusCode, b))
+				continue
+			}
+			r.ok++
+		}
+	}()
+	// Rotate: fresh pairs over the same files, mtimes moved forward so
+	// the change is seen whatever the filesystem's granularity.
+	future := time.Now().Add(time.Hour)
+	for _, n := range nodes {
+		cert, key := tc.ca.Issue(t, tc.dir, n.cfg.NodeID, testcert.Leaf{CommonName: "skiff-node"})
+		for _, f := range []string{cert, key} {
+			if err := os.Chtimes(f, future, future); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, n := range nodes {
+		want, err := tls.LoadX509KeyPair(n.cfg.NodeTLS.CertFile, n.cfg.NodeTLS.KeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !bytes.Equal(n.tls.Certificate().Certificate[0], want.Certificate[0]) {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d did not reload its certificate: %v", i+1, logs[i].All())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		// A new connection to its Raft port gets the new certificate.
+		c, err := tls.Dial("tcp", n.cfg.RaftAddr, nodes[(i+1)%3].tls.Client())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := c.ConnectionState().PeerCertificates[0].Raw
+		c.Close()
+		if !bytes.Equal(got, want.Certificate[0]) {
+			t.Fatalf("node %d still presents its old certificate", i+1)
+		}
+	}
+	// Writes go on after the rotation.
+	count := func() int {
+		_, b := httpDo(t, http.MethodGet, base+"/db/query?level=none&q=SELECT+count(*)+FROM+t", "")
+		var doc struct {
+			Results []struct{ Values [][]int }
+		}
+		if err := json.Unmarshal([]byte(b), &doc); err != nil || len(doc.Results) == 0 || len(doc.Results[0].Values) == 0 {
+			t.Fatalf("count: %v %s", err, b)
+		}
+		return doc.Results[0].Values[0][0]
+	}
+	after := count() + 20
+	deadline := time.Now().Add(30 * time.Second)
+	for count() < after {
+		if time.Now().After(deadline) {
+			t.Fatal("writes stopped after the rotation")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	r := <-done
+	if len(r.failed) != 0 || r.ok == 0 {
+		t.Fatalf("%d writes succeeded, %d failed: %v", r.ok, len(r.failed), r.failed)
+	}
+	for i, l := range logs {
 		if f := l.FilterMessageSnippet("TLS handshake"); f.Len() != 0 {
 			t.Errorf("node %d logged handshake failures: %v", i+1, f.All())
 		}
