@@ -43,7 +43,9 @@ func (m *member) setFlags(flags ...string) {
 	m.args = append([]string{"-node-id", m.id}, flags...)
 }
 
-func (m *member) apiURL() string { return "http://" + m.httpAddr }
+// apiURL is m's API URL as /nodes reports it: https:// when m serves
+// HTTPS (the harness's tlsClient set).
+func (m *member) apiURL() string { return m.baseURL() }
 
 // cluster is the members of one test's cluster.
 type cluster struct {
@@ -194,8 +196,8 @@ func (d nodeDoc) wellFormed() error {
 	if d.ID == "" || d.Addr == "" || d.Voter == nil || d.Leader == nil || d.Reachable == nil || d.Version == nil {
 		return fmt.Errorf("node object lacks id, addr, voter, leader, reachable or version: %+v", d)
 	}
-	if d.reachable() && (d.Time == nil || d.TimeS == "" || !strings.HasPrefix(d.APIAddr, "http://")) {
-		return fmt.Errorf("reachable node object lacks time, time_s or an http:// api_addr: %+v", d)
+	if d.reachable() && (d.Time == nil || d.TimeS == "" || !(strings.HasPrefix(d.APIAddr, "http://") || strings.HasPrefix(d.APIAddr, "https://"))) {
+		return fmt.Errorf("reachable node object lacks time, time_s or an http(s):// api_addr: %+v", d)
 	}
 	if !d.reachable() && d.Error == "" {
 		return fmt.Errorf("unreachable node object has no error: %+v", d)
