@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiffdb/skiff/cmd/skiff/clientcfg"
+	"github.com/skiffdb/skiff/cmd/skiff/nodeview"
 	"github.com/skiffdb/skiff/cmd/skiff/shell"
 )
 
@@ -45,6 +47,27 @@ func TestParseStatus(t *testing.T) {
 	c, once, err := parseStatus([]string{"-a", "a:1,b:2", "-once", "-n", "250ms"}, io.Discard)
 	if err != nil || !once || !reflect.DeepEqual(c.Addrs, []string{"a:1", "b:2"}) || c.Interval != 250*time.Millisecond {
 		t.Errorf("%+v %v %v", c, once, err)
+	}
+}
+
+// shell and status take the same TLS flags into the same clientcfg.Config,
+// and refuse half a client pair alike.
+func TestTLSFlagsShared(t *testing.T) {
+	tlsArgs := []string{"-i", "-c", "ca.pem", "-d", "c.pem", "-k", "k.pem"}
+	want := clientcfg.Config{Insecure: true, CACert: "ca.pem", ClientCert: "c.pem", ClientKey: "k.pem"}
+	sc, err := parseShell(tlsArgs, io.Discard)
+	if err != nil || sc.Config != want {
+		t.Errorf("shell: %+v %v", sc.Config, err)
+	}
+	vc, _, err := parseStatus(tlsArgs, io.Discard)
+	if err != nil || vc.Config != want {
+		t.Errorf("status: %+v %v", vc.Config, err)
+	}
+	if _, err := parseShell([]string{"-d", "c.pem"}, io.Discard); !errors.Is(err, shell.ErrInvalidConfig) || !errors.Is(err, clientcfg.ErrInvalidConfig) {
+		t.Errorf("shell -d alone: %v", err)
+	}
+	if _, _, err := parseStatus([]string{"-d", "c.pem"}, io.Discard); !errors.Is(err, nodeview.ErrInvalidConfig) || !errors.Is(err, clientcfg.ErrInvalidConfig) {
+		t.Errorf("status -d alone: %v", err)
 	}
 }
 

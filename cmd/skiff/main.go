@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/skiffdb/skiff/cmd/skiff/bench"
+	"github.com/skiffdb/skiff/cmd/skiff/clientcfg"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -127,10 +126,11 @@ func parseBench(args []string, stderr io.Writer) (bench.Config, benchOpts, error
 	fs.IntVar(&c.ValueSize, "s", 16, "Bytes of each inserted value")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "Per-request timeout (default 10s)")
 	creds := fs.String("u", "", "HTTP Basic credentials user:password, sent with every request (a target URL's user:pass@ wins)")
-	caCert := fs.String("ca-cert", "", "PEM CA certificate to trust for https:// targets (default: the system's roots)")
-	insecure := fs.Bool("insecure", false, "Do not verify https:// targets' certificates")
-	clientCert := fs.String("client-cert", "", "PEM client certificate for mutual TLS (with -client-key)")
-	clientKey := fs.String("client-key", "", "PEM client key for mutual TLS (with -client-cert)")
+	var tc clientcfg.Config
+	fs.StringVar(&tc.CACert, "ca-cert", "", "PEM CA certificate to trust for https:// targets (default: the system's roots)")
+	fs.BoolVar(&tc.Insecure, "insecure", false, "Do not verify https:// targets' certificates")
+	fs.StringVar(&tc.ClientCert, "client-cert", "", "PEM client certificate for mutual TLS (with -client-key)")
+	fs.StringVar(&tc.ClientKey, "client-key", "", "PEM client key for mutual TLS (with -client-cert)")
 	fs.BoolVar(&o.json, "json", false, "Print the result as one JSON object")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "Write the load generator's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
@@ -145,42 +145,15 @@ func parseBench(args []string, stderr io.Writer) (bench.Config, benchOpts, error
 			return c, o, errors.New("-u wants user:password")
 		}
 	}
-	tc, err := clientTLS(*caCert, *clientCert, *clientKey, *insecure)
-	if err != nil {
+	// TLS only, no proxy: the workers dial the targets themselves.
+	var err error
+	if c.TLS, err = tc.TLS(); err != nil {
 		return c, o, err
 	}
-	c.TLS = tc
 	for _, a := range strings.Split(*addrs, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			c.Addrs = append(c.Addrs, a)
 		}
 	}
 	return c, o, nil
-}
-
-// clientTLS is the TLS client configuration of the https flags, nil when
-// none is set (the system's roots).
-func clientTLS(caCert, cert, key string, insecure bool) (*tls.Config, error) {
-	if caCert == "" && cert == "" && key == "" && !insecure {
-		return nil, nil
-	}
-	c := &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // the user asked for it
-	if caCert != "" {
-		b, err := os.ReadFile(caCert)
-		if err != nil {
-			return nil, fmt.Errorf("-ca-cert: %w", err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("-ca-cert: no PEM certificate in %s", caCert)
-		}
-	}
-	if cert != "" || key != "" {
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return nil, fmt.Errorf("-client-cert and -client-key: %w", err)
-		}
-		c.Certificates = []tls.Certificate{pair}
-	}
-	return c, nil
 }

@@ -3,8 +3,6 @@ package nodeview
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,12 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/skiffdb/skiff/cmd/skiff/clientcfg"
 	"github.com/skiffdb/skiff/cmd/skiff/shell"
 )
 
@@ -40,8 +38,8 @@ type Config struct {
 	Addrs       []string
 	Scheme      string // http or https, for Addrs without one
 	Credentials string // user:password for HTTP Basic auth
-	Insecure    bool
-	CACert      string
+	// Config is the TLS client side, the shell's: -i, -c, -d and -k.
+	clientcfg.Config
 	// Timeout bounds each request; Interval is the redraw period.
 	Timeout, Interval time.Duration
 }
@@ -61,6 +59,9 @@ func (c Config) Validate() error {
 	}
 	if c.Credentials != "" && !strings.Contains(c.Credentials, ":") {
 		return fmt.Errorf("%w: credentials: want username:password", ErrInvalidConfig)
+	}
+	if err := c.Config.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.Timeout <= 0 || c.Interval <= 0 {
 		return fmt.Errorf("%w: timeout and interval must be positive", ErrInvalidConfig)
@@ -128,18 +129,11 @@ func New(cfg Config) (*Viewer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	tc := &tls.Config{InsecureSkipVerify: cfg.Insecure} //nolint:gosec // asked for with -i
-	if cfg.CACert != "" {
-		pem, err := os.ReadFile(cfg.CACert)
-		if err != nil {
-			return nil, fmt.Errorf("%w: CA certificate: %w", ErrInvalidConfig, err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: no PEM certificate in %s", ErrInvalidConfig, cfg.CACert)
-		}
+	tr, err := cfg.Config.Transport()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	hc := &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{TLSClientConfig: tc}}
+	hc := &http.Client{Timeout: cfg.Timeout, Transport: tr}
 	return &Viewer{cfg: cfg, hc: hc}, nil
 }
 

@@ -23,7 +23,7 @@ func (v *Viewer) Once(ctx context.Context, out io.Writer) error {
 
 // Watch redraws the view every interval until ctx ends or, when in is a
 // terminal, q or Ctrl-C is typed (the terminal is in raw mode meanwhile,
-// so a key needs no Enter).
+// so a key needs no Enter). The key reader ends before Watch returns.
 func (v *Viewer) Watch(ctx context.Context, in *os.File, out io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -36,20 +36,12 @@ func (v *Viewer) Watch(ctx context.Context, in *os.File, out io.Writer) error {
 		defer func() { _ = readline.Restore(int(in.Fd()), st) }()
 		// Raw mode turns off the terminal's newline translation.
 		nl = "\r\n"
-		go func() {
-			b := make([]byte, 1)
-			for {
-				if _, err := in.Read(b); err != nil {
-					cancel()
-					return
-				}
-				// q, Q, Ctrl-C, Ctrl-D
-				if b[0] == 'q' || b[0] == 'Q' || b[0] == 3 || b[0] == 4 {
-					cancel()
-					return
-				}
-			}
-		}()
+		stop, err := watchKeys(in, cancel)
+		if err != nil {
+			return fmt.Errorf("terminal: %w", err)
+		}
+		// Runs before the Restore above: the reader ends first.
+		defer stop()
 	}
 	t := time.NewTicker(v.cfg.Interval)
 	defer t.Stop()

@@ -3,15 +3,12 @@ package shell
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 )
 
@@ -31,28 +28,13 @@ type client struct {
 }
 
 func newClient(cfg Config) (*client, error) {
-	tc := &tls.Config{InsecureSkipVerify: cfg.Insecure} //nolint:gosec // -i asks for it, as in rqlite
-	if cfg.CACert != "" {
-		pem, err := os.ReadFile(cfg.CACert)
-		if err != nil {
-			return nil, fmt.Errorf("CA certificate: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA certificate %s: no PEM certificate in it", cfg.CACert)
-		}
-		tc.RootCAs = pool
-	}
-	if cfg.ClientCert != "" {
-		pair, err := tls.LoadX509KeyPair(cfg.ClientCert, cfg.ClientKey)
-		if err != nil {
-			return nil, fmt.Errorf("client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{pair}
+	tr, err := cfg.Config.Transport()
+	if err != nil {
+		return nil, err
 	}
 	hc := &http.Client{
 		Timeout:   cfg.Timeout,
-		Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment},
+		Transport: tr,
 		// Redirects are followed by do, which resends the body.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

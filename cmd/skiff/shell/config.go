@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/skiffdb/skiff/cmd/skiff/clientcfg"
 )
 
 // ErrInvalidConfig wraps every Config.Validate failure.
@@ -40,11 +42,9 @@ type Config struct {
 	Alternatives []string
 	// Credentials are "user:password" for HTTP Basic auth.
 	Credentials string
-	Insecure    bool   // do not verify the node's certificate
-	CACert      string // PEM file of trusted roots
-	ClientCert  string // PEM client certificate for mutual TLS
-	ClientKey   string
-	Timeout     time.Duration // per HTTP request
+	// Config is the TLS client side: -i, -c, -d and -k.
+	clientcfg.Config
+	Timeout time.Duration // per HTTP request
 	// HistoryFile is the line editor's history ("" keeps none).
 	HistoryFile  string
 	HistoryLimit int
@@ -112,8 +112,8 @@ func (c Config) Validate() error {
 	if c.Credentials != "" && !strings.Contains(c.Credentials, ":") {
 		return fmt.Errorf("%w: credentials: want username:password", ErrInvalidConfig)
 	}
-	if (c.ClientCert == "") != (c.ClientKey == "") {
-		return fmt.Errorf("%w: a client certificate needs its key and the key its certificate", ErrInvalidConfig)
+	if err := c.Config.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.Timeout <= 0 {
 		return fmt.Errorf("%w: timeout %s", ErrInvalidConfig, c.Timeout)
