@@ -1,7 +1,10 @@
 package bootstrap
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -374,5 +377,103 @@ func TestAutoBackupUnderWrites(t *testing.T) {
 			t.Fatalf("backups did not complete under writes: auto_backups %v", sec)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// plantBackup writes a gzipped SQLite database with table foo(name) holding
+// names as dir/backup.sqlite.gz, the object fileRestore reads.
+func plantBackup(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "src.db")
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if _, err := db.Exec("INSERT INTO foo(name) VALUES(?)", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "backup.sqlite.gz"), buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A start that saved its identity but stopped before booting the restored
+// file (a crash, SIGTERM, or a failed Boot) restores again at the next
+// start: it neither comes up empty nor lets -auto-backup overwrite the good
+// backup with an empty database. Without -auto-restore such a start is
+// refused.
+func TestAutoRestoreInterruptedBeforeBoot(t *testing.T) {
+	backups := t.TempDir()
+	plantBackup(t, backups, "kept")
+	errCrash := errors.New("crash before the restore's boot")
+	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(),
+		AutoRestore: fileRestore(t, backups, ""), AutoBackup: fileBackup(t, backups),
+		restoreBootHook: func() error { return errCrash }}
+	wait := func(n *Node, want error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := n.Wait(ctx); !errors.Is(err, want) {
+			t.Fatalf("Wait = %v, want %v", err, want)
+		}
+		_ = n.Shutdown()
+	}
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(n, errCrash)
+
+	noRestore := cfg
+	noRestore.AutoRestore, noRestore.restoreBootHook = nil, nil
+	n, err = Start(noRestore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(n, ErrInvalidConfig)
+
+	cfg.restoreBootHook = nil
+	cfg.AutoRestore = fileRestore(t, backups, "")
+	n, err = Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Shutdown() })
+	waitReadyz(t, n)
+	if got := queryRows(t, n, "SELECT name FROM foo ORDER BY id"); got != "[[kept]]" {
+		t.Fatalf("rows after the resumed restore %s, want [[kept]]", got)
+	}
+	if err := n.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := openLocalStore(cfg.WithDefaults().localStoreDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, found, err := st.loadIdentity()
+	st.Close()
+	if err != nil || !found || id.RestorePending {
+		t.Fatalf("identity %+v found %v (%v): the restore is still pending after its boot", id, found, err)
 	}
 }
