@@ -47,6 +47,10 @@ func TestDownload(t *testing.T) {
 	}
 	truncatedGzip := gzipped(t, dbBytes)
 	truncatedGzip = truncatedGzip[:len(truncatedGzip)/2]
+	corruptGzip := gzipped(t, dbBytes)
+	for i := 20; i < len(corruptGzip)-8 && i < 200; i++ {
+		corruptGzip[i] ^= 0x5A
+	}
 	tests := []struct {
 		name     string
 		object   []byte // nil: no object
@@ -59,7 +63,8 @@ func TestDownload(t *testing.T) {
 		{name: "not SQLite", object: []byte("this is not a database at all, just some text"), wantErr: ErrInvalidBackup},
 		{name: "gzip of not SQLite", object: gzipped(t, []byte("nope")), wantErr: ErrInvalidBackup},
 		{name: "damaged inside", object: damaged, wantErr: ErrInvalidBackup},
-		{name: "truncated gzip", object: truncatedGzip, wantErr: ErrStorage},
+		{name: "truncated gzip", object: truncatedGzip, wantErr: ErrInvalidBackup},
+		{name: "corrupt gzip", object: corruptGzip, wantErr: ErrInvalidBackup},
 		{name: "empty", object: []byte{}, wantErr: ErrInvalidBackup},
 	}
 	for _, tc := range tests {
@@ -113,6 +118,37 @@ func TestDownloadTimeout(t *testing.T) {
 	}
 	if names, _ := filepath.Glob(filepath.Join(dataDir, "*")); len(names) != 0 {
 		t.Fatalf("left behind: %v", names)
+	}
+}
+
+// instantStore's Download writes its object at once, whatever ctx says.
+type instantStore struct {
+	Store
+	object []byte
+}
+
+func (s instantStore) Download(_ context.Context, w io.Writer) (int64, error) {
+	n, err := w.Write(s.object)
+	return int64(n), err
+}
+
+func (instantStore) String() string { return "instant" }
+
+// The timeout bounds the download only, as rqlite's: gunzip and the check
+// after a good download are not cut short by it.
+func TestDownloadTimeoutCoversDownloadOnly(t *testing.T) {
+	dbBytes, err := os.ReadFile(newDB(t, t.TempDir(), "src.db", "x", "y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := RestoreConfig{Storage: Storage{Type: TypeFile, File: &FileConfig{Dir: "d", File: "f"}}, Timeout: time.Nanosecond}
+	r, err := Download(context.Background(), cfg, t.TempDir(), instantStore{object: gzipped(t, dbBytes)}, nil)
+	if err != nil {
+		t.Fatalf("a good download failed after it ended: %v", err)
+	}
+	defer r.Remove()
+	if got := strings.Join(rowsOf(t, r.Path), ","); got != "x,y" {
+		t.Fatalf("rows %q", got)
 	}
 }
 
