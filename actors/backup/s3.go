@@ -174,8 +174,12 @@ func (s *s3Store) Download(ctx context.Context, w io.Writer) (int64, error) {
 		return n, err
 	}
 	key, lerr := s.newestTimestamped(ctx)
-	if lerr != nil {
+	if errors.Is(lerr, ErrNotFound) {
 		return 0, err
+	}
+	if lerr != nil {
+		// A failed listing (credentials, network) is not a missing backup.
+		return 0, lerr
 	}
 	return s.get(ctx, key, w)
 }
