@@ -163,6 +163,17 @@ func TestS3DownloadListError(t *testing.T) {
 	}
 }
 
+// The endpoint's user:password@ never shows in the store's name (/status).
+func TestS3EndpointCredentialsHidden(t *testing.T) {
+	st, err := newS3Store(S3Config{Endpoint: "https://user:secret@storage.example.com:9000", Bucket: "b", Path: "p"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.String(); strings.Contains(got, "secret") || strings.Contains(got, "user") || got != "https://storage.example.com:9000/b/p" {
+		t.Fatalf("String() = %q", got)
+	}
+}
+
 func ptr[T any](v T) *T { return &v }
 
 // An uploader with wrong credentials counts the failures and shows the
