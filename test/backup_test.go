@@ -659,20 +659,32 @@ func TestAutoBackupS3Timestamp(t *testing.T) {
 	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
 	var rs rows
 	rs.insertN(t, c.leader, "a", 5)
-	waitUploader(t, c.leader, "num_uploads_ok >= 1", func(d jsonDoc) bool { return d.num("num_uploads_ok") >= 1 })
+	uploads := waitUploader(t, c.leader, "num_uploads_ok >= 1", func(d jsonDoc) bool { return d.num("num_uploads_ok") >= 1 }).num("num_uploads_ok")
 	first, _ := keysAfter("")
 	firstRows := rs
 	waitBackupRows(t, first, s3Object(s, first), firstRows)
-	// Names are to the second: the next upload must come in a later one.
-	stamp, err := time.Parse("20060102150405", named.FindStringSubmatch(first)[1])
-	if err != nil {
-		t.Fatal(err)
+	// Names are to the second: an upload in the first one's second
+	// rewrites its object. Write and wait for each upload until one lands
+	// in a later second (no waiting on the clock).
+	var second string
+	var keys []string
+	for i := 0; second == ""; i++ {
+		rs.insertN(t, c.leader, fmt.Sprintf("b%d-", i), 5)
+		want := uploads + 1
+		uploads = waitUploader(t, c.leader, fmt.Sprintf("num_uploads_ok >= %v", want), func(d jsonDoc) bool { return d.num("num_uploads_ok") >= want }).num("num_uploads_ok")
+		var err error
+		if keys, err = s.Keys(s.Bucket()); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if k > first {
+				second = k
+			}
+		}
+		if second == "" {
+			firstRows = rs // the same second: the first object now holds these rows
+		}
 	}
-	for time.Now().Before(stamp.Add(time.Second)) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	rs.insertN(t, c.leader, "b", 5)
-	second, keys := keysAfter(first)
 	waitBackupRows(t, second, s3Object(s, second), rs)
 	if len(keys) < 2 {
 		t.Errorf("keys %v, want the first object kept next to the second", keys)
