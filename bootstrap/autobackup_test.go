@@ -59,6 +59,42 @@ func statusSection(t *testing.T, n *Node, path, name string) map[string]any {
 	return sec
 }
 
+// startBackingUp starts a single node with -auto-backup bc (shut down at
+// the test's end), waits until it is ready and runs stmts, a JSON array,
+// through /db/execute.
+func startBackingUp(t *testing.T, bc *backup.Config, stmts string) (*Node, Config) {
+	t.Helper()
+	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(), AutoBackup: bc}
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Shutdown() })
+	waitPhase(t, n, lifecycle.Ready)
+	if code, body := httpDo(t, http.MethodPost, "http://"+n.HTTPAddr().String()+"/db/execute", stmts); code != http.StatusOK || strings.Contains(body, "error") {
+		t.Fatalf("execute: %d %s", code, body)
+	}
+	return n, cfg
+}
+
+// waitUploaded polls /status until the uploader has uploaded the node's
+// applied index.
+func waitUploaded(t *testing.T, n *Node) {
+	t.Helper()
+	written := n.State().Progress.AppliedIndex
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sec := statusSection(t, n, "/status", backup.StatusSection)
+		if idx, _ := sec["last_index"].(float64); uint64(idx) >= written && sec[backup.KeyUploadsOK].(float64) >= 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no upload of index %d: auto_backups %v", written, sec)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitReadyz polls /readyz until it answers 200.
 func waitReadyz(t *testing.T, n *Node) {
 	t.Helper()
@@ -110,31 +146,10 @@ func queryRows(t *testing.T, n *Node, q string) string {
 // again.
 func TestAutoBackupAndRestoreNode(t *testing.T) {
 	backups := t.TempDir()
-	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(),
-		AutoBackup: fileBackup(t, backups)}
-	n, err := Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown()
-	waitPhase(t, n, lifecycle.Ready)
-	base := "http://" + n.HTTPAddr().String()
-	if code, body := httpDo(t, http.MethodPost, base+"/db/execute",
-		`["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo(name) VALUES('fiona')", "INSERT INTO foo(name) VALUES('declan')"]`); code != http.StatusOK || strings.Contains(body, "error") {
-		t.Fatalf("execute: %d %s", code, body)
-	}
-	written := n.State().Progress.AppliedIndex
+	n, cfg := startBackingUp(t, fileBackup(t, backups),
+		`["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo(name) VALUES('fiona')", "INSERT INTO foo(name) VALUES('declan')"]`)
+	waitUploaded(t, n)
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		sec := statusSection(t, n, "/status", backup.StatusSection)
-		if idx, _ := sec["last_index"].(float64); uint64(idx) >= written && sec[backup.KeyUploadsOK].(float64) >= 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no upload of index %d: auto_backups %v", written, sec)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	// Idle: the next intervals skip.
 	for {
 		sec := statusSection(t, n, "/debug/vars", backup.VarsSection)
@@ -285,29 +300,8 @@ func TestAutoBackupRestoreS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(), AutoBackup: &bc}
-	n, err := Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown()
-	waitPhase(t, n, lifecycle.Ready)
-	if code, body := httpDo(t, http.MethodPost, "http://"+n.HTTPAddr().String()+"/db/execute",
-		`["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo(name) VALUES('s3')"]`); code != http.StatusOK || strings.Contains(body, "error") {
-		t.Fatalf("execute: %d %s", code, body)
-	}
-	written := n.State().Progress.AppliedIndex
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		sec := statusSection(t, n, "/status", backup.StatusSection)
-		if idx, _ := sec["last_index"].(float64); uint64(idx) >= written {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no upload of index %d: auto_backups %v", written, sec)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	n, _ := startBackingUp(t, &bc, `["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo(name) VALUES('s3')"]`)
+	waitUploaded(t, n)
 	if err := n.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
@@ -330,21 +324,10 @@ func TestAutoBackupRestoreS3(t *testing.T) {
 // (SQLite restarts an online backup, step by step, whenever another
 // connection writes between steps).
 func TestAutoBackupUnderWrites(t *testing.T) {
-	backups := t.TempDir()
-	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(),
-		AutoBackup: fileBackup(t, backups)}
-	n, err := Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown()
-	waitPhase(t, n, lifecycle.Ready)
-	base := "http://" + n.HTTPAddr().String()
 	// About 20 MB: thousands of pages.
-	if code, body := httpDo(t, http.MethodPost, base+"/db/execute",
-		`["CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 60000) INSERT INTO big(v) SELECT printf('%0300d', x) FROM c", "CREATE TABLE w (id INTEGER PRIMARY KEY)"]`); code != http.StatusOK || strings.Contains(body, "error") {
-		t.Fatalf("execute: %d %s", code, body)
-	}
+	n, _ := startBackingUp(t, fileBackup(t, t.TempDir()),
+		`["CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 60000) INSERT INTO big(v) SELECT printf('%0300d', x) FROM c", "CREATE TABLE w (id INTEGER PRIMARY KEY)"]`)
+	base := "http://" + n.HTTPAddr().String()
 	stop := make(chan struct{})
 	var writers sync.WaitGroup
 	for range 4 {
