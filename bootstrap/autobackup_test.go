@@ -1,10 +1,7 @@
 package bootstrap
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +22,7 @@ import (
 
 	"github.com/skiffdb/skiff/actors/backup"
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/test/testdb"
 )
 
 func fileBackup(t *testing.T, dir string) *backup.Config {
@@ -363,40 +361,11 @@ func TestAutoBackupUnderWrites(t *testing.T) {
 	}
 }
 
-// plantBackup writes a gzipped SQLite database with table foo(name) holding
-// names as dir/backup.sqlite.gz, the object fileRestore reads.
-func plantBackup(t *testing.T, dir string, names ...string) {
+// plantBackup writes a gzipped SQLite database with table t holding rows
+// as dir/backup.sqlite.gz, the object fileRestore reads.
+func plantBackup(t *testing.T, dir string, rows ...string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "src.db")
-	db, err := sql.Open("sqlite3", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)"); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		if _, err := db.Exec("INSERT INTO foo(name) VALUES(?)", name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(raw); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "backup.sqlite.gz"), buf.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "backup.sqlite.gz"), testdb.Gzip(t, testdb.File(t, rows...)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -444,7 +413,7 @@ func TestAutoRestoreInterruptedBeforeBoot(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = n.Shutdown() })
 	waitReadyz(t, n)
-	if got := queryRows(t, n, "SELECT name FROM foo ORDER BY id"); got != "[[kept]]" {
+	if got := queryRows(t, n, "SELECT v FROM t ORDER BY id"); got != "[[kept]]" {
 		t.Fatalf("rows after the resumed restore %s, want [[kept]]", got)
 	}
 	if err := n.Shutdown(); err != nil {
