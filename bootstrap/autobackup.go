@@ -63,6 +63,23 @@ func (n *Node) downloadRestore() (*backup.Restored, error) {
 	return nil, fmt.Errorf("auto-restore: %w", err)
 }
 
+// resumeRestore downloads the -auto-restore backup again for a directory
+// whose identity says the last start never booted it. Unlike a first
+// start, continue_on_failure does not apply: starting empty here would
+// serve an empty database and let -auto-backup overwrite the good backup.
+func (n *Node) resumeRestore() (*backup.Restored, error) {
+	c := n.cfg
+	if c.AutoRestore == nil {
+		return nil, fmt.Errorf("%w: this data directory's -auto-restore was interrupted before its boot: start it again with -auto-restore", ErrInvalidConfig)
+	}
+	n.log.Warn("the last start did not finish its auto-restore: restoring again")
+	r, err := backup.Download(n.stopCtx, *c.AutoRestore, c.DataDir, nil, n.log.Named("restore"))
+	if err != nil {
+		return nil, fmt.Errorf("auto-restore (interrupted at the last start): %w", err)
+	}
+	return r, nil
+}
+
 // bootRestored waits until this single node leads and serves, then boots
 // the cluster from the restored file as /boot does. Data requests are
 // refused (not started) until it returns, so no client reads the empty
@@ -81,6 +98,11 @@ func (n *Node) bootRestored(rep *replica.Replica, r *backup.Restored) error {
 		case <-rep.Done():
 			return errors.New("auto-restore: the replica stopped before the node could lead")
 		case <-changed:
+		}
+	}
+	if n.cfg.restoreBootHook != nil {
+		if err := n.cfg.restoreBootHook(); err != nil {
+			return err
 		}
 	}
 	f, err := os.Open(r.Path)

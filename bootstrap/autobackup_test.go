@@ -22,6 +22,7 @@ import (
 
 	"github.com/skiffdb/skiff/actors/backup"
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/test/testdb"
 )
 
 func fileBackup(t *testing.T, dir string) *backup.Config {
@@ -54,6 +55,42 @@ func statusSection(t *testing.T, n *Node, path, name string) map[string]any {
 	}
 	sec, _ := doc[name].(map[string]any)
 	return sec
+}
+
+// startBackingUp starts a single node with -auto-backup bc (shut down at
+// the test's end), waits until it is ready and runs stmts, a JSON array,
+// through /db/execute.
+func startBackingUp(t *testing.T, bc *backup.Config, stmts string) (*Node, Config) {
+	t.Helper()
+	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(), AutoBackup: bc}
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Shutdown() })
+	waitPhase(t, n, lifecycle.Ready)
+	if code, body := httpDo(t, http.MethodPost, "http://"+n.HTTPAddr().String()+"/db/execute", stmts); code != http.StatusOK || strings.Contains(body, "error") {
+		t.Fatalf("execute: %d %s", code, body)
+	}
+	return n, cfg
+}
+
+// waitUploaded polls /status until the uploader has uploaded the node's
+// applied index.
+func waitUploaded(t *testing.T, n *Node) {
+	t.Helper()
+	written := n.State().Progress.AppliedIndex
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sec := statusSection(t, n, "/status", backup.StatusSection)
+		if idx, _ := sec["last_index"].(float64); uint64(idx) >= written && sec[backup.KeyUploadsOK].(float64) >= 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no upload of index %d: auto_backups %v", written, sec)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // waitReadyz polls /readyz until it answers 200.
@@ -107,31 +144,10 @@ func queryRows(t *testing.T, n *Node, q string) string {
 // again.
 func TestAutoBackupAndRestoreNode(t *testing.T) {
 	backups := t.TempDir()
-	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(),
-		AutoBackup: fileBackup(t, backups)}
-	n, err := Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown()
-	waitPhase(t, n, lifecycle.Ready)
-	base := "http://" + n.HTTPAddr().String()
-	if code, body := httpDo(t, http.MethodPost, base+"/db/execute",
-		`["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo(name) VALUES('fiona')", "INSERT INTO foo(name) VALUES('declan')"]`); code != http.StatusOK || strings.Contains(body, "error") {
-		t.Fatalf("execute: %d %s", code, body)
-	}
-	written := n.State().Progress.AppliedIndex
+	n, cfg := startBackingUp(t, fileBackup(t, backups),
+		`["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo(name) VALUES('fiona')", "INSERT INTO foo(name) VALUES('declan')"]`)
+	waitUploaded(t, n)
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		sec := statusSection(t, n, "/status", backup.StatusSection)
-		if idx, _ := sec["last_index"].(float64); uint64(idx) >= written && sec[backup.KeyUploadsOK].(float64) >= 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no upload of index %d: auto_backups %v", written, sec)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	// Idle: the next intervals skip.
 	for {
 		sec := statusSection(t, n, "/debug/vars", backup.VarsSection)
@@ -282,29 +298,8 @@ func TestAutoBackupRestoreS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(), AutoBackup: &bc}
-	n, err := Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown()
-	waitPhase(t, n, lifecycle.Ready)
-	if code, body := httpDo(t, http.MethodPost, "http://"+n.HTTPAddr().String()+"/db/execute",
-		`["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo(name) VALUES('s3')"]`); code != http.StatusOK || strings.Contains(body, "error") {
-		t.Fatalf("execute: %d %s", code, body)
-	}
-	written := n.State().Progress.AppliedIndex
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		sec := statusSection(t, n, "/status", backup.StatusSection)
-		if idx, _ := sec["last_index"].(float64); uint64(idx) >= written {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no upload of index %d: auto_backups %v", written, sec)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	n, _ := startBackingUp(t, &bc, `["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo(name) VALUES('s3')"]`)
+	waitUploaded(t, n)
 	if err := n.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
@@ -327,21 +322,10 @@ func TestAutoBackupRestoreS3(t *testing.T) {
 // (SQLite restarts an online backup, step by step, whenever another
 // connection writes between steps).
 func TestAutoBackupUnderWrites(t *testing.T) {
-	backups := t.TempDir()
-	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(),
-		AutoBackup: fileBackup(t, backups)}
-	n, err := Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown()
-	waitPhase(t, n, lifecycle.Ready)
-	base := "http://" + n.HTTPAddr().String()
 	// About 20 MB: thousands of pages.
-	if code, body := httpDo(t, http.MethodPost, base+"/db/execute",
-		`["CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 60000) INSERT INTO big(v) SELECT printf('%0300d', x) FROM c", "CREATE TABLE w (id INTEGER PRIMARY KEY)"]`); code != http.StatusOK || strings.Contains(body, "error") {
-		t.Fatalf("execute: %d %s", code, body)
-	}
+	n, _ := startBackingUp(t, fileBackup(t, t.TempDir()),
+		`["CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 60000) INSERT INTO big(v) SELECT printf('%0300d', x) FROM c", "CREATE TABLE w (id INTEGER PRIMARY KEY)"]`)
+	base := "http://" + n.HTTPAddr().String()
 	stop := make(chan struct{})
 	var writers sync.WaitGroup
 	for range 4 {
@@ -374,5 +358,74 @@ func TestAutoBackupUnderWrites(t *testing.T) {
 			t.Fatalf("backups did not complete under writes: auto_backups %v", sec)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// plantBackup writes a gzipped SQLite database with table t holding rows
+// as dir/backup.sqlite.gz, the object fileRestore reads.
+func plantBackup(t *testing.T, dir string, rows ...string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "backup.sqlite.gz"), testdb.Gzip(t, testdb.File(t, rows...)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A start that saved its identity but stopped before booting the restored
+// file (a crash, SIGTERM, or a failed Boot) restores again at the next
+// start: it neither comes up empty nor lets -auto-backup overwrite the good
+// backup with an empty database. Without -auto-restore such a start is
+// refused.
+func TestAutoRestoreInterruptedBeforeBoot(t *testing.T) {
+	backups := t.TempDir()
+	plantBackup(t, backups, "kept")
+	errCrash := errors.New("crash before the restore's boot")
+	cfg := Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t), NodeID: "n1", Logger: zap.NewNop(),
+		AutoRestore: fileRestore(t, backups, ""), AutoBackup: fileBackup(t, backups),
+		restoreBootHook: func() error { return errCrash }}
+	wait := func(n *Node, want error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := n.Wait(ctx); !errors.Is(err, want) {
+			t.Fatalf("Wait = %v, want %v", err, want)
+		}
+		_ = n.Shutdown()
+	}
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(n, errCrash)
+
+	noRestore := cfg
+	noRestore.AutoRestore, noRestore.restoreBootHook = nil, nil
+	n, err = Start(noRestore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(n, ErrInvalidConfig)
+
+	cfg.restoreBootHook = nil
+	cfg.AutoRestore = fileRestore(t, backups, "")
+	n, err = Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Shutdown() })
+	waitReadyz(t, n)
+	if got := queryRows(t, n, "SELECT v FROM t ORDER BY id"); got != "[[kept]]" {
+		t.Fatalf("rows after the resumed restore %s, want [[kept]]", got)
+	}
+	if err := n.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := openLocalStore(cfg.WithDefaults().localStoreDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, found, err := st.loadIdentity()
+	st.Close()
+	if err != nil || !found || id.RestorePending {
+		t.Fatalf("identity %+v found %v (%v): the restore is still pending after its boot", id, found, err)
 	}
 }

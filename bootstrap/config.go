@@ -144,6 +144,9 @@ type Config struct {
 	// AutoRestore boots a new data directory from a backup (-auto-restore);
 	// nil: off.
 	AutoRestore *backup.RestoreConfig
+	// restoreBootHook (tests) runs just before an -auto-restore boots;
+	// an error stops the start there, as a crash in that window would.
+	restoreBootHook func() error
 }
 
 // WithDefaults fills zero fields.

@@ -46,6 +46,11 @@ type identity struct {
 	// otherwise promote itself to voter. Nil in directories made before
 	// it was recorded: the flag given at the next start is adopted.
 	NonVoter *bool `json:"non_voter,omitempty"`
+	// RestorePending: an -auto-restore was downloaded for this directory
+	// and has not been booted yet. Saved with the identity and cleared only
+	// once Boot succeeded, so that a crash in between restores again at
+	// the next start instead of serving (and backing up) an empty database.
+	RestorePending bool `json:"restore_pending,omitempty"`
 }
 
 // isNonVoter reports whether the node is a read replica.

@@ -355,7 +355,15 @@ func (n *Node) startReplica(rt *router) error {
 	}
 	var restored *backup.Restored
 	if found {
-		if c.AutoRestore != nil {
+		switch {
+		case id.RestorePending:
+			// The last start saved the identity but never booted the
+			// restored file: download and boot it again.
+			if restored, err = n.resumeRestore(); err != nil {
+				return err
+			}
+			defer restored.Remove()
+		case c.AutoRestore != nil:
 			n.log.Info("auto-restore requested, but this data directory already holds a node: skipping", zap.String("dir", c.DataDir))
 		}
 		// peers.json, a re-join under a new address (rejoin.go).
@@ -400,7 +408,8 @@ func (n *Node) startReplica(rt *router) error {
 		// node picks a random replica ID, so that a node re-joining with
 		// new data never reuses the ID of its removed self (Raft refuses).
 		nonVoter := c.NonVoter
-		id = identity{NodeID: c.NodeID, ShardID: replica.DefaultShardID, ReplicaID: 1, RaftAddr: c.RaftAdvAddr, NonVoter: &nonVoter}
+		id = identity{NodeID: c.NodeID, ShardID: replica.DefaultShardID, ReplicaID: 1, RaftAddr: c.RaftAdvAddr, NonVoter: &nonVoter,
+			RestorePending: restored != nil}
 		switch {
 		case c.BootstrapExpect > 0:
 			id.ReplicaID = randomReplicaID()
@@ -505,6 +514,10 @@ func (n *Node) startReplica(rt *router) error {
 	if restored != nil {
 		if err := n.bootRestored(rep, restored); err != nil {
 			return err
+		}
+		id.RestorePending = false
+		if err := store.saveIdentity(id); err != nil {
+			return fmt.Errorf("auto-restore: record the boot: %w", err)
 		}
 	}
 	rt.r.Store(rep)

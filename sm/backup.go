@@ -83,38 +83,80 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 
 // copyForBackup copies the database, as of one read transaction, into a new
 // temporary file and returns its path.
+//
+// mu.RLock is held only to open the source connection and pin its read
+// transaction: the copy then reads from that private connection, which
+// Close and a snapshot install (mu.Lock) never touch, and whose open file
+// stays readable even if an install replaces the database. So neither
+// waits for a copy, and a pending mu.Lock does not stall other readers.
 func (s *StateMachine) copyForBackup(ctx context.Context) (string, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed || s.path == "" {
-		return "", ErrClosed
-	}
-	src, err := openReader(s.path, s.cfg.ForeignKeys, false)
+	src, stopc, err := s.pinForBackup()
 	if err != nil {
 		return "", err
 	}
-	defer src.Close()
+	defer func() {
+		_ = execRaw(src, "ROLLBACK")
+		_ = src.Close()
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if stopc != nil {
+		// The replica stopping ends a backup as its caller going away does.
+		go func() {
+			select {
+			case <-stopc:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	tmp, err := os.CreateTemp(s.cfg.Dir, "backup-*"+tmpSuffix)
 	if err != nil {
 		return "", fmt.Errorf("create backup file: %w", err)
 	}
 	path := tmp.Name()
 	_ = tmp.Close()
-	// One step (-1: every page): SQLite restarts an online backup whenever
-	// another connection commits between two steps, so under steady writes
-	// a large database copied in steps might never finish. A single step
-	// reads one snapshot; in WAL mode the writer goes on meanwhile.
-	if err := backupTo(src, path, stopChan(ctx), -1); err != nil {
+	// Stepped, so ctx is checked between steps. Steps that share the
+	// pinned read transaction are never restarted by the writer's commits
+	// (SQLite restarts a step-wise backup only when the source changes
+	// between steps as its connection sees it), as in saveSnapshot.
+	err = backupTo(src, path, ctx.Done(), backupPagesPerStep, s.onBackupStep)
+	if err != nil {
 		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
 			_ = os.Remove(path + suffix)
+		}
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("backup copy: %w", ctx.Err())
 		}
 		return "", err
 	}
 	return path, nil
 }
 
-// stopChan turns ctx into the stop channel backupTo watches.
-func stopChan(ctx context.Context) <-chan struct{} { return ctx.Done() }
+// pinForBackup opens a connection of the backup's own on the current
+// database and pins a read transaction there, under mu.RLock (the path is
+// swapped under mu.Lock). It also returns Open's stop channel.
+func (s *StateMachine) pinForBackup() (*sqlite3.SQLiteConn, <-chan struct{}, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed || s.path == "" {
+		return nil, nil, ErrClosed
+	}
+	src, err := openReader(s.path, s.cfg.ForeignKeys, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := execRaw(src, "BEGIN"); err != nil {
+		_ = src.Close()
+		return nil, nil, fmt.Errorf("pin read transaction: %w", err)
+	}
+	// The first read starts the WAL read transaction that pins the state.
+	if _, err := queryInt64(src, "SELECT COUNT(*) FROM sqlite_master"); err != nil {
+		_ = src.Close()
+		return nil, nil, fmt.Errorf("pin read transaction: %w", err)
+	}
+	return src, s.stopc, nil
+}
 
 // dumpCopy writes a SQL dump of the private copy at path.
 func dumpCopy(ctx context.Context, path string, w *bufio.Writer, tables []string) error {

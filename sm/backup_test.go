@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,5 +207,103 @@ func TestSlowBackupClientDoesNotHoldTheDatabase(t *testing.T) {
 		if err := <-done; err != nil || w.n == 0 {
 			t.Fatalf("format %d: backup after Close: %v, %d bytes", format, err, w.n)
 		}
+	}
+}
+
+// bigFixture holds a table of about 8 MB: several backup steps.
+func bigFixture(t *testing.T) *harness {
+	h := newHarness(t)
+	h.apply(cmd("a", false,
+		"CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)",
+		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 25000) INSERT INTO big(v) SELECT printf('%0300d', x) FROM c",
+		"CREATE TABLE w (id INTEGER PRIMARY KEY)"))
+	return h
+}
+
+// A stepped backup under steady commits completes: its steps share one
+// read transaction, so SQLite never restarts it, and the copy is that
+// transaction's state.
+func TestBackupUnderWritesCompletes(t *testing.T) {
+	h := bigFixture(t)
+	steps := 0
+	writes := make(chan struct{})
+	// A commit between every two steps: without the pinned read
+	// transaction each one would restart the copy from the first page.
+	h.s.onBackupStep = func() {
+		steps++
+		writes <- struct{}{}
+		<-writes
+	}
+	done := make(chan []byte, 1)
+	go func() { done <- backupOf(t, h, &Backup{Format: BackupBinary}) }()
+	var out []byte
+	timeout := time.After(60 * time.Second)
+	for out == nil {
+		select {
+		case <-writes:
+			h.apply(cmd("a", false, "INSERT INTO w DEFAULT VALUES"))
+			writes <- struct{}{}
+		case out = <-done:
+		case <-timeout:
+			t.Fatal("the backup did not complete under writes")
+		}
+	}
+	if steps == 0 {
+		t.Fatal("one step: the fixture is too small to test stepping")
+	}
+	path := filepath.Join(t.TempDir(), "b.db")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var big, w int
+	db := openSQLite(t, path)
+	if err := db.QueryRow("SELECT (SELECT COUNT(*) FROM big), (SELECT COUNT(*) FROM w)").Scan(&big, &w); err != nil {
+		t.Fatal(err)
+	}
+	if big != 25000 || w != 0 {
+		t.Fatalf("copy has %d big rows and %d writes, want 25000 and 0 (the state at its start)", big, w)
+	}
+}
+
+// A backup's copy holds no lock between its steps: Close goes ahead while
+// it runs, and cancelling its context ends it at the next step.
+func TestBackupCopyCancelAndClose(t *testing.T) {
+	h := bigFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	inStep := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	h.s.onBackupStep = func() {
+		once.Do(func() {
+			close(inStep)
+			<-release
+		})
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.s.Lookup(&Backup{Ctx: ctx, W: &bytes.Buffer{}, Format: BackupBinary})
+		done <- err
+	}()
+	<-inStep
+	closed := make(chan error, 1)
+	go func() { closed <- h.s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waited for a backup's copy")
+	}
+	cancel()
+	close(release)
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled backup: %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a cancelled backup did not return")
 	}
 }

@@ -69,6 +69,8 @@ type StateMachine struct {
 	stopc <-chan struct{}
 	// cap is CDC capture; nil when Config.Capture is.
 	cap *capture
+	// onBackupStep (tests) runs between the steps of a backup's copy.
+	onBackupStep func()
 
 	// mu guards the handles Lookup uses against the swap in
 	// RecoverFromSnapshot and the teardown in Close.

@@ -124,7 +124,7 @@ func (s *StateMachine) saveSnapshot(sc *snapshotCtx, w io.Writer, stopc <-chan s
 	tmpPath := tmp.Name()
 	_ = tmp.Close()
 	defer os.Remove(tmpPath)
-	if err := backupTo(sc.conn, tmpPath, stopc, backupPagesPerStep); err != nil {
+	if err := backupTo(sc.conn, tmpPath, stopc, backupPagesPerStep, nil); err != nil {
 		return err
 	}
 	f, err := os.Open(tmpPath)
@@ -171,8 +171,9 @@ func (s *StateMachine) saveSnapshot(sc *snapshotCtx, w io.Writer, stopc <-chan s
 // backupTo copies src's database, as of its open read transaction, into a
 // new file at path. sqlite3_backup_step uses the source connection's read
 // transaction when it has one, so every step sees the same state;
-// pagesPerStep -1 copies everything in one step.
-func backupTo(src *sqlite3.SQLiteConn, path string, stopc <-chan struct{}, pagesPerStep int) error {
+// pagesPerStep -1 copies everything in one step. between, if not nil, runs
+// after each step that did not finish (a test hook).
+func backupTo(src *sqlite3.SQLiteConn, path string, stopc <-chan struct{}, pagesPerStep int, between func()) error {
 	dc, err := (&sqlite3.SQLiteDriver{}).Open(fmt.Sprintf("file:%s?_journal_mode=OFF&_synchronous=OFF", uriPath(path)))
 	if err != nil {
 		return fmt.Errorf("open snapshot file: %w", err)
@@ -197,6 +198,9 @@ func backupTo(src *sqlite3.SQLiteConn, path string, stopc <-chan struct{}, pages
 		}
 		if done {
 			break
+		}
+		if between != nil {
+			between()
 		}
 	}
 	if err := b.Finish(); err != nil {

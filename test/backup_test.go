@@ -19,6 +19,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/skiffdb/skiff/test/s3test"
+	"github.com/skiffdb/skiff/test/testdb"
 )
 
 // Automatic backups and restores end to end (issue 18): real skiffd
@@ -485,46 +486,6 @@ func TestAutoBackupBadConfig(t *testing.T) {
 	}
 }
 
-// sqliteFile builds a SQLite database holding table t with rs, as a
-// backup would, and returns its bytes.
-func sqliteFile(t *testing.T, rs rows) []byte {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "planted.sqlite")
-	db, err := sql.Open("sqlite3", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec("CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT)"); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range rs {
-		if _, err := db.Exec("INSERT INTO t(v) VALUES(?)", v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func gzipped(t *testing.T, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 // TestAutoRestore: restores from objects planted in the bucket (issue 18,
 // "Restores"): gzip and plain SQLite come back exactly; a missing object,
 // a file that is not SQLite, a truncated gzip stream, a truncated database
@@ -538,7 +499,7 @@ func TestAutoRestore(t *testing.T) {
 	for i := 1; i <= 300; i++ {
 		rs = append(rs, fmt.Sprintf("planted-%d-%s", i, strings.Repeat("x", 100)))
 	}
-	db := sqliteFile(t, rs)
+	db := testdb.File(t, rs...)
 	put := func(t *testing.T, key string, b []byte) {
 		t.Helper()
 		if err := s.Put(s.Bucket(), key, b, nil); err != nil {
@@ -553,7 +514,7 @@ func TestAutoRestore(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := db
 			if tc.name == "gzip" {
-				b = gzipped(t, db)
+				b = testdb.Gzip(t, db)
 			}
 			put(t, tc.key, b)
 			restoreAndCheck(t, restoreFlag(t, s3Sub(s, tc.key), nil), rs)
@@ -561,7 +522,7 @@ func TestAutoRestore(t *testing.T) {
 	}
 
 	half := db[:len(db)/2]
-	gz := gzipped(t, db)
+	gz := testdb.Gzip(t, db)
 	put(t, "good.sqlite.gz", gz)
 	wrongKey := s3Sub(s, "good.sqlite.gz")
 	wrongKey["access_key_id"] = "not-the-key"
@@ -572,9 +533,9 @@ func TestAutoRestore(t *testing.T) {
 		match  *regexp.Regexp
 	}{
 		{"missing object", nil, nil, regexp.MustCompile(`(?i)not found|NoSuchKey|does not exist`)},
-		{"not SQLite", gzipped(t, bytes.Repeat([]byte("not a database "), 1000)), nil, regexp.MustCompile(`(?i)sqlite`)},
+		{"not SQLite", testdb.Gzip(t, bytes.Repeat([]byte("not a database "), 1000)), nil, regexp.MustCompile(`(?i)sqlite`)},
 		{"truncated gzip", gz[:len(gz)/2], nil, regexp.MustCompile(`(?i)gzip|unexpected EOF|truncat`)},
-		{"truncated database", gzipped(t, half), nil, regexp.MustCompile(`(?i)sqlite|malformed|integrity|corrupt`)},
+		{"truncated database", testdb.Gzip(t, half), nil, regexp.MustCompile(`(?i)sqlite|malformed|integrity|corrupt`)},
 		{"refused credentials", nil, wrongKey, regexp.MustCompile(`(?i)403|forbidden|access key|InvalidAccessKeyId`)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -659,20 +620,32 @@ func TestAutoBackupS3Timestamp(t *testing.T) {
 	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
 	var rs rows
 	rs.insertN(t, c.leader, "a", 5)
-	waitUploader(t, c.leader, "num_uploads_ok >= 1", func(d jsonDoc) bool { return d.num("num_uploads_ok") >= 1 })
+	uploads := waitUploader(t, c.leader, "num_uploads_ok >= 1", func(d jsonDoc) bool { return d.num("num_uploads_ok") >= 1 }).num("num_uploads_ok")
 	first, _ := keysAfter("")
 	firstRows := rs
 	waitBackupRows(t, first, s3Object(s, first), firstRows)
-	// Names are to the second: the next upload must come in a later one.
-	stamp, err := time.Parse("20060102150405", named.FindStringSubmatch(first)[1])
-	if err != nil {
-		t.Fatal(err)
+	// Names are to the second: an upload in the first one's second
+	// rewrites its object. Write and wait for each upload until one lands
+	// in a later second (no waiting on the clock).
+	var second string
+	var keys []string
+	for i := 0; second == ""; i++ {
+		rs.insertN(t, c.leader, fmt.Sprintf("b%d-", i), 5)
+		want := uploads + 1
+		uploads = waitUploader(t, c.leader, fmt.Sprintf("num_uploads_ok >= %v", want), func(d jsonDoc) bool { return d.num("num_uploads_ok") >= want }).num("num_uploads_ok")
+		var err error
+		if keys, err = s.Keys(s.Bucket()); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if k > first {
+				second = k
+			}
+		}
+		if second == "" {
+			firstRows = rs // the same second: the first object now holds these rows
+		}
 	}
-	for time.Now().Before(stamp.Add(time.Second)) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	rs.insertN(t, c.leader, "b", 5)
-	second, keys := keysAfter(first)
 	waitBackupRows(t, second, s3Object(s, second), rs)
 	if len(keys) < 2 {
 		t.Errorf("keys %v, want the first object kept next to the second", keys)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/skiffdb/skiff/test/testdb"
 )
 
 // Credentials the fake S3 server accepts.
@@ -57,16 +59,7 @@ func (f *fakeS3) config(path string) S3Config {
 func newDB(t *testing.T, dir, name string, rows ...string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
-	db := openDB(t, path)
-	defer db.Close()
-	if _, err := db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rows {
-		if _, err := db.Exec("INSERT INTO t(v) VALUES (?)", r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testdb.Create(t, path, rows...)
 	return path
 }
 

@@ -7,12 +7,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	gzip "github.com/klauspost/compress/gzip"
 	"io"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/flate"
+	gzip "github.com/klauspost/compress/gzip"
 	// The sqlite3 driver, for the restored file's check.
 	_ "github.com/mattn/go-sqlite3"
 	"go.uber.org/zap"
@@ -59,17 +60,20 @@ func Download(ctx context.Context, cfg RestoreConfig, dir string, store Store, l
 	}
 	removeStaged(dir, restorePrefix) // a crashed restore's files
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
 	dl, err := os.CreateTemp(dir, restorePrefix+"*.download"+tmpSuffix)
 	if err != nil {
 		return nil, fmt.Errorf("stage restore: %w", err)
 	}
 	defer os.Remove(dl.Name())
 	defer dl.Close()
-	n, err := store.Download(ctx, dl)
+	// The timeout bounds the download only, as rqlite's: gunzip and the
+	// check of a large database may take longer after a good download.
+	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	n, err := store.Download(dctx, dl)
+	timedOut := dctx.Err() != nil && ctx.Err() == nil
+	cancel()
 	if err != nil {
-		if ctx.Err() != nil && !errors.Is(err, ErrNotFound) {
+		if timedOut && !errors.Is(err, ErrNotFound) {
 			err = fmt.Errorf("%w (timeout %s)", err, cfg.Timeout)
 		}
 		return nil, err
@@ -85,7 +89,7 @@ func Download(ctx context.Context, cfg RestoreConfig, dir string, store Store, l
 	if bytes.HasPrefix(head, gzipMagic) {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, fmt.Errorf("%w: gunzip %s: %w", ErrStorage, store, err)
+			return nil, fmt.Errorf("%w: gunzip %s: %w", ErrInvalidBackup, store, err)
 		}
 		defer zr.Close()
 		src, r.Compressed = zr, true
@@ -106,8 +110,10 @@ func Download(ctx context.Context, cfg RestoreConfig, dir string, store Store, l
 		err = cerr
 	}
 	if err != nil {
-		if r.Compressed {
-			return nil, fmt.Errorf("%w: gunzip %s: %w", ErrStorage, store, err)
+		// A corrupt or truncated gzip stream is a bad object, never a
+		// failed download that continue_on_failure may pass over.
+		if r.Compressed && ctx.Err() == nil && isGzipError(err) {
+			return nil, fmt.Errorf("%w: gunzip %s: %w", ErrInvalidBackup, store, err)
 		}
 		return nil, fmt.Errorf("stage restore: %w", err)
 	}
@@ -117,6 +123,13 @@ func Download(ctx context.Context, cfg RestoreConfig, dir string, store Store, l
 	r.Duration = time.Since(start)
 	ok = true
 	return r, nil
+}
+
+// isGzipError reports whether err comes from a damaged gzip stream (and
+// not from writing the staged file).
+func isGzipError(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, gzip.ErrChecksum) ||
+		errors.Is(err, gzip.ErrHeader) || errors.As(err, new(flate.CorruptInputError))
 }
 
 // checkSQLite checks the header and runs PRAGMA quick_check: a file with a

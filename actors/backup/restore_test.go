@@ -2,7 +2,6 @@ package backup
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiffdb/skiff/test/testdb"
 )
 
 // blockingStore's Download blocks until ctx ends.
@@ -20,19 +21,6 @@ type blockingStore struct{ Store }
 func (blockingStore) Download(ctx context.Context, _ io.Writer) (int64, error) {
 	<-ctx.Done()
 	return 0, fmt.Errorf("%w: %w", ErrStorage, ctx.Err())
-}
-
-func gzipped(t *testing.T, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 func TestDownload(t *testing.T) {
@@ -45,21 +33,26 @@ func TestDownload(t *testing.T) {
 	for i := 4096; i < len(damaged) && i < 8192; i++ {
 		damaged[i] = 0xA5
 	}
-	truncatedGzip := gzipped(t, dbBytes)
+	truncatedGzip := testdb.Gzip(t, dbBytes)
 	truncatedGzip = truncatedGzip[:len(truncatedGzip)/2]
+	corruptGzip := testdb.Gzip(t, dbBytes)
+	for i := 20; i < len(corruptGzip)-8 && i < 200; i++ {
+		corruptGzip[i] ^= 0x5A
+	}
 	tests := []struct {
 		name     string
 		object   []byte // nil: no object
 		wantErr  error
 		wantRows string
 	}{
-		{name: "gzip", object: gzipped(t, dbBytes), wantRows: "x,y"},
+		{name: "gzip", object: testdb.Gzip(t, dbBytes), wantRows: "x,y"},
 		{name: "plain", object: dbBytes, wantRows: "x,y"},
 		{name: "missing", wantErr: ErrNotFound},
 		{name: "not SQLite", object: []byte("this is not a database at all, just some text"), wantErr: ErrInvalidBackup},
-		{name: "gzip of not SQLite", object: gzipped(t, []byte("nope")), wantErr: ErrInvalidBackup},
+		{name: "gzip of not SQLite", object: testdb.Gzip(t, []byte("nope")), wantErr: ErrInvalidBackup},
 		{name: "damaged inside", object: damaged, wantErr: ErrInvalidBackup},
-		{name: "truncated gzip", object: truncatedGzip, wantErr: ErrStorage},
+		{name: "truncated gzip", object: truncatedGzip, wantErr: ErrInvalidBackup},
+		{name: "corrupt gzip", object: corruptGzip, wantErr: ErrInvalidBackup},
 		{name: "empty", object: []byte{}, wantErr: ErrInvalidBackup},
 	}
 	for _, tc := range tests {
@@ -113,6 +106,37 @@ func TestDownloadTimeout(t *testing.T) {
 	}
 	if names, _ := filepath.Glob(filepath.Join(dataDir, "*")); len(names) != 0 {
 		t.Fatalf("left behind: %v", names)
+	}
+}
+
+// instantStore's Download writes its object at once, whatever ctx says.
+type instantStore struct {
+	Store
+	object []byte
+}
+
+func (s instantStore) Download(_ context.Context, w io.Writer) (int64, error) {
+	n, err := w.Write(s.object)
+	return int64(n), err
+}
+
+func (instantStore) String() string { return "instant" }
+
+// The timeout bounds the download only, as rqlite's: gunzip and the check
+// after a good download are not cut short by it.
+func TestDownloadTimeoutCoversDownloadOnly(t *testing.T) {
+	dbBytes, err := os.ReadFile(newDB(t, t.TempDir(), "src.db", "x", "y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := RestoreConfig{Storage: Storage{Type: TypeFile, File: &FileConfig{Dir: "d", File: "f"}}, Timeout: time.Nanosecond}
+	r, err := Download(context.Background(), cfg, t.TempDir(), instantStore{object: testdb.Gzip(t, dbBytes)}, nil)
+	if err != nil {
+		t.Fatalf("a good download failed after it ended: %v", err)
+	}
+	defer r.Remove()
+	if got := strings.Join(rowsOf(t, r.Path), ","); got != "x,y" {
+		t.Fatalf("rows %q", got)
 	}
 }
 

@@ -39,6 +39,7 @@ type s3Store struct {
 
 func newS3Store(c S3Config, timestamp bool) (*s3Store, error) {
 	host, secure := defaultS3Endpoint, true
+	shown := c.Endpoint
 	if c.Endpoint != "" {
 		host = c.Endpoint
 		if strings.Contains(c.Endpoint, "://") {
@@ -54,6 +55,9 @@ func newS3Store(c S3Config, timestamp bool) (*s3Store, error) {
 				return nil, fmt.Errorf("%w: s3: endpoint %q: want http:// or https://", ErrInvalidConfig, c.Endpoint)
 			}
 			host = u.Host
+			// Shown in /status and logs: never with user:password@.
+			u.User = nil
+			shown = u.String()
 		}
 	}
 	var creds *credentials.Credentials
@@ -74,7 +78,7 @@ func newS3Store(c S3Config, timestamp bool) (*s3Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: s3: %w", ErrInvalidConfig, err)
 	}
-	return &s3Store{c: mc, cfg: c, endpoint: c.Endpoint, timestamp: timestamp, now: time.Now, partSize: s3PartSize}, nil
+	return &s3Store{c: mc, cfg: c, endpoint: shown, timestamp: timestamp, now: time.Now, partSize: s3PartSize}, nil
 }
 
 // String names the object as rqlite does: s3://bucket/key on AWS, else
@@ -174,8 +178,12 @@ func (s *s3Store) Download(ctx context.Context, w io.Writer) (int64, error) {
 		return n, err
 	}
 	key, lerr := s.newestTimestamped(ctx)
-	if lerr != nil {
+	if errors.Is(lerr, ErrNotFound) {
 		return 0, err
+	}
+	if lerr != nil {
+		// A failed listing (credentials, network) is not a missing backup.
+		return 0, lerr
 	}
 	return s.get(ctx, key, w)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +133,44 @@ func TestS3EndpointForms(t *testing.T) {
 		if (err != nil) != tc.wantErr {
 			t.Fatalf("endpoint %q: err %v, wantErr %v", tc.endpoint, err, tc.wantErr)
 		}
+	}
+}
+
+// A listing that fails (here refused) while the plain key is missing is
+// a storage error, not a missing backup: continue_on_failure must not read
+// it as "nothing to restore".
+func TestS3DownloadListError(t *testing.T) {
+	f := newFakeS3(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Trim(r.URL.Path, "/") == testBucket && r.URL.Query().Has("list-type") {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`))
+			return
+		}
+		f.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c := f.config("db.gz")
+	c.Endpoint = srv.URL
+	st, err := NewStore(Storage{Type: TypeS3, S3: &c}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Download(context.Background(), &bytes.Buffer{})
+	if errors.Is(err, ErrNotFound) || !errors.Is(err, ErrStorage) {
+		t.Fatalf("download err %v, want a storage error", err)
+	}
+}
+
+// The endpoint's user:password@ never shows in the store's name (/status).
+func TestS3EndpointCredentialsHidden(t *testing.T) {
+	st, err := newS3Store(S3Config{Endpoint: "https://user:secret@storage.example.com:9000", Bucket: "b", Path: "p"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.String(); strings.Contains(got, "secret") || strings.Contains(got, "user") || got != "https://storage.example.com:9000/b/p" {
+		t.Fatalf("String() = %q", got)
 	}
 }
 

@@ -121,7 +121,7 @@ func (u *Uploader) Run(ctx context.Context) error {
 		case <-tick.C:
 			lead := u.observeLeader()
 			if lead {
-				u.uploadOnce(ctx)
+				u.uploadWhileLeading(ctx, changed)
 			}
 			if u.ticked != nil {
 				select {
@@ -153,6 +153,35 @@ func (u *Uploader) changed() <-chan struct{} {
 		return nil
 	}
 	return u.cfg.Changed()
+}
+
+// uploadWhileLeading runs one interval's work, cancelled as soon as a
+// change (from changed on) shows this node no longer leads: a deposed
+// leader must not finish an upload that may overwrite a newer backup from
+// the new leader.
+func (u *Uploader) uploadWhileLeading(ctx context.Context, changed <-chan struct{}) {
+	uctx, cancel := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-uctx.Done():
+				return
+			case <-changed:
+				// Taken before leadership is read, as in Run.
+				changed = u.changed()
+				if !u.cfg.IsLeader() {
+					u.log.Info("no longer leading: the upload in progress is abandoned")
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	u.uploadOnce(uctx)
+	cancel()
+	<-watched
 }
 
 // uploadOnce runs one interval's work and records its outcome.
@@ -216,6 +245,12 @@ func (u *Uploader) upload(ctx context.Context) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("stat staged backup: %w", err)
+	}
+	// Checked again last: the stages before took time, and the watch in
+	// uploadWhileLeading only hears of changes lifecycle announces.
+	if !u.cfg.IsLeader() {
+		u.log.Info("no longer leading: the staged backup is not uploaded")
+		return nil
 	}
 	start := time.Now()
 	if err := u.store.Upload(ctx, f, fi.Size(), sum); err != nil {

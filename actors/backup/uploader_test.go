@@ -327,3 +327,87 @@ func TestDumpSumIgnoresLayout(t *testing.T) {
 		t.Fatal("a change of data left the sum unchanged")
 	}
 }
+
+// blockingUploadStore's Upload blocks until its ctx ends, and reports it.
+type blockingUploadStore struct {
+	Store
+	started   chan struct{}
+	cancelled chan error
+	uploads   atomic.Int64
+}
+
+func (s *blockingUploadStore) Upload(ctx context.Context, _ io.Reader, _ int64, _ string) error {
+	s.uploads.Add(1)
+	close(s.started)
+	<-ctx.Done()
+	s.cancelled <- ctx.Err()
+	return ctx.Err()
+}
+
+// A leader deposed while it uploads abandons the upload: a change that
+// shows it no longer leads cancels it.
+func TestUploaderDeposedCancelsUpload(t *testing.T) {
+	src := &fileSource{path: newDB(t, t.TempDir(), "live.db", "a")}
+	cfg := fileBackupConfig(t.TempDir())
+	cfg.Interval = 5 * time.Millisecond
+	fs, _ := NewStore(cfg.Storage, false)
+	st := &blockingUploadStore{Store: fs, started: make(chan struct{}), cancelled: make(chan error, 1)}
+	u := newTestUploader(t, st, cfg, src)
+	u.index.Store(3)
+	var mu sync.Mutex
+	changed := make(chan struct{})
+	u.cfg.Changed = func() <-chan struct{} { mu.Lock(); defer mu.Unlock(); return changed }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	<-st.started
+	u.lead.Store(false)
+	mu.Lock()
+	close(changed)
+	changed = make(chan struct{})
+	mu.Unlock()
+	select {
+	case err := <-st.cancelled:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("upload ended with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a deposed leader's upload was not cancelled")
+	}
+	if c := counters(u.Uploader); c[KeyUploadsOK] != int64(0) || c[KeyUploadsFail] != int64(0) {
+		t.Fatalf("counters %v", c)
+	}
+}
+
+// leaderFlipSource ends leadership while it takes the backup.
+type leaderFlipSource struct {
+	*fileSource
+	lead *atomic.Bool
+}
+
+func (s leaderFlipSource) Backup(ctx context.Context, b *sm.Backup) (*sm.BackupResult, error) {
+	s.lead.Store(false)
+	return s.fileSource.Backup(ctx, b)
+}
+
+// Leadership is checked again just before the upload: a node deposed
+// while it staged the backup uploads nothing.
+func TestUploaderChecksLeaderBeforeUpload(t *testing.T) {
+	cfg := fileBackupConfig(t.TempDir())
+	st, _ := NewStore(cfg.Storage, false)
+	src := &fileSource{path: newDB(t, t.TempDir(), "live.db", "a")}
+	u := newTestUploader(t, st, cfg, src)
+	u.Uploader.src = leaderFlipSource{fileSource: src, lead: &u.lead}
+	u.index.Store(3)
+	u.uploadOnce(context.Background())
+	wantCounts(t, u.Uploader, 0, 0, 0, 0)
+	if _, err := os.Stat(filepath.Join(cfg.Storage.File.Dir, cfg.Storage.File.File)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stored after deposition: %v", err)
+	}
+}

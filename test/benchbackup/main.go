@@ -25,7 +25,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -35,7 +34,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -148,21 +146,7 @@ func (n *node) stop() error {
 }
 
 // peakRSS is the process's VmHWM in bytes (0 when unreadable).
-func (n *node) peakRSS() int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func (n *node) peakRSS() int64 { return benchkit.ProcPeakRSS(n.cmd.Process.Pid) }
 
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
 

@@ -39,7 +39,15 @@ func ProcCPU(pid int) (user, sys time.Duration, err error) {
 
 // ProcRSS is a process's resident set in bytes from /proc/<pid>/status
 // (VmRSS), 0 when it cannot be read.
-func ProcRSS(pid int) int64 {
+func ProcRSS(pid int) int64 { return ProcStatusBytes(pid, "VmRSS") }
+
+// ProcPeakRSS is a process's peak resident set in bytes (VmHWM), 0 when it
+// cannot be read.
+func ProcPeakRSS(pid int) int64 { return ProcStatusBytes(pid, "VmHWM") }
+
+// ProcStatusBytes reads one "<field>: <n> kB" line of /proc/<pid>/status
+// as bytes, 0 when it cannot be read.
+func ProcStatusBytes(pid int, field string) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
@@ -47,7 +55,7 @@ func ProcRSS(pid int) int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10
 		}
