@@ -2,6 +2,8 @@ package sm
 
 import (
 	"bufio"
+	"context"
+	"database/sql/driver"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -42,12 +44,36 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type snapshotCtx struct {
 	conn    *sqlite3.SQLiteConn
 	applied uint64
+	// direct: the database file itself holds exactly the pinned state in
+	// its first size bytes, and stays so while conn's read transaction is
+	// open (docs/recovery.md, "Streaming the pinned file"); file reads it.
+	direct  bool
+	size    int64
+	file    *os.File
+	release func()
 }
 
+// close ends the read transaction and frees the context's handles.
+func (sc *snapshotCtx) close() {
+	if sc.release != nil {
+		sc.release()
+	}
+	_ = execRaw(sc.conn, "ROLLBACK")
+	_ = sc.conn.Close()
+}
+
+// snapshotCheckpointBusyMS bounds how long PrepareSnapshot's checkpoint
+// waits for readers of older states; Update waits for PrepareSnapshot, so
+// on a timeout the snapshot is copied aside instead.
+const snapshotCheckpointBusyMS = 1000
+
 // PrepareSnapshot pins a read transaction on a connection of its own, so
-// that SaveSnapshot copies exactly this point in time while Update goes on.
-// It runs with Update excluded, so the pinned state matches the index
-// Dragonboat records for the snapshot.
+// that SaveSnapshot streams exactly this point in time while Update goes
+// on. It runs with Update excluded, so the pinned state matches the index
+// Dragonboat records for the snapshot. It then checkpoints the whole WAL
+// into the database file: from then on the file's pages are the pinned
+// state and no checkpoint can change them while the read transaction is
+// open, so SaveSnapshot streams the file itself, without a copy.
 func (s *StateMachine) PrepareSnapshot() (interface{}, error) {
 	s.mu.RLock()
 	path, closed := s.path, s.closed
@@ -69,7 +95,67 @@ func (s *StateMachine) PrepareSnapshot() (interface{}, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("read applied index: %w", err)
 	}
-	return &snapshotCtx{conn: c, applied: uint64(applied)}, nil
+	sc := &snapshotCtx{conn: c, applied: uint64(applied)}
+	if s.cfg.SnapshotViaCopy {
+		return sc, nil
+	}
+	if err := s.pinFile(sc, path); err != nil {
+		s.log.Warn("snapshot will be copied aside: the database file cannot be streamed", zap.Error(err))
+		sc.direct = false
+	}
+	return sc, nil
+}
+
+// pinFile checkpoints the WAL fully and sets sc up to stream the database
+// file. Update is excluded while it runs, so the WAL's last frame is the
+// pinned state's, and a complete checkpoint leaves the file holding it.
+func (s *StateMachine) pinFile(sc *snapshotCtx, path string) error {
+	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&cache=private",
+		uriPath(path), snapshotCheckpointBusyMS)
+	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
+	if err != nil {
+		return fmt.Errorf("open checkpointer: %w", err)
+	}
+	ck := dc.(*sqlite3.SQLiteConn)
+	var busy, logFrames, done int64 = 1, -1, -2
+	err = eachRow(context.Background(), ck, "PRAGMA wal_checkpoint(FULL)", 3, func(v []driver.Value) error {
+		busy, _ = v[0].(int64)
+		logFrames, _ = v[1].(int64)
+		done, _ = v[2].(int64)
+		return nil
+	})
+	_ = ck.Close()
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if busy != 0 || logFrames != done {
+		return fmt.Errorf("checkpoint incomplete: busy %d, %d of %d frames", busy, done, logFrames)
+	}
+	// page_count on the pinned connection is the pinned state's size.
+	pages, err := queryInt64(sc.conn, "PRAGMA page_count")
+	if err != nil {
+		return fmt.Errorf("page count: %w", err)
+	}
+	pageSize, err := queryInt64(sc.conn, "PRAGMA page_size")
+	if err != nil {
+		return fmt.Errorf("page size: %w", err)
+	}
+	f, release, err := s.held.acquire(path)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		release()
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	size := pages * pageSize
+	if st.Size() < size {
+		release()
+		return fmt.Errorf("%w: %s holds %d bytes, the pinned state %d", ErrStorage, path, st.Size(), size)
+	}
+	sc.direct, sc.size, sc.file, sc.release = true, size, f, release
+	return nil
 }
 
 // SaveSnapshot streams the pinned state: an online backup from the pinned
@@ -89,10 +175,7 @@ func (s *StateMachine) SaveSnapshot(ctx interface{}, w io.Writer, stopc <-chan s
 		s.log.Error("snapshot send failed", zap.String("reason", fmt.Sprintf("snapshot context %T", ctx)))
 		return sm.ErrSnapshotAborted
 	}
-	defer func() {
-		_ = execRaw(sc.conn, "ROLLBACK")
-		_ = sc.conn.Close()
-	}()
+	defer sc.close()
 	return s.sendEnded(s.saveSnapshot(sc, w, stopc))
 }
 
@@ -117,6 +200,9 @@ func (s *StateMachine) sendEnded(err error) error {
 }
 
 func (s *StateMachine) saveSnapshot(sc *snapshotCtx, w io.Writer, stopc <-chan struct{}) error {
+	if sc.direct {
+		return s.streamSnapshot(sc, io.NewSectionReader(sc.file, 0, sc.size), sc.size, w, stopc)
+	}
 	tmp, err := os.CreateTemp(s.cfg.Dir, "snap-*"+tmpSuffix)
 	if err != nil {
 		return fmt.Errorf("create snapshot file: %w", err)
@@ -136,7 +222,11 @@ func (s *StateMachine) saveSnapshot(sc *snapshotCtx, w io.Writer, stopc <-chan s
 	if err != nil {
 		return fmt.Errorf("stat snapshot file: %w", err)
 	}
-	size := st.Size()
+	return s.streamSnapshot(sc, f, st.Size(), w, stopc)
+}
+
+// streamSnapshot frames size bytes of the pinned state read from f.
+func (s *StateMachine) streamSnapshot(sc *snapshotCtx, f io.Reader, size int64, w io.Writer, stopc <-chan struct{}) error {
 	var hdr [headerSize]byte
 	copy(hdr[:], snapshotMagic)
 	binary.LittleEndian.PutUint32(hdr[8:], snapshotVersion)
@@ -163,7 +253,7 @@ func (s *StateMachine) saveSnapshot(sc *snapshotCtx, w io.Writer, stopc <-chan s
 	if _, err := w.Write(tail[:]); err != nil {
 		return err
 	}
-	s.log.Info("snapshot sent", zap.Uint64("applied_index", sc.applied), zap.Int64("bytes", size))
+	s.log.Info("snapshot sent", zap.Uint64("applied_index", sc.applied), zap.Int64("bytes", size), zap.Bool("direct", sc.direct))
 	s.cfg.Notify(Event{Kind: EventSnapshotSent, Index: sc.applied, Bytes: size, Total: size})
 	return nil
 }
@@ -273,15 +363,29 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	s.cfg.Notify(Event{Kind: EventSnapshotInstallBegun, Index: applied, Total: size})
 	s.log.Info("installing snapshot", zap.Uint64("applied_index", applied), zap.Int64("bytes", size))
 
-	tmpPath := filepath.Join(s.cfg.Dir, dbName(s.gen+1)+tmpSuffix)
+	// Straight into the next generation's file: CURRENT names the live
+	// one until install switches it, and Open removes any other
+	// generation, so a crash mid-write leaves nothing live or visible.
+	// Leftovers of an earlier failed attempt go first: a stale -wal next
+	// to the new main file would be read as its WAL.
+	next := filepath.Join(s.cfg.Dir, dbName(s.gen+1))
+	removeDB := func() {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			_ = os.Remove(next + suffix)
+		}
+	}
+	removeDB()
 	chunk := func() error { return s.cfg.Failpoints.Inject(failpoint.SMSnapshotInstall, stopc) }
-	if err := receiveFile(br, tmpPath, size, stopc, chunk, func(n int64) {
+	if err := receiveFile(br, next, size, stopc, chunk, func(n int64) {
 		s.cfg.Notify(Event{Kind: EventSnapshotInstallProgress, Index: applied, Bytes: n, Total: size})
 	}); err != nil {
-		_ = os.Remove(tmpPath)
+		removeDB()
 		return err
 	}
-	if err := s.install(tmpPath, applied); err != nil {
+	// No clean-up after a failed install: it may fail after the switch,
+	// when next is the live database (install removes it itself when it
+	// fails before).
+	if err := s.install(next, applied); err != nil {
 		return err
 	}
 	got := s.applied.Load()
