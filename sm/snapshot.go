@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -51,6 +52,8 @@ type snapshotCtx struct {
 	size    int64
 	file    *os.File
 	release func()
+	// pinned is when PrepareSnapshot pinned the state (for the log).
+	pinned time.Time
 }
 
 // close ends the read transaction and frees the context's handles.
@@ -95,7 +98,7 @@ func (s *StateMachine) PrepareSnapshot() (interface{}, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("read applied index: %w", err)
 	}
-	sc := &snapshotCtx{conn: c, applied: uint64(applied)}
+	sc := &snapshotCtx{conn: c, applied: uint64(applied), pinned: time.Now()}
 	if s.cfg.SnapshotViaCopy {
 		return sc, nil
 	}
@@ -253,7 +256,8 @@ func (s *StateMachine) streamSnapshot(sc *snapshotCtx, f io.Reader, size int64, 
 	if _, err := w.Write(tail[:]); err != nil {
 		return err
 	}
-	s.log.Info("snapshot sent", zap.Uint64("applied_index", sc.applied), zap.Int64("bytes", size), zap.Bool("direct", sc.direct))
+	s.log.Info("snapshot sent", zap.Uint64("applied_index", sc.applied), zap.Int64("bytes", size), zap.Bool("direct", sc.direct),
+		zap.Duration("took", time.Since(sc.pinned)))
 	s.cfg.Notify(Event{Kind: EventSnapshotSent, Index: sc.applied, Bytes: size, Total: size})
 	return nil
 }
@@ -376,12 +380,15 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	}
 	removeDB()
 	chunk := func() error { return s.cfg.Failpoints.Inject(failpoint.SMSnapshotInstall, stopc) }
-	if err := receiveFile(br, next, size, stopc, chunk, func(n int64) {
+	began := time.Now()
+	fsync, err := receiveFile(br, next, size, stopc, chunk, func(n int64) {
 		s.cfg.Notify(Event{Kind: EventSnapshotInstallProgress, Index: applied, Bytes: n, Total: size})
-	}); err != nil {
+	})
+	if err != nil {
 		removeDB()
 		return err
 	}
+	written := time.Now()
 	// No clean-up after a failed install: it may fail after the switch,
 	// when next is the live database (install removes it itself when it
 	// fails before).
@@ -389,7 +396,10 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 		return err
 	}
 	got := s.applied.Load()
-	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", s.path))
+	// The stages, for issue 17's figures: receive and write (with the
+	// CRC) then fsync, then the check, CURRENT switch and reopen.
+	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", s.path),
+		zap.Duration("write", written.Sub(began)-fsync), zap.Duration("fsync", fsync), zap.Duration("switch", time.Since(written)))
 	// The sink first: it records the range it never captured before the
 	// applied index published with the event reaches got, so that a CDC
 	// peer never vouches for indexes up to got that it does not hold.
@@ -400,32 +410,33 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 }
 
 // receiveFile writes exactly size bytes and the trailing checksum from r to
-// path, and fsyncs it.
-func receiveFile(r io.Reader, path string, size int64, stopc <-chan struct{}, before func() error, report func(int64)) error {
+// path, and fsyncs it once, at the end; it returns how long the fsync took.
+func receiveFile(r io.Reader, path string, size int64, stopc <-chan struct{}, before func() error, report func(int64)) (time.Duration, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
+		return 0, fmt.Errorf("create %s: %w", path, err)
 	}
 	defer f.Close()
 	var crc hash.Hash32 = crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(f, 256<<10)
 	if _, err := copyProgress(io.MultiWriter(bw, crc), r, size, stopc, before, report); err != nil {
-		return err
+		return 0, err
 	}
 	var tail [4]byte
 	if _, err := io.ReadFull(r, tail[:]); err != nil {
-		return fmt.Errorf("%w: checksum: %w", ErrSnapshotFormat, err)
+		return 0, fmt.Errorf("%w: checksum: %w", ErrSnapshotFormat, err)
 	}
 	if binary.LittleEndian.Uint32(tail[:]) != crc.Sum32() {
-		return fmt.Errorf("%w: checksum mismatch", ErrSnapshotFormat)
+		return 0, fmt.Errorf("%w: checksum mismatch", ErrSnapshotFormat)
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return 0, fmt.Errorf("write %s: %w", path, err)
 	}
+	t0 := time.Now()
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", path, err)
+		return 0, fmt.Errorf("fsync %s: %w", path, err)
 	}
-	return f.Close()
+	return time.Since(t0), f.Close()
 }
 
 // checkApplied opens a received file and checks that the index inside it is
