@@ -169,14 +169,19 @@ func (s *StateMachine) boot(name string, index uint64) error {
 func (s *StateMachine) install(path string, index uint64) error {
 	gen := s.gen + 1
 	final := filepath.Join(s.cfg.Dir, dbName(gen))
-	for _, suffix := range []string{"-wal", "-shm"} {
-		_ = os.Remove(path + suffix)
-	}
-	if err := os.Rename(path, final); err != nil {
-		return fmt.Errorf("rename %s: %w", path, err)
-	}
-	if err := syncDir(s.cfg.Dir); err != nil {
-		return err
+	// A received snapshot is written under its final name already
+	// (RecoverFromSnapshot); the CURRENT switch's directory fsync makes
+	// its name durable with CURRENT's.
+	if path != final {
+		for _, suffix := range []string{"-wal", "-shm"} {
+			_ = os.Remove(path + suffix)
+		}
+		if err := os.Rename(path, final); err != nil {
+			return fmt.Errorf("rename %s: %w", path, err)
+		}
+		if err := syncDir(s.cfg.Dir); err != nil {
+			return err
+		}
 	}
 	if err := checkApplied(final, index); err != nil {
 		_ = os.Remove(final)
@@ -200,6 +205,7 @@ func (s *StateMachine) install(path string, index uint64) error {
 	if oldW != nil {
 		_ = oldW.close()
 	}
+	s.held.retireAll()
 	s.applied.Store(got)
 	s.echoID, s.echoChanges = 0, 0
 	s.notifyNodes()

@@ -42,6 +42,11 @@ type Config struct {
 	// Capture turns on CDC capture; nil captures nothing (and registers
 	// no hook).
 	Capture *CaptureConfig
+	// SnapshotViaCopy makes SaveSnapshot copy the pinned state aside with
+	// SQLite's backup API and stream the copy: the path before issue 17,
+	// kept for measured comparison (BenchmarkSnapshotStages) and as the
+	// fallback when the WAL cannot be checkpointed at PrepareSnapshot.
+	SnapshotViaCopy bool
 	// Observe, if set, is told once per Update batch how long it took, how
 	// many entries it applied and how many statements ran (/metrics). It
 	// runs on the apply goroutine and must not block.

@@ -79,6 +79,10 @@ type StateMachine struct {
 	readers chan *reader
 	path    string
 
+	// held keeps the descriptors snapshot streams read the database
+	// files through (mainfile.go).
+	held heldFiles
+
 	applied atomic.Uint64
 }
 
@@ -282,6 +286,7 @@ func (s *StateMachine) Close() error {
 		err = s.w.close()
 		s.w = nil
 	}
+	s.held.retireAll()
 	return err
 }
 

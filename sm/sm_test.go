@@ -22,7 +22,7 @@ import (
 
 // harness drives a StateMachine the way Dragonboat does, synchronously.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	s    *StateMachine
 	next uint64
@@ -30,7 +30,7 @@ type harness struct {
 	mod func(*Config)
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir()}
 	h.open()

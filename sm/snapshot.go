@@ -2,6 +2,8 @@ package sm
 
 import (
 	"bufio"
+	"context"
+	"database/sql/driver"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -42,12 +45,38 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type snapshotCtx struct {
 	conn    *sqlite3.SQLiteConn
 	applied uint64
+	// direct: the database file itself holds exactly the pinned state in
+	// its first size bytes, and stays so while conn's read transaction is
+	// open (docs/recovery.md, "Streaming the pinned file"); file reads it.
+	direct  bool
+	size    int64
+	file    *os.File
+	release func()
+	// pinned is when PrepareSnapshot pinned the state (for the log).
+	pinned time.Time
 }
 
+// close ends the read transaction and frees the context's handles.
+func (sc *snapshotCtx) close() {
+	if sc.release != nil {
+		sc.release()
+	}
+	_ = execRaw(sc.conn, "ROLLBACK")
+	_ = sc.conn.Close()
+}
+
+// snapshotCheckpointBusyMS bounds how long PrepareSnapshot's checkpoint
+// waits for readers of older states; Update waits for PrepareSnapshot, so
+// on a timeout the snapshot is copied aside instead.
+const snapshotCheckpointBusyMS = 1000
+
 // PrepareSnapshot pins a read transaction on a connection of its own, so
-// that SaveSnapshot copies exactly this point in time while Update goes on.
-// It runs with Update excluded, so the pinned state matches the index
-// Dragonboat records for the snapshot.
+// that SaveSnapshot streams exactly this point in time while Update goes
+// on. It runs with Update excluded, so the pinned state matches the index
+// Dragonboat records for the snapshot. It then checkpoints the whole WAL
+// into the database file: from then on the file's pages are the pinned
+// state and no checkpoint can change them while the read transaction is
+// open, so SaveSnapshot streams the file itself, without a copy.
 func (s *StateMachine) PrepareSnapshot() (interface{}, error) {
 	s.mu.RLock()
 	path, closed := s.path, s.closed
@@ -69,7 +98,67 @@ func (s *StateMachine) PrepareSnapshot() (interface{}, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("read applied index: %w", err)
 	}
-	return &snapshotCtx{conn: c, applied: uint64(applied)}, nil
+	sc := &snapshotCtx{conn: c, applied: uint64(applied), pinned: time.Now()}
+	if s.cfg.SnapshotViaCopy {
+		return sc, nil
+	}
+	if err := s.pinFile(sc, path); err != nil {
+		s.log.Warn("snapshot will be copied aside: the database file cannot be streamed", zap.Error(err))
+		sc.direct = false
+	}
+	return sc, nil
+}
+
+// pinFile checkpoints the WAL fully and sets sc up to stream the database
+// file. Update is excluded while it runs, so the WAL's last frame is the
+// pinned state's, and a complete checkpoint leaves the file holding it.
+func (s *StateMachine) pinFile(sc *snapshotCtx, path string) error {
+	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&cache=private",
+		uriPath(path), snapshotCheckpointBusyMS)
+	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
+	if err != nil {
+		return fmt.Errorf("open checkpointer: %w", err)
+	}
+	ck := dc.(*sqlite3.SQLiteConn)
+	var busy, logFrames, done int64 = 1, -1, -2
+	err = eachRow(context.Background(), ck, "PRAGMA wal_checkpoint(FULL)", 3, func(v []driver.Value) error {
+		busy, _ = v[0].(int64)
+		logFrames, _ = v[1].(int64)
+		done, _ = v[2].(int64)
+		return nil
+	})
+	_ = ck.Close()
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if busy != 0 || logFrames != done {
+		return fmt.Errorf("checkpoint incomplete: busy %d, %d of %d frames", busy, done, logFrames)
+	}
+	// page_count on the pinned connection is the pinned state's size.
+	pages, err := queryInt64(sc.conn, "PRAGMA page_count")
+	if err != nil {
+		return fmt.Errorf("page count: %w", err)
+	}
+	pageSize, err := queryInt64(sc.conn, "PRAGMA page_size")
+	if err != nil {
+		return fmt.Errorf("page size: %w", err)
+	}
+	f, release, err := s.held.acquire(path)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		release()
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	size := pages * pageSize
+	if st.Size() < size {
+		release()
+		return fmt.Errorf("%w: %s holds %d bytes, the pinned state %d", ErrStorage, path, st.Size(), size)
+	}
+	sc.direct, sc.size, sc.file, sc.release = true, size, f, release
+	return nil
 }
 
 // SaveSnapshot streams the pinned state: an online backup from the pinned
@@ -89,10 +178,7 @@ func (s *StateMachine) SaveSnapshot(ctx interface{}, w io.Writer, stopc <-chan s
 		s.log.Error("snapshot send failed", zap.String("reason", fmt.Sprintf("snapshot context %T", ctx)))
 		return sm.ErrSnapshotAborted
 	}
-	defer func() {
-		_ = execRaw(sc.conn, "ROLLBACK")
-		_ = sc.conn.Close()
-	}()
+	defer sc.close()
 	return s.sendEnded(s.saveSnapshot(sc, w, stopc))
 }
 
@@ -117,6 +203,9 @@ func (s *StateMachine) sendEnded(err error) error {
 }
 
 func (s *StateMachine) saveSnapshot(sc *snapshotCtx, w io.Writer, stopc <-chan struct{}) error {
+	if sc.direct {
+		return s.streamSnapshot(sc, io.NewSectionReader(sc.file, 0, sc.size), sc.size, w, stopc)
+	}
 	tmp, err := os.CreateTemp(s.cfg.Dir, "snap-*"+tmpSuffix)
 	if err != nil {
 		return fmt.Errorf("create snapshot file: %w", err)
@@ -136,7 +225,11 @@ func (s *StateMachine) saveSnapshot(sc *snapshotCtx, w io.Writer, stopc <-chan s
 	if err != nil {
 		return fmt.Errorf("stat snapshot file: %w", err)
 	}
-	size := st.Size()
+	return s.streamSnapshot(sc, f, st.Size(), w, stopc)
+}
+
+// streamSnapshot frames size bytes of the pinned state read from f.
+func (s *StateMachine) streamSnapshot(sc *snapshotCtx, f io.Reader, size int64, w io.Writer, stopc <-chan struct{}) error {
 	var hdr [headerSize]byte
 	copy(hdr[:], snapshotMagic)
 	binary.LittleEndian.PutUint32(hdr[8:], snapshotVersion)
@@ -163,7 +256,8 @@ func (s *StateMachine) saveSnapshot(sc *snapshotCtx, w io.Writer, stopc <-chan s
 	if _, err := w.Write(tail[:]); err != nil {
 		return err
 	}
-	s.log.Info("snapshot sent", zap.Uint64("applied_index", sc.applied), zap.Int64("bytes", size))
+	s.log.Info("snapshot sent", zap.Uint64("applied_index", sc.applied), zap.Int64("bytes", size), zap.Bool("direct", sc.direct),
+		zap.Duration("took", time.Since(sc.pinned)))
 	s.cfg.Notify(Event{Kind: EventSnapshotSent, Index: sc.applied, Bytes: size, Total: size})
 	return nil
 }
@@ -277,19 +371,39 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	s.cfg.Notify(Event{Kind: EventSnapshotInstallBegun, Index: applied, Total: size})
 	s.log.Info("installing snapshot", zap.Uint64("applied_index", applied), zap.Int64("bytes", size))
 
-	tmpPath := filepath.Join(s.cfg.Dir, dbName(s.gen+1)+tmpSuffix)
+	// Straight into the next generation's file: CURRENT names the live
+	// one until install switches it, and Open removes any other
+	// generation, so a crash mid-write leaves nothing live or visible.
+	// Leftovers of an earlier failed attempt go first: a stale -wal next
+	// to the new main file would be read as its WAL.
+	next := filepath.Join(s.cfg.Dir, dbName(s.gen+1))
+	removeDB := func() {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			_ = os.Remove(next + suffix)
+		}
+	}
+	removeDB()
 	chunk := func() error { return s.cfg.Failpoints.Inject(failpoint.SMSnapshotInstall, stopc) }
-	if err := receiveFile(br, tmpPath, size, stopc, chunk, func(n int64) {
+	began := time.Now()
+	fsync, err := receiveFile(br, next, size, stopc, chunk, func(n int64) {
 		s.cfg.Notify(Event{Kind: EventSnapshotInstallProgress, Index: applied, Bytes: n, Total: size})
-	}); err != nil {
-		_ = os.Remove(tmpPath)
+	})
+	if err != nil {
+		removeDB()
 		return err
 	}
-	if err := s.install(tmpPath, applied); err != nil {
+	written := time.Now()
+	// No clean-up after a failed install: it may fail after the switch,
+	// when next is the live database (install removes it itself when it
+	// fails before).
+	if err := s.install(next, applied); err != nil {
 		return err
 	}
 	got := s.applied.Load()
-	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", s.path))
+	// The stages, for issue 17's figures: receive and write (with the
+	// CRC) then fsync, then the check, CURRENT switch and reopen.
+	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", s.path),
+		zap.Duration("write", written.Sub(began)-fsync), zap.Duration("fsync", fsync), zap.Duration("switch", time.Since(written)))
 	// The sink first: it records the range it never captured before the
 	// applied index published with the event reaches got, so that a CDC
 	// peer never vouches for indexes up to got that it does not hold.
@@ -300,32 +414,33 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 }
 
 // receiveFile writes exactly size bytes and the trailing checksum from r to
-// path, and fsyncs it.
-func receiveFile(r io.Reader, path string, size int64, stopc <-chan struct{}, before func() error, report func(int64)) error {
+// path, and fsyncs it once, at the end; it returns how long the fsync took.
+func receiveFile(r io.Reader, path string, size int64, stopc <-chan struct{}, before func() error, report func(int64)) (time.Duration, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
+		return 0, fmt.Errorf("create %s: %w", path, err)
 	}
 	defer f.Close()
 	var crc hash.Hash32 = crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(f, 256<<10)
 	if _, err := copyProgress(io.MultiWriter(bw, crc), r, size, stopc, before, report); err != nil {
-		return err
+		return 0, err
 	}
 	var tail [4]byte
 	if _, err := io.ReadFull(r, tail[:]); err != nil {
-		return fmt.Errorf("%w: checksum: %w", ErrSnapshotFormat, err)
+		return 0, fmt.Errorf("%w: checksum: %w", ErrSnapshotFormat, err)
 	}
 	if binary.LittleEndian.Uint32(tail[:]) != crc.Sum32() {
-		return fmt.Errorf("%w: checksum mismatch", ErrSnapshotFormat)
+		return 0, fmt.Errorf("%w: checksum mismatch", ErrSnapshotFormat)
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return 0, fmt.Errorf("write %s: %w", path, err)
 	}
+	t0 := time.Now()
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", path, err)
+		return 0, fmt.Errorf("fsync %s: %w", path, err)
 	}
-	return f.Close()
+	return time.Since(t0), f.Close()
 }
 
 // checkApplied opens a received file and checks that the index inside it is

@@ -1,0 +1,185 @@
+package test
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// snapshotStreamMB is the database TestSnapshotJoinWhileWriting streams.
+const snapshotStreamMB = 32
+
+// A node joins by a snapshot the leader streams straight from its database
+// file while clients keep writing to the leader (inserts and updates of
+// rows the snapshot holds); the first stream is cut half-way by the
+// leader's failpoint. The joiner never answers from a partial database,
+// and once it is in, every node holds exactly the same rows.
+func TestSnapshotJoinWhileWriting(t *testing.T) {
+	c := newClusterWith(t, 3, func(m *member) { m.failpoints = new(string) })
+	leader := c.leader
+	wantOK(t, "create", leader.execute(`["CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)"]`), `{"results":[{}]}`)
+	rows := snapshotStreamMB * 256 // 4 KiB each
+	for done := 0; done < rows; done += 4096 {
+		r := leader.post("/db/execute?timeout=60s", fmt.Sprintf(
+			`["WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < %d) INSERT INTO t (b) SELECT randomblob(4096) FROM c"]`, min(4096, rows-done)))
+		if r.status != http.StatusOK || strings.Contains(string(r.body), "error") {
+			t.Fatalf("bulk insert: %s", r)
+		}
+	}
+	if r := leader.post("/snapshot?trailing_logs=0", ""); r.status != http.StatusOK {
+		t.Fatalf("/snapshot: %s", r)
+	}
+	// About 16 MB/s, so that the stream is long enough to write into.
+	setFailpoint(t, leader, "sm/snapshot-send", "sleep(16ms)")
+
+	// Writers on the leader for the whole transfer: new rows, and updates
+	// of rows the snapshot holds (their pages change in the WAL while the
+	// file streams).
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var writeErr error
+	writes := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cl := newClient(10*time.Second, false)
+		defer cl.CloseIdleConnections()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			body := fmt.Sprintf(`["INSERT INTO t (b) VALUES (randomblob(64))", "UPDATE t SET b = randomblob(128) WHERE id = %d"]`, 1+(i*37)%rows)
+			r, err := leader.do(cl, http.MethodPost, "/db/execute?timeout=10s", "application/json", strings.NewReader(body))
+			mu.Lock()
+			if err == nil && (r.status != http.StatusOK || strings.Contains(string(r.body), "error")) {
+				err = fmt.Errorf("write %d: %s", i, r)
+			}
+			if err != nil && writeErr == nil {
+				writeErr = err
+			}
+			if err == nil {
+				writes++
+			}
+			mu.Unlock()
+		}
+	}()
+
+	j := c.add("n4", "-join", leader.raftAddr)
+	j.failpoints = new(string)
+	j.start()
+
+	// The joiner answers a read only from a whole database: every answer
+	// it gives holds at least the rows the snapshot was taken with.
+	var seenErr error
+	seen := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cl := newClient(5*time.Second, false)
+		defer cl.CloseIdleConnections()
+		q := "/db/query?level=none&q=" + url.QueryEscape("SELECT COUNT(*) FROM t")
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			r, err := j.do(cl, http.MethodGet, q, "", nil)
+			if err != nil || r.status != http.StatusOK {
+				continue
+			}
+			n, perr := countOf(r.body)
+			mu.Lock()
+			switch {
+			case perr != nil && seenErr == nil:
+				seenErr = fmt.Errorf("joiner answered %s: %v", r.body, perr)
+			case perr == nil && n < rows && seenErr == nil:
+				seenErr = fmt.Errorf("joiner answered from a partial database: %d rows of at least %d", n, rows)
+			case perr == nil:
+				seen++
+			}
+			mu.Unlock()
+		}
+	}()
+
+	// Cut the first stream half-way; Dragonboat streams it again, with
+	// the writes still going on.
+	waitStatus(t, leader, "leader sending", func(d statusDoc) bool {
+		p := d.Lifecycle.Progress
+		return p.SentTotal > 0 && p.SentBytes > p.SentTotal/2
+	})
+	setFailpoint(t, leader, "sm/snapshot-send", "1*error")
+	j.waitReady(clusterTimeout)
+	setFailpoint(t, leader, "sm/snapshot-send", "off")
+	c.waitMembers(c.ms, c.ids(), nil)
+	// Writes after the install reach the joiner through the log.
+	mu.Lock()
+	before := writes
+	mu.Unlock()
+	for deadline := time.Now().Add(clusterTimeout); ; {
+		mu.Lock()
+		n := writes
+		mu.Unlock()
+		if n >= before+20 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if writeErr != nil {
+		t.Fatalf("a write on the leader failed during the transfer: %v", writeErr)
+	}
+	if seenErr != nil {
+		t.Fatal(seenErr)
+	}
+	if failpointHits(t, leader, "sm/snapshot-send") == 0 {
+		t.Fatal("the leader streamed no snapshot")
+	}
+	if !leader.logContains(leader.proc.logPath, `"direct": true`) && !leader.logContains(leader.proc.logPath, `"direct":true`) {
+		t.Fatal("the leader did not stream its database file directly")
+	}
+	t.Logf("%d writes on the leader during the transfer; the joiner answered %d reads", writes, seen)
+
+	fingerprint := "SELECT COUNT(*), SUM(id), SUM(LENGTH(b)), (SELECT group_concat(h, '') FROM (SELECT hex(substr(b, 1, 3)) AS h FROM t ORDER BY id)) FROM t"
+	want := leader.query(fingerprint, "level=strong")
+	if want.status != http.StatusOK {
+		t.Fatalf("fingerprint: %s", want)
+	}
+	for _, m := range c.ms {
+		var got response
+		for deadline := time.Now().Add(clusterTimeout); ; {
+			got = m.query(fingerprint, "level=none")
+			if string(got.body) == string(want.body) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got.status != http.StatusOK || string(got.body) != string(want.body) {
+			t.Fatalf("%s holds %.300s, want %.300s", m.id, got.body, want.body)
+		}
+	}
+}
+
+// countOf reads the single integer of a /db/query answer.
+func countOf(body []byte) (int, error) {
+	s := string(body)
+	i := strings.Index(s, `"values":[[`)
+	if i < 0 {
+		return 0, fmt.Errorf("no values")
+	}
+	s = s[i+len(`"values":[[`):]
+	end := strings.IndexByte(s, ']')
+	if end < 0 {
+		return 0, fmt.Errorf("no values")
+	}
+	return strconv.Atoi(s[:end])
+}
