@@ -39,7 +39,7 @@ func benchSnapshotStages(b *testing.B, src *harness, rows int64, viaCopy bool) {
 		if sc, ok := pc.(*snapshotCtx); ok && viaCopy {
 			// The old path's copy aside alone, for the stage split.
 			t0 := time.Now()
-			if err := backupTo(sc.conn, filepath.Join(b.TempDir(), "aside"), nil, backupPagesPerStep); err != nil {
+			if err := backupTo(sc.conn, filepath.Join(b.TempDir(), "aside"), nil, backupPagesPerStep, nil); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(time.Since(t0).Seconds(), "copy_aside_s")
