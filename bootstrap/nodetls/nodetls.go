@@ -26,6 +26,10 @@ var (
 	// ErrServerName refuses a connecting peer's certificate that does not
 	// carry the -node-verify-server-name every node's certificate carries.
 	ErrServerName = errors.New("peer certificate is not for the cluster's server name")
+	// ErrRedirect refuses a peer's redirect to another host or scheme: a
+	// peer call may carry -join-as credentials, which must not follow it
+	// elsewhere or onto plaintext.
+	ErrRedirect = errors.New("peer redirect to another host or scheme refused")
 )
 
 // HandshakeTimeout bounds a peer HTTP client's TLS handshake.
@@ -200,7 +204,24 @@ func (t *TLS) HTTPClient(timeout time.Duration) *http.Client {
 	if t != nil {
 		tr.TLSClientConfig = t.Client()
 	}
-	return &http.Client{Timeout: timeout, Transport: tr}
+	return &http.Client{Timeout: timeout, Transport: tr, CheckRedirect: SameOrigin}
+}
+
+// maxRedirects is net/http's default limit, kept by SameOrigin.
+const maxRedirects = 10
+
+// SameOrigin is the CheckRedirect of peer clients: it follows a redirect
+// only to the same scheme and host as the first request (a leader's
+// redirect stays on its port), refusing one elsewhere or an https to http
+// downgrade.
+func SameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("%w: stopped after %d redirects", ErrRedirect, maxRedirects)
+	}
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		return fmt.Errorf("%w: %s://%s to %s://%s", ErrRedirect, first.Scheme, first.Host, req.URL.Scheme, req.URL.Host)
+	}
+	return nil
 }
 
 // Reload reloads the certificate and key if their files changed and
