@@ -70,8 +70,10 @@ type Gateway struct {
 	// conns caps the listener's connections (counted in /status http).
 	conns *connlimit.Limiter
 	// notified holds the replica IDs of -bootstrap-expect nodes that
-	// announced themselves with join credentials (Notified).
-	notified sync.Map
+	// announced themselves with join credentials (Notified); kept only
+	// with auth on, and at most maxNotified of them.
+	notifiedMu sync.Mutex
+	notified   map[uint64]struct{}
 	// metricsHandler serves /metrics when Config.Metrics is set.
 	metricsHandler http.Handler
 	// consoleFiles serves the web console's embedded assets.

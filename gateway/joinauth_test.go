@@ -169,6 +169,14 @@ func TestNotifyAuth(t *testing.T) {
 	if !g.Notified(7) || g.Notified(8) {
 		t.Fatalf("Notified(7) %v, Notified(8) %v", g.Notified(7), g.Notified(8))
 	}
+	// The kept IDs are bounded: a client with join credentials sending a
+	// new ID each time stops being recorded at maxNotified.
+	for id := uint64(100); id < 100+2*maxNotified; id++ {
+		g.notify(id)
+	}
+	if !g.Notified(7) || !g.Notified(100) || g.Notified(100+2*maxNotified-1) {
+		t.Fatal("notify IDs not bounded at maxNotified")
+	}
 	var meta NodeMeta
 	r := get(raft, "", "", "")
 	if err := json.Unmarshal([]byte(r.body), &meta); r.status != http.StatusOK || err != nil || meta.ReplicaID != 1 {
