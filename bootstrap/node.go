@@ -301,7 +301,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.mux.start()
-	go n.mux.watchMembers(n.stopCtx, life.State)
+	n.mux.watchMembers(n.stopCtx, life)
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.
 	n.sup.Declare("replica", "cdc")
