@@ -112,6 +112,10 @@ type Transport struct {
 	ln    net.Listener // nil with an Inbound
 	wg    sync.WaitGroup
 	conns ConnSet // inbound connections being served
+	// watched are the outbound message connections watchRefusal reads;
+	// Close cuts them (Dragonboat has closed them by then) and waits.
+	watched ConnSet
+	watchMu sync.Mutex
 	// refusals spaces the log lines about TLS refusals, per peer.
 	refusals *LogLimiter
 }
@@ -157,6 +161,7 @@ func (t *Transport) Close() error {
 		_ = t.ln.Close()
 	}
 	t.conns.CloseAll()
+	t.closeWatched()
 	t.wg.Wait()
 	return nil
 }
@@ -265,10 +270,38 @@ func (t *Transport) GetConnection(ctx context.Context, target string) (raftio.IC
 // watchRefusal.
 func (t *Transport) dialMsg(ctx context.Context, target string) (net.Conn, error) {
 	c, err := t.dial(ctx, target)
-	if err == nil && t.cfg.TLS != nil {
-		go t.watchRefusal(target, c)
+	if err != nil || t.cfg.TLS == nil {
+		return c, err
 	}
-	return c, err
+	if !t.watch(c) {
+		_ = c.Close()
+		return nil, fmt.Errorf("raftnet: dial %s: %w", target, net.ErrClosed)
+	}
+	go func() {
+		defer t.wg.Done()
+		defer t.watched.Remove(c)
+		t.watchRefusal(target, c)
+	}()
+	return c, nil
+}
+
+// watch counts c's watcher in t.wg unless Close has begun. The lock
+// orders the count before Close's Wait (a WaitGroup's Add at zero must
+// happen before its Wait).
+func (t *Transport) watch(c net.Conn) bool {
+	t.watchMu.Lock()
+	defer t.watchMu.Unlock()
+	if !t.watched.Add(c) {
+		return false
+	}
+	t.wg.Add(1)
+	return true
+}
+
+func (t *Transport) closeWatched() {
+	t.watchMu.Lock()
+	defer t.watchMu.Unlock()
+	t.watched.CloseAll()
 }
 
 // watchRefusal reads a message connection, on which the peer never sends
