@@ -66,6 +66,9 @@ func (n *Node) join(id identity, via []string) error {
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
 		ReplicaID: id.ReplicaID, APIAddr: c.apiAddr()})
 	client := n.peerClient(30 * time.Second)
+	// Idle connections left open would count against the members'
+	// per-IP caps until their idle timeout.
+	defer client.CloseIdleConnections()
 	var errs []string
 	for attempt := 1; attempt <= c.JoinAttempts; attempt++ {
 		for _, addr := range via {
@@ -131,6 +134,7 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 	c := n.cfg
 	deadline := time.Now().Add(c.BootstrapExpectTimeout)
 	client := n.peerClient(2 * time.Second)
+	defer client.CloseIdleConnections()
 	// refused holds, by address, why a member refused this node's
 	// notify; unnotified the members not yet announced to this one.
 	refused := map[string]error{}
