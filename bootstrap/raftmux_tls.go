@@ -20,7 +20,7 @@ import (
 // port: a peer that has not proved itself by then is dropped (a real peer
 // redials). The handshake is a few round trips; 10 s is generous on any
 // network Raft itself could run on.
-const handshakeTimeout = 10 * time.Second
+const handshakeTimeout = nodetls.HandshakeTimeout
 
 // muxTLS is the Raft port's node-to-node TLS (nodetls); its zero value is
 // plaintext. When on, every accepted connection is a TLS connection: the

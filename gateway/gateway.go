@@ -19,6 +19,7 @@ import (
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 	"github.com/skiffdb/skiff/gateway/connlimit"
 	"github.com/skiffdb/skiff/gateway/console"
 	"github.com/skiffdb/skiff/gateway/tlsreload"
@@ -100,7 +101,7 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, queue: q, state: state,
 		peers: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute,
-			TLSClientConfig: cfg.PeerTLS, TLSHandshakeTimeout: 10 * time.Second}},
+			TLSClientConfig: cfg.PeerTLS, TLSHandshakeTimeout: nodetls.HandshakeTimeout}},
 		consoleFiles: console.Handler()}
 	conns, err := connlimit.New(connlimit.Config{Name: "http", MaxConns: cfg.MaxConns, MaxPerIP: cfg.MaxConnsPerIP, Logger: cfg.Logger})
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 )
 
 // The peer protocol: a node with a missing range asks another voter, on
@@ -137,7 +139,7 @@ func defaultPeerClient(peerTLS *tls.Config) *http.Client {
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		TLSClientConfig:       peerTLS,
-		TLSHandshakeTimeout:   10 * time.Second,
+		TLSHandshakeTimeout:   nodetls.HandshakeTimeout,
 		ResponseHeaderTimeout: 10 * time.Second,
 		MaxIdleConnsPerHost:   1,
 	}}

@@ -32,7 +32,9 @@ var (
 	ErrRedirect = errors.New("peer redirect to another host or scheme refused")
 )
 
-// HandshakeTimeout bounds a peer HTTP client's TLS handshake.
+// HandshakeTimeout bounds a node-to-node TLS handshake, on both sides:
+// peer HTTP clients (here, gateway, cdc), the Raft port's mux and the
+// Raft transport. The one value for all of them.
 const HandshakeTimeout = 10 * time.Second
 
 // Config is the node TLS flags.

@@ -15,6 +15,8 @@ import (
 	pb "github.com/lni/dragonboat/v4/raftpb"
 	"github.com/lni/goutils/stringutil"
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 )
 
 // Name is the transport's name in Dragonboat's logs.
@@ -45,7 +47,7 @@ type Config struct {
 
 // DefaultHandshakeTimeout bounds the TLS handshake of an accepted
 // connection.
-const DefaultHandshakeTimeout = 10 * time.Second
+const DefaultHandshakeTimeout = nodetls.HandshakeTimeout
 
 // refusalLogEvery spaces the log lines about one peer's TLS refusals.
 const refusalLogEvery = 10 * time.Second
