@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 	"github.com/skiffdb/skiff/gateway"
 )
 
@@ -37,7 +38,7 @@ func (n *Node) peerClient(timeout time.Duration) *http.Client {
 // raftURL is the URL of path on a peer's Raft port (https:// with
 // node-to-node TLS).
 func (n *Node) raftURL(addr, path string) string {
-	return n.tls.Scheme() + "://" + addr + path
+	return nodetls.PeerURL(n.tls != nil, addr, path)
 }
 
 // randomReplicaID picks a non-zero replica ID.

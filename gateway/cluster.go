@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 	"github.com/skiffdb/skiff/gateway/auth"
 	"github.com/skiffdb/skiff/gateway/rqjson"
 )
@@ -359,11 +360,7 @@ func (g *Gateway) peerDocs(ctx context.Context, st *lifecycle.State, ms []lifecy
 
 func (g *Gateway) askPeer(ctx context.Context, raftAddr string) (NodeMeta, error) {
 	var meta NodeMeta
-	scheme := "http://"
-	if g.cfg.PeerTLS != nil {
-		scheme = "https://"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+raftAddr+pathPeerNode, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, nodetls.PeerURL(g.cfg.PeerTLS != nil, raftAddr, pathPeerNode), nil)
 	if err != nil {
 		return meta, err
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -196,6 +197,20 @@ func (t *TLS) Scheme() string {
 		return "http"
 	}
 	return "https"
+}
+
+// PeerURL is the URL of path on a peer's Raft address: https:// with
+// node-to-node TLS (overTLS), http:// without. An addr that is already a
+// URL keeps its scheme (a -join entry naming an API). The one builder of
+// peer URLs: bootstrap, gateway and cdc call it.
+func PeerURL(overTLS bool, addr, path string) string {
+	if strings.Contains(addr, "://") {
+		return strings.TrimRight(addr, "/") + path
+	}
+	if overTLS {
+		return "https://" + addr + path
+	}
+	return "http://" + addr + path
 }
 
 // HTTPClient is a client for HTTP calls to peers' Raft ports: no proxy
