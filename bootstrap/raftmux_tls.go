@@ -67,20 +67,9 @@ func (t *muxTLS) accept(c net.Conn) net.Conn {
 	if t.tls == nil {
 		return c
 	}
-	tc := tls.Server(c, t.server)
-	// The connection's deadline bounds the handshake (a timeout reads
-	// "i/o timeout" in the log).
-	_ = c.SetDeadline(time.Now().Add(t.timeout))
-	err := tc.Handshake()
-	if err == nil {
-		err = c.SetDeadline(time.Time{})
-	}
+	tc, err := raftnet.AcceptTLS(c, t.server, t.timeout, t.limiter, t.log, "", "raft port: TLS handshake failed; connection refused")
 	if err != nil {
 		t.refused.Add(1)
-		if t.limiter.Allow(raftnet.RefusalKey(remoteHost(c), err)) {
-			t.log.Warn("raft port: TLS handshake failed; connection refused",
-				zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
-		}
 		hintPlaintext(err)
 		_ = c.Close()
 		return nil
@@ -111,15 +100,6 @@ func looksLikeHTTP(h []byte) bool {
 		}
 	}
 	return false
-}
-
-// remoteHost is c's remote IP (its address if it has no port).
-func remoteHost(c net.Conn) string {
-	a := c.RemoteAddr().String()
-	if h, _, err := net.SplitHostPort(a); err == nil {
-		return h
-	}
-	return a
 }
 
 // tlsStatus is the node TLS part of /status "mux": rqlite's keys

@@ -177,31 +177,16 @@ func (t *Transport) serveAccepted(c net.Conn) {
 			_ = c.Close()
 			return
 		}
-		tc := tls.Server(c, t.cfg.ServerTLS)
-		_ = c.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
-		err := tc.Handshake()
-		_ = c.SetDeadline(time.Time{})
+		tc, err := AcceptTLS(c, t.cfg.ServerTLS, t.cfg.HandshakeTimeout, t.refusals, t.cfg.Logger, "in ",
+			"raft transport: TLS handshake with a connecting peer failed; connection refused")
 		t.conns.Remove(c)
 		if err != nil {
-			if t.refusals.Allow(RefusalKey("in "+remoteHost(c), err)) {
-				t.cfg.Logger.Warn("raft transport: TLS handshake with a connecting peer failed; connection refused",
-					zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
-			}
 			_ = c.Close()
 			return
 		}
 		c = tc
 	}
 	t.serve(c)
-}
-
-// remoteHost is c's remote IP (its address if it has no port).
-func remoteHost(c net.Conn) string {
-	a := c.RemoteAddr().String()
-	if h, _, err := net.SplitHostPort(a); err == nil {
-		return h
-	}
-	return a
 }
 
 // serve reads c's frames until it ends, then closes it.
