@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -88,35 +87,26 @@ type raftCaps struct {
 	// mux's TLS, muxTLS.refused).
 	firstByteTimeouts, silentEvicted, badFirstFrame atomic.Uint64
 
-	// logMu rate-limits the refusal log (refusalLogEvery).
-	logMu   sync.Mutex
-	lastLog time.Time
-	skipped int
+	// logs rate-limits the log lines about connections closed before
+	// proving themselves: a flood must not become a flood of log lines
+	// (the counters in /status count every one).
+	logs *connlimit.LogLimiter
 }
 
-// refusalLogEvery is the least time between two log lines about
-// connections closed before proving themselves: a flood must not become a
-// flood of log lines (the counters in /status count every one).
-const refusalLogEvery = 10 * time.Second
-
 // logRefusal logs a closed connection unless one was logged within
-// refusalLogEvery.
+// connlimit.DefaultLogEvery.
 func (m *raftMux) logRefusal(msg string, c net.Conn, err error) {
-	k := m.caps
-	k.logMu.Lock()
-	defer k.logMu.Unlock()
-	if time.Since(k.lastLog) < refusalLogEvery {
-		k.skipped++
+	ok, skipped := m.caps.logs.AllowSkipped("")
+	if !ok {
 		return
 	}
-	m.log.Warn(msg, zap.Stringer("remote", c.RemoteAddr()), zap.Error(err), zap.Int("refusals_not_logged", k.skipped))
-	k.lastLog, k.skipped = time.Now(), 0
+	m.log.Warn(msg, zap.Stringer("remote", c.RemoteAddr()), zap.Error(err), zap.Int("refusals_not_logged", skipped))
 }
 
 // initCaps sets the default bounds; setLimits changes the caps before
 // start.
 func (m *raftMux) initCaps() {
-	m.caps = &raftCaps{strangerFirstByte: strangerFirstByteTimeout, handshake: handshakeTimeout}
+	m.caps = &raftCaps{strangerFirstByte: strangerFirstByteTimeout, handshake: handshakeTimeout, logs: connlimit.NewLogLimiter(connlimit.DefaultLogEvery)}
 	_ = m.setLimits(0, 0)
 	m.http.MaxHeaderBytes = raftHTTPMaxHeaderBytes
 	m.http.IdleTimeout = raftHTTPIdleTimeout

@@ -14,6 +14,7 @@ import (
 
 	"github.com/skiffdb/skiff/actors/replica/raftnet"
 	"github.com/skiffdb/skiff/bootstrap/nodetls"
+	"github.com/skiffdb/skiff/gateway/connlimit"
 )
 
 // handshakeTimeout bounds the TLS handshake of a connection to the Raft
@@ -30,7 +31,7 @@ type muxTLS struct {
 	server  *tls.Config
 	log     *zap.Logger
 	timeout time.Duration // handshakeTimeout; tests shorten it
-	limiter *raftnet.LogLimiter
+	limiter *connlimit.LogLimiter
 	// ok and refused count the handshakes that succeeded and failed.
 	ok, refused atomic.Uint64
 }
@@ -56,7 +57,7 @@ func (m *raftMux) useTLS(t *nodetls.TLS) {
 	if t == nil {
 		return
 	}
-	m.tls = muxTLS{tls: t, server: t.Server(), log: m.log, timeout: handshakeTimeout, limiter: raftnet.NewLogLimiter(refusalLogEvery)}
+	m.tls = muxTLS{tls: t, server: t.Server(), log: m.log, timeout: handshakeTimeout, limiter: connlimit.NewLogLimiter(connlimit.DefaultLogEvery)}
 }
 
 // accept runs the server side of the handshake on c, bounded by the

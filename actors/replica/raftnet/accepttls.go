@@ -17,7 +17,7 @@ import (
 // IP and cause by lim (key prefix who), and returned; c is left open so
 // that the caller may answer it before closing it. The Raft port's mux and
 // the transport's own listener both use it.
-func AcceptTLS(c net.Conn, cfg *tls.Config, timeout time.Duration, lim *LogLimiter, log *zap.Logger, who, msg string) (*tls.Conn, error) {
+func AcceptTLS(c net.Conn, cfg *tls.Config, timeout time.Duration, lim *connlimit.LogLimiter, log *zap.Logger, who, msg string) (*tls.Conn, error) {
 	tc := tls.Server(c, cfg)
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	err := tc.Handshake()
@@ -25,7 +25,7 @@ func AcceptTLS(c net.Conn, cfg *tls.Config, timeout time.Duration, lim *LogLimit
 		err = c.SetDeadline(time.Time{})
 	}
 	if err != nil {
-		if lim.Allow(RefusalKey(who+connlimit.IPOf(c.RemoteAddr()).String(), err)) {
+		if lim.Allow(connlimit.RefusalKey(who+connlimit.IPOf(c.RemoteAddr()).String(), err)) {
 			log.Warn(msg, zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
 		}
 		return nil, err

@@ -315,22 +315,3 @@ func TestTLSConfigValidate(t *testing.T) {
 		}
 	}
 }
-
-func TestLogLimiter(t *testing.T) {
-	l := NewLogLimiter(time.Hour)
-	if !l.Allow("a") || l.Allow("a") || !l.Allow("b") {
-		t.Fatal("one line per key per interval")
-	}
-	for i := range maxLimiterKeys {
-		l.Allow(strings.Repeat("k", i+2))
-	}
-	if l.Allow("new") || len(l.last) > maxLimiterKeys {
-		t.Fatalf("a flood of keys must not grow the map past %d (%d)", maxLimiterKeys, len(l.last))
-	}
-	l = NewLogLimiter(0)
-	for range 2 {
-		if !l.Allow("a") {
-			t.Fatal("a zero interval allows every line")
-		}
-	}
-}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/bootstrap/nodetls"
+	"github.com/skiffdb/skiff/gateway/connlimit"
 )
 
 // Name is the transport's name in Dragonboat's logs.
@@ -48,9 +49,6 @@ type Config struct {
 // DefaultHandshakeTimeout bounds the TLS handshake of an accepted
 // connection.
 const DefaultHandshakeTimeout = nodetls.HandshakeTimeout
-
-// refusalLogEvery spaces the log lines about one peer's TLS refusals.
-const refusalLogEvery = 10 * time.Second
 
 // WithDefaults fills the zero fields.
 func (c Config) WithDefaults() Config {
@@ -97,7 +95,7 @@ func NewFactory(cfg Config) (*Factory, error) {
 
 // Create implements config.TransportFactory.
 func (f *Factory) Create(nh config.NodeHostConfig, onMessage raftio.MessageHandler, onChunk raftio.ChunkHandler) raftio.ITransport {
-	return &Transport{cfg: f.cfg, nh: nh, onMessage: onMessage, onChunk: onChunk, refusals: NewLogLimiter(refusalLogEvery)}
+	return &Transport{cfg: f.cfg, nh: nh, onMessage: onMessage, onChunk: onChunk, refusals: connlimit.NewLogLimiter(connlimit.DefaultLogEvery)}
 }
 
 // Validate implements config.TransportFactory: addresses are host:port, as
@@ -119,7 +117,7 @@ type Transport struct {
 	watched ConnSet
 	watchMu sync.Mutex
 	// refusals spaces the log lines about TLS refusals, per peer.
-	refusals *LogLimiter
+	refusals *connlimit.LogLimiter
 }
 
 var _ raftio.ITransport = (*Transport)(nil)
@@ -301,7 +299,7 @@ func (t *Transport) watchRefusal(target string, c net.Conn) {
 	var b [1]byte
 	_, err := c.Read(b[:])
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "remote error" && t.refusals.Allow(RefusalKey("out "+target, err)) {
+	if errors.As(err, &op) && op.Op == "remote error" && t.refusals.Allow(connlimit.RefusalKey("out "+target, err)) {
 		t.cfg.Logger.Warn("raft transport: peer refused this node's TLS certificate",
 			zap.String("target", target), zap.Error(err))
 	}
@@ -356,7 +354,7 @@ func (t *Transport) handshake(ctx context.Context, target string, c net.Conn) (n
 	tc := tls.Client(c, cfg)
 	if err := tc.HandshakeContext(hctx); err != nil {
 		_ = c.Close()
-		if ctx.Err() == nil && t.refusals.Allow(RefusalKey("out "+target, err)) {
+		if ctx.Err() == nil && t.refusals.Allow(connlimit.RefusalKey("out "+target, err)) {
 			t.cfg.Logger.Warn("raft transport: TLS handshake with a peer failed", zap.String("target", target), zap.Error(err))
 		}
 		return nil, fmt.Errorf("raftnet: TLS handshake with %s: %w", target, err)
