@@ -236,6 +236,10 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 // credentials; without it they go only to an http(s):// entry's API, which
 // checks them (a Raft port's /skiff/node does not).
 func (n *Node) peerMeta(ctx context.Context, client *http.Client, addr string, notify uint64) (gateway.NodeMeta, error) {
+	// A dead peer costs one peerTimeout (the shared n.peers has no
+	// timeout of its own).
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
 	var meta gateway.NodeMeta
 	url := n.raftURL(addr, "/skiff/node")
 	if isAPIEntry(addr) {

@@ -100,9 +100,11 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 		return nil, fmt.Errorf("%w: listener, data, queue and state are required", ErrInvalidConfig)
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, queue: q, state: state,
-		peers: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute,
-			TLSClientConfig: cfg.PeerTLS, TLSHandshakeTimeout: nodetls.HandshakeTimeout}},
+		peers:        cfg.Peers,
 		consoleFiles: console.Handler()}
+	if g.peers == nil {
+		g.peers = nodetls.NewPeerClient(cfg.PeerTLS, 0)
+	}
 	conns, err := connlimit.New(connlimit.Config{Name: "http", MaxConns: cfg.MaxConns, MaxPerIP: cfg.MaxConnsPerIP, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -217,10 +218,26 @@ func PeerURL(overTLS bool, addr, path string) string {
 // (peers are reached directly), the node's TLS when t is set, and a
 // bounded handshake. A zero timeout sets none on the whole call.
 func (t *TLS) HTTPClient(timeout time.Duration) *http.Client {
-	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1, TLSHandshakeTimeout: HandshakeTimeout}
-	if t != nil {
-		tr.TLSClientConfig = t.Client()
-	}
+	return NewPeerClient(t.Client(), timeout)
+}
+
+// peerDialTimeout bounds connecting to a peer; peerIdleTimeout closes an
+// idle connection well before the peer's own idle timeout, since it counts
+// against the peer's per-IP cap.
+const (
+	peerDialTimeout = 5 * time.Second
+	peerIdleTimeout = time.Minute
+)
+
+// NewPeerClient is the one constructor of clients for HTTP calls to peers'
+// Raft ports (bootstrap's, and the gateway's and cdc's defaults): no proxy
+// (peers are reached directly), TLS with cfg (nil: plaintext), bounded
+// dial and handshake, and redirects only to the same origin (SameOrigin).
+// A zero timeout sets none on the whole call: a long body (a snapshot, a
+// CDC backfill) is bounded by its request's context.
+func NewPeerClient(cfg *tls.Config, timeout time.Duration) *http.Client {
+	tr := &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: peerDialTimeout}).DialContext,
+		MaxIdleConnsPerHost: 2, IdleConnTimeout: peerIdleTimeout, TLSClientConfig: cfg, TLSHandshakeTimeout: HandshakeTimeout}
 	return &http.Client{Timeout: timeout, Transport: tr, CheckRedirect: SameOrigin}
 }
 
