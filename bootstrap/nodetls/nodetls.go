@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,23 +113,16 @@ func New(cfg Config, log *zap.Logger) (*TLS, error) {
 	}
 	var pool *x509.CertPool
 	if cfg.CACertFile != "" {
-		pem, err := os.ReadFile(cfg.CACertFile)
-		if err != nil {
+		if pool, err = tlsreload.LoadCAPool(cfg.CACertFile); err != nil {
 			return nil, fmt.Errorf("%w: -node-ca-cert: %w", ErrInvalidConfig, err)
-		}
-		pool = x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: -node-ca-cert: no CA certificate in %s", ErrInvalidConfig, cfg.CACertFile)
 		}
 	}
 	t := &TLS{cfg: cfg, log: log, certs: certs, done: make(chan struct{})}
-	t.server = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate, ClientCAs: pool}
-	if cfg.VerifyClient {
-		t.server.ClientAuth = tls.RequireAndVerifyClientCert
-	}
+	var verify func([][]byte, [][]*x509.Certificate) error
 	if cfg.VerifyClient && (cfg.VerifyCommonName != "" || cfg.VerifyServerName != "") {
-		t.server.VerifyPeerCertificate = cfg.checkPeer(true)
+		verify = cfg.checkPeer(true)
 	}
+	t.server = tlsreload.ServerConfig(certs, pool, cfg.VerifyClient, verify)
 	t.client = &tls.Config{
 		MinVersion: tls.VersionTLS12, RootCAs: pool,
 		ServerName: cfg.VerifyServerName, InsecureSkipVerify: cfg.NoVerify,
