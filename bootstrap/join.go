@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 	"github.com/skiffdb/skiff/gateway"
 )
 
@@ -36,7 +38,7 @@ func (n *Node) peerClient(timeout time.Duration) *http.Client {
 // raftURL is the URL of path on a peer's Raft port (https:// with
 // node-to-node TLS).
 func (n *Node) raftURL(addr, path string) string {
-	return n.tls.Scheme() + "://" + addr + path
+	return nodetls.PeerURL(n.tls != nil, addr, path)
 }
 
 // randomReplicaID picks a non-zero replica ID.
@@ -50,7 +52,7 @@ func randomReplicaID() uint64 {
 // Raft address (rqlited v8+) is asked on the Raft port's mux, an http://
 // URL (v7) on its API.
 func (n *Node) joinURL(addr string) string {
-	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
+	if isAPIEntry(addr) {
 		return strings.TrimRight(addr, "/") + "/join"
 	}
 	return n.raftURL(addr, "/skiff/join")
@@ -64,7 +66,10 @@ func (n *Node) join(id identity, via []string) error {
 	voter := !id.isNonVoter()
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
 		ReplicaID: id.ReplicaID, APIAddr: c.apiAddr()})
-	client := n.joinClient(n.peerClient(30*time.Second), 0)
+	client := n.peerClient(30 * time.Second)
+	// Idle connections left open would count against the members'
+	// per-IP caps until their idle timeout.
+	defer client.CloseIdleConnections()
 	var errs []string
 	for attempt := 1; attempt <= c.JoinAttempts; attempt++ {
 		for _, addr := range via {
@@ -105,6 +110,7 @@ func (n *Node) joinOne(client *http.Client, url string, body []byte) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	n.setJoinAs(req)
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -128,9 +134,8 @@ func (n *Node) joinOne(client *http.Client, url string, body []byte) error {
 func (n *Node) expect(id identity) (members map[uint64]string, formedVia string, err error) {
 	c := n.cfg
 	deadline := time.Now().Add(c.BootstrapExpectTimeout)
-	// Every request announces this node with its -join-as credentials
-	// (rqlite's Notify): a member with -auth answers and counts it only so.
-	client := n.joinClient(n.peerClient(2*time.Second), id.ReplicaID)
+	client := n.peerClient(2 * time.Second)
+	defer client.CloseIdleConnections()
 	// refused holds, by address, why a member refused this node's
 	// notify; unnotified the members not yet announced to this one.
 	refused := map[string]error{}
@@ -159,7 +164,10 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 			if addr == c.RaftAdvAddr || addr == c.RaftAddr || c.isOwnAPIAddr(addr) {
 				continue // this node
 			}
-			meta, err := n.peerMeta(n.stopCtx, client, addr)
+			// Every request announces this node with its -join-as
+			// credentials (rqlite's Notify): a member with -auth
+			// answers and counts it only so.
+			meta, err := n.peerMeta(n.stopCtx, client, addr, id.ReplicaID)
 			if errors.Is(err, ErrJoinUnauthorized) {
 				if refused[addr] == nil {
 					n.log.Warn("bootstrap peer refused this node's credentials", zap.String("addr", addr), zap.Error(err))
@@ -223,16 +231,29 @@ func (n *Node) expect(id identity) (members map[uint64]string, formedVia string,
 	}
 }
 
-// peerMeta asks a -join address for the node's own metadata.
-func (n *Node) peerMeta(ctx context.Context, client *http.Client, addr string) (gateway.NodeMeta, error) {
+// peerMeta asks a -join address for the node's own metadata. A non-zero
+// notify announces this node as rqlite's Notify does, with the -join-as
+// credentials; without it they go only to an http(s):// entry's API, which
+// checks them (a Raft port's /skiff/node does not).
+func (n *Node) peerMeta(ctx context.Context, client *http.Client, addr string, notify uint64) (gateway.NodeMeta, error) {
+	// A dead peer costs one peerTimeout (the shared n.peers has no
+	// timeout of its own).
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
 	var meta gateway.NodeMeta
 	url := n.raftURL(addr, "/skiff/node")
-	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
+	if isAPIEntry(addr) {
 		url = strings.TrimRight(addr, "/") + "/skiff/node"
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return meta, err
+	}
+	if notify != 0 {
+		req.Header.Set(gateway.HeaderNotify, strconv.FormatUint(notify, 10))
+	}
+	if notify != 0 || isAPIEntry(addr) {
+		n.setJoinAs(req)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -255,14 +276,13 @@ func (n *Node) peerMeta(ctx context.Context, client *http.Client, addr string) (
 // (a joiner that has not yet applied the membership) it asks the -join
 // peers, which name the leader's.
 func (n *Node) leaderProgress(ctx context.Context, leader uint64, addr string) (lifecycle.LeaderIndex, error) {
-	// With -join-as credentials: an http:// -join entry's API checks them.
-	client := n.joinClient(n.peers, 0)
+	client := n.peers
 	progress := func(m gateway.NodeMeta) lifecycle.LeaderIndex {
 		return lifecycle.LeaderIndex{Index: m.AppliedIndex, SentBytes: m.SentBytes, SentTotal: m.SentTotal}
 	}
 	if addr == "" {
 		for _, via := range n.cfg.Join {
-			meta, err := n.peerMeta(ctx, client, via)
+			meta, err := n.peerMeta(ctx, client, via, 0)
 			if err != nil {
 				continue
 			}
@@ -278,7 +298,7 @@ func (n *Node) leaderProgress(ctx context.Context, leader uint64, addr string) (
 			return lifecycle.LeaderIndex{}, fmt.Errorf("%w: leader %d's address is unknown", ErrJoinFailed, leader)
 		}
 	}
-	meta, err := n.peerMeta(ctx, client, addr)
+	meta, err := n.peerMeta(ctx, client, addr, 0)
 	if err != nil {
 		return lifecycle.LeaderIndex{}, err
 	}
@@ -295,7 +315,7 @@ func (n *Node) leaderProgress(ctx context.Context, leader uint64, addr string) (
 func (n *Node) checkRemoved(ctx context.Context, peers []string, self uint64) (string, error) {
 	var errs []error
 	for _, addr := range peers {
-		meta, err := n.peerMeta(ctx, n.peers, addr)
+		meta, err := n.peerMeta(ctx, n.peers, addr, 0)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
@@ -337,7 +357,7 @@ func (n *Node) confirmMember(id identity, via []string) error {
 			if addr == c.RaftAdvAddr || addr == c.RaftAddr || c.isOwnAPIAddr(addr) {
 				continue
 			}
-			meta, err := n.peerMeta(n.stopCtx, client, addr)
+			meta, err := n.peerMeta(n.stopCtx, client, addr, 0)
 			if err != nil {
 				n.log.Debug("-join target not answering", zap.String("via", addr), zap.Error(err))
 				continue
@@ -389,7 +409,7 @@ func (n *Node) noopJoin(id identity, addr string) {
 	voter := !n.cfg.NonVoter
 	body, _ := json.Marshal(gateway.JoinRequest{ID: id.NodeID, Addr: id.RaftAddr, Voter: &voter,
 		ReplicaID: id.ReplicaID, APIAddr: n.cfg.apiAddr()})
-	client := n.joinClient(n.peerClient(peerTimeout), 0)
+	client := n.peerClient(peerTimeout)
 	defer client.CloseIdleConnections()
 	if err := n.joinOne(client, n.joinURL(addr), body); err != nil {
 		n.log.Debug("no-op join not answered", zap.String("via", addr), zap.Error(err))

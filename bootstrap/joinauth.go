@@ -8,52 +8,31 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/skiffdb/skiff/gateway"
-	"github.com/skiffdb/skiff/gateway/auth"
 )
 
 // ErrJoinUnauthorized: a member refused this node's join or
 // -bootstrap-expect notify (401); the error carries the member's reason.
 var ErrJoinUnauthorized = errors.New("not authorized")
 
-// joinAsTransport adds the -join-as user's Basic credentials to every
-// request, and with notify set announces this node as rqlite's Notify
-// does (gateway.HeaderNotify). The password is read at each request, so a
+// setJoinAs adds the -join-as user's Basic credentials to r, a request a
+// member checks them on: a join, a -bootstrap-expect notify, or a call to
+// an http(s):// -join entry's API. They are set on the request, never in
+// a RoundTripper, so that net/http drops them on a redirect to another
+// host (and peer clients refuse redirects that change host or scheme:
+// nodetls.HTTPClient). The password is read at each request, so a
 // reloaded credentials file applies to the next attempt.
-type joinAsTransport struct {
-	base   http.RoundTripper
-	store  *auth.Store
-	user   string
-	notify uint64
+func (n *Node) setJoinAs(r *http.Request) {
+	if n.cfg.JoinAs == "" || n.cfg.Auth == nil {
+		return
+	}
+	pw, _ := n.cfg.Auth.Password(n.cfg.JoinAs)
+	r.SetBasicAuth(n.cfg.JoinAs, pw)
 }
 
-func (t *joinAsTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	if t.user != "" {
-		pw, _ := t.store.Password(t.user)
-		r.SetBasicAuth(t.user, pw)
-	}
-	if t.notify != 0 {
-		r.Header.Set(gateway.HeaderNotify, strconv.FormatUint(t.notify, 10))
-	}
-	return t.base.RoundTrip(r)
-}
-
-// joinClient wraps c for the calls that enter a cluster: joins (both
-// forms), and with notify set -bootstrap-expect's metadata requests.
-// Without -join-as and notify it returns c.
-func (n *Node) joinClient(c *http.Client, notify uint64) *http.Client {
-	if n.cfg.JoinAs == "" && notify == 0 {
-		return c
-	}
-	base := c.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	wrapped := *c
-	wrapped.Transport = &joinAsTransport{base: base, store: n.cfg.Auth, user: n.cfg.JoinAs, notify: notify}
-	return &wrapped
+// isAPIEntry reports whether a -join entry is an http(s):// API URL
+// (rqlited v7) rather than a Raft address.
+func isAPIEntry(addr string) bool {
+	return strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://")
 }
 
 // unauthorizedHint completes a refused join's error for the log and the

@@ -148,7 +148,9 @@ type Node struct {
 	// stopping is closed when Shutdown begins (ends join retries).
 	stopping     chan struct{}
 	stoppingOnce sync.Once
-	// peers asks peers for their metadata (a recovering node's target).
+	// peers is the node's one client for calls to peers' Raft ports:
+	// metadata (a recovering node's target), the gateway's /nodes and
+	// CDC backfill. No overall timeout: each call bounds its own.
 	peers *http.Client
 	// stopCtx ends with stopping: it bounds startup's calls to peers.
 	stopCtx    context.Context
@@ -218,7 +220,7 @@ func Start(cfg Config) (*Node, error) {
 	rt := &router{}
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
 		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}), removed: make(chan struct{}),
-		peers: nodeTLS.HTTPClient(peerTimeout), tls: nodeTLS}
+		peers: nodeTLS.HTTPClient(0), tls: nodeTLS}
 	n.restoring.Store(cfg.AutoRestore != nil)
 	var sections []gateway.Section
 	if cfg.CDC != nil {
@@ -275,7 +277,7 @@ func Start(cfg Config) (*Node, error) {
 	gw, err := gateway.New(gateway.Config{
 		MaxConns: cfg.HTTPMaxConns, MaxConnsPerIP: cfg.HTTPMaxConnsPerIP,
 		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Auth: cfg.Auth, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
-		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints, TLS: cfg.HTTPTLS, PeerTLS: nodeTLS.Client(), Metrics: n.metrics,
+		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints, TLS: cfg.HTTPTLS, PeerTLS: nodeTLS.Client(), Peers: n.peers, Metrics: n.metrics,
 		Store: gateway.StoreInfo{
 			DataDir: absPath(cfg.DataDir), SQLiteDir: cfg.smDir(),
 			SnapshotThreshold: cfg.RaftSnapshotEntries, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: replica.DefaultCompactionOverhead,
@@ -301,7 +303,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.mux.start()
-	go n.mux.watchMembers(n.stopCtx, life.State)
+	n.mux.watchMembers(n.stopCtx, life)
 	// The replica starts in the background and may never start (startup
 	// can fail first); its shutdown step is then skipped, not an error.
 	n.sup.Declare("replica", "cdc")
@@ -534,7 +536,7 @@ func (n *Node) startReplica(rt *router) error {
 func (n *Node) openCDC(rt *router) error {
 	c := *n.cfg.CDC
 	c.Dir, c.NodeID, c.Logger = n.cfg.cdcDir(), n.cfg.NodeID, n.log.Named("cdc")
-	c.PeerTLS = n.tls.Client()
+	c.PeerTLS, c.PeerClient = n.tls.Client(), n.peers
 	if _, err := os.Stat(c.Dir); errors.Is(err, os.ErrNotExist) {
 		n.cdcCreated = true
 	}

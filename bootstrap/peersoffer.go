@@ -140,7 +140,11 @@ func (n *Node) fetchSnapshotFrom(addr string, index uint64, dir string) (string,
 	if err != nil {
 		return "", err
 	}
-	resp, err := n.peerClient(0).Do(req)
+	client := n.peerClient(0)
+	// Its idle connection would count against the peer's per-IP cap
+	// until the peer's idle timeout.
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", err
 	}

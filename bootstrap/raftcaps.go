@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,10 +65,8 @@ const (
 	raftHTTPMaxHeaderBytes = 64 << 10
 	raftHTTPIdleTimeout    = 2 * time.Minute
 	raftHTTPBody           = 30 * time.Second
-	// memberRefresh is how often the member IPs are recomputed from the
-	// published membership; memberResolve, how often host names in it
-	// are resolved again.
-	memberRefresh = 2 * time.Second
+	// memberResolve is how often the host names of an unchanged
+	// membership are resolved again (a change is seen at once: Changed).
 	memberResolve = 30 * time.Second
 )
 
@@ -90,35 +87,26 @@ type raftCaps struct {
 	// mux's TLS, muxTLS.refused).
 	firstByteTimeouts, silentEvicted, badFirstFrame atomic.Uint64
 
-	// logMu rate-limits the refusal log (refusalLogEvery).
-	logMu   sync.Mutex
-	lastLog time.Time
-	skipped int
+	// logs rate-limits the log lines about connections closed before
+	// proving themselves: a flood must not become a flood of log lines
+	// (the counters in /status count every one).
+	logs *connlimit.LogLimiter
 }
 
-// refusalLogEvery is the least time between two log lines about
-// connections closed before proving themselves: a flood must not become a
-// flood of log lines (the counters in /status count every one).
-const refusalLogEvery = 10 * time.Second
-
 // logRefusal logs a closed connection unless one was logged within
-// refusalLogEvery.
+// connlimit.DefaultLogEvery.
 func (m *raftMux) logRefusal(msg string, c net.Conn, err error) {
-	k := m.caps
-	k.logMu.Lock()
-	defer k.logMu.Unlock()
-	if time.Since(k.lastLog) < refusalLogEvery {
-		k.skipped++
+	ok, skipped := m.caps.logs.AllowSkipped("")
+	if !ok {
 		return
 	}
-	m.log.Warn(msg, zap.Stringer("remote", c.RemoteAddr()), zap.Error(err), zap.Int("refusals_not_logged", k.skipped))
-	k.lastLog, k.skipped = time.Now(), 0
+	m.log.Warn(msg, zap.Stringer("remote", c.RemoteAddr()), zap.Error(err), zap.Int("refusals_not_logged", skipped))
 }
 
 // initCaps sets the default bounds; setLimits changes the caps before
 // start.
 func (m *raftMux) initCaps() {
-	m.caps = &raftCaps{strangerFirstByte: strangerFirstByteTimeout, handshake: handshakeTimeout}
+	m.caps = &raftCaps{strangerFirstByte: strangerFirstByteTimeout, handshake: handshakeTimeout, logs: connlimit.NewLogLimiter(connlimit.DefaultLogEvery)}
 	_ = m.setLimits(0, 0)
 	m.http.MaxHeaderBytes = raftHTTPMaxHeaderBytes
 	m.http.IdleTimeout = raftHTTPIdleTimeout
@@ -223,28 +211,50 @@ func (c *raftCaps) addStatus(s map[string]any, handshakeFailed uint64) {
 	s["refused_total"] = sum
 }
 
-// watchMembers keeps the member IPs current from the published
-// membership until ctx ends. Host names are resolved here, off the accept
-// path, again every memberResolve.
-func (m *raftMux) watchMembers(ctx context.Context, state func() *lifecycle.State) {
+// memberSource is the published membership and its change signal (the
+// lifecycle).
+type memberSource interface {
+	State() *lifecycle.State
+	Changed() <-chan struct{}
+}
+
+// watchMembers keeps the member IPs current from the published membership
+// until ctx ends or the mux closes, which waits for it. The lifecycle's
+// Changed wakes it on a membership change; host names are resolved here,
+// off the accept path, and again every memberResolve.
+func (m *raftMux) watchMembers(ctx context.Context, src memberSource) {
+	ctx, cancel := context.WithCancel(ctx)
+	m.stopWatch = cancel
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.followMembers(ctx, src)
+	}()
+}
+
+func (m *raftMux) followMembers(ctx context.Context, src memberSource) {
 	var last []string
 	var resolvedAt time.Time
-	tick := time.NewTicker(memberRefresh)
-	defer tick.Stop()
+	resolve := time.NewTimer(memberResolve)
+	defer resolve.Stop()
 	for {
+		changed := src.Changed()
 		var addrs []string
-		for _, mem := range state().RaftMembers {
+		for _, mem := range src.State().RaftMembers {
 			addrs = append(addrs, mem.RaftAddr)
 		}
 		slices.Sort(addrs)
-		if len(addrs) > 0 && (!slices.Equal(addrs, last) || time.Since(resolvedAt) > memberResolve) {
+		if len(addrs) > 0 && (!slices.Equal(addrs, last) || time.Since(resolvedAt) >= memberResolve) {
 			m.caps.members.Store(resolveIPs(ctx, addrs))
 			last, resolvedAt = addrs, time.Now()
+			resolve.Reset(memberResolve)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-changed:
+		case <-resolve.C:
+			resolve.Reset(memberResolve)
 		}
 	}
 }

@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/actors/lifecycle"
 )
 
 // startCappedMux starts a mux serving echoRaft with the given caps and
@@ -273,4 +276,78 @@ func TestResolveMemberIPs(t *testing.T) {
 	if got := resolveIPs(ctx, []string{"10.1.2.3:4002", "no-such-host.invalid:4002"}); got != nil {
 		t.Fatalf("an unresolvable member gave a member set %v", *got)
 	}
+}
+
+// fakeMembers is a memberSource whose Changed reports each call: the
+// watcher calls it at the top of each round, after the previous round's
+// member IPs are stored.
+type fakeMembers struct {
+	mu      sync.Mutex
+	st      lifecycle.State
+	changed chan struct{}
+	calls   chan struct{}
+}
+
+func (f *fakeMembers) State() *lifecycle.State {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.st
+	return &st
+}
+
+func (f *fakeMembers) Changed() <-chan struct{} {
+	f.mu.Lock()
+	ch := f.changed
+	f.mu.Unlock()
+	f.calls <- struct{}{}
+	return ch
+}
+
+// set publishes members and wakes the watcher, as the lifecycle does.
+func (f *fakeMembers) set(addrs ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st.RaftMembers = nil
+	for i, a := range addrs {
+		f.st.RaftMembers = append(f.st.RaftMembers, lifecycle.Member{ReplicaID: uint64(i + 1), RaftAddr: a})
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// The member IPs follow a membership change when the lifecycle signals
+// it (no polling), and close waits for the watcher.
+func TestWatchMembersOnChange(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newRaftMux(ln, echoRaft, http.NotFoundHandler(), zap.NewNop())
+	m.start()
+	src := &fakeMembers{changed: make(chan struct{}), calls: make(chan struct{})}
+	m.watchMembers(t.Context(), src)
+	<-src.calls // first round: no members yet
+	if m.caps.members.Load() != nil {
+		t.Fatal("member IPs set without a membership")
+	}
+	src.set("10.0.0.1:4002", "10.0.0.2:4002")
+	<-src.calls // woken; this round stores the IPs
+	src.set("10.0.0.1:4002", "10.0.0.2:4002")
+	<-src.calls // the previous round is done
+	if got := m.caps.members.Load(); got == nil || len(*got) != 2 || !(*got)[netip.MustParseAddr("10.0.0.2")] {
+		t.Fatalf("member IPs %v after the change", got)
+	}
+	done := make(chan struct{})
+	go func() {
+		// Drain the watcher's calls until close has waited for it.
+		for {
+			select {
+			case <-src.calls:
+			case <-done:
+				return
+			}
+		}
+	}()
+	m.close()
+	close(done)
 }

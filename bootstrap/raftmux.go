@@ -44,6 +44,8 @@ type raftMux struct {
 	silentCap int
 	// caps are the connection bounds and refusal counters (raftcaps.go).
 	caps *raftCaps
+	// stopWatch ends watchMembers' goroutine (nil: not started).
+	stopWatch context.CancelFunc
 }
 
 // dragonboatMagic starts every Raft transport connection (Dragonboat's
@@ -181,6 +183,9 @@ func (m *raftMux) waitFirstByte(c net.Conn) {
 // close stops accepting, ends the HTTP side and cuts every Raft
 // connection (Dragonboat is stopped by then or reconnects on its own).
 func (m *raftMux) close() {
+	if m.stopWatch != nil {
+		m.stopWatch()
+	}
 	_ = m.ln.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

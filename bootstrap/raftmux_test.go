@@ -32,15 +32,7 @@ func TestRaftMuxSplitsRaftFromHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	msg := testFrame([]byte("raft"))
-	if _, err := c.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != string(msg) {
-		t.Fatalf("raft bytes came back as %q, %v", got, err)
-	}
+	wantRaftEcho(t, c)
 
 	// A snapshot stream aborted before its first chunk opens with the
 	// poison (0x00 0x00), and is Raft's too.
@@ -188,5 +180,20 @@ func echoRaft(c net.Conn) bool {
 		if err != nil {
 			return true
 		}
+	}
+}
+
+// wantRaftEcho sends a Raft frame on c and wants it echoed (the test muxes
+// serve Raft connections with an echo).
+func wantRaftEcho(t *testing.T, c net.Conn) {
+	t.Helper()
+	msg := testFrame([]byte("raft"))
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != string(msg) {
+		t.Fatalf("raft bytes came back as %q, %v", got, err)
 	}
 }

@@ -14,13 +14,14 @@ import (
 
 	"github.com/skiffdb/skiff/actors/replica/raftnet"
 	"github.com/skiffdb/skiff/bootstrap/nodetls"
+	"github.com/skiffdb/skiff/gateway/connlimit"
 )
 
 // handshakeTimeout bounds the TLS handshake of a connection to the Raft
 // port: a peer that has not proved itself by then is dropped (a real peer
 // redials). The handshake is a few round trips; 10 s is generous on any
 // network Raft itself could run on.
-const handshakeTimeout = 10 * time.Second
+const handshakeTimeout = nodetls.HandshakeTimeout
 
 // muxTLS is the Raft port's node-to-node TLS (nodetls); its zero value is
 // plaintext. When on, every accepted connection is a TLS connection: the
@@ -30,7 +31,7 @@ type muxTLS struct {
 	server  *tls.Config
 	log     *zap.Logger
 	timeout time.Duration // handshakeTimeout; tests shorten it
-	limiter *raftnet.LogLimiter
+	limiter *connlimit.LogLimiter
 	// ok and refused count the handshakes that succeeded and failed.
 	ok, refused atomic.Uint64
 }
@@ -56,7 +57,7 @@ func (m *raftMux) useTLS(t *nodetls.TLS) {
 	if t == nil {
 		return
 	}
-	m.tls = muxTLS{tls: t, server: t.Server(), log: m.log, timeout: handshakeTimeout, limiter: raftnet.NewLogLimiter(refusalLogEvery)}
+	m.tls = muxTLS{tls: t, server: t.Server(), log: m.log, timeout: handshakeTimeout, limiter: connlimit.NewLogLimiter(connlimit.DefaultLogEvery)}
 }
 
 // accept runs the server side of the handshake on c, bounded by the
@@ -67,20 +68,9 @@ func (t *muxTLS) accept(c net.Conn) net.Conn {
 	if t.tls == nil {
 		return c
 	}
-	tc := tls.Server(c, t.server)
-	// The connection's deadline bounds the handshake (a timeout reads
-	// "i/o timeout" in the log).
-	_ = c.SetDeadline(time.Now().Add(t.timeout))
-	err := tc.Handshake()
-	if err == nil {
-		err = c.SetDeadline(time.Time{})
-	}
+	tc, err := raftnet.AcceptTLS(c, t.server, t.timeout, t.limiter, t.log, "", "raft port: TLS handshake failed; connection refused")
 	if err != nil {
 		t.refused.Add(1)
-		if t.limiter.Allow(raftnet.RefusalKey(remoteHost(c), err)) {
-			t.log.Warn("raft port: TLS handshake failed; connection refused",
-				zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
-		}
 		hintPlaintext(err)
 		_ = c.Close()
 		return nil
@@ -111,15 +101,6 @@ func looksLikeHTTP(h []byte) bool {
 		}
 	}
 	return false
-}
-
-// remoteHost is c's remote IP (its address if it has no port).
-func remoteHost(c net.Conn) string {
-	a := c.RemoteAddr().String()
-	if h, _, err := net.SplitHostPort(a); err == nil {
-		return h
-	}
-	return a
 }
 
 // tlsStatus is the node TLS part of /status "mux": rqlite's keys

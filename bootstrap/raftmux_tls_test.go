@@ -61,15 +61,7 @@ func TestRaftMuxTLSRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	msg := testFrame([]byte("raft"))
-	if _, err := c.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != string(msg) {
-		t.Fatalf("raft bytes came back as %q, %v", got, err)
-	}
+	wantRaftEcho(t, c)
 	resp, err := cl.HTTPClient(10 * time.Second).Get("https://" + addr + "/skiff/node")
 	if err != nil {
 		t.Fatal(err)
@@ -97,10 +89,11 @@ func TestRaftMuxTLSRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if _, err := p.Write(append(msg, make([]byte, 32)...)); err != nil {
+	if _, err := p.Write(append(testFrame([]byte("raft")), make([]byte, 32)...)); err != nil {
 		t.Fatal(err)
 	}
 	_ = p.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 64)
 	if n, err := p.Read(got); err == nil {
 		t.Fatalf("a plaintext Raft connection got %q back", got[:n])
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 	"github.com/skiffdb/skiff/gateway/auth"
 	"github.com/skiffdb/skiff/gateway/rqjson"
 )
@@ -161,7 +162,7 @@ func (g *Gateway) handlePeerNode(w http.ResponseWriter, r *http.Request) {
 		if !g.joinAuthorized(w, r, "bootstrap notify", "replica "+v, auth.PermJoin) {
 			return
 		}
-		g.notified.Store(id, true)
+		g.notify(id)
 	}
 	st := g.state()
 	id := st.Identity
@@ -187,8 +188,32 @@ func (g *Gateway) Notified(id uint64) bool {
 	if g.cfg.Auth == nil {
 		return true
 	}
-	_, ok := g.notified.Load(id)
+	g.notifiedMu.Lock()
+	defer g.notifiedMu.Unlock()
+	_, ok := g.notified[id]
 	return ok
+}
+
+// maxNotified bounds the notify IDs kept: a -bootstrap-expect cluster has
+// a handful of founders, and a client with join credentials sending a new
+// ID each time must not grow the map without end.
+const maxNotified = 1024
+
+// notify records an authorized notify from replica id. With auth off
+// Notified answers true without it, so nothing is kept.
+func (g *Gateway) notify(id uint64) {
+	if g.cfg.Auth == nil {
+		return
+	}
+	g.notifiedMu.Lock()
+	defer g.notifiedMu.Unlock()
+	if g.notified == nil {
+		g.notified = make(map[uint64]struct{})
+	}
+	if len(g.notified) >= maxNotified {
+		return
+	}
+	g.notified[id] = struct{}{}
 }
 
 // handleRemove: DELETE /remove {"id":"<node id>"} (API.md 1.1, 5).
@@ -335,11 +360,7 @@ func (g *Gateway) peerDocs(ctx context.Context, st *lifecycle.State, ms []lifecy
 
 func (g *Gateway) askPeer(ctx context.Context, raftAddr string) (NodeMeta, error) {
 	var meta NodeMeta
-	scheme := "http://"
-	if g.cfg.PeerTLS != nil {
-		scheme = "https://"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+raftAddr+pathPeerNode, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, nodetls.PeerURL(g.cfg.PeerTLS != nil, raftAddr, pathPeerNode), nil)
 	if err != nil {
 		return meta, err
 	}

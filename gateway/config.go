@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"go.uber.org/zap"
@@ -86,6 +87,10 @@ type Config struct {
 	// PeerTLS, when set, is node-to-node TLS (bootstrap/nodetls): peers'
 	// Raft ports (/nodes) are asked over https:// with it.
 	PeerTLS *tls.Config
+	// Peers asks other nodes for /nodes; nil builds one with PeerTLS
+	// (nodetls.NewPeerClient). bootstrap passes the node's one peer
+	// client.
+	Peers *http.Client
 	// Metrics serves /metrics and counts HTTP requests by route and code.
 	// Bootstrap sets it unless -metrics=false: the same registry also
 	// holds the replica's instruments. Nil turns both off (/metrics is

@@ -19,6 +19,7 @@ import (
 	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/actors/queue"
 	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 	"github.com/skiffdb/skiff/gateway/connlimit"
 	"github.com/skiffdb/skiff/gateway/console"
 	"github.com/skiffdb/skiff/gateway/tlsreload"
@@ -70,8 +71,10 @@ type Gateway struct {
 	// conns caps the listener's connections (counted in /status http).
 	conns *connlimit.Limiter
 	// notified holds the replica IDs of -bootstrap-expect nodes that
-	// announced themselves with join credentials (Notified).
-	notified sync.Map
+	// announced themselves with join credentials (Notified); kept only
+	// with auth on, and at most maxNotified of them.
+	notifiedMu sync.Mutex
+	notified   map[uint64]struct{}
 	// metricsHandler serves /metrics when Config.Metrics is set.
 	metricsHandler http.Handler
 	// consoleFiles serves the web console's embedded assets.
@@ -97,9 +100,11 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 		return nil, fmt.Errorf("%w: listener, data, queue and state are required", ErrInvalidConfig)
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, queue: q, state: state,
-		peers: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute,
-			TLSClientConfig: cfg.PeerTLS, TLSHandshakeTimeout: 10 * time.Second}},
+		peers:        cfg.Peers,
 		consoleFiles: console.Handler()}
+	if g.peers == nil {
+		g.peers = nodetls.NewPeerClient(cfg.PeerTLS, 0)
+	}
 	conns, err := connlimit.New(connlimit.Config{Name: "http", MaxConns: cfg.MaxConns, MaxPerIP: cfg.MaxConnsPerIP, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err

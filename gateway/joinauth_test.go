@@ -169,6 +169,14 @@ func TestNotifyAuth(t *testing.T) {
 	if !g.Notified(7) || g.Notified(8) {
 		t.Fatalf("Notified(7) %v, Notified(8) %v", g.Notified(7), g.Notified(8))
 	}
+	// The kept IDs are bounded: a client with join credentials sending a
+	// new ID each time stops being recorded at maxNotified.
+	for id := uint64(100); id < 100+2*maxNotified; id++ {
+		g.notify(id)
+	}
+	if !g.Notified(7) || !g.Notified(100) || g.Notified(100+2*maxNotified-1) {
+		t.Fatal("notify IDs not bounded at maxNotified")
+	}
 	var meta NodeMeta
 	r := get(raft, "", "", "")
 	if err := json.Unmarshal([]byte(r.body), &meta); r.status != http.StatusOK || err != nil || meta.ReplicaID != 1 {
@@ -204,5 +212,29 @@ func TestAuthCounters(t *testing.T) {
 	// +1 join, +1 the second /debug/vars; +2 refusals.
 	if ok1-ok0 != 2 || fail1-fail0 != 2 {
 		t.Fatalf("authOK %v -> %v, authFail %v -> %v; want +2 and +2", ok0, ok1, fail0, fail1)
+	}
+}
+
+// TestAuthCountersAuthOff: with auth off requests skip the check, and
+// authOK is derived from the routes' counts: every request passed.
+func TestAuthCountersAuthOff(t *testing.T) {
+	_, api, _ := runAuthGateway(t, nil)
+	vars := func() (ok, fail float64) {
+		r := doAuth(t, "GET", api+"/debug/vars?key=http", "", "", "")
+		var m map[string]any
+		if err := json.Unmarshal([]byte(r.body), &m); err != nil {
+			t.Fatalf("vars: %d %q", r.status, r.body)
+		}
+		return m["authOK"].(float64), m["authFail"].(float64)
+	}
+	ok0, _ := vars()
+	for range 3 {
+		if r := doAuth(t, "POST", api+"/db/execute", `["SELECT 1"]`, "", ""); r.status != http.StatusOK {
+			t.Fatalf("execute with auth off: %d %q", r.status, r.body)
+		}
+	}
+	ok1, fail1 := vars()
+	if ok1-ok0 != 3 || fail1 != 0 {
+		t.Fatalf("authOK %v -> %v, authFail %v; want +3 and 0", ok0, ok1, fail1)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 
 	"github.com/skiffdb/skiff/gateway/tlsreload"
@@ -46,34 +45,25 @@ func (t TLS) Validate() error {
 
 // serverTLS builds the listener's configuration around the reloader.
 func (t TLS) serverTLS(r *tlsreload.Reloader) (*tls.Config, error) {
-	c := &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: r.GetCertificate,
-		NextProtos:     []string{"h2", "http/1.1"},
-	}
+	var pool *x509.CertPool
 	if t.CACertFile != "" {
-		pem, err := os.ReadFile(t.CACertFile)
-		if err != nil {
+		var err error
+		if pool, err = tlsreload.LoadCAPool(t.CACertFile); err != nil {
 			return nil, fmt.Errorf("%w: CA certificate: %w", ErrInvalidConfig, err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: no CA certificate in %s", ErrInvalidConfig, t.CACertFile)
-		}
-		c.ClientCAs = pool
 	}
-	if t.VerifyClient {
-		c.ClientAuth = tls.RequireAndVerifyClientCert
-	}
+	var verify func([][]byte, [][]*x509.Certificate) error
 	if cn := t.VerifyCommonName; cn != "" {
 		// Called after chain verification: the leaf is the verified client.
-		c.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
+		verify = func(_ [][]byte, chains [][]*x509.Certificate) error {
 			if len(chains) == 0 || len(chains[0]) == 0 || chains[0][0].Subject.CommonName != cn {
 				return fmt.Errorf("%w: want %q", ErrCommonName, cn)
 			}
 			return nil
 		}
 	}
+	c := tlsreload.ServerConfig(r, pool, t.VerifyClient, verify)
+	c.NextProtos = []string{"h2", "http/1.1"}
 	return c, nil
 }
 

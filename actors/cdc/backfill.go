@@ -3,12 +3,12 @@ package cdc
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors"
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 )
 
 const (
@@ -83,7 +83,7 @@ func (s *Service) backfillRound(ctx context.Context, from, to uint64) (done, ref
 	refused = true
 	for _, p := range peers {
 		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-		err := fetchRange(fctx, s.client, peerBase(s.cfg.PeerTLS != nil, p), from, to, backfillChunkBytes, s.ob.Backfill)
+		err := fetchRange(fctx, s.client, nodetls.PeerURL(s.cfg.PeerTLS != nil, p, ""), from, to, backfillChunkBytes, s.ob.Backfill)
 		cancel()
 		if err == nil {
 			s.numBackfills.Add(1)
@@ -111,18 +111,6 @@ func (s *Service) backfillRound(ctx context.Context, from, to uint64) (done, ref
 		}
 	}
 	return false, refused
-}
-
-// peerBase is the URL base of a peer's Raft address (a URL passes as is):
-// https:// with node-to-node TLS.
-func peerBase(overTLS bool, addr string) string {
-	if strings.Contains(addr, "://") {
-		return strings.TrimRight(addr, "/")
-	}
-	if overTLS {
-		return "https://" + addr
-	}
-	return "http://" + addr
 }
 
 // giveUp is called while the leader's transmitter waits at the missing

@@ -8,10 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
 )
 
 // The peer protocol: a node with a missing range asks another voter, on
@@ -130,18 +131,16 @@ func (o *Outbox) PeerHandler(applied func() uint64) http.Handler {
 	})
 }
 
-// defaultPeerClient fetches from peers: the body may be long, so only the
-// connection, the TLS handshake and the wait for the header are bounded.
+// defaultPeerClient fetches from peers (bootstrap passes the node's one
+// peer client instead): the body may be long, so the client bounds only
+// the connection and the TLS handshake, and fetchRange the wait for the
+// header (headerTimeout).
 func defaultPeerClient(peerTLS *tls.Config) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		TLSClientConfig:       peerTLS,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 10 * time.Second,
-		MaxIdleConnsPerHost:   1,
-	}}
+	return nodetls.NewPeerClient(peerTLS, 0)
 }
+
+// headerTimeout bounds the wait for a peer's response header.
+const headerTimeout = 10 * time.Second
 
 // fetchRange asks the peer at base (its URL without a path) for [from,
 // to] and stores what it sends with store, a chunk of about chunkBytes at
@@ -150,12 +149,21 @@ func defaultPeerClient(peerTLS *tls.Config) *http.Client {
 // stored before it stays, and is complete).
 func fetchRange(ctx context.Context, c *http.Client, base string, from, to uint64, chunkBytes int,
 	store func(from, to uint64, gs []Group) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s%s?from=%d&to=%d", base, PeerPath, from, to), nil)
 	if err != nil {
 		return err
 	}
+	// The client has no header timeout (it is shared): a peer that
+	// accepts and then says nothing is cut here.
+	noHeader := time.AfterFunc(headerTimeout, func() { cancel(fmt.Errorf("no response header within %s", headerTimeout)) })
 	resp, err := c.Do(req)
+	noHeader.Stop()
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", err, cause)
+		}
 		return err
 	}
 	defer resp.Body.Close()

@@ -60,19 +60,44 @@ type Lifecycle struct {
 }
 
 // role is what a publication must change to wake Changed's waiters: the
-// phase and who leads, not the progress counters that move on every apply.
+// phase, who leads and the Raft membership, not the progress counters
+// that move on every apply.
 type role struct {
 	phase     Phase
 	leader    uint64
 	replicaID uint64
+	members   uint64
 }
 
 func roleOf(st *State) role {
-	return role{phase: st.Phase, leader: st.LeaderReplicaID, replicaID: st.Identity.ReplicaID}
+	return role{phase: st.Phase, leader: st.LeaderReplicaID, replicaID: st.Identity.ReplicaID, members: membersSum(st.RaftMembers)}
+}
+
+// membersSum is an FNV-1a hash of the Raft membership (replica IDs,
+// addresses, voting), cheap enough for every publication and free of
+// allocations; a membership re-read unchanged sums the same.
+func membersSum(ms []Member) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	mix := func(b byte) { h = (h ^ uint64(b)) * prime }
+	for _, m := range ms {
+		for i := range 8 {
+			mix(byte(m.ReplicaID >> (8 * i)))
+		}
+		for i := range len(m.RaftAddr) {
+			mix(m.RaftAddr[i])
+		}
+		if m.Voter {
+			mix(1)
+		} else {
+			mix(2)
+		}
+	}
+	return h
 }
 
 // Changed returns a channel closed at the next publication that changes
-// the phase or the leader. Take it before reading State, then wait on it:
+// the phase, the leader or the Raft membership. Take it before reading State, then wait on it:
 // a change in between closes the channel already taken.
 func (l *Lifecycle) Changed() <-chan struct{} {
 	l.changedMu.Lock()

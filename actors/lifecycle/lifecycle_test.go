@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -41,6 +42,24 @@ func TestChangedOnRoleOnly(t *testing.T) {
 	select {
 	case <-ch:
 		t.Fatal("Changed closed by a progress report")
+	default:
+	}
+
+	members := []Member{{ReplicaID: 1, RaftAddr: "127.0.0.1:4002", Voter: true}}
+	l.Notify(MembershipChanged{Members: members})
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Changed not closed by a membership change")
+	}
+	ch = l.Changed()
+	// The same membership read again is no change.
+	l.Notify(MembershipChanged{Members: slices.Clone(members)})
+	l.NotifySM(sm.Event{Kind: sm.EventApplied, Index: 8})
+	waitFor(t, l, "applied index 8", func(s *State) bool { return s.Progress.AppliedIndex == 8 })
+	select {
+	case <-ch:
+		t.Fatal("Changed closed by an unchanged membership")
 	default:
 	}
 

@@ -6,9 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
-	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,9 +27,15 @@ var (
 	// ErrServerName refuses a connecting peer's certificate that does not
 	// carry the -node-verify-server-name every node's certificate carries.
 	ErrServerName = errors.New("peer certificate is not for the cluster's server name")
+	// ErrRedirect refuses a peer's redirect to another host or scheme: a
+	// peer call may carry -join-as credentials, which must not follow it
+	// elsewhere or onto plaintext.
+	ErrRedirect = errors.New("peer redirect to another host or scheme refused")
 )
 
-// HandshakeTimeout bounds a peer HTTP client's TLS handshake.
+// HandshakeTimeout bounds a node-to-node TLS handshake, on both sides:
+// peer HTTP clients (here, gateway, cdc), the Raft port's mux and the
+// Raft transport. The one value for all of them.
 const HandshakeTimeout = 10 * time.Second
 
 // Config is the node TLS flags.
@@ -106,23 +113,16 @@ func New(cfg Config, log *zap.Logger) (*TLS, error) {
 	}
 	var pool *x509.CertPool
 	if cfg.CACertFile != "" {
-		pem, err := os.ReadFile(cfg.CACertFile)
-		if err != nil {
+		if pool, err = tlsreload.LoadCAPool(cfg.CACertFile); err != nil {
 			return nil, fmt.Errorf("%w: -node-ca-cert: %w", ErrInvalidConfig, err)
-		}
-		pool = x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: -node-ca-cert: no CA certificate in %s", ErrInvalidConfig, cfg.CACertFile)
 		}
 	}
 	t := &TLS{cfg: cfg, log: log, certs: certs, done: make(chan struct{})}
-	t.server = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate, ClientCAs: pool}
-	if cfg.VerifyClient {
-		t.server.ClientAuth = tls.RequireAndVerifyClientCert
-	}
+	var verify func([][]byte, [][]*x509.Certificate) error
 	if cfg.VerifyClient && (cfg.VerifyCommonName != "" || cfg.VerifyServerName != "") {
-		t.server.VerifyPeerCertificate = cfg.checkPeer(true)
+		verify = cfg.checkPeer(true)
 	}
+	t.server = tlsreload.ServerConfig(certs, pool, cfg.VerifyClient, verify)
 	t.client = &tls.Config{
 		MinVersion: tls.VersionTLS12, RootCAs: pool,
 		ServerName: cfg.VerifyServerName, InsecureSkipVerify: cfg.NoVerify,
@@ -192,15 +192,62 @@ func (t *TLS) Scheme() string {
 	return "https"
 }
 
+// PeerURL is the URL of path on a peer's Raft address: https:// with
+// node-to-node TLS (overTLS), http:// without. An addr that is already a
+// URL keeps its scheme (a -join entry naming an API). The one builder of
+// peer URLs: bootstrap, gateway and cdc call it.
+func PeerURL(overTLS bool, addr, path string) string {
+	if strings.Contains(addr, "://") {
+		return strings.TrimRight(addr, "/") + path
+	}
+	if overTLS {
+		return "https://" + addr + path
+	}
+	return "http://" + addr + path
+}
+
 // HTTPClient is a client for HTTP calls to peers' Raft ports: no proxy
 // (peers are reached directly), the node's TLS when t is set, and a
 // bounded handshake. A zero timeout sets none on the whole call.
 func (t *TLS) HTTPClient(timeout time.Duration) *http.Client {
-	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1, TLSHandshakeTimeout: HandshakeTimeout}
-	if t != nil {
-		tr.TLSClientConfig = t.Client()
+	return NewPeerClient(t.Client(), timeout)
+}
+
+// peerDialTimeout bounds connecting to a peer; peerIdleTimeout closes an
+// idle connection well before the peer's own idle timeout, since it counts
+// against the peer's per-IP cap.
+const (
+	peerDialTimeout = 5 * time.Second
+	peerIdleTimeout = time.Minute
+)
+
+// NewPeerClient is the one constructor of clients for HTTP calls to peers'
+// Raft ports (bootstrap's, and the gateway's and cdc's defaults): no proxy
+// (peers are reached directly), TLS with cfg (nil: plaintext), bounded
+// dial and handshake, and redirects only to the same origin (SameOrigin).
+// A zero timeout sets none on the whole call: a long body (a snapshot, a
+// CDC backfill) is bounded by its request's context.
+func NewPeerClient(cfg *tls.Config, timeout time.Duration) *http.Client {
+	tr := &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: peerDialTimeout}).DialContext,
+		MaxIdleConnsPerHost: 2, IdleConnTimeout: peerIdleTimeout, TLSClientConfig: cfg, TLSHandshakeTimeout: HandshakeTimeout}
+	return &http.Client{Timeout: timeout, Transport: tr, CheckRedirect: SameOrigin}
+}
+
+// maxRedirects is net/http's default limit, kept by SameOrigin.
+const maxRedirects = 10
+
+// SameOrigin is the CheckRedirect of peer clients: it follows a redirect
+// only to the same scheme and host as the first request (a leader's
+// redirect stays on its port), refusing one elsewhere or an https to http
+// downgrade.
+func SameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("%w: stopped after %d redirects", ErrRedirect, maxRedirects)
 	}
-	return &http.Client{Timeout: timeout, Transport: tr}
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		return fmt.Errorf("%w: %s://%s to %s://%s", ErrRedirect, first.Scheme, first.Host, req.URL.Scheme, req.URL.Host)
+	}
+	return nil
 }
 
 // Reload reloads the certificate and key if their files changed and

@@ -382,3 +382,19 @@ func TestReloadOnChange(t *testing.T) {
 		t.Fatal("the client did not present its reloaded certificate")
 	}
 }
+
+// PeerURL: https:// with node TLS, http:// without; a URL keeps its own.
+func TestPeerURL(t *testing.T) {
+	for _, tc := range []struct {
+		tls              bool
+		addr, path, want string
+	}{
+		{true, "127.0.0.1:4002", "/skiff/node", "https://127.0.0.1:4002/skiff/node"},
+		{false, "127.0.0.1:4002", "/skiff/node", "http://127.0.0.1:4002/skiff/node"},
+		{true, "http://h:1/", "/join", "http://h:1/join"},
+	} {
+		if got := PeerURL(tc.tls, tc.addr, tc.path); got != tc.want {
+			t.Errorf("PeerURL(%v, %q, %q) = %q, want %q", tc.tls, tc.addr, tc.path, got, tc.want)
+		}
+	}
+}

@@ -228,9 +228,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		c.NodeTLS = &nodeTLS
 	}
-	if c.JoinAs != "" && o.authFile == "" {
-		return nil, fmt.Errorf("%w: -join-as %q needs -auth: the password is read from this node's own credentials file, as in rqlite", errUsage, c.JoinAs)
-	}
 	if ingestConfig != "" {
 		ic, err := ingest.ParseConfig(ingestConfig)
 		if err != nil {
@@ -272,9 +269,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		rc, err := backup.ParseRestoreConfig(*autoRestore)
 		if err != nil {
 			return nil, fmt.Errorf("%w: -auto-restore: %w", errUsage, err)
-		}
-		if len(c.Join) > 0 {
-			return nil, fmt.Errorf("%w: -auto-restore cannot be used with -join, as in rqlite: restore the first node, then join the others to it", errUsage)
 		}
 		c.AutoRestore = &rc
 	}

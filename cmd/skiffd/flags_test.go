@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/skiffdb/skiff/actors/cdc"
+	"github.com/skiffdb/skiff/bootstrap"
 	"github.com/skiffdb/skiff/bootstrap/nodetls"
 )
 
@@ -99,7 +100,8 @@ func TestParseFlags(t *testing.T) {
 					t.Fatal("RemoveShutdown set")
 				}
 			}},
-		{name: "-join-as without -auth refused (the password comes from -auth)", args: []string{"-join-as", "u", "d"}, wantErr: true},
+		{name: "-join-as without -auth refused (the password comes from -auth)", args: []string{"-join-as", "u", "d"},
+			check: wantInvalid(`-join-as "u" needs -auth`)},
 		{name: "-join-as with -auth", args: []string{"-auth", "f.json", "-join-as", "u", "d"},
 			check: func(t *testing.T, o *options) {
 				if o.cfg.JoinAs != "u" || o.authFile != "f.json" {
@@ -168,7 +170,8 @@ func TestParseFlags(t *testing.T) {
 					t.Fatalf("AutoRestore %+v", c)
 				}
 			}},
-		{name: "auto-restore with -join refused", args: []string{"-auto-restore", `{"type":"s3","sub":{"bucket":"b","path":"p"}}`, "-join", "h:4002", "d"}, wantErr: true},
+		{name: "auto-restore with -join refused", args: []string{"-auto-restore", `{"type":"s3","sub":{"bucket":"b","path":"p"}}`, "-join", "h:4002", "d"},
+			check: wantInvalid("-auto-restore cannot be used with -join")},
 		// -cdc-config is built (issue 15): parsed, refused when malformed
 		// or on a read replica.
 		{name: "cdc-config stdout", args: []string{"-cdc-config", "stdout", "d"},
@@ -256,7 +259,9 @@ func TestRunExitCodes(t *testing.T) {
 		t.Fatalf("-version: %d %q", code, out.String())
 	}
 	errOut.Reset()
-	if code := run([]string{"-join-as", "u", t.TempDir()}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "-join-as \"u\" needs -auth") {
+	if code := run([]string{"-join-as", "u", t.TempDir()}, &out, &errOut); code != 2 ||
+		// Refused by Config.Validate, logged as JSON (quotes escaped).
+		!strings.Contains(errOut.String(), `-join-as \"u\" needs -auth`) {
 		t.Fatalf("-join-as without -auth: exit %d, %q", code, errOut.String())
 	}
 	// A -join-as user missing from the credentials file stops the start.
@@ -313,5 +318,17 @@ func TestProfilesWriteFiles(t *testing.T) {
 	if err := bad.start(); err == nil {
 		bad.stop()
 		t.Fatal("start with an uncreatable -cpu-profile succeeded")
+	}
+}
+
+// wantInvalid checks that the parsed configuration is refused by
+// bootstrap's Config.Validate, the one place such checks live, naming msg.
+func wantInvalid(msg string) func(*testing.T, *options) {
+	return func(t *testing.T, o *options) {
+		t.Helper()
+		err := o.cfg.WithDefaults().Validate()
+		if !errors.Is(err, bootstrap.ErrInvalidConfig) || !strings.Contains(err.Error(), msg) {
+			t.Fatalf("Validate: %v, want %s: %q", err, bootstrap.ErrInvalidConfig, msg)
+		}
 	}
 }

@@ -82,9 +82,8 @@ type Limiter struct {
 	counts map[netip.Addr]int
 	open   int // counted against MaxConns (exempt IPs are not)
 	all    int // every open connection
-	// lastLog and skipped rate-limit the refusal log.
-	lastLog time.Time
-	skipped int
+	// logs rate-limits the refusal log.
+	logs *LogLimiter
 }
 
 // New returns a Limiter for cfg.
@@ -93,7 +92,7 @@ func New(cfg Config) (*Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Limiter{cfg: cfg, counts: map[netip.Addr]int{}}, nil
+	return &Limiter{cfg: cfg, counts: map[netip.Addr]int{}, logs: NewLogLimiter(cfg.LogEvery)}, nil
 }
 
 // Admit counts a connection from remote and returns the function that
@@ -143,15 +142,13 @@ func (l *Limiter) release(ip netip.Addr, exempt bool) {
 // logRefusal logs at most one line per LogEvery (under mu): a flood must
 // not turn into a flood of log lines.
 func (l *Limiter) logRefusal(remote net.Addr, err error) {
-	now := time.Now()
-	if now.Sub(l.lastLog) < l.cfg.LogEvery {
-		l.skipped++
+	ok, skipped := l.logs.AllowSkipped("")
+	if !ok {
 		return
 	}
 	l.cfg.Logger.Warn("refusing connection", zap.String("port", l.cfg.Name), zap.Stringer("remote", remote),
 		zap.Error(err), zap.Int("open", l.all), zap.Int("max_conns", l.cfg.MaxConns),
-		zap.Int("max_per_ip", l.cfg.MaxPerIP), zap.Int("refusals_not_logged", l.skipped))
-	l.lastLog, l.skipped = now, 0
+		zap.Int("max_per_ip", l.cfg.MaxPerIP), zap.Int("refusals_not_logged", skipped))
 }
 
 // Stats returns the counters.

@@ -134,19 +134,33 @@ func startTLSHost(t *testing.T, addr string, kind transportKind, n *tlsNode, cou
 	return nh
 }
 
+// tlsCluster is the TLS cluster tests' fixture: a CA and its file, four
+// free addresses, and the maps the tests fill with nodes and hosts.
+type tlsCluster struct {
+	ca     *testcert.CA
+	caFile string
+	addrs  map[uint64]string
+	counts *fromCounts
+	nodes  map[uint64]*tlsNode
+	hosts  map[uint64]*dragonboat.NodeHost
+	sms    *machines
+}
+
+func newTLSCluster(t *testing.T) *tlsCluster {
+	t.Helper()
+	ca := testcert.NewCA(t, "skiff-test-ca")
+	return &tlsCluster{ca: ca, caFile: ca.WriteCA(t, t.TempDir(), "ca"),
+		addrs:  map[uint64]string{1: freeAddr(t), 2: freeAddr(t), 3: freeAddr(t), 4: freeAddr(t)},
+		counts: newCounts(), nodes: map[uint64]*tlsNode{}, hosts: map[uint64]*dragonboat.NodeHost{}, sms: &machines{m: map[uint64]*sumSM{}}}
+}
+
 // A cluster whose members verify each other's certificates (mutual TLS,
 // common name checked) forms, replicates, and streams a snapshot to a new
 // member, both with the transport listening itself and fed by a mux.
 func TestTLSClusterReplicatesAndSendsSnapshots(t *testing.T) {
-	dir := t.TempDir()
-	ca := testcert.NewCA(t, "skiff-test-ca")
-	caFile := ca.WriteCA(t, dir, "ca")
-	addrs := map[uint64]string{1: freeAddr(t), 2: freeAddr(t), 3: freeAddr(t), 4: freeAddr(t)}
+	f := newTLSCluster(t)
+	ca, caFile, addrs, counts, nodes, hosts, sms := f.ca, f.caFile, f.addrs, f.counts, f.nodes, f.hosts, f.sms
 	kinds := map[uint64]transportKind{1: listening, 2: handedOver, 3: listening, 4: handedOver}
-	counts := newCounts()
-	nodes := map[uint64]*tlsNode{}
-	hosts := map[uint64]*dragonboat.NodeHost{}
-	sms := &machines{m: map[uint64]*sumSM{}}
 	initial := map[uint64]string{1: addrs[1], 2: addrs[2], 3: addrs[3]}
 	for id := uint64(1); id <= 4; id++ {
 		nodes[id] = newTLSNode(t, ca, caFile, testcert.Leaf{CommonName: "skiff-node"}, false)
@@ -243,15 +257,9 @@ func TestTLSUntrustedPeerExchangesNoMessage(t *testing.T) {
 			goodSees: `got "intruder", want "skiff-node"`, badSees: "bad certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			ca := testcert.NewCA(t, "skiff-test-ca")
-			caFile := ca.WriteCA(t, dir, "ca")
-			addrs := map[uint64]string{1: freeAddr(t), 2: freeAddr(t), 3: freeAddr(t), 4: freeAddr(t)}
+			f := newTLSCluster(t)
+			ca, caFile, addrs, counts, nodes, hosts, sms := f.ca, f.caFile, f.addrs, f.counts, f.nodes, f.hosts, f.sms
 			kinds := map[uint64]transportKind{1: listening, 2: handedOver, 3: listening, 4: listening}
-			counts := newCounts()
-			nodes := map[uint64]*tlsNode{}
-			hosts := map[uint64]*dragonboat.NodeHost{}
-			sms := &machines{m: map[uint64]*sumSM{}}
 			for id := uint64(1); id <= 3; id++ {
 				nodes[id] = newTLSNode(t, ca, caFile, testcert.Leaf{CommonName: "skiff-node"}, false)
 			}
@@ -312,25 +320,6 @@ func TestTLSConfigValidate(t *testing.T) {
 	} {
 		if _, err := NewFactory(tc.cfg); (err == nil) != tc.ok {
 			t.Errorf("%s: err %v", tc.name, err)
-		}
-	}
-}
-
-func TestLogLimiter(t *testing.T) {
-	l := NewLogLimiter(time.Hour)
-	if !l.Allow("a") || l.Allow("a") || !l.Allow("b") {
-		t.Fatal("one line per key per interval")
-	}
-	for i := range maxLimiterKeys {
-		l.Allow(strings.Repeat("k", i+2))
-	}
-	if l.Allow("new") || len(l.last) > maxLimiterKeys {
-		t.Fatalf("a flood of keys must not grow the map past %d (%d)", maxLimiterKeys, len(l.last))
-	}
-	l = NewLogLimiter(0)
-	for range 2 {
-		if !l.Allow("a") {
-			t.Fatal("a zero interval allows every line")
 		}
 	}
 }

@@ -15,6 +15,9 @@ import (
 	pb "github.com/lni/dragonboat/v4/raftpb"
 	"github.com/lni/goutils/stringutil"
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/bootstrap/nodetls"
+	"github.com/skiffdb/skiff/gateway/connlimit"
 )
 
 // Name is the transport's name in Dragonboat's logs.
@@ -45,10 +48,7 @@ type Config struct {
 
 // DefaultHandshakeTimeout bounds the TLS handshake of an accepted
 // connection.
-const DefaultHandshakeTimeout = 10 * time.Second
-
-// refusalLogEvery spaces the log lines about one peer's TLS refusals.
-const refusalLogEvery = 10 * time.Second
+const DefaultHandshakeTimeout = nodetls.HandshakeTimeout
 
 // WithDefaults fills the zero fields.
 func (c Config) WithDefaults() Config {
@@ -95,7 +95,7 @@ func NewFactory(cfg Config) (*Factory, error) {
 
 // Create implements config.TransportFactory.
 func (f *Factory) Create(nh config.NodeHostConfig, onMessage raftio.MessageHandler, onChunk raftio.ChunkHandler) raftio.ITransport {
-	return &Transport{cfg: f.cfg, nh: nh, onMessage: onMessage, onChunk: onChunk, refusals: NewLogLimiter(refusalLogEvery)}
+	return &Transport{cfg: f.cfg, nh: nh, onMessage: onMessage, onChunk: onChunk, refusals: connlimit.NewLogLimiter(connlimit.DefaultLogEvery)}
 }
 
 // Validate implements config.TransportFactory: addresses are host:port, as
@@ -112,8 +112,12 @@ type Transport struct {
 	ln    net.Listener // nil with an Inbound
 	wg    sync.WaitGroup
 	conns ConnSet // inbound connections being served
+	// watched are the outbound message connections watchRefusal reads;
+	// Close cuts them (Dragonboat has closed them by then) and waits.
+	watched ConnSet
+	watchMu sync.Mutex
 	// refusals spaces the log lines about TLS refusals, per peer.
-	refusals *LogLimiter
+	refusals *connlimit.LogLimiter
 }
 
 var _ raftio.ITransport = (*Transport)(nil)
@@ -157,6 +161,7 @@ func (t *Transport) Close() error {
 		_ = t.ln.Close()
 	}
 	t.conns.CloseAll()
+	t.closeWatched()
 	t.wg.Wait()
 	return nil
 }
@@ -170,31 +175,16 @@ func (t *Transport) serveAccepted(c net.Conn) {
 			_ = c.Close()
 			return
 		}
-		tc := tls.Server(c, t.cfg.ServerTLS)
-		_ = c.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
-		err := tc.Handshake()
-		_ = c.SetDeadline(time.Time{})
+		tc, err := AcceptTLS(c, t.cfg.ServerTLS, t.cfg.HandshakeTimeout, t.refusals, t.cfg.Logger, "in ",
+			"raft transport: TLS handshake with a connecting peer failed; connection refused")
 		t.conns.Remove(c)
 		if err != nil {
-			if t.refusals.Allow(RefusalKey("in "+remoteHost(c), err)) {
-				t.cfg.Logger.Warn("raft transport: TLS handshake with a connecting peer failed; connection refused",
-					zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
-			}
 			_ = c.Close()
 			return
 		}
 		c = tc
 	}
 	t.serve(c)
-}
-
-// remoteHost is c's remote IP (its address if it has no port).
-func remoteHost(c net.Conn) string {
-	a := c.RemoteAddr().String()
-	if h, _, err := net.SplitHostPort(a); err == nil {
-		return h
-	}
-	return a
 }
 
 // serve reads c's frames until it ends, then closes it.
@@ -265,10 +255,38 @@ func (t *Transport) GetConnection(ctx context.Context, target string) (raftio.IC
 // watchRefusal.
 func (t *Transport) dialMsg(ctx context.Context, target string) (net.Conn, error) {
 	c, err := t.dial(ctx, target)
-	if err == nil && t.cfg.TLS != nil {
-		go t.watchRefusal(target, c)
+	if err != nil || t.cfg.TLS == nil {
+		return c, err
 	}
-	return c, err
+	if !t.watch(c) {
+		_ = c.Close()
+		return nil, fmt.Errorf("raftnet: dial %s: %w", target, net.ErrClosed)
+	}
+	go func() {
+		defer t.wg.Done()
+		defer t.watched.Remove(c)
+		t.watchRefusal(target, c)
+	}()
+	return c, nil
+}
+
+// watch counts c's watcher in t.wg unless Close has begun. The lock
+// orders the count before Close's Wait (a WaitGroup's Add at zero must
+// happen before its Wait).
+func (t *Transport) watch(c net.Conn) bool {
+	t.watchMu.Lock()
+	defer t.watchMu.Unlock()
+	if !t.watched.Add(c) {
+		return false
+	}
+	t.wg.Add(1)
+	return true
+}
+
+func (t *Transport) closeWatched() {
+	t.watchMu.Lock()
+	defer t.watchMu.Unlock()
+	t.watched.CloseAll()
 }
 
 // watchRefusal reads a message connection, on which the peer never sends
@@ -281,7 +299,7 @@ func (t *Transport) watchRefusal(target string, c net.Conn) {
 	var b [1]byte
 	_, err := c.Read(b[:])
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "remote error" && t.refusals.Allow(RefusalKey("out "+target, err)) {
+	if errors.As(err, &op) && op.Op == "remote error" && t.refusals.Allow(connlimit.RefusalKey("out "+target, err)) {
 		t.cfg.Logger.Warn("raft transport: peer refused this node's TLS certificate",
 			zap.String("target", target), zap.Error(err))
 	}
@@ -336,7 +354,7 @@ func (t *Transport) handshake(ctx context.Context, target string, c net.Conn) (n
 	tc := tls.Client(c, cfg)
 	if err := tc.HandshakeContext(hctx); err != nil {
 		_ = c.Close()
-		if ctx.Err() == nil && t.refusals.Allow(RefusalKey("out "+target, err)) {
+		if ctx.Err() == nil && t.refusals.Allow(connlimit.RefusalKey("out "+target, err)) {
 			t.cfg.Logger.Warn("raft transport: TLS handshake with a peer failed", zap.String("target", target), zap.Error(err))
 		}
 		return nil, fmt.Errorf("raftnet: TLS handshake with %s: %w", target, err)

@@ -1,4 +1,4 @@
-package raftnet
+package connlimit
 
 import (
 	"errors"
@@ -7,14 +7,17 @@ import (
 	"time"
 )
 
-// LogLimiter lets one log line per key through per interval. A peer
-// refused for its certificate retries at once and forever (Raft redials
-// within milliseconds), and a flood of handshakes can come from anywhere:
-// logging each would drown the log; the refusal counters say how many.
+// LogLimiter lets one log line per key through per interval: the one
+// refusal-log limiter of the HTTP port (Limiter), the Raft port's mux and
+// the Raft transport. A peer refused for its certificate retries at once
+// and forever (Raft redials within milliseconds), and a flood of
+// connections can come from anywhere: logging each would drown the log;
+// the refusal counters say how many.
 type LogLimiter struct {
-	every time.Duration
-	mu    sync.Mutex
-	last  map[string]time.Time
+	every   time.Duration
+	mu      sync.Mutex
+	last    map[string]time.Time
+	skipped map[string]int
 }
 
 // RefusalKey is the limiter key of a refusal: who (a peer) and why, so
@@ -37,27 +40,38 @@ const maxLimiterKeys = 1024
 
 // NewLogLimiter allows one line per key every interval.
 func NewLogLimiter(every time.Duration) *LogLimiter {
-	return &LogLimiter{every: every, last: map[string]time.Time{}}
+	return &LogLimiter{every: every, last: map[string]time.Time{}, skipped: map[string]int{}}
 }
 
 // Allow reports whether a line about key may be logged now.
 func (l *LogLimiter) Allow(key string) bool {
+	ok, _ := l.AllowSkipped(key)
+	return ok
+}
+
+// AllowSkipped is Allow, and when it allows, how many lines about key it
+// held back since the last one (for the line to say so).
+func (l *LogLimiter) AllowSkipped(key string) (bool, int) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if at, ok := l.last[key]; ok && now.Sub(at) < l.every {
-		return false
+		l.skipped[key]++
+		return false, 0
 	}
 	if len(l.last) >= maxLimiterKeys {
 		for k, at := range l.last {
 			if now.Sub(at) >= l.every {
 				delete(l.last, k)
+				delete(l.skipped, k)
 			}
 		}
 		if len(l.last) >= maxLimiterKeys {
-			return false // a flood of distinct keys: the counters tell
+			return false, 0 // a flood of distinct keys: the counters tell
 		}
 	}
 	l.last[key] = now
-	return true
+	n := l.skipped[key]
+	delete(l.skipped, key)
+	return true, n
 }
