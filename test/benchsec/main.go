@@ -142,7 +142,7 @@ func run(o options) error {
 	vs := []*variant{
 		{name: plain, file: "plain"},
 		{name: https, file: "https", flags: []string{"-http-cert", cert, "-http-key", key}, access: benchkit.Access{TLS: &tls.Config{RootCAs: pool}}},
-		{name: auth, file: "auth", flags: []string{"-auth", authFile}, access: benchkit.Access{User: user, Password: password}},
+		{name: auth, file: "auth", flags: []string{"-auth", authFile, "-join-as", user}, access: benchkit.Access{User: user, Password: password}},
 	}
 	if o.control {
 		vs = append(vs, &variant{name: control, file: "control"})
