@@ -3,6 +3,7 @@ package raftnet
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -267,8 +268,15 @@ func TestMixedTransportsReplicateAndSendSnapshots(t *testing.T) {
 				t.Fatalf("snapshot: %v", err)
 			}
 		}
+		// ErrShardNotReady is Dragonboat's transient refusal while the
+		// leader's shard is busy (a snapshot just taken); retry it within
+		// the deadline, as the replica actor does.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := hosts[leader].SyncRequestAddNonVoting(ctx, shard, id, addrs[id], 0)
+		for errors.Is(err, dragonboat.ErrShardNotReady) && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+			err = hosts[leader].SyncRequestAddNonVoting(ctx, shard, id, addrs[id], 0)
+		}
 		cancel()
 		if err != nil {
 			t.Fatal(err)
