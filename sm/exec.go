@@ -351,3 +351,16 @@ func collect(ctx context.Context, rows *sqlite3.SQLiteRows) (*cmdpb.StatementRes
 		res.Rows = append(res.Rows, row)
 	}
 }
+
+// timed runs f and, when on, records its duration in the result.
+func timed(on bool, f func() (*cmdpb.StatementResult, error)) (*cmdpb.StatementResult, error) {
+	if !on {
+		return f()
+	}
+	t0 := time.Now()
+	res, err := f()
+	if res != nil {
+		res.Time = time.Since(t0).Seconds()
+	}
+	return res, err
+}
