@@ -13,7 +13,7 @@ import (
 	"regexp"
 	"strings"
 
-	sm "github.com/lni/dragonboat/v4/statemachine"
+	dbsm "github.com/lni/dragonboat/v4/statemachine"
 	"go.uber.org/zap"
 )
 
@@ -55,7 +55,7 @@ func (s *StateMachine) StageBoot(r io.Reader, stop <-chan struct{}) (string, int
 	for {
 		select {
 		case <-stop:
-			return fail(sm.ErrSnapshotStopped)
+			return fail(dbsm.ErrSnapshotStopped)
 		default:
 		}
 		k, rerr := br.Read(buf)

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	sm "github.com/lni/dragonboat/v4/statemachine"
+	dbsm "github.com/lni/dragonboat/v4/statemachine"
 	sqlite3 "github.com/mattn/go-sqlite3"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -87,8 +87,8 @@ type StateMachine struct {
 }
 
 var (
-	_ sm.IOnDiskStateMachine = (*StateMachine)(nil)
-	_ sm.IExtended           = (*StateMachine)(nil)
+	_ dbsm.IOnDiskStateMachine = (*StateMachine)(nil)
+	_ dbsm.IExtended           = (*StateMachine)(nil)
 )
 
 // New returns a state machine for cfg; nothing is opened until Open.
@@ -106,8 +106,8 @@ func New(cfg Config) (*StateMachine, error) {
 
 // Factory returns Dragonboat's constructor for cfg. A bad cfg is reported
 // by Open, because Dragonboat's factory signature has no error.
-func Factory(cfg Config) sm.CreateOnDiskStateMachineFunc {
-	return func(shardID, replicaID uint64) sm.IOnDiskStateMachine {
+func Factory(cfg Config) dbsm.CreateOnDiskStateMachineFunc {
+	return func(shardID, replicaID uint64) dbsm.IOnDiskStateMachine {
 		s, err := New(cfg)
 		if err != nil {
 			return &failedSM{err: err}
@@ -125,7 +125,7 @@ func (s *StateMachine) Applied() uint64 { return s.applied.Load() }
 func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 	select {
 	case <-stopc:
-		return 0, sm.ErrOpenStopped
+		return 0, dbsm.ErrOpenStopped
 	default:
 	}
 	if err := os.MkdirAll(s.cfg.Dir, 0o755); err != nil {
@@ -152,7 +152,7 @@ func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 	}
 	select {
 	case <-stopc:
-		return 0, sm.ErrOpenStopped
+		return 0, dbsm.ErrOpenStopped
 	default:
 	}
 	w, readers, applied, err := s.openHandles(path)
@@ -431,7 +431,7 @@ func (s *StateMachine) NALookup(b []byte) ([]byte, error) {
 type failedSM struct{ err error }
 
 func (f *failedSM) Open(<-chan struct{}) (uint64, error)                       { return 0, f.err }
-func (f *failedSM) Update(e []sm.Entry) ([]sm.Entry, error)                    { return nil, f.err }
+func (f *failedSM) Update(e []dbsm.Entry) ([]dbsm.Entry, error)                { return nil, f.err }
 func (f *failedSM) Lookup(interface{}) (interface{}, error)                    { return nil, f.err }
 func (f *failedSM) Sync() error                                                { return f.err }
 func (f *failedSM) PrepareSnapshot() (interface{}, error)                      { return nil, f.err }

@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
-	sm "github.com/lni/dragonboat/v4/statemachine"
+	dbsm "github.com/lni/dragonboat/v4/statemachine"
 	sqlite3 "github.com/mattn/go-sqlite3"
 	"go.uber.org/zap"
 
@@ -176,7 +176,7 @@ func (s *StateMachine) SaveSnapshot(ctx interface{}, w io.Writer, stopc <-chan s
 	sc, ok := ctx.(*snapshotCtx)
 	if !ok {
 		s.log.Error("snapshot send failed", zap.String("reason", fmt.Sprintf("snapshot context %T", ctx)))
-		return sm.ErrSnapshotAborted
+		return dbsm.ErrSnapshotAborted
 	}
 	defer sc.close()
 	return s.sendEnded(s.saveSnapshot(sc, w, stopc))
@@ -187,18 +187,18 @@ func (s *StateMachine) sendEnded(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, sm.ErrSnapshotStreaming):
+	case errors.Is(err, dbsm.ErrSnapshotStreaming):
 		s.log.Warn("snapshot send ended: the stream broke", zap.Error(err))
-		return sm.ErrSnapshotStreaming
-	case errors.Is(err, sm.ErrSnapshotStopped):
+		return dbsm.ErrSnapshotStreaming
+	case errors.Is(err, dbsm.ErrSnapshotStopped):
 		s.log.Warn("snapshot send ended: stopped", zap.Error(err))
-		return sm.ErrSnapshotStopped
-	case errors.Is(err, sm.ErrSnapshotAborted):
+		return dbsm.ErrSnapshotStopped
+	case errors.Is(err, dbsm.ErrSnapshotAborted):
 		s.log.Warn("snapshot send aborted", zap.Error(err))
-		return sm.ErrSnapshotAborted
+		return dbsm.ErrSnapshotAborted
 	default:
 		s.log.Error("snapshot send failed", zap.Error(err))
-		return sm.ErrSnapshotAborted
+		return dbsm.ErrSnapshotAborted
 	}
 }
 
@@ -244,7 +244,7 @@ func (s *StateMachine) streamSnapshot(sc *snapshotCtx, f io.Reader, size int64, 
 	}
 	chunk := func() error {
 		if err := s.cfg.Failpoints.Inject(failpoint.SMSnapshotSend, stopc); err != nil {
-			return fmt.Errorf("%w: %w", sm.ErrSnapshotAborted, err)
+			return fmt.Errorf("%w: %w", dbsm.ErrSnapshotAborted, err)
 		}
 		return nil
 	}
@@ -282,7 +282,7 @@ func backupTo(src *sqlite3.SQLiteConn, path string, stopc <-chan struct{}, pages
 		select {
 		case <-stopc:
 			_ = b.Finish()
-			return sm.ErrSnapshotStopped
+			return dbsm.ErrSnapshotStopped
 		default:
 		}
 		done, err := b.Step(pagesPerStep)
@@ -316,7 +316,7 @@ func copyProgress(dst io.Writer, src io.Reader, n int64, stopc <-chan struct{}, 
 		}
 		select {
 		case <-stopc:
-			return done, sm.ErrSnapshotStopped
+			return done, dbsm.ErrSnapshotStopped
 		default:
 		}
 		chunk := buf
@@ -348,8 +348,8 @@ func copyProgress(dst io.Writer, src io.Reader, n int64, stopc <-chan struct{}, 
 // after it leaves the new one live with the snapshot's index.
 func (s *StateMachine) RecoverFromSnapshot(r io.Reader, stopc <-chan struct{}) error {
 	err := s.recoverFromSnapshot(r, stopc)
-	if errors.Is(err, sm.ErrSnapshotStopped) {
-		return sm.ErrSnapshotStopped // bare: see SaveSnapshot
+	if errors.Is(err, dbsm.ErrSnapshotStopped) {
+		return dbsm.ErrSnapshotStopped // bare: see SaveSnapshot
 	}
 	if err != nil {
 		s.fault(err)
