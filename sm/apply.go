@@ -44,7 +44,6 @@ func (s *StateMachine) Update(ents []dbsm.Entry) ([]dbsm.Entry, error) {
 	}
 	s.statements = 0
 	err := s.applyBatch(ents)
-	s.rollbacks = nil
 	if err != nil {
 		s.fault(err)
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
@@ -71,6 +70,7 @@ func (s *StateMachine) applyBatch(ents []dbsm.Entry) error {
 	// txStart is the first entry of the open transaction: a boot commits
 	// the transaction and opens another.
 	txStart := 0
+	var rb rollbacks
 	for i := 0; i < len(ents); i++ {
 		cmd, decErr := decodeCommand(ents[i].Cmd)
 		if name, id, ok := bootCommand(cmd, decErr); ok {
@@ -86,7 +86,7 @@ func (s *StateMachine) applyBatch(ents []dbsm.Entry) error {
 			txStart = i + 1
 			continue
 		}
-		res, rolledBack, err := s.applyEntry(&ents[i], cmd, decErr)
+		res, rolledBack, err := s.applyEntry(&ents[i], cmd, decErr, &rb)
 		if err != nil {
 			_ = execRaw(s.w.c, "ROLLBACK")
 			return err
@@ -99,7 +99,7 @@ func (s *StateMachine) applyBatch(ents []dbsm.Entry) error {
 			// and is skipped by any later redo, where it would roll back
 			// again. What was captured since txStart is undone with it.
 			s.cap.rolledBack()
-			if err := s.redo(ents[txStart:i]); err != nil {
+			if err := s.redo(ents[txStart:i], &rb); err != nil {
 				return err
 			}
 			if i > txStart {
@@ -117,7 +117,7 @@ func (s *StateMachine) applyBatch(ents []dbsm.Entry) error {
 				}
 				txStart = i
 			}
-			i-- // applied again, without what rolled back (s.rollbacks)
+			i-- // applied again, without what rolled back (rb)
 			continue
 		}
 		ents[i].Result = res
@@ -164,14 +164,14 @@ func (s *StateMachine) commitTx() error {
 }
 
 // redo begins a new transaction and re-applies ents, after a client
-// statement rolled the previous one back.
-func (s *StateMachine) redo(ents []dbsm.Entry) error {
+// statement rolled the previous one back, skipping the requests in rb.
+func (s *StateMachine) redo(ents []dbsm.Entry, rb *rollbacks) error {
 	if err := run(s.w.begin); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	for i := range ents {
 		cmd, decErr := decodeCommand(ents[i].Cmd)
-		res, rolledBack, err := s.applyEntry(&ents[i], cmd, decErr)
+		res, rolledBack, err := s.applyEntry(&ents[i], cmd, decErr, rb)
 		if err != nil {
 			return err
 		}
@@ -257,9 +257,11 @@ func errorResult(index uint64, msg string) dbsm.Result {
 	return dbsm.Result{Value: ResultRequestError, Data: b}
 }
 
-// applyEntry applies one entry inside the open batch transaction.
-// rolledBack reports that a client statement ended the batch transaction.
-func (s *StateMachine) applyEntry(e *dbsm.Entry, cmd *cmdpb.Command, decErr error) (res dbsm.Result, rolledBack bool, err error) {
+// applyEntry applies one entry inside the open batch transaction, failing
+// the requests in rb instead of running them. rolledBack reports that a
+// client statement ended the batch transaction; the request is then added
+// to rb.
+func (s *StateMachine) applyEntry(e *dbsm.Entry, cmd *cmdpb.Command, decErr error, rb *rollbacks) (res dbsm.Result, rolledBack bool, err error) {
 	if decErr != nil {
 		return errorResult(e.Index, "invalid command encoding"), false, nil
 	}
@@ -281,7 +283,7 @@ func (s *StateMachine) applyEntry(e *dbsm.Entry, cmd *cmdpb.Command, decErr erro
 			return dbsm.Result{Value: uint64(len(resp.GetResults()) + len(resp.GetBatch())), Data: prev}, false, nil
 		}
 	}
-	if s.rollbacks[e.Index][0] && cmd.GetType() != cmdpb.Command_TYPE_BATCH {
+	if rb.has(e.Index, 0) && cmd.GetType() != cmdpb.Command_TYPE_BATCH {
 		return errorResult(e.Index, errRolledBack), false, nil
 	}
 	var mode stmtMode
@@ -294,7 +296,7 @@ func (s *StateMachine) applyEntry(e *dbsm.Entry, cmd *cmdpb.Command, decErr erro
 		data, _ := proto.Marshal(&cmdpb.Response{RaftIndex: e.Index})
 		return dbsm.Result{Data: data}, false, nil
 	case cmdpb.Command_TYPE_BATCH:
-		return s.applyBatchCommand(e.Index, id, cmd.GetBatch())
+		return s.applyBatchCommand(e.Index, id, cmd.GetBatch(), rb)
 	case cmdpb.Command_TYPE_CDC_HWM:
 		// Recorded on every replica, capturing or not: the mark travels
 		// in snapshots (storedHighWater).
@@ -317,7 +319,7 @@ func (s *StateMachine) applyEntry(e *dbsm.Entry, cmd *cmdpb.Command, decErr erro
 	keep := len(id) > 0 && mode == modeWrite
 	resp, stored, rolledBack, err := s.applyRequest(e.Index, cmd.GetRequest(), mode, keep)
 	if rolledBack {
-		s.recordRollback(e.Index, 0)
+		rb.add(e.Index, 0)
 	}
 	if err != nil || rolledBack {
 		return dbsm.Result{}, rolledBack, err
@@ -356,17 +358,24 @@ func (s *StateMachine) remember(index uint64, id []byte, data []byte) error {
 // (RETURNING can produce any number of rows).
 const maxRememberedResponse = 1 << 20
 
-// recordRollback notes that request k of the entry at index rolled the
-// transaction back, for the rest of this Update.
-func (s *StateMachine) recordRollback(index uint64, k int) {
-	if s.rollbacks == nil {
-		s.rollbacks = map[uint64]map[int]bool{}
+// rollbacks records, while one Update runs, the requests (by entry index,
+// then position in a BATCH entry; 0 otherwise) that rolled the transaction
+// back: they fail alone, and every later redo skips them.
+type rollbacks map[uint64]map[int]bool
+
+// add records that request k of the entry at index rolled back.
+func (r *rollbacks) add(index uint64, k int) {
+	if *r == nil {
+		*r = rollbacks{}
 	}
-	if s.rollbacks[index] == nil {
-		s.rollbacks[index] = map[int]bool{}
+	if (*r)[index] == nil {
+		(*r)[index] = map[int]bool{}
 	}
-	s.rollbacks[index][k] = true
+	(*r)[index][k] = true
 }
+
+// has reports whether request k of the entry at index rolled back.
+func (r *rollbacks) has(index uint64, k int) bool { return (*r)[index][k] }
 
 // errRolledBack is the answer of a request whose statement rolled back the
 // whole transaction (INSERT OR ROLLBACK, RAISE(ROLLBACK)).
@@ -375,9 +384,9 @@ const errRolledBack = "statement rolled back the transaction: ROLLBACK conflict 
 // applyBatchCommand applies the commands of a BATCH entry at index in
 // order, each exactly as an entry of its own would be (its own seed, its
 // own response). When one rolls the transaction back, it is recorded
-// (recordRollback) and rolledBack is returned: applyBatch redoes the
+// in rb and rolledBack is returned: applyBatch redoes the
 // entries before this one and applies this one again, skipping it.
-func (s *StateMachine) applyBatchCommand(index uint64, id []byte, cmds []*cmdpb.Command) (dbsm.Result, bool, error) {
+func (s *StateMachine) applyBatchCommand(index uint64, id []byte, cmds []*cmdpb.Command, rb *rollbacks) (dbsm.Result, bool, error) {
 	out := &cmdpb.Response{RaftIndex: index, Batch: make([]*cmdpb.Response, len(cmds))}
 	// The remembered response is assembled encoded: a Response with
 	// raft_index and each command's remembered response as a batch field.
@@ -386,10 +395,9 @@ func (s *StateMachine) applyBatchCommand(index uint64, id []byte, cmds []*cmdpb.
 	if keep {
 		stored, _ = proto.Marshal(&cmdpb.Response{RaftIndex: index})
 	}
-	skip := s.rollbacks[index]
 	for k, c := range cmds {
 		switch {
-		case skip[k]:
+		case rb.has(index, k):
 			out.Batch[k] = &cmdpb.Response{Error: errRolledBack, RaftIndex: index}
 		case c.GetType() != cmdpb.Command_TYPE_EXECUTE || c.GetVersion() != CommandVersion || len(c.GetRequestId()) > 0:
 			out.Batch[k] = &cmdpb.Response{Error: "unsupported command in batch", RaftIndex: index}
@@ -400,7 +408,7 @@ func (s *StateMachine) applyBatchCommand(index uint64, id []byte, cmds []*cmdpb.
 				return dbsm.Result{}, false, err
 			}
 			if rolledBack {
-				s.recordRollback(index, k)
+				rb.add(index, k)
 				return dbsm.Result{}, true, nil
 			}
 			s.cap.endRequest(index, k)

@@ -112,7 +112,7 @@ func (s *StateMachine) registerCapture(wc *sqlite3.SQLiteConn) error {
 	c.db = db
 	clear(c.names) // a new connection: maybe a new database
 	wc.RegisterPreUpdateHook(func(d sqlite3.SQLitePreUpdateData) {
-		if s.userMode {
+		if s.authz.user {
 			c.preUpdate(&d)
 		}
 	})

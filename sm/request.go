@@ -18,10 +18,11 @@ import (
 // timings and echoes (they differ from replica to replica, and across
 // restarts, and the file's contents must not).
 func (s *StateMachine) applyRequest(index uint64, req *cmdpb.Request, mode stmtMode, keep bool) (resp *cmdpb.Response, stored []byte, rolledBack bool, err error) {
-	resp, flags, times, rolledBack, err := s.execRequest(req, mode)
-	if err != nil || rolledBack {
-		return nil, nil, rolledBack, err
+	r, err := s.execRequest(req, mode)
+	if err != nil || r.rolledBack {
+		return nil, nil, r.rolledBack, err
 	}
+	resp = r.resp
 	resp.RaftIndex = index
 	if keep {
 		if stored, err = proto.Marshal(resp); err != nil {
@@ -29,9 +30,9 @@ func (s *StateMachine) applyRequest(index uint64, req *cmdpb.Request, mode stmtM
 		}
 	}
 	for i, res := range resp.Results {
-		s.echo(res, flags[i])
-		if times != nil {
-			res.Time = times[i]
+		s.echo(res, r.flags[i])
+		if r.times != nil {
+			res.Time = r.times[i]
 		}
 	}
 	return resp, stored, false, nil
@@ -56,10 +57,22 @@ func normalize(res *cmdpb.StatementResult, f writeFlags) {
 	}
 }
 
+// execResult is what a request did on the writer.
+type execResult struct {
+	// resp holds the results, write results normalized.
+	resp *cmdpb.Response
+	// flags says, per result, what its statement wrote; times, when the
+	// request asked for timings, how long it ran.
+	flags []writeFlags
+	times []float64
+	// rolledBack: a statement ended the batch's transaction (INSERT OR
+	// ROLLBACK, RAISE(ROLLBACK)); the rest of the result is empty.
+	rolledBack bool
+}
+
 // execRequest runs a request's statements inside a savepoint, so that a
-// request with transaction set rolls back alone. Write results come back
-// normalized; flags says, per result, what its statement wrote.
-func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmdpb.Response, flags []writeFlags, times []float64, rolledBack bool, err error) {
+// request with transaction set rolls back alone.
+func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (execResult, error) {
 	w := s.w
 	stmts := req.GetStatements()
 	// A lone statement outside a transaction needs no savepoint: SQLite
@@ -68,29 +81,30 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 	sp := len(stmts) > 1 || req.GetTransaction() || (req.GetReplaceAll() && mode == modeWrite)
 	if sp {
 		if err := run(w.savepoint); err != nil {
-			return nil, nil, nil, false, fmt.Errorf("savepoint: %w", err)
+			return execResult{}, fmt.Errorf("savepoint: %w", err)
 		}
 	}
-	resp = &cmdpb.Response{Results: make([]*cmdpb.StatementResult, 0, len(stmts))}
-	flags = make([]writeFlags, 0, len(stmts))
+	resp := &cmdpb.Response{Results: make([]*cmdpb.StatementResult, 0, len(stmts))}
+	flags := make([]writeFlags, 0, len(stmts))
 	if req.GetReplaceAll() && mode == modeWrite {
 		w.stmts.clear() // the objects its statements name are going
 		s.schemaChanged = true
 		s.cap.schemaChanged()
 		if err := dropClientObjects(w.c); err != nil {
 			if isStorageFault(err) {
-				return nil, nil, nil, false, err
+				return execResult{}, err
 			}
 			if err := run(w.rollbackTo); err != nil {
-				return nil, nil, nil, false, fmt.Errorf("rollback to savepoint: %w", err)
+				return execResult{}, fmt.Errorf("rollback to savepoint: %w", err)
 			}
 			if err := run(w.release); err != nil {
-				return nil, nil, nil, false, fmt.Errorf("release savepoint: %w", err)
+				return execResult{}, fmt.Errorf("release savepoint: %w", err)
 			}
 			resp.Error = err.Error()
-			return resp, flags, nil, false, nil
+			return execResult{resp: resp, flags: flags}, nil
 		}
 	}
+	var times []float64
 	if req.GetTimings() {
 		times = make([]float64, 0, len(stmts))
 	}
@@ -102,10 +116,10 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 	// every replica.
 	if mayReadConnState(stmts) || s.schemaReadsConnState() {
 		if err := run(w.resetRowid); err != nil {
-			return nil, nil, nil, false, fmt.Errorf("reset rowid: %w", err)
+			return execResult{}, fmt.Errorf("reset rowid: %w", err)
 		}
 		if err := run(w.resetChanges); err != nil {
-			return nil, nil, nil, false, fmt.Errorf("reset changes: %w", err)
+			return execResult{}, fmt.Errorf("reset changes: %w", err)
 		}
 	}
 	failed := false
@@ -116,8 +130,8 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		}
 		s.cap.mark()
 		s.statements++
-		s.userMode = true
-		s.sawInsert, s.sawWrite, s.dropping = false, false, ""
+		s.authz.user = true
+		s.authz.startStatement()
 		var res *cmdpb.StatementResult
 		var err error
 		if mode == modeWrite && !st.GetReturnsRows() && !s.noWriteCache {
@@ -125,28 +139,28 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		} else {
 			res, err = runStatement(context.Background(), w.c, st, mode, req.GetQualifyColumns())
 		}
-		s.userMode = false
-		if s.ddlSeen {
+		s.authz.user = false
+		if s.authz.ddl {
 			// Cached writes carry what the authorizer saw at their
 			// prepare; a schema change (a trigger added or dropped) can
 			// change that, so they are prepared again.
 			w.stmts.clear()
 			s.cap.schemaChanged()
-			s.ddlSeen = false
+			s.authz.ddl = false
 		}
 		if err != nil {
-			return nil, nil, nil, false, err
+			return execResult{}, err
 		}
 		if w.c.AutoCommit() {
-			return nil, nil, nil, true, nil
+			return execResult{rolledBack: true}, nil
 		}
 		if times != nil {
 			times = append(times, time.Since(t0).Seconds())
 		}
 		if err := s.cap.endStatement(w.c, res.GetError() != ""); err != nil {
-			return nil, nil, nil, false, err
+			return execResult{}, err
 		}
-		f := writeFlags{write: s.sawWrite, insert: s.sawInsert}
+		f := writeFlags{write: s.authz.write, insert: s.authz.insert}
 		normalize(res, f)
 		resp.Results = append(resp.Results, res)
 		flags = append(flags, f)
@@ -156,18 +170,18 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (resp *cmd
 		}
 	}
 	if !sp {
-		return resp, flags, times, false, nil
+		return execResult{resp: resp, flags: flags, times: times}, nil
 	}
 	if failed {
 		if err := run(w.rollbackTo); err != nil {
-			return nil, nil, nil, false, fmt.Errorf("rollback to savepoint: %w", err)
+			return execResult{}, fmt.Errorf("rollback to savepoint: %w", err)
 		}
 		s.cap.dropRequest()
 	}
 	if err := run(w.release); err != nil {
-		return nil, nil, nil, false, fmt.Errorf("release savepoint: %w", err)
+		return execResult{}, fmt.Errorf("release savepoint: %w", err)
 	}
-	return resp, flags, times, false, nil
+	return execResult{resp: resp, flags: flags, times: times}, nil
 }
 
 // echo makes a write result report what rqlite reports: the connection's
@@ -284,21 +298,21 @@ func (s *StateMachine) execCached(w *writer, st *cmdpb.Statement) (*cmdpb.Statem
 	}
 	ws := w.stmts.get(sqlText)
 	if ws == nil {
-		s.sawSchema = false
+		s.authz.schema = false
 		ds, err := w.c.Prepare(sqlText)
 		if err != nil {
 			return sqlError(err)
 		}
 		stmt := ds.(*sqlite3.SQLiteStmt)
-		if s.sawSchema || stmtTail(stmt) != "" || isEmptyStmt(stmt) || returnsColumns(stmt) {
+		if s.authz.schema || stmtTail(stmt) != "" || isEmptyStmt(stmt) || returnsColumns(stmt) {
 			_ = stmt.Close()
-			s.sawInsert, s.sawWrite, s.dropping = false, false, ""
+			s.authz.startStatement()
 			return runStatement(context.Background(), w.c, st, modeWrite, false)
 		}
-		ws = &cachedStmt{st: stmt, insert: s.sawInsert, write: s.sawWrite}
+		ws = &cachedStmt{st: stmt, insert: s.authz.insert, write: s.authz.write}
 		w.stmts.put(sqlText, ws)
 	} else {
-		s.sawInsert, s.sawWrite = ws.insert, ws.write
+		s.authz.insert, s.authz.write = ws.insert, ws.write
 	}
 	a, err := stmtArgs(a, 0, ws.st.NumInput())
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,24 +30,19 @@ type StateMachine struct {
 
 	// Owned by the apply path (Update, Sync, Recover, Close), which
 	// Dragonboat runs one at a time.
-	gen      uint64
-	w        *writer
-	userMode bool // authorizer applies to client SQL only
-	// What the authorizer saw while preparing the current client
-	// statement, and the rowid/changes a client would see on a connection
-	// of its own (see echo).
-	sawInsert, sawWrite bool
-	dropping            string
+	gen uint64
+	w   *writer
+	// authz is what the writer's authorizer saw of the client statement
+	// being prepared (authorizer.go).
+	authz authzScratch
+	// echoID and echoChanges are the rowid and changes a client would see
+	// on a connection of its own (see echo).
 	echoID, echoChanges int64
 	// nodesChanged: the batch being applied wrote the node table.
 	nodesChanged bool
 	// statements counts the client statements the Update running ran
 	// (Config.Observe).
 	statements int
-	// rollbacks records, while one Update runs, the requests (by entry
-	// index, then position in a BATCH entry; 0 otherwise) that rolled the
-	// transaction back: they fail alone, and every later redo skips them.
-	rollbacks map[uint64]map[int]bool
 	// schemaConnState caches whether a trigger or view reads connection
 	// state (schemaReadsConnState); schemaDirty invalidates it.
 	schemaConnState, schemaDirty bool
@@ -60,10 +54,8 @@ type StateMachine struct {
 	// that makes one runs (readers re-sync their schema when it moves).
 	schemaChanged bool
 	schemaGen     atomic.Uint64
-	// sawSchema: the statement being prepared is DDL (not cached);
-	// ddlSeen: the statement just run changed the schema (the write cache
-	// is cleared). noWriteCache turns the write cache off (tests compare).
-	sawSchema, ddlSeen, noWriteCache bool
+	// noWriteCache turns the write cache off (tests compare).
+	noWriteCache bool
 	// stopc is Open's stop channel: closed when Dragonboat stops the
 	// replica, it ends a paused failpoint.
 	stopc <-chan struct{}
@@ -181,17 +173,7 @@ func (s *StateMachine) openHandles(path string) (*writer, chan *reader, uint64, 
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	wc.RegisterAuthorizer(func(op int, a1, a2, db string) int {
-		if !s.userMode {
-			return sqlite3.SQLITE_OK
-		}
-		s.observe(op, a1)
-		s.cap.mark() // a statement is being prepared: its changes start here
-		if op == sqlite3.SQLITE_FUNCTION && strings.EqualFold(a2, "total_changes") {
-			return sqlite3.SQLITE_DENY
-		}
-		return authorize(op, a1, a2, db)
-	})
+	wc.RegisterAuthorizer(s.authorizeWrite)
 	fail := func(err error) (*writer, chan *reader, uint64, error) {
 		_ = wc.Close()
 		return nil, nil, 0, err
@@ -476,7 +458,6 @@ func (s *StateMachine) registerDeterministic(c *sqlite3.SQLiteConn) error {
 	return nil
 }
 
-// seed makes the writer's RANDOM() a function of the entry index.
 // seed makes random() and randomblob() of the k-th request applied at
 // index deterministic (k > 0 inside a BATCH entry; k = 0 keeps the seeds
 // of entries written before batches existed).
