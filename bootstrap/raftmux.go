@@ -59,12 +59,12 @@ const (
 // firstByteTimeout bounds how long a new connection may stay silent before
 // its first byte. It is long because Dragonboat's snapshot sender connects
 // when a transfer begins and writes its first chunk only once the state
-// machine has produced 2 MiB of it, and Skiff's state machine first copies
-// the database aside (about 90 s for 12 GB here): a 10 s bound here cut
-// every transfer of a large database before its first byte, forever
-// (found by make soak-restart at 10 GB). Dragonboat's own receiver lets a
-// connection idle between messages, and drops a transfer idle for 15
-// minutes.
+// machine has produced 2 MiB of it, and Skiff's state machine may first
+// copy the whole database aside (sm.Config.SnapshotViaCopy, or a WAL that
+// cannot be checkpointed): a short bound would cut every transfer of a
+// large database before its first byte, forever. Dragonboat's own
+// receiver lets a connection idle between messages, and drops a transfer
+// idle for 15 minutes.
 const firstByteTimeout = 30 * time.Minute
 
 // maxSilent bounds the connections waiting for their first byte, so that

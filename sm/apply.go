@@ -299,7 +299,7 @@ func (s *StateMachine) applyEntry(e *dbsm.Entry, cmd *cmdpb.Command, decErr erro
 		return s.applyBatchCommand(e.Index, id, cmd.GetBatch(), rb)
 	case cmdpb.Command_TYPE_CDC_HWM:
 		// Recorded on every replica, capturing or not: the mark travels
-		// in snapshots (storedHighWater).
+		// in snapshots (reportHighWater).
 		if err := execRaw(s.w.c, fmt.Sprintf("UPDATE %s SET hwm = max(hwm, %d) WHERE id = 1", cdcTable, int64(cmd.GetCdcHighWater()))); err != nil {
 			return dbsm.Result{}, false, fmt.Errorf("record CDC high-water mark: %w", err)
 		}

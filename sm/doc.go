@@ -22,5 +22,12 @@
 // ChangeSink right before the transaction commits, grouped per client
 // request and keyed by Raft index (capture.go).
 //
+// The apply path is split by job: apply.go applies Dragonboat's entries
+// (the batch transaction, its redo after a client rollback, each entry
+// kind), request.go runs one client request on the writer, authorizer.go
+// holds the authorizer and what it records of the statement being
+// prepared, writer.go the writer connection and its bookkeeping statements.
+// Lookup's reads are in reader.go and exec.go, snapshots in snapshot.go.
+//
 // Commands and results are the protobuf messages of package cmdpb.
 package sm

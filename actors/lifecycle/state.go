@@ -240,9 +240,10 @@ func (s *State) AwaitingPromotion() bool {
 	return s.Phase == Joining && s.NodeReady
 }
 
-// ServesData reports whether data requests may run locally in this phase;
-// DESIGN.md's table: only ready serves everything, degraded serves reads at
-// level none.
+// ServesData reports whether this node serves every data request (phase
+// ready): the jobs that act on the database by themselves (automatic
+// backups, ingest) run only then. A degraded node still serves level=none
+// reads, which the gateway admits on its own (Gateway.admit).
 func (s *State) ServesData() bool { return s.Phase == Ready }
 
 // mergeMembers names each Raft member from the node table; a member that

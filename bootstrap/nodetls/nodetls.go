@@ -90,7 +90,6 @@ func (c Config) Validate() error {
 // TLS holds a node's TLS state: the reloaded certificate and the CA.
 type TLS struct {
 	cfg    Config
-	log    *zap.Logger
 	certs  *tlsreload.Reloader
 	server *tls.Config
 	client *tls.Config
@@ -117,7 +116,7 @@ func New(cfg Config, log *zap.Logger) (*TLS, error) {
 			return nil, fmt.Errorf("%w: -node-ca-cert: %w", ErrInvalidConfig, err)
 		}
 	}
-	t := &TLS{cfg: cfg, log: log, certs: certs, done: make(chan struct{})}
+	t := &TLS{cfg: cfg, certs: certs, done: make(chan struct{})}
 	var verify func([][]byte, [][]*x509.Certificate) error
 	if cfg.VerifyClient && (cfg.VerifyCommonName != "" || cfg.VerifyServerName != "") {
 		verify = cfg.checkPeer(true)

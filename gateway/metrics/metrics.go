@@ -23,7 +23,6 @@ func sizeBuckets() []float64 { return prometheus.ExponentialBuckets(1, 2, 11) }
 // Metrics is the registry and the event-time instruments. A nil *Metrics
 // observes nothing (its methods are no-ops), so callers need not check.
 type Metrics struct {
-	cfg Config
 	reg *prometheus.Registry
 	// codes are the status codes as label values, formatted once.
 	codes [600]string
@@ -45,7 +44,7 @@ func New(cfg Config) (*Metrics, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Metrics{cfg: cfg, reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry()}
 	for i := range m.codes {
 		m.codes[i] = strconv.Itoa(i)
 	}
