@@ -19,9 +19,9 @@ import (
 // of their own, and interrupts c if ctx ends first.
 //
 // mattn honours a context by stepping every row on a new goroutine and
-// waiting on both; for a point read that was two goroutines and their
-// stack growth per request, a sixth of a read's CPU. Here one callback is
-// armed per statement instead, and it waits for nothing.
+// waiting on both: two goroutines and their stack growth per request, a
+// cost a point read notices. Here one callback is armed per statement
+// instead, and it waits for nothing.
 //
 // sqlite3_interrupt is safe from any thread while c is open (it is: the
 // caller holds c until f returns, and waits below for the callback). An
