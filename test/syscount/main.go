@@ -88,7 +88,9 @@ func run(skiffd string, d time.Duration, workers int, workload, level string, to
 		ts[i] = t
 	}
 	time.Sleep(time.Second) // perf attaches to every thread
+	rounds0 := readRounds(target)
 	res, runErr := bench.Run(context.Background(), cfg, nil)
+	rounds := readRounds(target) - rounds0
 	for _, t := range ts {
 		_ = t.cmd.Process.Signal(syscall.SIGINT)
 		_ = t.cmd.Wait()
@@ -98,6 +100,9 @@ func run(skiffd string, d time.Duration, workers int, workload, level string, to
 	}
 	fmt.Printf("%s (level %s) on the %s, %d workers, %s: %d requests (%.0f/s)\n", workload, level,
 		map[bool]string{false: "leader", true: "follower"}[toFollower], workers, d, res.Requests, res.RequestsPerS)
+	if rounds > 0 {
+		fmt.Printf("ReadIndex rounds on the %s: %.0f, %.1f reads per round\n", target.ID, rounds, float64(res.Requests)/rounds)
+	}
 	fmt.Printf("per request (perf stat -p), nodes: leader, follower, other follower\n")
 	counts := make([]map[string]int64, len(ts))
 	names := map[string]bool{}
@@ -120,6 +125,22 @@ func run(skiffd string, d time.Duration, workers int, workload, level string, to
 		fmt.Println()
 	}
 	return nil
+}
+
+// readRounds is the node's count of ReadIndex rounds (/metrics), 0 when it
+// cannot be read.
+func readRounds(n *benchkit.Node) float64 {
+	_, body, err := benchkit.ReadAll(n.Get("/metrics"))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, "skiff_raft_read_index_round_duration_seconds_count "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // parse reads perf stat -x ';' output: count by event, without the
