@@ -54,15 +54,17 @@ type StateSource func() *lifecycle.State
 
 // Gateway is the HTTP actor.
 type Gateway struct {
-	cfg   Config
-	log   *zap.Logger
-	ln    net.Listener
-	data  Data
-	queue Queue
-	state StateSource
-	srv   *http.Server
-	stats counters
-	ops   opCounters
+	cfg Config
+	// version is the X-Rqlite-Version and X-Skiff-Version header value.
+	version []string
+	log     *zap.Logger
+	ln      net.Listener
+	data    Data
+	queue   Queue
+	state   StateSource
+	srv     *http.Server
+	stats   counters
+	ops     opCounters
 	// peers asks other nodes for /nodes.
 	peers *http.Client
 	// certs and tlsConf are set when serving HTTPS.
@@ -100,6 +102,7 @@ func New(cfg Config, ln net.Listener, data Data, q Queue, state StateSource) (*G
 		return nil, fmt.Errorf("%w: listener, data, queue and state are required", ErrInvalidConfig)
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, ln: ln, data: data, queue: q, state: state,
+		version:      []string{cfg.Version},
 		peers:        cfg.Peers,
 		consoleFiles: console.Handler()}
 	if g.peers == nil {
@@ -189,8 +192,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	h := w.Header()
-	h.Set("X-Rqlite-Version", g.cfg.Version)
-	h.Set("X-Skiff-Version", g.cfg.Version)
+	// One shared value slice: net/http copies the header when it writes
+	// it, and Set would allocate a slice per header per request.
+	h["X-Rqlite-Version"] = g.version
+	h["X-Skiff-Version"] = g.version
 	if g.cfg.AllowOrigin != "" {
 		h.Set("Access-Control-Allow-Origin", g.cfg.AllowOrigin)
 	}

@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -348,5 +350,47 @@ func TestRoutingTable(t *testing.T) {
 		if r.status != tc.status || !strings.Contains(r.body, tc.contains) {
 			t.Errorf("%s %s: %d %.200q, want %d containing %q", tc.method, tc.path, r.status, r.body, tc.status, tc.contains)
 		}
+	}
+}
+
+// A body is read to its declared length: one cut short is invalid JSON,
+// whole or chunked (no declared length) bodies parse alike.
+func TestDeclaredBodyLength(t *testing.T) {
+	data := &fakeData{}
+	p := &phases{}
+	p.set(lifecycle.Ready, 1)
+	base := startGateway(t, data, p)
+	addr := strings.TrimPrefix(base, "http://")
+	send := func(raw string) string {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.(*net.TCPConn).CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}
+	body := `["SELECT 1"]`
+	if got := send(fmt.Sprintf("POST /db/query HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body)+5, body)); got != "400 invalid JSON body\n" {
+		t.Fatalf("short body: %q", got)
+	}
+	whole := send(fmt.Sprintf("POST /db/query HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+	chunked := send(fmt.Sprintf("POST /db/query HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body))
+	if !strings.HasPrefix(whole, "200 ") || !strings.HasPrefix(chunked, "200 ") {
+		t.Fatalf("whole body %q, chunked %q", whole, chunked)
+	}
+	if n := data.calls.Load(); n != 2 {
+		t.Fatalf("%d queries reached the data path, want 2", n)
 	}
 }

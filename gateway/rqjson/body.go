@@ -108,8 +108,12 @@ func ParseQueryString(q string) []*cmdpb.Statement {
 // isTextPlain compares the media type only, so "text/plain; charset=utf-8"
 // counts too.
 func isTextPlain(contentType string) bool {
-	if contentType == "" {
+	switch contentType {
+	case "", "application/json":
+		// The common cases, without ParseMediaType's allocations.
 		return false
+	case "text/plain":
+		return true
 	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {

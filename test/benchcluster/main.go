@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ func main() {
 	c := flag.Int("c", 64, "Workers")
 	runs := flag.Int("runs", 1, "Runs of each workload; the median (by req/s) is reported")
 	profiles := flag.String("profile", "", "Directory to write a CPU profile of the node under load, per workload (its first run)")
+	only := flag.String("workloads", "", "Run only the workloads whose names match this regular expression (default: all)")
 	floorAddr := flag.String("serve-floor", "", "Internal: serve the HTTP floor on this address (see serveFloor)")
 	floorBody := flag.String("floor-body", "", "Internal: the body the HTTP floor answers with")
 	flag.Parse()
@@ -44,13 +46,18 @@ func main() {
 		}
 		return
 	}
-	if err := run(*skiffd, *d, *c, max(1, *runs), *profiles); err != nil {
+	filter, err := regexp.Compile(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchcluster: -workloads:", err)
+		os.Exit(2)
+	}
+	if err := run(*skiffd, *d, *c, max(1, *runs), *profiles, filter); err != nil {
 		fmt.Fprintln(os.Stderr, "benchcluster:", err)
 		os.Exit(1)
 	}
 }
 
-func run(skiffd string, d time.Duration, workers, runs int, profiles string) error {
+func run(skiffd string, d time.Duration, workers, runs int, profiles string, filter *regexp.Regexp) error {
 	if profiles != "" {
 		if err := os.MkdirAll(profiles, 0o755); err != nil {
 			return err
@@ -73,12 +80,6 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 	fmt.Printf("3-node loopback cluster, leader %s, follower %s; %d workers, %s per workload, median of %d run(s)\n\n",
 		leader.ID, follower.ID, workers, d, runs)
 
-	type row struct {
-		name    string
-		res     *bench.Result
-		ceiling float64 // statements/s of raw SQLite doing the same
-		cpu     benchkit.CPUPerRequest
-	}
 	ceilInsert, ceilBatch, ceilRead, err := ceilings(dir, d)
 	if err != nil {
 		return err
@@ -129,12 +130,20 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 			}
 		}
 		for j, w := range ws {
+			inOrder := append([]benchkit.Measured(nil), all[j]...)
 			m := benchkit.Median(all[j])
-			rows = append(rows, row{w.name, m.Res, w.ceiling, m.CPU})
+			rows = append(rows, row{w.name, m.Res, w.ceiling, m.CPU, inOrder})
 		}
 		return nil
 	}
-	cluster := append([]*benchkit.Node(nil), c.Nodes...)
+	// The leader first, then the follower the follower workloads use, so
+	// that the per-node column reads leader/follower/other.
+	cluster := []*benchkit.Node{leader, follower}
+	for _, n := range c.Nodes {
+		if n != leader && n != follower {
+			cluster = append(cluster, n)
+		}
+	}
 	onNodes := func(name string, ceiling float64, cfg bench.Config) workload {
 		return workload{name: name, ceiling: ceiling, cfg: cfg, procs: cluster, profile: true}
 	}
@@ -151,6 +160,10 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		onNodes("point read linearizable, follower", ceilRead, bench.Config{Addrs: []string{follower.HTTP}, Workload: bench.WorkloadRead, Level: "linearizable"}),
 	}
 	for _, s := range steps {
+		if !filter.MatchString(s.name) && s.name != readsName {
+			// The first read workload preloads the rows the others read.
+			continue
+		}
 		if s.cfg.Workload == bench.WorkloadRead && s.cfg.Preload == 0 {
 			// The first read workload preloaded them; the rest pick
 			// among the same rows.
@@ -158,9 +171,18 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 		}
 		ws := []workload{s}
 		if s.name == readsName {
+			if !s.cfg.NoSetup {
+				// The rows first: the floor answers with one of them.
+				pre := s.cfg
+				pre.Workers, pre.Duration = workers, time.Second
+				if _, err := bench.Run(ctx, pre, nil); err != nil {
+					return fmt.Errorf("%s: setup: %w", s.name, err)
+				}
+				s.cfg.NoSetup = true
+			}
 			// The HTTP floor: what this machine allows a node that does
 			// nothing but answer, driven the same way, in rounds with the
-			// reads it bounds. The inserts above made the row it answers.
+			// reads it bounds.
 			floor, err := startFloor(leader.HTTP)
 			if err != nil {
 				return err
@@ -175,48 +197,116 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string) err
 	}
 	// Open loop at half the leader's closed-loop insert rate: latency from
 	// each request's intended send time (issue 6's p99 target).
-	half := rows[0].res.RequestsPerS / 2
-	if err := add(onNodes(fmt.Sprintf("insert, leader, open loop %.0f/s", half), ceilInsert,
-		bench.Config{Addrs: []string{leader.HTTP}, Workload: bench.WorkloadInsert, Rate: half, Workers: 256})); err != nil {
-		return err
+	if rows[0].name == "insert, leader" && filter.MatchString(openLoopName) {
+		half := rows[0].res.RequestsPerS / 2
+		if err := add(onNodes(fmt.Sprintf("%s %.0f/s", openLoopName, half), ceilInsert,
+			bench.Config{Addrs: []string{leader.HTTP}, Workload: bench.WorkloadInsert, Rate: half, Workers: 256})); err != nil {
+			return err
+		}
 	}
-	fmt.Printf("%-36s %10s %12s %9s %9s %9s %8s %12s %26s\n", "workload", "req/s", "stmts/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling", "cpu µs/req nodes+gen (kernel)")
+	fmt.Printf("%-36s %10s %12s %9s %9s %9s %8s %12s %26s %16s\n", "workload", "req/s", "stmts/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling", "cpu µs/req nodes+gen (kernel)", "per node L/F/O")
 	for _, r := range rows {
 		errs := int64(0)
 		for _, v := range r.res.Errors {
 			errs += v
 		}
-		fmt.Printf("%-36s %10.0f %12.0f %9.2f %9.2f %9.2f %8d %11.2fx %26s\n", r.name, r.res.RequestsPerS, r.res.StatementsPerS,
-			r.res.Latency.P50, r.res.Latency.P99, r.res.Latency.Max, errs, r.res.StatementsPerS/r.ceiling, r.cpu.WithSelf())
+		fmt.Printf("%-36s %10.0f %12.0f %9.2f %9.2f %9.2f %8d %11.2fx %26s %16s\n", r.name, r.res.RequestsPerS, r.res.StatementsPerS,
+			r.res.Latency.P50, r.res.Latency.P99, r.res.Latency.Max, errs, r.res.StatementsPerS/r.ceiling, r.cpu.WithSelf(), r.cpu.PerNodeString())
 	}
 	fmt.Printf("\ncpu µs/req: CPU time per request of the three nodes together (the HTTP floor's own process on its row)\n" +
 		"and of the load generator (this process), from /proc/<pid>/stat and getrusage over the reported run;\n" +
-		"steadier than req/s on a shared machine. (kernel): the share of the nodes' CPU spent in the kernel.\n")
+		"steadier than req/s on a shared machine. (kernel): the share of the nodes' CPU spent in the kernel.\n" +
+		"per node L/F/O: each node's share of it: the leader, the follower the follower rows use, the other node.\n")
 	fmt.Printf("ceilings (raw SQLite in-process, same statements, WAL): insert autocommit synchronous=FULL %.0f/s, "+
 		"100-insert transactions %.0f stmts/s, point reads (4 connections) %.0f/s\n", ceilInsert, ceilBatch, ceilRead)
-	var reads, floorRate float64
+	byName := make(map[string]row, len(rows))
 	for _, r := range rows {
-		switch r.name {
-		case readsName:
-			reads = r.res.RequestsPerS
-		case floorName:
-			floorRate = r.res.RequestsPerS
-		}
+		byName[r.name] = r
 	}
-	fmt.Printf("HTTP floor: a net/http server (one process, like a node) answering every request with a node's point-read\n"+
-		"response and doing nothing else; the point reads above reach %.0f%% (none, leader) of its %.0f req/s.\n",
-		100*reads/floorRate, floorRate)
+	fmt.Printf("HTTP floor: a net/http server (one process, like a node) answering every request with a node's point-read\n" +
+		"response and doing nothing else, driven like the point reads, in rounds with them.\n")
+	printTargets(os.Stdout, byName, ceilInsert)
 	return nil
 }
 
+// row is one workload's line of the table.
+type row struct {
+	name    string
+	res     *bench.Result
+	ceiling float64 // statements/s of raw SQLite doing the same
+	cpu     benchkit.CPUPerRequest
+	runs    []benchkit.Measured // every run, in the order they ran
+}
+
+// printTargets prints issue 20's same-run ratios: each with its target
+// and whether this run met it.
+func printTargets(w io.Writer, rows map[string]row, ceilInsert float64) {
+	fmt.Fprintf(w, "\nsame-run ratios (issue 20 targets):\n")
+	line := func(name string, v float64, unit, target string, ok bool) {
+		verdict := "met"
+		if !ok {
+			verdict = "MISSED"
+		}
+		fmt.Fprintf(w, "  %-62s %8.2f%-3s target %-8s %s\n", name, v, unit, target, verdict)
+	}
+	cpu := func(name string) float64 { return us(rows[name].cpu.Nodes) }
+	// ratio of two rows' CPU per request, if both ran.
+	ratio := func(what, a, b, target string, limit float64) {
+		ra, okA := rows[a]
+		rb, okB := rows[b]
+		if !okA || !okB || !rb.cpu.OK || rb.cpu.Nodes == 0 {
+			return
+		}
+		v := float64(ra.cpu.Nodes) / float64(rb.cpu.Nodes)
+		line(fmt.Sprintf("%s (%.0f/%.0f µs)", what, cpu(a), cpu(b)), v, "x", target, v <= limit)
+	}
+	ratio("CPU/read linearizable ÷ none, leader", "point read linearizable, leader", readsName, "<= 1.15", 1.15)
+	ratio("CPU/read weak ÷ none, follower", "point read weak, follower", "point read none, follower", "<= 1.3", 1.3)
+	ratio("CPU/read linearizable ÷ none, follower", "point read linearizable, follower", "point read none, follower", "<= 1.3", 1.3)
+	ratio("CPU/read none, leader ÷ HTTP floor's", readsName, floorName, "<= 1.6", 1.6)
+	if r, ok := rows[readsName]; ok {
+		if f, ok := rows[floorName]; ok && f.res.RequestsPerS > 0 {
+			v := r.res.RequestsPerS / f.res.RequestsPerS
+			line(fmt.Sprintf("req/s none, leader ÷ HTTP floor's (%.0f/%.0f)", r.res.RequestsPerS, f.res.RequestsPerS), 100*v, "%", ">= 75%", v >= 0.75)
+		}
+	}
+	if ins, ok := rows["insert, leader"]; ok {
+		line("CPU/insert, leader, 64 workers (µs)", us(ins.cpu.Nodes), "", "<= 150", ins.cpu.OK && us(ins.cpu.Nodes) <= 150)
+		v := ins.res.RequestsPerS / ceilInsert
+		line(fmt.Sprintf("inserts/s, leader ÷ durable raw SQLite's (%.0f/%.0f)", ins.res.RequestsPerS, ceilInsert), v, "x", ">= 2", v >= 2)
+	}
+	for name, r := range rows {
+		if !strings.HasPrefix(name, openLoopName) {
+			continue
+		}
+		under := 0
+		p99s := make([]string, len(r.runs))
+		for i, m := range r.runs {
+			p99s[i] = fmt.Sprintf("%.1f", m.Res.Latency.P99)
+			if m.Res.Latency.P99 < 20 {
+				under++
+			}
+		}
+		// The target is three runs of five; with other run counts, the
+		// same share.
+		need := (len(r.runs)*3 + 4) / 5
+		line(fmt.Sprintf("open loop runs with p99 < 20 ms (p99 %s ms)", strings.Join(p99s, ", ")), float64(under),
+			fmt.Sprintf("/%d", len(r.runs)), fmt.Sprintf(">= %d", need), under >= need)
+	}
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
 // readsName is the workload the HTTP floor (floorName) is compared with.
 const (
-	readsName = "point read none, leader"
-	floorName = "HTTP floor (no work), same reads"
+	openLoopName = "insert, leader, open loop"
+	readsName    = "point read none, leader"
+	floorName    = "HTTP floor (no work), same reads"
 )
 
 // startFloor starts this program again as the HTTP floor (serveFloor),
-// answering with the body the node at nodeHTTP gives a point read.
+// answering with the body the node at nodeHTTP gives a point read (of a
+// row the reads made).
 func startFloor(nodeHTTP string) (*benchkit.Node, error) {
 	status, body, err := benchkit.ReadAll(http.Post("http://"+nodeHTTP+"/db/query?level=none", "application/json",
 		strings.NewReader(`[["SELECT id, v FROM bench WHERE id = ?", 1]]`)))

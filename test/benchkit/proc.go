@@ -68,13 +68,16 @@ func ProcStatusBytes(pid int, field string) int64 {
 // nodes' system (kernel) part of it.
 type CPUSample struct {
 	Nodes, NodesSys, Self time.Duration
-	OK                    bool // the nodes' figure could be read (/proc: Linux)
+	// PerNode is each node's CPU time (user and system), in the order
+	// the nodes were given.
+	PerNode []time.Duration
+	OK      bool // the nodes' figure could be read (/proc: Linux)
 }
 
 // CPUNow samples the nodes' CPU time and this process's.
 func CPUNow(nodes []*Node) CPUSample {
-	s := CPUSample{OK: true}
-	for _, n := range nodes {
+	s := CPUSample{OK: true, PerNode: make([]time.Duration, len(nodes))}
+	for i, n := range nodes {
 		user, sys, err := ProcCPU(n.Cmd.Process.Pid)
 		if err != nil {
 			s.OK = false
@@ -82,6 +85,7 @@ func CPUNow(nodes []*Node) CPUSample {
 		}
 		s.Nodes += user + sys
 		s.NodesSys += sys
+		s.PerNode[i] = user + sys
 	}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
@@ -92,7 +96,14 @@ func CPUNow(nodes []*Node) CPUSample {
 
 // Sub is the CPU time used between b and a.
 func (a CPUSample) Sub(b CPUSample) CPUSample {
-	return CPUSample{Nodes: a.Nodes - b.Nodes, NodesSys: a.NodesSys - b.NodesSys, Self: a.Self - b.Self, OK: a.OK && b.OK}
+	d := CPUSample{Nodes: a.Nodes - b.Nodes, NodesSys: a.NodesSys - b.NodesSys, Self: a.Self - b.Self, OK: a.OK && b.OK}
+	if len(a.PerNode) == len(b.PerNode) {
+		d.PerNode = make([]time.Duration, len(a.PerNode))
+		for i := range a.PerNode {
+			d.PerNode[i] = a.PerNode[i] - b.PerNode[i]
+		}
+	}
+	return d
 }
 
 // Per divides a run's CPU time by its requests.
@@ -101,14 +112,32 @@ func (a CPUSample) Per(requests int64) CPUPerRequest {
 		return CPUPerRequest{}
 	}
 	n := time.Duration(requests)
-	return CPUPerRequest{Nodes: a.Nodes / n, Self: a.Self / n, Kernel: float64(a.NodesSys) / float64(a.Nodes), OK: a.OK}
+	c := CPUPerRequest{Nodes: a.Nodes / n, Self: a.Self / n, Kernel: float64(a.NodesSys) / float64(a.Nodes), OK: a.OK}
+	for _, v := range a.PerNode {
+		c.PerNode = append(c.PerNode, v/n)
+	}
+	return c
 }
 
 // CPUPerRequest is a run's CPU time per request, split as CPUSample.
 type CPUPerRequest struct {
 	Nodes, Self time.Duration
+	PerNode     []time.Duration
 	Kernel      float64 // share of the nodes' CPU spent in the kernel
 	OK          bool
+}
+
+// PerNodeString is each node's µs per request: "120/55/51"; "-" when it
+// could not be read.
+func (c CPUPerRequest) PerNodeString() string {
+	if !c.OK || len(c.PerNode) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(c.PerNode))
+	for i, v := range c.PerNode {
+		parts[i] = fmt.Sprintf("%.0f", us(v))
+	}
+	return strings.Join(parts, "/")
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

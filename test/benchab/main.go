@@ -1,0 +1,153 @@
+// Command benchab compares two skiffd binaries under one `skiff bench`
+// workload on a machine too noisy for separate runs: it starts a 3-node
+// loopback cluster of each at once and drives them in short alternating
+// slices (A, B, B, A, A, B, ...), so that both see the same phases of the
+// machine, then reports each one's req/s and nodes' CPU per request over
+// all its slices, and the median of the per-pair ratios B/A.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/skiffdb/skiff/cmd/skiff/bench"
+	"github.com/skiffdb/skiff/test/benchkit"
+)
+
+func main() {
+	a := flag.String("a", "", "skiffd binary A (the predecessor)")
+	b := flag.String("b", "", "skiffd binary B (the change)")
+	slice := flag.Duration("slice", 2*time.Second, "Duration of one slice")
+	pairs := flag.Int("pairs", 10, "Slices of each binary")
+	workers := flag.Int("c", 64, "Workers")
+	workload := flag.String("workload", bench.WorkloadRead, "skiff bench workload (insert, read)")
+	level := flag.String("level", "none", "Read consistency level")
+	follower := flag.Bool("follower", false, "Send the requests to a follower")
+	flag.Parse()
+	if *a == "" || *b == "" {
+		fmt.Fprintln(os.Stderr, "benchab: -a and -b are required")
+		os.Exit(2)
+	}
+	if err := run([2]string{*a, *b}, *slice, *pairs, *workers, *workload, *level, *follower); err != nil {
+		fmt.Fprintln(os.Stderr, "benchab:", err)
+		os.Exit(1)
+	}
+}
+
+type side struct {
+	name     string
+	cluster  *benchkit.Cluster
+	cfg      bench.Config
+	requests int64
+	elapsed  time.Duration
+	cpu      benchkit.CPUSample
+	rates    []float64 // req/s per slice
+	cpus     []float64 // nodes' µs per request per slice
+}
+
+func run(bins [2]string, slice time.Duration, pairs, workers int, workload, level string, toFollower bool) error {
+	ctx := context.Background()
+	var sides [2]*side
+	defer func() {
+		for _, s := range sides {
+			if s != nil && s.cluster != nil {
+				s.cluster.Stop()
+			}
+		}
+	}()
+	for i, bin := range bins {
+		dir, err := os.MkdirTemp("", "skiff-benchab-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		c, err := benchkit.StartCluster(bin, dir)
+		sides[i] = &side{name: string(rune('A' + i)), cluster: c}
+		if err != nil {
+			return fmt.Errorf("%s: %w", bin, err)
+		}
+		target := c.Leader
+		if toFollower {
+			target = c.Follower()
+		}
+		cfg := bench.Config{Addrs: []string{target.HTTP}, Workload: workload, Workers: workers, Level: level}
+		if workload == bench.WorkloadRead {
+			cfg.Preload = 10000
+		}
+		// Setup (table, rows) and warm-up, not counted.
+		warm := cfg
+		warm.Duration = slice
+		if _, err := bench.Run(ctx, warm, nil); err != nil {
+			return fmt.Errorf("%s: warm-up: %w", bin, err)
+		}
+		cfg.NoSetup, cfg.Duration = true, slice
+		sides[i].cfg = cfg
+	}
+	for p := range pairs {
+		order := []int{0, 1}
+		if p%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, i := range order {
+			s := sides[i]
+			before := benchkit.CPUNow(s.cluster.Nodes)
+			res, err := bench.Run(ctx, s.cfg, nil)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			d := benchkit.CPUNow(s.cluster.Nodes).Sub(before)
+			s.requests += res.Requests
+			s.elapsed += time.Duration(res.ElapsedS * float64(time.Second))
+			s.cpu.Nodes += d.Nodes
+			s.rates = append(s.rates, res.RequestsPerS)
+			s.cpus = append(s.cpus, float64(d.Nodes.Microseconds())/float64(max(res.Requests, 1)))
+		}
+	}
+	where := "leader"
+	if toFollower {
+		where = "follower"
+	}
+	fmt.Printf("%s (level %s) on the %s, %d workers, %d slices of %s each, alternating\n", workload, level, where, workers, pairs, slice)
+	for i, s := range sides {
+		fmt.Printf("%s %-40s req/s %8.0f   nodes' CPU µs/req %6.1f\n", s.name, bins[i],
+			float64(s.requests)/s.elapsed.Seconds(), float64(s.cpu.Nodes.Microseconds())/float64(max(s.requests, 1)))
+	}
+	rate := make([]float64, pairs)
+	cpu := make([]float64, pairs)
+	for p := range pairs {
+		rate[p] = sides[1].rates[p] / sides[0].rates[p]
+		cpu[p] = sides[1].cpus[p] / sides[0].cpus[p]
+	}
+	fmt.Printf("B/A per pair of slices, median [min max]: req/s %.3f [%.3f %.3f], CPU/req %.3f [%.3f %.3f]\n",
+		median(rate), minOf(rate), maxOf(rate), median(cpu), minOf(cpu), maxOf(cpu))
+	return nil
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func minOf(v []float64) float64 {
+	m := v[0]
+	for _, x := range v {
+		m = min(m, x)
+	}
+	return m
+}
+
+func maxOf(v []float64) float64 {
+	m := v[0]
+	for _, x := range v {
+		m = max(m, x)
+	}
+	return m
+}
