@@ -29,22 +29,25 @@ type sentGuard struct {
 	mu    sync.Mutex
 	index uint64
 	until time.Time
+	// refused counts the refusals since the last complete stream.
+	refused int
 }
 
 // sent records a complete stream of index that took took.
 func (g *sentGuard) sent(index uint64, took time.Duration, now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.index, g.until = index, now.Add(min(max(took, minResendGuard), maxResendGuard))
+	g.index, g.until, g.refused = index, now.Add(min(max(took, minResendGuard), maxResendGuard)), 0
 }
 
-// refuse reports whether a stream of index should be aborted, and for how
-// much longer the refusal lasts.
-func (g *sentGuard) refuse(index uint64, now time.Time) (bool, time.Duration) {
+// refuse reports whether a stream of index should be aborted, for how much
+// longer the refusal lasts, and whether it is the first since that stream.
+func (g *sentGuard) refuse(index uint64, now time.Time) (refused bool, left time.Duration, first bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if index == 0 || index != g.index || !now.Before(g.until) {
-		return false, 0
+		return false, 0, false
 	}
-	return true, g.until.Sub(now)
+	g.refused++
+	return true, g.until.Sub(now), g.refused == 1
 }

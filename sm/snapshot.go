@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
@@ -182,9 +183,11 @@ func (s *StateMachine) SaveSnapshot(ctx interface{}, w io.Writer, stopc <-chan s
 	}
 	defer sc.close()
 	sc.toReplica = streamsToReplica(w)
-	if refused, left := s.refuseDuplicate(sc); refused {
-		s.log.Debug("snapshot stream refused: this index was streamed completely just now",
-			zap.Uint64("applied_index", sc.applied), zap.Duration("for", left))
+	if refused, left, first := s.refuseDuplicate(sc); refused {
+		if first {
+			s.log.Info("snapshot stream refused: this index was streamed completely just now",
+				zap.Uint64("applied_index", sc.applied), zap.Duration("for", left))
+		}
 		return sm.ErrSnapshotAborted
 	}
 	return s.sendEnded(s.saveSnapshot(sc, w, stopc))
@@ -192,15 +195,27 @@ func (s *StateMachine) SaveSnapshot(ctx interface{}, w io.Writer, stopc <-chan s
 
 // streamsToReplica reports whether w streams to another replica rather
 // than into an export. Dragonboat hands SaveSnapshot its chunk writer for
-// those, recognised by its type's name: any other writer, such as a future
-// wrapper, is treated as an export and never refused nor recorded.
-func streamsToReplica(w io.Writer) bool { return fmt.Sprintf("%T", w) == "*rsm.ChunkWriter" }
+// those, bare or inside its Snappy compressor (field uw), recognised by
+// type name: any other writer, such as a future wrapper, is treated as an
+// export and never refused nor recorded, which is today's behaviour.
+func streamsToReplica(w io.Writer) bool {
+	const chunkWriter = "*rsm.ChunkWriter"
+	v := reflect.ValueOf(w)
+	if v.Type().String() == chunkWriter {
+		return true
+	}
+	if v.Type().String() != "*dio.Compressor" || v.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	inner := v.Elem().FieldByName("uw")
+	return inner.IsValid() && inner.Kind() == reflect.Interface && !inner.IsNil() && inner.Elem().Type().String() == chunkWriter
+}
 
 // refuseDuplicate reports whether this stream to a replica repeats one that
 // has just completed (sentGuard says why that is refused).
-func (s *StateMachine) refuseDuplicate(sc *snapshotCtx) (bool, time.Duration) {
+func (s *StateMachine) refuseDuplicate(sc *snapshotCtx) (bool, time.Duration, bool) {
 	if !sc.toReplica {
-		return false, 0
+		return false, 0, false
 	}
 	return s.sent.refuse(sc.applied, time.Now())
 }
