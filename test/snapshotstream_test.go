@@ -281,7 +281,7 @@ func TestSnapshotTransferKilledMidway(t *testing.T) {
 	}
 }
 
-// currentGen returns what m's CURRENT file names.
+// currentGen returns the database generation m's CURRENT file names.
 func currentGen(t *testing.T, m *member) string {
 	t.Helper()
 	var got string
@@ -291,7 +291,10 @@ func currentGen(t *testing.T, m *member) string {
 			if rerr != nil {
 				return rerr
 			}
-			got = strings.TrimSpace(string(b))
+			// Pebble (the Raft log) keeps a CURRENT file too.
+			if name := strings.TrimSpace(string(b)); strings.HasPrefix(name, "db-") {
+				got = name
+			}
 		}
 		return err
 	})
