@@ -15,7 +15,6 @@ import (
 	"reflect"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	sm "github.com/lni/dragonboat/v4/statemachine"
 	sqlite3 "github.com/mattn/go-sqlite3"
 	"go.uber.org/zap"
@@ -23,23 +22,17 @@ import (
 	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
-// Snapshot stream format, little-endian:
+// Snapshot stream format (version 1), little-endian:
 //
 //	magic "SKIFFSN1" | version u32 | applied index u64 | size u64 |
-//	body
+//	size bytes of SQLite database | CRC-32C of those bytes u32
 //
-// where body is, in version 1, size bytes of SQLite database then the
-// CRC-32C of those bytes (u32), and in version 2 the same bytes as one
-// zstd stream. The index travels in the header as well as inside the file
-// so that the receiver can check one against the other before switching.
-// A receiver reads both versions; a sender writes version 2 when zstd is
-// on (streamZstd).
+// The index travels in the header as well as inside the file so that the
+// receiver can check one against the other before switching.
 const (
-	snapshotMagic    = "SKIFFSN1"
-	snapshotVersion  = 1
-	snapshotVersionZ = 2
-	streamZstd       = true
-	headerSize       = len(snapshotMagic) + 4 + 8 + 8
+	snapshotMagic   = "SKIFFSN1"
+	snapshotVersion = 1
+	headerSize      = len(snapshotMagic) + 4 + 8 + 8
 	// backupPagesPerStep bounds how long one backup step holds SQLite's
 	// mutexes and how often stopc is checked.
 	backupPagesPerStep = 1024
@@ -48,13 +41,6 @@ const (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// zstdWindow bounds the zstd window, and so the receiver's memory.
-const zstdWindow = 4 << 20
-
-// closeOnTail marks the writer as the stream's zstd encoder, which must be
-// closed after the tail to end the zstd stream.
-type closeOnTail struct{ *zstd.Encoder }
 
 // snapshotCtx pins a read transaction: the state PrepareSnapshot saw.
 type snapshotCtx struct {
@@ -284,26 +270,11 @@ func (s *StateMachine) saveSnapshot(sc *snapshotCtx, w io.Writer, stopc <-chan s
 func (s *StateMachine) streamSnapshot(sc *snapshotCtx, f io.Reader, size int64, w io.Writer, stopc <-chan struct{}) error {
 	var hdr [headerSize]byte
 	copy(hdr[:], snapshotMagic)
-	version := uint32(snapshotVersion)
-	if streamZstd {
-		version = snapshotVersionZ
-	}
-	binary.LittleEndian.PutUint32(hdr[8:], version)
+	binary.LittleEndian.PutUint32(hdr[8:], snapshotVersion)
 	binary.LittleEndian.PutUint64(hdr[12:], sc.applied)
 	binary.LittleEndian.PutUint64(hdr[20:], uint64(size))
 	if _, err := w.Write(hdr[:]); err != nil {
 		return err
-	}
-	if streamZstd {
-		zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(zstdWindow), zstd.WithLowerEncoderMem(true))
-		if err != nil {
-			return fmt.Errorf("start zstd: %w", err)
-		}
-		// Close flushes the end of the stream; on an earlier error the
-		// encoder is only released.
-		defer zw.Close()
-		w = &closeOnTail{Encoder: zw}
 	}
 	crc := crc32.New(castagnoli)
 	report := func(n int64) {
@@ -322,11 +293,6 @@ func (s *StateMachine) streamSnapshot(sc *snapshotCtx, f io.Reader, size int64, 
 	binary.LittleEndian.PutUint32(tail[:], crc.Sum32())
 	if _, err := w.Write(tail[:]); err != nil {
 		return err
-	}
-	if zw, ok := w.(*closeOnTail); ok {
-		if err := zw.Encoder.Close(); err != nil {
-			return err
-		}
 	}
 	took := time.Since(sc.pinned)
 	if sc.toReplica {
@@ -439,19 +405,8 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return fmt.Errorf("%w: header: %w", ErrSnapshotFormat, err)
 	}
-	version := binary.LittleEndian.Uint32(hdr[8:])
-	if string(hdr[:8]) != snapshotMagic || (version != snapshotVersion && version != snapshotVersionZ) {
+	if string(hdr[:8]) != snapshotMagic || binary.LittleEndian.Uint32(hdr[8:]) != snapshotVersion {
 		return fmt.Errorf("%w: bad magic or version", ErrSnapshotFormat)
-	}
-	var body io.Reader = br
-	if version == snapshotVersionZ {
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxWindow(zstdWindow))
-		if err != nil {
-			return fmt.Errorf("start zstd: %w", err)
-		}
-		defer zr.Close()
-		body = zr
 	}
 	applied := binary.LittleEndian.Uint64(hdr[12:])
 	size := int64(binary.LittleEndian.Uint64(hdr[20:]))
@@ -472,7 +427,7 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	removeDB()
 	chunk := func() error { return s.cfg.Failpoints.Inject(failpoint.SMSnapshotInstall, stopc) }
 	began := time.Now()
-	fsync, err := receiveFile(body, next, size, !s.noWriteback, stopc, chunk, func(n int64) {
+	fsync, err := receiveFile(br, next, size, !s.noWriteback, stopc, chunk, func(n int64) {
 		s.cfg.Notify(Event{Kind: EventSnapshotInstallProgress, Index: applied, Bytes: n, Total: size})
 	})
 	if err != nil {

@@ -3,7 +3,6 @@ package sm
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
 )
 
@@ -244,62 +242,5 @@ func TestAbortedSnapshotReleasesThePin(t *testing.T) {
 	}
 	if tr := res.(*TruncateWALResult); tr.Busy || tr.After != 0 {
 		t.Fatalf("WAL still pinned after an aborted send: %+v", tr)
-	}
-}
-
-// A receiver installs both stream versions: the zstd one a sender writes
-// now, and the plain one of an older sender (the same bytes, unwrapped). A
-// corrupted compressed body installs nothing.
-func TestRecoverReadsBothStreamVersions(t *testing.T) {
-	src := newHarness(t)
-	src.apply(cmd("schema", false, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"))
-	loadRows(src, "a", 3000)
-	ctx, err := src.s.PrepareSnapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := src.s.SaveSnapshot(ctx, &buf, make(chan struct{})); err != nil {
-		t.Fatal(err)
-	}
-	stream := buf.Bytes()
-	if v := binary.LittleEndian.Uint32(stream[8:]); v != snapshotVersionZ {
-		t.Fatalf("the sender wrote version %d, want %d", v, snapshotVersionZ)
-	}
-	zr, err := zstd.NewReader(bytes.NewReader(stream[headerSize:]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(zr)
-	zr.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if size := binary.LittleEndian.Uint64(stream[20:]); uint64(len(body)) != size+4 {
-		t.Fatalf("compressed body holds %d bytes, want %d and the CRC", len(body), size)
-	}
-	plain := append(append([]byte(nil), stream[:headerSize]...), body...)
-	binary.LittleEndian.PutUint32(plain[8:], snapshotVersion)
-
-	corrupt := append([]byte(nil), stream...)
-	corrupt[len(corrupt)/2] ^= 0xff
-	dst := newHarness(t)
-	if err := dst.s.RecoverFromSnapshot(bytes.NewReader(corrupt), make(chan struct{})); err == nil {
-		t.Fatal("a corrupted compressed stream was installed")
-	}
-	if g, err := readCurrent(dst.dir); err != nil || g > 1 {
-		t.Fatalf("CURRENT = %d, %v after a corrupted stream", g, err)
-	}
-	for _, tc := range []struct {
-		name   string
-		stream []byte
-	}{{"zstd", stream}, {"plain", plain}} {
-		dst := newHarness(t)
-		if err := dst.s.RecoverFromSnapshot(bytes.NewReader(tc.stream), make(chan struct{})); err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
-		if got, want := dump(t, dst), dump(t, src); got != want {
-			t.Fatalf("%s: the installed database differs from the sender's", tc.name)
-		}
 	}
 }

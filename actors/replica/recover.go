@@ -278,7 +278,7 @@ func startOffline(cfg Config, notify func(sm.Event)) (*dragonboat.NodeHost, *off
 		ElectionRTT: cfg.ElectionRTT, HeartbeatRTT: cfg.HeartbeatRTT, CheckQuorum: true, PreVote: true,
 		// No local snapshots offline: only an export, when asked.
 		SnapshotEntries: 0, CompactionOverhead: cfg.CompactionOverhead, OrderedConfigChange: true,
-		MaxInMemLogSize: cfg.MaxInMemLogSize, SnapshotCompressionType: config.NoCompression, IsNonVoting: cfg.NonVoting,
+		MaxInMemLogSize: cfg.MaxInMemLogSize, SnapshotCompressionType: config.Snappy, IsNonVoting: cfg.NonVoting,
 	}
 	if err := nh.StartOnDiskReplica(nil, false, func(s, r uint64) dbsm.IOnDiskStateMachine { return makeSM(s, r) }, rc); err != nil {
 		nh.Close()

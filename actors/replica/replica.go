@@ -484,7 +484,7 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 		CompactionOverhead:      c.CompactionOverhead,
 		OrderedConfigChange:     true,
 		MaxInMemLogSize:         c.MaxInMemLogSize,
-		SnapshotCompressionType: config.NoCompression,
+		SnapshotCompressionType: config.Snappy,
 		IsNonVoting:             c.NonVoting,
 	}
 	smc := sm.Config{
