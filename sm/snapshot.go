@@ -36,9 +36,6 @@ const (
 	// backupPagesPerStep bounds how long one backup step holds SQLite's
 	// mutexes and how often stopc is checked.
 	backupPagesPerStep = 1024
-	// readAheadBuf and readAheadBufs: how far an install reads the
-	// received snapshot ahead of writing it.
-	readAheadBuf, readAheadBufs = 1 << 20, 4
 	// progressEvery is how many bytes pass between progress events.
 	progressEvery = 8 << 20
 )
@@ -469,10 +466,7 @@ func receiveFile(r io.Reader, path string, size int64, writeback bool, stopc <-c
 	defer f.Close()
 	var crc hash.Hash32 = crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(&writebackFile{f: f, disabled: !writeback}, 256<<10)
-	ra := newReadAhead(r, size, readAheadBuf, readAheadBufs)
-	_, err = copyProgress(io.MultiWriter(bw, crc), ra, size, stopc, before, report)
-	ra.Close()
-	if err != nil {
+	if _, err := copyProgress(io.MultiWriter(bw, crc), r, size, stopc, before, report); err != nil {
 		return 0, err
 	}
 	var tail [4]byte
