@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
@@ -54,6 +55,8 @@ type snapshotCtx struct {
 	release func()
 	// pinned is when PrepareSnapshot pinned the state (for the log).
 	pinned time.Time
+	// toReplica: SaveSnapshot streams to another replica (not an export).
+	toReplica bool
 }
 
 // close ends the read transaction and frees the context's handles.
@@ -179,7 +182,42 @@ func (s *StateMachine) SaveSnapshot(ctx interface{}, w io.Writer, stopc <-chan s
 		return dbsm.ErrSnapshotAborted
 	}
 	defer sc.close()
+	sc.toReplica = streamsToReplica(w)
+	if refused, left, first := s.refuseDuplicate(sc); refused {
+		if first {
+			s.log.Info("snapshot stream refused: this index was streamed completely just now",
+				zap.Uint64("applied_index", sc.applied), zap.Duration("for", left))
+		}
+		return sm.ErrSnapshotAborted
+	}
 	return s.sendEnded(s.saveSnapshot(sc, w, stopc))
+}
+
+// streamsToReplica reports whether w streams to another replica rather
+// than into an export. Dragonboat hands SaveSnapshot its chunk writer for
+// those, bare or inside its Snappy compressor (field uw), recognised by
+// type name: any other writer, such as a future wrapper, is treated as an
+// export and never refused nor recorded, which is today's behaviour.
+func streamsToReplica(w io.Writer) bool {
+	const chunkWriter = "*rsm.ChunkWriter"
+	v := reflect.ValueOf(w)
+	if v.Type().String() == chunkWriter {
+		return true
+	}
+	if v.Type().String() != "*dio.Compressor" || v.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	inner := v.Elem().FieldByName("uw")
+	return inner.IsValid() && inner.Kind() == reflect.Interface && !inner.IsNil() && inner.Elem().Type().String() == chunkWriter
+}
+
+// refuseDuplicate reports whether this stream to a replica repeats one that
+// has just completed (sentGuard says why that is refused).
+func (s *StateMachine) refuseDuplicate(sc *snapshotCtx) (bool, time.Duration, bool) {
+	if !sc.toReplica {
+		return false, 0, false
+	}
+	return s.sent.refuse(sc.applied, time.Now())
 }
 
 // sendEnded maps a send's error to the bare sentinel Dragonboat tolerates.
@@ -256,8 +294,12 @@ func (s *StateMachine) streamSnapshot(sc *snapshotCtx, f io.Reader, size int64, 
 	if _, err := w.Write(tail[:]); err != nil {
 		return err
 	}
+	took := time.Since(sc.pinned)
+	if sc.toReplica {
+		s.sent.sent(sc.applied, took, time.Now())
+	}
 	s.log.Info("snapshot sent", zap.Uint64("applied_index", sc.applied), zap.Int64("bytes", size), zap.Bool("direct", sc.direct),
-		zap.Duration("took", time.Since(sc.pinned)))
+		zap.Duration("took", took))
 	s.cfg.Notify(Event{Kind: EventSnapshotSent, Index: sc.applied, Bytes: size, Total: size})
 	return nil
 }
@@ -385,7 +427,7 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	removeDB()
 	chunk := func() error { return s.cfg.Failpoints.Inject(failpoint.SMSnapshotInstall, stopc) }
 	began := time.Now()
-	fsync, err := receiveFile(br, next, size, stopc, chunk, func(n int64) {
+	fsync, err := receiveFile(br, next, size, !s.noWriteback, stopc, chunk, func(n int64) {
 		s.cfg.Notify(Event{Kind: EventSnapshotInstallProgress, Index: applied, Bytes: n, Total: size})
 	})
 	if err != nil {
@@ -415,14 +457,15 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 
 // receiveFile writes exactly size bytes and the trailing checksum from r to
 // path, and fsyncs it once, at the end; it returns how long the fsync took.
-func receiveFile(r io.Reader, path string, size int64, stopc <-chan struct{}, before func() error, report func(int64)) (time.Duration, error) {
+// With writeback, the disk writes each window while the next arrives.
+func receiveFile(r io.Reader, path string, size int64, writeback bool, stopc <-chan struct{}, before func() error, report func(int64)) (time.Duration, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", path, err)
 	}
 	defer f.Close()
 	var crc hash.Hash32 = crc32.New(castagnoli)
-	bw := bufio.NewWriterSize(f, 256<<10)
+	bw := bufio.NewWriterSize(&writebackFile{f: f, disabled: !writeback}, 256<<10)
 	if _, err := copyProgress(io.MultiWriter(bw, crc), r, size, stopc, before, report); err != nil {
 		return 0, err
 	}

@@ -29,11 +29,15 @@ func BenchmarkSnapshotStages(b *testing.B) {
 			"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1000) INSERT INTO t(v) SELECT randomblob(1000) FROM c"))
 	}
 	rows := src.count("t")
-	b.Run("direct", func(b *testing.B) { benchSnapshotStages(b, src, rows, false) })
-	b.Run("copy", func(b *testing.B) { benchSnapshotStages(b, src, rows, true) })
+	// The joiner's early writeback on and off, alternating, for the ratio.
+	for range 2 {
+		b.Run("direct", func(b *testing.B) { benchSnapshotStages(b, src, rows, false, true) })
+		b.Run("direct-nowriteback", func(b *testing.B) { benchSnapshotStages(b, src, rows, false, false) })
+	}
+	b.Run("copy", func(b *testing.B) { benchSnapshotStages(b, src, rows, true, true) })
 }
 
-func benchSnapshotStages(b *testing.B, src *harness, rows int64, viaCopy bool) {
+func benchSnapshotStages(b *testing.B, src *harness, rows int64, viaCopy, writeback bool) {
 	src.s.cfg.SnapshotViaCopy = viaCopy
 	if pc, err := src.s.PrepareSnapshot(); err == nil {
 		if sc, ok := pc.(*snapshotCtx); ok && viaCopy {
@@ -71,6 +75,7 @@ func benchSnapshotStages(b *testing.B, src *harness, rows int64, viaCopy bool) {
 		size := fileSize(out)
 
 		dst := newHarness(b)
+		dst.s.noWriteback = !writeback
 		rf, err := os.Open(out)
 		if err != nil {
 			b.Fatal(err)

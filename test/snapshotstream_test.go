@@ -2,8 +2,11 @@ package test
 
 import (
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,4 +185,213 @@ func countOf(body []byte) (int, error) {
 		return 0, fmt.Errorf("no values")
 	}
 	return strconv.Atoi(s[:end])
+}
+
+// A transfer cut by SIGKILL half-way restarts cleanly: the joiner killed
+// while receiving the stream, the joiner killed while writing its next
+// generation, the leader killed while streaming. No read is ever answered
+// from a partial database, the joiner ends with its live generation alone,
+// and all four nodes end identical.
+func TestSnapshotTransferKilledMidway(t *testing.T) {
+	halfSent := func(t *testing.T, leader *member) {
+		waitStatus(t, leader, "leader sending", func(d statusDoc) bool {
+			p := d.Lifecycle.Progress
+			return p.SentTotal > 0 && p.SentBytes > p.SentTotal/2
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		// joinerFailpoint slows the joiner's stage that is cut.
+		joinerFailpoint string
+		// cut waits until the transfer is half-way and returns the
+		// member to kill.
+		cut func(t *testing.T, leader, j *member) *member
+	}{
+		{
+			// Dragonboat writes the chunks to its own file.
+			name: "joiner-receiving",
+			cut: func(t *testing.T, leader, j *member) *member {
+				halfSent(t, leader)
+				return j
+			},
+		},
+		{
+			// Dragonboat recorded the snapshot; the next generation is
+			// half-written.
+			name:            "joiner-installing",
+			joinerFailpoint: "sm/snapshot-install=sleep(16ms)",
+			cut: func(t *testing.T, _, j *member) *member {
+				for deadline := time.Now().Add(clusterTimeout); time.Now().Before(deadline); {
+					if failpointHits(t, j, "sm/snapshot-install") > snapshotStreamMB*2 {
+						return j
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				t.Fatal("the joiner's install never got half-way")
+				return nil
+			},
+		},
+		{
+			name: "leader-sending",
+			cut: func(t *testing.T, leader, _ *member) *member {
+				halfSent(t, leader)
+				return leader
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClusterWith(t, 3, func(m *member) { m.failpoints = new(string) })
+			leader := c.leader
+			rows := loadSnapshotRows(t, leader)
+			// About 16 MB/s, so that the stream is long enough to cut.
+			setFailpoint(t, leader, "sm/snapshot-send", "sleep(16ms)")
+			j := c.add("n4", "-join", leader.raftAddr)
+			spec := tc.joinerFailpoint
+			j.failpoints = &spec
+			j.start()
+			stop := make(chan struct{})
+			partial := watchPartialReads(j, rows, stop)
+			killed := tc.cut(t, leader, j)
+			killed.sigkill()
+			if killed == j && tc.joinerFailpoint != "" {
+				// The cut install's file is there, but CURRENT still
+				// names the first (empty) generation.
+				if cur := currentGen(t, j); cur != "db-1.sqlite" {
+					t.Fatalf("after a kill mid-install CURRENT names %q, want db-1.sqlite", cur)
+				}
+			}
+			if killed != leader {
+				setFailpoint(t, leader, "sm/snapshot-send", "off")
+			}
+			none := ""
+			killed.failpoints = &none
+			killed.start()
+			killed.waitReady(clusterTimeout)
+			j.waitReady(clusterTimeout)
+			c.waitMembers(c.ms, c.ids(), nil)
+			close(stop)
+			if err := <-partial; err != nil {
+				t.Fatal(err)
+			}
+			if names := dbFiles(t, j); len(names) != 1 {
+				t.Fatalf("the joiner holds %v, want its live generation alone", names)
+			}
+			sameEverywhere(t, c)
+		})
+	}
+}
+
+// currentGen returns the database generation m's CURRENT file names.
+func currentGen(t *testing.T, m *member) string {
+	t.Helper()
+	var got string
+	err := filepath.WalkDir(m.dataDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == "CURRENT" {
+			b, rerr := os.ReadFile(p)
+			if rerr != nil {
+				return rerr
+			}
+			// Pebble (the Raft log) keeps a CURRENT file too.
+			if name := strings.TrimSpace(string(b)); strings.HasPrefix(name, "db-") {
+				got = name
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// loadSnapshotRows loads snapshotStreamMB of 4 KiB rows and compacts the
+// leader's log, so that a joiner needs the whole database; it returns the
+// row count.
+func loadSnapshotRows(t *testing.T, leader *member) int {
+	t.Helper()
+	wantOK(t, "create", leader.execute(`["CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)"]`), `{"results":[{}]}`)
+	rows := snapshotStreamMB * 256
+	for done := 0; done < rows; done += 4096 {
+		r := leader.post("/db/execute?timeout=60s", fmt.Sprintf(
+			`["WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < %d) INSERT INTO t (b) SELECT randomblob(4096) FROM c"]`, min(4096, rows-done)))
+		if r.status != http.StatusOK || strings.Contains(string(r.body), "error") {
+			t.Fatalf("bulk insert: %s", r)
+		}
+	}
+	if r := leader.post("/snapshot?trailing_logs=0", ""); r.status != http.StatusOK {
+		t.Fatalf("/snapshot: %s", r)
+	}
+	return rows
+}
+
+// watchPartialReads reads the row count from j until stop closes and sends
+// an error if j ever answered with fewer than rows (a partial database),
+// nil otherwise.
+func watchPartialReads(j *member, rows int, stop <-chan struct{}) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		cl := newClient(5*time.Second, false)
+		defer cl.CloseIdleConnections()
+		q := "/db/query?level=none&q=" + url.QueryEscape("SELECT COUNT(*) FROM t")
+		for {
+			select {
+			case <-stop:
+				out <- nil
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			r, err := j.do(cl, http.MethodGet, q, "", nil)
+			if err != nil || r.status != http.StatusOK {
+				continue
+			}
+			if n, perr := countOf(r.body); perr != nil || n < rows {
+				out <- fmt.Errorf("joiner answered %s: %d rows of at least %d (%v)", r.body, n, rows, perr)
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// dbFiles lists the database generations (main files) in m's data
+// directory.
+func dbFiles(t *testing.T, m *member) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(m.dataDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasPrefix(d.Name(), "db-") && strings.HasSuffix(d.Name(), ".sqlite") {
+			out = append(out, d.Name())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameEverywhere checks that every member holds the leader's rows.
+func sameEverywhere(t *testing.T, c *cluster) {
+	t.Helper()
+	fingerprint := "SELECT COUNT(*), SUM(id), SUM(LENGTH(b)), (SELECT group_concat(h, '') FROM (SELECT hex(substr(b, 1, 3)) AS h FROM t ORDER BY id)) FROM t"
+	want := c.leader.query(fingerprint, "level=strong")
+	if want.status != http.StatusOK {
+		t.Fatalf("fingerprint: %s", want)
+	}
+	for _, m := range c.ms {
+		var got response
+		for deadline := time.Now().Add(clusterTimeout); ; {
+			got = m.query(fingerprint, "level=none")
+			if string(got.body) == string(want.body) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got.status != http.StatusOK || string(got.body) != string(want.body) {
+			t.Fatalf("%s holds %.300s, want %.300s", m.id, got.body, want.body)
+		}
+	}
 }
