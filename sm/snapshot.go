@@ -188,7 +188,7 @@ func (s *StateMachine) SaveSnapshot(ctx interface{}, w io.Writer, stopc <-chan s
 			s.log.Info("snapshot stream refused: this index was streamed completely just now",
 				zap.Uint64("applied_index", sc.applied), zap.Duration("for", left))
 		}
-		return sm.ErrSnapshotAborted
+		return dbsm.ErrSnapshotAborted
 	}
 	return s.sendEnded(s.saveSnapshot(sc, w, stopc))
 }
