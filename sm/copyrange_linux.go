@@ -21,3 +21,10 @@ func copyFileRange(dst, src *os.File, off, n int64) (int64, error) {
 	}
 	return int64(k), nil
 }
+
+// writeBehind starts the writeback of n bytes at off of f without waiting
+// for it, so that the one fsync at the end of a long write finds little
+// left to write.
+func writeBehind(f *os.File, off, n int64) {
+	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+}

@@ -7,3 +7,5 @@ import "os"
 func copyFileRange(dst, src *os.File, off, n int64) (int64, error) {
 	return preadCopy(dst, src, off, n)
 }
+
+func writeBehind(*os.File, int64, int64) {}
