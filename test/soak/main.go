@@ -415,11 +415,13 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 	joinPolls, joinBad := tl.windowFailures(before, others)
 	fmt.Printf("during the join: %d writes on the leader answered, %d failed; n4 held all of them %s after ready; %d polls, failures: %v\n",
 		writes.ok, writes.failed, caughtUp.Round(time.Millisecond), joinPolls, joinBad)
+	// Failed checks are reported after every figure is measured.
+	var problems []string
 	if writes.failed > 0 || writes.ok == 0 {
-		return fmt.Errorf("writes on the leader during the join: %d answered, %d failed (last: %s)", writes.ok, writes.failed, writes.lastErr)
+		problems = append(problems, fmt.Sprintf("writes on the leader during the join: %d answered, %d failed (last: %s)", writes.ok, writes.failed, writes.lastErr))
 	}
 	if len(joinBad) > 0 {
-		return fmt.Errorf("during the join: %v", joinBad)
+		problems = append(problems, fmt.Sprintf("polls during the join: %v", joinBad))
 	}
 	time.Sleep(2 * time.Second)
 	close(stop)
@@ -532,10 +534,16 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 	fmt.Printf("%-44s %10s %8.0f %10s\n", "/db/backup", backupTook.Round(time.Millisecond),
 		float64(backupBytes)/1e6/backupTook.Seconds(), ratio(backupTook, fileCP))
 	fmt.Printf("%-44s %d / %d MiB\n", "peak RSS (VmHWM): joiner / leader", n4.peakRSS>>20, leader.peakRSS>>20)
-	fmt.Printf("%-44s %d polls, %d failures; %d writes on the leader, 0 failed; joiner caught up %s after ready\n",
-		"during the join", joinPolls, len(joinBad), writes.ok, caughtUp.Round(time.Millisecond))
+	fmt.Printf("%-44s %d polls, %d failures; %d writes on the leader, %d failed; joiner caught up %s after ready\n",
+		"during the join", joinPolls, len(joinBad), writes.ok, writes.failed, caughtUp.Round(time.Millisecond))
 	if noAnswer > 0 {
-		return fmt.Errorf("%d polls got no answer", noAnswer)
+		problems = append(problems, fmt.Sprintf("%d polls got no answer", noAnswer))
+	}
+	for _, p := range problems {
+		fmt.Println("FAILED:", p)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%d checks failed", len(problems))
 	}
 	return nil
 }
