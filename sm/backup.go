@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
 	"go.uber.org/zap"
@@ -64,10 +65,12 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	began := time.Now()
 	path, direct, err := s.copyForBackup(ctx)
 	if err != nil {
 		return nil, err
 	}
+	copied := time.Since(began)
 	defer func() {
 		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
 			_ = os.Remove(path + suffix)
@@ -82,7 +85,8 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("backup written", zap.Int64("bytes", cw.n), zap.Bool("direct", direct))
+	s.log.Info("backup written", zap.Int64("bytes", cw.n), zap.Bool("direct", direct),
+		zap.Duration("copy", copied), zap.Duration("took", time.Since(began)))
 	return &BackupResult{Bytes: cw.n, Direct: direct}, nil
 }
 
