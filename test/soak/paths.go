@@ -218,7 +218,9 @@ func readAll(resp *http.Response, err error) (int, string, error) {
 type uploadResult struct {
 	route        string
 	upload, all3 time.Duration
-	peakRSS      map[string]int64
+	// cpSync is cp + sync of the uploaded file just before the upload.
+	cpSync  time.Duration
+	peakRSS map[string]int64
 }
 
 // uploadCluster starts a single node, uploads path to route, then starts
@@ -248,6 +250,9 @@ func uploadCluster(skiffd, base, route, path, fp, want string, readyTimeout time
 		return res, err
 	}
 	if _, err := waitReady(first, time.Now(), time.Minute); err != nil {
+		return res, err
+	}
+	if res.cpSync, err = cpSync(path, dir); err != nil {
 		return res, err
 	}
 	began := time.Now()
