@@ -70,8 +70,8 @@ func (s *StateMachine) StageBoot(r io.Reader, stop <-chan struct{}) (string, int
 			}
 			n += int64(k)
 			if n-behind >= writeBehindEvery {
-				writeBehind(f, behind, n-behind)
-				behind = n
+				writeBehind(f, behind, writeBehindEvery)
+				behind += writeBehindEvery
 			}
 		}
 		if rerr == io.EOF {

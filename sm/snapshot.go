@@ -423,7 +423,17 @@ func receiveFile(r io.Reader, path string, size int64, stopc <-chan struct{}, be
 	defer f.Close()
 	var crc hash.Hash32 = crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(f, 256<<10)
-	if _, err := copyProgress(io.MultiWriter(bw, crc), r, size, stopc, before, report); err != nil {
+	// Written behind, so the fsync at the end does not stall the
+	// device's other fsyncs (writeBehind).
+	var behind int64
+	written := func(n int64) {
+		if n-int64(bw.Buffered())-behind >= writeBehindEvery {
+			writeBehind(f, behind, writeBehindEvery)
+			behind += writeBehindEvery
+		}
+		report(n)
+	}
+	if _, err := copyProgress(io.MultiWriter(bw, crc), r, size, stopc, before, written); err != nil {
 		return 0, err
 	}
 	var tail [4]byte
