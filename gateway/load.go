@@ -1,14 +1,18 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/skiffdb/skiff/actors/replica"
 	"github.com/skiffdb/skiff/gateway/rqjson"
 	"github.com/skiffdb/skiff/gateway/sqlrw"
 	"github.com/skiffdb/skiff/sm"
@@ -21,8 +25,9 @@ var sqliteMagic = []byte("SQLite format 3\x00")
 // handleLoad: POST /db/load with a SQLite file or a SQL dump, sniffed from
 // the content whatever the Content-Type (API.md 1.10). Either way it
 // becomes one entry in the log, so every replica loads the same thing: a
-// SQL dump runs as one statement string in a transaction; a SQLite file is
-// first turned into a dump and replaces the whole database.
+// SQL dump runs as one statement string in a transaction; a SQLite file
+// replaces the whole database, streamed to disk as /boot does on a
+// single-voter cluster, else turned into a dump first.
 func (g *Gateway) handleLoad(w http.ResponseWriter, r *http.Request) {
 	if !methods(w, r, http.MethodPost) {
 		return
@@ -33,6 +38,24 @@ func (g *Gateway) handleLoad(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, err)
 		return
 	}
+	br := bufio.NewReaderSize(r.Body, 256<<10)
+	if head, _ := br.Peek(len(sqliteMagic)); bytes.Equal(head, sqliteMagic) {
+		if err := g.admit(false); err != nil {
+			g.writeError(w, err)
+			return
+		}
+		booted, err := g.loadByBoot(r, br, params)
+		if booted {
+			if err != nil {
+				g.writeError(w, err)
+				return
+			}
+			// A binary load answers with no results (API.md 1.10).
+			respond(w, &cmdpb.Response{}, params, start, true)
+			return
+		}
+	}
+	r.Body = readCloser{br, r.Body}
 	body, err := g.readBody(w, r)
 	if err != nil {
 		g.writeError(w, err)
@@ -71,6 +94,45 @@ func (g *Gateway) handleLoad(w http.ResponseWriter, r *http.Request) {
 		resp.Results = nil
 	}
 	respond(w, resp, params, c.start, true)
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// loadByBoot streams a binary load into the database as /boot does: the
+// body goes straight to a file beside the database, is checked, and
+// replaces the database at one log entry, with no copy in memory and no
+// size limit. A cluster of more than one voter refuses it before reading
+// anything (the staged file would exist on this node only); booted false
+// then says the body is untouched and the load goes through the log as a
+// dump instead.
+func (g *Gateway) loadByBoot(r *http.Request, br *bufio.Reader, params rqjson.Params) (booted bool, _ error) {
+	timeout := params.Timeout
+	if timeout <= 0 {
+		timeout = backupTimeout
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	cr := &countingReader{r: br}
+	err := g.data.Boot(ctx, cr)
+	if errors.Is(err, replica.ErrNotSingleNode) && cr.n == 0 {
+		return false, nil
+	}
+	return true, err
 }
 
 // dumpUpload turns an uploaded SQLite file into a SQL dump.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
 	"go.uber.org/zap"
@@ -41,7 +42,12 @@ type Backup struct {
 }
 
 // BackupResult reports what was written.
-type BackupResult struct{ Bytes int64 }
+type BackupResult struct {
+	Bytes int64
+	// Direct: the pinned state was copied from the database file itself
+	// rather than through SQLite's backup API.
+	Direct bool
+}
 
 // ErrBackupWrite marks a failure writing to the client (as opposed to
 // reading the database).
@@ -59,10 +65,12 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	path, err := s.copyForBackup(ctx)
+	began := time.Now()
+	path, direct, err := s.copyForBackup(ctx)
 	if err != nil {
 		return nil, err
 	}
+	copied := time.Since(began)
 	defer func() {
 		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
 			_ = os.Remove(path + suffix)
@@ -77,8 +85,9 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("backup written", zap.Int64("bytes", cw.n))
-	return &BackupResult{Bytes: cw.n}, nil
+	s.log.Info("backup written", zap.Int64("bytes", cw.n), zap.Bool("direct", direct),
+		zap.Duration("copy", copied), zap.Duration("took", time.Since(began)))
+	return &BackupResult{Bytes: cw.n, Direct: direct}, nil
 }
 
 // copyForBackup copies the database, as of one read transaction, into a new
@@ -89,10 +98,10 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 // Close and a snapshot install (mu.Lock) never touch, and whose open file
 // stays readable even if an install replaces the database. So neither
 // waits for a copy, and a pending mu.Lock does not stall other readers.
-func (s *StateMachine) copyForBackup(ctx context.Context) (string, error) {
-	src, stopc, err := s.pinForBackup()
+func (s *StateMachine) copyForBackup(ctx context.Context) (string, bool, error) {
+	src, live, stopc, err := s.pinForBackup()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer func() {
 		_ = execRaw(src, "ROLLBACK")
@@ -112,50 +121,163 @@ func (s *StateMachine) copyForBackup(ctx context.Context) (string, error) {
 	}
 	tmp, err := os.CreateTemp(s.cfg.Dir, "backup-*"+tmpSuffix)
 	if err != nil {
-		return "", fmt.Errorf("create backup file: %w", err)
+		return "", false, fmt.Errorf("create backup file: %w", err)
 	}
 	path := tmp.Name()
 	_ = tmp.Close()
-	// Stepped, so ctx is checked between steps. Steps that share the
-	// pinned read transaction are never restarted by the writer's commits
-	// (SQLite restarts a step-wise backup only when the source changes
-	// between steps as its connection sees it), as in saveSnapshot.
-	err = backupTo(src, path, ctx.Done(), backupPagesPerStep, s.onBackupStep)
+	direct := false
+	if !s.cfg.BackupViaAPI && s.onBackupStep == nil && ctx.Err() == nil {
+		direct, err = s.copyPinnedFile(src, live, path, ctx.Done())
+		if err != nil && ctx.Err() == nil {
+			s.log.Info("backup copies through SQLite: the database file cannot be read as pinned", zap.Error(err))
+		}
+	}
+	if !direct {
+		// A copy cut half-way leaves bytes SQLite would read as a damaged
+		// database. Stepped, so ctx is checked between steps. Steps that
+		// share the pinned read transaction are never restarted by the
+		// writer's commits (SQLite restarts a step-wise backup only when
+		// the source changes between steps as its connection sees it), as
+		// in saveSnapshot.
+		if err = os.Truncate(path, 0); err == nil {
+			err = backupTo(src, path, ctx.Done(), backupPagesPerStep, s.onBackupStep)
+		}
+	}
 	if err != nil {
 		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
 			_ = os.Remove(path + suffix)
 		}
 		if ctx.Err() != nil {
-			return "", fmt.Errorf("backup copy: %w", ctx.Err())
+			return "", false, fmt.Errorf("backup copy: %w", ctx.Err())
 		}
-		return "", err
+		return "", false, err
 	}
-	return path, nil
+	return path, direct, nil
 }
 
 // pinForBackup opens a connection of the backup's own on the current
 // database and pins a read transaction there, under mu.RLock (the path is
 // swapped under mu.Lock). It also returns Open's stop channel.
-func (s *StateMachine) pinForBackup() (*sqlite3.SQLiteConn, <-chan struct{}, error) {
+func (s *StateMachine) pinForBackup() (*sqlite3.SQLiteConn, string, <-chan struct{}, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed || s.path == "" {
-		return nil, nil, ErrClosed
+		return nil, "", nil, ErrClosed
 	}
 	src, err := openReader(s.path, s.cfg.ForeignKeys, false)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	if err := execRaw(src, "BEGIN"); err != nil {
 		_ = src.Close()
-		return nil, nil, fmt.Errorf("pin read transaction: %w", err)
+		return nil, "", nil, fmt.Errorf("pin read transaction: %w", err)
 	}
 	// The first read starts the WAL read transaction that pins the state.
 	if _, err := queryInt64(src, "SELECT COUNT(*) FROM sqlite_master"); err != nil {
 		_ = src.Close()
-		return nil, nil, fmt.Errorf("pin read transaction: %w", err)
+		return nil, "", nil, fmt.Errorf("pin read transaction: %w", err)
 	}
-	return src, s.stopc, nil
+	return src, s.path, s.stopc, nil
+}
+
+// backupCheckpointBusyMS bounds the wait of copyPinnedFile's checkpoint:
+// the backup then copies through SQLite instead.
+const backupCheckpointBusyMS = 100
+
+// copyPinnedFile copies the pinned state of src (whose database is the file
+// at live) into path by reading the database file itself, when a PASSIVE
+// checkpoint leaves the file holding exactly that state. A checkpoint
+// never copies frames a reader's snapshot does not include, so if it
+// backfilled every frame of the WAL, the last frame is the pinned one, the
+// file's first page_count*page_size bytes are the pinned state, and no
+// later checkpoint changes them while src's read transaction stays open
+// (the same argument as the snapshot's, docs/recovery.md). Unlike
+// PrepareSnapshot it runs beside Update, so a commit between the pin and
+// the checkpoint leaves frames it cannot copy: it then reports false and
+// the caller copies through SQLite's backup API.
+func (s *StateMachine) copyPinnedFile(src *sqlite3.SQLiteConn, live, path string, stop <-chan struct{}) (bool, error) {
+	if s.onBackupPin != nil {
+		s.onBackupPin("checkpoint")
+	}
+	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&cache=private",
+		uriPath(live), backupCheckpointBusyMS)
+	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
+	if err != nil {
+		return false, fmt.Errorf("open checkpointer: %w", err)
+	}
+	ck := dc.(*sqlite3.SQLiteConn)
+	var busy, logFrames, done int64 = 1, -1, -2
+	err = eachRow(context.Background(), ck, "PRAGMA wal_checkpoint(PASSIVE)", 3, func(v []driver.Value) error {
+		busy, _ = v[0].(int64)
+		logFrames, _ = v[1].(int64)
+		done, _ = v[2].(int64)
+		return nil
+	})
+	_ = ck.Close()
+	if err != nil {
+		return false, fmt.Errorf("checkpoint: %w", err)
+	}
+	if busy != 0 || logFrames != done {
+		return false, fmt.Errorf("checkpoint incomplete: busy %d, %d of %d frames", busy, done, logFrames)
+	}
+	pages, err := queryInt64(src, "PRAGMA page_count")
+	if err != nil {
+		return false, fmt.Errorf("page count: %w", err)
+	}
+	pageSize, err := queryInt64(src, "PRAGMA page_size")
+	if err != nil {
+		return false, fmt.Errorf("page size: %w", err)
+	}
+	// The live file is read through the descriptor SaveSnapshot uses:
+	// closing a descriptor of our own would drop SQLite's locks on it.
+	f, release, err := s.held.acquire(live)
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	if s.onBackupPin != nil {
+		s.onBackupPin("copy")
+	}
+	size := pages * pageSize
+	if st, err := f.Stat(); err != nil || st.Size() < size {
+		return false, fmt.Errorf("%w: %s shorter than the pinned state (%d bytes)", ErrStorage, live, size)
+	}
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("open backup file: %w", err)
+	}
+	_, err = copyRange(out, f, size, stop)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("copy pinned file: %w", err)
+	}
+	return true, nil
+}
+
+// copyRange copies the first n bytes of src into dst at the same offsets,
+// in the kernel (copy_file_range with explicit offsets, so src's shared
+// descriptor offset is untouched), falling back to pread/write.
+func copyRange(dst, src *os.File, n int64, stop <-chan struct{}) (int64, error) {
+	const step = 64 << 20
+	var done int64
+	for done < n {
+		select {
+		case <-stop:
+			return done, fmt.Errorf("backup copy: %w", context.Canceled)
+		default:
+		}
+		k, err := copyFileRange(dst, src, done, min(step, n-done))
+		if err != nil {
+			return done, err
+		}
+		if k == 0 {
+			return done, fmt.Errorf("%w: short read at %d of %d bytes", ErrStorage, done, n)
+		}
+		done += k
+	}
+	return done, nil
 }
 
 // dumpCopy writes a SQL dump of the private copy at path.
@@ -409,4 +531,27 @@ func (s *StateMachine) checkpoint() (*CheckpointResult, error) {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	return &CheckpointResult{Frames: frames}, nil
+}
+
+// preadCopy copies up to n bytes at offset off of src to the same offset
+// of dst through a buffer, by positioned reads and writes.
+func preadCopy(dst, src *os.File, off, n int64) (int64, error) {
+	buf := make([]byte, min(n, 1<<20))
+	var done int64
+	for done < n {
+		k, err := src.ReadAt(buf[:min(int64(len(buf)), n-done)], off+done)
+		if k > 0 {
+			if _, werr := dst.WriteAt(buf[:k], off+done); werr != nil {
+				return done, werr
+			}
+			done += int64(k)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return done, nil
+			}
+			return done, err
+		}
+	}
+	return done, nil
 }

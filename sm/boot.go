@@ -15,6 +15,8 @@ import (
 
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
 	"go.uber.org/zap"
+
+	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
 // bootPrefix names staged boot files; they end in tmpSuffix, so a crash
@@ -51,6 +53,7 @@ func (s *StateMachine) StageBoot(r io.Reader, stop <-chan struct{}) (string, int
 		return "", 0, err
 	}
 	var n int64
+	wb := &writebackFile{f: f}
 	buf := make([]byte, 256<<10)
 	for {
 		select {
@@ -60,7 +63,7 @@ func (s *StateMachine) StageBoot(r io.Reader, stop <-chan struct{}) (string, int
 		}
 		k, rerr := br.Read(buf)
 		if k > 0 {
-			if _, err := f.Write(buf[:k]); err != nil {
+			if _, err := wb.Write(buf[:k]); err != nil {
 				return fail(fmt.Errorf("stage boot file: %w", err))
 			}
 			if n/backupLogEvery != (n+int64(k))/backupLogEvery {
@@ -75,9 +78,10 @@ func (s *StateMachine) StageBoot(r io.Reader, stop <-chan struct{}) (string, int
 			return fail(fmt.Errorf("read boot upload: %w", rerr))
 		}
 	}
-	if err := f.Sync(); err != nil {
-		return fail(fmt.Errorf("fsync boot file: %w", err))
-	}
+	// No fsync here: a crash before the BOOT entry is applied leaves a
+	// staged file that Open removes, and boot's checkpoint, run with
+	// synchronous=FULL, is the one fsync that makes the file durable
+	// before the CURRENT switch.
 	if err := f.Close(); err != nil {
 		return fail(fmt.Errorf("close boot file: %w", err))
 	}
@@ -156,7 +160,16 @@ func (s *StateMachine) boot(name string, index uint64) error {
 	if cerr := c.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		// The checkpoint syncs the file when it copied frames, which the
+		// UPDATE guarantees; this fsync says so rather than relying on it,
+		// and finds nothing left to write.
+		err = fsyncPath(staged)
+	}
 	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBootFile, err)
+	}
+	if err := s.cfg.Failpoints.Inject(failpoint.SMBootInstall, s.stopc); err != nil {
 		return fmt.Errorf("%w: %w", ErrBootFile, err)
 	}
 	return s.install(staged, index)
@@ -211,6 +224,24 @@ func (s *StateMachine) install(path string, index uint64) error {
 	s.notifyNodes()
 	if err := removeStale(s.cfg.Dir, gen, false); err != nil {
 		s.log.Warn("could not remove the replaced database", zap.Error(err))
+	}
+	return nil
+}
+
+// fsyncPath fsyncs the file at path. Only for files no SQLite connection of
+// this process has open: closing the descriptor drops the process's POSIX
+// locks on the file.
+func fsyncPath(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", filepath.Base(path), err)
 	}
 	return nil
 }

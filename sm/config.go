@@ -47,6 +47,10 @@ type Config struct {
 	// kept for measured comparison (BenchmarkSnapshotStages) and as the
 	// fallback when the WAL cannot be checkpointed at PrepareSnapshot.
 	SnapshotViaCopy bool
+	// BackupViaAPI makes /db/backup copy the pinned state with SQLite's
+	// backup API even when the database file could be copied directly
+	// (for measuring one against the other).
+	BackupViaAPI bool
 	// Observe, if set, is told once per Update batch how long it took, how
 	// many entries it applied and how many statements ran (/metrics). It
 	// runs on the apply goroutine and must not block.

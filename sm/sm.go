@@ -63,6 +63,9 @@ type StateMachine struct {
 	cap *capture
 	// onBackupStep (tests) runs between the steps of a backup's copy.
 	onBackupStep func()
+	// onBackupPin (tests) runs in a direct backup copy before its
+	// checkpoint ("checkpoint") and before it reads the file ("copy").
+	onBackupPin func(stage string)
 
 	// mu guards the handles Lookup uses against the swap in
 	// RecoverFromSnapshot and the teardown in Close.

@@ -12,3 +12,7 @@ import (
 func startWriteback(*os.File, int64, int64) error {
 	return errors.ErrUnsupported
 }
+
+func waitWriteback(*os.File, int64, int64) error {
+	return errors.ErrUnsupported
+}

@@ -24,4 +24,8 @@ const (
 	// snapshot is written: it holds the node in "recovering" (installing);
 	// "crash" leaves a half-written install behind.
 	SMSnapshotInstall = "sm/snapshot-install"
+	// SMBootInstall is reached when a BOOT entry (/boot, a binary
+	// /db/load) has made its staged file ready, before the CURRENT
+	// switch: "crash" there tests that the old database stays.
+	SMBootInstall = "sm/boot-install"
 )

@@ -112,8 +112,8 @@ func (n *node) launch(skiffd string) error {
 	return nil
 }
 
-// sampleRSS records the process's peak resident set, every 200 ms (VmHWM
-// is lost with a killed process).
+// sampleRSS records the process's peak resident set (VmHWM), every 200 ms
+// (it is lost with a killed process).
 func (n *node) sampleRSS(pid int, done <-chan struct{}) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
@@ -123,7 +123,7 @@ func (n *node) sampleRSS(pid int, done <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		if rss := benchkit.ProcRSS(pid); rss > 0 {
+		if rss := benchkit.ProcPeakRSS(pid); rss > 0 {
 			n.mu.Lock()
 			n.peakRSS = max(n.peakRSS, rss)
 			n.mu.Unlock()
@@ -381,6 +381,19 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 	if err != nil {
 		return err
 	}
+	live, liveSize, err := liveFile(leader)
+	if err != nil {
+		return err
+	}
+	joinCP, err := cpSync(live, base)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("cp+sync of the leader's SQLite file (%.0f MB): %s\n", float64(liveSize)/1e6, joinCP.Round(time.Millisecond))
+	others := append([]*node(nil), nodes...)
+	before := tl.snapshotCounts()
+	stopWrites := make(chan struct{})
+	writes := writeDuring(leader, stopWrites)
 	nodes = append(nodes, n4)
 	launched := time.Now()
 	if err := n4.launch(skiffd); err != nil {
@@ -393,6 +406,23 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 	}
 	fmt.Printf("n4 joined (snapshot of the whole database): ready in %s\n", took.Round(time.Millisecond))
 	results = append(results, result{"new node joining (snapshot stream)", took})
+	close(stopWrites)
+	<-writes.done
+	caughtUp, err := waitSame(leader, n4, "soak_mark", readyTimeout)
+	if err != nil {
+		return err
+	}
+	joinPolls, joinBad := tl.windowFailures(before, others)
+	fmt.Printf("during the join: %d writes on the leader answered, %d failed; n4 held all of them %s after ready; %d polls, failures: %v\n",
+		writes.ok, writes.failed, caughtUp.Round(time.Millisecond), joinPolls, joinBad)
+	// Failed checks are reported after every figure is measured.
+	var problems []string
+	if writes.failed > 0 || writes.ok == 0 {
+		problems = append(problems, fmt.Sprintf("writes on the leader during the join: %d answered, %d failed (last: %s)", writes.ok, writes.failed, writes.lastErr))
+	}
+	if len(joinBad) > 0 {
+		problems = append(problems, fmt.Sprintf("polls during the join: %v", joinBad))
+	}
 	time.Sleep(2 * time.Second)
 	close(stop)
 	wg.Wait()
@@ -411,6 +441,37 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 		} else if body != want {
 			return fmt.Errorf("%s holds different data: %.200s, want %.200s", n.id, body, want)
 		}
+	}
+
+	// /db/backup of the leader, then /boot and /db/load of that file on
+	// fresh clusters; the first cluster is stopped first, its figures
+	// taken.
+	bpath := filepath.Join(base, "backup.sqlite")
+	backupTook, backupBytes, err := backupTo(leader, bpath)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(bpath)
+	fileCP, err := cpSync(bpath, base)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("/db/backup: %.0f MB in %s (%.0f MB/s); cp+sync of that file %s\n", float64(backupBytes)/1e6,
+		backupTook.Round(time.Millisecond), float64(backupBytes)/1e6/backupTook.Seconds(), fileCP.Round(time.Millisecond))
+	for _, n := range nodes {
+		if err := n.stop(syscall.SIGTERM, time.Minute); err != nil {
+			return err
+		}
+	}
+	var uploads []uploadResult
+	for _, route := range []string{"/boot", "/db/load"} {
+		res, err := uploadCluster(skiffd, base, route, bpath, fp, want, readyTimeout)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s of %.0f MB on a new node: %s; then 2 nodes joined: all 3 serve every row %s after the upload began (cp+sync just before: %s)\n",
+			route, float64(backupBytes)/1e6, res.upload.Round(time.Millisecond), res.all3.Round(time.Millisecond), res.cpSync.Round(time.Millisecond))
+		uploads = append(uploads, res)
 	}
 
 	// Report.
@@ -446,9 +507,47 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 	for _, n := range nodes {
 		fmt.Printf("%-6s %d MiB\n", n.id, n.peakRSS>>20)
 	}
+	for _, u := range uploads {
+		var ids []string
+		for id := range u.peakRSS {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			fmt.Printf("%-6s %d MiB (%s cluster)\n", id, u.peakRSS[id]>>20, u.route)
+		}
+	}
 	fmt.Printf("all %d nodes hold the same data\n", len(nodes))
+
+	ratio := func(d, base time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()/base.Seconds()) }
+	fmt.Printf("\nissue 17 summary (%.0f MB SQLite file; each ratio to cp+sync of the same file just before: %s of the leader's file before the join, %s of the backup after it",
+		float64(liveSize)/1e6, joinCP.Round(time.Millisecond), fileCP.Round(time.Millisecond))
+	for _, u := range uploads {
+		fmt.Printf(", %s before %s", u.cpSync.Round(time.Millisecond), u.route)
+	}
+	fmt.Println(")")
+	fmt.Printf("%-44s %10s %8s %10s\n", "figure", "time", "MB/s", "x cp+sync")
+	fmt.Printf("%-44s %10s %8.0f %10s\n", "join: start to ready with every row", took.Round(time.Millisecond),
+		float64(liveSize)/1e6/took.Seconds(), ratio(took, joinCP))
+	for _, u := range uploads {
+		fmt.Printf("%-44s %10s %8.0f %10s\n", u.route+": upload to ready on 1 node", u.upload.Round(time.Millisecond),
+			float64(backupBytes)/1e6/u.upload.Seconds(), ratio(u.upload, u.cpSync))
+		fmt.Printf("%-44s %10s %8.0f %10s\n", u.route+": until all 3 nodes serve every row", u.all3.Round(time.Millisecond),
+			float64(backupBytes)/1e6/u.all3.Seconds(), ratio(u.all3, u.cpSync))
+	}
+	fmt.Printf("%-44s %10s %8.0f %10s\n", "/db/backup", backupTook.Round(time.Millisecond),
+		float64(backupBytes)/1e6/backupTook.Seconds(), ratio(backupTook, fileCP))
+	fmt.Printf("%-44s %d / %d MiB\n", "peak RSS (VmHWM): joiner / leader", n4.peakRSS>>20, leader.peakRSS>>20)
+	fmt.Printf("%-44s %d polls, %d failures; %d writes on the leader, %d failed; joiner caught up %s after ready\n",
+		"during the join", joinPolls, len(joinBad), writes.ok, writes.failed, caughtUp.Round(time.Millisecond))
 	if noAnswer > 0 {
-		return fmt.Errorf("%d polls got no answer", noAnswer)
+		problems = append(problems, fmt.Sprintf("%d polls got no answer", noAnswer))
+	}
+	for _, p := range problems {
+		fmt.Println("FAILED:", p)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%d checks failed", len(problems))
 	}
 	return nil
 }

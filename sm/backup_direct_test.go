@@ -1,0 +1,152 @@
+package sm
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// backupDirect runs a binary backup and returns its bytes and whether it
+// read the database file directly.
+func backupDirect(t testing.TB, h *harness) ([]byte, bool) {
+	t.Helper()
+	var buf bytes.Buffer
+	out, err := h.s.Lookup(&Backup{Ctx: context.Background(), W: &buf, Format: BackupBinary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), out.(*BackupResult).Direct
+}
+
+func countsOf(t *testing.T, file []byte) (big, w int) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "b.db")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := openSQLite(t, path)
+	if err := db.QueryRow("SELECT (SELECT COUNT(*) FROM big), (SELECT COUNT(*) FROM w)").Scan(&big, &w); err != nil {
+		t.Fatal(err)
+	}
+	if got := tables(t, db); got != "big,w" {
+		t.Fatalf("backup tables %q, want only the client's", got)
+	}
+	return big, w
+}
+
+// Writes and a checkpoint after the pin, while the file is being read,
+// change nothing in a direct copy: it is the pinned state.
+func TestBackupDirectCopyIsThePinnedState(t *testing.T) {
+	h := bigFixture(t)
+	h.s.onBackupPin = func(stage string) {
+		if stage != "copy" {
+			return
+		}
+		for i := range 50 {
+			h.apply(cmd(fmt.Sprintf("w%d", i), false, "INSERT INTO w DEFAULT VALUES", "UPDATE big SET v = 'changed' WHERE id % 7 = 0"))
+		}
+		if _, err := h.s.checkpoint(); err != nil {
+			t.Error(err)
+		}
+	}
+	out, direct := backupDirect(t, h)
+	if !direct {
+		t.Fatal("the backup did not read the database file")
+	}
+	if big, w := countsOf(t, out); big != 25000 || w != 0 {
+		t.Fatalf("copy has %d big rows and %d writes, want 25000 and 0", big, w)
+	}
+	path := filepath.Join(t.TempDir(), "b.db")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var changed int
+	if err := openSQLite(t, path).QueryRow("SELECT COUNT(*) FROM big WHERE v = 'changed'").Scan(&changed); err != nil || changed != 0 {
+		t.Fatalf("%d rows of a later state in the copy (%v)", changed, err)
+	}
+	if h.count("w") != 50 {
+		t.Fatalf("the writes during the copy were not applied: %d", h.count("w"))
+	}
+}
+
+// A commit between the pin and the checkpoint leaves frames the checkpoint
+// may not copy: the backup then goes through SQLite's backup API, and is
+// still the pinned state.
+func TestBackupFallsBackWhenACommitFollowsThePin(t *testing.T) {
+	h := bigFixture(t)
+	h.s.onBackupPin = func(stage string) {
+		if stage == "checkpoint" {
+			h.apply(cmd("late", false, "INSERT INTO w DEFAULT VALUES"))
+		}
+	}
+	out, direct := backupDirect(t, h)
+	if direct {
+		t.Fatal("direct copy although the WAL held frames after the pinned state")
+	}
+	if big, w := countsOf(t, out); big != 25000 || w != 0 {
+		t.Fatalf("copy has %d big rows and %d writes, want 25000 and 0", big, w)
+	}
+	h.s.onBackupPin = nil
+	if out, direct := backupDirect(t, h); !direct {
+		t.Fatal("a quiet database was not copied directly")
+	} else if big, w := countsOf(t, out); big != 25000 || w != 1 {
+		t.Fatalf("copy has %d big rows and %d writes, want 25000 and 1", big, w)
+	}
+}
+
+// BenchmarkBackupCopy compares /db/backup's two copies of the pinned state
+// (the database file read directly; SQLite's backup API) in alternating
+// rounds, with cp + sync of the same file, on SKIFF_BENCH_BACKUP_MB
+// (default 64) MB of 1,000-byte rows. Run it with -benchtime 1x.
+func BenchmarkBackupCopy(b *testing.B) {
+	mb := 64
+	if v, err := strconv.Atoi(os.Getenv("SKIFF_BENCH_BACKUP_MB")); err == nil && v > 0 {
+		mb = v
+	}
+	h := newHarness(b)
+	h.apply(cmd("schema", false, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"))
+	for i := 0; i < mb; i++ {
+		h.apply(cmd(fmt.Sprintf("load-%d", i), false,
+			"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1000) INSERT INTO t(v) SELECT randomblob(1000) FROM c"))
+	}
+	size := float64(fileSize(h.s.path)) / 1e6
+	var direct, api, cpSync time.Duration
+	for range b.N {
+		for _, viaAPI := range []bool{false, true} {
+			h.s.cfg.BackupViaAPI = viaAPI
+			t0 := time.Now()
+			out, err := h.s.Lookup(&Backup{Ctx: context.Background(), W: io.Discard, Format: BackupBinary})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if out.(*BackupResult).Direct == viaAPI {
+				b.Fatalf("viaAPI %v but direct %v", viaAPI, out.(*BackupResult).Direct)
+			}
+			if viaAPI {
+				api += time.Since(t0)
+			} else {
+				direct += time.Since(t0)
+			}
+		}
+		dst := filepath.Join(b.TempDir(), "cp")
+		t0 := time.Now()
+		if out, err := exec.Command("sh", "-c", "cp "+h.s.path+" "+dst+" && sync "+dst).CombinedOutput(); err != nil {
+			b.Fatalf("cp+sync: %v %s", err, out)
+		}
+		cpSync += time.Since(t0)
+	}
+	n := float64(b.N)
+	b.ReportMetric(size, "file_MB")
+	b.ReportMetric(direct.Seconds()/n, "direct_s")
+	b.ReportMetric(api.Seconds()/n, "api_s")
+	b.ReportMetric(cpSync.Seconds()/n, "cp_sync_s")
+	b.ReportMetric(direct.Seconds()/cpSync.Seconds(), "direct_x_cp_sync")
+	b.ReportMetric(api.Seconds()/cpSync.Seconds(), "api_x_cp_sync")
+}
