@@ -40,6 +40,7 @@ func main() {
 
 type side struct {
 	name     string
+	dir      string
 	cluster  *benchkit.Cluster
 	cfg      bench.Config
 	requests int64
@@ -52,11 +53,16 @@ type side struct {
 func run(bins [2]string, slice time.Duration, pairs, workers int, workload, level string, toFollower bool) error {
 	ctx := context.Background()
 	var sides [2]*side
+	// Each cluster's nodes exit before its data directory goes.
 	defer func() {
 		for _, s := range sides {
-			if s != nil && s.cluster != nil {
+			if s == nil {
+				continue
+			}
+			if s.cluster != nil {
 				s.cluster.Stop()
 			}
+			os.RemoveAll(s.dir)
 		}
 	}()
 	for i, bin := range bins {
@@ -64,9 +70,9 @@ func run(bins [2]string, slice time.Duration, pairs, workers int, workload, leve
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
+		sides[i] = &side{name: string(rune('A' + i)), dir: dir}
 		c, err := benchkit.StartCluster(bin, dir)
-		sides[i] = &side{name: string(rune('A' + i)), cluster: c}
+		sides[i].cluster = c
 		if err != nil {
 			return fmt.Errorf("%s: %w", bin, err)
 		}
