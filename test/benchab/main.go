@@ -32,10 +32,28 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchab: -a and -b are required")
 		os.Exit(2)
 	}
+	if err := validate(*slice, *pairs, *workers); err != nil {
+		fmt.Fprintln(os.Stderr, "benchab:", err)
+		os.Exit(2)
+	}
 	if err := run([2]string{*a, *b}, *slice, *pairs, *workers, *workload, *level, *follower); err != nil {
 		fmt.Fprintln(os.Stderr, "benchab:", err)
 		os.Exit(1)
 	}
+}
+
+// validate rejects numeric flags the run cannot use: the report takes the
+// median, minimum and maximum over the pairs, so it needs at least one.
+func validate(slice time.Duration, pairs, workers int) error {
+	switch {
+	case pairs < 1:
+		return fmt.Errorf("-pairs %d: must be at least 1", pairs)
+	case slice <= 0:
+		return fmt.Errorf("-slice %s: must be positive", slice)
+	case workers < 1:
+		return fmt.Errorf("-c %d: must be at least 1", workers)
+	}
+	return nil
 }
 
 type side struct {
