@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"sort"
 	"time"
@@ -63,9 +64,11 @@ type side struct {
 	cfg      bench.Config
 	requests int64
 	elapsed  time.Duration
-	cpu      benchkit.CPUSample
-	rates    []float64 // req/s per slice
-	cpus     []float64 // nodes' µs per request per slice
+	cpu      benchkit.CPUSample // over the slices whose CPU could be read
+	// cpuRequests are the requests of the slices counted in cpu.
+	cpuRequests int64
+	rates       []float64 // req/s per slice
+	cpus        []float64 // nodes' µs per request per slice
 }
 
 func run(bins [2]string, slice time.Duration, pairs, workers int, workload, level string, toFollower bool) error {
@@ -126,9 +129,16 @@ func run(bins [2]string, slice time.Duration, pairs, workers int, workload, leve
 			d := benchkit.CPUNow(s.cluster.Nodes).Sub(before)
 			s.requests += res.Requests
 			s.elapsed += time.Duration(res.ElapsedS * float64(time.Second))
-			s.cpu.Nodes += d.Nodes
 			s.rates = append(s.rates, res.RequestsPerS)
-			s.cpus = append(s.cpus, float64(d.Nodes.Microseconds())/float64(max(res.Requests, 1)))
+			// A slice whose /proc reads failed has no CPU figure: NaN, so
+			// that it is not counted as 0 µs.
+			if d.OK && res.Requests > 0 {
+				s.cpu.Nodes += d.Nodes
+				s.cpuRequests += res.Requests
+				s.cpus = append(s.cpus, float64(d.Nodes.Microseconds())/float64(res.Requests))
+			} else {
+				s.cpus = append(s.cpus, math.NaN())
+			}
 		}
 	}
 	where := "leader"
@@ -137,18 +147,31 @@ func run(bins [2]string, slice time.Duration, pairs, workers int, workload, leve
 	}
 	fmt.Printf("%s (level %s) on the %s, %d workers, %d slices of %s each, alternating\n", workload, level, where, workers, pairs, slice)
 	for i, s := range sides {
-		fmt.Printf("%s %-40s req/s %8.0f   nodes' CPU µs/req %6.1f\n", s.name, bins[i],
-			float64(s.requests)/s.elapsed.Seconds(), float64(s.cpu.Nodes.Microseconds())/float64(max(s.requests, 1)))
+		cpu := "n/a"
+		if s.cpuRequests > 0 {
+			cpu = fmt.Sprintf("%.1f", float64(s.cpu.Nodes.Microseconds())/float64(s.cpuRequests))
+		}
+		fmt.Printf("%s %-40s req/s %8.0f   nodes' CPU µs/req %6s\n", s.name, bins[i],
+			float64(s.requests)/s.elapsed.Seconds(), cpu)
 	}
 	rate := make([]float64, pairs)
-	cpu := make([]float64, pairs)
+	var cpu []float64 // only the pairs with both sides' CPU known
 	for p := range pairs {
 		rate[p] = sides[1].rates[p] / sides[0].rates[p]
-		cpu[p] = sides[1].cpus[p] / sides[0].cpus[p]
+		if a, b := sides[0].cpus[p], sides[1].cpus[p]; !math.IsNaN(a) && !math.IsNaN(b) && a > 0 {
+			cpu = append(cpu, b/a)
+		}
 	}
-	fmt.Printf("B/A per pair of slices, median [min max]: req/s %.3f [%.3f %.3f], CPU/req %.3f [%.3f %.3f]\n",
-		median(rate), minOf(rate), maxOf(rate), median(cpu), minOf(cpu), maxOf(cpu))
+	fmt.Printf("B/A per pair of slices, median [min max]: req/s %s, CPU/req %s\n", spread(rate), spread(cpu))
 	return nil
+}
+
+// spread is "median [min max]" of v, "n/a" when v is empty.
+func spread(v []float64) string {
+	if len(v) == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3f [%.3f %.3f]", median(v), minOf(v), maxOf(v))
 }
 
 func median(v []float64) float64 {

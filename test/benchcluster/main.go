@@ -249,16 +249,23 @@ func printTargets(w io.Writer, rows map[string]row, ceilInsert float64) {
 		}
 		fmt.Fprintf(w, "  %-62s %8.2f%-3s target %-8s %s\n", name, v, unit, target, verdict)
 	}
-	cpu := func(name string) float64 { return us(rows[name].cpu.Nodes) }
+	// unknown is a target whose figure could not be read (/proc).
+	unknown := func(name, target string) {
+		fmt.Fprintf(w, "  %-62s %11s target %-8s n/a\n", name, "n/a", target)
+	}
 	// ratio of two rows' CPU per request, if both ran.
 	ratio := func(what, a, b, target string, limit float64) {
 		ra, okA := rows[a]
 		rb, okB := rows[b]
-		if !okA || !okB || !rb.cpu.OK || rb.cpu.Nodes == 0 {
+		if !okA || !okB {
+			return
+		}
+		if !ra.cpu.OK || !rb.cpu.OK || rb.cpu.Nodes == 0 {
+			unknown(what, target)
 			return
 		}
 		v := float64(ra.cpu.Nodes) / float64(rb.cpu.Nodes)
-		line(fmt.Sprintf("%s (%.0f/%.0f µs)", what, cpu(a), cpu(b)), v, "x", target, v <= limit)
+		line(fmt.Sprintf("%s (%.0f/%.0f µs)", what, us(ra.cpu.Nodes), us(rb.cpu.Nodes)), v, "x", target, v <= limit)
 	}
 	ratio("CPU/read linearizable ÷ none, leader", "point read linearizable, leader", readsName, "<= 1.15", 1.15)
 	ratio("CPU/read weak ÷ none, follower", "point read weak, follower", "point read none, follower", "<= 1.3", 1.3)
@@ -271,7 +278,11 @@ func printTargets(w io.Writer, rows map[string]row, ceilInsert float64) {
 		}
 	}
 	if ins, ok := rows["insert, leader"]; ok {
-		line("CPU/insert, leader, 64 workers (µs)", us(ins.cpu.Nodes), "", "<= 150", ins.cpu.OK && us(ins.cpu.Nodes) <= 150)
+		if ins.cpu.OK {
+			line("CPU/insert, leader, 64 workers (µs)", us(ins.cpu.Nodes), "", "<= 150", us(ins.cpu.Nodes) <= 150)
+		} else {
+			unknown("CPU/insert, leader, 64 workers (µs)", "<= 150")
+		}
 		v := ins.res.RequestsPerS / ceilInsert
 		line(fmt.Sprintf("inserts/s, leader ÷ durable raw SQLite's (%.0f/%.0f)", ins.res.RequestsPerS, ceilInsert), v, "x", ">= 2", v >= 2)
 	}
