@@ -69,31 +69,37 @@ func run(skiffd string, d time.Duration, workers int, workload, level string, to
 			nodes = append(nodes, n)
 		}
 	}
-	type traced struct {
-		cmd *exec.Cmd
-		out bytes.Buffer
-	}
-	ts := make([]*traced, len(nodes))
-	for i, n := range nodes {
-		t := &traced{}
-		events := []string{"context-switches"}
-		for _, c := range strings.Split(calls, ",") {
-			events = append(events, "syscalls:sys_enter_"+c)
+	ts := make([]*tracer, 0, len(nodes))
+	// Every perf started is stopped and waited for, on errors too.
+	defer func() {
+		for _, t := range ts {
+			t.stop()
 		}
-		t.cmd = exec.Command("perf", "stat", "-x", ";", "-e", strings.Join(events, ","), "-p", strconv.Itoa(n.Cmd.Process.Pid))
-		t.cmd.Stderr = &t.out
-		if err := t.cmd.Start(); err != nil {
+	}()
+	for _, n := range nodes {
+		t, err := startTracer(n.Cmd.Process.Pid, calls)
+		if err != nil {
 			return err
 		}
-		ts[i] = t
+		ts = append(ts, t)
 	}
-	time.Sleep(time.Second) // perf attaches to every thread
 	rounds0 := readRounds(target)
+	// perf counts only between enable and disable, so neither perf's
+	// start nor the /metrics reads are in the per-request figures.
+	for _, t := range ts {
+		if err := t.command("enable"); err != nil {
+			return err
+		}
+	}
 	res, runErr := bench.Run(context.Background(), cfg, nil)
+	for _, t := range ts {
+		if err := t.command("disable"); err != nil {
+			return err
+		}
+	}
 	rounds := readRounds(target) - rounds0
 	for _, t := range ts {
-		_ = t.cmd.Process.Signal(syscall.SIGINT)
-		_ = t.cmd.Wait()
+		t.stop()
 	}
 	if runErr != nil {
 		return runErr
@@ -125,6 +131,80 @@ func run(skiffd string, d time.Duration, workers int, workload, level string, to
 		fmt.Println()
 	}
 	return nil
+}
+
+// tracer is one `perf stat -p` started with its events disabled and
+// driven through --control pipes: each command ("enable", "disable")
+// returns once perf has acknowledged it.
+type tracer struct {
+	cmd     *exec.Cmd
+	out     bytes.Buffer
+	ctl     *os.File
+	ack     *bufio.Reader
+	ackFile *os.File
+	stopped bool
+}
+
+func startTracer(pid int, calls string) (*tracer, error) {
+	events := []string{"context-switches"}
+	for _, c := range strings.Split(calls, ",") {
+		events = append(events, "syscalls:sys_enter_"+c)
+	}
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	ackR, ackW, err := os.Pipe()
+	if err != nil {
+		ctlR.Close()
+		ctlW.Close()
+		return nil, err
+	}
+	t := &tracer{ctl: ctlW, ack: bufio.NewReader(ackR), ackFile: ackR}
+	// ExtraFiles are the child's fds 3 (control) and 4 (acknowledgements).
+	t.cmd = exec.Command("perf", "stat", "-x", ";", "--delay=-1", "--control", "fd:3,4",
+		"-e", strings.Join(events, ","), "-p", strconv.Itoa(pid))
+	t.cmd.Stderr = &t.out
+	t.cmd.ExtraFiles = []*os.File{ctlR, ackW}
+	err = t.cmd.Start()
+	ctlR.Close()
+	ackW.Close()
+	if err != nil {
+		ctlW.Close()
+		ackR.Close()
+		return nil, fmt.Errorf("perf: %w", err)
+	}
+	return t, nil
+}
+
+// command sends perf a control command and waits for its "ack" (perf
+// writes it with its terminating NUL, which precedes the next one's text).
+func (t *tracer) command(c string) error {
+	_, err := fmt.Fprintln(t.ctl, c)
+	if err == nil {
+		var l string
+		if l, err = t.ack.ReadString('\n'); err == nil && strings.Trim(l, "\x00\n") != "ack" {
+			err = fmt.Errorf("answered %q", l)
+		}
+	}
+	if err != nil {
+		// perf's output is complete (and safe to read) once it has exited.
+		t.stop()
+		return fmt.Errorf("perf %s: %w (%s)", c, err, strings.TrimSpace(t.out.String()))
+	}
+	return nil
+}
+
+// stop interrupts perf, which then prints its counts, and waits for it.
+func (t *tracer) stop() {
+	if t.stopped {
+		return
+	}
+	t.stopped = true
+	_ = t.cmd.Process.Signal(syscall.SIGINT)
+	_ = t.cmd.Wait()
+	t.ctl.Close()
+	t.ackFile.Close()
 }
 
 // readRounds is the node's count of ReadIndex rounds (/metrics), 0 when it
