@@ -35,7 +35,7 @@ func main() {
 	c := flag.Int("c", 64, "Workers")
 	runs := flag.Int("runs", 1, "Runs of each workload; the median (by req/s) is reported")
 	profiles := flag.String("profile", "", "Directory to write a CPU profile of the node under load, per workload (its first run)")
-	only := flag.String("workloads", "", "Run only the workloads whose names match this regular expression (default: all)")
+	only := flag.String("workloads", "", "Run the workloads whose names match this regular expression (default: all); the ceilings, \"point read none, leader\" and the HTTP floor always run")
 	floorAddr := flag.String("serve-floor", "", "Internal: serve the HTTP floor on this address (see serveFloor)")
 	floorBody := flag.String("floor-body", "", "Internal: the body the HTTP floor answers with")
 	flag.Parse()
