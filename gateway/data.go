@@ -16,15 +16,19 @@ import (
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 
+// presizeLimit is the largest declared body length allocated up front: a
+// client's Content-Length alone must not make the node allocate much.
+const presizeLimit = 64 << 10
+
 // readBody reads a size-limited body.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if n := r.ContentLength; n >= 0 && n <= min(g.cfg.MaxBodyBytes, 64<<10) {
+	if n := r.ContentLength; n >= 0 && n <= min(g.cfg.MaxBodyBytes, presizeLimit) {
 		// A small declared length is read into a buffer of that size (and
 		// one byte more, to see the body's end as io.ReadAll does), not
 		// grown from 512 bytes.
 		b := make([]byte, n+1)
 		k, err := io.ReadFull(r.Body, b)
-		if k != int(n) || (err != io.ErrUnexpectedEOF && err != io.EOF) {
+		if k != int(n) || !(errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
 			return nil, rqjson.ErrInvalidJSON
 		}
 		return b[:k], nil
