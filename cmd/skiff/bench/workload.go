@@ -15,7 +15,6 @@ type request struct {
 	path  string // with query string
 	body  []byte
 	stmts int
-	read  bool
 }
 
 // workload makes the requests of one worker. It is not safe for concurrent
@@ -89,7 +88,7 @@ func (w *workload) writes(n int) request {
 func (w *workload) pointRead() request {
 	id := 1 + w.rng.IntN(max(1, w.cfg.Preload))
 	b, _ := json.Marshal([][]any{{"SELECT id, v FROM " + w.cfg.Table + " WHERE id = ?", id}})
-	return request{path: "/db/query?level=" + url.QueryEscape(w.cfg.Level), body: b, stmts: 1, read: true}
+	return request{path: "/db/query?level=" + url.QueryEscape(w.cfg.Level), body: b, stmts: 1}
 }
 
 // nextRequest returns the worker's next request.
