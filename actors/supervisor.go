@@ -30,7 +30,6 @@ type member struct {
 	name   string
 	cancel context.CancelFunc
 	done   chan struct{}
-	err    error
 }
 
 // Supervisor runs a group of actors. The first one to fail (or to return
@@ -82,7 +81,6 @@ func (s *Supervisor) Start(name string, a Actor) {
 			err = fmt.Errorf("actor %s returned while it should still run", name)
 		}
 		if err != nil && ctx.Err() == nil {
-			m.err = err
 			s.log.Error("actor failed", zap.String("actor", name), zap.Error(err))
 			s.once.Do(func() { s.failed <- fmt.Errorf("%s: %w", name, err) })
 		}
