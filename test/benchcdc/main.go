@@ -44,10 +44,8 @@ import (
 
 // options are the command line.
 type options struct {
-	skiffd     string
-	d, lagD    time.Duration
-	workers    int
-	runs       int
+	benchkit.Flags
+	lagD       time.Duration
 	batchDelay string
 	ingestN    int
 	ingestC    int
@@ -56,18 +54,20 @@ type options struct {
 }
 
 func main() {
-	var o options
-	flag.StringVar(&o.skiffd, "skiffd", "bin/skiffd", "skiffd binary")
-	flag.DurationVar(&o.d, "d", 5*time.Second, "Duration of each closed-loop run")
+	o := options{Flags: benchkit.DefaultFlags()}
+	o.D, o.Runs = 5*time.Second, 3
+	o.Register(flag.CommandLine)
 	flag.DurationVar(&o.lagD, "lag-d", 10*time.Second, "Duration of the open-loop delivery lag run")
-	flag.IntVar(&o.workers, "c", 64, "Closed-loop workers")
-	flag.IntVar(&o.runs, "runs", 3, "Runs of each closed-loop workload, in rounds; the median (by inserts/s) is reported")
 	flag.StringVar(&o.batchDelay, "cdc-batch-delay", "10ms", "max_batch_delay of the CDC config (API.md §1.14); empty: the bare URL, Skiff's defaults")
 	flag.IntVar(&o.ingestN, "ingest-n", 20000, "Statements of the ingest comparison")
 	flag.IntVar(&o.ingestC, "ingest-c", 63, "Concurrency of the ingest comparison: the HTTP workers, and max_in_flight x 3 nodes of the ingest consumers (rounded down to a multiple of 3)")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the data directories and logs (printed at the end)")
 	flag.StringVar(&o.profile, "profile", "", "Directory to write CPU profiles of each cluster's leader and of a follower under closed-loop load, first run (go tool pprof -top bin/skiffd dir/cdc.prof, dir/cdc-follower.prof)")
 	flag.Parse()
+	if err := o.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "benchcdc:", err)
+		os.Exit(2)
+	}
 	o.ingestC = max(1, o.ingestC/3) * 3
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchcdc:", err)
@@ -89,15 +89,12 @@ func startCluster(skiffd, dir, name string, extra ...string) (cluster, error) {
 }
 
 func run(o options) error {
-	dir, err := os.MkdirTemp("", "skiff-benchcdc-")
+	// Registered first, so that it runs after the clusters have stopped.
+	dir, done, err := benchkit.WorkDir("skiff-benchcdc-", o.keep, "data and logs")
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		defer fmt.Printf("\ndata and logs kept in %s\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer done()
 	// A light receiver: it notes each index's arrival without decoding,
 	// so that its CPU (on the same cores as the nodes) stays out of the
 	// comparison; the e2e tests check the content.
@@ -115,12 +112,12 @@ func run(o options) error {
 		}
 	}
 
-	plain, err := startCluster(o.skiffd, dir, "plain")
+	plain, err := startCluster(o.Skiffd, dir, "plain")
 	defer plain.Stop()
 	if err != nil {
 		return fmt.Errorf("cluster without CDC: %w", err)
 	}
-	withCDC, err := startCluster(o.skiffd, dir, "cdc", "-cdc-config", cdcArg)
+	withCDC, err := startCluster(o.Skiffd, dir, "cdc", "-cdc-config", cdcArg)
 	defer withCDC.Stop()
 	if err != nil {
 		return fmt.Errorf("cluster with CDC: %w", err)
@@ -130,7 +127,7 @@ func run(o options) error {
 		delay = "Skiff's default"
 	}
 	fmt.Printf("CDC and ingest benchmark: 3-node loopback clusters; %d workers, %s per run, median of %d run(s); CDC to an in-process webhook (light: indexes only), max_batch_delay %s\n\n",
-		o.workers, o.d, o.runs, delay)
+		o.Workers, o.D, o.Runs, delay)
 
 	// (a) closed loop, in rounds so that both see the same phases of the
 	// machine.
@@ -140,7 +137,7 @@ func run(o options) error {
 			return err
 		}
 	}
-	for i := 0; i < o.runs; i++ {
+	for i := 0; i < o.Runs; i++ {
 		if i == 1 {
 			o.profile = ""
 		}
@@ -235,14 +232,14 @@ func closedLoop(c cluster, o options, recv *webhook.Receiver) (benchkit.Measured
 		// The leader's and a follower's: every voter captures and keeps
 		// the events, only the leader sends them.
 		profiled = make(chan error, 2)
-		go func() { profiled <- benchkit.Profile(c.Leader.HTTP, o.d, filepath.Join(o.profile, c.name+".prof")) }()
+		go func() { profiled <- benchkit.Profile(c.Leader.HTTP, o.D, filepath.Join(o.profile, c.name+".prof")) }()
 		go func() {
-			profiled <- benchkit.Profile(c.Follower().HTTP, o.d, filepath.Join(o.profile, c.name+"-follower.prof"))
+			profiled <- benchkit.Profile(c.Follower().HTTP, o.D, filepath.Join(o.profile, c.name+"-follower.prof"))
 		}()
 	}
 	before := benchkit.CPUNow(c.Nodes)
 	res, err := bench.Run(ctx, bench.Config{Addrs: []string{c.Leader.HTTP}, Workload: bench.WorkloadInsert,
-		Workers: o.workers, Duration: o.d}, nil)
+		Workers: o.Workers, Duration: o.D}, nil)
 	if profiled != nil {
 		for range 2 {
 			if perr := <-profiled; perr != nil {
@@ -419,7 +416,7 @@ func ingestRun(o options, dir string) (ingestResult, error) {
 	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
 		return ingestResult{}, err
 	}
-	c, err := startCluster(o.skiffd, dir, "ingest", "-ingest-config", cfgPath)
+	c, err := startCluster(o.Skiffd, dir, "ingest", "-ingest-config", cfgPath)
 	defer c.Stop()
 	if err != nil {
 		return ingestResult{}, err

@@ -32,23 +32,21 @@ import (
 
 // options are the command line.
 type options struct {
-	skiffd  string
-	d       time.Duration
-	workers int
-	runs    int
+	benchkit.Flags
 	preload int
 	control bool
 }
 
 func main() {
-	var o options
-	flag.StringVar(&o.skiffd, "skiffd", "bin/skiffd", "skiffd binary")
-	flag.DurationVar(&o.d, "d", 3*time.Second, "Duration of each run")
-	flag.IntVar(&o.workers, "c", 64, "Closed-loop workers (every variant and workload)")
-	flag.IntVar(&o.runs, "runs", 5, "Runs of each variant of a workload, in alternating rounds; each figure is the median of its runs")
+	o := options{Flags: benchkit.DefaultFlags()}
+	o.Register(flag.CommandLine)
 	flag.IntVar(&o.preload, "o", 10000, "Rows preloaded in each cluster (the point reads pick among them)")
 	flag.BoolVar(&o.control, "control", true, "Also measure a second metrics-on cluster like any variant (an A/A control): its ratio to \"on\" is this run's noise floor")
 	flag.Parse()
+	if err := o.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "benchmetrics:", err)
+		os.Exit(2)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchmetrics:", err)
 		os.Exit(1)
@@ -69,11 +67,12 @@ type sample struct {
 }
 
 func run(o options) error {
-	dir, err := os.MkdirTemp("", "skiff-benchmetrics-")
+	// Registered first, so that it runs after the clusters have stopped.
+	dir, done, err := benchkit.WorkDir("skiff-benchmetrics-", false, "")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer done()
 	vs := []*variant{{name: "on"}, {name: "off", flags: []string{"-metrics=false"}}}
 	if o.control {
 		vs = append(vs, &variant{name: "on (A/A)"})
@@ -86,7 +85,7 @@ func run(o options) error {
 		}
 	}()
 	for i, v := range vs {
-		v.c, err = benchkit.StartCluster(o.skiffd, filepath.Join(dir, fmt.Sprintf("c%d", i)), v.flags...)
+		v.c, err = benchkit.StartCluster(o.Skiffd, filepath.Join(dir, fmt.Sprintf("c%d", i)), v.flags...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", v.name, err)
 		}
@@ -94,14 +93,14 @@ func run(o options) error {
 	ctx := context.Background()
 	// Preload every cluster (not measured), so the reads find their rows.
 	for _, v := range vs {
-		cfg := bench.Config{Addrs: []string{v.c.Leader.HTTP}, Workload: bench.WorkloadRead, Workers: o.workers,
+		cfg := bench.Config{Addrs: []string{v.c.Leader.HTTP}, Workload: bench.WorkloadRead, Workers: o.Workers,
 			Preload: o.preload, Level: "none", Duration: 500 * time.Millisecond}
 		if _, err := bench.Run(ctx, cfg, nil); err != nil {
 			return fmt.Errorf("%s: preload: %w", v.name, err)
 		}
 	}
 	fmt.Printf("3-node loopback clusters: %d workers, %s per run, %d alternating rounds; ratios are medians of per-round ratios to \"off\"\n\n",
-		o.workers, o.d, o.runs)
+		o.Workers, o.D, o.Runs)
 	fmt.Printf("%-18s %-10s %10s %8s %8s %14s %10s\n", "workload", "variant", "req/s", "p50 ms", "p99 ms", "leader µs/req", "vs off")
 	workloads := []struct {
 		name string
@@ -113,7 +112,7 @@ func run(o options) error {
 	}
 	for _, w := range workloads {
 		all := make([][]sample, len(vs))
-		for r := range o.runs {
+		for r := range o.Runs {
 			order := make([]int, len(vs))
 			for i := range order {
 				order[i] = i
@@ -124,7 +123,7 @@ func run(o options) error {
 			for _, i := range order {
 				v := vs[i]
 				cfg := w.cfg
-				cfg.Addrs, cfg.Workers, cfg.Duration = []string{v.c.Leader.HTTP}, o.workers, o.d
+				cfg.Addrs, cfg.Workers, cfg.Duration = []string{v.c.Leader.HTTP}, o.Workers, o.D
 				procs := []*benchkit.Node{v.c.Leader}
 				before := benchkit.CPUNow(procs)
 				res, err := bench.Run(ctx, cfg, nil)

@@ -30,7 +30,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -48,10 +47,7 @@ import (
 
 // options are the command line.
 type options struct {
-	skiffd  string
-	d       time.Duration
-	workers int
-	runs    int
+	benchkit.Flags
 	preload int
 	nodeTLS bool
 	control bool
@@ -60,17 +56,18 @@ type options struct {
 }
 
 func main() {
-	var o options
-	flag.StringVar(&o.skiffd, "skiffd", "bin/skiffd", "skiffd binary")
-	flag.DurationVar(&o.d, "d", 3*time.Second, "Duration of each run")
-	flag.IntVar(&o.workers, "c", 64, "Closed-loop workers (every variant and workload)")
-	flag.IntVar(&o.runs, "runs", 5, "Runs of each variant of a workload, in alternating rounds; each figure is the median of its runs")
+	o := options{Flags: benchkit.DefaultFlags()}
+	o.Register(flag.CommandLine)
 	flag.IntVar(&o.preload, "o", 10000, "Rows preloaded in each cluster (the point reads pick among them)")
 	flag.BoolVar(&o.nodeTLS, "node-tls", true, "Also measure inserts on a cluster with node-to-node TLS (-node-cert, -node-key, -node-ca-cert)")
 	flag.BoolVar(&o.control, "control", true, "Also measure a second plain HTTP cluster like any variant (an A/A control): its ratios to plain show this run's noise floor")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the data directories, logs and certificate (printed at the end)")
 	flag.StringVar(&o.profile, "profile", "", "Directory to write a CPU profile of each variant's leader per workload, first round (go tool pprof -top bin/skiffd dir/read-none-https.prof)")
 	flag.Parse()
+	if err := o.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "benchsec:", err)
+		os.Exit(2)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchsec:", err)
 		os.Exit(1)
@@ -112,18 +109,12 @@ type workload struct {
 }
 
 func run(o options) error {
-	if o.runs < 1 || o.workers < 1 || o.d <= 0 {
-		return errors.New("-runs, -c and -d must be positive")
-	}
-	dir, err := os.MkdirTemp("", "skiff-benchsec-")
+	// Registered first, so that it runs after the clusters have stopped.
+	dir, done, err := benchkit.WorkDir("skiff-benchsec-", o.keep, "data, logs and certificate")
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		defer fmt.Printf("\ndata, logs and certificate kept in %s\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer done()
 	cert, key, err := testcert.Generate(dir, 24*time.Hour)
 	if err != nil {
 		return err
@@ -160,7 +151,7 @@ func run(o options) error {
 		}
 	}()
 	for i, v := range vs {
-		v.c, err = benchkit.StartClusterWith(o.skiffd, filepath.Join(dir, fmt.Sprintf("c%d", i)), v.access, v.flags...)
+		v.c, err = benchkit.StartClusterWith(o.Skiffd, filepath.Join(dir, fmt.Sprintf("c%d", i)), v.access, v.flags...)
 		if err != nil {
 			return fmt.Errorf("%s cluster: %w", v.name, err)
 		}
@@ -177,7 +168,7 @@ func run(o options) error {
 		return err
 	}
 	fmt.Printf("security benchmark: 3-node loopback clusters side by side, closed loop on each leader, %d workers, %s per run, median of %d run(s) in alternating rounds\n",
-		o.workers, o.d, o.runs)
+		o.Workers, o.D, o.Runs)
 	fmt.Printf("HTTPS: %s, HTTP/1.1, one keep-alive connection per worker (handshakes before the clock starts)\n\n", tlsInfo)
 
 	read := func(level string) bench.Config {
@@ -200,9 +191,9 @@ func run(o options) error {
 		}
 	}
 	for _, w := range ws {
-		w.cfg.Workers, w.cfg.Duration = o.workers, o.d
+		w.cfg.Workers, w.cfg.Duration = o.Workers, o.D
 		w.samples = map[*variant][]sample{}
-		for i := range o.runs {
+		for i := range o.Runs {
 			order := slices.Clone(w.variants)
 			if i%2 == 1 {
 				slices.Reverse(order)
