@@ -14,10 +14,10 @@ func TestHotPathLease(t *testing.T) {
 	if _, err := h.enter(); !errors.Is(err, ErrNotStarted) {
 		t.Fatalf("before open: %v", err)
 	}
-	nh := &dragonboat.NodeHost{} // never called: only its identity matters
-	h.open(nh)
+	run := &running{nh: &dragonboat.NodeHost{}} // never called: only its identity matters
+	h.open(run)
 	got, err := h.enter()
-	if err != nil || got != nh {
+	if err != nil || got != run {
 		t.Fatalf("after open: %v %v", got, err)
 	}
 	// close waits for the lease held above.
@@ -43,21 +43,21 @@ func TestHotPathLease(t *testing.T) {
 // NodeHost (nil) while holding one.
 func TestHotPathConcurrentClose(t *testing.T) {
 	var h hotPath
-	h.open(&dragonboat.NodeHost{})
+	h.open(&running{nh: &dragonboat.NodeHost{}})
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				nh, err := h.enter()
+				run, err := h.enter()
 				if err != nil {
 					if !errors.Is(err, ErrStopped) {
 						t.Error(err)
 					}
 					return
 				}
-				if nh == nil || h.nh == nil {
+				if run == nil || h.run == nil {
 					t.Error("lease without a NodeHost")
 				}
 				h.leave()

@@ -41,44 +41,93 @@ type MemberReq struct {
 
 type memberEnv = actors.Envelope[MemberReq, struct{}]
 
+// memberInboxSize: changes run one at a time, each within its caller's
+// deadline, so a few queued are plenty; a caller finding it full waits.
+const memberInboxSize = 16
+
+// memberChanges is the membership actor: it runs changes one at a time, in
+// the order they arrive. Dragonboat orders config changes (one made
+// against a stale membership is refused), so changes run side by side
+// would only make each other retry; and the steps of one (a re-joining
+// node's old replica removed, then its new one added) must not interleave
+// with another's.
+type memberChanges struct {
+	inbox chan memberEnv
+	serve func(context.Context, MemberReq) error
+	done  *actors.Done
+}
+
+func newMemberChanges(serve func(context.Context, MemberReq) error) *memberChanges {
+	return &memberChanges{inbox: make(chan memberEnv, memberInboxSize), serve: serve, done: actors.NewDone()}
+}
+
+// Run serves changes until ctx ends; ctx's end also ends the change under
+// way.
+func (m *memberChanges) Run(ctx context.Context) error {
+	defer m.done.Close()
+	for {
+		select {
+		case env := <-m.inbox:
+			env.Answer(struct{}{}, m.serve(ctx, env.Req))
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// call asks for a change and waits for it.
+func (m *memberChanges) call(ctx context.Context, req MemberReq) error {
+	req.Ctx = ctx
+	_, err := actors.Call(ctx, m.done.C(), m.inbox, req)
+	return err
+}
+
 // AddNonVoting adds replica id at raftAddr, for node nodeID, as a
 // non-voting member. Adding a member that is already there with the same
 // address succeeds (joins are retried); a node that comes back under a new
 // replica ID replaces its old replica, found by node ID or address (an
 // address held by another node is refused).
 func (r *Replica) AddNonVoting(ctx context.Context, id uint64, raftAddr, nodeID string) error {
-	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpAddNonVoting, ReplicaID: id, RaftAddr: raftAddr, NodeID: nodeID})
-	return err
+	return r.changeMembers(ctx, MemberReq{Op: OpAddNonVoting, ReplicaID: id, RaftAddr: raftAddr, NodeID: nodeID})
 }
 
 // RemoveMember removes replica id from the shard and its metadata.
 func (r *Replica) RemoveMember(ctx context.Context, id uint64) error {
-	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpRemove, ReplicaID: id})
-	return err
+	return r.changeMembers(ctx, MemberReq{Op: OpRemove, ReplicaID: id})
 }
 
 // TransferLeader moves leadership to replica id (0: any other voter) and
 // waits until a leader other than the old one is known.
 func (r *Replica) TransferLeader(ctx context.Context, id uint64) error {
-	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpTransferLeader, ReplicaID: id})
-	return err
+	return r.changeMembers(ctx, MemberReq{Op: OpTransferLeader, ReplicaID: id})
 }
 
-func (r *Replica) serveMember(nh *dragonboat.NodeHost, env memberEnv) {
-	ctx, cancel := r.withDeadline(env.Req.Ctx)
-	defer cancel()
-	var err error
-	switch env.Req.Op {
-	case OpAddNonVoting:
-		err = r.addNonVoting(ctx, nh, env.Req.ReplicaID, env.Req.RaftAddr, env.Req.NodeID)
-	case OpRemove:
-		err = r.removeMember(ctx, nh, env.Req.ReplicaID)
-	case OpTransferLeader:
-		err = r.transferLeader(ctx, nh, env.Req.ReplicaID)
-	default:
-		err = fmt.Errorf("%w: membership op %d", ErrInvalidConfig, env.Req.Op)
+// changeMembers hands req to the membership actor, under the lease.
+func (r *Replica) changeMembers(ctx context.Context, req MemberReq) error {
+	run, err := r.hot.enter()
+	if err != nil {
+		return err
 	}
-	env.Answer(struct{}{}, err)
+	defer r.hot.leave()
+	return run.members.call(ctx, req)
+}
+
+// serveMember runs one change for the membership actor; runCtx is the
+// actor's.
+func (r *Replica) serveMember(runCtx context.Context, nh *dragonboat.NodeHost, req MemberReq) error {
+	ctx, cancel := r.withDeadline(req.Ctx)
+	defer cancel()
+	stop := context.AfterFunc(runCtx, cancel)
+	defer stop()
+	switch req.Op {
+	case OpAddNonVoting:
+		return r.addNonVoting(ctx, nh, req.ReplicaID, req.RaftAddr, req.NodeID)
+	case OpRemove:
+		return r.removeMember(ctx, nh, req.ReplicaID)
+	case OpTransferLeader:
+		return r.transferLeader(ctx, nh, req.ReplicaID)
+	}
+	return fmt.Errorf("%w: membership op %d", ErrInvalidConfig, req.Op)
 }
 
 // attemptTimeout bounds one attempt of a membership read or change inside
@@ -378,7 +427,7 @@ func (r *Replica) promoteSelf(nh *dragonboat.NodeHost, m *dragonboat.Membership)
 	if _, isNonVoting := m.NonVotings[self.ReplicaID]; !isNonVoting || !r.cfg.Voter {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
 	defer cancel()
 	// SyncRequestAddReplica returns once this node has applied the change,
 	// so the membership read next shows it.
@@ -396,7 +445,7 @@ func (r *Replica) promoteSelf(nh *dragonboat.NodeHost, m *dragonboat.Membership)
 // is. Both are idempotent, so running them on every membership refresh is
 // safe.
 func (r *Replica) reconcileSelf(nh *dragonboat.NodeHost, m *dragonboat.Membership) {
-	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
 	defer cancel()
 	st := r.life.State()
 	self := st.Identity
