@@ -233,73 +233,62 @@ func (r *Replica) removeSelf(ctx context.Context, nh *dragonboat.NodeHost) error
 	return nil
 }
 
+// addNonVoting carries out the join plan (joinplan.go) of replica id.
 func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id uint64, addr, nodeID string) error {
-	if id == 0 || addr == "" {
-		return fmt.Errorf("%w: replica id and raft address are required", ErrBadMember)
+	ignored := func() error {
+		// Counted as rqlite counts ignored joins.
+		r.counters.ignoredJoins.Add(1)
+		r.log.Info("join ignored: already a member", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
+		return nil
+	}
+	req := joinRequest{ReplicaID: id, RaftAddr: addr, NodeID: nodeID}
+	if err := req.validate(); err != nil {
+		return err
 	}
 	if r.knownMember(id, addr) {
 		// A member restarted with -join still on its command line: a
 		// no-op, answered from the last membership read, so that it needs
 		// no quorum (a 2-node cluster whose other node restarts has none).
-		r.counters.ignoredJoins.Add(1)
-		r.log.Info("join ignored: already a member", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
-		return nil
+		return ignored()
 	}
 	m, err := r.readMembership(ctx, nh)
 	if err != nil {
 		return err
 	}
-	// nodeOf names a member from the replicated node table ("" unknown).
 	nodeOf := map[uint64]string{}
 	for _, n := range r.life.State().NodeTable {
 		nodeOf[n.ReplicaID] = n.NodeID
 	}
-	var stale []uint64
-	for _, set := range []map[uint64]string{m.Nodes, m.NonVotings, m.Witnesses} {
-		for rid, a := range set {
-			switch {
-			case rid == id && a == addr:
-				// Already a member (a restart with -join still on its
-				// command line): joins are idempotent, and counted as
-				// rqlite counts ignored joins.
-				r.counters.ignoredJoins.Add(1)
-				r.log.Info("join ignored: already a member", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
-				return nil
-			case rid == id:
-				return fmt.Errorf("%w: replica %d is a member at %s, not %s", ErrBadMember, id, a, addr)
-			case nodeID != "" && nodeOf[rid] == nodeID:
-				// The node came back with new data (and maybe a new
-				// address): its old replica goes, as rqlite does.
-				stale = append(stale, rid)
-			case a == addr:
-				if owner := nodeOf[rid]; owner != "" && nodeID != "" && owner != nodeID {
-					return fmt.Errorf("%w: raft address %s belongs to member %q", ErrBadMember, addr, owner)
-				}
-				stale = append(stale, rid)
+	plan, err := planJoin(membershipOf(m), nodeOf, req)
+	if err != nil {
+		return err
+	}
+	if plan.AlreadyMember {
+		return ignored()
+	}
+	for _, c := range plan.Changes {
+		switch c.Kind {
+		case changeRemove:
+			r.log.Info("removing the old replica of a re-joining node", zap.Uint64("old", c.ReplicaID), zap.String("node_id", nodeID), zap.String("addr", addr))
+			if err := r.removeMember(ctx, nh, c.ReplicaID); err != nil {
+				return err
 			}
+			r.counters.removedBeforeJoin.Add(1)
+		case changeAddNonVoting:
+			err := r.retryConfigChange(ctx, nh, func(actx context.Context, m *dragonboat.Membership) error {
+				if m.NonVotings[c.ReplicaID] == c.RaftAddr || m.Nodes[c.ReplicaID] == c.RaftAddr {
+					return nil // an earlier attempt that timed out applied
+				}
+				return nh.SyncRequestAddNonVoting(actx, r.cfg.ShardID, c.ReplicaID, c.RaftAddr, m.ConfigChangeID)
+			})
+			if err != nil {
+				return err
+			}
+			r.counters.joins.Add(1)
+			r.log.Info("non-voting member added", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
 		}
 	}
-	if _, removed := m.Removed[id]; removed {
-		return fmt.Errorf("%w: replica %d was removed; a node re-joins with a new data directory", ErrBadMember, id)
-	}
-	for _, rid := range stale {
-		r.log.Info("removing the old replica of a re-joining node", zap.Uint64("old", rid), zap.String("node_id", nodeID), zap.String("addr", addr))
-		if err := r.removeMember(ctx, nh, rid); err != nil {
-			return err
-		}
-		r.counters.removedBeforeJoin.Add(1)
-	}
-	err = r.retryConfigChange(ctx, nh, func(actx context.Context, m *dragonboat.Membership) error {
-		if m.NonVotings[id] == addr || m.Nodes[id] == addr {
-			return nil
-		}
-		return nh.SyncRequestAddNonVoting(actx, r.cfg.ShardID, id, addr, m.ConfigChangeID)
-	})
-	if err == nil {
-		r.counters.joins.Add(1)
-		r.log.Info("non-voting member added", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
-	}
-	return err
+	return nil
 }
 
 // knownMember reports whether the last membership read lists replica id

@@ -110,7 +110,7 @@ func (r *Replica) Reaps() uint64 { return r.counters.reaps.Load() }
 // reapJob runs on every reapInterval tick (one at a time): on the leader,
 // it removes the members unreachable for longer than their timeout. since
 // is when this node was first seen leader (zero: it is not), kept by the
-// actor loop across ticks.
+// reap job across ticks.
 func (r *Replica) reapJob(run *running, since *time.Time) {
 	nh := run.nh
 	leader, _, ok, err := nh.GetLeaderID(r.cfg.ShardID)

@@ -544,12 +544,9 @@ func (r *Replica) stale(freshness time.Duration) bool {
 	return st.LeaderReplicaID == 0 || time.Since(st.LastLeaderContact) > freshness
 }
 
-// propose replicates one command and waits until it is applied locally.
-// Proposals that Raft dropped or refused as busy never entered the log, so
-// they are retried (with the same request ID, which the state machine
-// deduplicates, in case a "dropped" one did get in) until the deadline;
-// writes in flight when a new leader becomes known are proposed to it
-// again (propose.go).
+// propose replicates req as a command of type typ and waits until it is
+// applied locally. proposal.run (propose.go) sends it again, under the
+// same request ID, when it may have been lost.
 func (r *Replica) propose(ctx context.Context, nh *dragonboat.NodeHost, typ cmdpb.Command_Type, req *cmdpb.Request) (*cmdpb.Response, error) {
 	return r.proposeCommand(ctx, nh, &cmdpb.Command{Type: typ, Request: req})
 }
