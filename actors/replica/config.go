@@ -95,6 +95,9 @@ type Config struct {
 	NonVoting bool
 	// ExportDir receives exported snapshots (ExportSnapshot).
 	ExportDir string
+	// Held keeps the handle refusing callers (ErrNotStarted) once Run has
+	// started, until Release; only BootHeld is served meanwhile.
+	Held bool
 	// OnPromoted is called (once, from a periodic job) when this replica is
 	// seen to be a voter after starting non-voting, so that the next start
 	// says so.

@@ -14,6 +14,9 @@ import (
 type hotPath struct {
 	// stopping refuses new requests at once when shutdown begins.
 	stopping atomic.Bool
+	// held refuses callers (ErrNotStarted) until release, with the
+	// NodeHost running: only enterHeld gets in (Config.Held).
+	held atomic.Bool
 	// mu is held for reading by each request for as long as it uses run;
 	// shutdown takes it for writing, so it waits out the requests (whose
 	// deadlines, and at worst the cancelled work context, bound them).
@@ -24,6 +27,14 @@ type hotPath struct {
 // enter leases what Run started; leave must follow when it returns no
 // error.
 func (h *hotPath) enter() (*running, error) {
+	if h.held.Load() && !h.stopping.Load() {
+		return nil, ErrNotStarted
+	}
+	return h.enterHeld()
+}
+
+// enterHeld is enter, let in while held.
+func (h *hotPath) enterHeld() (*running, error) {
 	if h.stopping.Load() {
 		return nil, ErrStopped
 	}
@@ -46,6 +57,9 @@ func (h *hotPath) open(run *running) {
 	h.run = run
 	h.mu.Unlock()
 }
+
+// release ends the hold.
+func (h *hotPath) release() { h.held.Store(false) }
 
 // refuse refuses new requests; those in flight go on.
 func (h *hotPath) refuse() { h.stopping.Store(true) }

@@ -68,3 +68,28 @@ func TestHotPathConcurrentClose(t *testing.T) {
 	h.close()
 	wg.Wait()
 }
+
+// While held, callers are refused as not started; the owner gets in.
+func TestHotPathHeld(t *testing.T) {
+	var h hotPath
+	h.held.Store(true)
+	run := &running{nh: &dragonboat.NodeHost{}}
+	h.open(run)
+	if _, err := h.enter(); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("held: %v, want ErrNotStarted", err)
+	}
+	got, err := h.enterHeld()
+	if err != nil || got != run {
+		t.Fatalf("enterHeld: %v %v", got, err)
+	}
+	h.leave()
+	h.release()
+	if _, err := h.enter(); err != nil {
+		t.Fatalf("released: %v", err)
+	}
+	h.leave()
+	h.close()
+	if _, err := h.enterHeld(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("enterHeld after close: %v", err)
+	}
+}

@@ -128,21 +128,36 @@ type Replica struct {
 
 // New validates cfg and returns an unstarted replica.
 func New(cfg Config) (*Replica, error) {
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	r := NewHandle()
+	if err := r.Configure(cfg); err != nil {
 		return nil, err
 	}
-	r := &Replica{
-		cfg: cfg, log: cfg.Logger, life: cfg.Lifecycle,
-		done: actors.NewDone(),
-		gone: make(chan struct{}),
+	return r, nil
+}
+
+// NewHandle returns an unconfigured replica: every call is refused with
+// ErrNotStarted until Configure, then Run, have started it. Bootstrap hands
+// it to the gateway and the other actors before it knows the node's
+// identity, which the configuration holds.
+func NewHandle() *Replica {
+	return &Replica{done: actors.NewDone(), gone: make(chan struct{})}
+}
+
+// Configure validates cfg and makes it the replica's; it must be called
+// once, before Run.
+func (r *Replica) Configure(cfg Config) error {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
+	r.cfg, r.log, r.life = cfg, cfg.Logger, cfg.Lifecycle
+	r.hot.held.Store(cfg.Held)
 	r.lis = &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1),
 		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability(), removed: make(chan struct{}, 1), deleted: make(chan struct{}),
 		leaders: newLeaderWatch()}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	r.jobsCtx, r.stopJobs = context.WithCancel(r.workCtx)
-	return r, nil
+	return nil
 }
 
 // Execute proposes req and returns its results once applied locally. It
@@ -265,6 +280,20 @@ func (r *Replica) Boot(ctx context.Context, rd io.Reader) error {
 	defer r.hot.leave()
 	return r.serveBoot(ctx, run.nh, rd)
 }
+
+// BootHeld is Boot for the replica's owner while it is held (Config.Held):
+// an -auto-restore boots the database before anyone else may use it.
+func (r *Replica) BootHeld(ctx context.Context, rd io.Reader) error {
+	run, err := r.hot.enterHeld()
+	if err != nil {
+		return err
+	}
+	defer r.hot.leave()
+	return r.serveBoot(ctx, run.nh, rd)
+}
+
+// Release ends the hold of Config.Held: every caller is served from now on.
+func (r *Replica) Release() { r.hot.release() }
 
 // Done is closed when Run has returned.
 func (r *Replica) Done() <-chan struct{} { return r.done.C() }

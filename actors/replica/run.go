@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -54,6 +55,9 @@ func (g *group) stop() {
 // lends them to the handle until ctx ends, then shuts down (stop).
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.done.Close()
+	if r.life == nil {
+		return fmt.Errorf("%w: Run before Configure", ErrInvalidConfig)
+	}
 	defer r.cancelWork()
 	type started struct {
 		nh  *dragonboat.NodeHost
