@@ -680,7 +680,7 @@ func (r *Replica) probe(nh *dragonboat.NodeHost) {
 	if err != nil || !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
 	defer cancel()
 	if _, err := nh.SyncRead(ctx, r.cfg.ShardID, &sm.Query{Ctx: ctx, Request: &cmdpb.Request{}}); err != nil {
 		r.log.Debug("catch-up check failed", zap.Error(err))
