@@ -15,24 +15,23 @@ import (
 
 // newUploader builds the -auto-backup uploader (nil when off) and its
 // /status and /debug/vars sections. It uploads while lifecycle says this
-// node leads and serves data, through the router (the replica's Backup,
-// /db/backup's path).
-func newUploader(cfg Config, life *lifecycle.Lifecycle, rt *router, log *zap.Logger) (*backup.Uploader, []gateway.Section, error) {
+// node leads and serves data, through the replica's Backup (/db/backup's
+// path); serving says no -auto-restore is still to boot.
+func newUploader(cfg Config, life *lifecycle.Lifecycle, rep *replica.Replica, serving func() bool, log *zap.Logger) (*backup.Uploader, []gateway.Section, error) {
 	if cfg.AutoBackup == nil {
 		return nil, nil, nil
 	}
 	up, err := backup.New(backup.UploaderConfig{
 		Backup: *cfg.AutoBackup, Dir: cfg.DataDir,
-		// The router holds the replica once startup (and any restore's
-		// boot) is done: before that there is nothing to back up.
+		// Before a restore's boot there is nothing to back up.
 		IsLeader: func() bool {
 			st := life.State()
-			return rt.r.Load() != nil && st.IsLeader() && st.ServesData()
+			return serving() && st.IsLeader() && st.ServesData()
 		},
 		Changed:      life.Changed,
 		AppliedIndex: func() uint64 { return life.State().Progress.AppliedIndex },
 		Logger:       log,
-	}, rt)
+	}, rep)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: -auto-backup: %w", ErrInvalidConfig, err)
 	}
@@ -110,7 +109,7 @@ func (n *Node) bootRestored(rep *replica.Replica, r *backup.Restored) error {
 		return fmt.Errorf("auto-restore: %w", err)
 	}
 	defer f.Close()
-	if err := rep.Boot(ctx, f); err != nil {
+	if err := rep.BootHeld(ctx, f); err != nil {
 		return fmt.Errorf("auto-restore: boot from the downloaded backup: %w", err)
 	}
 	n.log.Info("auto-restore complete: booted from the downloaded backup", zap.Int64("bytes", r.Size))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -27,7 +26,6 @@ import (
 	"github.com/skiffdb/skiff/gateway"
 	"github.com/skiffdb/skiff/gateway/metrics"
 	"github.com/skiffdb/skiff/sm"
-	"github.com/skiffdb/skiff/sm/cmdpb"
 	"github.com/skiffdb/skiff/sm/failpoint"
 )
 
@@ -43,91 +41,6 @@ var shutdownSteps = []actors.Step{
 	{Name: "backup", Reason: "stop uploading before Raft stops: a backup in progress reads the database through the replica"},
 	{Name: "replica", Reason: "stop Raft: closes the state machine (checkpointing SQLite's WAL) and the Raft log"},
 	{Name: "lifecycle", Reason: "last: nothing reports state any more"},
-}
-
-// router hands data requests to the replica once it exists; before that it
-// refuses them at once.
-type router struct {
-	r atomic.Pointer[replica.Replica]
-}
-
-func (rt *router) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Response, error) {
-	if r := rt.r.Load(); r != nil {
-		return r.Execute(ctx, req)
-	}
-	return nil, replica.ErrNotStarted
-}
-
-func (rt *router) Query(ctx context.Context, req *cmdpb.Request, opts replica.ReadOptions) (*cmdpb.Response, error) {
-	if r := rt.r.Load(); r != nil {
-		return r.Query(ctx, req, opts)
-	}
-	return nil, replica.ErrNotStarted
-}
-
-func (rt *router) Backup(ctx context.Context, b *sm.Backup) (*sm.BackupResult, error) {
-	if r := rt.r.Load(); r != nil {
-		return r.Backup(ctx, b)
-	}
-	return nil, replica.ErrNotStarted
-}
-
-func (rt *router) Checkpoint(ctx context.Context) (*sm.CheckpointResult, error) {
-	if r := rt.r.Load(); r != nil {
-		return r.Checkpoint(ctx)
-	}
-	return nil, replica.ErrNotStarted
-}
-
-func (rt *router) Snapshot(ctx context.Context, trailingLogs int64) (uint64, error) {
-	if r := rt.r.Load(); r != nil {
-		return r.Snapshot(ctx, trailingLogs)
-	}
-	return 0, replica.ErrNotStarted
-}
-
-func (rt *router) Boot(ctx context.Context, rd io.Reader) error {
-	if r := rt.r.Load(); r != nil {
-		return r.Boot(ctx, rd)
-	}
-	return replica.ErrNotStarted
-}
-
-func (rt *router) AddNonVoting(ctx context.Context, id uint64, addr, nodeID string) error {
-	if r := rt.r.Load(); r != nil {
-		return r.AddNonVoting(ctx, id, addr, nodeID)
-	}
-	return replica.ErrNotStarted
-}
-
-func (rt *router) RemoveMember(ctx context.Context, id uint64) error {
-	if r := rt.r.Load(); r != nil {
-		return r.RemoveMember(ctx, id)
-	}
-	return replica.ErrNotStarted
-}
-
-func (rt *router) TransferLeader(ctx context.Context, id uint64) error {
-	if r := rt.r.Load(); r != nil {
-		return r.TransferLeader(ctx, id)
-	}
-	return replica.ErrNotStarted
-}
-
-// ProposeHighWater is the CDC service's HighWaterProposer: the service
-// runs only once the replica exists.
-func (rt *router) ProposeHighWater(ctx context.Context, hwm uint64) error {
-	if r := rt.r.Load(); r != nil {
-		return r.ProposeHighWater(ctx, hwm)
-	}
-	return replica.ErrNotStarted
-}
-
-func (rt *router) ExportSnapshot(ctx context.Context) (string, error) {
-	if r := rt.r.Load(); r != nil {
-		return r.ExportSnapshot(ctx)
-	}
-	return "", replica.ErrNotStarted
 }
 
 // Node is a running node.
@@ -217,14 +130,16 @@ func Start(cfg Config) (*Node, error) {
 		raftLn.Close()
 		return nil, err
 	}
-	rt := &router{}
+	// Handed out now; it refuses every call until startup has started it
+	// (and booted any -auto-restore).
+	rep := replica.NewHandle()
 	n := &Node{cfg: cfg, log: log, sup: actors.NewSupervisor(log.Named("supervisor")), life: life, httpLn: ln,
 		startup: make(chan error, 1), started: make(chan struct{}), stopping: make(chan struct{}), removed: make(chan struct{}),
 		peers: nodeTLS.HTTPClient(0), tls: nodeTLS}
 	n.restoring.Store(cfg.AutoRestore != nil)
 	var sections []gateway.Section
 	if cfg.CDC != nil {
-		if err := n.openCDC(rt); err != nil {
+		if err := n.openCDC(rep); err != nil {
 			ln.Close()
 			raftLn.Close()
 			return nil, err
@@ -233,7 +148,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	qc := cfg.Queue
 	qc.Logger = log.Named("queue")
-	q, err := queue.New(qc, rt)
+	q, err := queue.New(qc, rep)
 	if err != nil {
 		ln.Close()
 		raftLn.Close()
@@ -241,12 +156,12 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	// Every node consumes (one shared durable consumer); it fetches only
-	// while the node serves data, and reaches the replica through rt.
+	// while the node serves data.
 	var ing *ingest.Service
 	if cfg.Ingest != nil {
 		ic := *cfg.Ingest
 		ic.ReadyChanged = life.Changed
-		ing, err = ingest.New(ic, rt, func() bool { return life.State().ServesData() }, log.Named("ingest"))
+		ing, err = ingest.New(ic, rep, func() bool { return life.State().ServesData() }, log.Named("ingest"))
 		if err != nil {
 			ln.Close()
 			raftLn.Close()
@@ -257,7 +172,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// n.mux is set below, before the gateway serves.
 	sections = append(sections, gateway.Section{Name: "mux", Status: func() any { return n.mux.status() }})
-	up, upSections, err := newUploader(cfg, life, rt, log.Named("backup"))
+	up, upSections, err := newUploader(cfg, life, rep, func() bool { return !n.restoring.Load() }, log.Named("backup"))
 	if err != nil {
 		ln.Close()
 		raftLn.Close()
@@ -284,7 +199,7 @@ func Start(cfg Config) (*Node, error) {
 			ForeignKeys: cfg.ForeignKeys, CDC: cfg.CDC != nil,
 		},
 		Sections: sections,
-	}, ln, rt, q, n.publishedState)
+	}, ln, rep, q, n.publishedState)
 	if err != nil {
 		ln.Close()
 		raftLn.Close()
@@ -323,7 +238,7 @@ func Start(cfg Config) (*Node, error) {
 	log.Info("http serving", zap.String("addr", ln.Addr().String()), zap.String("adv_addr", cfg.HTTPAdvAddr))
 	go func() {
 		defer close(n.started)
-		n.startup <- n.startReplica(rt)
+		n.startup <- n.startReplica(rep)
 	}()
 	started = true
 	return n, nil
@@ -336,7 +251,7 @@ func (n *Node) HTTPAddr() net.Addr { return n.httpLn.Addr() }
 func (n *Node) State() *lifecycle.State { return n.life.State() }
 
 // startReplica loads (or creates) the identity and starts the replica.
-func (n *Node) startReplica(rt *router) error {
+func (n *Node) startReplica(rep *replica.Replica) error {
 	c := n.cfg
 	if err := c.Failpoints.Inject(failpoint.BootstrapStart, n.stopping); err != nil {
 		return err
@@ -508,8 +423,8 @@ func (n *Node) startReplica(rt *router) error {
 	if n.metrics != nil {
 		rc.Observer = n.metrics
 	}
-	rep, err := replica.New(rc)
-	if err != nil {
+	rc.Held = restored != nil
+	if err := rep.Configure(rc); err != nil {
 		return err
 	}
 	n.sup.Start("replica", rep)
@@ -522,7 +437,7 @@ func (n *Node) startReplica(rt *router) error {
 			return fmt.Errorf("auto-restore: record the boot: %w", err)
 		}
 	}
-	rt.r.Store(rep)
+	rep.Release()
 	n.restoring.Store(false)
 	if n.cdcSvc != nil {
 		n.sup.Start("cdc", n.cdcSvc)
@@ -532,8 +447,8 @@ func (n *Node) startReplica(rt *router) error {
 
 // openCDC opens the CDC outbox under <data>/cdc and builds the transmitter;
 // it transmits while lifecycle says this node leads, and replicates the
-// acknowledged index through the replica (by way of the router).
-func (n *Node) openCDC(rt *router) error {
+// acknowledged index through the replica.
+func (n *Node) openCDC(rep *replica.Replica) error {
 	c := *n.cfg.CDC
 	c.Dir, c.NodeID, c.Logger = n.cfg.cdcDir(), n.cfg.NodeID, n.log.Named("cdc")
 	c.PeerTLS, c.PeerClient = n.tls.Client(), n.peers
@@ -549,7 +464,7 @@ func (n *Node) openCDC(rt *router) error {
 	if err != nil {
 		return err
 	}
-	svc, err := cdc.New(c, ob, func() bool { return n.life.State().IsLeader() }, rt)
+	svc, err := cdc.New(c, ob, func() bool { return n.life.State().IsLeader() }, rep)
 	if err != nil {
 		ob.Close()
 		return err

@@ -2,13 +2,16 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/lni/dragonboat/v4"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skiffdb/skiff/actors"
 	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
@@ -21,19 +24,6 @@ import (
 // the same whether it carries one write or a hundred; at 64 concurrent
 // writers that cost was most of a write's CPU on every node.
 const (
-	// writeProposers bounds the batches in flight. One is classic group
-	// commit: while a batch commits, every write arriving waits and goes
-	// in the next. More split the waiting writes into smaller batches,
-	// and on this 2-core machine each batch's fsyncs, messages and
-	// wake-ups cost kernel time on every node: inserts at 64 workers
-	// measured 5,810 req/s with 1, 5,475 with 2, 5,230 with 4 and 5,210
-	// with 8 (two rounds each, fresh 3-node clusters), and later 1 beat 2
-	// in 6 of 7 alternating rounds (median 5,618 against 5,384 in four
-	// of them), with the open loop's p99 unchanged. A batch stuck across
-	// a leader change is proposed again to the new leader (propose.go)
-	// and holds the writes behind it for proposalStall at most; none can
-	// commit without a leader anyway.
-	writeProposers = 1
 	// maxBatchWrites and maxBatchBytes bound one batch (the bytes are the
 	// encoded requests'; Dragonboat refuses entries near its in-memory log
 	// limit, and a big entry delays the heartbeats behind it).
@@ -50,102 +40,134 @@ const (
 	proposalStall = 500 * time.Millisecond
 )
 
-type pendingWrite struct {
-	ctx  context.Context
-	req  *cmdpb.Request
-	done chan pendingResult // capacity 1: the proposer never blocks on it
+// writeReq is one write for the proposer: ctx is its writer's (the batch
+// skips writers that gave up and lives as long as the most patient one).
+type writeReq struct {
+	ctx context.Context
+	req *cmdpb.Request
 }
 
-type pendingResult struct {
-	resp *cmdpb.Response
-	err  error
+type writeEnv = actors.Envelope[writeReq, *cmdpb.Response]
+
+// proposeBatchFunc proposes a batch and answers each of its envelopes.
+type proposeBatchFunc func(ctx context.Context, batch []writeEnv)
+
+// proposer is the write batcher actor: it owns the batch being formed and
+// the batch in flight. It takes the first waiting write and every other
+// one already waiting (within the batch bounds), proposes them, and waits
+// for the batch up to proposalStall; past that the batch finishes on a
+// goroutine of its own, which Run waits for before it returns.
+//
+// One batch in flight is classic group commit: while a batch commits,
+// every write arriving waits and goes in the next. More batches in flight
+// split the waiting writes into smaller ones, each costing its fsyncs,
+// messages and wake-ups on every node, and measured slower. A batch stuck
+// across a leader change is proposed again to the new leader (propose.go)
+// and holds the writes behind it for proposalStall at most.
+type proposer struct {
+	inbox   chan writeEnv
+	propose proposeBatchFunc
+	log     *zap.Logger
+	done    *actors.Done
+	// carry is the write that did not fit the last batch.
+	carry *writeEnv
 }
 
-// submitWrite hands req to the proposers and waits for its result. ctx
-// must have a deadline (withDeadline).
-func (r *Replica) submitWrite(ctx context.Context, nh *dragonboat.NodeHost, req *cmdpb.Request) (*cmdpb.Response, error) {
-	pw := &pendingWrite{ctx: ctx, req: req, done: make(chan pendingResult, 1)}
-	select {
-	case r.writeC <- pw:
-	case <-ctx.Done():
-		return nil, r.mapErr(nh, ctx.Err())
-	}
-	select {
-	case res := <-pw.done:
-		return res.resp, res.err
-	case <-ctx.Done():
+func newProposer(propose proposeBatchFunc, log *zap.Logger) *proposer {
+	return &proposer{inbox: make(chan writeEnv, writeQueueSize), propose: propose, log: log, done: actors.NewDone()}
+}
+
+// submit hands req to the proposer and waits for its result (ctx must have
+// a deadline: withDeadline). mapErr names a context's end as Dragonboat's
+// calls do; a stopped proposer is ErrStopped.
+func (p *proposer) submit(ctx context.Context, req *cmdpb.Request, mapErr func(error) error) (*cmdpb.Response, error) {
+	resp, err := actors.Call(ctx, p.done.C(), p.inbox, writeReq{ctx: ctx, req: req})
+	switch {
+	case errors.Is(err, actors.ErrCanceled):
 		// The write may still be applied, as a proposal that timed out
 		// may (mapErr: a timeout).
-		return nil, r.mapErr(nh, ctx.Err())
+		return nil, mapErr(ctx.Err())
+	case errors.Is(err, actors.ErrStopped):
+		return nil, ErrStopped
 	}
+	return resp, err
 }
 
-// proposeWrites is one proposer: it takes the first waiting write, every
-// other one already waiting (within the batch bounds), and proposes them,
-// until ctx ends. It waits for the batch's result up to proposalStall;
-// past that the batch finishes on its own goroutine (counted in r.loops,
-// which shutdown waits for after cancelling ctx).
-func (r *Replica) proposeWrites(ctx context.Context, propose func(context.Context, []*pendingWrite)) {
-	var carry *pendingWrite // the write that did not fit the last batch
+// Run proposes batches until ctx ends, then waits for those in flight
+// (ctx's end cancels them).
+func (p *proposer) Run(ctx context.Context) error {
+	defer p.done.Close()
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
 	stall := time.NewTimer(proposalStall)
 	defer stall.Stop()
 	for {
-		first := carry
-		carry = nil
-		if first == nil {
-			select {
-			case first = <-r.writeC:
-			case <-ctx.Done():
-				return
-			}
-		}
-		batch := make([]*pendingWrite, 1, 16)
-		batch[0] = first
-		size := proto.Size(first.req)
-	drain:
-		for len(batch) < maxBatchWrites {
-			select {
-			case pw := <-r.writeC:
-				n := proto.Size(pw.req)
-				if size+n > maxBatchBytes {
-					carry = pw // each write fits alone; the batch must too
-					break drain
-				}
-				batch = append(batch, pw)
-				size += n
-			default:
-				break drain
-			}
+		batch, ok := p.next(ctx)
+		if !ok {
+			return nil
 		}
 		done := make(chan struct{})
-		r.loops.Add(1)
+		inFlight.Add(1)
 		go func() {
-			defer r.loops.Done()
+			defer inFlight.Done()
 			defer close(done)
-			propose(ctx, batch)
+			p.propose(ctx, batch)
 		}()
 		// Since Go 1.23 a Reset timer never delivers a stale tick.
 		stall.Reset(proposalStall)
 		select {
 		case <-done:
 		case <-stall.C:
-			r.log.Warn("a write batch is slow to commit; proposing the next without it",
+			p.log.Warn("a write batch is slow to commit; proposing the next without it",
 				zap.Int("writes", len(batch)), zap.Duration("waited", proposalStall))
 		}
 	}
 }
 
+// next forms the next batch: the first write to arrive and every one
+// already waiting, within the bounds; false when ctx ended first.
+func (p *proposer) next(ctx context.Context) ([]writeEnv, bool) {
+	var first writeEnv
+	if p.carry != nil {
+		first, p.carry = *p.carry, nil
+	} else {
+		select {
+		case first = <-p.inbox:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+	batch := make([]writeEnv, 1, 16)
+	batch[0] = first
+	size := proto.Size(first.Req.req)
+	for len(batch) < maxBatchWrites {
+		select {
+		case env := <-p.inbox:
+			n := proto.Size(env.Req.req)
+			if size+n > maxBatchBytes {
+				p.carry = &env // each write fits alone; the batch must too
+				return batch, true
+			}
+			batch = append(batch, env)
+			size += n
+		default:
+			return batch, true
+		}
+	}
+	return batch, true
+}
+
 // proposeBatch proposes the writes still wanted, alone or as one BATCH
 // entry, and answers each.
-func (r *Replica) proposeBatch(ctx context.Context, nh *dragonboat.NodeHost, batch []*pendingWrite) {
+func (r *Replica) proposeBatch(ctx context.Context, nh *dragonboat.NodeHost, batch []writeEnv) {
 	var err error // the batch's outcome, observed when it returns
 	live := batch[:0]
 	var deadline time.Time
 	for _, pw := range batch {
-		if pw.ctx.Err() != nil {
+		if pw.Req.ctx.Err() != nil {
 			continue // its writer has given up; nothing was proposed
 		}
-		if d, ok := pw.ctx.Deadline(); ok && d.After(deadline) {
+		if d, ok := pw.Req.ctx.Deadline(); ok && d.After(deadline) {
 			deadline = d
 		}
 		live = append(live, pw)
@@ -166,13 +188,13 @@ func (r *Replica) proposeBatch(ctx context.Context, nh *dragonboat.NodeHost, bat
 	}
 	if len(live) == 1 {
 		var resp *cmdpb.Response
-		resp, err = r.propose(bctx, nh, cmdpb.Command_TYPE_EXECUTE, live[0].req)
-		live[0].done <- pendingResult{resp, err}
+		resp, err = r.propose(bctx, nh, cmdpb.Command_TYPE_EXECUTE, live[0].Req.req)
+		live[0].Answer(resp, err)
 		return
 	}
 	cmd := &cmdpb.Command{Type: cmdpb.Command_TYPE_BATCH, Batch: make([]*cmdpb.Command, len(live))}
 	for i, pw := range live {
-		cmd.Batch[i] = &cmdpb.Command{Version: sm.CommandVersion, Type: cmdpb.Command_TYPE_EXECUTE, Request: pw.req}
+		cmd.Batch[i] = &cmdpb.Command{Version: sm.CommandVersion, Type: cmdpb.Command_TYPE_EXECUTE, Request: pw.Req.req}
 	}
 	var resp *cmdpb.Response
 	resp, err = r.proposeCommand(bctx, nh, cmd)
@@ -181,7 +203,7 @@ func (r *Replica) proposeBatch(ctx context.Context, nh *dragonboat.NodeHost, bat
 			// Refused whole (an unknown command version): each write
 			// answers with that error.
 			for _, pw := range live {
-				pw.done <- pendingResult{&cmdpb.Response{Error: resp.GetError(), RaftIndex: resp.GetRaftIndex()}, nil}
+				pw.Answer(&cmdpb.Response{Error: resp.GetError(), RaftIndex: resp.GetRaftIndex()}, nil)
 			}
 			return
 		}
@@ -189,9 +211,9 @@ func (r *Replica) proposeBatch(ctx context.Context, nh *dragonboat.NodeHost, bat
 	}
 	for i, pw := range live {
 		if err != nil {
-			pw.done <- pendingResult{nil, err}
+			pw.Answer(nil, err)
 			continue
 		}
-		pw.done <- pendingResult{resp.Batch[i], nil}
+		pw.Answer(resp.Batch[i], nil)
 	}
 }

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skiffdb/skiff/actors"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 
@@ -103,74 +105,85 @@ func TestConcurrentWritesShareEntriesAndAnswerAlone(t *testing.T) {
 // across a leader change) does not hold the writes after it: past
 // proposalStall the proposer takes the next batch.
 func TestStuckBatchDoesNotHoldLaterWrites(t *testing.T) {
-	r := &Replica{log: zap.NewNop(), writeC: make(chan *pendingWrite, writeQueueSize)}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	batches := make(chan []*pendingWrite, 10)
-	go r.proposeWrites(ctx, func(ctx context.Context, b []*pendingWrite) {
+	batches := make(chan []writeEnv, 10)
+	p := newProposer(func(ctx context.Context, b []writeEnv) {
 		batches <- b
-		if b[0].req.Statements[0].Sql == "stuck" {
+		if b[0].Req.req.Statements[0].Sql == "stuck" {
 			<-ctx.Done() // never commits
 			return
 		}
 		for _, pw := range b {
-			pw.done <- pendingResult{resp: &cmdpb.Response{}}
+			pw.Answer(&cmdpb.Response{}, nil)
 		}
-	})
-	write := func(sql string) *pendingWrite {
-		pw := &pendingWrite{ctx: context.Background(), req: &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: sql}}}, done: make(chan pendingResult, 1)}
-		r.writeC <- pw
-		return pw
+	}, zap.NewNop())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(stopped) }()
+	write := func(sql string) chan error {
+		out := make(chan error, 1)
+		go func() {
+			_, err := p.submit(context.Background(), &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: sql}}}, func(err error) error { return err })
+			out <- err
+		}()
+		return out
 	}
 	stuck := write("stuck")
 	<-batches
 	later := write("later")
 	select {
-	case <-later.done:
+	case err := <-later:
+		if err != nil {
+			t.Fatal(err)
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a write waited behind a stuck batch for 10 s")
 	}
 	select {
-	case <-stuck.done:
+	case <-stuck:
 		t.Fatal("the stuck batch was answered")
 	default:
 	}
 	cancel()
-	r.loops.Wait()
+	<-stopped // Run waits for the stuck batch, which ctx's end ends
+	if err := <-stuck; !errors.Is(err, ErrStopped) {
+		t.Fatalf("stuck write after stop: %v, want ErrStopped", err)
+	}
 }
 
 // A batch never exceeds maxBatchBytes: the write that would overflow it
 // opens the next one.
 func TestBatchBytesBound(t *testing.T) {
-	r := &Replica{log: zap.NewNop(), writeC: make(chan *pendingWrite, writeQueueSize)}
-	big := strings.Repeat("x", maxBatchBytes/3)
-	var pws []*pendingWrite
-	for range 5 {
-		pw := &pendingWrite{ctx: context.Background(), req: &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: big}}}, done: make(chan pendingResult, 1)}
-		pws = append(pws, pw)
-		r.writeC <- pw // queued before the proposer starts: it drains them together
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	sizes := make(chan int, 10)
-	go r.proposeWrites(ctx, func(_ context.Context, b []*pendingWrite) {
+	answered := make(chan int, 10)
+	p := newProposer(func(_ context.Context, b []writeEnv) {
 		n := 0
 		for _, pw := range b {
-			n += proto.Size(pw.req)
+			n += proto.Size(pw.Req.req)
 		}
 		if n > maxBatchBytes {
 			t.Errorf("batch of %d bytes", n)
 		}
 		sizes <- len(b)
 		for _, pw := range b {
-			pw.done <- pendingResult{resp: &cmdpb.Response{}}
+			pw.Answer(&cmdpb.Response{}, nil)
 		}
-	})
-	for _, pw := range pws {
-		<-pw.done
+		answered <- len(b)
+	}, zap.NewNop())
+	big := strings.Repeat("x", maxBatchBytes/3)
+	const writes = 5
+	for range writes {
+		// Queued before the proposer starts: it drains them together.
+		p.inbox <- actors.NewEnvelope[writeReq, *cmdpb.Response](writeReq{ctx: context.Background(),
+			req: &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: big}}}})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(stopped) }()
+	for n := 0; n < writes; n += <-answered {
 	}
 	cancel()
-	r.loops.Wait()
+	<-stopped
 	close(sizes)
 	var got []int
 	for n := range sizes {

@@ -95,7 +95,10 @@ type Config struct {
 	NonVoting bool
 	// ExportDir receives exported snapshots (ExportSnapshot).
 	ExportDir string
-	// OnPromoted is called (once, off the actor loop) when this replica is
+	// Held keeps the handle refusing callers (ErrNotStarted) once Run has
+	// started, until Release; only BootHeld is served meanwhile.
+	Held bool
+	// OnPromoted is called (once, from a periodic job) when this replica is
 	// seen to be a voter after starting non-voting, so that the next start
 	// says so.
 	OnPromoted func()
@@ -122,9 +125,9 @@ type Config struct {
 	// removal (the leader stops replicating to it once the change
 	// commits), so a node cut off from its leader asks. Nil: never asked.
 	CheckRemoved func(ctx context.Context, peers []string, self uint64) (reason string, err error)
-	// OnRemoved is called once (off the actor loop) when this node learns
-	// it was removed (-raft-remove-shutdown shuts the node down). Nil: the
-	// node stays up in phase removed.
+	// OnRemoved is called once (from a periodic job) when this node
+	// learns it was removed (-raft-remove-shutdown shuts the node down).
+	// Nil: the node stays up in phase removed.
 	OnRemoved func(reason string)
 	// Failpoints (tests only); nil has none.
 	Failpoints *failpoint.Set

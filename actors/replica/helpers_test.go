@@ -1,11 +1,5 @@
 package replica
 
-import (
-	"runtime"
-
-	"github.com/skiffdb/skiff/actors"
-)
+import "runtime"
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
-
-func errActorStopped() error { return actors.ErrStopped }

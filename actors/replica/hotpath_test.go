@@ -14,10 +14,10 @@ func TestHotPathLease(t *testing.T) {
 	if _, err := h.enter(); !errors.Is(err, ErrNotStarted) {
 		t.Fatalf("before open: %v", err)
 	}
-	nh := &dragonboat.NodeHost{} // never called: only its identity matters
-	h.open(nh)
+	run := &running{nh: &dragonboat.NodeHost{}} // never called: only its identity matters
+	h.open(run)
 	got, err := h.enter()
-	if err != nil || got != nh {
+	if err != nil || got != run {
 		t.Fatalf("after open: %v %v", got, err)
 	}
 	// close waits for the lease held above.
@@ -43,21 +43,21 @@ func TestHotPathLease(t *testing.T) {
 // NodeHost (nil) while holding one.
 func TestHotPathConcurrentClose(t *testing.T) {
 	var h hotPath
-	h.open(&dragonboat.NodeHost{})
+	h.open(&running{nh: &dragonboat.NodeHost{}})
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				nh, err := h.enter()
+				run, err := h.enter()
 				if err != nil {
 					if !errors.Is(err, ErrStopped) {
 						t.Error(err)
 					}
 					return
 				}
-				if nh == nil || h.nh == nil {
+				if run == nil || h.run == nil {
 					t.Error("lease without a NodeHost")
 				}
 				h.leave()
@@ -67,4 +67,29 @@ func TestHotPathConcurrentClose(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	h.close()
 	wg.Wait()
+}
+
+// While held, callers are refused as not started; the owner gets in.
+func TestHotPathHeld(t *testing.T) {
+	var h hotPath
+	h.held.Store(true)
+	run := &running{nh: &dragonboat.NodeHost{}}
+	h.open(run)
+	if _, err := h.enter(); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("held: %v, want ErrNotStarted", err)
+	}
+	got, err := h.enterHeld()
+	if err != nil || got != run {
+		t.Fatalf("enterHeld: %v %v", got, err)
+	}
+	h.leave()
+	h.release()
+	if _, err := h.enter(); err != nil {
+		t.Fatalf("released: %v", err)
+	}
+	h.leave()
+	h.close()
+	if _, err := h.enterHeld(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("enterHeld after close: %v", err)
+	}
 }

@@ -19,9 +19,10 @@ import (
 // removes itself from the configuration (through the leader), so that the
 // others go on as a smaller cluster. Both are bounded by LeaveTimeout; a
 // step that fails is logged and the shutdown goes on.
-func (r *Replica) leave(nh *dragonboat.NodeHost) {
+func (r *Replica) leave(run *running) {
 	c := r.cfg
-	if nh == nil || (!c.StepdownOnShutdown && !c.RemoveOnShutdown) {
+	nh := run.nh
+	if !c.StepdownOnShutdown && !c.RemoveOnShutdown {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.LeaveTimeout)
@@ -42,7 +43,7 @@ func (r *Replica) leave(nh *dragonboat.NodeHost) {
 		r.log.Info("shutdown: not removing this node: it is the cluster's only voter")
 	} else if c.RemoveOnShutdown {
 		t0 := time.Now()
-		if err := r.removeMember(ctx, nh, c.ReplicaID); err != nil {
+		if err := run.members.call(ctx, MemberReq{Op: OpRemove, ReplicaID: c.ReplicaID}); err != nil {
 			r.log.Warn("shutdown: could not remove this node from the cluster", zap.Error(err))
 		} else {
 			r.log.Info("shutdown: removed this node from the cluster", zap.Duration("took", time.Since(t0)))

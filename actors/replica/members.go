@@ -41,44 +41,93 @@ type MemberReq struct {
 
 type memberEnv = actors.Envelope[MemberReq, struct{}]
 
+// memberInboxSize: changes run one at a time, each within its caller's
+// deadline, so a few queued are plenty; a caller finding it full waits.
+const memberInboxSize = 16
+
+// memberChanges is the membership actor: it runs changes one at a time, in
+// the order they arrive. Dragonboat orders config changes (one made
+// against a stale membership is refused), so changes run side by side
+// would only make each other retry; and the steps of one (a re-joining
+// node's old replica removed, then its new one added) must not interleave
+// with another's.
+type memberChanges struct {
+	inbox chan memberEnv
+	serve func(context.Context, MemberReq) error
+	done  *actors.Done
+}
+
+func newMemberChanges(serve func(context.Context, MemberReq) error) *memberChanges {
+	return &memberChanges{inbox: make(chan memberEnv, memberInboxSize), serve: serve, done: actors.NewDone()}
+}
+
+// Run serves changes until ctx ends; ctx's end also ends the change under
+// way.
+func (m *memberChanges) Run(ctx context.Context) error {
+	defer m.done.Close()
+	for {
+		select {
+		case env := <-m.inbox:
+			env.Answer(struct{}{}, m.serve(ctx, env.Req))
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// call asks for a change and waits for it.
+func (m *memberChanges) call(ctx context.Context, req MemberReq) error {
+	req.Ctx = ctx
+	_, err := actors.Call(ctx, m.done.C(), m.inbox, req)
+	return err
+}
+
 // AddNonVoting adds replica id at raftAddr, for node nodeID, as a
 // non-voting member. Adding a member that is already there with the same
 // address succeeds (joins are retried); a node that comes back under a new
 // replica ID replaces its old replica, found by node ID or address (an
 // address held by another node is refused).
 func (r *Replica) AddNonVoting(ctx context.Context, id uint64, raftAddr, nodeID string) error {
-	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpAddNonVoting, ReplicaID: id, RaftAddr: raftAddr, NodeID: nodeID})
-	return err
+	return r.changeMembers(ctx, MemberReq{Op: OpAddNonVoting, ReplicaID: id, RaftAddr: raftAddr, NodeID: nodeID})
 }
 
 // RemoveMember removes replica id from the shard and its metadata.
 func (r *Replica) RemoveMember(ctx context.Context, id uint64) error {
-	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpRemove, ReplicaID: id})
-	return err
+	return r.changeMembers(ctx, MemberReq{Op: OpRemove, ReplicaID: id})
 }
 
 // TransferLeader moves leadership to replica id (0: any other voter) and
 // waits until a leader other than the old one is known.
 func (r *Replica) TransferLeader(ctx context.Context, id uint64) error {
-	_, err := actors.Call(ctx, r.done.C(), r.memberC, MemberReq{Ctx: ctx, Op: OpTransferLeader, ReplicaID: id})
-	return err
+	return r.changeMembers(ctx, MemberReq{Op: OpTransferLeader, ReplicaID: id})
 }
 
-func (r *Replica) serveMember(nh *dragonboat.NodeHost, env memberEnv) {
-	ctx, cancel := r.withDeadline(env.Req.Ctx)
-	defer cancel()
-	var err error
-	switch env.Req.Op {
-	case OpAddNonVoting:
-		err = r.addNonVoting(ctx, nh, env.Req.ReplicaID, env.Req.RaftAddr, env.Req.NodeID)
-	case OpRemove:
-		err = r.removeMember(ctx, nh, env.Req.ReplicaID)
-	case OpTransferLeader:
-		err = r.transferLeader(ctx, nh, env.Req.ReplicaID)
-	default:
-		err = fmt.Errorf("%w: membership op %d", ErrInvalidConfig, env.Req.Op)
+// changeMembers hands req to the membership actor, under the lease.
+func (r *Replica) changeMembers(ctx context.Context, req MemberReq) error {
+	run, err := r.hot.enter()
+	if err != nil {
+		return err
 	}
-	env.Answer(struct{}{}, err)
+	defer r.hot.leave()
+	return run.members.call(ctx, req)
+}
+
+// serveMember runs one change for the membership actor; runCtx is the
+// actor's.
+func (r *Replica) serveMember(runCtx context.Context, nh *dragonboat.NodeHost, req MemberReq) error {
+	ctx, cancel := r.withDeadline(req.Ctx)
+	defer cancel()
+	stop := context.AfterFunc(runCtx, cancel)
+	defer stop()
+	switch req.Op {
+	case OpAddNonVoting:
+		return r.addNonVoting(ctx, nh, req.ReplicaID, req.RaftAddr, req.NodeID)
+	case OpRemove:
+		return r.removeMember(ctx, nh, req.ReplicaID)
+	case OpTransferLeader:
+		return r.transferLeader(ctx, nh, req.ReplicaID)
+	}
+	return fmt.Errorf("%w: membership op %d", ErrInvalidConfig, req.Op)
 }
 
 // attemptTimeout bounds one attempt of a membership read or change inside
@@ -184,73 +233,62 @@ func (r *Replica) removeSelf(ctx context.Context, nh *dragonboat.NodeHost) error
 	return nil
 }
 
+// addNonVoting carries out the join plan (joinplan.go) of replica id.
 func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id uint64, addr, nodeID string) error {
-	if id == 0 || addr == "" {
-		return fmt.Errorf("%w: replica id and raft address are required", ErrBadMember)
+	ignored := func() error {
+		// Counted as rqlite counts ignored joins.
+		r.counters.ignoredJoins.Add(1)
+		r.log.Info("join ignored: already a member", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
+		return nil
+	}
+	req := joinRequest{ReplicaID: id, RaftAddr: addr, NodeID: nodeID}
+	if err := req.validate(); err != nil {
+		return err
 	}
 	if r.knownMember(id, addr) {
 		// A member restarted with -join still on its command line: a
 		// no-op, answered from the last membership read, so that it needs
 		// no quorum (a 2-node cluster whose other node restarts has none).
-		r.counters.ignoredJoins.Add(1)
-		r.log.Info("join ignored: already a member", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
-		return nil
+		return ignored()
 	}
 	m, err := r.readMembership(ctx, nh)
 	if err != nil {
 		return err
 	}
-	// nodeOf names a member from the replicated node table ("" unknown).
 	nodeOf := map[uint64]string{}
 	for _, n := range r.life.State().NodeTable {
 		nodeOf[n.ReplicaID] = n.NodeID
 	}
-	var stale []uint64
-	for _, set := range []map[uint64]string{m.Nodes, m.NonVotings, m.Witnesses} {
-		for rid, a := range set {
-			switch {
-			case rid == id && a == addr:
-				// Already a member (a restart with -join still on its
-				// command line): joins are idempotent, and counted as
-				// rqlite counts ignored joins.
-				r.counters.ignoredJoins.Add(1)
-				r.log.Info("join ignored: already a member", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
-				return nil
-			case rid == id:
-				return fmt.Errorf("%w: replica %d is a member at %s, not %s", ErrBadMember, id, a, addr)
-			case nodeID != "" && nodeOf[rid] == nodeID:
-				// The node came back with new data (and maybe a new
-				// address): its old replica goes, as rqlite does.
-				stale = append(stale, rid)
-			case a == addr:
-				if owner := nodeOf[rid]; owner != "" && nodeID != "" && owner != nodeID {
-					return fmt.Errorf("%w: raft address %s belongs to member %q", ErrBadMember, addr, owner)
-				}
-				stale = append(stale, rid)
+	plan, err := planJoin(membershipOf(m), nodeOf, req)
+	if err != nil {
+		return err
+	}
+	if plan.AlreadyMember {
+		return ignored()
+	}
+	for _, c := range plan.Changes {
+		switch c.Kind {
+		case changeRemove:
+			r.log.Info("removing the old replica of a re-joining node", zap.Uint64("old", c.ReplicaID), zap.String("node_id", nodeID), zap.String("addr", addr))
+			if err := r.removeMember(ctx, nh, c.ReplicaID); err != nil {
+				return err
 			}
+			r.counters.removedBeforeJoin.Add(1)
+		case changeAddNonVoting:
+			err := r.retryConfigChange(ctx, nh, func(actx context.Context, m *dragonboat.Membership) error {
+				if m.NonVotings[c.ReplicaID] == c.RaftAddr || m.Nodes[c.ReplicaID] == c.RaftAddr {
+					return nil // an earlier attempt that timed out applied
+				}
+				return nh.SyncRequestAddNonVoting(actx, r.cfg.ShardID, c.ReplicaID, c.RaftAddr, m.ConfigChangeID)
+			})
+			if err != nil {
+				return err
+			}
+			r.counters.joins.Add(1)
+			r.log.Info("non-voting member added", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
 		}
 	}
-	if _, removed := m.Removed[id]; removed {
-		return fmt.Errorf("%w: replica %d was removed; a node re-joins with a new data directory", ErrBadMember, id)
-	}
-	for _, rid := range stale {
-		r.log.Info("removing the old replica of a re-joining node", zap.Uint64("old", rid), zap.String("node_id", nodeID), zap.String("addr", addr))
-		if err := r.removeMember(ctx, nh, rid); err != nil {
-			return err
-		}
-		r.counters.removedBeforeJoin.Add(1)
-	}
-	err = r.retryConfigChange(ctx, nh, func(actx context.Context, m *dragonboat.Membership) error {
-		if m.NonVotings[id] == addr || m.Nodes[id] == addr {
-			return nil
-		}
-		return nh.SyncRequestAddNonVoting(actx, r.cfg.ShardID, id, addr, m.ConfigChangeID)
-	})
-	if err == nil {
-		r.counters.joins.Add(1)
-		r.log.Info("non-voting member added", zap.Uint64("replica_id", id), zap.String("raft_addr", addr), zap.String("node_id", nodeID))
-	}
-	return err
+	return nil
 }
 
 // knownMember reports whether the last membership read lists replica id
@@ -378,7 +416,7 @@ func (r *Replica) promoteSelf(nh *dragonboat.NodeHost, m *dragonboat.Membership)
 	if _, isNonVoting := m.NonVotings[self.ReplicaID]; !isNonVoting || !r.cfg.Voter {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
 	defer cancel()
 	// SyncRequestAddReplica returns once this node has applied the change,
 	// so the membership read next shows it.
@@ -396,7 +434,7 @@ func (r *Replica) promoteSelf(nh *dragonboat.NodeHost, m *dragonboat.Membership)
 // is. Both are idempotent, so running them on every membership refresh is
 // safe.
 func (r *Replica) reconcileSelf(nh *dragonboat.NodeHost, m *dragonboat.Membership) {
-	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
 	defer cancel()
 	st := r.life.State()
 	self := st.Identity

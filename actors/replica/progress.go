@@ -38,7 +38,7 @@ func (r *Replica) reportProgress(nh *dragonboat.NodeHost) {
 			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
 	defer cancel()
 	lp, err := r.cfg.LeaderProgress(ctx, leader, addr)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/lni/dragonboat/v4"
+
+	"github.com/skiffdb/skiff/actors"
 )
 
 // readRounds confirms linearizable reads in rounds, the way etcd's
@@ -16,14 +18,19 @@ import (
 // the round completes (Dragonboat completes a ReadIndex only when this
 // node has applied up to the index) a local Lookup is linearizable.
 //
-// Dragonboat's SyncRead per read woke its step worker and took a request
-// state per read; at 64 concurrent readers that cost the leader as much
-// CPU again as the read itself, and the followers a heartbeat reply per
-// step. Here at most one round is in flight.
+// It is the read-round actor: Run alone runs rounds, at most one in
+// flight. A read joins the forming round under a mutex and waits on the
+// round's channel rather than sending an envelope: the round is shared,
+// so one close answers every read in it, where an envelope per read would
+// wake the actor once per read (Dragonboat's SyncRead per read, which
+// this replaces, cost the leader as much CPU again as the read itself).
 type readRounds struct {
-	mu   sync.Mutex
-	next *readRound
-	// kick wakes the loop when a round has waiters.
+	// confirm runs one ReadIndex round.
+	confirm func(context.Context) error
+	done    *actors.Done
+	mu      sync.Mutex
+	next    *readRound
+	// kick wakes Run when a round has waiters.
 	kick chan struct{}
 }
 
@@ -33,8 +40,8 @@ type readRound struct {
 	err     error
 }
 
-func newReadRounds() *readRounds {
-	return &readRounds{next: &readRound{done: make(chan struct{})}, kick: make(chan struct{}, 1)}
+func newReadRounds(confirm func(context.Context) error) *readRounds {
+	return &readRounds{confirm: confirm, done: actors.NewDone(), next: &readRound{done: make(chan struct{})}, kick: make(chan struct{}, 1)}
 }
 
 // readRoundTimeout bounds one round: a second, or ten Raft RTTs when
@@ -47,7 +54,8 @@ func readRoundTimeout(rtt time.Duration) time.Duration { return max(time.Second,
 
 // wait returns once a round that started after the call has confirmed
 // the read index and this node has applied up to it, or with the round's
-// error (Dragonboat's, which mapErr knows), or ctx's as SyncRead names it.
+// error (Dragonboat's, which mapErr knows), or ctx's as SyncRead names it;
+// ErrClosed once Run has returned.
 func (x *readRounds) wait(ctx context.Context) error {
 	for {
 		x.mu.Lock()
@@ -64,6 +72,8 @@ func (x *readRounds) wait(ctx context.Context) error {
 				continue
 			}
 			return r.err
+		case <-x.done.C():
+			return dragonboat.ErrClosed
 		case <-ctx.Done():
 			if ctx.Err() == context.DeadlineExceeded {
 				return dragonboat.ErrTimeout
@@ -73,9 +83,10 @@ func (x *readRounds) wait(ctx context.Context) error {
 	}
 }
 
-// run serves rounds with confirm until ctx ends; then the waiting round
-// fails with ErrClosed.
-func (x *readRounds) run(ctx context.Context, confirm func(context.Context) error) {
+// Run serves rounds until ctx ends; then the waiting round fails with
+// ErrClosed, and so does every later wait.
+func (x *readRounds) Run(ctx context.Context) error {
+	defer x.done.Close()
 	for {
 		select {
 		case <-x.kick:
@@ -88,7 +99,7 @@ func (x *readRounds) run(ctx context.Context, confirm func(context.Context) erro
 			x.mu.Unlock()
 			r.err = dragonboat.ErrClosed
 			close(r.done)
-			return
+			return nil
 		}
 		x.mu.Lock()
 		r := x.next
@@ -98,7 +109,7 @@ func (x *readRounds) run(ctx context.Context, confirm func(context.Context) erro
 		}
 		x.next = &readRound{done: make(chan struct{})}
 		x.mu.Unlock()
-		r.err = confirm(ctx)
+		r.err = x.confirm(ctx)
 		close(r.done)
 	}
 }

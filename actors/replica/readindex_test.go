@@ -14,7 +14,7 @@ import (
 // A read that arrives while a round is in flight is not answered by that
 // round (its index may predate the read): it waits for the next one.
 func TestReadRoundsLaterReadWaitsForNextRound(t *testing.T) {
-	x := newReadRounds()
+	x := newReadRounds(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	started := make(chan int, 10)
@@ -53,7 +53,7 @@ func TestReadRoundsLaterReadWaitsForNextRound(t *testing.T) {
 
 // Concurrent reads share rounds.
 func TestReadRoundsBatch(t *testing.T) {
-	x := newReadRounds()
+	x := newReadRounds(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var rounds atomic.Int32
@@ -97,7 +97,7 @@ func TestReadRoundsErrors(t *testing.T) {
 		{"until the read's deadline", []error{dragonboat.ErrTimeout}, 50 * time.Millisecond, dragonboat.ErrTimeout, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			x := newReadRounds()
+			x := newReadRounds(nil)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var rounds atomic.Int32
@@ -120,7 +120,7 @@ func TestReadRoundsErrors(t *testing.T) {
 
 // When the loop stops (shutdown), a waiting read fails at once.
 func TestReadRoundsStop(t *testing.T) {
-	x := newReadRounds()
+	x := newReadRounds(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	block := make(chan struct{})
 	stopped := make(chan struct{})
@@ -151,4 +151,10 @@ func TestReadRoundsStop(t *testing.T) {
 		}
 	}
 	<-stopped
+}
+
+// run is Run with confirm set, for tests that build the rounds first.
+func (x *readRounds) run(ctx context.Context, confirm func(context.Context) error) {
+	x.confirm = confirm
+	_ = x.Run(ctx)
 }

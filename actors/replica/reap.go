@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lni/dragonboat/v4"
 	"go.uber.org/zap"
 )
 
@@ -111,8 +110,9 @@ func (r *Replica) Reaps() uint64 { return r.counters.reaps.Load() }
 // reapJob runs on every reapInterval tick (one at a time): on the leader,
 // it removes the members unreachable for longer than their timeout. since
 // is when this node was first seen leader (zero: it is not), kept by the
-// actor loop across ticks.
-func (r *Replica) reapJob(nh *dragonboat.NodeHost, since *time.Time) {
+// reap job across ticks.
+func (r *Replica) reapJob(run *running, since *time.Time) {
+	nh := run.nh
 	leader, _, ok, err := nh.GetLeaderID(r.cfg.ShardID)
 	if err != nil || !ok || leader != r.cfg.ReplicaID {
 		*since = time.Time{}
@@ -123,7 +123,7 @@ func (r *Replica) reapJob(nh *dragonboat.NodeHost, since *time.Time) {
 		*since = now
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
 	defer cancel()
 	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
 	if err != nil {
@@ -138,8 +138,9 @@ func (r *Replica) reapJob(nh *dragonboat.NodeHost, since *time.Time) {
 	}
 	p := reapPolicy{Self: r.cfg.ReplicaID, LeaderSince: *since, VoterTimeout: r.cfg.ReapTimeout, NonVoterTimeout: r.cfg.ReapNonVotingTimeout}
 	for _, id := range reapable(p, members, r.lis.reach.snapshot(), now) {
-		rctx, rcancel := r.withDeadline(r.workCtx)
-		err := r.removeMember(rctx, nh, id)
+		// Through the membership actor: after any change already queued.
+		rctx, rcancel := r.withDeadline(r.jobsCtx)
+		err := run.members.call(rctx, MemberReq{Op: OpRemove, ReplicaID: id})
 		rcancel()
 		if err != nil {
 			r.log.Warn("reaping an unreachable member failed; will retry", zap.Uint64("replica_id", id), zap.Error(err))

@@ -50,7 +50,7 @@ func (r *Replica) checkRemoved(nh *dragonboat.NodeHost) {
 	if len(peers) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
 	defer cancel()
 	reason, err := r.cfg.CheckRemoved(ctx, peers, r.cfg.ReplicaID)
 	if err != nil {

@@ -70,41 +70,8 @@ type ReadOptions struct {
 	DBTimeout time.Duration
 }
 
-// LocalReq runs a state machine query on the local replica for as long as
-// it takes (a backup, a checkpoint): its deadline is the request's own.
-type LocalReq struct {
-	Ctx   context.Context
-	Query any
-}
-
-// BootReq replaces the database of a single-node cluster with the SQLite
-// file read from R (/boot).
-type BootReq struct {
-	Ctx context.Context
-	R   io.Reader
-}
-
-// SnapshotReq asks for a Raft snapshot and log truncation, keeping
-// TrailingLogs entries (-1: the configured compaction overhead).
-type SnapshotReq struct {
-	Ctx          context.Context
-	TrailingLogs int64
-	// Export writes the snapshot, whole, under Config.ExportDir instead
-	// (for recovery from lost quorum; see ImportSnapshot).
-	Export bool
-}
-
-type (
-	snapshotEnv = actors.Envelope[SnapshotReq, uint64]
-	localEnv    = actors.Envelope[LocalReq, any]
-	bootEnv     = actors.Envelope[BootReq, struct{}]
-)
-
-// Inbox and timer sizes.
+// Timer sizes.
 const (
-	// inboxSize: the loop only dispatches, so a small buffer is enough
-	// to smooth bursts without hiding a stalled loop.
-	inboxSize = 64
 	// probeInterval is how often a node that is not ready checks whether
 	// it has caught up with the leader.
 	probeInterval = 50 * time.Millisecond
@@ -125,18 +92,16 @@ const (
 	retryBackoffMax = 200 * time.Millisecond
 )
 
-// Replica is the actor owning the NodeHost.
+// Replica owns the NodeHost. It is a handle: its methods run on their
+// callers' goroutines under a lease (hotpath.go); what needs ordering or
+// owns state is an actor that Run starts with the NodeHost (run.go).
 type Replica struct {
-	cfg     Config
-	log     *zap.Logger
-	life    *lifecycle.Lifecycle
-	localC  chan localEnv
-	snapC   chan snapshotEnv
-	bootC   chan bootEnv
-	memberC chan memberEnv
+	cfg  Config
+	log  *zap.Logger
+	life *lifecycle.Lifecycle
 	// promotedOnce guards Config.OnPromoted; promotionCovered is set once
 	// a local snapshot covers the promotion, which ends the snapshots
-	// reconcileSelf requests for it (it asked on every refresh before).
+	// reconcileSelf requests for it.
 	promotedOnce     sync.Once
 	promotionCovered atomic.Bool
 	// leftOnce makes leaving the cluster (removed.go) happen once; it
@@ -147,25 +112,15 @@ type Replica struct {
 	machine atomic.Pointer[sm.StateMachine]
 	done    *actors.Done
 	lis     *listener
-	// workers counts request goroutines, so shutdown can wait for them
-	// before the NodeHost they use is closed under them.
-	workers sync.WaitGroup
 	// workCtx ends every in-flight request when shutdown's grace period
 	// is over, so shutdown is bounded whatever the requests' deadlines.
 	workCtx    context.Context
 	cancelWork context.CancelFunc
-	// hot lends the NodeHost to Execute and Query (hotpath.go).
-	hot hotPath
-	// reads confirms linearizable reads in rounds (readindex.go); writeC
-	// feeds the write proposers (coalesce.go). loops counts those loops,
-	// started with the NodeHost and ended by shutdown after the requests.
-	reads  *readRounds
-	writeC chan *pendingWrite
-	loops  sync.WaitGroup
-	// jobsCtx ends the periodic jobs (jobs.go) when shutdown begins;
-	// shutdown waits for them with the requests (workers).
+	// jobsCtx ends the periodic jobs' rounds when shutdown begins.
 	jobsCtx  context.Context
 	stopJobs context.CancelFunc
+	// hot is the handle's lease on what Run started (hotpath.go).
+	hot hotPath
 	// counters and sampler feed the monitoring sample (stats.go).
 	counters counters
 	sampler  sampler
@@ -173,32 +128,42 @@ type Replica struct {
 
 // New validates cfg and returns an unstarted replica.
 func New(cfg Config) (*Replica, error) {
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	r := NewHandle()
+	if err := r.Configure(cfg); err != nil {
 		return nil, err
 	}
-	r := &Replica{
-		cfg: cfg, log: cfg.Logger, life: cfg.Lifecycle,
-		localC: make(chan localEnv, inboxSize),
-		snapC:  make(chan snapshotEnv, inboxSize), bootC: make(chan bootEnv, inboxSize),
-		memberC: make(chan memberEnv, inboxSize),
-		done:    actors.NewDone(),
-		gone:    make(chan struct{}),
-		reads:   newReadRounds(),
-		writeC:  make(chan *pendingWrite, writeQueueSize),
+	return r, nil
+}
+
+// NewHandle returns an unconfigured replica: every call is refused with
+// ErrNotStarted until Configure, then Run, have started it. Bootstrap hands
+// it to the gateway and the other actors before it knows the node's
+// identity, which the configuration holds.
+func NewHandle() *Replica {
+	return &Replica{done: actors.NewDone(), gone: make(chan struct{})}
+}
+
+// Configure validates cfg and makes it the replica's; it must be called
+// once, before Run.
+func (r *Replica) Configure(cfg Config) error {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
+	r.cfg, r.log, r.life = cfg, cfg.Logger, cfg.Lifecycle
+	r.hot.held.Store(cfg.Held)
 	r.lis = &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1),
 		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability(), removed: make(chan struct{}, 1), deleted: make(chan struct{}),
 		leaders: newLeaderWatch()}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	r.jobsCtx, r.stopJobs = context.WithCancel(r.workCtx)
-	return r, nil
+	return nil
 }
 
 // Execute proposes req and returns its results once applied locally. It
-// runs on the caller's goroutine (hotPath).
+// runs on the caller's goroutine; the proposer batches it with others.
 func (r *Replica) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Response, error) {
-	nh, err := r.hot.enter()
+	run, err := r.hot.enter()
 	if err != nil {
 		return nil, err
 	}
@@ -208,23 +173,23 @@ func (r *Replica) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Respo
 	if _, ok := actors.RequestID(ctx); ok {
 		// A caller that retries under one request ID (the write queue)
 		// needs it in the log: proposed alone, not in a batch.
-		return r.propose(ctx, nh, cmdpb.Command_TYPE_EXECUTE, req)
+		return r.propose(ctx, run.nh, cmdpb.Command_TYPE_EXECUTE, req)
 	}
-	return r.submitWrite(ctx, nh, req)
+	return run.writes.submit(ctx, req, func(err error) error { return r.mapErr(run.nh, err) })
 }
 
 // ProposeHighWater replicates the CDC high-water mark hwm (every voter's
 // sink gets HighWater). Like Execute it runs on the caller's goroutine. It
 // needs no deduplication: applying the same mark twice changes nothing.
 func (r *Replica) ProposeHighWater(ctx context.Context, hwm uint64) error {
-	nh, err := r.hot.enter()
+	run, err := r.hot.enter()
 	if err != nil {
 		return err
 	}
 	defer r.hot.leave()
 	ctx, cancel := r.withDeadline(ctx)
 	defer cancel()
-	resp, err := r.proposeCommand(ctx, nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_CDC_HWM, CdcHighWater: hwm})
+	resp, err := r.proposeCommand(ctx, run.nh, &cmdpb.Command{Type: cmdpb.Command_TYPE_CDC_HWM, CdcHighWater: hwm})
 	if err != nil {
 		return err
 	}
@@ -234,29 +199,36 @@ func (r *Replica) ProposeHighWater(ctx context.Context, hwm uint64) error {
 	return nil
 }
 
-// Query reads at opts.Level. It runs on the caller's goroutine (hotPath).
+// Query reads at opts.Level, on the caller's goroutine.
 func (r *Replica) Query(ctx context.Context, req *cmdpb.Request, opts ReadOptions) (*cmdpb.Response, error) {
-	nh, err := r.hot.enter()
+	run, err := r.hot.enter()
 	if err != nil {
 		return nil, err
 	}
 	defer r.hot.leave()
-	return r.query(ctx, nh, req, opts)
+	return r.query(ctx, run, req, opts)
 }
 
 // Backup streams a consistent copy of the local database (API.md 1.10).
 func (r *Replica) Backup(ctx context.Context, b *sm.Backup) (*sm.BackupResult, error) {
-	return localCall[*sm.BackupResult](ctx, r, b)
+	return localQuery[*sm.BackupResult](ctx, r, b)
 }
 
 // Checkpoint folds the local SQLite WAL into the database file (/reap).
 func (r *Replica) Checkpoint(ctx context.Context) (*sm.CheckpointResult, error) {
-	return localCall[*sm.CheckpointResult](ctx, r, &sm.Checkpoint{})
+	return localQuery[*sm.CheckpointResult](ctx, r, &sm.Checkpoint{})
 }
 
-func localCall[T any](ctx context.Context, r *Replica, q any) (T, error) {
+// localQuery runs a state machine query on the local replica, under the
+// lease, for as long as its request allows (a backup, a checkpoint).
+func localQuery[T any](ctx context.Context, r *Replica, q any) (T, error) {
 	var zero T
-	out, err := actors.Call(ctx, r.done.C(), r.localC, LocalReq{Ctx: ctx, Query: q})
+	run, err := r.hot.enter()
+	if err != nil {
+		return zero, err
+	}
+	defer r.hot.leave()
+	out, err := r.serveLocal(ctx, run.nh, q)
 	if err != nil {
 		return zero, err
 	}
@@ -271,7 +243,7 @@ func localCall[T any](ctx context.Context, r *Replica, q any) (T, error) {
 // Config.ExportDir and returns its directory. It needs no quorum: it is the
 // first step of recovering a cluster whose majority is gone for good.
 func (r *Replica) ExportSnapshot(ctx context.Context) (string, error) {
-	idx, err := actors.Call(ctx, r.done.C(), r.snapC, SnapshotReq{Ctx: ctx, TrailingLogs: -1, Export: true})
+	idx, err := r.snapshot(ctx, -1, true)
 	if err != nil {
 		return "", err
 	}
@@ -282,179 +254,49 @@ func (r *Replica) ExportSnapshot(ctx context.Context) (string, error) {
 	return dir, nil
 }
 
-// Snapshot forces a Raft snapshot and log truncation (API.md 1.10) and
-// returns its index; ErrNothingToSnapshot when nothing is new.
+// Snapshot forces a Raft snapshot and log truncation (API.md 1.10),
+// keeping trailingLogs entries (-1: the configured compaction overhead),
+// and returns its index; ErrNothingToSnapshot when nothing is new.
 func (r *Replica) Snapshot(ctx context.Context, trailingLogs int64) (uint64, error) {
-	return actors.Call(ctx, r.done.C(), r.snapC, SnapshotReq{Ctx: ctx, TrailingLogs: trailingLogs})
+	return r.snapshot(ctx, trailingLogs, false)
+}
+
+func (r *Replica) snapshot(ctx context.Context, trailingLogs int64, export bool) (uint64, error) {
+	run, err := r.hot.enter()
+	if err != nil {
+		return 0, err
+	}
+	defer r.hot.leave()
+	return r.serveSnapshot(ctx, run.nh, trailingLogs, export)
 }
 
 // Boot replaces the database of a single-node cluster with the SQLite
 // file read from rd (API.md 1.10).
 func (r *Replica) Boot(ctx context.Context, rd io.Reader) error {
-	_, err := actors.Call(ctx, r.done.C(), r.bootC, BootReq{Ctx: ctx, R: rd})
-	return err
+	run, err := r.hot.enter()
+	if err != nil {
+		return err
+	}
+	defer r.hot.leave()
+	return r.serveBoot(ctx, run.nh, rd)
 }
+
+// BootHeld is Boot for the replica's owner while it is held (Config.Held):
+// an -auto-restore boots the database before anyone else may use it.
+func (r *Replica) BootHeld(ctx context.Context, rd io.Reader) error {
+	run, err := r.hot.enterHeld()
+	if err != nil {
+		return err
+	}
+	defer r.hot.leave()
+	return r.serveBoot(ctx, run.nh, rd)
+}
+
+// Release ends the hold of Config.Held: every caller is served from now on.
+func (r *Replica) Release() { r.hot.release() }
 
 // Done is closed when Run has returned.
 func (r *Replica) Done() <-chan struct{} { return r.done.C() }
-
-type started struct {
-	nh  *dragonboat.NodeHost
-	err error
-}
-
-// Run starts the NodeHost and the replica, then serves requests until ctx
-// ends; it then waits for in-flight requests and closes the NodeHost.
-func (r *Replica) Run(ctx context.Context) error {
-	defer r.done.Close()
-	startC := make(chan started, 1)
-	go func() {
-		nh, err := r.start()
-		startC <- started{nh, err}
-	}()
-	var nh *dragonboat.NodeHost
-	// Set when this replica applied its own removal before the NodeHost
-	// was handed over (a replayed snapshot that lists it as removed).
-	removedEarly := false
-	for {
-		select {
-		case s := <-startC:
-			if s.err != nil {
-				r.life.Notify(lifecycle.Failed{Err: s.err.Error()})
-				return s.err
-			}
-			nh, startC = s.nh, nil
-			r.hot.open(nh)
-			if removedEarly {
-				r.workers.Add(1)
-				go func(nh *dragonboat.NodeHost) {
-					defer r.workers.Done()
-					r.stopAsRemoved(nh, "it applied its own removal")
-				}(nh)
-			}
-			// Linearizable reads are confirmed in rounds, writes proposed
-			// in batches; the loops outlive the requests, and shutdown
-			// waits for them.
-			r.loops.Add(1 + writeProposers)
-			go func(nh *dragonboat.NodeHost) {
-				defer r.loops.Done()
-				timeout := readRoundTimeout(r.cfg.RTT)
-				r.reads.run(r.workCtx, func(ctx context.Context) error {
-					if o := r.cfg.Observer; o != nil {
-						t0 := time.Now()
-						err := confirmReadIndex(ctx, nh, r.cfg.ShardID, timeout)
-						o.ReadRound(time.Since(t0), err)
-						return err
-					}
-					return confirmReadIndex(ctx, nh, r.cfg.ShardID, timeout)
-				})
-			}(nh)
-			for range writeProposers {
-				go func(nh *dragonboat.NodeHost) {
-					defer r.loops.Done()
-					r.proposeWrites(r.workCtx, func(ctx context.Context, b []*pendingWrite) { r.proposeBatch(ctx, nh, b) })
-				}(nh)
-			}
-			r.startJobs(nh)
-		case env := <-r.localC:
-			if nh == nil {
-				env.Answer(nil, ErrNotStarted)
-				continue
-			}
-			r.workers.Add(1)
-			go func() { defer r.workers.Done(); r.serveLocal(nh, env) }()
-		case env := <-r.snapC:
-			if nh == nil {
-				env.Answer(0, ErrNotStarted)
-				continue
-			}
-			r.workers.Add(1)
-			go func() { defer r.workers.Done(); r.serveSnapshot(nh, env) }()
-		case env := <-r.bootC:
-			if nh == nil {
-				env.Answer(struct{}{}, ErrNotStarted)
-				continue
-			}
-			r.workers.Add(1)
-			go func() { defer r.workers.Done(); env.Answer(struct{}{}, r.serveBoot(nh, env.Req)) }()
-		case env := <-r.memberC:
-			if nh == nil {
-				env.Answer(struct{}{}, ErrNotStarted)
-				continue
-			}
-			r.workers.Add(1)
-			go func() { defer r.workers.Done(); r.serveMember(nh, env) }()
-		case <-r.lis.removed:
-			if nh == nil {
-				// Replayed at start (a snapshot listing this replica as
-				// removed) before the NodeHost is handed over.
-				removedEarly = true
-				continue
-			}
-			r.workers.Add(1)
-			go func() { defer r.workers.Done(); r.stopAsRemoved(nh, "it applied its own removal") }()
-		case <-ctx.Done():
-			if startC != nil {
-				// NewNodeHost is still running; it must finish before
-				// what it opened can be closed.
-				if s := <-startC; s.err == nil {
-					nh = s.nh
-				}
-			} else {
-				// No job starts another round from here on. Raft ran:
-				// hand leadership over, leave the cluster (as
-				// configured) before it stops.
-				r.stopJobs()
-				r.leave(nh)
-			}
-			r.shutdown(nh)
-			return nil
-		}
-	}
-}
-
-// shutdown refuses what is still queued, waits for in-flight requests
-// (they are bounded by their deadlines) and closes the NodeHost.
-func (r *Replica) shutdown(nh *dragonboat.NodeHost) {
-	r.done.Close()
-	r.stopJobs()
-	r.hot.stopping.Store(true)
-	for {
-		select {
-		case env := <-r.localC:
-			env.Answer(nil, ErrStopped)
-			continue
-		case env := <-r.snapC:
-			env.Answer(0, ErrStopped)
-			continue
-		case env := <-r.bootC:
-			env.Answer(struct{}{}, ErrStopped)
-			continue
-		case env := <-r.memberC:
-			env.Answer(struct{}{}, ErrStopped)
-			continue
-		default:
-		}
-		break
-	}
-	waited := make(chan struct{})
-	go func() { r.workers.Wait(); r.hot.close(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(shutdownGrace):
-		r.log.Warn("cancelling in-flight requests at shutdown", zap.Duration("grace", shutdownGrace))
-		r.cancelWork()
-		<-waited
-	}
-	r.cancelWork()
-	r.loops.Wait()
-	if nh != nil {
-		// Close stops the replica, which closes the state machine (and
-		// checkpoints SQLite's WAL), then the LogDB.
-		nh.Close()
-		r.log.Info("raft stopped")
-	}
-}
 
 // start creates the NodeHost and starts (or restarts) the replica.
 func (r *Replica) start() (*dragonboat.NodeHost, error) {
@@ -566,7 +408,8 @@ func (r *Replica) withDeadline(ctx context.Context) (context.Context, context.Ca
 	return ctx, func() { stop(); cancel() }
 }
 
-func (r *Replica) query(ctx context.Context, nh *dragonboat.NodeHost, req *cmdpb.Request, opts ReadOptions) (*cmdpb.Response, error) {
+func (r *Replica) query(ctx context.Context, run *running, req *cmdpb.Request, opts ReadOptions) (*cmdpb.Response, error) {
+	nh := run.nh
 	ctx, cancel := r.withDeadline(ctx)
 	defer cancel()
 	q := &sm.Query{Ctx: ctx, Request: req, StatementTimeout: opts.DBTimeout}
@@ -598,7 +441,7 @@ func (r *Replica) query(ctx context.Context, nh *dragonboat.NodeHost, req *cmdpb
 		}
 		out, err = nh.StaleRead(r.cfg.ShardID, q)
 	case LevelLinearizable:
-		if err = r.reads.wait(ctx); err == nil {
+		if err = run.reads.wait(ctx); err == nil {
 			out, err = nh.StaleRead(r.cfg.ShardID, q)
 		}
 	case LevelStrong:
@@ -618,12 +461,11 @@ func (r *Replica) query(ctx context.Context, nh *dragonboat.NodeHost, req *cmdpb
 
 // serveLocal runs a local query (backup, checkpoint) until it is done or
 // its request's context ends; shutdown cancels it after its grace period.
-func (r *Replica) serveLocal(nh *dragonboat.NodeHost, env localEnv) {
-	ctx, cancel := context.WithCancel(env.Req.Ctx)
+func (r *Replica) serveLocal(ctx context.Context, nh *dragonboat.NodeHost, q any) (any, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(r.workCtx, cancel)
 	defer stop()
-	q := env.Req.Query
 	if b, ok := q.(*sm.Backup); ok {
 		cp := *b
 		cp.Ctx = ctx
@@ -632,18 +474,17 @@ func (r *Replica) serveLocal(nh *dragonboat.NodeHost, env localEnv) {
 	out, err := nh.StaleRead(r.cfg.ShardID, q)
 	switch {
 	case err == nil:
-		env.Answer(out, nil)
+		return out, nil
 	case errors.Is(err, sm.ErrBackupWrite):
-		env.Answer(nil, err)
-	default:
-		env.Answer(nil, r.mapErr(nh, err))
+		return nil, err
 	}
+	return nil, r.mapErr(nh, err)
 }
 
 // serveBoot stages the upload in the state machine's directory, proposes
 // a BOOT entry naming it, then compacts the log past that entry: the file
 // exists on this node only, so no replica may ever replay the entry.
-func (r *Replica) serveBoot(nh *dragonboat.NodeHost, req BootReq) error {
+func (r *Replica) serveBoot(ctx context.Context, nh *dragonboat.NodeHost, rd io.Reader) error {
 	st := r.life.State()
 	if len(st.Members) != 1 || st.Members[0].ReplicaID != r.cfg.ReplicaID {
 		return ErrNotSingleNode
@@ -652,11 +493,11 @@ func (r *Replica) serveBoot(nh *dragonboat.NodeHost, req BootReq) error {
 	if m == nil {
 		return ErrNotReady
 	}
-	ctx, cancel := context.WithCancel(req.Ctx)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(r.workCtx, cancel)
 	defer stop()
-	name, n, err := m.StageBoot(req.R, ctx.Done())
+	name, n, err := m.StageBoot(rd, ctx.Done())
 	if err != nil {
 		return err
 	}
@@ -686,38 +527,36 @@ func (r *Replica) serveBoot(nh *dragonboat.NodeHost, req BootReq) error {
 	return nil
 }
 
-// serveSnapshot asks Dragonboat for a snapshot. For an on-disk state
-// machine it is a Sync barrier plus metadata, after which the log is
-// compacted down to the trailing entries (DRAGONBOAT.md 0.1).
-func (r *Replica) serveSnapshot(nh *dragonboat.NodeHost, env snapshotEnv) {
-	ctx, cancel := r.withDeadline(env.Req.Ctx)
+// serveSnapshot asks Dragonboat for a snapshot, keeping trailingLogs
+// entries (-1: the configured compaction overhead), or exports one. For an
+// on-disk state machine it is a Sync barrier plus metadata, after which the
+// log is compacted down to the trailing entries (DRAGONBOAT.md 0.1).
+func (r *Replica) serveSnapshot(ctx context.Context, nh *dragonboat.NodeHost, trailingLogs int64, export bool) (uint64, error) {
+	ctx, cancel := r.withDeadline(ctx)
 	defer cancel()
 	opt := dragonboat.SnapshotOption{}
-	if env.Req.Export {
+	if export {
 		if err := os.MkdirAll(r.cfg.ExportDir, 0o755); err != nil {
-			env.Answer(0, fmt.Errorf("create export directory: %w", err))
-			return
+			return 0, fmt.Errorf("create export directory: %w", err)
 		}
 		opt.Exported, opt.ExportPath = true, r.cfg.ExportDir
-	} else if env.Req.TrailingLogs >= 0 {
+	} else if trailingLogs >= 0 {
 		opt.OverrideCompactionOverhead = true
-		opt.CompactionOverhead = uint64(env.Req.TrailingLogs)
+		opt.CompactionOverhead = uint64(trailingLogs)
 	}
 	idx, err := nh.SyncRequestSnapshot(ctx, r.cfg.ShardID, opt)
 	if errors.Is(err, dragonboat.ErrRejected) {
-		env.Answer(0, ErrNothingToSnapshot)
-		return
+		return 0, ErrNothingToSnapshot
 	}
 	if err != nil {
-		env.Answer(0, r.mapErr(nh, err))
-		return
+		return 0, r.mapErr(nh, err)
 	}
 	r.log.Info("snapshot taken", zap.Uint64("index", idx))
-	if !env.Req.Export {
+	if !export {
 		r.counters.userSnapshots.Add(1)
 		r.lis.nudgeStats()
 	}
-	env.Answer(idx, nil)
+	return idx, nil
 }
 
 // stale reports whether a level-none read must be refused: a freshness
@@ -734,12 +573,9 @@ func (r *Replica) stale(freshness time.Duration) bool {
 	return st.LeaderReplicaID == 0 || time.Since(st.LastLeaderContact) > freshness
 }
 
-// propose replicates one command and waits until it is applied locally.
-// Proposals that Raft dropped or refused as busy never entered the log, so
-// they are retried (with the same request ID, which the state machine
-// deduplicates, in case a "dropped" one did get in) until the deadline;
-// writes in flight when a new leader becomes known are proposed to it
-// again (propose.go).
+// propose replicates req as a command of type typ and waits until it is
+// applied locally. proposal.run (propose.go) sends it again, under the
+// same request ID, when it may have been lost.
 func (r *Replica) propose(ctx context.Context, nh *dragonboat.NodeHost, typ cmdpb.Command_Type, req *cmdpb.Request) (*cmdpb.Response, error) {
 	return r.proposeCommand(ctx, nh, &cmdpb.Command{Type: typ, Request: req})
 }
@@ -825,7 +661,7 @@ func (r *Replica) checkContact(nh *dragonboat.NodeHost) {
 		if res.Completed() {
 			r.life.Notify(lifecycle.LeaderContact{LeaderReplicaID: leader})
 		}
-	case <-r.workCtx.Done():
+	case <-r.jobsCtx.Done():
 	}
 }
 
@@ -844,7 +680,7 @@ func (r *Replica) probe(nh *dragonboat.NodeHost) {
 	if err != nil || !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
 	defer cancel()
 	if _, err := nh.SyncRead(ctx, r.cfg.ShardID, &sm.Query{Ctx: ctx, Request: &cmdpb.Request{}}); err != nil {
 		r.log.Debug("catch-up check failed", zap.Error(err))
@@ -890,7 +726,7 @@ func (r *Replica) readMembersOnce(nh *dragonboat.NodeHost) (*dragonboat.Membersh
 	if _, _, ok, err := nh.GetLeaderID(r.cfg.ShardID); err != nil || !ok {
 		return nil, false // the read below needs a leader; the catch-up probe retries
 	}
-	ctx, cancel := context.WithTimeout(r.workCtx, probeTimeout)
+	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
 	defer cancel()
 	m, err := nh.SyncGetShardMembership(ctx, r.cfg.ShardID)
 	if err != nil {

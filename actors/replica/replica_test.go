@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/skiffdb/skiff/actors"
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/sm"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 
@@ -143,9 +145,7 @@ func TestWriteReadEveryLevelAndRestart(t *testing.T) {
 		})
 	}
 	n.stop(t)
-	if _, err := n.r.Execute(ctxT(t), w); !errors.Is(err, ErrStopped) && !errors.Is(err, errActorStopped()) {
-		t.Fatalf("Execute after stop = %v", err)
-	}
+	handleCalls(t, n.r, ErrStopped)
 	n = startNode(t, dir, addr)
 	defer n.stop(t)
 	out, err := n.r.Query(ctxT(t), req("SELECT COUNT(*) FROM t"), ReadOptions{Level: LevelLinearizable})
@@ -157,6 +157,45 @@ func TestWriteReadEveryLevelAndRestart(t *testing.T) {
 	}
 	if st := n.life.State(); st.Progress.AppliedIndex < resp.RaftIndex {
 		t.Fatalf("applied index after restart %d < %d", st.Progress.AppliedIndex, resp.RaftIndex)
+	}
+}
+
+// handleCalls checks that every handle method is refused with want.
+func handleCalls(t *testing.T, r *Replica, want error) {
+	t.Helper()
+	ctx := ctxT(t)
+	calls := map[string]func() error{
+		"Execute":          func() error { _, err := r.Execute(ctx, req("CREATE TABLE x (id INTEGER)")); return err },
+		"Query":            func() error { _, err := r.Query(ctx, req("SELECT 1"), ReadOptions{}); return err },
+		"ProposeHighWater": func() error { return r.ProposeHighWater(ctx, 1) },
+		"Backup":           func() error { _, err := r.Backup(ctx, &sm.Backup{}); return err },
+		"Checkpoint":       func() error { _, err := r.Checkpoint(ctx); return err },
+		"Snapshot":         func() error { _, err := r.Snapshot(ctx, -1); return err },
+		"ExportSnapshot":   func() error { _, err := r.ExportSnapshot(ctx); return err },
+		"Boot":             func() error { return r.Boot(ctx, strings.NewReader("")) },
+		"AddNonVoting":     func() error { return r.AddNonVoting(ctx, 9, "127.0.0.1:1", "n9") },
+		"RemoveMember":     func() error { return r.RemoveMember(ctx, 9) },
+		"TransferLeader":   func() error { return r.TransferLeader(ctx, 0) },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, want) {
+			t.Errorf("%s = %v, want %v", name, err, want)
+		}
+	}
+}
+
+// Before it is configured and running, the handle refuses every call at
+// once; Run refuses to start unconfigured.
+func TestHandleBeforeStart(t *testing.T) {
+	r := NewHandle()
+	handleCalls(t, r, ErrNotStarted)
+	if err := r.Run(context.Background()); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Run unconfigured = %v", err)
+	}
+	select {
+	case <-r.Done():
+	default:
+		t.Fatal("Done not closed after Run returned")
 	}
 }
 

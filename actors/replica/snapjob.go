@@ -25,7 +25,7 @@ func (r *Replica) WALSnapshots() uint64 { return r.counters.walSnapshots.Load() 
 // that also compacts the Raft log, and it leaves the WAL as it is, so the
 // WAL is then checkpointed into the database file and truncated.
 func (r *Replica) snapJob(nh *dragonboat.NodeHost) {
-	ctx, cancel := r.withDeadline(r.workCtx)
+	ctx, cancel := r.withDeadline(r.jobsCtx)
 	defer cancel()
 	// The size first: a cheap stat, and nothing else happens below it.
 	out, err := nh.StaleRead(r.cfg.ShardID, &sm.TruncateWAL{})

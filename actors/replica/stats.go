@@ -116,7 +116,7 @@ func (r *Replica) sampleStats(nh *dragonboat.NodeHost) {
 		}
 		st.LastSnapshotIndex, st.LastSnapshotTerm = snapshotMeta(lr)
 	}
-	ctx, cancel := context.WithTimeout(r.workCtx, statsTimeout)
+	ctx, cancel := context.WithTimeout(r.jobsCtx, statsTimeout)
 	defer cancel()
 	if commit, err := commitIndex(ctx, nh, r.cfg.ShardID); err == nil {
 		st.CommitIndex = commit
