@@ -77,10 +77,7 @@ type StateMachine struct {
 	// held keeps the descriptors snapshot streams read the database
 	// files through (mainfile.go).
 	held heldFiles
-	// sent remembers the last complete stream, to refuse its immediate
-	// duplicates; noWriteback turns receiveFile's early writeback off (for
-	// measuring).
-	sent        sentGuard
+	// noWriteback turns receiveFile's early writeback off (for measuring).
 	noWriteback bool
 
 	applied atomic.Uint64

@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"reflect"
 	"time"
 
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
@@ -55,8 +54,6 @@ type snapshotCtx struct {
 	release func()
 	// pinned is when PrepareSnapshot pinned the state (for the log).
 	pinned time.Time
-	// toReplica: SaveSnapshot streams to another replica (not an export).
-	toReplica bool
 }
 
 // close ends the read transaction and frees the context's handles.
@@ -182,42 +179,7 @@ func (s *StateMachine) SaveSnapshot(ctx interface{}, w io.Writer, stopc <-chan s
 		return dbsm.ErrSnapshotAborted
 	}
 	defer sc.close()
-	sc.toReplica = streamsToReplica(w)
-	if refused, left, first := s.refuseDuplicate(sc); refused {
-		if first {
-			s.log.Info("snapshot stream refused: this index was streamed completely just now",
-				zap.Uint64("applied_index", sc.applied), zap.Duration("for", left))
-		}
-		return dbsm.ErrSnapshotAborted
-	}
 	return s.sendEnded(s.saveSnapshot(sc, w, stopc))
-}
-
-// streamsToReplica reports whether w streams to another replica rather
-// than into an export. Dragonboat hands SaveSnapshot its chunk writer for
-// those, bare or inside its Snappy compressor (field uw), recognised by
-// type name: any other writer, such as a future wrapper, is treated as an
-// export and never refused nor recorded, which is today's behaviour.
-func streamsToReplica(w io.Writer) bool {
-	const chunkWriter = "*rsm.ChunkWriter"
-	v := reflect.ValueOf(w)
-	if v.Type().String() == chunkWriter {
-		return true
-	}
-	if v.Type().String() != "*dio.Compressor" || v.Elem().Kind() != reflect.Struct {
-		return false
-	}
-	inner := v.Elem().FieldByName("uw")
-	return inner.IsValid() && inner.Kind() == reflect.Interface && !inner.IsNil() && inner.Elem().Type().String() == chunkWriter
-}
-
-// refuseDuplicate reports whether this stream to a replica repeats one that
-// has just completed (sentGuard says why that is refused).
-func (s *StateMachine) refuseDuplicate(sc *snapshotCtx) (bool, time.Duration, bool) {
-	if !sc.toReplica {
-		return false, 0, false
-	}
-	return s.sent.refuse(sc.applied, time.Now())
 }
 
 // sendEnded maps a send's error to the bare sentinel Dragonboat tolerates.
@@ -295,9 +257,6 @@ func (s *StateMachine) streamSnapshot(sc *snapshotCtx, f io.Reader, size int64, 
 		return err
 	}
 	took := time.Since(sc.pinned)
-	if sc.toReplica {
-		s.sent.sent(sc.applied, took, time.Now())
-	}
 	s.log.Info("snapshot sent", zap.Uint64("applied_index", sc.applied), zap.Int64("bytes", size), zap.Bool("direct", sc.direct),
 		zap.Duration("took", took))
 	s.cfg.Notify(Event{Kind: EventSnapshotSent, Index: sc.applied, Bytes: size, Total: size})

@@ -45,6 +45,9 @@ func TestSnapshotJoinWhileWriting(t *testing.T) {
 	// file streams).
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }
+	t.Cleanup(halt) // a test that fails before halt leaks no goroutine
 	var mu sync.Mutex
 	var writeErr error
 	writes := 0
@@ -136,8 +139,7 @@ func TestSnapshotJoinWhileWriting(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
+	halt()
 	if writeErr != nil {
 		t.Fatalf("a write on the leader failed during the transfer: %v", writeErr)
 	}
@@ -151,25 +153,7 @@ func TestSnapshotJoinWhileWriting(t *testing.T) {
 		t.Fatal("the leader did not stream its database file directly")
 	}
 	t.Logf("%d writes on the leader during the transfer; the joiner answered %d reads", writes, seen)
-
-	fingerprint := "SELECT COUNT(*), SUM(id), SUM(LENGTH(b)), (SELECT group_concat(h, '') FROM (SELECT hex(substr(b, 1, 3)) AS h FROM t ORDER BY id)) FROM t"
-	want := leader.query(fingerprint, "level=strong")
-	if want.status != http.StatusOK {
-		t.Fatalf("fingerprint: %s", want)
-	}
-	for _, m := range c.ms {
-		var got response
-		for deadline := time.Now().Add(clusterTimeout); ; {
-			got = m.query(fingerprint, "level=none")
-			if string(got.body) == string(want.body) || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		if got.status != http.StatusOK || string(got.body) != string(want.body) {
-			t.Fatalf("%s holds %.300s, want %.300s", m.id, got.body, want.body)
-		}
-	}
+	sameEverywhere(t, c)
 }
 
 // countOf reads the single integer of a /db/query answer.
@@ -249,8 +233,7 @@ func TestSnapshotTransferKilledMidway(t *testing.T) {
 			spec := tc.joinerFailpoint
 			j.failpoints = &spec
 			j.start()
-			stop := make(chan struct{})
-			partial := watchPartialReads(j, rows, stop)
+			stopReads := watchPartialReads(t, j, rows)
 			killed := tc.cut(t, leader, j)
 			killed.sigkill()
 			if killed == j && tc.joinerFailpoint != "" {
@@ -269,8 +252,7 @@ func TestSnapshotTransferKilledMidway(t *testing.T) {
 			killed.waitReady(clusterTimeout)
 			j.waitReady(clusterTimeout)
 			c.waitMembers(c.ms, c.ids(), nil)
-			close(stop)
-			if err := <-partial; err != nil {
+			if err := stopReads(); err != nil {
 				t.Fatal(err)
 			}
 			if names := dbFiles(t, j); len(names) != 1 {
@@ -324,19 +306,22 @@ func loadSnapshotRows(t *testing.T, leader *member) int {
 	return rows
 }
 
-// watchPartialReads reads the row count from j until stop closes and sends
-// an error if j ever answered with fewer than rows (a partial database),
-// nil otherwise.
-func watchPartialReads(j *member, rows int, stop <-chan struct{}) <-chan error {
-	out := make(chan error, 1)
+// watchPartialReads reads the row count from j until the returned stop is
+// called, which returns an error if j ever answered with fewer than rows (a
+// partial database), nil otherwise. The reader also stops, and is waited
+// for, when the test ends, so a test that fails before stop leaks nothing.
+func watchPartialReads(t *testing.T, j *member, rows int) (stop func() error) {
+	t.Helper()
+	quit := make(chan struct{})
+	done := make(chan error, 1)
 	go func() {
 		cl := newClient(5*time.Second, false)
 		defer cl.CloseIdleConnections()
 		q := "/db/query?level=none&q=" + url.QueryEscape("SELECT COUNT(*) FROM t")
 		for {
 			select {
-			case <-stop:
-				out <- nil
+			case <-quit:
+				done <- nil
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
@@ -345,12 +330,22 @@ func watchPartialReads(j *member, rows int, stop <-chan struct{}) <-chan error {
 				continue
 			}
 			if n, perr := countOf(r.body); perr != nil || n < rows {
-				out <- fmt.Errorf("joiner answered %s: %d rows of at least %d (%v)", r.body, n, rows, perr)
+				done <- fmt.Errorf("joiner answered %s: %d rows of at least %d (%v)", r.body, n, rows, perr)
 				return
 			}
 		}
 	}()
-	return out
+	var once sync.Once
+	var result error
+	stop = func() error {
+		once.Do(func() {
+			close(quit)
+			result = <-done
+		})
+		return result
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
 }
 
 // dbFiles lists the database generations (main files) in m's data
