@@ -512,12 +512,30 @@ func (r *Replica) serveBoot(ctx context.Context, nh *dragonboat.NodeHost, rd io.
 	}
 	// The staged file exists on this node only: until the log is compacted
 	// past the BOOT entry, a replica added later would replay it and fail.
+	// Dragonboat rejects the request while its last-applied index still
+	// trails the BOOT entry (a proposal's result is delivered before the
+	// batch's applied index is recorded) or while another snapshot is
+	// being saved: both pass, so retry with a growing pause.
 	var serr error
-	for attempt := 0; attempt < 3; attempt++ {
+	pause := 5 * time.Millisecond
+	for attempt := 0; attempt < 8; attempt++ {
 		if _, serr = nh.SyncRequestSnapshot(pctx, r.cfg.ShardID, dragonboat.SnapshotOption{OverrideCompactionOverhead: true}); serr == nil {
 			break
 		}
 		r.log.Warn("snapshot after boot failed", zap.Int("attempt", attempt+1), zap.Error(serr))
+		if !errors.Is(serr, dragonboat.ErrRejected) && !errors.Is(serr, dragonboat.ErrSystemBusy) {
+			break
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-pctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		if pctx.Err() != nil {
+			break
+		}
+		pause *= 2
 	}
 	if serr != nil {
 		return fmt.Errorf("database booted at index %d, but the log could not be compacted past it (retry with POST /snapshot): %w",
