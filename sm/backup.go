@@ -199,26 +199,8 @@ func (s *StateMachine) copyPinnedFile(src *sqlite3.SQLiteConn, live, path string
 	if s.onBackupPin != nil {
 		s.onBackupPin("checkpoint")
 	}
-	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&cache=private",
-		uriPath(live), backupCheckpointBusyMS)
-	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
-	if err != nil {
-		return false, fmt.Errorf("open checkpointer: %w", err)
-	}
-	ck := dc.(*sqlite3.SQLiteConn)
-	var busy, logFrames, done int64 = 1, -1, -2
-	err = eachRow(context.Background(), ck, "PRAGMA wal_checkpoint(PASSIVE)", 3, func(v []driver.Value) error {
-		busy, _ = v[0].(int64)
-		logFrames, _ = v[1].(int64)
-		done, _ = v[2].(int64)
-		return nil
-	})
-	_ = ck.Close()
-	if err != nil {
-		return false, fmt.Errorf("checkpoint: %w", err)
-	}
-	if busy != 0 || logFrames != done {
-		return false, fmt.Errorf("checkpoint incomplete: busy %d, %d of %d frames", busy, done, logFrames)
+	if err := checkpointAll(live, "PASSIVE", backupCheckpointBusyMS); err != nil {
+		return false, err
 	}
 	pages, err := queryInt64(src, "PRAGMA page_count")
 	if err != nil {

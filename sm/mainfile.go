@@ -1,9 +1,13 @@
 package sm
 
 import (
+	"context"
+	"database/sql/driver"
 	"fmt"
 	"os"
 	"sync"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
 // heldFiles keeps the descriptors SaveSnapshot reads database files
@@ -76,4 +80,32 @@ func (h *heldFiles) retireAll() {
 			delete(h.files, path)
 		}
 	}
+}
+
+// checkpointAll runs PRAGMA wal_checkpoint(mode) on a connection of its
+// own to the database at path, waiting up to busyMS for locks, and fails
+// unless every WAL frame was copied into the main file.
+func checkpointAll(path, mode string, busyMS int) error {
+	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&cache=private",
+		uriPath(path), busyMS)
+	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
+	if err != nil {
+		return fmt.Errorf("open checkpointer: %w", err)
+	}
+	ck := dc.(*sqlite3.SQLiteConn)
+	var busy, logFrames, done int64 = 1, -1, -2
+	err = eachRow(context.Background(), ck, "PRAGMA wal_checkpoint("+mode+")", 3, func(v []driver.Value) error {
+		busy, _ = v[0].(int64)
+		logFrames, _ = v[1].(int64)
+		done, _ = v[2].(int64)
+		return nil
+	})
+	_ = ck.Close()
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if busy != 0 || logFrames != done {
+		return fmt.Errorf("checkpoint incomplete: busy %d, %d of %d frames", busy, done, logFrames)
+	}
+	return nil
 }

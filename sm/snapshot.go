@@ -2,8 +2,6 @@ package sm
 
 import (
 	"bufio"
-	"context"
-	"database/sql/driver"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -113,26 +111,8 @@ func (s *StateMachine) PrepareSnapshot() (interface{}, error) {
 // file. Update is excluded while it runs, so the WAL's last frame is the
 // pinned state's, and a complete checkpoint leaves the file holding it.
 func (s *StateMachine) pinFile(sc *snapshotCtx, path string) error {
-	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&cache=private",
-		uriPath(path), snapshotCheckpointBusyMS)
-	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
-	if err != nil {
-		return fmt.Errorf("open checkpointer: %w", err)
-	}
-	ck := dc.(*sqlite3.SQLiteConn)
-	var busy, logFrames, done int64 = 1, -1, -2
-	err = eachRow(context.Background(), ck, "PRAGMA wal_checkpoint(FULL)", 3, func(v []driver.Value) error {
-		busy, _ = v[0].(int64)
-		logFrames, _ = v[1].(int64)
-		done, _ = v[2].(int64)
-		return nil
-	})
-	_ = ck.Close()
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	if busy != 0 || logFrames != done {
-		return fmt.Errorf("checkpoint incomplete: busy %d, %d of %d frames", busy, done, logFrames)
+	if err := checkpointAll(path, "FULL", snapshotCheckpointBusyMS); err != nil {
+		return err
 	}
 	// page_count on the pinned connection is the pinned state's size.
 	pages, err := queryInt64(sc.conn, "PRAGMA page_count")
