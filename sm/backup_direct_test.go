@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -106,16 +105,8 @@ func TestBackupFallsBackWhenACommitFollowsThePin(t *testing.T) {
 // rounds, with cp + sync of the same file, on SKIFF_BENCH_BACKUP_MB
 // (default 64) MB of 1,000-byte rows. Run it with -benchtime 1x.
 func BenchmarkBackupCopy(b *testing.B) {
-	mb := 64
-	if v, err := strconv.Atoi(os.Getenv("SKIFF_BENCH_BACKUP_MB")); err == nil && v > 0 {
-		mb = v
-	}
 	h := newHarness(b)
-	h.apply(cmd("schema", false, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"))
-	for i := 0; i < mb; i++ {
-		h.apply(cmd(fmt.Sprintf("load-%d", i), false,
-			"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1000) INSERT INTO t(v) SELECT randomblob(1000) FROM c"))
-	}
+	loadBenchRows(h, benchMB("SKIFF_BENCH_BACKUP_MB"))
 	size := float64(fileSize(h.s.path)) / 1e6
 	var direct, api, cpSync time.Duration
 	for range b.N {

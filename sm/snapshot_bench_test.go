@@ -18,16 +18,8 @@ import (
 // RecoverFromSnapshot from that file, and cp + sync of the same database
 // file for the ratio issue 17 asks for. Run it with -benchtime 1x.
 func BenchmarkSnapshotStages(b *testing.B) {
-	mb := 64
-	if v, err := strconv.Atoi(os.Getenv("SKIFF_BENCH_SNAPSHOT_MB")); err == nil && v > 0 {
-		mb = v
-	}
 	src := newHarness(b)
-	src.apply(cmd("schema", false, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"))
-	for i := 0; i < mb; i++ {
-		src.apply(cmd(fmt.Sprintf("load-%d", i), false,
-			"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1000) INSERT INTO t(v) SELECT randomblob(1000) FROM c"))
-	}
+	loadBenchRows(src, benchMB("SKIFF_BENCH_SNAPSHOT_MB"))
 	rows := src.count("t")
 	// The joiner's early writeback on and off, alternating, for the ratio.
 	for range 2 {
@@ -107,5 +99,23 @@ func benchSnapshotStages(b *testing.B, src *harness, rows int64, viaCopy, writeb
 		b.ReportMetric(xfer.Seconds(), "total_s")
 		b.ReportMetric(cpSync.Seconds(), "cp_sync_s")
 		b.ReportMetric(xfer.Seconds()/cpSync.Seconds(), "ratio")
+	}
+}
+
+// benchMB is the database size in MB the environment variable asks for
+// (default 64).
+func benchMB(env string) int {
+	if v, err := strconv.Atoi(os.Getenv(env)); err == nil && v > 0 {
+		return v
+	}
+	return 64
+}
+
+// loadBenchRows fills table t with mb MB of 1,000-byte rows, the soak's data.
+func loadBenchRows(h *harness, mb int) {
+	h.apply(cmd("schema", false, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"))
+	for i := 0; i < mb; i++ {
+		h.apply(cmd(fmt.Sprintf("load-%d", i), false,
+			"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1000) INSERT INTO t(v) SELECT randomblob(1000) FROM c"))
 	}
 }

@@ -25,18 +25,7 @@ const snapshotStreamMB = 32
 func TestSnapshotJoinWhileWriting(t *testing.T) {
 	c := newClusterWith(t, 3, func(m *member) { m.failpoints = new(string) })
 	leader := c.leader
-	wantOK(t, "create", leader.execute(`["CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)"]`), `{"results":[{}]}`)
-	rows := snapshotStreamMB * 256 // 4 KiB each
-	for done := 0; done < rows; done += 4096 {
-		r := leader.post("/db/execute?timeout=60s", fmt.Sprintf(
-			`["WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < %d) INSERT INTO t (b) SELECT randomblob(4096) FROM c"]`, min(4096, rows-done)))
-		if r.status != http.StatusOK || strings.Contains(string(r.body), "error") {
-			t.Fatalf("bulk insert: %s", r)
-		}
-	}
-	if r := leader.post("/snapshot?trailing_logs=0", ""); r.status != http.StatusOK {
-		t.Fatalf("/snapshot: %s", r)
-	}
+	rows := loadSnapshotRows(t, leader)
 	// About 16 MB/s, so that the stream is long enough to write into.
 	setFailpoint(t, leader, "sm/snapshot-send", "sleep(16ms)")
 
