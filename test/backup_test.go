@@ -592,38 +592,38 @@ func TestAutoBackupS3Timestamp(t *testing.T) {
 	cfg := writeJSONFile(t, "backup.json", backupConfig("s3", s3Sub(s, backupKey), map[string]any{"timestamp": true}))
 	c := newClusterWith(t, 1, withFlags("-auto-backup", cfg))
 	named := regexp.MustCompile(`^backups/([0-9]{14})_skiff\.sqlite\.gz$`)
-	// keysAfter waits for a timestamped object newer than after and
-	// returns it with the keys seen.
-	keysAfter := func(after string) (string, []string) {
-		t.Helper()
-		deadline := time.Now().Add(backupTimeout)
-		for {
-			keys, err := s.Keys(s.Bucket())
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, k := range keys {
-				if !named.MatchString(k) {
-					t.Fatalf("object %q is not named <dir>/YYYYMMDDHHMMSS_<file> (keys %v)", k, keys)
-				}
-				if k > after {
-					return k, keys
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no object newer than %q within %s (keys %v)", after, backupTimeout, keys)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-
 	wantOK(t, "CREATE TABLE", c.leader.execute(createT), `{"results":[{}]}`)
 	var rs rows
 	rs.insertN(t, c.leader, "a", 5)
 	uploads := waitUploader(t, c.leader, "num_uploads_ok >= 1", func(d jsonDoc) bool { return d.num("num_uploads_ok") >= 1 }).num("num_uploads_ok")
-	first, _ := keysAfter("")
+	// An upload of the node's own entries may land before the table
+	// exists, in an earlier second: the first object is the newest one,
+	// once it holds the rows.
 	firstRows := rs
-	waitBackupRows(t, first, s3Object(s, first), firstRows)
+	var first string
+	for deadline := time.Now().Add(backupTimeout); first == ""; time.Sleep(50 * time.Millisecond) {
+		keys, err := s.Keys(s.Bucket())
+		if err != nil {
+			t.Fatal(err)
+		}
+		newest := ""
+		for _, k := range keys {
+			if !named.MatchString(k) {
+				t.Fatalf("object %q is not named <dir>/YYYYMMDDHHMMSS_<file> (keys %v)", k, keys)
+			}
+			newest = max(newest, k)
+		}
+		if newest != "" {
+			if data, err := s3Object(s, newest)(); err == nil {
+				if got, err := backupRows(t, data); err == nil && got.body() == firstRows.body() {
+					first = newest
+				}
+			}
+		}
+		if first == "" && time.Now().After(deadline) {
+			t.Fatalf("no object held the %d rows within %s (keys %v)", len(firstRows), backupTimeout, keys)
+		}
+	}
 	// Names are to the second: an upload in the first one's second
 	// rewrites its object. Write and wait for each upload until one lands
 	// in a later second (no waiting on the clock).
