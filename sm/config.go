@@ -51,6 +51,10 @@ type Config struct {
 	// backup API even when the database file could be copied directly
 	// (for measuring one against the other).
 	BackupViaAPI bool
+	// Tap, if set, is the receive tap the Raft transport feeds this
+	// replica's incoming snapshot streams to (receivetap.go); an install
+	// uses the copy it wrote when it holds the stream's database.
+	Tap *ReceiveTap
 	// Observe, if set, is told once per Update batch how long it took, how
 	// many entries it applied and how many statements ran (/metrics). It
 	// runs on the apply goroutine and must not block.

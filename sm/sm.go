@@ -161,6 +161,7 @@ func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 	s.schemaDirty = true
 	s.mu.Unlock()
 	s.applied.Store(applied)
+	s.cfg.Tap.attach(s)
 	s.log.Info("state machine open", zap.String("path", path), zap.Uint64("applied_index", applied))
 	s.cap.opened(applied)
 	s.cfg.Notify(Event{Kind: EventOpenDone, Index: applied})

@@ -118,6 +118,21 @@ func (h *harness) count(table string) int64 {
 	return r.Rows[0].Values[0].GetI()
 }
 
+// snapshotStream returns the stream SaveSnapshot writes of the state at
+// this moment.
+func (h *harness) snapshotStream() []byte {
+	h.t.Helper()
+	ctx, err := h.s.PrepareSnapshot()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := h.s.SaveSnapshot(ctx, &buf, make(chan struct{})); err != nil {
+		h.t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
 func TestRestartReturnsPersistedIndexAndReappliesNothing(t *testing.T) {
 	h := newHarness(t)
 	h.apply(cmd("a", false, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
@@ -351,19 +366,15 @@ func TestSnapshotSaveRecoverYieldsIdenticalDatabase(t *testing.T) {
 func TestRecoverRejectsCorruptStream(t *testing.T) {
 	src := newHarness(t)
 	src.apply(cmd("a", false, "CREATE TABLE t (v)"), cmd("b", false, "INSERT INTO t VALUES (1)"))
-	ctx, _ := src.s.PrepareSnapshot()
-	var buf bytes.Buffer
-	if err := src.s.SaveSnapshot(ctx, &buf, make(chan struct{})); err != nil {
-		t.Fatal(err)
-	}
-	bad := bytes.Clone(buf.Bytes())
+	stream := src.snapshotStream()
+	bad := bytes.Clone(stream)
 	bad[len(bad)/2] ^= 0xff
 	dst := newHarness(t)
 	dst.apply(cmd("x", false, "CREATE TABLE keep (v)"))
 	if err := dst.s.RecoverFromSnapshot(bytes.NewReader(bad), make(chan struct{})); !errors.Is(err, ErrSnapshotFormat) {
 		t.Fatalf("corrupt stream: err = %v", err)
 	}
-	if err := dst.s.RecoverFromSnapshot(bytes.NewReader(buf.Bytes()[:100]), make(chan struct{})); !errors.Is(err, ErrSnapshotFormat) {
+	if err := dst.s.RecoverFromSnapshot(bytes.NewReader(stream[:100]), make(chan struct{})); !errors.Is(err, ErrSnapshotFormat) {
 		t.Fatalf("short stream: err = %v", err)
 	}
 	if r := dst.query("SELECT COUNT(*) FROM keep").Results[0]; r.Error != "" {
@@ -385,11 +396,7 @@ func dump(t *testing.T, h *harness) string {
 func TestLookupDuringRecoverAndAfterClose(t *testing.T) {
 	src := newHarness(t)
 	src.apply(cmd("a", false, "CREATE TABLE t (v)"), cmd("b", false, "INSERT INTO t VALUES (1)"))
-	ctx, _ := src.s.PrepareSnapshot()
-	var buf bytes.Buffer
-	if err := src.s.SaveSnapshot(ctx, &buf, make(chan struct{})); err != nil {
-		t.Fatal(err)
-	}
+	stream := src.snapshotStream()
 	dst := newHarness(t)
 	dst.apply(cmd("a", false, "CREATE TABLE t (v)"))
 	stop := make(chan struct{})
@@ -418,7 +425,7 @@ func TestLookupDuringRecoverAndAfterClose(t *testing.T) {
 		}()
 	}
 	for range 5 {
-		if err := dst.s.RecoverFromSnapshot(bytes.NewReader(buf.Bytes()), make(chan struct{})); err != nil {
+		if err := dst.s.RecoverFromSnapshot(bytes.NewReader(stream), make(chan struct{})); err != nil {
 			t.Fatal(err)
 		}
 	}

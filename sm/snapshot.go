@@ -8,6 +8,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -344,13 +345,22 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return fmt.Errorf("%w: header: %w", ErrSnapshotFormat, err)
 	}
-	if string(hdr[:8]) != snapshotMagic || binary.LittleEndian.Uint32(hdr[8:]) != snapshotVersion {
-		return fmt.Errorf("%w: bad magic or version", ErrSnapshotFormat)
+	applied, size, err := parseStreamHeader(hdr[:])
+	if err != nil {
+		return err
 	}
-	applied := binary.LittleEndian.Uint64(hdr[12:])
-	size := int64(binary.LittleEndian.Uint64(hdr[20:]))
 	s.cfg.Notify(Event{Kind: EventSnapshotInstallBegun, Index: applied, Total: size})
 	s.log.Info("installing snapshot", zap.Uint64("applied_index", applied), zap.Int64("bytes", size))
+	if tapped, ok := s.cfg.Tap.claim(applied, size, stopc); ok {
+		// Checked before the install so that a bad copy costs only a
+		// fall-back to writing the stream here.
+		err := checkApplied(tapped.path, applied)
+		if err == nil {
+			return s.installTapped(tapped)
+		}
+		s.log.Warn("tapped snapshot copy unusable; writing the stream", zap.Error(err))
+		_ = os.Remove(tapped.path)
+	}
 
 	// Straight into the next generation's file: CURRENT names the live
 	// one until install switches it, and Open removes any other
@@ -391,6 +401,37 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	s.cap.installed(got)
 	s.cfg.Notify(Event{Kind: EventSnapshotInstallDone, Index: got})
 	// The snapshot's mark: what the sink acknowledged before it.
+	return s.reportHighWater()
+}
+
+// parseStreamHeader checks a stream header and returns the index and size
+// it names.
+func parseStreamHeader(hdr []byte) (uint64, int64, error) {
+	if string(hdr[:8]) != snapshotMagic || binary.LittleEndian.Uint32(hdr[8:]) != snapshotVersion {
+		return 0, 0, fmt.Errorf("%w: bad magic or version", ErrSnapshotFormat)
+	}
+	size := binary.LittleEndian.Uint64(hdr[20:])
+	if size > math.MaxInt64 {
+		return 0, 0, fmt.Errorf("%w: size %d", ErrSnapshotFormat, size)
+	}
+	return binary.LittleEndian.Uint64(hdr[12:]), int64(size), nil
+}
+
+// installTapped installs a database the receive tap wrote while the stream
+// arrived (receivetap.go): the same checks and switch as a copy written
+// here. The rest of Dragonboat's stream is left unread.
+func (s *StateMachine) installTapped(t tapResult) error {
+	began := time.Now()
+	if err := s.install(t.path, t.index); err != nil {
+		_ = os.Remove(t.path)
+		return err
+	}
+	s.cfg.Tap.claimed.Add(1)
+	got := s.applied.Load()
+	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", s.path), zap.Bool("tapped", true),
+		zap.Duration("write", t.write), zap.Duration("fsync", t.fsync), zap.Duration("switch", time.Since(began)))
+	s.cap.installed(got)
+	s.cfg.Notify(Event{Kind: EventSnapshotInstallDone, Index: got})
 	return s.reportHighWater()
 }
 

@@ -178,18 +178,11 @@ func TestRecoverCutStreamLeavesNothingInstalled(t *testing.T) {
 	src := newHarness(t)
 	src.apply(cmd("schema", false, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"))
 	loadRows(src, "a", 3000)
-	ctx, err := src.s.PrepareSnapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := src.s.SaveSnapshot(ctx, &buf, make(chan struct{})); err != nil {
-		t.Fatal(err)
-	}
+	stream := src.snapshotStream()
 	dst := newHarness(t)
 	dst.apply(cmd("x", false, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"), cmd("y", false, "INSERT INTO t (v) VALUES (x'01')"))
 	before := dump(t, dst)
-	cut := buf.Bytes()[:buf.Len()/2]
+	cut := stream[:len(stream)/2]
 	if err := dst.s.RecoverFromSnapshot(bytes.NewReader(cut), make(chan struct{})); err == nil {
 		t.Fatal("a cut stream was installed")
 	}
@@ -214,7 +207,7 @@ func TestRecoverCutStreamLeavesNothingInstalled(t *testing.T) {
 		t.Fatal("the database changed across a restart after a cut stream")
 	}
 	// The full stream installs afterwards.
-	if err := dst.s.RecoverFromSnapshot(bytes.NewReader(buf.Bytes()), make(chan struct{})); err != nil {
+	if err := dst.s.RecoverFromSnapshot(bytes.NewReader(stream), make(chan struct{})); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := dump(t, dst), dump(t, src); got != want {

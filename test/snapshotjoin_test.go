@@ -82,7 +82,9 @@ func TestSnapshotJoinBoundedMemory(t *testing.T) {
 	setFailpoint(t, leader, "sm/snapshot-send", "sleep(16ms)")
 
 	j := c.add("n4", "-join", leader.raftAddr)
-	spec := "sm/snapshot-install=sleep(5ms)"
+	// The install from Dragonboat's received file, without the receive
+	// tap (TestSnapshotTransferKilledMidway cuts the tap's write too).
+	spec := "sm/snapshot-install=sleep(5ms);sm/receive-tap=error"
 	j.failpoints = &spec
 	j.start()
 	pid := j.proc.cmd.Process.Pid

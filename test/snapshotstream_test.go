@@ -141,6 +141,11 @@ func TestSnapshotJoinWhileWriting(t *testing.T) {
 	if !leader.logContains(leader.proc.logPath, `"direct": true`) && !leader.logContains(leader.proc.logPath, `"direct":true`) {
 		t.Fatal("the leader did not stream its database file directly")
 	}
+	// The joiner wrote its database as the (second) stream arrived and
+	// installed that copy (sm/receivetap.go).
+	if !j.logContains(j.proc.logPath, `"tapped": true`) && !j.logContains(j.proc.logPath, `"tapped":true`) {
+		t.Fatal("the joiner did not install the copy its receive tap wrote")
+	}
 	t.Logf("%d writes on the leader during the transfer; the joiner answered %d reads", writes, seen)
 	sameEverywhere(t, c)
 }
@@ -172,6 +177,16 @@ func TestSnapshotTransferKilledMidway(t *testing.T) {
 			return p.SentTotal > 0 && p.SentBytes > p.SentTotal/2
 		})
 	}
+	halfWritten := func(t *testing.T, _, j *member) *member {
+		for deadline := time.Now().Add(clusterTimeout); time.Now().Before(deadline); {
+			if failpointHits(t, j, "sm/snapshot-install") > snapshotStreamMB*2 {
+				return j
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("the joiner's next generation was never half-written")
+		return nil
+	}
 	for _, tc := range []struct {
 		name string
 		// joinerFailpoint slows the joiner's stage that is cut.
@@ -189,20 +204,18 @@ func TestSnapshotTransferKilledMidway(t *testing.T) {
 			},
 		},
 		{
-			// Dragonboat recorded the snapshot; the next generation is
-			// half-written.
-			name:            "joiner-installing",
+			// The receive tap is writing the next generation as the
+			// stream arrives (sm/receivetap.go): half of it is written.
+			name:            "joiner-writing-as-received",
 			joinerFailpoint: "sm/snapshot-install=sleep(16ms)",
-			cut: func(t *testing.T, _, j *member) *member {
-				for deadline := time.Now().Add(clusterTimeout); time.Now().Before(deadline); {
-					if failpointHits(t, j, "sm/snapshot-install") > snapshotStreamMB*2 {
-						return j
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-				t.Fatal("the joiner's install never got half-way")
-				return nil
-			},
+			cut:             halfWritten,
+		},
+		{
+			// Without the tap: Dragonboat recorded the snapshot, and the
+			// install from its file has half-written the next generation.
+			name:            "joiner-installing",
+			joinerFailpoint: "sm/receive-tap=error;sm/snapshot-install=sleep(16ms)",
+			cut:             halfWritten,
 		},
 		{
 			name: "leader-sending",
@@ -246,6 +259,10 @@ func TestSnapshotTransferKilledMidway(t *testing.T) {
 			}
 			if names := dbFiles(t, j); len(names) != 1 {
 				t.Fatalf("the joiner holds %v, want its live generation alone", names)
+			}
+			// Nor a copy its receive tap wrote (sm/receivetap.go).
+			if tapped, _ := filepath.Glob(filepath.Join(j.dataDir, "*", "tap-*")); len(tapped) > 0 {
+				t.Fatalf("the joiner keeps receive-tap files %v", tapped)
 			}
 			sameEverywhere(t, c)
 		})

@@ -7,6 +7,7 @@ import (
 	"github.com/lni/dragonboat/v4/raftio"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/sm"
 )
 
 // listener adapts Dragonboat's callbacks. Every callback returns at once:
@@ -29,6 +30,9 @@ type listener struct {
 	// removed is nudged (capacity 1) when this replica applied its own
 	// removal.
 	removed chan struct{}
+	// installed is nudged (capacity 1) when the state machine installed
+	// a snapshot: a catch-up probe begun before it could only time out.
+	installed chan struct{}
 	// deleted is closed when this replica applied its own removal
 	// (deleteOnce), for the removal that waits for it (removeSelf).
 	deleted    chan struct{}
@@ -47,6 +51,19 @@ func (l *listener) nudgeMembers() {
 	select {
 	case l.members <- struct{}{}:
 	default: // a refresh is already pending
+	}
+}
+
+// smEvent forwards a state machine event to lifecycle and nudges the
+// catch-up probe after an install. It runs on Dragonboat's workers, so it
+// never blocks.
+func (l *listener) smEvent(e sm.Event) {
+	l.life.NotifySM(e)
+	if e.Kind == sm.EventSnapshotInstallDone {
+		select {
+		case l.installed <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -110,8 +110,11 @@ type Replica struct {
 	gone     chan struct{}
 	// machine is the state machine Dragonboat created, for /boot staging.
 	machine atomic.Pointer[sm.StateMachine]
-	done    *actors.Done
-	lis     *listener
+	// tap is the snapshot receive tap of the running NodeHost (start),
+	// closed after it (closeNodeHost).
+	tap  *sm.ReceiveTap
+	done *actors.Done
+	lis  *listener
 	// workCtx ends every in-flight request when shutdown's grace period
 	// is over, so shutdown is bounded whatever the requests' deadlines.
 	workCtx    context.Context
@@ -153,7 +156,7 @@ func (r *Replica) Configure(cfg Config) error {
 	r.cfg, r.log, r.life = cfg, cfg.Logger, cfg.Lifecycle
 	r.hot.held.Store(cfg.Held)
 	r.lis = &listener{shardID: cfg.ShardID, life: cfg.Lifecycle, members: make(chan struct{}, 1),
-		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability(), removed: make(chan struct{}, 1), deleted: make(chan struct{}),
+		stats: make(chan struct{}, 1), counters: &r.counters, reach: newReachability(), removed: make(chan struct{}, 1), installed: make(chan struct{}, 1), deleted: make(chan struct{}),
 		leaders: newLeaderWatch()}
 	r.workCtx, r.cancelWork = context.WithCancel(context.Background())
 	r.jobsCtx, r.stopJobs = context.WithCancel(r.workCtx)
@@ -303,8 +306,21 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 	c := r.cfg
 	nhc := nodeHostConfig(c)
 	nhc.RaftEventListener, nhc.SystemEventListener = r.lis, r.lis
+	smc := sm.Config{
+		Dir: c.SMDir, ForeignKeys: c.ForeignKeys, Notify: r.lis.smEvent, Logger: r.log.Named("sm"),
+		Failpoints: c.Failpoints, Capture: c.Capture,
+	}
+	// The receive tap writes an incoming snapshot's database as its
+	// chunks arrive (sm/receivetap.go); it outlives the state machine
+	// Dragonboat creates and recreates, and closes with the NodeHost.
+	tap, err := sm.NewReceiveTap(smc)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot receive tap: %w", err)
+	}
+	r.tap = tap
+	smc.Tap = tap
 	tf, err := raftnet.NewFactory(raftnet.Config{Inbound: c.RaftInbound, Logger: r.log.Named("raftnet"),
-		TLS: c.RaftTLS, ServerTLS: c.RaftServerTLS})
+		TLS: c.RaftTLS, ServerTLS: c.RaftServerTLS, ChunkTap: tap.Chunk, ChunkStreamEnded: tap.StreamEnded})
 	if err != nil {
 		return nil, fmt.Errorf("raft transport: %w", err)
 	}
@@ -328,10 +344,6 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 		MaxInMemLogSize:         c.MaxInMemLogSize,
 		SnapshotCompressionType: config.Snappy,
 		IsNonVoting:             c.NonVoting,
-	}
-	smc := sm.Config{
-		Dir: c.SMDir, ForeignKeys: c.ForeignKeys, Notify: r.life.NotifySM, Logger: r.log.Named("sm"),
-		Failpoints: c.Failpoints, Capture: c.Capture,
 	}
 	if c.Observer != nil {
 		smc.Observe = c.Observer.Applied
@@ -363,7 +375,7 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 		r.log.Info("bootstrapping new shard", zap.Any("members", c.InitialMembers))
 	}
 	if err := nh.StartOnDiskReplica(members, join, factory, rc); err != nil {
-		nh.Close()
+		r.closeNodeHost(nh)
 		return nil, fmt.Errorf("start replica: %w", err)
 	}
 	return nh, nil
@@ -691,17 +703,31 @@ func (r *Replica) needsProbe() bool {
 		(st.Phase == lifecycle.Recovering || st.Phase == lifecycle.Degraded || st.AwaitingPromotion())
 }
 
-// probe runs a linearizable read: when it succeeds, this node has applied
-// everything the leader had committed when the read began.
+// probe runs a ReadIndex round: when it completes, this node has applied
+// everything the leader had committed when it began. A round begun before
+// a snapshot install can complete only after it, and Dragonboat gives
+// up on it only at its timeout; so an install ends it at once and the
+// next round (one probeInterval later) sees the installed state.
 func (r *Replica) probe(nh *dragonboat.NodeHost) {
 	leader, _, ok, err := nh.GetLeaderID(r.cfg.ShardID)
 	if err != nil || !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
-	defer cancel()
-	if _, err := nh.SyncRead(ctx, r.cfg.ShardID, &sm.Query{Ctx: ctx, Request: &cmdpb.Request{}}); err != nil {
+	rs, err := nh.ReadIndex(r.cfg.ShardID, probeTimeout)
+	if err != nil {
 		r.log.Debug("catch-up check failed", zap.Error(err))
+		return
+	}
+	defer rs.Release()
+	select {
+	case res := <-rs.ResultC():
+		if !res.Completed() {
+			r.log.Debug("catch-up check did not complete", zap.Bool("timeout", res.Timeout()), zap.Bool("dropped", res.Dropped()))
+			return
+		}
+	case <-r.lis.installed:
+		return
+	case <-r.jobsCtx.Done():
 		return
 	}
 	// The membership first, read after the catch-up: lifecycle makes a

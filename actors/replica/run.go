@@ -149,5 +149,6 @@ func (r *Replica) stop(run *running, acts, jobs *group) {
 
 func (r *Replica) closeNodeHost(nh *dragonboat.NodeHost) {
 	nh.Close()
+	r.tap.Close() // after the transport: no chunk can reach it any more
 	r.log.Info("raft stopped")
 }

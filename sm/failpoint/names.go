@@ -21,9 +21,14 @@ const (
 	// it to hold a joiner in "recovering", "error" interrupts the transfer.
 	SMSnapshotSend = "sm/snapshot-send"
 	// SMSnapshotInstall is reached before each chunk of a received
-	// snapshot is written: it holds the node in "recovering" (installing);
-	// "crash" leaves a half-written install behind.
+	// snapshot is written, by the receive tap as the stream arrives or by
+	// the install from Dragonboat's file: it holds the node in
+	// "recovering"; "crash" leaves a half-written file behind.
 	SMSnapshotInstall = "sm/snapshot-install"
+	// SMReceiveTap is reached when a snapshot stream's first chunk
+	// arrives: "error" leaves the stream untapped, so that the install
+	// writes it from Dragonboat's received file (sm/receivetap.go).
+	SMReceiveTap = "sm/receive-tap"
 	// SMBootInstall is reached when a BOOT entry (/boot, a binary
 	// /db/load) has made its staged file ready, before the CURRENT
 	// switch: "crash" there tests that the old database stays.

@@ -94,6 +94,8 @@ func (n *node) launch(skiffd string) error {
 		return err
 	}
 	args := []string{"-node-id", n.id, "-http-addr", n.http, "-raft-addr", n.raft, "-raft-log-level", "WARN"}
+	// Extra flags for every node, for diagnosis (e.g. "-log-level debug").
+	args = append(args, strings.Fields(os.Getenv("SOAK_SKIFFD_ARGS"))...)
 	if n.join != "" {
 		args = append(args, "-join", n.join)
 	}

@@ -44,6 +44,14 @@ type Config struct {
 	// HandshakeTimeout bounds an accepted connection's TLS handshake
 	// (default DefaultHandshakeTimeout).
 	HandshakeTimeout time.Duration
+	// ChunkTap, when set, is handed every snapshot chunk Dragonboat
+	// accepted, in order, on the goroutine that received it
+	// (sm.ReceiveTap.Chunk); the next chunk is read when it returns.
+	// ChunkStreamEnded is then told, with the connection's last such chunk
+	// (its Data dropped), when that connection ends: a stream whose
+	// connection ended before its last chunk will not go on.
+	ChunkTap         func(pb.Chunk)
+	ChunkStreamEnded func(last pb.Chunk)
 }
 
 // DefaultHandshakeTimeout bounds the TLS handshake of an accepted
@@ -198,6 +206,14 @@ func (t *Transport) serve(c net.Conn) {
 		_ = c.Close()
 	}()
 	f := newFrameReader(c)
+	var tapped *pb.Chunk // the last chunk handed to ChunkTap
+	if t.cfg.ChunkStreamEnded != nil {
+		defer func() {
+			if tapped != nil {
+				t.cfg.ChunkStreamEnded(*tapped)
+			}
+		}()
+	}
 	for {
 		method, body, err := f.next()
 		switch {
@@ -233,6 +249,11 @@ func (t *Transport) serve(c net.Conn) {
 			t.cfg.Logger.Warn("raft transport: snapshot chunk rejected",
 				zap.Uint64("shard", ch.ShardID), zap.Uint64("replica", ch.ReplicaID), zap.Uint64("index", ch.Index))
 			return
+		}
+		if t.cfg.ChunkTap != nil {
+			t.cfg.ChunkTap(ch)
+			ch.Data = nil
+			tapped = &ch
 		}
 	}
 }
