@@ -467,14 +467,26 @@ func (m *msgConn) resend(frame []byte, cause error) error {
 type chunkConn struct {
 	c   net.Conn
 	buf []byte // one chunk's frame, reused: chunks are all about chunkBytes
+	// ended: the poison was sent and answered (or that failed).
+	ended bool
 }
 
 var _ raftio.ISnapshotConnection = (*chunkConn)(nil)
 
-// Close ends the stream with the poison and waits (bounded) for the
-// receiver's answer, so that the last chunk is known to have been read.
+// Close ends the stream with the poison, unless its last chunk did, and
+// closes the connection.
 func (s *chunkConn) Close() {
 	defer s.c.Close()
+	s.end()
+}
+
+// end sends the poison and waits (bounded) for the receiver's answer,
+// which it sends once it has handled every chunk before it.
+func (s *chunkConn) end() {
+	if s.ended {
+		return
+	}
+	s.ended = true
 	_ = s.c.SetWriteDeadline(time.Now().Add(headerTimeout))
 	if _, err := s.c.Write(poison[:]); err != nil {
 		return
@@ -484,7 +496,13 @@ func (s *chunkConn) Close() {
 	_, _ = io.ReadFull(s.c, ack[:])
 }
 
-// SendChunk implements raftio.ISnapshotConnection.
+// SendChunk implements raftio.ISnapshotConnection. After a stream's last
+// chunk it waits for the receiver to have handled it (end) before it
+// returns: Dragonboat reports the stream done to Raft when the last
+// SendChunk returns, and the leader then replicates to the receiver from
+// after the snapshot. A receiver still reading the stream's tail (its
+// socket holds megabytes) has not yet given Raft the snapshot, rejects
+// that, and is sent the whole database again (docs/recovery.md).
 func (s *chunkConn) SendChunk(ch pb.Chunk) error {
 	need := frameHead + ch.Size()
 	if need > len(s.buf) {
@@ -493,5 +511,11 @@ func (s *chunkConn) SendChunk(ch pb.Chunk) error {
 	payload := pb.MustMarshalTo(&ch, s.buf[frameHead:need])
 	frame := s.buf[:frameHead+len(payload)]
 	putFrame(frame, methodSnapshot)
-	return writeFrame(s.c, frame)
+	if err := writeFrame(s.c, frame); err != nil {
+		return err
+	}
+	if ch.IsLastChunk() {
+		s.end()
+	}
+	return nil
 }
