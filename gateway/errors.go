@@ -81,6 +81,7 @@ var errorTable = []struct {
 	{ErrBadFormat, http.StatusBadRequest, plainText, true},
 	{ErrQualifyUnsupported, http.StatusBadRequest, plainText, false},
 	{sm.ErrInvalidSQLite, http.StatusBadRequest, plainText, false},
+	{sm.ErrUploadCut, http.StatusBadRequest, plainText, true},
 	{ErrBadJoin, http.StatusBadRequest, plainText, true},
 	{failpoint.ErrBadSpec, http.StatusBadRequest, plainText, true},
 	{ErrUnknownNode, http.StatusNotFound, plainText, true},

@@ -75,7 +75,7 @@ func (s *StateMachine) StageBoot(r io.Reader, stop <-chan struct{}) (string, int
 			break
 		}
 		if rerr != nil {
-			return fail(fmt.Errorf("read boot upload: %w", rerr))
+			return fail(fmt.Errorf("%w: %w", ErrUploadCut, rerr))
 		}
 	}
 	// No fsync here: a crash before the BOOT entry is applied leaves a

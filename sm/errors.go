@@ -15,6 +15,10 @@ var (
 	// returned from Update or Sync it stops the node, because applying past
 	// it could make this replica diverge from the others.
 	ErrStorage = errors.New("storage fault")
+	// ErrUploadCut is returned when a /boot or binary /db/load body ends
+	// before its end (the client went away): the client's fault, not a
+	// storage fault; nothing was installed.
+	ErrUploadCut = errors.New("read boot upload")
 	// ErrInvalidConfig is returned by Config.Validate.
 	ErrInvalidConfig = errors.New("invalid sm config")
 	// ErrCaptureUnsupported is returned by New (Config.Validate) when

@@ -78,8 +78,11 @@ func (t *ReceiveTap) attach(s *StateMachine) {
 // chunkwriter.go and rwv.go at the version in go.mod): the first chunk
 // starts with a header of tapDBHeaderSize bytes (an 8-byte length, a
 // SnapshotHeader, its CRC); every chunk then carries one block of the
-// compressed stream followed by a 4-byte block checksum, which Dragonboat
-// checks before the tap sees the chunk. The last data chunk is a 16-byte
+// compressed stream followed by a 4-byte block checksum. Dragonboat checks
+// those a block behind (its last blocks only at the last chunk), so the
+// tap relies on its own checks: the Snappy frames' CRCs and Skiff's
+// CRC-32C of the whole database (a stream Dragonboat rejects is never
+// installed anyway). The last data chunk is a 16-byte
 // tail without a checksum, after the end of the compressed stream, so the
 // decoder never reads it; the very last chunk is empty.
 const (
@@ -217,10 +220,22 @@ func NewReceiveTap(cfg Config) (*ReceiveTap, error) {
 // waiting for the writer to catch up (a joiner that records it late makes
 // the leader send the whole database again: docs/recovery.md).
 func (t *ReceiveTap) Chunk(ch pb.Chunk) {
-	if ch.HasFileInfo || ch.IsPoisonChunk() {
-		return // external snapshot files: not a stream Skiff's SaveSnapshot wrote
+	if ch.HasFileInfo || ch.Witness || ch.IsPoisonChunk() || (ch.ChunkCount != 0 && ch.ChunkCount != pb.LastChunkCount) {
+		// External files, a witness's, or a snapshot sent from a file
+		// (its chunks carry a count and do not line up with blocks): not
+		// a stream Skiff's SaveSnapshot wrote.
+		return
 	}
 	now := time.Now()
+	if ch.ChunkId == 0 && t.cfg.Failpoints.Inject(failpoint.SMReceiveTap, nil) != nil {
+		t.mu.Lock()
+		if t.cur != nil {
+			t.cur.stop()
+			t.cur = nil
+		}
+		t.mu.Unlock()
+		return
+	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -237,18 +252,15 @@ func (t *ReceiveTap) Chunk(ch pb.Chunk) {
 			t.mu.Unlock()
 			return
 		}
-		if err := t.cfg.Failpoints.Inject(failpoint.SMReceiveTap, nil); err != nil {
-			if st != nil {
-				st.stop()
-				t.cur = nil
-			}
-			t.mu.Unlock()
-			return
-		}
 		if st != nil {
 			st.stop()
 			t.log.Info("snapshot stream tap restarted: the stream began again, or another after it went quiet",
 				zap.Uint64("index", ch.Index), zap.Uint64("from", ch.From))
+		}
+		if t.ready != nil {
+			// busyLocked found it stale: its install is not coming.
+			_ = os.Remove(t.ready.res.path)
+			t.ready = nil
 		}
 		st = t.startLocked(ch)
 		t.cur = st
@@ -344,7 +356,13 @@ func (t *ReceiveTap) busyLocked(key tapKey, now time.Time) bool {
 			return true
 		}
 	}
-	return t.ready != nil && now.Sub(t.ready.finishedAt) < tapReadyHold
+	if r := t.ready; r != nil {
+		if o := t.owner.Load(); o != nil && r.res.index <= o.applied.Load() {
+			return false // applied past it: Dragonboat will not install it
+		}
+		return now.Sub(r.finishedAt) < tapReadyHold
+	}
+	return false
 }
 
 // startLocked parses the first chunk's Dragonboat header and starts the
@@ -469,9 +487,6 @@ func (t *ReceiveTap) claim(index uint64, size int64, stopc <-chan struct{}) (tap
 	if t == nil {
 		return tapResult{}, false
 	}
-	t.mu.Lock()
-	t.claimedAt = time.Now()
-	t.mu.Unlock()
 	if res, ok := t.claimReady(index, size); ok {
 		return res, true
 	}
@@ -502,6 +517,7 @@ func (t *ReceiveTap) claim(index uint64, size int64, stopc <-chan struct{}) (tap
 		return tapResult{}, false
 	}
 	t.cur = nil
+	t.claimedAt = time.Now()
 	t.mu.Unlock()
 	st.endInput()
 	stopped := false
@@ -534,11 +550,15 @@ func (t *ReceiveTap) claimReady(index uint64, size int64) (tapResult, bool) {
 	t.mu.Lock()
 	r := t.ready
 	t.ready = nil
+	match := r != nil && r.res.index == index && r.res.size == size
+	if match {
+		t.claimedAt = time.Now()
+	}
 	t.mu.Unlock()
 	if r == nil {
 		return tapResult{}, false
 	}
-	if r.res.index == index && r.res.size == size {
+	if match {
 		return r.res, true
 	}
 	_ = os.Remove(r.res.path)

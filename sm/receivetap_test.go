@@ -269,3 +269,31 @@ func TestReceiveTapCloseRemovesFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A whole copy no install claimed is replaced by the next stream once its
+// hold has passed: its file goes, and at most one copy is kept.
+func TestReceiveTapStaleCopyReplaced(t *testing.T) {
+	stream, _ := savedStream(t, 1)
+	_, tap := tappedHarness(t)
+	first := tapKey{shard: 1, replica: 4, from: 1, index: 10, term: 2}
+	for _, ch := range dragonboatChunks(t, stream, pb.Snappy, first) {
+		tap.Chunk(ch)
+	}
+	waitTapReady(t, tap)
+	tap.mu.Lock()
+	old := tap.ready.res.path
+	tap.ready.finishedAt = time.Now().Add(-tapReadyHold)
+	tap.mu.Unlock()
+	second := first
+	second.from, second.index = 2, 12
+	tap.Chunk(dragonboatChunks(t, stream, pb.Snappy, second)[0])
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Fatalf("the stale copy %s is still there (%v)", old, err)
+	}
+	tap.mu.Lock()
+	tapped := tap.cur != nil && tap.ready == nil
+	tap.mu.Unlock()
+	if !tapped {
+		t.Fatal("the new stream was not tapped in the stale copy's place")
+	}
+}

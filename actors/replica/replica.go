@@ -704,14 +704,19 @@ func (r *Replica) needsProbe() bool {
 }
 
 // probe runs a ReadIndex round: when it completes, this node has applied
-// everything the leader had committed when it began. A round begun before
-// a snapshot install can complete only after it, and Dragonboat gives
-// up on it only at its timeout; so an install ends it at once and the
-// next round (one probeInterval later) sees the installed state.
+// everything the leader had committed when it began. A round begun while
+// a snapshot was arriving was seen to wait out its 2 s timeout after the
+// install (soak joins, debug log); so an install ends the round in flight
+// and the next (one probeInterval later) sees the installed state.
 func (r *Replica) probe(nh *dragonboat.NodeHost) {
 	leader, _, ok, err := nh.GetLeaderID(r.cfg.ShardID)
 	if err != nil || !ok {
 		return
+	}
+	// A nudge left from an install before this round is not for it.
+	select {
+	case <-r.lis.installed:
+	default:
 	}
 	rs, err := nh.ReadIndex(r.cfg.ShardID, probeTimeout)
 	if err != nil {

@@ -487,7 +487,10 @@ func (s *chunkConn) end() {
 		return
 	}
 	s.ended = true
-	_ = s.c.SetWriteDeadline(time.Now().Add(headerTimeout))
+	// keepAlive, not headerTimeout: a receiver handling the stream's tail
+	// (its receive tap may hold a chunk for seconds) leaves the socket
+	// full, and the wait below is the point.
+	_ = s.c.SetWriteDeadline(time.Now().Add(keepAlive))
 	if _, err := s.c.Write(poison[:]); err != nil {
 		return
 	}
