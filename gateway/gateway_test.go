@@ -265,6 +265,7 @@ func TestErrorTable(t *testing.T) {
 		{fmt.Errorf("%w: x", replica.ErrTimeout), 503, replica.ErrTimeout.Error()},
 		{replica.ErrTooLarge, 413, replica.ErrTooLarge.Error()},
 		{ErrRecovering, 503, "node is recovering"},
+		{fmt.Errorf("%w: %w", sm.ErrUploadCut, io.ErrUnexpectedEOF), 400, "read boot upload: unexpected EOF"},
 		{errors.New("something else"), 500, "something else"},
 	} {
 		status, _, msg := classify(tc.err)

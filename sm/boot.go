@@ -75,6 +75,9 @@ func (s *StateMachine) StageBoot(r io.Reader, stop <-chan struct{}) (string, int
 			break
 		}
 		if rerr != nil {
+			// The client's doing (a 400 it may never read), logged here
+			// because the gateway logs only server errors.
+			s.log.Warn("boot upload cut short; nothing staged", zap.Int64("bytes", n), zap.Error(rerr))
 			return fail(fmt.Errorf("%w: %w", ErrUploadCut, rerr))
 		}
 	}

@@ -421,6 +421,8 @@ func parseStreamHeader(hdr []byte) (uint64, int64, error) {
 // arrived (receivetap.go): the same checks and switch as a copy written
 // here. The rest of Dragonboat's stream is left unread.
 func (s *StateMachine) installTapped(t tapResult) error {
+	// Written whole already: the install's progress is complete.
+	s.cfg.Notify(Event{Kind: EventSnapshotInstallProgress, Index: t.index, Bytes: t.size, Total: t.size})
 	began := time.Now()
 	if err := s.install(t.path, t.index); err != nil {
 		_ = os.Remove(t.path)

@@ -631,7 +631,10 @@ func TestConsoleSnapshotInstall(t *testing.T) {
 	waitClusterReady(t, ctx, []string{"n1"})
 
 	j := c.add("n2", "-join", leader.raftAddr)
-	spec := "sm/snapshot-install=sleep(100ms)"
+	// The install writing from Dragonboat's file, slowed so that its
+	// progress shows; the receive tap, which writes as the stream
+	// arrives, is off (sm/receivetap.go).
+	spec := "sm/snapshot-install=sleep(100ms);sm/receive-tap=error"
 	j.failpoints = &spec
 	// Before its registration the joiner's row may carry its Raft
 	// address as its ID: anything but n1 is the joiner.

@@ -428,7 +428,9 @@ func TestTorturePhases(t *testing.T) {
 		if r.status != http.StatusOK && r.status != http.StatusNoContent {
 			t.Fatalf("/snapshot: %s", r)
 		}
-		spec := "sm/snapshot-install=pause"
+		// Held in the install from Dragonboat's file: the receive tap,
+		// which would write during the stream, is off.
+		spec := "sm/snapshot-install=pause;sm/receive-tap=error"
 		j := c.add("n4", "-join", leader.raftAddr)
 		j.failpoints = &spec
 		j.start()
