@@ -21,7 +21,7 @@ import (
 
 // ReceiveTap writes the database a snapshot stream carries while the stream
 // is still arriving, so that the install no longer waits for the whole
-// stream and then rewrites it (docs/recovery.md, "The joiner's path").
+// stream and then rewrites it (docs/recovery.md, "The receive tap").
 //
 // Dragonboat receives a stream into a file of its own and calls
 // RecoverFromSnapshot only once the last chunk is in; reading that file

@@ -390,11 +390,17 @@ func (s *StateMachine) recoverFromSnapshot(r io.Reader, stopc <-chan struct{}) e
 	if err := s.install(next, applied); err != nil {
 		return err
 	}
-	got := s.applied.Load()
 	// The stages, for issue 17's figures: receive and write (with the
 	// CRC) then fsync, then the check, CURRENT switch and reopen.
-	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", s.path),
-		zap.Duration("write", written.Sub(began)-fsync), zap.Duration("fsync", fsync), zap.Duration("switch", time.Since(written)))
+	return s.installDone(zap.Bool("tapped", false), zap.Duration("write", written.Sub(began)-fsync),
+		zap.Duration("fsync", fsync), zap.Duration("switch", time.Since(written)))
+}
+
+// installDone reports an install that switched to the new database, with
+// its stages' figures.
+func (s *StateMachine) installDone(stages ...zap.Field) error {
+	got := s.applied.Load()
+	s.log.Info("snapshot installed", append([]zap.Field{zap.Uint64("applied_index", got), zap.String("path", s.path)}, stages...)...)
 	// The sink first: it records the range it never captured before the
 	// applied index published with the event reaches got, so that a CDC
 	// peer never vouches for indexes up to got that it does not hold.
@@ -429,12 +435,9 @@ func (s *StateMachine) installTapped(t tapResult) error {
 		return err
 	}
 	s.cfg.Tap.claimed.Add(1)
-	got := s.applied.Load()
-	s.log.Info("snapshot installed", zap.Uint64("applied_index", got), zap.String("path", s.path), zap.Bool("tapped", true),
-		zap.Duration("write", t.write), zap.Duration("fsync", t.fsync), zap.Duration("switch", time.Since(began)))
-	s.cap.installed(got)
-	s.cfg.Notify(Event{Kind: EventSnapshotInstallDone, Index: got})
-	return s.reportHighWater()
+	// write and fsync overlapped the stream; switch is what came after.
+	return s.installDone(zap.Bool("tapped", true), zap.Duration("write", t.write), zap.Duration("fsync", t.fsync),
+		zap.Duration("switch", time.Since(began)))
 }
 
 // receiveFile writes exactly size bytes and the trailing checksum from r to

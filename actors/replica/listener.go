@@ -31,7 +31,8 @@ type listener struct {
 	// removal.
 	removed chan struct{}
 	// installed is nudged (capacity 1) when the state machine installed
-	// a snapshot: a catch-up probe begun before it could only time out.
+	// a snapshot: a catch-up probe begun before it was seen to wait out
+	// its timeout (probe).
 	installed chan struct{}
 	// deleted is closed when this replica applied its own removal
 	// (deleteOnce), for the removal that waits for it (removeSelf).
