@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -44,9 +45,12 @@ type Backup struct {
 // BackupResult reports what was written.
 type BackupResult struct {
 	Bytes int64
-	// Direct: the pinned state was copied from the database file itself
+	// Direct: the pinned state was read from the database file itself
 	// rather than through SQLite's backup API.
 	Direct bool
+	// Streamed: written from the database file as it was read, with only
+	// the pages that leaving Skiff's tables out changes copied aside.
+	Streamed bool
 }
 
 // ErrBackupWrite marks a failure writing to the client (as opposed to
@@ -56,27 +60,66 @@ var ErrBackupWrite = errors.New("backup write failed")
 // backupLogEvery is how many bytes pass between progress logs.
 const backupLogEvery = 64 << 20
 
-// backup serves a Backup. The pinned state is copied into a private
-// temporary file under mu.RLock, then streamed from that file with no lock
-// held: a slow client must not hold up a snapshot install or Close, which
-// take mu.Lock.
+// backup serves a Backup from one pinned read transaction. A binary backup
+// is streamed from the database file itself when it can be (streamPinned),
+// holding the pin until the last byte. Otherwise the pinned state is copied
+// into a private temporary file and the pin released before that file is
+// streamed, so that a slow client holds up nothing but its own request;
+// no lock of the state machine is held while streaming either way (a
+// snapshot install or Close takes mu.Lock).
 func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 	ctx := b.Ctx
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	began := time.Now()
-	path, direct, err := s.copyForBackup(ctx)
+	src, live, stopc, err := s.pinForBackup()
 	if err != nil {
 		return nil, err
 	}
+	var unpinOnce sync.Once
+	unpin := func() {
+		unpinOnce.Do(func() {
+			_ = execRaw(src, "ROLLBACK")
+			_ = src.Close()
+		})
+	}
+	defer unpin()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if stopc != nil {
+		// The replica stopping ends a backup as its caller going away does.
+		go func() {
+			select {
+			case <-stopc:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	cw := &countingWriter{w: b.W, log: s.log}
+	if b.Format != BackupSQL && !b.Vacuum && !s.cfg.BackupViaAPI && s.onBackupStep == nil && !s.noBackupStream {
+		streamed, err := s.streamPinned(ctx, src, live, b, cw)
+		if err != nil {
+			return nil, err
+		}
+		if streamed {
+			s.log.Info("backup written", zap.Int64("bytes", cw.n), zap.Bool("streamed", true),
+				zap.Duration("took", time.Since(began)))
+			return &BackupResult{Bytes: cw.n, Direct: true, Streamed: true}, nil
+		}
+	}
+	path, direct, err := s.copyForBackup(ctx, src, live)
+	if err != nil {
+		return nil, err
+	}
+	unpin()
 	copied := time.Since(began)
 	defer func() {
 		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
 			_ = os.Remove(path + suffix)
 		}
 	}()
-	cw := &countingWriter{w: b.W, log: s.log}
 	if b.Format == BackupSQL {
 		err = dumpCopy(ctx, path, bufio.NewWriterSize(cw, 256<<10), b.Tables)
 	} else {
@@ -90,35 +133,12 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 	return &BackupResult{Bytes: cw.n, Direct: direct}, nil
 }
 
-// copyForBackup copies the database, as of one read transaction, into a new
-// temporary file and returns its path.
-//
-// mu.RLock is held only to open the source connection and pin its read
-// transaction: the copy then reads from that private connection, which
-// Close and a snapshot install (mu.Lock) never touch, and whose open file
-// stays readable even if an install replaces the database. So neither
-// waits for a copy, and a pending mu.Lock does not stall other readers.
-func (s *StateMachine) copyForBackup(ctx context.Context) (string, bool, error) {
-	src, live, stopc, err := s.pinForBackup()
-	if err != nil {
-		return "", false, err
-	}
-	defer func() {
-		_ = execRaw(src, "ROLLBACK")
-		_ = src.Close()
-	}()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if stopc != nil {
-		// The replica stopping ends a backup as its caller going away does.
-		go func() {
-			select {
-			case <-stopc:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-	}
+// copyForBackup copies the state pinned by src's read transaction (its
+// database is the file at live) into a new temporary file and returns its
+// path. The copy reads from that private connection, which Close and a
+// snapshot install (mu.Lock) never touch, and whose open file stays
+// readable even if an install replaces the database.
+func (s *StateMachine) copyForBackup(ctx context.Context, src *sqlite3.SQLiteConn, live string) (string, bool, error) {
 	tmp, err := os.CreateTemp(s.cfg.Dir, "backup-*"+tmpSuffix)
 	if err != nil {
 		return "", false, fmt.Errorf("create backup file: %w", err)

@@ -66,6 +66,9 @@ type StateMachine struct {
 	// onBackupPin (tests) runs in a direct backup copy before its
 	// checkpoint ("checkpoint") and before it reads the file ("copy").
 	onBackupPin func(stage string)
+	// noBackupStream (tests) makes a binary backup copy the database
+	// whole, as when it cannot be streamed.
+	noBackupStream bool
 
 	// mu guards the handles Lookup uses against the swap in
 	// RecoverFromSnapshot and the teardown in Close.

@@ -401,6 +401,9 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 	if err := n4.launch(skiffd); err != nil {
 		return err
 	}
+	if dir := os.Getenv("SOAK_PPROF_DIR"); dir != "" {
+		profileJoin(dir, leader, n4)
+	}
 	pollNode(n4)
 	took, err := waitReady(n4, launched, readyTimeout)
 	if err != nil {
@@ -454,17 +457,23 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 		return err
 	}
 	defer os.Remove(bpath)
+	// The first cluster's figures are taken: stop it and drop its data
+	// (the logs stay), so that a 10 GB run needs room for four copies
+	// at most, not eight.
+	for _, n := range nodes {
+		if err := n.stop(syscall.SIGTERM, time.Minute); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(filepath.Join(n.dir, "data")); err != nil {
+			return err
+		}
+	}
 	fileCP, err := cpSync(bpath, base)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("/db/backup: %.0f MB in %s (%.0f MB/s); cp+sync of that file %s\n", float64(backupBytes)/1e6,
 		backupTook.Round(time.Millisecond), float64(backupBytes)/1e6/backupTook.Seconds(), fileCP.Round(time.Millisecond))
-	for _, n := range nodes {
-		if err := n.stop(syscall.SIGTERM, time.Minute); err != nil {
-			return err
-		}
-	}
 	var uploads []uploadResult
 	for _, route := range []string{"/boot", "/db/load"} {
 		res, err := uploadCluster(skiffd, base, route, bpath, fp, want, readyTimeout)
@@ -584,3 +593,34 @@ func roles(nodes []*node) (leader, follower *node, err error) {
 }
 
 var sigName = map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGKILL: "SIGKILL"}
+
+// profileJoin saves 6 s CPU profiles of the leader and the joiner from
+// the joiner's start (SOAK_PPROF_DIR): where a join's time goes.
+func profileJoin(dir string, leader, joiner *node) {
+	for _, n := range []*node{leader, joiner} {
+		go func() {
+			var resp *http.Response
+			var err error
+			for range 50 { // the joiner's HTTP port opens a few ms after launch
+				if resp, err = http.Get(n.url("/debug/pprof/profile?seconds=6")); err == nil {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err != nil {
+				fmt.Println("profile:", n.id, err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(filepath.Join(dir, n.id+".pprof"))
+			if err != nil {
+				fmt.Println("profile:", err)
+				return
+			}
+			defer f.Close()
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				fmt.Println("profile:", n.id, err)
+			}
+		}()
+	}
+}
