@@ -111,9 +111,13 @@ soak-restart: build
 ## MB/s, peak RSS (VmHWM) of the node, and the ratio to cp+sync of the same
 ## SQLite file. Needs about 3 x SIZE_MB of disk under SOAK_DIR (default: a
 ## temporary directory here) and 2 x SIZE_MB of memory for the S3 server.
+## Then /db/backup's three ways of writing the pinned state (streamed from
+## the file, copied whole, SQLite's backup API) side by side in one process
+## against cp+sync, on the same size.
 BACKUP_SIZE_MB := $(if $(filter file,$(origin SIZE_MB)),200,$(SIZE_MB))
 bench-backup: build
 	$(GO) run ./test/benchbackup -skiffd bin/skiffd -size-mb $(BACKUP_SIZE_MB) $(if $(SOAK_DIR),-dir $(SOAK_DIR))
+	SKIFF_BENCH_BACKUP_MB=$(BACKUP_SIZE_MB) $(GO) test -run '^$$' -bench 'BenchmarkBackupCopy' -benchtime 3x ./sm/
 
 ## failover: the failover nemesis (a benchmark, not a test): 3 nodes on
 ## loopback, 8 clients inserting through random nodes (one request at a
