@@ -74,6 +74,9 @@ func (g *Gateway) handleBackup(w http.ResponseWriter, r *http.Request) {
 	if params.Compress {
 		zw = gzip.NewWriter(tw)
 		b.W = zw
+		// gzip writes far slower than the disk reads: copy first rather
+		// than hold the pinned state (and the WAL's checkpoints) that long.
+		b.CopyFirst = true
 	}
 	_, err = g.data.Backup(ctx, b)
 	if err == nil && zw != nil {

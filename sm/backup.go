@@ -40,6 +40,11 @@ type Backup struct {
 	Tables []string
 	// Vacuum writes a VACUUMed (compacted) copy of a binary backup.
 	Vacuum bool
+	// CopyFirst copies the pinned state before writing it, so the pin
+	// (and with it every checkpoint past it) is held only for the copy:
+	// for a W much slower than the disk, such as a gzip stream. Without
+	// it a binary backup is written straight from the database file.
+	CopyFirst bool
 }
 
 // BackupResult reports what was written.
@@ -98,7 +103,7 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 		}()
 	}
 	cw := &countingWriter{w: b.W, log: s.log}
-	if b.Format != BackupSQL && !b.Vacuum && !s.cfg.BackupViaAPI && s.onBackupStep == nil && !s.noBackupStream {
+	if b.Format != BackupSQL && !b.Vacuum && !b.CopyFirst && !s.cfg.BackupViaAPI && s.onBackupStep == nil && !s.noBackupStream {
 		streamed, err := s.streamPinned(ctx, src, live, b, cw)
 		if err != nil {
 			return nil, err
