@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -180,5 +181,46 @@ func TestBtreePagesCoverTheFile(t *testing.T) {
 		if _, ok := set[n]; !ok {
 			t.Fatalf("page %d not found", n)
 		}
+	}
+}
+
+// A streamed backup holds its pin until the last byte: the WAL cannot be
+// truncated while it is written. CopyFirst (a gzip client's backup) copies
+// the pinned state and releases the pin before writing, so the WAL can.
+func TestBackupPinLastsAsLongAsTheStream(t *testing.T) {
+	for _, copyFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("copy first %v", copyFirst), func(t *testing.T) {
+			h := bigFixture(t)
+			// Where the file system does not keep holes every backup copies.
+			wantStreamed := !copyFirst && holesKept(t, h.dir)
+			p := &pausingWriter{w: io.Discard, at: 1, half: make(chan struct{}), resume: make(chan struct{})}
+			done := make(chan *BackupResult, 1)
+			go func() {
+				out, err := h.s.Lookup(&Backup{Ctx: context.Background(), W: p, Format: BackupBinary, CopyFirst: copyFirst})
+				if err != nil {
+					t.Error(err)
+				}
+				res, _ := out.(*BackupResult)
+				done <- res
+			}()
+			<-p.half
+			h.apply(cmd("during", false, "INSERT INTO w DEFAULT VALUES"))
+			res, err := h.s.Lookup(&TruncateWAL{MinSize: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := res.(*TruncateWALResult)
+			close(p.resume)
+			b := <-done
+			if b == nil {
+				t.Fatal("backup failed")
+			}
+			if b.Streamed != wantStreamed {
+				t.Fatalf("copy first %v: streamed %v, want %v", copyFirst, b.Streamed, wantStreamed)
+			}
+			if pinned := tr.Busy || tr.After != 0; pinned != b.Streamed {
+				t.Fatalf("streamed %v but WAL truncation mid-backup: %+v", b.Streamed, tr)
+			}
+		})
 	}
 }
