@@ -114,6 +114,42 @@ func (n *node) launch(skiffd string) error {
 	return nil
 }
 
+// ioBytes is what a process read from and wrote to storage.
+type ioBytes struct{ read, write int64 }
+
+func (a ioBytes) minus(b ioBytes) ioBytes { return ioBytes{a.read - b.read, a.write - b.write} }
+
+// diskIO reads the running process's read_bytes and write_bytes
+// (/proc/PID/io): bytes that reached or came from storage, not the page
+// cache. Zero when unknown.
+func (n *node) diskIO() ioBytes {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	var out ioBytes
+	if cmd == nil || cmd.Process == nil {
+		return out
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", cmd.Process.Pid))
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			continue
+		}
+		x, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "read_bytes":
+			out.read = x
+		case "write_bytes":
+			out.write = x
+		}
+	}
+	return out
+}
+
 // sampleRSS records the process's peak resident set (VmHWM), every 200 ms
 // (it is lost with a killed process).
 func (n *node) sampleRSS(pid int, done <-chan struct{}) {
@@ -397,6 +433,7 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 	stopWrites := make(chan struct{})
 	writes := writeDuring(leader, stopWrites)
 	nodes = append(nodes, n4)
+	leaderIO0 := leader.diskIO()
 	launched := time.Now()
 	if err := n4.launch(skiffd); err != nil {
 		return err
@@ -410,6 +447,9 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 		return err
 	}
 	fmt.Printf("n4 joined (snapshot of the whole database): ready in %s\n", took.Round(time.Millisecond))
+	leaderIO, joinerIO := leader.diskIO().minus(leaderIO0), n4.diskIO()
+	fmt.Printf("storage I/O from the joiner's start to ready (/proc/PID/io): leader read %d MB, wrote %d MB; joiner read %d MB, wrote %d MB\n",
+		leaderIO.read>>20, leaderIO.write>>20, joinerIO.read>>20, joinerIO.write>>20)
 	results = append(results, result{"new node joining (snapshot stream)", took})
 	close(stopWrites)
 	<-writes.done
