@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ const tapBlockSize = 2 << 20
 // stream, compressed or not, cut into blocks each followed by its
 // CRC-32 (IEEE), the first behind the 1 KiB header; then the 16-byte
 // tail block and an empty last chunk. key sets the chunks' identity.
-func dragonboatChunks(t *testing.T, stream []byte, ct pb.CompressionType, key tapKey) []pb.Chunk {
+func dragonboatChunks(t testing.TB, stream []byte, ct pb.CompressionType, key tapKey) []pb.Chunk {
 	t.Helper()
 	var payload bytes.Buffer
 	var sess [tapEmptySession]byte
@@ -89,7 +90,7 @@ func savedStream(t *testing.T, mb int) ([]byte, string) {
 }
 
 // tappedHarness opens a state machine whose installs may claim tap's files.
-func tappedHarness(t *testing.T) (*harness, *ReceiveTap) {
+func tappedHarness(t testing.TB) (*harness, *ReceiveTap) {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir()}
 	tap, err := NewReceiveTap(Config{Dir: h.dir, Logger: zaptest.NewLogger(t)})
@@ -296,4 +297,51 @@ func TestReceiveTapStaleCopyReplaced(t *testing.T) {
 	if !tapped {
 		t.Fatal("the new stream was not tapped in the stale copy's place")
 	}
+}
+
+// BenchmarkReceiveTap feeds a tap a Snappy-framed stream of a database of
+// SKIFF_BENCH_TAP_MB (default 64) MB, from memory and as fast as the tap
+// takes its chunks, and times it until its copy is whole (decoded,
+// checksummed, written behind and fsynced), against cp+sync of the same
+// database file in the same rounds: the joiner's write stage alone, with
+// no leader and no network. Run it with -benchtime 1x or more.
+func BenchmarkReceiveTap(b *testing.B) {
+	src := newHarness(b)
+	loadBenchRows(src, benchMB("SKIFF_BENCH_TAP_MB"))
+	key := tapKey{shard: 1, replica: 4, from: 1, index: 10, term: 2}
+	chunks := dragonboatChunks(b, src.snapshotStream(), pb.Snappy, key)
+	size := float64(fileSize(src.s.path)) / 1e6
+	var took, cpSync time.Duration
+	for range b.N {
+		_, tap := tappedHarness(b)
+		t0 := time.Now()
+		for _, ch := range chunks {
+			tap.Chunk(ch)
+		}
+		for {
+			tap.mu.Lock()
+			ready := tap.ready != nil
+			tap.mu.Unlock()
+			if ready {
+				break
+			}
+			if time.Since(t0) > 5*time.Minute {
+				b.Fatal("the tap never finished its copy")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		took += time.Since(t0)
+		dst := filepath.Join(b.TempDir(), "cp")
+		t0 = time.Now()
+		if out, err := exec.Command("sh", "-c", "cp "+src.s.path+" "+dst+" && sync "+dst).CombinedOutput(); err != nil {
+			b.Fatalf("cp+sync: %v %s", err, out)
+		}
+		cpSync += time.Since(t0)
+	}
+	n := float64(b.N)
+	b.ReportMetric(size, "file_MB")
+	b.ReportMetric(took.Seconds()/n, "tap_s")
+	b.ReportMetric(size/(took.Seconds()/n), "tap_MB/s")
+	b.ReportMetric(cpSync.Seconds()/n, "cp_sync_s")
+	b.ReportMetric(took.Seconds()/cpSync.Seconds(), "tap_x_cp_sync")
 }
