@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -331,12 +330,7 @@ func BenchmarkReceiveTap(b *testing.B) {
 			time.Sleep(time.Millisecond)
 		}
 		took += time.Since(t0)
-		dst := filepath.Join(b.TempDir(), "cp")
-		t0 = time.Now()
-		if out, err := exec.Command("sh", "-c", "cp "+src.s.path+" "+dst+" && sync "+dst).CombinedOutput(); err != nil {
-			b.Fatalf("cp+sync: %v %s", err, out)
-		}
-		cpSync += time.Since(t0)
+		cpSync += timeCPSync(b, src.s.path)
 	}
 	n := float64(b.N)
 	b.ReportMetric(size, "file_MB")
