@@ -102,8 +102,21 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 			}
 		}()
 	}
+	// One checkpoint decides whether the database file holds the pinned
+	// state, which both ways of reading the file need (copyPinnedFile).
+	inFile := false
+	if !s.cfg.BackupViaAPI && s.onBackupStep == nil {
+		if s.onBackupPin != nil {
+			s.onBackupPin("checkpoint")
+		}
+		if err := checkpointAll(live, "PASSIVE", backupCheckpointBusyMS); err != nil {
+			s.log.Info("backup copies through SQLite: the database file cannot be read as pinned", zap.Error(err))
+		} else {
+			inFile = true
+		}
+	}
 	cw := &countingWriter{w: b.W, log: s.log}
-	if b.Format != BackupSQL && !b.Vacuum && !b.CopyFirst && !s.cfg.BackupViaAPI && s.onBackupStep == nil && !s.noBackupStream {
+	if inFile && b.Format != BackupSQL && !b.Vacuum && !b.CopyFirst && !s.noBackupStream {
 		streamed, err := s.streamPinned(ctx, src, live, b, cw)
 		if err != nil {
 			return nil, err
@@ -114,7 +127,7 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 			return &BackupResult{Bytes: cw.n, Direct: true, Streamed: true}, nil
 		}
 	}
-	path, direct, err := s.copyForBackup(ctx, src, live)
+	path, direct, err := s.copyForBackup(ctx, src, live, inFile)
 	if err != nil {
 		return nil, err
 	}
@@ -140,10 +153,12 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 
 // copyForBackup copies the state pinned by src's read transaction (its
 // database is the file at live) into a new temporary file and returns its
-// path. The copy reads from that private connection, which Close and a
-// snapshot install (mu.Lock) never touch, and whose open file stays
-// readable even if an install replaces the database.
-func (s *StateMachine) copyForBackup(ctx context.Context, src *sqlite3.SQLiteConn, live string) (string, bool, error) {
+// path: from the file itself when inFile (a checkpoint left the pinned
+// state there), otherwise through SQLite's backup API on that private
+// connection, which Close and a snapshot install (mu.Lock) never touch,
+// and whose open file stays readable even if an install replaces the
+// database.
+func (s *StateMachine) copyForBackup(ctx context.Context, src *sqlite3.SQLiteConn, live string, inFile bool) (string, bool, error) {
 	tmp, err := os.CreateTemp(s.cfg.Dir, "backup-*"+tmpSuffix)
 	if err != nil {
 		return "", false, fmt.Errorf("create backup file: %w", err)
@@ -151,7 +166,7 @@ func (s *StateMachine) copyForBackup(ctx context.Context, src *sqlite3.SQLiteCon
 	path := tmp.Name()
 	_ = tmp.Close()
 	direct := false
-	if !s.cfg.BackupViaAPI && s.onBackupStep == nil && ctx.Err() == nil {
+	if inFile && ctx.Err() == nil {
 		direct, err = s.copyPinnedFile(src, live, path, ctx.Done())
 		if err != nil && ctx.Err() == nil {
 			s.log.Info("backup copies through SQLite: the database file cannot be read as pinned", zap.Error(err))
@@ -205,28 +220,22 @@ func (s *StateMachine) pinForBackup() (*sqlite3.SQLiteConn, string, <-chan struc
 	return src, s.path, s.stopc, nil
 }
 
-// backupCheckpointBusyMS bounds the wait of copyPinnedFile's checkpoint:
-// the backup then copies through SQLite instead.
+// backupCheckpointBusyMS bounds the wait of a backup's checkpoint: the
+// backup then copies through SQLite instead.
 const backupCheckpointBusyMS = 100
 
 // copyPinnedFile copies the pinned state of src (whose database is the file
-// at live) into path by reading the database file itself, when a PASSIVE
-// checkpoint leaves the file holding exactly that state. A checkpoint
-// never copies frames a reader's snapshot does not include, so if it
-// backfilled every frame of the WAL, the last frame is the pinned one, the
-// file's first page_count*page_size bytes are the pinned state, and no
-// later checkpoint changes them while src's read transaction stays open
-// (the same argument as the snapshot's, docs/recovery.md). Unlike
-// PrepareSnapshot it runs beside Update, so a commit between the pin and
-// the checkpoint leaves frames it cannot copy: it then reports false and
-// the caller copies through SQLite's backup API.
+// at live) into path by reading the database file itself. The caller's
+// PASSIVE checkpoint (backup) must have backfilled every WAL frame: a
+// checkpoint never copies frames a reader's snapshot does not include, so
+// then the last frame is the pinned one, the file's first
+// page_count*page_size bytes are the pinned state, and no later checkpoint
+// changes them while src's read transaction stays open (the same argument
+// as the snapshot's, docs/recovery.md). Unlike PrepareSnapshot, backup runs
+// beside Update, so a commit between the pin and the checkpoint leaves
+// frames it cannot copy, and the copy then goes through SQLite's backup
+// API instead.
 func (s *StateMachine) copyPinnedFile(src *sqlite3.SQLiteConn, live, path string, stop <-chan struct{}) (bool, error) {
-	if s.onBackupPin != nil {
-		s.onBackupPin("checkpoint")
-	}
-	if err := checkpointAll(live, "PASSIVE", backupCheckpointBusyMS); err != nil {
-		return false, err
-	}
 	pages, err := queryInt64(src, "PRAGMA page_count")
 	if err != nil {
 		return false, fmt.Errorf("page count: %w", err)

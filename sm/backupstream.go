@@ -40,11 +40,12 @@ var errNoStream = errors.New("backup cannot be streamed")
 // the scrub drops, as SQLite's DROP TABLE does. TestBackupStreamMatchesCopy
 // checks the output byte for byte against a scrub of a whole copy.
 //
-// It returns false, having written nothing, when the database cannot be
-// streamed so (a commit after the pin left WAL frames, auto-vacuum, a
-// file system without SEEK_DATA, a b-tree it cannot read).
+// The caller has checked, with one checkpoint, that the file holds the
+// pinned state. It returns false, having written nothing, when the
+// database cannot be streamed so (auto-vacuum, a file system without
+// SEEK_DATA, a b-tree it cannot read).
 func (s *StateMachine) streamPinned(ctx context.Context, src *sqlite3.SQLiteConn, live string, b *Backup, w io.Writer) (bool, error) {
-	ov, err := s.scrubOverlay(src, live, b)
+	ov, err := s.scrubOverlay(ctx, src, live, b)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("backup: %w", ctx.Err())
@@ -111,15 +112,10 @@ func (o *backupOverlay) close() {
 	}
 }
 
-// scrubOverlay checkpoints live, copies the pages the scrub reads into a
-// sparse file and scrubs it (see streamPinned).
-func (s *StateMachine) scrubOverlay(src *sqlite3.SQLiteConn, live string, b *Backup) (_ *backupOverlay, err error) {
-	if s.onBackupPin != nil {
-		s.onBackupPin("checkpoint")
-	}
-	if err := checkpointAll(live, "PASSIVE", backupCheckpointBusyMS); err != nil {
-		return nil, fmt.Errorf("%w: %w", errNoStream, err)
-	}
+// scrubOverlay copies the pages the scrub reads into a sparse file and
+// scrubs it (see streamPinned). The caller's checkpoint has left the
+// pinned state in live.
+func (s *StateMachine) scrubOverlay(ctx context.Context, src *sqlite3.SQLiteConn, live string, b *Backup) (_ *backupOverlay, err error) {
 	if av, err := queryInt64(src, "PRAGMA auto_vacuum"); err != nil || av != 0 {
 		return nil, fmt.Errorf("%w: auto_vacuum %d (%v)", errNoStream, av, err)
 	}
@@ -127,7 +123,7 @@ func (s *StateMachine) scrubOverlay(src *sqlite3.SQLiteConn, live string, b *Bac
 	if err != nil {
 		return nil, fmt.Errorf("page count: %w", err)
 	}
-	roots, err := internalRoots(src)
+	roots, err := internalRoots(ctx, src)
 	if err != nil {
 		return nil, err
 	}
@@ -225,13 +221,13 @@ func (s *StateMachine) scrubOverlay(src *sqlite3.SQLiteConn, live string, b *Bac
 
 // internalRoots returns the root pages of Skiff's tables and their
 // indexes, and of SQLite's tables DROP TABLE edits, in the state src pins.
-func internalRoots(src *sqlite3.SQLiteConn) ([]uint32, error) {
+func internalRoots(ctx context.Context, src *sqlite3.SQLiteConn) ([]uint32, error) {
 	// DROP TABLE also deletes the table's rows from sqlite_sequence and
 	// the sqlite_stat tables, when they exist.
 	q := "SELECT rootpage FROM sqlite_schema WHERE rootpage > 0 AND (tbl_name IN ('" +
 		strings.Join(internalTables, "','") + "') OR tbl_name IN ('sqlite_sequence', 'sqlite_stat1', 'sqlite_stat4'))"
 	var roots []uint32
-	err := eachRow(context.Background(), src, q, 1, func(v []driver.Value) error {
+	err := eachRow(ctx, src, q, 1, func(v []driver.Value) error {
 		n, _ := v[0].(int64)
 		roots = append(roots, uint32(n))
 		return nil

@@ -63,8 +63,8 @@ type StateMachine struct {
 	cap *capture
 	// onBackupStep (tests) runs between the steps of a backup's copy.
 	onBackupStep func()
-	// onBackupPin (tests) runs in a direct backup copy before its
-	// checkpoint ("checkpoint") and before it reads the file ("copy").
+	// onBackupPin (tests) runs in a backup before the checkpoint that lets
+	// it read the database file ("checkpoint"), and before it reads it ("copy").
 	onBackupPin func(stage string)
 	// noBackupStream (tests) makes a binary backup copy the database
 	// whole, as when it cannot be streamed.
