@@ -44,8 +44,9 @@ func main() {
 	sizeMB := flag.Int("size-mb", 10000, "Database size to load, MB")
 	dir := flag.String("dir", "", "Working directory (default: a new temporary directory, removed at the end)")
 	readyTimeout := flag.Duration("ready-timeout", 30*time.Minute, "Bound on each wait for a node to be ready")
+	pollPause := flag.Duration("poll-pause", 0, "Pause of each of the 8 pollers between two requests (0: back to back, which keeps both cores of a small machine busy)")
 	flag.Parse()
-	if err := run(*skiffd, *sizeMB, *dir, *readyTimeout); err != nil {
+	if err := run(*skiffd, *sizeMB, *dir, *readyTimeout, *pollPause); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(1)
 	}
@@ -250,7 +251,7 @@ func (t *tally) add(what string, status int, took time.Duration, errText string)
 }
 
 // poll hammers one node's status endpoints and point reads until stop.
-func poll(n *node, maxID func() int64, t *tally, stop <-chan struct{}, wg *sync.WaitGroup) {
+func poll(n *node, maxID func() int64, t *tally, pause time.Duration, stop <-chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
 	paths := []string{"/status", "/nodes", "/readyz", "read"}
 	for i := 0; ; i++ {
@@ -258,6 +259,9 @@ func poll(n *node, maxID func() int64, t *tally, stop <-chan struct{}, wg *sync.
 		case <-stop:
 			return
 		default:
+		}
+		if pause > 0 && i > 0 {
+			time.Sleep(pause)
 		}
 		p := paths[i%len(paths)]
 		u := p
@@ -289,7 +293,7 @@ func poll(n *node, maxID func() int64, t *tally, stop <-chan struct{}, wg *sync.
 	}
 }
 
-func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (err error) {
+func run(skiffd string, sizeMB int, base string, readyTimeout, pollPause time.Duration) (err error) {
 	if base == "" {
 		if base, err = os.MkdirTemp(".", "soak-data-"); err != nil {
 			return err
@@ -366,14 +370,14 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 		}
 	}
 
-	// Poll without pause from here on.
+	// Poll from here on (-poll-pause between two requests of a poller).
 	tl := &tally{counts: map[string]map[int]int{}, slowest: map[string]time.Duration{}}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	pollNode := func(n *node) {
 		wg.Add(2)
-		go poll(n, maxID, tl, stop, &wg)
-		go poll(n, maxID, tl, stop, &wg)
+		go poll(n, maxID, tl, pollPause, stop, &wg)
+		go poll(n, maxID, tl, pollPause, stop, &wg)
 	}
 	for _, n := range nodes {
 		pollNode(n)
@@ -441,8 +445,13 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 	if dir := os.Getenv("SOAK_PPROF_DIR"); dir != "" {
 		profileJoin(dir, leader, n4)
 	}
+	stopTrace := make(chan struct{})
+	if os.Getenv("SOAK_TRACE_JOIN") != "" {
+		go traceJoin(leader, n4, stopTrace)
+	}
 	pollNode(n4)
 	took, err := waitReady(n4, launched, readyTimeout)
+	close(stopTrace)
 	if err != nil {
 		return err
 	}
@@ -458,8 +467,8 @@ func run(skiffd string, sizeMB int, base string, readyTimeout time.Duration) (er
 		return err
 	}
 	joinPolls, joinBad := tl.windowFailures(before, others)
-	fmt.Printf("during the join: %d writes on the leader answered, %d failed; n4 held all of them %s after ready; %d polls, failures: %v\n",
-		writes.ok, writes.failed, caughtUp.Round(time.Millisecond), joinPolls, joinBad)
+	fmt.Printf("during the join: %d writes on the leader answered, %d failed; n4 held all of them %s after ready; %d polls (%.0f/s, -poll-pause %s), failures: %v\n",
+		writes.ok, writes.failed, caughtUp.Round(time.Millisecond), joinPolls, float64(joinPolls)/took.Seconds(), pollPause, joinBad)
 	// Failed checks are reported after every figure is measured.
 	var problems []string
 	if writes.failed > 0 || writes.ok == 0 {
