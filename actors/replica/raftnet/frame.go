@@ -153,8 +153,15 @@ func (f *frameReader) next() (uint16, []byte, error) {
 	// The payload is read chunkBytes at a time, each with its own
 	// deadline, and the buffer grows only as bytes arrive: a header is 20
 	// bytes anyone reaching the port can send, and a size in it must not
-	// make this node allocate before the bytes exist.
+	// make this node allocate before the bytes exist. A frame that fits
+	// the kept buffer's bound is allocated whole at once: a snapshot
+	// chunk is a little over chunkBytes, and growing to chunkBytes first
+	// reallocated and copied every chunk, then kept none (the grown
+	// capacity is over the bound).
 	body := f.buf[:0]
+	if hd.size <= maxKeptBuf {
+		body = slices.Grow(body, int(hd.size))
+	}
 	for uint64(len(body)) < hd.size {
 		n := min(hd.size-uint64(len(body)), chunkBytes)
 		if err := f.c.SetReadDeadline(time.Now().Add(chunkTimeout)); err != nil {
