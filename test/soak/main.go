@@ -598,8 +598,8 @@ func run(skiffd string, sizeMB int, base string, readyTimeout, pollPause time.Du
 	fmt.Printf("%-44s %10s %8.0f %10s\n", "/db/backup", backupTook.Round(time.Millisecond),
 		float64(backupBytes)/1e6/backupTook.Seconds(), ratio(backupTook, fileCP))
 	fmt.Printf("%-44s %d / %d MiB\n", "peak RSS (VmHWM): joiner / leader", n4.peakRSS>>20, leader.peakRSS>>20)
-	fmt.Printf("%-44s %d polls, %d failures; %d writes on the leader, %d failed; joiner caught up %s after ready\n",
-		"during the join", joinPolls, len(joinBad), writes.ok, writes.failed, caughtUp.Round(time.Millisecond))
+	fmt.Printf("%-44s %d polls (%.0f/s, -poll-pause %s), %d failures; %d writes on the leader, %d failed; joiner caught up %s after ready\n",
+		"during the join", joinPolls, float64(joinPolls)/took.Seconds(), pollPause, len(joinBad), writes.ok, writes.failed, caughtUp.Round(time.Millisecond))
 	if noAnswer > 0 {
 		problems = append(problems, fmt.Sprintf("%d polls got no answer", noAnswer))
 	}
