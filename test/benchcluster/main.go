@@ -8,14 +8,11 @@ package main
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -36,11 +33,11 @@ func main() {
 	runs := flag.Int("runs", 1, "Runs of each workload; the median (by req/s) is reported")
 	profiles := flag.String("profile", "", "Directory to write a CPU profile of the node under load, per workload (its first run)")
 	only := flag.String("workloads", "", "Run the workloads whose names match this regular expression (default: all); the ceilings, \"point read none, leader\" and the HTTP floor always run")
-	floorAddr := flag.String("serve-floor", "", "Internal: serve the HTTP floor on this address (see serveFloor)")
+	floorAddr := flag.String("serve-floor", "", "Internal: serve the HTTP floor on this address (benchkit.ServeFloor)")
 	floorBody := flag.String("floor-body", "", "Internal: the body the HTTP floor answers with")
 	flag.Parse()
 	if *floorAddr != "" {
-		if err := serveFloor(*floorAddr, []byte(*floorBody)); err != nil {
+		if err := benchkit.ServeFloor(benchkit.FloorNetHTTP, *floorAddr, []byte(*floorBody)); err != nil {
 			fmt.Fprintln(os.Stderr, "benchcluster: floor:", err)
 			os.Exit(1)
 		}
@@ -327,47 +324,9 @@ func startFloor(nodeHTTP string) (*benchkit.Node, error) {
 	if status != http.StatusOK {
 		return nil, fmt.Errorf("floor body: %d %s: %s", status, http.StatusText(status), body)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	addr, err := benchkit.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
-	n := &benchkit.Node{ID: "floor", HTTP: addr}
-	n.Cmd = exec.Command(self, "-serve-floor", addr, "-floor-body", string(body))
-	n.Cmd.Stdout, n.Cmd.Stderr = os.Stderr, os.Stderr
-	if err := n.Cmd.Start(); err != nil {
-		return nil, err
-	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return n, nil
-		}
-	}
-	_ = n.Cmd.Process.Kill()
-	_ = n.Cmd.Wait()
-	return nil, errors.New("the HTTP floor did not start")
-}
-
-// serveFloor answers every request as a node answers a point read (same
-// body, same headers), doing no other work, until the process is stopped.
-func serveFloor(addr string, body []byte) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		h := w.Header()
-		h.Set("X-Rqlite-Version", "floor")
-		h.Set("X-Skiff-Version", "floor")
-		h.Set("Content-Type", "application/json; charset=utf-8")
-		_, _ = w.Write(body)
-	})}
-	return srv.Serve(ln)
+	return benchkit.StartSelf("floor", func(addr string) []string {
+		return []string{"-serve-floor", addr, "-floor-body", string(body)}
+	})
 }
 
 // fileName makes a workload's name a file name.
