@@ -115,6 +115,16 @@ func (n *node) launch(skiffd string) error {
 	return nil
 }
 
+// pid is the node's last started process (0: none started).
+func (n *node) pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // ioBytes is what a process read from and wrote to storage.
 type ioBytes struct{ read, write int64 }
 
@@ -124,14 +134,12 @@ func (a ioBytes) minus(b ioBytes) ioBytes { return ioBytes{a.read - b.read, a.wr
 // (/proc/PID/io): bytes that reached or came from storage, not the page
 // cache. Zero when unknown.
 func (n *node) diskIO() ioBytes {
-	n.mu.Lock()
-	cmd := n.cmd
-	n.mu.Unlock()
 	var out ioBytes
-	if cmd == nil || cmd.Process == nil {
+	pid := n.pid()
+	if pid == 0 {
 		return out
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
 	if err != nil {
 		return out
 	}

@@ -67,13 +67,11 @@ func machineTicks() (busy, all int64) {
 // threadsInD counts the process's threads waiting on storage
 // (uninterruptible sleep) at this instant.
 func threadsInD(n *node) int {
-	n.mu.Lock()
-	cmd := n.cmd
-	n.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
+	pid := n.pid()
+	if pid == 0 {
 		return 0
 	}
-	dir := fmt.Sprintf("/proc/%d/task", cmd.Process.Pid)
+	dir := fmt.Sprintf("/proc/%d/task", pid)
 	tasks, err := os.ReadDir(dir)
 	if err != nil {
 		return 0
@@ -94,13 +92,11 @@ func threadsInD(n *node) int {
 
 // cpuTicks is the process's user plus system time in clock ticks.
 func cpuTicks(n *node) int64 {
-	n.mu.Lock()
-	cmd := n.cmd
-	n.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
+	pid := n.pid()
+	if pid == 0 {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
