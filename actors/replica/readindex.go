@@ -27,10 +27,21 @@ import (
 type readRounds struct {
 	// confirm runs one ReadIndex round.
 	confirm func(context.Context) error
-	done    *actors.Done
-	mu      sync.Mutex
-	next    *readRound
-	// kick wakes Run when a round has waiters.
+	// spacing is the least time from one round's start to the next's,
+	// unless gather reads are waiting: under load, rounds then carry more
+	// reads each, and a round's messages and wake-ups on every node are
+	// shared by more of them. 0 or less: each round starts as soon as the
+	// one before ends.
+	spacing time.Duration
+	gather  int
+	// busy: rounds are spaced only after a round of at least busy reads,
+	// so that a lightly loaded node (a client reading alone, a few at a
+	// time) never waits for the spacing.
+	busy int
+	done *actors.Done
+	mu   sync.Mutex
+	next *readRound
+	// kick wakes Run when a round gets its first waiter, or its gather-th.
 	kick chan struct{}
 }
 
@@ -40,8 +51,9 @@ type readRound struct {
 	err     error
 }
 
-func newReadRounds(confirm func(context.Context) error) *readRounds {
-	return &readRounds{confirm: confirm, done: actors.NewDone(), next: &readRound{done: make(chan struct{})}, kick: make(chan struct{}, 1)}
+func newReadRounds(confirm func(context.Context) error, spacing time.Duration, gather, busy int) *readRounds {
+	return &readRounds{confirm: confirm, spacing: spacing, gather: max(gather, 1), busy: busy, done: actors.NewDone(),
+		next: &readRound{done: make(chan struct{})}, kick: make(chan struct{}, 1)}
 }
 
 // readRoundTimeout bounds one round: a second, or ten Raft RTTs when
@@ -61,10 +73,13 @@ func (x *readRounds) wait(ctx context.Context) error {
 		x.mu.Lock()
 		r := x.next
 		r.waiters++
+		n := r.waiters
 		x.mu.Unlock()
-		select {
-		case x.kick <- struct{}{}:
-		default:
+		if n == 1 || n == x.gather {
+			select {
+			case x.kick <- struct{}{}:
+			default:
+			}
 		}
 		select {
 		case <-r.done:
@@ -87,9 +102,16 @@ func (x *readRounds) wait(ctx context.Context) error {
 // ErrClosed, and so does every later wait.
 func (x *readRounds) Run(ctx context.Context) error {
 	defer x.done.Close()
+	var (
+		started time.Time
+		last    int // reads in the last round started
+	)
 	for {
 		select {
 		case <-x.kick:
+			if last >= x.busy {
+				x.hold(ctx, started)
+			}
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
@@ -109,8 +131,35 @@ func (x *readRounds) Run(ctx context.Context) error {
 		}
 		x.next = &readRound{done: make(chan struct{})}
 		x.mu.Unlock()
+		started, last = time.Now(), r.waiters
 		r.err = x.confirm(ctx)
 		close(r.done)
+	}
+}
+
+// hold waits until spacing has passed since the last round started, or
+// gather reads wait, or ctx ends.
+func (x *readRounds) hold(ctx context.Context, last time.Time) {
+	wait := x.spacing - time.Since(last)
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		x.mu.Lock()
+		n := x.next.waiters
+		x.mu.Unlock()
+		if n == 0 || n >= x.gather {
+			return // a late kick (Run skips it), or enough reads
+		}
+		select {
+		case <-t.C:
+			return
+		case <-x.kick:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

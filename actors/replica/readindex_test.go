@@ -14,7 +14,7 @@ import (
 // A read that arrives while a round is in flight is not answered by that
 // round (its index may predate the read): it waits for the next one.
 func TestReadRoundsLaterReadWaitsForNextRound(t *testing.T) {
-	x := newReadRounds(nil)
+	x := newReadRounds(nil, 0, 1, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	started := make(chan int, 10)
@@ -53,7 +53,7 @@ func TestReadRoundsLaterReadWaitsForNextRound(t *testing.T) {
 
 // Concurrent reads share rounds.
 func TestReadRoundsBatch(t *testing.T) {
-	x := newReadRounds(nil)
+	x := newReadRounds(nil, 0, 1, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var rounds atomic.Int32
@@ -97,7 +97,7 @@ func TestReadRoundsErrors(t *testing.T) {
 		{"until the read's deadline", []error{dragonboat.ErrTimeout}, 50 * time.Millisecond, dragonboat.ErrTimeout, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			x := newReadRounds(nil)
+			x := newReadRounds(nil, 0, 1, 0)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var rounds atomic.Int32
@@ -120,7 +120,7 @@ func TestReadRoundsErrors(t *testing.T) {
 
 // When the loop stops (shutdown), a waiting read fails at once.
 func TestReadRoundsStop(t *testing.T) {
-	x := newReadRounds(nil)
+	x := newReadRounds(nil, 0, 1, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	block := make(chan struct{})
 	stopped := make(chan struct{})
@@ -157,4 +157,85 @@ func TestReadRoundsStop(t *testing.T) {
 func (x *readRounds) run(ctx context.Context, confirm func(context.Context) error) {
 	x.confirm = confirm
 	_ = x.Run(ctx)
+}
+
+// Under load, rounds are spaced: after a round of at least busy reads, the
+// next starts spacing after it began, or at once when gather reads wait;
+// after a smaller round, at once.
+func TestReadRoundsSpacing(t *testing.T) {
+	const spacing = 300 * time.Millisecond
+	tests := []struct {
+		name string
+		// first and second: reads in the first round, then reads that
+		// join the second while the first is in flight.
+		first, second, gather, busy int
+		held                        bool
+	}{
+		{"a busy round, few waiting: held", 3, 2, 4, 3, true},
+		{"a busy round, gather waiting: not held", 3, 4, 4, 3, false},
+		{"a light round: not held", 2, 2, 4, 3, false},
+		{"spacing off", 3, 2, 4, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := spacing
+			if tc.busy == 0 {
+				sp = 0
+			}
+			x := newReadRounds(nil, sp, tc.gather, tc.busy)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			starts := make(chan time.Time, 10)
+			release := make(chan struct{}, 10)
+			go x.run(ctx, func(context.Context) error {
+				starts <- time.Now()
+				<-release
+				return nil
+			})
+			errs := make(chan error, 1+tc.first+tc.second)
+			join := func(n int) {
+				for range n {
+					go func() { errs <- x.wait(context.Background()) }()
+				}
+				waitWaiters(t, x, n)
+			}
+			// A round of one in flight while the first round's reads
+			// join, and the first in flight while the second's join.
+			go func() { errs <- x.wait(context.Background()) }()
+			<-starts
+			join(tc.first)
+			release <- struct{}{}
+			first := <-starts
+			join(tc.second)
+			release <- struct{}{}
+			second := <-starts
+			release <- struct{}{}
+			for range 1 + tc.first + tc.second {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			gap := second.Sub(first)
+			if tc.held && gap < spacing {
+				t.Fatalf("the second round started %v after the first, want at least %v", gap, spacing)
+			}
+			if !tc.held && gap >= spacing {
+				t.Fatalf("the second round was held %v", gap)
+			}
+		})
+	}
+}
+
+// waitWaiters waits until the forming round has n reads.
+func waitWaiters(t *testing.T, x *readRounds, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		x.mu.Lock()
+		w := x.next.waiters
+		x.mu.Unlock()
+		if w >= n {
+			return
+		}
+	}
+	t.Fatalf("fewer than %d reads joined", n)
 }

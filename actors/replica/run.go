@@ -104,7 +104,7 @@ func (r *Replica) begin(nh *dragonboat.NodeHost) (*running, *group, *group) {
 			return err
 		}
 	}
-	run := &running{nh: nh, reads: newReadRounds(confirm)}
+	run := &running{nh: nh, reads: newReadRounds(confirm, r.cfg.ReadRoundSpacing, readRoundGather, readRoundBusy)}
 	run.writes = newProposer(func(ctx context.Context, b []writeEnv) { r.proposeBatch(ctx, nh, b) }, r.log)
 	run.members = newMemberChanges(func(ctx context.Context, req MemberReq) error { return r.serveMember(ctx, nh, req) })
 	acts := newGroup(context.Background())
