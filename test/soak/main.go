@@ -258,7 +258,8 @@ func (t *tally) add(what string, status int, took time.Duration, errText string)
 	}
 }
 
-// poll hammers one node's status endpoints and point reads until stop.
+// poll requests one node's status endpoints and point reads in turn until
+// stop, pausing pause between two requests (0: back to back).
 func poll(n *node, maxID func() int64, t *tally, pause time.Duration, stop <-chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
 	paths := []string{"/status", "/nodes", "/readyz", "read"}
