@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/skiffdb/skiff/test/benchkit"
 )
 
 func traceJoin(leader, joiner *node, stop <-chan struct{}) {
@@ -27,7 +29,7 @@ func traceJoin(leader, joiner *node, stop <-chan struct{}) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	began := time.Now()
-	lastW, lastLC, lastJC := joiner.diskIO().write, cpuTicks(leader), cpuTicks(joiner)
+	lastW, lastLC, lastJC := joiner.diskIO().write, cpuTime(leader), cpuTime(joiner)
 	lastBusy, lastAll := machineTicks()
 	for {
 		select {
@@ -35,12 +37,12 @@ func traceJoin(leader, joiner *node, stop <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
-		w, lc, jc := joiner.diskIO().write, cpuTicks(leader), cpuTicks(joiner)
+		w, lc, jc := joiner.diskIO().write, cpuTime(leader), cpuTime(joiner)
 		rx, tx := loopbackQueues(port)
 		busy, all := machineTicks()
-		// Clock ticks are 1/100 s: ticks per 0.5 s × 200 = percent of a core.
+		// CPU time per 500 ms × 200 = percent of a core.
 		fmt.Printf("trace %5.1fs joiner wrote %4d MB/s  cpu leader %3d%% joiner %3d%% machine %3d%% busy  joiner threads in D %d  queued rx %5d KB tx %5d KB\n",
-			time.Since(began).Seconds(), (w-lastW)*2>>20, (lc-lastLC)*2, (jc-lastJC)*2,
+			time.Since(began).Seconds(), (w-lastW)*2>>20, 200*(lc-lastLC)/time.Second, 200*(jc-lastJC)/time.Second,
 			100*(busy-lastBusy)/max(1, all-lastAll), threadsInD(joiner), rx>>10, tx>>10)
 		lastW, lastLC, lastJC, lastBusy, lastAll = w, lc, jc, busy, all
 	}
@@ -90,24 +92,16 @@ func threadsInD(n *node) int {
 	return d
 }
 
-// cpuTicks is the process's user plus system time in clock ticks.
-func cpuTicks(n *node) int64 {
+// cpuTime is the process's user plus system time (0: unknown).
+func cpuTime(n *node) time.Duration {
 	pid := n.pid()
 	if pid == 0 {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	u, k, err := benchkit.ProcCPU(pid)
 	if err != nil {
 		return 0
 	}
-	// The command name may hold spaces; fields count from after its ')'.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	k, _ := strconv.ParseInt(f[12], 10, 64)
 	return u + k
 }
 
