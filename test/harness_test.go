@@ -234,6 +234,8 @@ type node struct {
 	// failpoints, if set, runs the failpoints build with this
 	// SKIFF_FAILPOINTS spec (possibly empty) on the next start.
 	failpoints *string
+	// env is extra environment for the daemon, set before a start.
+	env []string
 	// tlsClient, if set, makes the harness speak HTTPS to the node with
 	// this client configuration (set before the first start, with the
 	// daemon's -http-cert and -http-key in args; see useTLS).
@@ -336,6 +338,7 @@ func (n *node) launch() *process {
 	if n.failpoints != nil {
 		cmd.Env = append(cmd.Env, "SKIFF_FAILPOINTS="+*n.failpoints)
 	}
+	cmd.Env = append(cmd.Env, n.env...)
 	p := &process{cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		n.t.Fatalf("launch: %v", err)

@@ -255,11 +255,11 @@ func TestParseFlags(t *testing.T) {
 
 func TestRunExitCodes(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if code := run([]string{"-version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "skiffd ") {
+	if code := run([]string{"-version"}, &out, &errOut, nil); code != 0 || !strings.HasPrefix(out.String(), "skiffd ") {
 		t.Fatalf("-version: %d %q", code, out.String())
 	}
 	errOut.Reset()
-	if code := run([]string{"-join-as", "u", t.TempDir()}, &out, &errOut); code != 2 ||
+	if code := run([]string{"-join-as", "u", t.TempDir()}, &out, &errOut, nil); code != 2 ||
 		// Refused by Config.Validate, logged as JSON (quotes escaped).
 		!strings.Contains(errOut.String(), `-join-as \"u\" needs -auth`) {
 		t.Fatalf("-join-as without -auth: exit %d, %q", code, errOut.String())
@@ -270,13 +270,13 @@ func TestRunExitCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	errOut.Reset()
-	if code := run([]string{"-auth", authPath, "-join-as", "alice", "-http-addr", "127.0.0.1:1", "-raft-addr", "127.0.0.1:2", t.TempDir()}, &out, &errOut); code != 2 ||
+	if code := run([]string{"-auth", authPath, "-join-as", "alice", "-http-addr", "127.0.0.1:1", "-raft-addr", "127.0.0.1:2", t.TempDir()}, &out, &errOut, nil); code != 2 ||
 		!strings.Contains(errOut.String(), `-join-as user \"alice\" is not in the -auth credentials file`) {
 		t.Fatalf("-join-as unknown user: exit %d, %q", code, errOut.String())
 	}
 	// A malformed -ingest-config refuses to start, saying why.
 	errOut.Reset()
-	if code := run([]string{"-ingest-config", "nats://127.0.0.1:4222", t.TempDir()}, &out, &errOut); code != 2 ||
+	if code := run([]string{"-ingest-config", "nats://127.0.0.1:4222", t.TempDir()}, &out, &errOut, nil); code != 2 ||
 		!strings.Contains(errOut.String(), "-ingest-config") || !strings.Contains(errOut.String(), "no subject") {
 		t.Fatalf("bad -ingest-config: exit %d, %q", code, errOut.String())
 	}
@@ -284,11 +284,11 @@ func TestRunExitCodes(t *testing.T) {
 	// rule is checked once the directory is known to be new, and still
 	// exits 2.
 	if code := run([]string{"-http-addr", "127.0.0.1:0", "-http-adv-addr", "127.0.0.1:1", "-raft-addr", "127.0.0.1:0",
-		"-raft-adv-addr", "127.0.0.1:2", "-raft-non-voter", t.TempDir()}, &out, &errOut); code != 2 {
+		"-raft-adv-addr", "127.0.0.1:2", "-raft-non-voter", t.TempDir()}, &out, &errOut, nil); code != 2 {
 		t.Fatalf("-raft-non-voter without -join on a new directory: exit %d", code)
 	}
 	// Same advertised HTTP and Raft address: invalid (API.md 5).
-	if code := run([]string{"-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0", t.TempDir()}, &out, &errOut); code != 2 {
+	if code := run([]string{"-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0", t.TempDir()}, &out, &errOut, nil); code != 2 {
 		t.Fatalf("invalid config: exit %d", code)
 	}
 }

@@ -28,10 +28,15 @@ var (
 const failpointEnv = "SKIFF_FAILPOINTS"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// Before anything else: a re-execution must not find files or ports
+	// of its own already open.
+	sysmonErr := keepSysmonAwake()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, sysmonErr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// run is the daemon; sysmonErr is keepSysmonAwake's answer, logged once
+// the logger exists.
+func run(args []string, stdout, stderr io.Writer, sysmonErr error) int {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "skiffd: %v\n", err)
@@ -49,6 +54,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer func() { _ = log.Sync() }()
 	for _, f := range o.warnings {
 		log.Warn("rqlited flag accepted but not implemented; ignored", zap.String("flag", f))
+	}
+	if sysmonErr != nil {
+		log.Warn("Go runtime left at its default sysmon wake-ups", zap.Error(sysmonErr))
 	}
 	if err := o.profiles.start(); err != nil {
 		log.Error("cannot start", zap.Error(err))

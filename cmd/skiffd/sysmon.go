@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+)
+
+// The Go runtime's sysmon thread goes into a deep sleep whenever every P is
+// idle, and the first system call after that wakes it with its poll interval
+// reset to 20 µs; it backs off only after about 50 polls that found nothing
+// to do. A Raft node is idle between messages hundreds of times a second, so
+// its sysmon spends most of its life polling every 20 µs, each poll a
+// nanosleep and, on a virtual machine, a hypervisor exit: 19.5% of a
+// follower's CPU during inserts on the README's machine (`perf`). With a
+// schedtrace period set, the runtime keeps sysmon out of that deep sleep
+// (so that it can print on time), and its interval then resets to 20 µs only
+// after it really took a P back from a blocked system call. The period is
+// the longest GODEBUG takes, 2^31-1 ms (24.8 days): the runtime prints one
+// SCHED line to stderr when the machine's uptime passes each multiple of
+// it, and the scheduler's state on a fatal error.
+//
+// GODEBUG is read once, when the runtime starts, so skiffd sets it by
+// re-executing itself. An operator's own schedtrace, schedtrace=0 included,
+// is left alone: GODEBUG=schedtrace=0 restores the runtime's default.
+const (
+	schedtraceKey   = "schedtrace"
+	sysmonGODEBUG   = schedtraceKey + "=2147483647"
+	godebugEnvName  = "GODEBUG"
+	godebugEnvEqual = godebugEnvName + "="
+)
+
+// sysmonEnv returns environ with sysmonGODEBUG added to GODEBUG, and true,
+// unless GODEBUG already sets schedtrace, in which case it returns environ
+// unchanged and false.
+func sysmonEnv(environ []string) ([]string, bool) {
+	at := -1
+	for i, kv := range environ {
+		if strings.HasPrefix(kv, godebugEnvEqual) {
+			at = i // the first one is what the runtime reads
+			break
+		}
+	}
+	if at < 0 {
+		return append(environ[:len(environ):len(environ)], godebugEnvEqual+sysmonGODEBUG), true
+	}
+	value := strings.TrimPrefix(environ[at], godebugEnvEqual)
+	for _, field := range strings.Split(value, ",") {
+		if key, _, _ := strings.Cut(field, "="); key == schedtraceKey {
+			return environ, false
+		}
+	}
+	if value != "" {
+		value += ","
+	}
+	out := append([]string(nil), environ...)
+	out[at] = godebugEnvEqual + value + sysmonGODEBUG
+	return out, true
+}
+
+// keepSysmonAwake re-executes skiffd with sysmonGODEBUG in its environment
+// unless GODEBUG already sets schedtrace. It returns only if it did not
+// re-execute: with nil when there was nothing to do, or with why the exec
+// failed (skiffd then runs on with the runtime's default).
+func keepSysmonAwake() error {
+	env, changed := sysmonEnv(os.Environ())
+	if !changed {
+		return nil
+	}
+	exe := "/proc/self/exe" // the running binary, even if its path was replaced since
+	if runtime.GOOS != "linux" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return fmt.Errorf("re-executing with %s %s: %w", godebugEnvName, sysmonGODEBUG, err)
+		}
+	}
+	if err := syscall.Exec(exe, os.Args, env); err != nil {
+		return fmt.Errorf("re-executing with %s %s: %w", godebugEnvName, sysmonGODEBUG, err)
+	}
+	return nil // not reached: Exec returns only on error
+}

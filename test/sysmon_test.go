@@ -1,0 +1,62 @@
+package test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"testing"
+)
+
+// processGODEBUG returns the GODEBUG a running process was started (or
+// re-executed) with, as the kernel holds it.
+func processGODEBUG(t *testing.T, pid int) (string, bool) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatalf("reading the daemon's environment: %v", err)
+	}
+	var found string
+	ok := false
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if v, has := bytes.CutPrefix(kv, []byte("GODEBUG=")); has && !ok {
+			found, ok = string(v), true
+		}
+	}
+	return found, ok
+}
+
+// TestSysmonKeptAwake: skiffd re-executes itself, keeping its pid and its
+// flags, with a schedtrace period in GODEBUG (which keeps the runtime's
+// sysmon thread out of its deep sleep and its wake-up storms; see
+// cmd/skiffd/sysmon.go), and leaves an operator's own schedtrace alone.
+func TestSysmonKeptAwake(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, env, want string
+	}{
+		{"default", "", "schedtrace=2147483647"},
+		{"other settings kept", "GODEBUG=madvdontneed=1", "madvdontneed=1,schedtrace=2147483647"},
+		{"opted out", "GODEBUG=schedtrace=0", "schedtrace=0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t)
+			if tc.env != "" {
+				n.env = []string{tc.env}
+			} else {
+				n.env = []string{"GODEBUG="} // whatever the test's own environment holds
+			}
+			// start checks that /status is answered by this very pid, on the
+			// addresses the flags gave: the re-executed process is the one
+			// the harness started, with its arguments.
+			n.start()
+			n.waitReady(readyTimeout)
+			wantOK(t, "a write after the re-execution", n.execute(`["CREATE TABLE t (x)"]`),
+				`{"results":[{}]}`)
+			got, ok := processGODEBUG(t, n.proc.cmd.Process.Pid)
+			if !ok || got != tc.want {
+				t.Fatalf("daemon's GODEBUG = %q (set: %v), want %q", got, ok, tc.want)
+			}
+		})
+	}
+}
