@@ -15,7 +15,7 @@ BENCH_RUNS ?= 3
 # Exported so every go command, and the e2e tests' own build of skiffd, use it.
 export GOFLAGS := $(strip $(GOFLAGS) -tags=sqlite_column_metadata,sqlite_preupdate_hook)
 
-.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-inprocess soak-restart failover verify fmt tools proto clean
+.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-sysmon bench-inprocess soak-restart failover verify fmt tools proto clean
 
 all: build
 
@@ -45,8 +45,15 @@ test-compat:
 	$(GO) test -race -count=1 -run TestGorqliteSuite -v ./test/
 
 ## bench: bench-inprocess, then bench-cluster, bench-cdc, bench-security,
-## bench-backup and bench-metrics.
-bench: bench-inprocess bench-cluster bench-cdc bench-security bench-backup bench-metrics
+## bench-backup, bench-metrics and bench-sysmon.
+bench: bench-inprocess bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-sysmon
+
+## bench-sysmon: the cost of skiffd's runtime setting (cmd/skiffd/sysmon.go):
+## inserts on two 3-node loopback clusters of bin/skiffd, A with the
+## runtime's default (GODEBUG=schedtrace=0) and B as it runs, in alternating
+## 2 s slices; B/A of req/s and of the nodes' CPU per insert.
+bench-sysmon: build
+	$(GO) run ./test/benchab -a bin/skiffd -a-env GODEBUG=schedtrace=0 -b bin/skiffd -workload insert -pairs 8
 
 ## bench-cluster: a 3-node loopback cluster driven over HTTP by `skiff bench`
 ## (writes and point reads on the leader and a follower), each figure with

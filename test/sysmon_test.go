@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -25,8 +27,8 @@ func processGODEBUG(t *testing.T, pid int) (string, bool) {
 	return found, ok
 }
 
-// TestSysmonKeptAwake: skiffd re-executes itself, keeping its pid and its
-// flags, with a schedtrace period in GODEBUG (which keeps the runtime's
+// TestSysmonKeptAwake: skiffd re-executes itself, keeping its pid, its
+// flags and its process name, with a schedtrace period in GODEBUG (which keeps the runtime's
 // sysmon thread out of its deep sleep and its wake-up storms; see
 // cmd/skiffd/sysmon.go), and leaves an operator's own schedtrace alone.
 func TestSysmonKeptAwake(t *testing.T) {
@@ -53,9 +55,24 @@ func TestSysmonKeptAwake(t *testing.T) {
 			n.waitReady(readyTimeout)
 			wantOK(t, "a write after the re-execution", n.execute(`["CREATE TABLE t (x)"]`),
 				`{"results":[{}]}`)
-			got, ok := processGODEBUG(t, n.proc.cmd.Process.Pid)
+			pid := n.proc.cmd.Process.Pid
+			got, ok := processGODEBUG(t, pid)
 			if !ok || got != tc.want {
 				t.Fatalf("daemon's GODEBUG = %q (set: %v), want %q", got, ok, tc.want)
+			}
+			// The process keeps its binary's name (what pkill, ps -C and
+			// top match), which a re-execution through /proc/self/exe
+			// would have made "exe"; the kernel keeps 15 bytes of it.
+			comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := filepath.Base(skiffdBin)
+			if len(want) > 15 {
+				want = want[:15]
+			}
+			if got := strings.TrimSuffix(string(comm), "\n"); got != want {
+				t.Fatalf("daemon's process name = %q, want %q", got, want)
 			}
 		})
 	}

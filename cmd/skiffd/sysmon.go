@@ -69,15 +69,18 @@ func keepSysmonAwake() error {
 	if !changed {
 		return nil
 	}
-	exe := "/proc/self/exe" // the running binary, even if its path was replaced since
-	if runtime.GOOS != "linux" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return fmt.Errorf("re-executing with %s %s: %w", godebugEnvName, sysmonGODEBUG, err)
-		}
+	// The binary's own path, not /proc/self/exe: the kernel names the
+	// process after the path's last element, and `pkill skiffd`, `ps -C`
+	// and top must still find a process named skiffd. (A binary put at
+	// that path since the start runs instead, as it would at a restart.)
+	exe, err := os.Executable()
+	if err == nil {
+		err = syscall.Exec(exe, os.Args, env)
 	}
-	if err := syscall.Exec(exe, os.Args, env); err != nil {
-		return fmt.Errorf("re-executing with %s %s: %w", godebugEnvName, sysmonGODEBUG, err)
+	if runtime.GOOS == "linux" {
+		// The path is gone (the binary was deleted since it started): the
+		// running binary itself, under the name "exe".
+		err = syscall.Exec("/proc/self/exe", os.Args, env)
 	}
-	return nil // not reached: Exec returns only on error
+	return fmt.Errorf("re-executing with %s %s: %w", godebugEnvName, sysmonGODEBUG, err)
 }

@@ -1,5 +1,6 @@
-// Command benchab compares two skiffd binaries under one `skiff bench`
-// workload on a machine too noisy for separate runs: it starts a 3-node
+// Command benchab compares two skiffd binaries, or one binary under two
+// environments (-a-env, -b-env), under one `skiff bench` workload on a
+// machine too noisy for separate runs: it starts a 3-node
 // loopback cluster of each at once and drives them in short alternating
 // slices (A, B, B, A, A, B, ...), so that both see the same phases of the
 // machine, then reports each one's req/s and nodes' CPU per request over
@@ -13,6 +14,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/skiffdb/skiff/cmd/skiff/bench"
@@ -22,6 +24,8 @@ import (
 func main() {
 	a := flag.String("a", "", "skiffd binary A (the predecessor)")
 	b := flag.String("b", "", "skiffd binary B (the change)")
+	aEnv := flag.String("a-env", "", "Comma-separated KEY=VALUE settings added to A's environment")
+	bEnv := flag.String("b-env", "", "Comma-separated KEY=VALUE settings added to B's environment")
 	slice := flag.Duration("slice", 2*time.Second, "Duration of one slice")
 	pairs := flag.Int("pairs", 10, "Slices of each binary")
 	workers := flag.Int("c", 64, "Workers")
@@ -37,10 +41,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchab:", err)
 		os.Exit(2)
 	}
-	if err := run([2]string{*a, *b}, *slice, *pairs, *workers, *workload, *level, *follower); err != nil {
+	envs := [2][]string{splitEnv(*aEnv), splitEnv(*bEnv)}
+	if err := run([2]string{*a, *b}, envs, *slice, *pairs, *workers, *workload, *level, *follower); err != nil {
 		fmt.Fprintln(os.Stderr, "benchab:", err)
 		os.Exit(1)
 	}
+}
+
+// splitEnv splits -a-env's or -b-env's value into KEY=VALUE settings.
+func splitEnv(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 // validate rejects numeric flags the run cannot use: the report takes the
@@ -71,7 +84,7 @@ type side struct {
 	cpus        []float64 // nodes' µs per request per slice
 }
 
-func run(bins [2]string, slice time.Duration, pairs, workers int, workload, level string, toFollower bool) error {
+func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers int, workload, level string, toFollower bool) error {
 	ctx := context.Background()
 	var sides [2]*side
 	// Each cluster's nodes exit before its data directory goes.
@@ -92,7 +105,7 @@ func run(bins [2]string, slice time.Duration, pairs, workers int, workload, leve
 			return err
 		}
 		sides[i] = &side{name: string(rune('A' + i)), dir: dir}
-		c, err := benchkit.StartCluster(bin, dir)
+		c, err := benchkit.StartClusterWith(bin, dir, benchkit.Access{}, envs[i])
 		sides[i].cluster = c
 		if err != nil {
 			return fmt.Errorf("%s: %w", bin, err)
@@ -151,7 +164,7 @@ func run(bins [2]string, slice time.Duration, pairs, workers int, workload, leve
 		if s.cpuRequests > 0 {
 			cpu = fmt.Sprintf("%.1f", float64(s.cpu.Nodes.Microseconds())/float64(s.cpuRequests))
 		}
-		fmt.Printf("%s %-40s req/s %8.0f   nodes' CPU µs/req %6s\n", s.name, bins[i],
+		fmt.Printf("%s %-40s req/s %8.0f   nodes' CPU µs/req %6s\n", s.name, strings.Join(append([]string{bins[i]}, envs[i]...), " "),
 			float64(s.requests)/s.elapsed.Seconds(), cpu)
 	}
 	rate := make([]float64, pairs)

@@ -92,12 +92,13 @@ func FreeAddr() (string, error) {
 // the others joining it, and waits for them to be ready with 3 voters
 // under one leader. It returns the cluster even with an error, for Stop.
 func StartCluster(skiffd, dir string, extra ...string) (*Cluster, error) {
-	return StartClusterWith(skiffd, dir, Access{}, extra...)
+	return StartClusterWith(skiffd, dir, Access{}, nil, extra...)
 }
 
-// StartClusterWith is StartCluster for nodes reached through a; extra
-// then holds the flags that make it so (-http-cert, -auth).
-func StartClusterWith(skiffd, dir string, a Access, extra ...string) (*Cluster, error) {
+// StartClusterWith is StartCluster for nodes reached through a, with env
+// added to their environment; extra then holds the flags that make a so
+// (-http-cert, -auth).
+func StartClusterWith(skiffd, dir string, a Access, env []string, extra ...string) (*Cluster, error) {
 	c := &Cluster{}
 	for i := 1; i <= 3; i++ {
 		h, err := FreeAddr()
@@ -117,6 +118,9 @@ func StartClusterWith(skiffd, dir string, a Access, extra ...string) (*Cluster, 
 			args = append(args, "-join", c.Nodes[0].Raft)
 		}
 		n.Cmd = exec.Command(skiffd, append(append(args, extra...), n.Dir)...)
+		if len(env) > 0 {
+			n.Cmd.Env = append(os.Environ(), env...)
+		}
 		logf, err := os.Create(n.Dir + ".log")
 		if err != nil {
 			return c, err

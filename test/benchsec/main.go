@@ -151,7 +151,7 @@ func run(o options) error {
 		}
 	}()
 	for i, v := range vs {
-		v.c, err = benchkit.StartClusterWith(o.Skiffd, filepath.Join(dir, fmt.Sprintf("c%d", i)), v.access, v.flags...)
+		v.c, err = benchkit.StartClusterWith(o.Skiffd, filepath.Join(dir, fmt.Sprintf("c%d", i)), v.access, nil, v.flags...)
 		if err != nil {
 			return fmt.Errorf("%s cluster: %w", v.name, err)
 		}
