@@ -19,8 +19,9 @@ import (
 // (so that it can print on time), and its interval then resets to 20 µs only
 // after it really took a P back from a blocked system call. The period is
 // the longest GODEBUG takes, 2^31-1 ms (24.8 days): the runtime prints one
-// SCHED line to stderr when the machine's uptime passes each multiple of
-// it, and the scheduler's state on a fatal error.
+// SCHED line to stderr once the machine has been up that long (its clock
+// counts from boot, so at start on a machine up longer) and every period
+// after, and the scheduler's state on a fatal error.
 //
 // GODEBUG is read once, when the runtime starts, so skiffd sets it by
 // re-executing itself. An operator's own schedtrace, schedtrace=0 included,
