@@ -156,6 +156,10 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string, fil
 		onNodes("point read linearizable, leader", ceilRead, bench.Config{Addrs: []string{leader.HTTP}, Workload: bench.WorkloadRead, Level: "linearizable"}),
 		onNodes("point read linearizable, follower", ceilRead, bench.Config{Addrs: []string{follower.HTTP}, Workload: bench.WorkloadRead, Level: "linearizable"}),
 	}
+	// The read workloads run in rounds with each other and with the HTTP
+	// floor: issue 20's read targets are ratios between them, which must
+	// not compare two phases of the machine.
+	var reads []workload
 	for _, s := range steps {
 		if !filter.MatchString(s.name) && s.name != readsName {
 			// The first read workload preloads the rows the others read.
@@ -188,9 +192,16 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string, fil
 			ws = append(ws, workload{name: floorName, ceiling: ceilRead, procs: []*benchkit.Node{floor}, cfg: bench.Config{
 				Addrs: []string{floor.HTTP}, Workload: bench.WorkloadRead, Level: "none", Preload: 10000, NoSetup: true}})
 		}
+		if s.cfg.Workload == bench.WorkloadRead {
+			reads = append(reads, ws...)
+			continue
+		}
 		if err := add(ws...); err != nil {
 			return err
 		}
+	}
+	if err := add(reads...); err != nil {
+		return err
 	}
 	// Open loop at half the leader's closed-loop insert rate: latency from
 	// each request's intended send time (issue 6's p99 target).
@@ -221,7 +232,8 @@ func run(skiffd string, d time.Duration, workers, runs int, profiles string, fil
 		byName[r.name] = r
 	}
 	fmt.Printf("HTTP floor: a net/http server (one process, like a node) answering every request with a node's point-read\n" +
-		"response and doing nothing else, driven like the point reads, in rounds with them.\n")
+		"response and doing nothing else, driven like the point reads; the point reads and the floor run in rounds\n" +
+		"with each other (one run of each per round), so the read ratios below compare the same phases.\n")
 	printTargets(os.Stdout, byName, ceilInsert)
 	return nil
 }
