@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -81,7 +82,7 @@ func keepSysmonAwake() error {
 	if runtime.GOOS == "linux" {
 		// The path is gone (the binary was deleted since it started): the
 		// running binary itself, under the name "exe".
-		err = syscall.Exec("/proc/self/exe", os.Args, env)
+		err = errors.Join(err, syscall.Exec("/proc/self/exe", os.Args, env))
 	}
 	return fmt.Errorf("re-executing with %s %s: %w", godebugEnvName, sysmonGODEBUG, err)
 }
