@@ -51,12 +51,29 @@ func uriPath(p string) string {
 	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
 }
 
+// processVFS is the SQLite VFS of every connection to a file this process
+// owns (the live database, a generation being received or booted). Only
+// skiffd ever opens those files, so "unix-excl" takes one exclusive POSIX
+// lock per file and keeps every other lock, and the WAL index, in this
+// process's memory: no -shm file, and no fcntl system calls in each
+// transaction (1.8 per point read under load with "unix"; without them a
+// point read costs 14% less CPU, issue 20). All connections to one file
+// must use it: a "unix" connection would take real locks beside it. The
+// lock is advisory and the kernel drops it when this process closes any
+// descriptor of the file, so it is not a guard against other processes.
+const processVFS = "unix-excl"
+
+// ownedDSN is the DSN of a connection to a file this process owns; params
+// are further URI parameters, "&"-joined.
+func ownedDSN(path, params string) string {
+	return fmt.Sprintf("file:%s?vfs=%s&cache=private&%s", uriPath(path), processVFS, params)
+}
+
 // openWriter opens the single writer connection. synchronous=NORMAL in WAL
 // mode never corrupts and loses at most a suffix of commits on power loss,
 // which the Raft log replays; Sync is the real barrier (DRAGONBOAT.md 6.4).
 func openWriter(path string, fk bool) (*sqlite3.SQLiteConn, error) {
-	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&_fk=%t&cache=private",
-		uriPath(path), busyTimeoutMS, fk)
+	dsn := ownedDSN(path, fmt.Sprintf("_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&_fk=%t", busyTimeoutMS, fk))
 	c, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open writer %s: %w", path, err)
@@ -64,11 +81,15 @@ func openWriter(path string, fk bool) (*sqlite3.SQLiteConn, error) {
 	return c.(*sqlite3.SQLiteConn), nil
 }
 
-// openReader opens one read-only connection: mode=ro makes the file itself
-// unwritable through it, whatever SQL a client sends. Client SQL runs under
-// the authorizer; Skiff's own readers (snapshots) need transaction control.
+// openReader opens one reader connection. It is opened read-write, not
+// mode=ro: "unix-excl" keeps real fcntl locks for read-only connections,
+// which would replace this process's exclusive lock (POSIX locks of one
+// process merge). What keeps it from writing: query_only, which fails any
+// write transaction with SQLITE_READONLY; runRead, which refuses a
+// statement SQLite does not call read-only; and, for client SQL, the
+// authorizer. Skiff's own readers (snapshots) need transaction control.
 func openReader(path string, fk, clientSQL bool) (*sqlite3.SQLiteConn, error) {
-	dsn := fmt.Sprintf("file:%s?mode=ro&_busy_timeout=%d&_query_only=1&_fk=%t&cache=private", uriPath(path), busyTimeoutMS, fk)
+	dsn := ownedDSN(path, fmt.Sprintf("_busy_timeout=%d&_query_only=1&_fk=%t", busyTimeoutMS, fk))
 	c, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open reader %s: %w", path, err)

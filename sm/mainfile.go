@@ -86,8 +86,7 @@ func (h *heldFiles) retireAll() {
 // own to the database at path, waiting up to busyMS for locks, and fails
 // unless every WAL frame was copied into the main file.
 func checkpointAll(path, mode string, busyMS int) error {
-	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&cache=private",
-		uriPath(path), busyMS)
+	dsn := ownedDSN(path, fmt.Sprintf("_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d", busyMS))
 	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
 	if err != nil {
 		return fmt.Errorf("open checkpointer: %w", err)

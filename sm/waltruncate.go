@@ -55,7 +55,7 @@ func (s *StateMachine) truncateWAL(q *TruncateWAL) (*TruncateWALResult, error) {
 	if q.MinSize <= 0 || before < q.MinSize {
 		return res, nil
 	}
-	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&cache=private", uriPath(s.path), truncateBusyTimeout)
+	dsn := ownedDSN(s.path, fmt.Sprintf("_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d", truncateBusyTimeout))
 	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open checkpointer: %w", err)
