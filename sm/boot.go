@@ -216,7 +216,7 @@ func (s *StateMachine) install(path string, index uint64) error {
 	s.schemaDirty = true
 	s.mu.Unlock()
 	if oldReaders != nil {
-		closeReaders(oldReaders)
+		oldReaders.close()
 	}
 	if oldW != nil {
 		_ = oldW.close()

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
+	"github.com/skiffdb/skiff/sm/cmdpb"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,5 +76,35 @@ func TestReaderRefusesWrites(t *testing.T) {
 	}
 	if n := h.count("t"); n != 0 {
 		t.Fatalf("rows after refused writes: %d", n)
+	}
+}
+
+// AbortReads interrupts a read that is running and fails the ones after
+// it, without their contexts ending.
+func TestAbortReads(t *testing.T) {
+	h := newHarness(t)
+	endless := &cmdpb.Request{Statements: stmts("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c")}
+	done := make(chan error, 1)
+	go func() {
+		out, err := h.s.Lookup(&Query{Ctx: context.Background(), Request: endless})
+		if err == nil {
+			if r := out.(*cmdpb.Response).GetResults(); len(r) == 1 && r[0].GetError() != "" {
+				err = errors.New(r[0].GetError())
+			}
+		}
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // it runs
+	h.s.AbortReads()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "interrupt") {
+			t.Fatalf("aborted read: %v, want an interrupt", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("AbortReads did not end a running read")
+	}
+	if _, err := h.s.Lookup(&Query{Ctx: context.Background(), Request: &cmdpb.Request{Statements: stmts("SELECT 1")}}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("read after AbortReads: %v, want ErrClosed", err)
 	}
 }

@@ -34,6 +34,39 @@ func (r *reader) syncSchema(g uint64) error {
 	return nil
 }
 
+// readerPool is the reader connections of one database file: free holds
+// those no Lookup is using, all is every one of them (abort).
+type readerPool struct {
+	free chan *reader
+	all  []*reader
+}
+
+func newReaderPool(n int) *readerPool {
+	return &readerPool{free: make(chan *reader, n), all: make([]*reader, 0, n)}
+}
+
+func (p *readerPool) add(r *reader) {
+	p.all = append(p.all, r)
+	p.free <- r
+}
+
+// abort interrupts the statement each connection is running, if any. It
+// is safe beside the Lookups using them (sqlite3_interrupt may be called
+// from any thread), not beside close.
+func (p *readerPool) abort() {
+	for _, r := range p.all {
+		interruptConn(r.c)
+	}
+}
+
+// close closes every connection; none may be in use.
+func (p *readerPool) close() {
+	for _, r := range p.all {
+		r.close()
+	}
+	p.all = nil
+}
+
 func newReader(c *sqlite3.SQLiteConn) *reader {
 	return &reader{c: c, stmts: newStmtCache(stmtCacheSize)}
 }

@@ -74,8 +74,10 @@ type StateMachine struct {
 	// RecoverFromSnapshot and the teardown in Close.
 	mu      sync.RWMutex
 	closed  bool
-	readers chan *reader
+	readers *readerPool
 	path    string
+	// readsAborted (AbortReads) fails every Lookup query from then on.
+	readsAborted atomic.Bool
 
 	// held keeps the descriptors snapshot streams read the database
 	// files through (mainfile.go).
@@ -177,13 +179,13 @@ func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 
 // openHandles opens the writer (creating the internal tables), reads the
 // applied index, then opens the reader pool.
-func (s *StateMachine) openHandles(path string) (*writer, chan *reader, uint64, error) {
+func (s *StateMachine) openHandles(path string) (*writer, *readerPool, uint64, error) {
 	wc, err := openWriter(path, s.cfg.ForeignKeys)
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	wc.RegisterAuthorizer(s.authorizeWrite)
-	fail := func(err error) (*writer, chan *reader, uint64, error) {
+	fail := func(err error) (*writer, *readerPool, uint64, error) {
 		_ = wc.Close()
 		return nil, nil, 0, err
 	}
@@ -213,28 +215,17 @@ func (s *StateMachine) openHandles(path string) (*writer, chan *reader, uint64, 
 	if err != nil {
 		return fail(err)
 	}
-	readers := make(chan *reader, s.cfg.ReadConns)
+	readers := newReaderPool(s.cfg.ReadConns)
 	for range s.cfg.ReadConns {
 		rc, err := openReader(path, s.cfg.ForeignKeys, true)
 		if err != nil {
-			closeReaders(readers)
+			readers.close()
 			w.close()
 			return nil, nil, 0, err
 		}
-		readers <- newReader(rc)
+		readers.add(newReader(rc))
 	}
 	return w, readers, uint64(applied), nil
-}
-
-func closeReaders(ch chan *reader) {
-	for {
-		select {
-		case r := <-ch:
-			r.close()
-		default:
-			return
-		}
-	}
 }
 
 // Sync makes every committed batch durable. Dragonboat compacts the Raft
@@ -269,7 +260,7 @@ func (s *StateMachine) Close() error {
 	}
 	s.closed = true
 	if s.readers != nil {
-		closeReaders(s.readers)
+		s.readers.close()
 		s.readers = nil
 	}
 	var err error
@@ -364,7 +355,11 @@ func (s *StateMachine) takeReader(ctx context.Context) (*reader, error) {
 		return nil, ErrClosed
 	}
 	select {
-	case r := <-s.readers:
+	case r := <-s.readers.free:
+		if s.readsAborted.Load() {
+			s.giveReader(r)
+			return nil, ErrClosed
+		}
 		return r, nil
 	case <-ctx.Done():
 		s.mu.RUnlock()
@@ -373,8 +368,23 @@ func (s *StateMachine) takeReader(ctx context.Context) (*reader, error) {
 }
 
 func (s *StateMachine) giveReader(r *reader) {
-	s.readers <- r
+	s.readers.free <- r
 	s.mu.RUnlock()
+}
+
+// AbortReads interrupts every client read running now, and makes every
+// later one fail with ErrClosed: how a shutdown whose grace period is over
+// bounds its reads (the replica's stop), without tying each read's context
+// to its own. A read that has taken its connection but not yet stepped
+// may still run to its end or its deadline, as with an interrupt through
+// its context (sqlite3_interrupt is a no-op until a statement runs).
+func (s *StateMachine) AbortReads() {
+	s.readsAborted.Store(true)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.closed && s.readers != nil {
+		s.readers.abort()
+	}
 }
 
 // readRequest runs every statement of req as a read. A storage fault on a

@@ -404,6 +404,21 @@ func nodeHostConfig(c Config) config.NodeHostConfig {
 	}
 }
 
+// readDeadline gives a local read a deadline if ctx has none. Unlike
+// withDeadline it does not tie the read to workCtx: that costs a context
+// and a registration per read (3% of a point read's CPU). A shutdown past
+// its grace period ends reads otherwise: the read rounds stop with the
+// actors (workCtx) and the state machine aborts its reads (stop).
+func readDeadline(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, timeout)
+}
+
 // withDeadline gives ctx a deadline if it has none: Dragonboat refuses
 // calls without one, and a request without one could hang forever.
 func (r *Replica) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -422,9 +437,6 @@ func (r *Replica) withDeadline(ctx context.Context) (context.Context, context.Ca
 
 func (r *Replica) query(ctx context.Context, run *running, req *cmdpb.Request, opts ReadOptions) (*cmdpb.Response, error) {
 	nh := run.nh
-	ctx, cancel := r.withDeadline(ctx)
-	defer cancel()
-	q := &sm.Query{Ctx: ctx, Request: req, StatementTimeout: opts.DBTimeout}
 	level := opts.Level
 	if level == LevelAuto {
 		// auto is none on read replicas and weak on voters (API.md 1.8).
@@ -442,6 +454,14 @@ func (r *Replica) query(ctx context.Context, run *running, req *cmdpb.Request, o
 			level = LevelNone
 		}
 	}
+	if level == LevelStrong {
+		ctx, cancel := r.withDeadline(ctx)
+		defer cancel()
+		return r.propose(ctx, nh, cmdpb.Command_TYPE_QUERY, req)
+	}
+	ctx, cancel := readDeadline(ctx, r.cfg.ApplyTimeout)
+	defer cancel()
+	q := &sm.Query{Ctx: ctx, Request: req, StatementTimeout: opts.DBTimeout}
 	var (
 		out any
 		err error
@@ -456,8 +476,6 @@ func (r *Replica) query(ctx context.Context, run *running, req *cmdpb.Request, o
 		if err = run.reads.wait(ctx); err == nil {
 			out, err = nh.StaleRead(r.cfg.ShardID, q)
 		}
-	case LevelStrong:
-		return r.propose(ctx, nh, cmdpb.Command_TYPE_QUERY, req)
 	default:
 		err = ErrBadLevel
 	}

@@ -312,3 +312,45 @@ func TestRequestIDFromContextAppliesOnce(t *testing.T) {
 	}
 	n.stop(t)
 }
+
+// A shutdown whose grace period is over ends the reads still running, at
+// every local level: the state machine aborts them (they are not tied to
+// workCtx one by one, readDeadline), and the node stops.
+func TestShutdownAbortsLongReads(t *testing.T) {
+	n := startNode(t, t.TempDir(), freeAddr(t))
+	// Counts forever: only an interrupt ends it.
+	endless := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+	levels := []Level{LevelNone, LevelWeak, LevelLinearizable}
+	errs := make(chan error, len(levels))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	for _, lvl := range levels {
+		go func() {
+			out, err := n.r.Query(ctx, req(endless), ReadOptions{Level: lvl})
+			if err == nil && len(out.GetResults()) == 1 {
+				// SQLite's interrupt is the statement's result.
+				if e := out.GetResults()[0].GetError(); e != "" {
+					err = errors.New(e)
+				}
+			}
+			errs <- err
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // the reads are running
+	t0 := time.Now()
+	n.stop(t)
+	if d := time.Since(t0); d > shutdownGrace+10*time.Second {
+		t.Errorf("stop took %s with long reads running (grace %s)", d, shutdownGrace)
+	}
+	for range levels {
+		select {
+		case err := <-errs:
+			if err == nil {
+				t.Error("an endless read returned rows")
+			}
+			t.Logf("read: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a read still runs after the node stopped")
+		}
+	}
+}

@@ -107,7 +107,9 @@ func (r *Replica) begin(nh *dragonboat.NodeHost) (*running, *group, *group) {
 	run := &running{nh: nh, reads: newReadRounds(confirm, r.cfg.ReadRoundSpacing, readRoundGather, readRoundBusy)}
 	run.writes = newProposer(func(ctx context.Context, b []writeEnv) { r.proposeBatch(ctx, nh, b) }, r.log)
 	run.members = newMemberChanges(func(ctx context.Context, req MemberReq) error { return r.serveMember(ctx, nh, req) })
-	acts := newGroup(context.Background())
+	// The actors end with workCtx: a request still waiting on one when
+	// shutdown cancels the work ends then (stop).
+	acts := newGroup(r.workCtx)
 	for _, a := range []interface{ Run(context.Context) error }{run.writes, run.reads, run.members} {
 		acts.goRun(func(ctx context.Context) { _ = a.Run(ctx) })
 	}
@@ -125,6 +127,8 @@ func (r *Replica) begin(nh *dragonboat.NodeHost) (*running, *group, *group) {
 //     the membership actor, after any change already queued.
 //  3. Refuse new requests, and wait for those in flight (the lease) for a
 //     grace period, then cancel them: they use the NodeHost and actors.
+//     Cancelling ends the actors' contexts and aborts the state machine's
+//     reads, which are not tied to workCtx one by one (readDeadline).
 //  4. Stop the actors: no request can reach them any more; their queued
 //     and in-flight work ends with ErrStopped or Dragonboat's error.
 //  5. Close the NodeHost: it closes the state machine (checkpointing
@@ -140,6 +144,9 @@ func (r *Replica) stop(run *running, acts, jobs *group) {
 	case <-time.After(shutdownGrace):
 		r.log.Warn("cancelling in-flight requests at shutdown", zap.Duration("grace", shutdownGrace))
 		r.cancelWork()
+		if m := r.machine.Load(); m != nil {
+			m.AbortReads()
+		}
 		<-drained
 	}
 	r.cancelWork()
