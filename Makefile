@@ -15,7 +15,7 @@ BENCH_RUNS ?= 3
 # Exported so every go command, and the e2e tests' own build of skiffd, use it.
 export GOFLAGS := $(strip $(GOFLAGS) -tags=sqlite_column_metadata,sqlite_preupdate_hook)
 
-.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-sysmon bench-inprocess soak-restart failover verify fmt tools proto clean
+.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-sysmon bench-gc bench-inprocess soak-restart failover verify fmt tools proto clean
 
 all: build
 
@@ -45,8 +45,8 @@ test-compat:
 	$(GO) test -race -count=1 -run TestGorqliteSuite -v ./test/
 
 ## bench: bench-inprocess, then bench-cluster, bench-cdc, bench-security,
-## bench-backup, bench-metrics and bench-sysmon.
-bench: bench-inprocess bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-sysmon
+## bench-backup, bench-metrics, bench-sysmon and bench-gc.
+bench: bench-inprocess bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-sysmon bench-gc
 
 ## bench-sysmon: the cost of skiffd's runtime setting (cmd/skiffd/sysmon.go):
 ## inserts on two 3-node loopback clusters of bin/skiffd, A with the
@@ -54,6 +54,13 @@ bench: bench-inprocess bench-cluster bench-cdc bench-security bench-backup bench
 ## 2 s slices; B/A of req/s and of the nodes' CPU per insert.
 bench-sysmon: build
 	$(GO) run ./test/benchab -a bin/skiffd -a-env GODEBUG=schedtrace=0 -b bin/skiffd -workload insert -pairs 8
+
+## bench-gc: the cost of skiffd's GC target (cmd/skiffd/gcpercent.go): point
+## reads, then inserts, on two 3-node clusters of bin/skiffd, A with Go's
+## default (GOGC=100) and B as it runs, in alternating 2 s slices.
+bench-gc: build
+	$(GO) run ./test/benchab -a bin/skiffd -a-env GOGC=100 -b bin/skiffd -workload read -level none -pairs 8
+	$(GO) run ./test/benchab -a bin/skiffd -a-env GOGC=100 -b bin/skiffd -workload insert -pairs 8
 
 ## bench-cluster: a 3-node loopback cluster driven over HTTP by `skiff bench`
 ## (writes and point reads on the leader and a follower), each figure with

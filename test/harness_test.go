@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -234,7 +235,8 @@ type node struct {
 	// failpoints, if set, runs the failpoints build with this
 	// SKIFF_FAILPOINTS spec (possibly empty) on the next start.
 	failpoints *string
-	// env is extra environment for the daemon, set before a start.
+	// env is extra environment for the daemon, set before a start: KEY=VALUE
+	// sets KEY, a bare KEY unsets it.
 	env []string
 	// tlsClient, if set, makes the harness speak HTTPS to the node with
 	// this client configuration (set before the first start, with the
@@ -338,7 +340,13 @@ func (n *node) launch() *process {
 	if n.failpoints != nil {
 		cmd.Env = append(cmd.Env, "SKIFF_FAILPOINTS="+*n.failpoints)
 	}
-	cmd.Env = append(cmd.Env, n.env...)
+	for _, kv := range n.env {
+		if !strings.Contains(kv, "=") { // a bare name unsets it
+			cmd.Env = slices.DeleteFunc(cmd.Env, func(e string) bool { return strings.HasPrefix(e, kv+"=") })
+			continue
+		}
+		cmd.Env = append(cmd.Env, kv)
+	}
 	p := &process{cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		n.t.Fatalf("launch: %v", err)

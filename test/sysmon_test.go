@@ -35,10 +35,12 @@ func TestSysmonKeptAwake(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, env, want string
+		gogc            string // "" for unset
+		wantGC          string // go_gc_gogc_percent in /metrics
 	}{
-		{"default", "", "schedtrace=2147483647"},
-		{"other settings kept", "GODEBUG=madvdontneed=1", "madvdontneed=1,schedtrace=2147483647"},
-		{"opted out", "GODEBUG=schedtrace=0", "schedtrace=0"},
+		{"default", "", "schedtrace=2147483647", "", "200"},
+		{"other settings kept", "GODEBUG=madvdontneed=1", "madvdontneed=1,schedtrace=2147483647", "", "200"},
+		{"opted out", "GODEBUG=schedtrace=0", "schedtrace=0", "100", "100"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -48,6 +50,11 @@ func TestSysmonKeptAwake(t *testing.T) {
 			} else {
 				n.env = []string{"GODEBUG="} // whatever the test's own environment holds
 			}
+			if tc.gogc != "" {
+				n.env = append(n.env, "GOGC="+tc.gogc)
+			} else {
+				n.env = append(n.env, "GOGC") // unset, whatever the test's environment holds
+			}
 			// start checks that /status is answered by this very pid, on the
 			// addresses the flags gave: the re-executed process is the one
 			// the harness started, with its arguments.
@@ -55,6 +62,12 @@ func TestSysmonKeptAwake(t *testing.T) {
 			n.waitReady(readyTimeout)
 			wantOK(t, "a write after the re-execution", n.execute(`["CREATE TABLE t (x)"]`),
 				`{"results":[{}]}`)
+			// The collector's target: skiffd's default unless GOGC is set
+			// (cmd/skiffd/gcpercent.go).
+			m := n.get("/metrics")
+			if gc := metricLine(string(m.body), "go_gc_gogc_percent"); gc != tc.wantGC {
+				t.Fatalf("go_gc_gogc_percent = %q, want %q", gc, tc.wantGC)
+			}
 			pid := n.proc.cmd.Process.Pid
 			got, ok := processGODEBUG(t, pid)
 			if !ok || got != tc.want {
@@ -76,4 +89,15 @@ func TestSysmonKeptAwake(t *testing.T) {
 			}
 		})
 	}
+}
+
+// metricLine returns the value of the unlabelled sample name in a
+// Prometheus text exposition, or "" if there is none.
+func metricLine(exposition, name string) string {
+	for _, l := range strings.Split(exposition, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return v
+		}
+	}
+	return ""
 }

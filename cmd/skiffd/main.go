@@ -58,6 +58,7 @@ func run(args []string, stdout, stderr io.Writer, sysmonErr error) int {
 	if sysmonErr != nil {
 		log.Warn("Go runtime left at its default sysmon wake-ups", zap.Error(sysmonErr))
 	}
+	log.Info("Go garbage collector target", zap.String("gc_percent", setGCPercent(os.LookupEnv)))
 	if err := o.profiles.start(); err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 2
