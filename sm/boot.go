@@ -211,8 +211,8 @@ func (s *StateMachine) install(path string, index uint64) error {
 		return err
 	}
 	s.mu.Lock()
-	oldW, oldReaders := s.w, s.readers
-	s.w, s.readers, s.path, s.gen = w, readers, final, gen
+	oldW, oldReaders := s.w, s.readers.Swap(readers)
+	s.w, s.path, s.gen = w, final, gen
 	s.schemaDirty = true
 	s.mu.Unlock()
 	if oldReaders != nil {

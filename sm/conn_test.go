@@ -95,14 +95,32 @@ func TestAbortReads(t *testing.T) {
 		done <- err
 	}()
 	time.Sleep(200 * time.Millisecond) // it runs
-	h.s.AbortReads()
+	// A snapshot's swap waiting for mu behind the read (RecoverFromSnapshot
+	// takes it to swap files) must not hold the abort back.
+	swapped := make(chan struct{})
+	go func() {
+		h.s.mu.Lock()
+		closed := h.s.closed
+		h.s.mu.Unlock()
+		if !closed {
+			close(swapped)
+		}
+	}()
+	time.Sleep(50 * time.Millisecond) // the swap waits
+	go h.s.AbortReads()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "interrupt") {
 			t.Fatalf("aborted read: %v, want an interrupt", err)
 		}
 	case <-time.After(10 * time.Second):
+		h.s.readers.Load().abort() // let the harness close the machine
 		t.Fatal("AbortReads did not end a running read")
+	}
+	select {
+	case <-swapped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting swap never got the lock")
 	}
 	if _, err := h.s.Lookup(&Query{Ctx: context.Background(), Request: &cmdpb.Request{Statements: stmts("SELECT 1")}}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("read after AbortReads: %v, want ErrClosed", err)

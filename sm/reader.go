@@ -1,6 +1,8 @@
 package sm
 
 import (
+	"sync"
+
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
@@ -39,6 +41,10 @@ func (r *reader) syncSchema(g uint64) error {
 type readerPool struct {
 	free chan *reader
 	all  []*reader
+	// mu keeps abort and close apart: sqlite3_interrupt on a closed
+	// connection would use freed memory.
+	mu     sync.Mutex
+	closed bool
 }
 
 func newReaderPool(n int) *readerPool {
@@ -54,6 +60,11 @@ func (p *readerPool) add(r *reader) {
 // is safe beside the Lookups using them (sqlite3_interrupt may be called
 // from any thread), not beside close.
 func (p *readerPool) abort() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
 	for _, r := range p.all {
 		interruptConn(r.c)
 	}
@@ -61,6 +72,9 @@ func (p *readerPool) abort() {
 
 // close closes every connection; none may be in use.
 func (p *readerPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
 	for _, r := range p.all {
 		r.close()
 	}

@@ -69,10 +69,10 @@ func TestReadStatementCache(t *testing.T) {
 		read(fmt.Sprintf("SELECT %d", i))
 	}
 	for range 2 {
-		r := <-h.s.readers.free
+		r := <-h.s.readers.Load().free
 		if n := r.stmts.len(); n > stmtCacheSize || n != len(r.stmts.order) {
 			t.Fatalf("cache holds %d statements (order %d), bound %d", n, len(r.stmts.order), stmtCacheSize)
 		}
-		defer func() { h.s.readers.free <- r }()
+		defer func() { h.s.readers.Load().free <- r }()
 	}
 }

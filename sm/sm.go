@@ -72,9 +72,11 @@ type StateMachine struct {
 
 	// mu guards the handles Lookup uses against the swap in
 	// RecoverFromSnapshot and the teardown in Close.
-	mu      sync.RWMutex
-	closed  bool
-	readers *readerPool
+	mu     sync.RWMutex
+	closed bool
+	// readers is changed under mu, and loaded without it only by
+	// AbortReads (the pool's own lock keeps that apart from its close).
+	readers atomic.Pointer[readerPool]
 	path    string
 	// readsAborted (AbortReads) fails every Lookup query from then on.
 	readsAborted atomic.Bool
@@ -162,7 +164,8 @@ func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 		return 0, err
 	}
 	s.mu.Lock()
-	s.gen, s.w, s.readers, s.path = gen, w, readers, path
+	s.gen, s.w, s.path = gen, w, path
+	s.readers.Store(readers)
 	s.schemaDirty = true
 	s.mu.Unlock()
 	s.applied.Store(applied)
@@ -259,9 +262,8 @@ func (s *StateMachine) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.readers != nil {
-		s.readers.close()
-		s.readers = nil
+	if p := s.readers.Swap(nil); p != nil {
+		p.close()
 	}
 	var err error
 	if s.w != nil {
@@ -350,12 +352,13 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 // between (it holds mu for reading).
 func (s *StateMachine) takeReader(ctx context.Context) (*reader, error) {
 	s.mu.RLock()
-	if s.closed || s.readers == nil {
+	p := s.readers.Load()
+	if s.closed || p == nil {
 		s.mu.RUnlock()
 		return nil, ErrClosed
 	}
 	select {
-	case r := <-s.readers.free:
+	case r := <-p.free:
 		if s.readsAborted.Load() {
 			s.giveReader(r)
 			return nil, ErrClosed
@@ -368,7 +371,7 @@ func (s *StateMachine) takeReader(ctx context.Context) (*reader, error) {
 }
 
 func (s *StateMachine) giveReader(r *reader) {
-	s.readers.free <- r
+	s.readers.Load().free <- r // the pool r came from: swapping it takes mu
 	s.mu.RUnlock()
 }
 
@@ -378,12 +381,13 @@ func (s *StateMachine) giveReader(r *reader) {
 // to its own. A read that has taken its connection but not yet stepped
 // may still run to its end or its deadline, as with an interrupt through
 // its context (sqlite3_interrupt is a no-op until a statement runs).
+//
+// It does not take mu: a snapshot's swap waiting for mu behind a long read
+// would hold it back until that read ended by itself.
 func (s *StateMachine) AbortReads() {
 	s.readsAborted.Store(true)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if !s.closed && s.readers != nil {
-		s.readers.abort()
+	if p := s.readers.Load(); p != nil {
+		p.abort()
 	}
 }
 
