@@ -56,8 +56,7 @@ func uriPath(p string) string {
 // skiffd ever opens those files, so "unix-excl" takes one exclusive POSIX
 // lock per file and keeps every other lock, and the WAL index, in this
 // process's memory: no -shm file, and no fcntl system calls in each
-// transaction (1.8 per point read under load with "unix"; without them a
-// point read costs 14% less CPU, issue 20). All connections to one file
+// transaction ("unix" made 1.8 per point read; README, Benchmarks). All connections to one file
 // must use it: a "unix" connection would take real locks beside it. The
 // lock is advisory and the kernel drops it when this process closes any
 // descriptor of the file, so it is not a guard against other processes.
@@ -77,6 +76,17 @@ func openWriter(path string, fk bool) (*sqlite3.SQLiteConn, error) {
 	c, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open writer %s: %w", path, err)
+	}
+	return c.(*sqlite3.SQLiteConn), nil
+}
+
+// openCheckpointer opens a connection of its own to the database at path
+// for one checkpoint, waiting up to busyMS for locks.
+func openCheckpointer(path string, busyMS int) (*sqlite3.SQLiteConn, error) {
+	dsn := ownedDSN(path, fmt.Sprintf("_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d", busyMS))
+	c, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open checkpointer: %w", err)
 	}
 	return c.(*sqlite3.SQLiteConn), nil
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-
-	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
 // heldFiles keeps the descriptors SaveSnapshot reads database files
@@ -86,12 +84,10 @@ func (h *heldFiles) retireAll() {
 // own to the database at path, waiting up to busyMS for locks, and fails
 // unless every WAL frame was copied into the main file.
 func checkpointAll(path, mode string, busyMS int) error {
-	dsn := ownedDSN(path, fmt.Sprintf("_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d", busyMS))
-	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
+	ck, err := openCheckpointer(path, busyMS)
 	if err != nil {
-		return fmt.Errorf("open checkpointer: %w", err)
+		return err
 	}
-	ck := dc.(*sqlite3.SQLiteConn)
 	var busy, logFrames, done int64 = 1, -1, -2
 	err = eachRow(context.Background(), ck, "PRAGMA wal_checkpoint("+mode+")", 3, func(v []driver.Value) error {
 		busy, _ = v[0].(int64)

@@ -55,12 +55,10 @@ func (s *StateMachine) truncateWAL(q *TruncateWAL) (*TruncateWALResult, error) {
 	if q.MinSize <= 0 || before < q.MinSize {
 		return res, nil
 	}
-	dsn := ownedDSN(s.path, fmt.Sprintf("_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d", truncateBusyTimeout))
-	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
+	c, err := openCheckpointer(s.path, truncateBusyTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("open checkpointer: %w", err)
+		return nil, err
 	}
-	c := dc.(*sqlite3.SQLiteConn)
 	defer c.Close()
 	err = eachRow(context.Background(), c, "PRAGMA wal_checkpoint(TRUNCATE)", 3, func(v []driver.Value) error {
 		busy, _ := v[0].(int64)

@@ -405,8 +405,8 @@ func nodeHostConfig(c Config) config.NodeHostConfig {
 }
 
 // readDeadline gives a local read a deadline if ctx has none. Unlike
-// withDeadline it does not tie the read to workCtx: that costs a context
-// and a registration per read (3% of a point read's CPU). A shutdown past
+// withDeadline it does not tie the read to workCtx, which costs a context
+// and a registration per read (README, Benchmarks). A shutdown past
 // its grace period ends reads otherwise: the read rounds stop with the
 // actors (workCtx) and the state machine aborts its reads (stop).
 func readDeadline(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {

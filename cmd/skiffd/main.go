@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -58,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer, sysmonErr error) int {
 	if sysmonErr != nil {
 		log.Warn("Go runtime left at its default sysmon wake-ups", zap.Error(sysmonErr))
 	}
-	log.Info("Go garbage collector target", zap.String("gc_percent", setGCPercent(os.LookupEnv)))
+	log.Info("Go garbage collector target", zap.String("gc_percent", applyGCPercent(os.LookupEnv, debug.SetGCPercent)))
 	if err := o.profiles.start(); err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 2
