@@ -249,9 +249,20 @@ func (g *Gateway) handleQuery(w http.ResponseWriter, r *http.Request) {
 	if c.level == replica.LevelStrong {
 		g.rewrite(c)
 	}
-	ctx, cancel := g.requestContext(r, c.params.Timeout)
-	defer cancel()
-	resp, err := g.data.Query(ctx, c.req, c.readOptions())
+	if c.level == replica.LevelStrong {
+		ctx, cancel := g.requestContext(r, c.params.Timeout)
+		defer cancel()
+		resp, err := g.data.Query(ctx, c.req, c.readOptions())
+		g.finish(w, c, resp, err, false)
+		return
+	}
+	// A read the node may serve itself gets its deadline as a value, not
+	// as a context with a timer: the replica makes one only for a read that
+	// waits (ReadIndex), and the state machine watches the rest
+	// (ReadOptions.Deadline).
+	opts := c.readOptions()
+	opts.Deadline = c.start.Add(g.timeout(c.params.Timeout))
+	resp, err := g.data.Query(r.Context(), c.req, opts)
 	g.finish(w, c, resp, err, false)
 }
 

@@ -317,8 +317,13 @@ func writeJSON(w http.ResponseWriter, status int, b []byte) {
 // requestContext bounds a data request by its timeout parameter or the
 // default.
 func (g *Gateway) requestContext(r *http.Request, timeout time.Duration) (context.Context, context.CancelFunc) {
-	if timeout <= 0 {
-		timeout = g.cfg.RequestTimeout
+	return context.WithTimeout(r.Context(), g.timeout(timeout))
+}
+
+// timeout is a data request's timeout: its parameter's, or the default.
+func (g *Gateway) timeout(param time.Duration) time.Duration {
+	if param <= 0 {
+		return g.cfg.RequestTimeout
 	}
-	return context.WithTimeout(r.Context(), timeout)
+	return param
 }

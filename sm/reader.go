@@ -1,7 +1,10 @@
 package sm
 
 import (
+	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
@@ -19,6 +22,8 @@ type reader struct {
 	stmts *stmtCache
 	// gen is the schema generation this connection last loaded.
 	gen uint64
+	// watch bounds the statement running on c (the pool's watchdog).
+	watch watch
 }
 
 // syncSchema makes the connection load the schema of generation g if it
@@ -45,6 +50,10 @@ type readerPool struct {
 	// connection would use freed memory.
 	mu     sync.Mutex
 	closed bool
+	// running counts the statements armed on the pool's readers; the
+	// watchdog runs while there are any (watching).
+	running  atomic.Int64
+	watching atomic.Bool
 }
 
 func newReaderPool(n int) *readerPool {
@@ -67,6 +76,55 @@ func (p *readerPool) abort() {
 	}
 	for _, r := range p.all {
 		interruptConn(r.c)
+	}
+}
+
+// arm makes the end of ctx or deadline interrupt what runs on r (one of
+// p's readers) until disarm, which returns why the watchdog interrupted
+// it, if it did.
+func (p *readerPool) arm(r *reader, ctx context.Context, deadline time.Time) {
+	r.watch.arm(ctx, deadline)
+	p.running.Add(1)
+	if !p.watching.Load() && p.watching.CompareAndSwap(false, true) {
+		go p.watchdog()
+	}
+}
+
+func (p *readerPool) disarm(r *reader) error {
+	p.running.Add(-1)
+	return r.watch.disarm()
+}
+
+// watchdog interrupts the statements whose read has ended, every
+// watchInterval while any runs; it ends one interval after the last has,
+// so an idle node has no timer firing. run starts it again.
+func (p *readerPool) watchdog() {
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	for now := range t.C {
+		p.scan(now)
+		if p.running.Load() > 0 {
+			continue
+		}
+		p.watching.Store(false)
+		// A read that armed between the load and the store saw watching
+		// still true and started no watchdog: go on for it, unless one it
+		// started has already taken over.
+		if p.running.Load() == 0 || !p.watching.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// scan checks every reader's watch, under mu (apart from close).
+func (p *readerPool) scan(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	for _, r := range p.all {
+		r.watch.check(now, func() { interruptConn(r.c) })
 	}
 }
 

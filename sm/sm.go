@@ -278,8 +278,11 @@ func (s *StateMachine) Close() error {
 // connection and must not write.
 type Query struct {
 	// Ctx bounds the read; SQLite is interrupted when it is done.
-	Ctx     context.Context
-	Request *cmdpb.Request
+	Ctx context.Context
+	// Deadline bounds the read as Ctx's own deadline would (zero: none
+	// beyond Ctx), without a timer of its own.
+	Deadline time.Time
+	Request  *cmdpb.Request
 	// StatementTimeout interrupts each statement after this long (0: no
 	// bound beyond Ctx); the statement's result is "query timeout".
 	StatementTimeout time.Duration
@@ -316,7 +319,7 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	r, err := s.takeReader(ctx)
+	r, err := s.takeReader(ctx, query.Deadline)
 	if err != nil {
 		return nil, err
 	}
@@ -330,6 +333,9 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 		if g%2 == 1 {
 			// A schema change is being committed: wait it out (a
 			// commit takes milliseconds), within the read's deadline.
+			if !query.Deadline.IsZero() && !time.Now().Before(query.Deadline) {
+				return nil, context.DeadlineExceeded
+			}
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -340,34 +346,46 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 		if err := r.syncSchema(g); err != nil {
 			return nil, fmt.Errorf("%w: read: %w", ErrStorage, err)
 		}
-		resp, err := readRequest(ctx, r, query.Request, query.StatementTimeout)
+		resp, err := s.readRequest(ctx, query.Deadline, r, query.Request, query.StatementTimeout)
 		if err != nil || s.schemaGen.Load() == g {
 			return resp, err
 		}
 	}
 }
 
-// takeReader takes a reader connection from the pool, within ctx, while
-// the machine is open; giveReader returns it. The machine cannot close in
-// between (it holds mu for reading).
-func (s *StateMachine) takeReader(ctx context.Context) (*reader, error) {
+// takeReader takes a reader connection from the pool, within ctx and
+// deadline, while the machine is open; giveReader returns it. The machine
+// cannot close in between (it holds mu for reading).
+func (s *StateMachine) takeReader(ctx context.Context, deadline time.Time) (*reader, error) {
 	s.mu.RLock()
 	p := s.readers.Load()
 	if s.closed || p == nil {
 		s.mu.RUnlock()
 		return nil, ErrClosed
 	}
+	var r *reader
 	select {
-	case r := <-p.free:
-		if s.readsAborted.Load() {
-			s.giveReader(r)
-			return nil, ErrClosed
+	case r = <-p.free:
+	default:
+		// Every reader is busy: wait, with a timer for the deadline only
+		// now that there is a wait.
+		if !deadline.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
 		}
-		return r, nil
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return nil, ctx.Err()
+		select {
+		case r = <-p.free:
+		case <-ctx.Done():
+			s.mu.RUnlock()
+			return nil, ctx.Err()
+		}
 	}
+	if s.readsAborted.Load() {
+		s.giveReader(r)
+		return nil, ErrClosed
+	}
+	return r, nil
 }
 
 func (s *StateMachine) giveReader(r *reader) {
@@ -393,17 +411,23 @@ func (s *StateMachine) AbortReads() {
 
 // readRequest runs every statement of req as a read. A storage fault on a
 // read is an error of this read only; it does not stop the node.
-func readRequest(ctx context.Context, r *reader, req *cmdpb.Request, stmtTimeout time.Duration) (*cmdpb.Response, error) {
+// Each statement runs under r's watch (ctx, deadline and stmtTimeout), not
+// under a context of its own.
+func (s *StateMachine) readRequest(ctx context.Context, deadline time.Time, r *reader, req *cmdpb.Request, stmtTimeout time.Duration) (*cmdpb.Response, error) {
+	pool := s.readers.Load() // r's: swapping it takes mu, which the caller holds
 	resp := &cmdpb.Response{Results: make([]*cmdpb.StatementResult, 0, len(req.GetStatements()))}
 	for _, st := range req.GetStatements() {
-		res, err := timed(req.GetTimings(), func() (*cmdpb.StatementResult, error) {
-			sctx := ctx
+		res, err := timed(req.GetTimings(), func() (res *cmdpb.StatementResult, err error) {
+			d := deadline
 			if stmtTimeout > 0 {
-				var cancel context.CancelFunc
-				sctx, cancel = context.WithTimeout(ctx, stmtTimeout)
-				defer cancel()
+				d = earliest(d, time.Now().Add(stmtTimeout))
 			}
-			return runRead(sctx, r.c, r.stmts, st.GetSql(), args(st.GetParameters()), req.GetQualifyColumns())
+			pool.arm(r, ctx, d)
+			res, err = runRead(context.Background(), r.c, r.stmts, st.GetSql(), args(st.GetParameters()), req.GetQualifyColumns())
+			if cause := pool.disarm(r); cause != nil {
+				return interrupted(res, err, cause)
+			}
+			return res, err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: read: %w", ErrStorage, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 // DBStats is a Lookup query for the live database's numbers that rqlite
@@ -30,7 +31,7 @@ func (s *StateMachine) dbStats(q *DBStats) (*DBStatsResult, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	r, err := s.takeReader(ctx)
+	r, err := s.takeReader(ctx, time.Time{})
 	if err != nil {
 		return nil, err
 	}

@@ -68,6 +68,11 @@ type ReadOptions struct {
 	// ("query timeout"). Reads through the log ignore it: an interrupt
 	// timed differently on each replica would make them diverge.
 	DBTimeout time.Duration
+	// Deadline bounds a local read as its context's deadline would (zero:
+	// the context's, or ApplyTimeout), without a timer per read: the
+	// state machine's watchdog interrupts the read at it, and a read
+	// waiting for a ReadIndex round gets a context with it.
+	Deadline time.Time
 }
 
 // Timer sizes.
@@ -404,21 +409,6 @@ func nodeHostConfig(c Config) config.NodeHostConfig {
 	}
 }
 
-// readDeadline gives a local read a deadline if ctx has none. Unlike
-// withDeadline it does not tie the read to workCtx, which costs a context
-// and a registration per read (README, Benchmarks). A shutdown past
-// its grace period ends reads otherwise: the read rounds stop with the
-// actors (workCtx) and the state machine aborts its reads (stop).
-func readDeadline(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, timeout)
-}
-
 // withDeadline gives ctx a deadline if it has none: Dragonboat refuses
 // calls without one, and a request without one could hang forever.
 func (r *Replica) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -459,9 +449,14 @@ func (r *Replica) query(ctx context.Context, run *running, req *cmdpb.Request, o
 		defer cancel()
 		return r.propose(ctx, nh, cmdpb.Command_TYPE_QUERY, req)
 	}
-	ctx, cancel := readDeadline(ctx, r.cfg.ApplyTimeout)
-	defer cancel()
-	q := &sm.Query{Ctx: ctx, Request: req, StatementTimeout: opts.DBTimeout}
+	// A local read is not tied to workCtx, which would cost a context and
+	// a registration per read (README, Benchmarks). A shutdown past its
+	// grace period ends reads otherwise: the read rounds stop with the
+	// actors (workCtx) and the state machine aborts its reads (stop).
+	q := &sm.Query{Ctx: ctx, Deadline: opts.Deadline, Request: req, StatementTimeout: opts.DBTimeout}
+	if _, ok := ctx.Deadline(); !ok && q.Deadline.IsZero() {
+		q.Deadline = time.Now().Add(r.cfg.ApplyTimeout)
+	}
 	var (
 		out any
 		err error
@@ -473,7 +468,7 @@ func (r *Replica) query(ctx context.Context, run *running, req *cmdpb.Request, o
 		}
 		out, err = nh.StaleRead(r.cfg.ShardID, q)
 	case LevelLinearizable:
-		if err = run.reads.wait(ctx); err == nil {
+		if err = r.waitRead(ctx, run, q.Deadline); err == nil {
 			out, err = nh.StaleRead(r.cfg.ShardID, q)
 		}
 	default:
@@ -487,6 +482,17 @@ func (r *Replica) query(ctx context.Context, run *running, req *cmdpb.Request, o
 		return nil, fmt.Errorf("%w: lookup returned %T", ErrNotReady, out)
 	}
 	return resp, nil
+}
+
+// waitRead waits for a ReadIndex round to cover the read, within ctx and
+// deadline (zero: ctx's own).
+func (r *Replica) waitRead(ctx context.Context, run *running, deadline time.Time) error {
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	return run.reads.wait(ctx)
 }
 
 // serveLocal runs a local query (backup, checkpoint) until it is done or

@@ -315,7 +315,7 @@ func TestRequestIDFromContextAppliesOnce(t *testing.T) {
 
 // A shutdown whose grace period is over ends the reads still running, at
 // every local level: the state machine aborts them (they are not tied to
-// workCtx one by one, readDeadline), and the node stops.
+// workCtx one by one, see query), and the node stops.
 func TestShutdownAbortsLongReads(t *testing.T) {
 	n := startNode(t, t.TempDir(), freeAddr(t))
 	// Counts forever: only an interrupt ends it.

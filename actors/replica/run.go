@@ -128,7 +128,7 @@ func (r *Replica) begin(nh *dragonboat.NodeHost) (*running, *group, *group) {
 //  3. Refuse new requests, and wait for those in flight (the lease) for a
 //     grace period, then cancel them: they use the NodeHost and actors.
 //     Cancelling ends the actors' contexts and aborts the state machine's
-//     reads, which are not tied to workCtx one by one (readDeadline).
+//     reads, which are not tied to workCtx one by one (query).
 //  4. Stop the actors: no request can reach them any more; their queued
 //     and in-flight work ends with ErrStopped or Dragonboat's error.
 //  5. Close the NodeHost: it closes the state machine (checkpointing
