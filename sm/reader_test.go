@@ -49,6 +49,8 @@ func TestReadStatementCache(t *testing.T) {
 		{name: "two statements again", sql: "SELECT 1; SELECT v FROM t", want: `s:"new"`},
 		{name: "named parameters", sql: "SELECT :a, :b", params: []*cmdpb.Parameter{named("a", 1), named("b", 42)}, want: `values:{i:1}values:{i:42}`},
 		{name: "a named parameter left out is NULL, not the last value", sql: "SELECT :a, :b", params: []*cmdpb.Parameter{named("a", 1), named("x", 7)}, want: `values:{i:1}values:{}}`},
+		{name: "a cached read's declared types follow the schema", apply: "DROP TABLE t; CREATE TABLE t (id INTEGER PRIMARY KEY, v NUMERIC); INSERT INTO t VALUES (1, 'new')", sql: "SELECT * FROM t WHERE id = ?", params: []*cmdpb.Parameter{param(1)}, want: `types:"integer" types:"numeric"`},
+		{name: "and its columns", apply: "DROP TABLE t; CREATE TABLE t (id INTEGER PRIMARY KEY, w BLOB, v TEXT); INSERT INTO t VALUES (1, x'00', 'new')", sql: "SELECT * FROM t WHERE id = ?", params: []*cmdpb.Parameter{param(1)}, want: `columns:"id" columns:"w" columns:"v" types:"integer" types:"blob" types:"text"`},
 	}
 	for i, st := range steps {
 		if st.apply != "" {
