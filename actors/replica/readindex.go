@@ -38,9 +38,14 @@ type readRounds struct {
 	// so that a lightly loaded node (a client reading alone, a few at a
 	// time) never waits for the spacing.
 	busy int
-	done *actors.Done
-	mu   sync.Mutex
-	next *readRound
+	// bound is the longest rounds can keep a read waiting: the round in
+	// flight, the spacing and the read's own round. A read whose deadline
+	// is further away needs no timer: the rounds end first, and it looks
+	// at its deadline then. 0: every deadline gets a timer.
+	bound time.Duration
+	done  *actors.Done
+	mu    sync.Mutex
+	next  *readRound
 	// kick wakes Run when a round gets its first waiter, or its gather-th.
 	kick chan struct{}
 }
@@ -51,8 +56,8 @@ type readRound struct {
 	err     error
 }
 
-func newReadRounds(confirm func(context.Context) error, spacing time.Duration, gather, busy int) *readRounds {
-	return &readRounds{confirm: confirm, spacing: spacing, gather: max(gather, 1), busy: busy, done: actors.NewDone(),
+func newReadRounds(confirm func(context.Context) error, spacing time.Duration, gather, busy int, bound time.Duration) *readRounds {
+	return &readRounds{confirm: confirm, spacing: spacing, gather: max(gather, 1), busy: busy, bound: bound, done: actors.NewDone(),
 		next: &readRound{done: make(chan struct{})}, kick: make(chan struct{}, 1)}
 }
 
@@ -67,9 +72,24 @@ func readRoundTimeout(rtt time.Duration) time.Duration { return max(time.Second,
 // wait returns once a round that started after the call has confirmed
 // the read index and this node has applied up to it, or with the round's
 // error (Dragonboat's, which mapErr knows), or ctx's as SyncRead names it;
-// ErrClosed once Run has returned.
-func (x *readRounds) wait(ctx context.Context) error {
+// ErrClosed once Run has returned. deadline (zero: ctx's own) ends the
+// wait as ctx's deadline would, with a timer only once it is nearer than
+// bound: under load a linearizable read then costs no timer and no
+// context of its own (README, Benchmarks).
+func (x *readRounds) wait(ctx context.Context, deadline time.Time) error {
 	for {
+		if !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return dragonboat.ErrTimeout
+			}
+			if left <= x.bound || x.bound <= 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithDeadline(ctx, deadline)
+				defer cancel() // once: ctx carries the deadline from here on
+				deadline = time.Time{}
+			}
+		}
 		x.mu.Lock()
 		r := x.next
 		r.waiters++

@@ -14,7 +14,7 @@ import (
 // A read that arrives while a round is in flight is not answered by that
 // round (its index may predate the read): it waits for the next one.
 func TestReadRoundsLaterReadWaitsForNextRound(t *testing.T) {
-	x := newReadRounds(nil, 0, 1, 0)
+	x := newReadRounds(nil, 0, 1, 0, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	started := make(chan int, 10)
@@ -26,12 +26,12 @@ func TestReadRoundsLaterReadWaitsForNextRound(t *testing.T) {
 		return nil
 	})
 	first := make(chan error, 1)
-	go func() { first <- x.wait(context.Background()) }()
+	go func() { first <- x.wait(context.Background(), time.Time{}) }()
 	if n := <-started; n != 1 {
 		t.Fatalf("round %d started first", n)
 	}
 	second := make(chan error, 1)
-	go func() { second <- x.wait(context.Background()) }()
+	go func() { second <- x.wait(context.Background(), time.Time{}) }()
 	time.Sleep(20 * time.Millisecond) // the second read has joined round 2
 	release <- struct{}{}
 	if err := <-first; err != nil {
@@ -53,7 +53,7 @@ func TestReadRoundsLaterReadWaitsForNextRound(t *testing.T) {
 
 // Concurrent reads share rounds.
 func TestReadRoundsBatch(t *testing.T) {
-	x := newReadRounds(nil, 0, 1, 0)
+	x := newReadRounds(nil, 0, 1, 0, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var rounds atomic.Int32
@@ -69,7 +69,7 @@ func TestReadRoundsBatch(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range each {
-				if err := x.wait(context.Background()); err != nil {
+				if err := x.wait(context.Background(), time.Time{}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -96,31 +96,62 @@ func TestReadRoundsErrors(t *testing.T) {
 		{"a timed-out round is retried", []error{dragonboat.ErrTimeout, dragonboat.ErrTimeout, nil}, time.Second, nil, 3},
 		{"until the read's deadline", []error{dragonboat.ErrTimeout}, 50 * time.Millisecond, dragonboat.ErrTimeout, -1},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			x := newReadRounds(nil, 0, 1, 0)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			var rounds atomic.Int32
-			go x.run(ctx, func(context.Context) error {
-				n := int(rounds.Add(1))
-				time.Sleep(time.Millisecond)
-				return tc.results[min(n, len(tc.results))-1]
+		// The deadline comes as the context's, or as a value: with a
+		// timer from the start (bound 0), with one once it is near (bound
+		// 20 ms), or looked at only between rounds (bound an hour).
+		for _, how := range []struct {
+			name  string
+			value bool
+			bound time.Duration
+		}{{"context", false, 0}, {"value, timer", true, 0}, {"value, timer when near", true, 20 * time.Millisecond}, {"value, between rounds", true, time.Hour}} {
+			t.Run(tc.name+", "+how.name, func(t *testing.T) {
+				x := newReadRounds(nil, 0, 1, 0, how.bound)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				var rounds atomic.Int32
+				go x.run(ctx, func(context.Context) error {
+					n := int(rounds.Add(1))
+					time.Sleep(time.Millisecond)
+					return tc.results[min(n, len(tc.results))-1]
+				})
+				rctx, deadline := context.Background(), time.Now().Add(tc.deadline)
+				if !how.value {
+					var rcancel context.CancelFunc
+					rctx, rcancel = context.WithDeadline(rctx, deadline)
+					defer rcancel()
+					deadline = time.Time{}
+				}
+				if err := x.wait(rctx, deadline); !errors.Is(err, tc.want) {
+					t.Fatalf("wait = %v, want %v", err, tc.want)
+				}
+				if tc.rounds >= 0 && rounds.Load() != tc.rounds {
+					t.Fatalf("%d rounds, want %d", rounds.Load(), tc.rounds)
+				}
 			})
-			rctx, rcancel := context.WithTimeout(context.Background(), tc.deadline)
-			defer rcancel()
-			if err := x.wait(rctx); !errors.Is(err, tc.want) {
-				t.Fatalf("wait = %v, want %v", err, tc.want)
-			}
-			if tc.rounds >= 0 && rounds.Load() != tc.rounds {
-				t.Fatalf("%d rounds, want %d", rounds.Load(), tc.rounds)
-			}
-		})
+		}
+	}
+}
+
+// A read whose client goes away stops waiting, with its deadline far
+// away and no timer (a deadline as a value, beyond bound).
+func TestReadRoundsCancelled(t *testing.T) {
+	x := newReadRounds(nil, 0, 1, 0, time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go x.run(ctx, func(ctx context.Context) error {
+		<-ctx.Done()
+		return dragonboat.ErrClosed
+	})
+	rctx, rcancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, rcancel)
+	if err := x.wait(rctx, time.Now().Add(time.Hour)); !errors.Is(err, dragonboat.ErrCanceled) {
+		t.Fatalf("wait = %v, want ErrCanceled", err)
 	}
 }
 
 // When the loop stops (shutdown), a waiting read fails at once.
 func TestReadRoundsStop(t *testing.T) {
-	x := newReadRounds(nil, 0, 1, 0)
+	x := newReadRounds(nil, 0, 1, 0, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	block := make(chan struct{})
 	stopped := make(chan struct{})
@@ -133,10 +164,10 @@ func TestReadRoundsStop(t *testing.T) {
 		})
 	}()
 	first := make(chan error, 1)
-	go func() { first <- x.wait(context.Background()) }()
+	go func() { first <- x.wait(context.Background(), time.Time{}) }()
 	time.Sleep(10 * time.Millisecond)
 	second := make(chan error, 1)
-	go func() { second <- x.wait(context.Background()) }()
+	go func() { second <- x.wait(context.Background(), time.Time{}) }()
 	time.Sleep(10 * time.Millisecond)
 	cancel()
 	<-block
@@ -182,7 +213,7 @@ func TestReadRoundsSpacing(t *testing.T) {
 			if tc.busy == 0 {
 				sp = 0
 			}
-			x := newReadRounds(nil, sp, tc.gather, tc.busy)
+			x := newReadRounds(nil, sp, tc.gather, tc.busy, 0)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			starts := make(chan time.Time, 10)
@@ -195,13 +226,13 @@ func TestReadRoundsSpacing(t *testing.T) {
 			errs := make(chan error, 1+tc.first+tc.second)
 			join := func(n int) {
 				for range n {
-					go func() { errs <- x.wait(context.Background()) }()
+					go func() { errs <- x.wait(context.Background(), time.Time{}) }()
 				}
 				waitWaiters(t, x, n)
 			}
 			// A round of one in flight while the first round's reads
 			// join, and the first in flight while the second's join.
-			go func() { errs <- x.wait(context.Background()) }()
+			go func() { errs <- x.wait(context.Background(), time.Time{}) }()
 			<-starts
 			join(tc.first)
 			release <- struct{}{}

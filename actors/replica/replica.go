@@ -468,7 +468,7 @@ func (r *Replica) query(ctx context.Context, run *running, req *cmdpb.Request, o
 		}
 		out, err = nh.StaleRead(r.cfg.ShardID, q)
 	case LevelLinearizable:
-		if err = r.waitRead(ctx, run, q.Deadline); err == nil {
+		if err = run.reads.wait(ctx, q.Deadline); err == nil {
 			out, err = nh.StaleRead(r.cfg.ShardID, q)
 		}
 	default:
@@ -482,17 +482,6 @@ func (r *Replica) query(ctx context.Context, run *running, req *cmdpb.Request, o
 		return nil, fmt.Errorf("%w: lookup returned %T", ErrNotReady, out)
 	}
 	return resp, nil
-}
-
-// waitRead waits for a ReadIndex round to cover the read, within ctx and
-// deadline (zero: ctx's own).
-func (r *Replica) waitRead(ctx context.Context, run *running, deadline time.Time) error {
-	if !deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
-	}
-	return run.reads.wait(ctx)
 }
 
 // serveLocal runs a local query (backup, checkpoint) until it is done or

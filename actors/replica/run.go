@@ -104,7 +104,11 @@ func (r *Replica) begin(nh *dragonboat.NodeHost) (*running, *group, *group) {
 			return err
 		}
 	}
-	run := &running{nh: nh, reads: newReadRounds(confirm, r.cfg.ReadRoundSpacing, readRoundGather, readRoundBusy)}
+	// A round ends within its timeout (a tick or two later, as Dragonboat
+	// times requests out on ticks); a read waits for at most the round in
+	// flight, the spacing and its own round. Three timeouts leave room.
+	bound := 3*timeout + r.cfg.ReadRoundSpacing
+	run := &running{nh: nh, reads: newReadRounds(confirm, r.cfg.ReadRoundSpacing, readRoundGather, readRoundBusy, bound)}
 	run.writes = newProposer(func(ctx context.Context, b []writeEnv) { r.proposeBatch(ctx, nh, b) }, r.log)
 	run.members = newMemberChanges(func(ctx context.Context, req MemberReq) error { return r.serveMember(ctx, nh, req) })
 	// The actors end with workCtx: a request still waiting on one when
