@@ -257,9 +257,8 @@ func (g *Gateway) handleQuery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A read the node may serve itself gets its deadline as a value, not
-	// as a context with a timer: the replica makes one only for a read that
-	// waits (ReadIndex), and the state machine watches the rest
-	// (ReadOptions.Deadline).
+	// as a context with a timer: the read rounds and the state machine
+	// watch it (ReadOptions.Deadline).
 	opts := c.readOptions()
 	opts.Deadline = c.start.Add(g.timeout(c.params.Timeout))
 	resp, err := g.data.Query(r.Context(), c.req, opts)

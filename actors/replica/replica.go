@@ -71,7 +71,8 @@ type ReadOptions struct {
 	// Deadline bounds a local read as its context's deadline would (zero:
 	// the context's, or ApplyTimeout), without a timer per read: the
 	// state machine's watchdog interrupts the read at it, and a read
-	// waiting for a ReadIndex round gets a context with it.
+	// waiting for a ReadIndex round gets a timer only once it is near
+	// (readRounds.wait).
 	Deadline time.Time
 }
 
