@@ -177,14 +177,31 @@ func (r *Replica) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Respo
 		return nil, err
 	}
 	defer r.hot.leave()
-	ctx, cancel := r.withDeadline(ctx)
-	defer cancel()
 	if _, ok := actors.RequestID(ctx); ok {
 		// A caller that retries under one request ID (the write queue)
 		// needs it in the log: proposed alone, not in a batch.
+		ctx, cancel := r.withDeadline(ctx)
+		defer cancel()
 		return r.propose(ctx, run.nh, cmdpb.Command_TYPE_EXECUTE, req)
 	}
+	// A batched write is not tied to workCtx one by one, which would put
+	// every write through workCtx's lock twice (README, Benchmarks): the
+	// proposer's batches run under workCtx, and a write waiting on the
+	// proposer ends when it stops.
+	ctx, cancel := withTimeoutIfNone(ctx, r.cfg.ApplyTimeout)
+	defer cancel()
 	return run.writes.submit(ctx, req, func(err error) error { return r.mapErr(run.nh, err) })
+}
+
+// withTimeoutIfNone gives ctx a deadline timeout from now if it has none.
+func withTimeoutIfNone(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, timeout)
 }
 
 // ProposeHighWater replicates the CDC high-water mark hwm (every voter's
