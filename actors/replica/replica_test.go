@@ -354,3 +354,81 @@ func TestShutdownAbortsLongReads(t *testing.T) {
 		}
 	}
 }
+
+// A shutdown whose grace period is over ends the writes still waiting for
+// a commit, batched ones included: they are not tied to workCtx one by one
+// (Execute), the proposer answers them when it stops. The shard here
+// never has a quorum (its second member does not exist), so no write
+// can commit.
+func TestShutdownEndsWaitingWrites(t *testing.T) {
+	dir, addr := t.TempDir(), freeAddr(t)
+	life, err := lifecycle.New(lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	life.Notify(lifecycle.IdentityKnown{Identity: lifecycle.Identity{NodeID: "n1", ShardID: 1, ReplicaID: 1, RaftAddr: addr, Voter: true}})
+	r, err := New(Config{
+		NodeHostDir: filepath.Join(dir, "raft"), WALDir: filepath.Join(dir, "wal"), SMDir: filepath.Join(dir, "db"),
+		RaftAddr: addr, ReplicaID: 1, InitialMembers: map[uint64]string{1: addr, 2: freeAddr(t)},
+		LogDBMemory: LogDBTiny, Lifecycle: life,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	lctx, lcancel := context.WithCancel(context.Background())
+	defer lcancel()
+	go func() { _ = life.Run(lctx) }()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	// The lease opens once Raft runs, leader or not.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		run, err := r.hot.enter()
+		if err == nil {
+			_ = run
+			r.hot.leave()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease did not open: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Hour)
+	defer wcancel()
+	writes := []context.Context{wctx, actors.WithRequestID(wctx, actors.NewRequestID())} // batched, alone
+	errs := make(chan error, len(writes))
+	for _, c := range writes {
+		go func() {
+			_, err := r.Execute(c, req("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+			errs <- err
+		}()
+	}
+	time.Sleep(time.Second)
+	if n := len(errs); n != 0 {
+		t.Fatalf("%d writes ended before the shutdown: %v", n, <-errs)
+	}
+	t0 := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(shutdownGrace + 20*time.Second):
+		t.Fatal("the replica did not stop with writes waiting")
+	}
+	for range writes {
+		select {
+		case err := <-errs:
+			if err == nil {
+				t.Error("a write committed without a quorum")
+			}
+			t.Logf("write: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a write still waits after the replica stopped")
+		}
+	}
+	t.Logf("stopped in %s (grace %s)", time.Since(t0), shutdownGrace)
+}
