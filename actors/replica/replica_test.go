@@ -57,6 +57,20 @@ func startNode(tb testing.TB, dir, raftAddr string) *node {
 // startNodeWith is startNode with mod applied to the replica's Config.
 func startNodeWith(tb testing.TB, dir, raftAddr string, mod func(*Config)) *node {
 	tb.Helper()
+	n := launchNode(tb, dir, raftAddr, mod)
+	deadline := time.Now().Add(20 * time.Second)
+	for n.life.State().Phase != lifecycle.Ready {
+		if time.Now().After(deadline) {
+			tb.Fatalf("not ready after 20s: %+v", n.life.State())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return n
+}
+
+// launchNode starts the replica without waiting for it to be ready.
+func launchNode(tb testing.TB, dir, raftAddr string, mod func(*Config)) *node {
+	tb.Helper()
 	life, err := lifecycle.New(lifecycle.Config{})
 	if err != nil {
 		tb.Fatal(err)
@@ -79,13 +93,6 @@ func startNodeWith(tb testing.TB, dir, raftAddr string, mod func(*Config)) *node
 	lctx, lcancel := context.WithCancel(context.Background())
 	go func() { _ = life.Run(lctx) }()
 	go func() { n.done <- r.Run(ctx); lcancel() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for life.State().Phase != lifecycle.Ready {
-		if time.Now().After(deadline) {
-			tb.Fatalf("not ready after 20s: %+v", life.State())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	return n
 }
 
@@ -361,36 +368,15 @@ func TestShutdownAbortsLongReads(t *testing.T) {
 // never has a quorum (its second member does not exist), so no write
 // can commit.
 func TestShutdownEndsWaitingWrites(t *testing.T) {
-	dir, addr := t.TempDir(), freeAddr(t)
-	life, err := lifecycle.New(lifecycle.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	life.Notify(lifecycle.IdentityKnown{Identity: lifecycle.Identity{NodeID: "n1", ShardID: 1, ReplicaID: 1, RaftAddr: addr, Voter: true}})
-	r, err := New(Config{
-		NodeHostDir: filepath.Join(dir, "raft"), WALDir: filepath.Join(dir, "wal"), SMDir: filepath.Join(dir, "db"),
-		RaftAddr: addr, ReplicaID: 1, InitialMembers: map[uint64]string{1: addr, 2: freeAddr(t)},
-		LogDBMemory: LogDBTiny, Lifecycle: life,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	lctx, lcancel := context.WithCancel(context.Background())
-	defer lcancel()
-	go func() { _ = life.Run(lctx) }()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	n := launchNode(t, t.TempDir(), freeAddr(t), func(c *Config) { c.InitialMembers[2] = freeAddr(t) })
+	r := n.r
 	// The lease opens once Raft runs, leader or not.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		run, err := r.hot.enter()
-		if err == nil {
-			_ = run
+		if _, err := r.hot.enter(); err == nil {
 			r.hot.leave()
 			break
-		}
-		if time.Now().After(deadline) {
+		} else if time.Now().After(deadline) {
 			t.Fatalf("the lease did not open: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -410,15 +396,7 @@ func TestShutdownEndsWaitingWrites(t *testing.T) {
 		t.Fatalf("%d writes ended before the shutdown: %v", n, <-errs)
 	}
 	t0 := time.Now()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(shutdownGrace + 20*time.Second):
-		t.Fatal("the replica did not stop with writes waiting")
-	}
+	n.stop(t)
 	for range writes {
 		select {
 		case err := <-errs:
