@@ -349,15 +349,22 @@ func TestShutdownAbortsLongReads(t *testing.T) {
 	if d := time.Since(t0); d > shutdownGrace+10*time.Second {
 		t.Errorf("stop took %s with long reads running (grace %s)", d, shutdownGrace)
 	}
-	for range levels {
+	wantFailures(t, errs, len(levels), "read")
+}
+
+// wantFailures receives n outcomes of what (a read, a write) the node's
+// stop ended: each must be an error, and come within 10 s.
+func wantFailures(t *testing.T, errs <-chan error, n int, what string) {
+	t.Helper()
+	for range n {
 		select {
 		case err := <-errs:
 			if err == nil {
-				t.Error("an endless read returned rows")
+				t.Errorf("a %s succeeded", what)
 			}
-			t.Logf("read: %v", err)
+			t.Logf("%s: %v", what, err)
 		case <-time.After(10 * time.Second):
-			t.Fatal("a read still runs after the node stopped")
+			t.Fatalf("a %s still waits after the node stopped", what)
 		}
 	}
 }
@@ -397,16 +404,8 @@ func TestShutdownEndsWaitingWrites(t *testing.T) {
 	}
 	t0 := time.Now()
 	n.stop(t)
-	for range writes {
-		select {
-		case err := <-errs:
-			if err == nil {
-				t.Error("a write committed without a quorum")
-			}
-			t.Logf("write: %v", err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("a write still waits after the replica stopped")
-		}
+	if d := time.Since(t0); d > shutdownGrace+10*time.Second {
+		t.Errorf("stop took %s with writes waiting (grace %s)", d, shutdownGrace)
 	}
-	t.Logf("stopped in %s (grace %s)", time.Since(t0), shutdownGrace)
+	wantFailures(t, errs, len(writes), "write")
 }
