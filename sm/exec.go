@@ -244,7 +244,8 @@ func runRead(ctx context.Context, c *sqlite3.SQLiteConn, cache *stmtCache, sqlTe
 
 // queryRead steps a prepared read of c and collects its rows; the statement
 // is reset (not finalized) when the rows are closed. ctx interrupts it
-// (interruptible); mattn is given none.
+// (interruptible); mattn is given none. A pooled reader's reads pass a
+// context that never ends: its watch interrupts them (readRequest).
 func queryRead(ctx context.Context, c *sqlite3.SQLiteConn, stmt *sqlite3.SQLiteStmt, args []driver.NamedValue, qualifyCols bool) (*cmdpb.StatementResult, error) {
 	rows, err := stmt.QueryContext(context.Background(), args)
 	if err != nil {

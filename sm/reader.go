@@ -97,7 +97,7 @@ func (p *readerPool) disarm(r *reader) error {
 
 // watchdog interrupts the statements whose read has ended, every
 // watchInterval while any runs; it ends one interval after the last has,
-// so an idle node has no timer firing. run starts it again.
+// so an idle node has no timer firing. arm starts it again.
 func (p *readerPool) watchdog() {
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
