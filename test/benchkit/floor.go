@@ -11,12 +11,16 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
 
 // Floor servers: what a node would cost if it did nothing but answer.
 const (
 	FloorNetHTTP  = "nethttp"
 	FloorFastHTTP = "fasthttp"
+	// FloorAdaptor is fasthttp calling the net/http handler through
+	// fasthttpadaptor: what serving Skiff's handlers unchanged would cost.
+	FloorAdaptor = "adaptor"
 )
 
 // ServeFloor answers every request on addr as a node answers a point read
@@ -27,16 +31,20 @@ func ServeFloor(server, addr string, body []byte) error {
 	if err != nil {
 		return err
 	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		h := w.Header()
+		h.Set("X-Rqlite-Version", "floor")
+		h.Set("X-Skiff-Version", "floor")
+		h.Set("Content-Type", "application/json; charset=utf-8")
+		_, _ = w.Write(body)
+	})
 	switch server {
 	case FloorNetHTTP:
-		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			h := w.Header()
-			h.Set("X-Rqlite-Version", "floor")
-			h.Set("X-Skiff-Version", "floor")
-			h.Set("Content-Type", "application/json; charset=utf-8")
-			_, _ = w.Write(body)
-		})}
+		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: handler}
+		return srv.Serve(ln)
+	case FloorAdaptor:
+		srv := &fasthttp.Server{ReadTimeout: 10 * time.Second, Handler: fasthttpadaptor.NewFastHTTPHandler(handler)}
 		return srv.Serve(ln)
 	case FloorFastHTTP:
 		srv := &fasthttp.Server{ReadTimeout: 10 * time.Second, Handler: func(ctx *fasthttp.RequestCtx) {

@@ -8,9 +8,11 @@
 //
 //	go run ./test/httpfloor [-rounds 3] [-d 4s] [-c 64]
 //
-// It bounds what moving Skiff's data routes to another server could gain:
-// the difference between the two floors, against a node's CPU per point
-// read in `make bench-cluster`.
+// A third process serves the net/http floor's handler through
+// fasthttpadaptor: fasthttp with Skiff's handlers unchanged. The
+// differences between the floors bound what moving Skiff's data routes to
+// another server could gain, against a node's CPU per point read in
+// `make bench-cluster`.
 package main
 
 import (
@@ -52,7 +54,7 @@ func start(kind string) (*benchkit.Node, error) {
 }
 
 func run(rounds int, d time.Duration, workers int) error {
-	kinds := []string{benchkit.FloorNetHTTP, benchkit.FloorFastHTTP}
+	kinds := []string{benchkit.FloorNetHTTP, benchkit.FloorFastHTTP, benchkit.FloorAdaptor}
 	var nodes []*benchkit.Node
 	defer func() { benchkit.Stop(nodes...) }()
 	for _, k := range kinds {
@@ -81,7 +83,7 @@ func run(rounds int, d time.Duration, workers int) error {
 				float64(cpu.Self)/float64(time.Microsecond))
 		}
 	}
-	fmt.Printf("mean server CPU per request: net/http %.1f µs, fasthttp %.1f µs (fasthttp ÷ net/http %.2f)\n",
-		sums[0]/float64(rounds), sums[1]/float64(rounds), sums[1]/sums[0])
+	fmt.Printf("mean server CPU per request: net/http %.1f µs, fasthttp %.1f µs (÷ net/http %.2f), fasthttp through fasthttpadaptor %.1f µs (÷ net/http %.2f)\n",
+		sums[0]/float64(rounds), sums[1]/float64(rounds), sums[1]/sums[0], sums[2]/float64(rounds), sums[2]/sums[0])
 	return nil
 }
