@@ -137,6 +137,14 @@ func authorize(op int, a1, a2, db string) int {
 	isInternal := func(t string) bool { return strings.HasPrefix(strings.ToLower(t), internalPrefix) }
 	switch op {
 	case sqlite3.SQLITE_READ, sqlite3.SQLITE_SELECT, sqlite3.SQLITE_FUNCTION:
+	case sqlite3.SQLITE_UPDATE:
+		// ALTER TABLE ... RENAME edits the TEMP schema's triggers and views
+		// too: SQLite's own nested UPDATE of sqlite_temp_master, which no
+		// client statement can make (SQLite refuses it), and a no-op here,
+		// where clients cannot create TEMP objects.
+		if strings.EqualFold(db, "temp") && !strings.EqualFold(a1, "sqlite_temp_master") {
+			return sqlite3.SQLITE_DENY
+		}
 	default:
 		// CREATE TABLE temp.x is announced as a plain CREATE TABLE.
 		if strings.EqualFold(db, "temp") {
@@ -157,9 +165,18 @@ func authorize(op int, a1, a2, db string) int {
 		if isInternal(a1) {
 			return sqlite3.SQLITE_DENY
 		}
-	case sqlite3.SQLITE_ALTER_TABLE, sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_DROP_INDEX,
-		sqlite3.SQLITE_CREATE_TRIGGER, sqlite3.SQLITE_DROP_TRIGGER:
+	case sqlite3.SQLITE_ALTER_TABLE, sqlite3.SQLITE_DROP_INDEX, sqlite3.SQLITE_DROP_TRIGGER:
 		if isInternal(a2) {
+			return sqlite3.SQLITE_DENY
+		}
+	case sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_CREATE_TRIGGER:
+		// The new object's name, and its table's: backups leave Skiff's
+		// names out, so a client object by such a name would be lost.
+		if isInternal(a1) || isInternal(a2) {
+			return sqlite3.SQLITE_DENY
+		}
+	case sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_VIEW:
+		if isInternal(a1) {
 			return sqlite3.SQLITE_DENY
 		}
 	}

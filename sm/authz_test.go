@@ -24,6 +24,11 @@ func TestClientSQLThatEscapesTheFileIsRefused(t *testing.T) {
 		{"CREATE TABLE temp.x (a)", false, false},
 		{"CREATE TEMP VIEW v AS SELECT 1", false, false},
 		{"CREATE TEMP TRIGGER tr AFTER UPDATE ON main.__skiff_meta BEGIN SELECT 1; END", false, false},
+		// Skiff's own names: backups leave them out.
+		{"CREATE TABLE __skiff_x (a)", false, false},
+		{"CREATE VIEW __Skiff_v AS SELECT 1", false, false},
+		{"CREATE INDEX __skiff_i ON t (v)", false, false},
+		{"CREATE TRIGGER __skiff_tr AFTER INSERT ON t BEGIN SELECT 1; END", false, false},
 		{"PRAGMA cache_size=1", false, false},
 		{"PRAGMA recursive_triggers=1", false, false},
 		{"PRAGMA ignore_check_constraints=1", false, false},
@@ -199,5 +204,66 @@ func TestTriggerReadingConnectionStateIsDeterministic(t *testing.T) {
 	}
 	if !mayReadConnState(stmts("SELECT Last_Insert_RowID()")) || mayReadConnState(stmts("INSERT INTO t (v) VALUES (1)")) {
 		t.Fatal("mayReadConnState")
+	}
+}
+
+// ALTER TABLE in all its forms is a client's to run (schema migrations
+// rename tables and columns). RENAME makes SQLite edit the TEMP schema's
+// triggers and views as well, which the TEMP refusal must not catch; Skiff's
+// own tables stay out of reach.
+func TestAlterTable(t *testing.T) {
+	h := newHarness(t)
+	h.apply(cmd("a", false,
+		"CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, a TEXT, b TEXT)",
+		"CREATE INDEX t_b ON t (b)",
+		"CREATE VIEW v AS SELECT id, b FROM t",
+		"CREATE TABLE log (n TEXT)",
+		"CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN INSERT INTO log VALUES (new.b); END",
+		"INSERT INTO t (a, b) VALUES ('a1', 'b1')"))
+	for _, tc := range []struct {
+		sql, wantErr string
+	}{
+		{"ALTER TABLE t RENAME COLUMN b TO c", ""},
+		{"ALTER TABLE t RENAME TO u", ""},
+		{"ALTER TABLE u ADD COLUMN d TEXT DEFAULT 'dd'", ""},
+		{"ALTER TABLE u DROP COLUMN d", ""},
+		{"INSERT INTO u (a, c) VALUES ('a2', 'b2')", ""},
+		{"ALTER TABLE __skiff_meta RENAME TO m", "not authorized"},
+		{"ALTER TABLE __skiff_meta ADD COLUMN x", "not authorized"},
+		{"ALTER TABLE __skiff_meta RENAME COLUMN applied TO x", "not authorized"},
+	} {
+		if got := h.apply(cmd("", false, tc.sql))[0].Results[0].Error; got != tc.wantErr {
+			t.Errorf("%q: error %q, want %q", tc.sql, got, tc.wantErr)
+		}
+	}
+	for _, q := range []struct{ sql, want string }{
+		{"SELECT id, a, c FROM u ORDER BY id", "1 a1 b1|2 a2 b2"},
+		{"SELECT * FROM v ORDER BY id", "1 b1|2 b2"}, // the view follows both renames
+		{"SELECT n FROM log", "b1|b2"},               // and so does the trigger
+		{"SELECT name, seq FROM sqlite_sequence", "u 2"},
+		{"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'u'", "t_b"},
+	} {
+		r := h.query(q.sql).Results[0]
+		if r.Error != "" {
+			t.Fatalf("%q: %s", q.sql, r.Error)
+		}
+		var rows []string
+		for _, row := range r.Rows {
+			var vs []string
+			for _, v := range row.Values {
+				if _, ok := v.GetV().(*cmdpb.Value_S); ok {
+					vs = append(vs, v.GetS())
+				} else {
+					vs = append(vs, fmt.Sprint(v.GetI()))
+				}
+			}
+			rows = append(rows, strings.Join(vs, " "))
+		}
+		if got := strings.Join(rows, "|"); got != q.want {
+			t.Errorf("%q = %q, want %q", q.sql, got, q.want)
+		}
+	}
+	if r := h.query("ALTER TABLE u RENAME COLUMN a TO z").Results[0]; r.Error == "" {
+		t.Errorf("ALTER TABLE as a read: allowed")
 	}
 }

@@ -190,6 +190,18 @@ func TestTransactionAndMixedForms(t *testing.T) {
 			}
 		}
 	})
+
+	// Schema migrations rename tables and columns (API.md 1.3: any SQL
+	// SQLite runs); the renames must carry the rows, and a view with them.
+	t.Run("alter table", func(t *testing.T) {
+		n := n.on(t)
+		wantOK(t, "migrate", n.execute(`["CREATE TABLE mig (id INTEGER PRIMARY KEY, nm TEXT)", "CREATE VIEW mig_v AS SELECT nm FROM mig", "INSERT INTO mig(nm) VALUES('x')", "ALTER TABLE mig RENAME COLUMN nm TO name", "ALTER TABLE mig RENAME TO migrated", "ALTER TABLE migrated ADD COLUMN age INTEGER DEFAULT 7", "ALTER TABLE migrated DROP COLUMN age"]`),
+			`{"results":[{"last_insert_id":17,"rows_affected":1},{"last_insert_id":17,"rows_affected":1},{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1}]}`)
+		wantOK(t, "renamed", n.query("SELECT * FROM migrated"),
+			`{"results":[{"columns":["id","name"],"types":["integer","text"],"values":[[1,"x"]]}]}`)
+		wantOK(t, "view follows", n.query("SELECT * FROM mig_v"),
+			`{"results":[{"columns":["name"],"types":["text"],"values":[["x"]]}]}`)
+	})
 }
 
 // numLess compares two decimal strings of digits as numbers.
