@@ -11,9 +11,12 @@ DATA ?= ./data
 TEST_TIMEOUT ?= 20m
 BENCH_TIME ?= 5s
 BENCH_RUNS ?= 3
-# SQLite's column metadata names a result column's table (?qualify_columns).
-# Exported so every go command, and the e2e tests' own build of skiffd, use it.
-export GOFLAGS := $(strip $(GOFLAGS) -tags=sqlite_column_metadata,sqlite_preupdate_hook)
+# SQLite's column metadata names a result column's table (?qualify_columns);
+# the preupdate hook feeds CDC; FTS5 is full-text search, which rqlite's
+# SQLite has too. Exported so every go command, and the e2e tests' own build
+# of skiffd, use them.
+TAGS := sqlite_column_metadata,sqlite_preupdate_hook,sqlite_fts5
+export GOFLAGS := $(strip $(GOFLAGS) -tags=$(TAGS))
 
 .PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-sysmon bench-gc bench-inprocess soak-restart failover verify fmt tools proto clean
 
@@ -31,7 +34,7 @@ run: build
 ## (they build and start the real skiffd).
 test:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
-	$(GO) test -race -count=1 -tags=sqlite_column_metadata,sqlite_preupdate_hook,failpoints ./sm/failpoint/
+	$(GO) test -race -count=1 -tags=$(TAGS),failpoints ./sm/failpoint/
 
 test-unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test$$)

@@ -395,6 +395,10 @@ func dumpSQL(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, only [
 	}); err != nil {
 		return err
 	}
+	kinds, err := tableKinds(ctx, c)
+	if err != nil {
+		return err
+	}
 	if _, err := w.WriteString("PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n"); err != nil {
 		return fmt.Errorf("%w: %w", ErrBackupWrite, err)
 	}
@@ -407,13 +411,16 @@ func dumpSQL(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, only [
 			hasSequence = true
 			continue
 		}
-		if strings.HasPrefix(e.name, "sqlite_") {
+		// A virtual table's shadow tables hold its data in the module's
+		// own format; CREATE VIRTUAL TABLE makes them again, and the rows
+		// inserted through the virtual table fill them.
+		if strings.HasPrefix(e.name, "sqlite_") || kinds[e.name] == "shadow" {
 			continue
 		}
 		if _, err := w.WriteString(e.sql + ";\n"); err != nil {
 			return fmt.Errorf("%w: %w", ErrBackupWrite, err)
 		}
-		if err := dumpRows(ctx, c, w, e.name); err != nil {
+		if err := dumpRows(ctx, c, w, e.name, kinds[e.name] == "virtual" && keepsRowid(e.sql)); err != nil {
 			return err
 		}
 	}
@@ -421,7 +428,7 @@ func dumpSQL(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, only [
 		if _, err := w.WriteString("DELETE FROM sqlite_sequence;\n"); err != nil {
 			return fmt.Errorf("%w: %w", ErrBackupWrite, err)
 		}
-		if err := dumpRows(ctx, c, w, "sqlite_sequence"); err != nil {
+		if err := dumpRows(ctx, c, w, "sqlite_sequence", false); err != nil {
 			return err
 		}
 	}
@@ -442,12 +449,38 @@ func dumpSQL(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, only [
 	return nil
 }
 
+// tableKinds maps each table of the main schema to its kind in
+// pragma_table_list: table, view, virtual or shadow (a virtual table's
+// storage).
+func tableKinds(ctx context.Context, c *sqlite3.SQLiteConn) (map[string]string, error) {
+	kinds := map[string]string{}
+	err := eachRow(ctx, c, `SELECT name, type FROM pragma_table_list WHERE schema = 'main'`, 2, func(v []driver.Value) error {
+		kinds[str(v[0])] = str(v[1])
+		return nil
+	})
+	return kinds, err
+}
+
+// keepsRowid reports whether a virtual table's rows are dumped with their
+// rowids: a full-text table's rowid is its document's id, which clients
+// join on, and does not appear among its columns. An R*Tree's first
+// column is its rowid already.
+func keepsRowid(createSQL string) bool {
+	_, after, ok := strings.Cut(strings.ToLower(createSQL), " using ")
+	return ok && strings.HasPrefix(strings.TrimSpace(after), "fts")
+}
+
 // dumpRows writes one INSERT per row; SQLite's quote() renders each value
 // as the literal that reads back as the same value and storage class.
-func dumpRows(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, table string) error {
-	var cols []string
+// With rowid, each INSERT names its columns and sets the rowid too.
+func dumpRows(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, table string, rowid bool) error {
+	var cols, names []string
+	if rowid {
+		cols, names = append(cols, "quote(rowid)"), append(names, "rowid")
+	}
 	if err := eachRow(ctx, c, "SELECT name FROM pragma_table_info("+quoteLiteral(table)+")", 1, func(v []driver.Value) error {
 		cols = append(cols, "quote("+quoteIdent(str(v[0]))+")")
+		names = append(names, quoteIdent(str(v[0])))
 		return nil
 	}); err != nil {
 		return err
@@ -456,6 +489,9 @@ func dumpRows(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, table
 		return nil
 	}
 	prefix := "INSERT INTO " + quoteIdent(table) + " VALUES("
+	if rowid {
+		prefix = "INSERT INTO " + quoteIdent(table) + "(" + strings.Join(names, ",") + ") VALUES("
+	}
 	q := "SELECT " + strings.Join(cols, "||','||") + " FROM " + quoteIdent(table)
 	return eachRow(ctx, c, q, 1, func(v []driver.Value) error {
 		if _, err := w.WriteString(prefix + str(v[0]) + ");\n"); err != nil {

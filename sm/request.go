@@ -259,13 +259,16 @@ func (s *StateMachine) schemaReadsConnState() bool {
 }
 
 // dropClientObjects removes every client view, trigger and table (their
-// indexes go with them), for a load that replaces the database. It runs
-// inside the entry's savepoint, so a load that fails rolls the drops back.
+// indexes go with them, and a virtual table's shadow tables with it), for a
+// load that replaces the database. It runs inside the entry's savepoint, so
+// a load that fails rolls the drops back.
 func dropClientObjects(c *sqlite3.SQLiteConn) error {
 	var drops []string
-	q := `SELECT type, name FROM sqlite_master WHERE type IN ('view', 'trigger', 'table')
-		AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE '\_\_skiff\_%' ESCAPE '\'
-		ORDER BY CASE type WHEN 'view' THEN 0 WHEN 'trigger' THEN 1 ELSE 2 END, rowid DESC`
+	q := `SELECT m.type, m.name FROM sqlite_master m
+		LEFT JOIN pragma_table_list l ON l.schema = 'main' AND l.name = m.name
+		WHERE m.type IN ('view', 'trigger', 'table') AND coalesce(l.type, '') != 'shadow'
+		AND m.name NOT LIKE 'sqlite\_%' ESCAPE '\' AND m.name NOT LIKE '\_\_skiff\_%' ESCAPE '\'
+		ORDER BY CASE m.type WHEN 'view' THEN 0 WHEN 'trigger' THEN 1 ELSE 2 END, m.rowid DESC`
 	if err := eachRow(context.Background(), c, q, 2, func(v []driver.Value) error {
 		drops = append(drops, "DROP "+strings.ToUpper(str(v[0]))+" IF EXISTS "+quoteIdent(str(v[1])))
 		return nil
