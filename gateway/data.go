@@ -56,7 +56,7 @@ func (g *Gateway) admit(localRead bool) error {
 
 // parse reads parameters and, for POST, the body's statements.
 func (g *Gateway) parse(w http.ResponseWriter, r *http.Request, allowQ bool) (rqjson.Params, []*cmdpb.Statement, error) {
-	params, err := rqjson.ParseParams(r.URL.Query())
+	params, err := rqjson.ParseRawQuery(r.URL.RawQuery)
 	if err != nil {
 		return params, nil, err
 	}
@@ -79,12 +79,12 @@ func options(p rqjson.Params, writes bool) rqjson.Options {
 }
 
 // respond encodes a response.
-func respond(w http.ResponseWriter, resp *cmdpb.Response, p rqjson.Params, start time.Time, writes bool) {
+func (g *Gateway) respond(w http.ResponseWriter, resp *cmdpb.Response, p rqjson.Params, start time.Time, writes bool) {
 	env := rqjson.Envelope{Error: resp.GetError(), Time: time.Since(start).Seconds()}
 	if p.RaftIndex {
 		env.RaftIndex = resp.GetRaftIndex()
 	}
-	writeJSON(w, http.StatusOK, rqjson.AppendResponse(nil, resp.GetResults(), env, options(p, writes)))
+	g.writeAnswer(w, func(b []byte) []byte { return rqjson.AppendResponse(b, resp.GetResults(), env, options(p, writes)) })
 }
 
 func requestError(w http.ResponseWriter, msg string, p rqjson.Params) {
@@ -193,7 +193,7 @@ func (g *Gateway) finish(w http.ResponseWriter, c dataCall, resp *cmdpb.Response
 		return
 	}
 	g.servedBy(w, !writes && g.servedLocally(c.level))
-	respond(w, resp, c.params, c.start, writes)
+	g.respond(w, resp, c.params, c.start, writes)
 }
 
 // handleExecute: POST /db/execute, writes through the log (API.md 1.1).
@@ -329,4 +329,6 @@ func (g *Gateway) handleSQL(w http.ResponseWriter, r *http.Request) {
 }
 
 // rqjsonParams parses r's query parameters.
-func rqjsonParams(r *http.Request) (rqjson.Params, error) { return rqjson.ParseParams(r.URL.Query()) }
+func rqjsonParams(r *http.Request) (rqjson.Params, error) {
+	return rqjson.ParseRawQuery(r.URL.RawQuery)
+}

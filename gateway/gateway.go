@@ -81,6 +81,28 @@ type Gateway struct {
 	metricsHandler http.Handler
 	// consoleFiles serves the web console's embedded assets.
 	consoleFiles http.Handler
+	// answers holds encoding buffers for data responses (*[]byte): a
+	// point read's answer otherwise grows a new one four times.
+	answers sync.Pool
+}
+
+// maxPooledAnswer is the largest buffer kept for reuse; a bigger answer's
+// buffer goes to the collector, so one large SELECT does not pin memory.
+const maxPooledAnswer = 64 << 10
+
+// writeAnswer encodes a data response with encode into a pooled buffer
+// and writes it; w copies it, so the buffer is reused at once.
+func (g *Gateway) writeAnswer(w http.ResponseWriter, encode func([]byte) []byte) {
+	bp, _ := g.answers.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, 1024)
+		bp = &b
+	}
+	*bp = encode((*bp)[:0])
+	writeJSON(w, http.StatusOK, *bp)
+	if cap(*bp) <= maxPooledAnswer {
+		g.answers.Put(bp)
+	}
 }
 
 // counters are the gateway's request counts, shown in /debug/vars.

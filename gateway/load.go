@@ -51,7 +51,7 @@ func (g *Gateway) handleLoad(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			// A binary load answers with no results (API.md 1.10).
-			respond(w, &cmdpb.Response{}, params, start, true)
+			g.respond(w, &cmdpb.Response{}, params, start, true)
 			return
 		}
 	}
@@ -93,7 +93,7 @@ func (g *Gateway) handleLoad(w http.ResponseWriter, r *http.Request) {
 		// A binary load answers with no results (API.md 1.10).
 		resp.Results = nil
 	}
-	respond(w, resp, params, c.start, true)
+	g.respond(w, resp, params, c.start, true)
 }
 
 type readCloser struct {

@@ -158,7 +158,7 @@ func (g *Gateway) statusParams(w http.ResponseWriter, r *http.Request) (rqjson.P
 	if !methods(w, r, http.MethodGet) {
 		return rqjson.Params{}, false
 	}
-	params, err := rqjson.ParseParams(r.URL.Query())
+	params, err := rqjson.ParseRawQuery(r.URL.RawQuery)
 	if err != nil {
 		g.writeError(w, err)
 		return params, false

@@ -3,6 +3,7 @@ package rqjson
 import (
 	"errors"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -53,9 +54,18 @@ func FuzzParseStatements(f *testing.F) {
 }
 
 func FuzzParseParams(f *testing.F) {
+	for _, seed := range []string{"level=none", "level=none&timeout=1s&pretty", "q=SELECT+1&level=strong", "a;b&level=weak",
+		"&&level=&&freshness=1s&freshness_strict", "level=none&level=weak", "le%76el=none", "a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=10&k=11&l=12&level=none"} {
+		f.Add(seed)
+	}
 	f.Fuzz(func(t *testing.T, rawQuery string) {
 		v, _ := url.ParseQuery(rawQuery) // keeps what parsed; the server does the same
 		p, err := ParseParams(v)
+		// The gateway's quick path reads the raw query itself: the same
+		// answer, error included.
+		if rp, rerr := ParseRawQuery(rawQuery); !reflect.DeepEqual(rp, p) || (rerr == nil) != (err == nil) || (err != nil && rerr.Error() != err.Error()) {
+			t.Fatalf("ParseRawQuery(%q) = %+v, %v; ParseParams(url.ParseQuery) = %+v, %v", rawQuery, rp, rerr, p, err)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrBadParam) {
 				t.Fatalf("error %q does not match ErrBadParam", err)

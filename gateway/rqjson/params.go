@@ -50,46 +50,118 @@ type Params struct {
 // ParseParams validates and decodes query parameters. Validation order and
 // messages follow API.md 1.2; every error satisfies errors.Is(err,
 // ErrBadParam) and its text is rqlite's exact 400 body.
-func ParseParams(v url.Values) (Params, error) {
+func ParseParams(v url.Values) (Params, error) { return parseParams(&rawQuery{vals: v}) }
+
+// ParseRawQuery is ParseParams(url.ParseQuery(raw)), what r.URL.Query()
+// gives, without building the map for the common query: a few pairs with
+// nothing to unescape (every data request parses one).
+func ParseRawQuery(raw string) (Params, error) {
+	var q rawQuery
+	if !q.split(raw) {
+		v, _ := url.ParseQuery(raw) // r.URL.Query() drops malformed pairs too
+		q.vals = v
+	}
+	return parseParams(&q)
+}
+
+// maxQuickPairs bounds the pairs split without a map; longer queries, and
+// any with escapes, take url.ParseQuery.
+const maxQuickPairs = 12
+
+// rawQuery answers parseParams' lookups from url.Values, or from pairs split
+// as sent.
+type rawQuery struct {
+	vals  url.Values
+	pairs [maxQuickPairs]struct{ k, v string }
+	n     int
+}
+
+// split splits raw into pairs as url.ParseQuery would, unless raw has
+// something to unescape, a semicolon (which ParseQuery refuses) or too many
+// pairs; it then reports false.
+func (q *rawQuery) split(raw string) bool {
+	if strings.ContainsAny(raw, "%+;") {
+		return false
+	}
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" {
+			continue
+		}
+		if q.n == maxQuickPairs {
+			return false
+		}
+		q.pairs[q.n].k, q.pairs[q.n].v, _ = strings.Cut(pair, "=")
+		q.n++
+	}
+	return true
+}
+
+func (q *rawQuery) has(k string) bool {
+	if q.vals != nil {
+		_, ok := q.vals[k]
+		return ok
+	}
+	for i := range q.n {
+		if q.pairs[i].k == k {
+			return true
+		}
+	}
+	return false
+}
+
+// get returns k's first value, as url.Values.Get does.
+func (q *rawQuery) get(k string) string {
+	if q.vals != nil {
+		return q.vals.Get(k)
+	}
+	for i := range q.n {
+		if q.pairs[i].k == k {
+			return q.pairs[i].v
+		}
+	}
+	return ""
+}
+
+func parseParams(v *rawQuery) (Params, error) {
 	var p Params
-	has := func(k string) bool { _, ok := v[k]; return ok }
+	has := v.has
 
-	durations := [...]struct {
-		key string
-		dst *time.Duration
-	}{
-		{"timeout", &p.Timeout},
-		{"freshness", &p.Freshness},
-		{"db_timeout", &p.DBTimeout},
-		{"linearizable_timeout", &p.LinearizableTimeout},
-	}
-	for _, d := range durations {
-		if !has(d.key) {
+	// Keys in validation order; fields set by name, not through pointers
+	// into p, which would move p to the heap on every request.
+	for _, key := range [...]string{"timeout", "freshness", "db_timeout", "linearizable_timeout"} {
+		if !has(key) {
 			continue
 		}
-		dur, err := time.ParseDuration(v.Get(d.key))
+		dur, err := time.ParseDuration(v.get(key))
 		if err != nil {
-			return Params{}, &ParamError{msg: d.key + " is not a valid duration"}
+			return Params{}, &ParamError{msg: key + " is not a valid duration"}
 		}
-		*d.dst = dur
+		switch key {
+		case "timeout":
+			p.Timeout = dur
+		case "freshness":
+			p.Freshness = dur
+		case "db_timeout":
+			p.DBTimeout = dur
+		default:
+			p.LinearizableTimeout = dur
+		}
 	}
-
-	ints := [...]struct {
-		key string
-		dst *int
-	}{
-		{"retries", &p.Retries},
-		{"trailing_logs", &p.TrailingLogs},
-	}
-	for _, n := range ints {
-		if !has(n.key) {
+	for _, key := range [...]string{"retries", "trailing_logs"} {
+		if !has(key) {
 			continue
 		}
-		i, err := strconv.Atoi(v.Get(n.key))
+		i, err := strconv.Atoi(v.get(key))
 		if err != nil {
-			return Params{}, &ParamError{msg: n.key + " is not a valid integer"}
+			return Params{}, &ParamError{msg: key + " is not a valid integer"}
 		}
-		*n.dst = i
+		if key == "retries" {
+			p.Retries = i
+		} else {
+			p.TrailingLogs = i
+		}
 	}
 	p.HasTrailingLogs = has("trailing_logs")
 
@@ -99,13 +171,13 @@ func ParseParams(v url.Values) (Params, error) {
 	}
 
 	p.HasQ = has("q")
-	p.Q = v.Get("q")
+	p.Q = v.get("q")
 	if p.HasQ && p.Q == "" {
 		return Params{}, &ParamError{msg: "query parameter not set"}
 	}
 
 	if has("level") {
-		p.Level = strings.ToLower(v.Get("level"))
+		p.Level = strings.ToLower(v.get("level"))
 		switch p.Level {
 		case "none", "weak", "linearizable", "strong", "auto":
 		default:
@@ -131,11 +203,11 @@ func ParseParams(v url.Values) (Params, error) {
 	p.NoRWRandom = has("norwrandom")
 	p.NoRWTime = has("norwtime")
 	p.NoParse = has("noparse")
-	p.Ver = v.Get("ver")
-	p.Key = v.Get("key")
-	p.Fmt = v.Get("fmt")
+	p.Ver = v.get("ver")
+	p.Key = v.get("key")
+	p.Fmt = v.get("fmt")
 	if has("tables") {
-		for _, t := range strings.Split(v.Get("tables"), ",") {
+		for _, t := range strings.Split(v.get("tables"), ",") {
 			if t = strings.TrimSpace(t); t != "" {
 				p.Tables = append(p.Tables, t)
 			}

@@ -45,6 +45,9 @@ func TestParseParamsErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ParseParams(%q) = %+v, want error %q", tt.query, p, tt.want)
 			}
+			if rp, rerr := ParseRawQuery(tt.query); rerr == nil || rerr.Error() != err.Error() || !reflect.DeepEqual(rp, p) {
+				t.Errorf("ParseRawQuery(%q) = %+v, %v; ParseParams gave %v", tt.query, rp, rerr, err)
+			}
 			if err.Error() != tt.want {
 				t.Errorf("error text %q, want %q", err, tt.want)
 			}
@@ -139,6 +142,9 @@ func TestParseParams(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("ParseParams(%q)\n got %+v\nwant %+v", tt.query, got, tt.want)
+			}
+			if raw, err := ParseRawQuery(tt.query); err != nil || !reflect.DeepEqual(raw, tt.want) {
+				t.Errorf("ParseRawQuery(%q)\n got %+v, %v\nwant %+v", tt.query, raw, err, tt.want)
 			}
 		})
 	}
