@@ -45,24 +45,52 @@ func args(ps []*cmdpb.Parameter) []driver.NamedValue {
 	return out
 }
 
-// toValue converts a value scanned by mattn (which already applies the
-// DATETIME and BOOLEAN conversions of API.md 1.5) to its protobuf form.
-func toValue(v driver.Value) *cmdpb.Value {
+// setValue converts a value scanned by mattn (which already applies the
+// DATETIME and BOOLEAN conversions of API.md 1.5) into dst's oneof; NULL
+// leaves it unset.
+func setValue(dst *cmdpb.Value, v driver.Value) {
 	switch x := v.(type) {
 	case int64:
-		return &cmdpb.Value{V: &cmdpb.Value_I{I: x}}
+		dst.V = &cmdpb.Value_I{I: x}
 	case float64:
-		return &cmdpb.Value{V: &cmdpb.Value_D{D: x}}
+		dst.V = &cmdpb.Value_D{D: x}
 	case string:
-		return &cmdpb.Value{V: &cmdpb.Value_S{S: x}}
+		dst.V = &cmdpb.Value_S{S: x}
 	case []byte:
-		return &cmdpb.Value{V: &cmdpb.Value_Y{Y: x}}
+		dst.V = &cmdpb.Value_Y{Y: x}
 	case bool:
-		return &cmdpb.Value{V: &cmdpb.Value_B{B: x}}
+		dst.V = &cmdpb.Value_B{B: x}
 	case time.Time:
-		return &cmdpb.Value{V: &cmdpb.Value_T{T: x.UTC().Format(time.RFC3339Nano)}}
+		dst.V = &cmdpb.Value_T{T: x.UTC().Format(time.RFC3339Nano)}
 	}
-	return &cmdpb.Value{}
+}
+
+// lowerType lower-cases a declared type as rqlite reports it, without an
+// allocation for the common names written in capitals.
+func lowerType(decl string) string {
+	switch decl {
+	case "INTEGER":
+		return "integer"
+	case "INT":
+		return "int"
+	case "TEXT":
+		return "text"
+	case "REAL":
+		return "real"
+	case "BLOB":
+		return "blob"
+	case "NUMERIC":
+		return "numeric"
+	case "BOOLEAN":
+		return "boolean"
+	case "DATETIME":
+		return "datetime"
+	case "TIMESTAMP":
+		return "timestamp"
+	case "DATE":
+		return "date"
+	}
+	return strings.ToLower(decl)
 }
 
 // stmtMode says how one statement may run.
@@ -153,6 +181,9 @@ func onlyComments(ctx context.Context, c *sqlite3.SQLiteConn, sqlText string) bo
 func stmtArgs(a []driver.NamedValue, start, na int) ([]driver.NamedValue, error) {
 	if len(a)-start < na {
 		return nil, fmt.Errorf("not enough args to execute query: want %d got %d", na, len(a)-start)
+	}
+	if start == 0 && na == len(a) && !hasNamed(a) {
+		return a, nil // args numbered them 1..n already
 	}
 	out := append([]driver.NamedValue(nil), a[start:start+na]...)
 	for i := range a {
@@ -319,7 +350,7 @@ func collect(ctx context.Context, rows *sqlite3.SQLiteRows) (*cmdpb.StatementRes
 	res.Types = make([]string, len(cols))
 	for i := range cols {
 		if i < len(decl) {
-			res.Types[i] = strings.ToLower(decl[i])
+			res.Types[i] = lowerType(decl[i])
 		}
 	}
 	if len(cols) == 0 {
@@ -345,9 +376,12 @@ func collect(ctx context.Context, rows *sqlite3.SQLiteRows) (*cmdpb.StatementRes
 			// rqlite reports a failed query with its error only.
 			return &cmdpb.StatementResult{IsQuery: true, Error: r.GetError()}, nil
 		}
+		// One allocation for the row's values, not one per value.
+		vals := make([]cmdpb.Value, len(cols))
 		row := &cmdpb.Row{Values: make([]*cmdpb.Value, len(cols))}
 		for i, v := range dest {
-			row.Values[i] = toValue(v)
+			setValue(&vals[i], v)
+			row.Values[i] = &vals[i]
 		}
 		res.Rows = append(res.Rows, row)
 	}
