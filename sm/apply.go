@@ -86,6 +86,19 @@ func (s *StateMachine) applyBatch(ents []dbsm.Entry) error {
 			txStart = i + 1
 			continue
 		}
+		if id, ok := vacuumCommand(cmd, decErr); ok {
+			var prev uint64
+			if i > 0 {
+				prev = ents[i-1].Index
+			}
+			res, err := s.applyVacuum(id, ents[i].Index, prev)
+			if err != nil {
+				return err
+			}
+			ents[i].Result = res
+			txStart = i + 1
+			continue
+		}
 		res, rolledBack, err := s.applyEntry(&ents[i], cmd, decErr, &rb)
 		if err != nil {
 			_ = execRaw(s.w.c, "ROLLBACK")
@@ -140,6 +153,21 @@ func (s *StateMachine) applyBatch(ents []dbsm.Entry) error {
 	// Committed in SQLite, not yet reported to Dragonboat: a crash here is
 	// the window the applied index inside the transaction exists for.
 	return s.cfg.Failpoints.Inject(failpoint.SMAfterCommit, s.stopc)
+}
+
+// commitThrough commits the batch's transaction mid-batch, recording prev
+// (the last entry applied in it; 0 when there is none) as applied, for an
+// entry that must run outside any transaction (a boot, a VACUUM).
+func (s *StateMachine) commitThrough(prev uint64) error {
+	if prev > 0 {
+		if err := run(s.w.setApplied, arg(1, int64(prev))); err != nil {
+			return fmt.Errorf("record applied index: %w", err)
+		}
+	}
+	if err := s.commitTx(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
 
 // commitTx commits the batch's transaction. The schema generation is odd
@@ -220,13 +248,8 @@ func (s *StateMachine) applyBoot(name string, id []byte, index, prev uint64) (db
 			return dbsm.Result{Data: stored}, nil
 		}
 	}
-	if prev > 0 {
-		if err := run(s.w.setApplied, arg(1, int64(prev))); err != nil {
-			return dbsm.Result{}, fmt.Errorf("record applied index: %w", err)
-		}
-	}
-	if err := s.commitTx(); err != nil {
-		return dbsm.Result{}, fmt.Errorf("commit: %w", err)
+	if err := s.commitThrough(prev); err != nil {
+		return dbsm.Result{}, err
 	}
 	data, _ := proto.Marshal(&cmdpb.Response{RaftIndex: index})
 	res := dbsm.Result{Data: data}

@@ -177,9 +177,10 @@ func (r *Replica) Execute(ctx context.Context, req *cmdpb.Request) (*cmdpb.Respo
 		return nil, err
 	}
 	defer r.hot.leave()
-	if _, ok := actors.RequestID(ctx); ok {
+	if _, ok := actors.RequestID(ctx); ok || sm.IsVacuum(req) {
 		// A caller that retries under one request ID (the write queue)
-		// needs it in the log: proposed alone, not in a batch.
+		// needs it in the log: proposed alone, not in a batch. So does a
+		// VACUUM, which the state machine runs between two transactions.
 		ctx, cancel := r.withDeadline(ctx)
 		defer cancel()
 		return r.propose(ctx, run.nh, cmdpb.Command_TYPE_EXECUTE, req)

@@ -1,0 +1,24 @@
+package test
+
+import (
+	"testing"
+)
+
+// VACUUM through /db/execute and /db/request (as rqlite runs it, outside
+// any transaction): the space of deleted rows goes back to the file, the
+// rows stay, and VACUUM INTO, which would write a file on every node, is
+// refused.
+func TestVacuum(t *testing.T) {
+	n := newNode(t)
+	n.start()
+	n.waitReady(readyTimeout)
+	wantOK(t, "fill", n.execute(`["CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000) INSERT INTO big (v) SELECT printf('%0400d', x) FROM c", "DELETE FROM big WHERE id > 5"]`),
+		`{"results":[{},{"last_insert_id":2000,"rows_affected":2000},{"last_insert_id":2000,"rows_affected":1995}]}`)
+	wantOK(t, "VACUUM", n.execute(`["VACUUM"]`), `{"results":[{}]}`)
+	wantOK(t, "freelist after VACUUM", n.query("PRAGMA freelist_count"),
+		`{"results":[{"columns":["freelist_count"],"types":["integer"],"values":[[0]]}]}`)
+	wantOK(t, "rows kept", n.query("SELECT COUNT(*) FROM big"),
+		`{"results":[{"columns":["COUNT(*)"],"types":["integer"],"values":[[5]]}]}`)
+	wantOK(t, "VACUUM via /db/request", n.post("/db/request", `["VACUUM main;"]`), `{"results":[{}]}`)
+	wantOK(t, "VACUUM INTO", n.execute(`["VACUUM INTO 'copy.db'"]`), `{"results":[{"error":"cannot VACUUM from within a transaction"}]}`)
+}
