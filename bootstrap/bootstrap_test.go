@@ -43,6 +43,7 @@ func TestConfigValidate(t *testing.T) {
 		"bad raft loglevel":  func(c *Config) { c.RaftLogLevel = "LOUD" },
 		"election too low":   func(c *Config) { c.RaftElectionTimeout = c.RaftHeartbeatTimeout },
 		"ingest without URL": func(c *Config) { c.Ingest = &ingest.Config{Subject: "s"} },
+		"negative vacuum":    func(c *Config) { c.AutoVacuumInterval = -time.Second },
 	} {
 		c := good
 		mut(&c)

@@ -116,6 +116,9 @@ type Config struct {
 	// ReapNodeTimeout and ReapReadOnlyNodeTimeout: the leader removes
 	// voters, and read replicas, unreachable for longer; 0 never.
 	ReapNodeTimeout, ReapReadOnlyNodeTimeout time.Duration
+	// AutoVacuumInterval is rqlited's -auto-vacuum-int: how long the
+	// leader leads between VACUUMs it proposes; 0: never.
+	AutoVacuumInterval time.Duration
 	// SnapshotInterval and SnapshotWALSize: every SnapshotInterval, a
 	// SQLite WAL past SnapshotWALSize bytes triggers a snapshot and a WAL
 	// checkpoint (rqlited's -raft-snap-int, -raft-snap-wal-size); 0: never.
@@ -263,8 +266,8 @@ func (c Config) Validate() error {
 	if c.BootstrapExpect < 0 {
 		return bad("-bootstrap-expect must not be negative")
 	}
-	if c.ReapNodeTimeout < 0 || c.ReapReadOnlyNodeTimeout < 0 || c.SnapshotInterval < 0 || c.SnapshotWALSize < 0 {
-		return bad("-raft-reap-node-timeout, -raft-reap-read-only-node-timeout, -raft-snap-int and -raft-snap-wal-size must not be negative")
+	if c.ReapNodeTimeout < 0 || c.ReapReadOnlyNodeTimeout < 0 || c.SnapshotInterval < 0 || c.SnapshotWALSize < 0 || c.AutoVacuumInterval < 0 {
+		return bad("-raft-reap-node-timeout, -raft-reap-read-only-node-timeout, -raft-snap-int, -raft-snap-wal-size and -auto-vacuum-int must not be negative")
 	}
 	if c.CDC != nil {
 		if c.NonVoter {

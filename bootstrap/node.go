@@ -416,7 +416,8 @@ func (n *Node) startReplica(rep *replica.Replica) error {
 		StepdownOnShutdown: !c.NoShutdownStepdown, RemoveOnShutdown: c.ClusterRemoveOnShutdown,
 		LeaveTimeout: leaveTimeout(c.ShutdownTimeout),
 		ReapTimeout:  c.ReapNodeTimeout, ReapNonVotingTimeout: c.ReapReadOnlyNodeTimeout,
-		SnapshotInterval: c.SnapshotInterval, SnapshotWALSize: c.SnapshotWALSize,
+		AutoVacuumInterval: c.AutoVacuumInterval,
+		SnapshotInterval:   c.SnapshotInterval, SnapshotWALSize: c.SnapshotWALSize,
 		CheckRemoved: n.checkRemoved, OnRemoved: n.onRemoved,
 		Capture: n.captureConfig(),
 	}

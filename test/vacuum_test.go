@@ -2,6 +2,7 @@ package test
 
 import (
 	"testing"
+	"time"
 )
 
 // VACUUM through /db/execute and /db/request (as rqlite runs it, outside
@@ -21,4 +22,30 @@ func TestVacuum(t *testing.T) {
 		`{"results":[{"columns":["COUNT(*)"],"types":["integer"],"values":[[5]]}]}`)
 	wantOK(t, "VACUUM via /db/request", n.post("/db/request", `["VACUUM main;"]`), `{"results":[{}]}`)
 	wantOK(t, "VACUUM INTO", n.execute(`["VACUUM INTO 'copy.db'"]`), `{"results":[{"error":"cannot VACUUM from within a transaction"}]}`)
+}
+
+// -auto-vacuum-int (API.md 5): the leader VACUUMs through the log once it
+// has led that long, and again every interval.
+func TestAutoVacuum(t *testing.T) {
+	n := newNode(t)
+	n.args = []string{"-auto-vacuum-int", "1s"}
+	n.start()
+	n.waitReady(readyTimeout)
+	wantOK(t, "fill", n.execute(`["CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000) INSERT INTO big (v) SELECT printf('%0400d', x) FROM c", "DELETE FROM big WHERE id > 5"]`),
+		`{"results":[{},{"last_insert_id":2000,"rows_affected":2000},{"last_insert_id":2000,"rows_affected":1995}]}`)
+	const vacuumed = `{"results":[{"columns":["freelist_count"],"types":["integer"],"values":[[0]]}]}`
+	var last string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if last = string(n.query("PRAGMA freelist_count").body); last == vacuumed {
+			break
+		}
+	}
+	if last != vacuumed {
+		t.Fatalf("no automatic VACUUM within 30 s: %s", last)
+	}
+	wantOK(t, "rows kept", n.query("SELECT COUNT(*) FROM big"),
+		`{"results":[{"columns":["COUNT(*)"],"types":["integer"],"values":[[5]]}]}`)
+	if !n.logContains(n.proc.logPath, "automatic VACUUM done") {
+		t.Fatal("the log does not report the automatic VACUUM")
+	}
 }

@@ -158,6 +158,10 @@ type Config struct {
 	// non-voting members, it has not reached for longer (rqlited's
 	// -raft-reap-node-timeout, -raft-reap-read-only-node-timeout); 0: never.
 	ReapTimeout, ReapNonVotingTimeout time.Duration
+	// AutoVacuumInterval: the leader proposes a VACUUM each time it has
+	// led this long since it became leader or last proposed one (rqlited's
+	// -auto-vacuum-int); 0: never.
+	AutoVacuumInterval time.Duration
 	// SnapshotInterval is how often the SQLite WAL's size is checked; past
 	// SnapshotWALSize bytes a snapshot is taken and the WAL checkpointed
 	// and truncated (rqlited's -raft-snap-int, -raft-snap-wal-size). Either
@@ -246,7 +250,8 @@ func (c Config) Validate() error {
 		return bad("election timeout (%d ticks) must exceed twice the heartbeat (%d ticks)", c.ElectionRTT, c.HeartbeatRTT)
 	case c.Lifecycle == nil:
 		return bad("Lifecycle is required")
-	case c.LeaveTimeout < 0 || c.ReapTimeout < 0 || c.ReapNonVotingTimeout < 0 || c.SnapshotInterval < 0 || c.SnapshotWALSize < 0:
+	case c.LeaveTimeout < 0 || c.ReapTimeout < 0 || c.ReapNonVotingTimeout < 0 || c.SnapshotInterval < 0 || c.SnapshotWALSize < 0 ||
+		c.AutoVacuumInterval < 0:
 		return bad("leave and reap timeouts, snapshot interval and WAL size must not be negative")
 	}
 	if _, err := logDBConfig(c.LogDBMemory); err != nil {

@@ -59,6 +59,11 @@ func (r *Replica) startJobs(g *group, run *running) {
 		var leaderSince time.Time // this job's own
 		r.every(g, reapInterval, nil, func() { r.reapJob(run, &leaderSince) })
 	}
+	if r.cfg.AutoVacuumInterval > 0 {
+		// The leader VACUUMs through the log (vacuum.go).
+		var since time.Time // this job's own
+		r.every(g, vacuumCheckInterval(r.cfg.AutoVacuumInterval), nil, func() { r.vacuumJob(run, &since) })
+	}
 	if r.snapJobEnabled() {
 		// Every node checks its SQLite WAL's size (snapjob.go).
 		r.every(g, r.cfg.SnapshotInterval, nil, func() { r.snapJob(nh) })

@@ -228,6 +228,7 @@ func TestConfigValidate(t *testing.T) {
 		"bad election": func(c *Config) { c.ElectionRTT = 2 },
 		"bad logdb":    func(c *Config) { c.LogDBMemory = "huge" },
 		"no life":      func(c *Config) { c.Lifecycle = nil },
+		"neg. vacuum":  func(c *Config) { c.AutoVacuumInterval = -time.Second },
 	} {
 		c := good
 		mut(&c)

@@ -45,9 +45,9 @@ var ignoredBoolFlags = []string{
 // encrypted, or does work a user relies on. value says whether the flag
 // takes a value.
 var refusedFlags = map[string]bool{
-	// What a user would notice missing: metrics export, periodic
-	// vacuums (issue 19 builds them).
-	"otlp-endpoint": true, "auto-vacuum-int": true,
+	// What a user would notice missing: metrics export (OTLP), SQLite
+	// extensions.
+	"otlp-endpoint":   true,
 	"extensions-path": true,
 }
 
@@ -117,6 +117,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	metricsOn := fs.Bool("metrics", true, "Serve Prometheus metrics at /metrics (false: off, to measure their cost)")
 	fs.DurationVar(&c.ReapNodeTimeout, "raft-reap-node-timeout", 0, "The leader removes voters unreachable for longer than this (0: never)")
 	fs.DurationVar(&c.ReapReadOnlyNodeTimeout, "raft-reap-read-only-node-timeout", 0, "The leader removes read replicas unreachable for longer than this (0: never)")
+	fs.DurationVar(&c.AutoVacuumInterval, "auto-vacuum-int", 0, "The leader VACUUMs the database, through the log, after leading this long and every this long after (0: never)")
 	fs.DurationVar(&c.SnapshotInterval, "raft-snap-int", replica.DefaultSnapshotInterval, "How often to check whether the SQLite WAL calls for a snapshot (0: never)")
 	fs.Int64Var(&c.SnapshotWALSize, "raft-snap-wal-size", replica.DefaultSnapshotWALSize, "SQLite WAL size in bytes past which a snapshot is taken and the WAL checkpointed (0: never)")
 	var httpTLS gateway.TLS

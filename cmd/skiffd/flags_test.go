@@ -202,7 +202,12 @@ func TestParseFlags(t *testing.T) {
 		{name: "cdc-config missing file", args: []string{"-cdc-config", "/nonexistent/cdc.json", "d"}, wantErr: true},
 		{name: "cdc-config with raft-non-voter", args: []string{"-cdc-config", "stdout", "-raft-non-voter", "-join", "h:4002", "d"}, wantErr: true},
 		{name: "otlp-endpoint refused, not ignored", args: []string{"-otlp-endpoint", "localhost:4317", "d"}, wantErr: true},
-		{name: "auto-vacuum-int refused, not ignored", args: []string{"-auto-vacuum-int", "1h", "d"}, wantErr: true},
+		{name: "auto-vacuum-int (API.md 5)", args: []string{"-auto-vacuum-int", "24h", "d"},
+			check: func(t *testing.T, o *options) {
+				if o.cfg.AutoVacuumInterval != 24*time.Hour {
+					t.Fatalf("AutoVacuumInterval = %v", o.cfg.AutoVacuumInterval)
+				}
+			}},
 		{name: "-ingest-config: a NATS URL", args: []string{"-ingest-config", "nats://127.0.0.1:4222/sql.in", "d"},
 			check: func(t *testing.T, o *options) {
 				ic := o.cfg.Ingest
