@@ -85,3 +85,12 @@ func TestVacuumEntry(t *testing.T) {
 		t.Fatalf("rows after reopen = %d, want 12", n)
 	}
 }
+
+// Every write is asked whether it is a VACUUM: the answer for an INSERT
+// costs no allocation.
+func TestIsVacuumAllocations(t *testing.T) {
+	req := &cmdpb.Request{Statements: stmts("INSERT INTO bench(v) VALUES(?)")}
+	if n := testing.AllocsPerRun(100, func() { IsVacuum(req) }); n != 0 {
+		t.Fatalf("IsVacuum allocates %.0f times for an INSERT", n)
+	}
+}
