@@ -1,12 +1,10 @@
 package sm
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
-	sqlite3 "github.com/mattn/go-sqlite3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffdb/skiff/sm/cmdpb"
@@ -50,10 +48,10 @@ func vacuumCommand(cmd *cmdpb.Command, decErr error) ([]byte, bool) {
 
 // applyVacuum commits the batch so far (recording prev, the last entry
 // applied, when there is one), runs VACUUM on the writer outside any
-// transaction, and opens a new batch transaction. VACUUM changes no
-// row a client reads, so running it again after a crash before the next
-// commit records index changes nothing either. Its failure (a full disk)
-// is the statement's error, as any statement's.
+// transaction, and opens a new batch transaction. VACUUM changes no value
+// a client stored, but may renumber the rowids of tables without an
+// INTEGER PRIMARY KEY, the same way on every replica; run again after a
+// crash before the next commit records index, it renumbers nothing more.
 func (s *StateMachine) applyVacuum(id []byte, index, prev uint64) (dbsm.Result, error) {
 	if len(id) > 0 {
 		stored, ok, err := s.w.lookupDedup(id)
@@ -67,21 +65,15 @@ func (s *StateMachine) applyVacuum(id []byte, index, prev uint64) (dbsm.Result, 
 	if err := s.commitThrough(prev); err != nil {
 		return dbsm.Result{}, err
 	}
-	res := &cmdpb.StatementResult{}
 	if err := execRaw(s.w.c, "VACUUM"); err != nil {
-		var se sqlite3.Error
-		if errors.As(err, &se) && se.Code == sqlite3.ErrFull {
-			// VACUUM needs about the database's size again in free space.
-			// Without it, it undoes itself and the database is as it was,
-			// on this replica as on the others: the request fails, the node
-			// goes on.
-			res = &cmdpb.StatementResult{Error: err.Error()}
-		} else if r, ferr := sqlError(err); ferr != nil {
-			return dbsm.Result{}, ferr
-		} else {
-			res = r
-		}
+		// A storage fault, whatever SQLite says: VACUUM renumbers the
+		// rowids of tables without an INTEGER PRIMARY KEY, so a replica
+		// that could not (a full disk, its own) would disagree with the
+		// others on them from here on. The node stops and applies the
+		// entry again when restarted, as for any write that fails so.
+		return dbsm.Result{}, fmt.Errorf("vacuum: %w", err)
 	}
+	res := &cmdpb.StatementResult{}
 	if err := run(s.w.begin); err != nil {
 		return dbsm.Result{}, fmt.Errorf("begin: %w", err)
 	}
