@@ -27,6 +27,9 @@ type authzScratch struct {
 	// ddl: the statement just run changed the schema, so the write cache
 	// is cleared.
 	ddl bool
+	// sql is the client's statement string being prepared: ALTER TABLE
+	// ... RENAME TO names its new table there only.
+	sql string
 }
 
 // startStatement forgets what the previous statement wrote.
@@ -43,6 +46,11 @@ func (s *StateMachine) authorizeWrite(op int, a1, a2, db string) int {
 	s.observe(op, a1)
 	s.cap.mark() // a statement is being prepared: its changes start here
 	if op == sqlite3.SQLITE_FUNCTION && strings.EqualFold(a2, "total_changes") {
+		return sqlite3.SQLITE_DENY
+	}
+	if op == sqlite3.SQLITE_ALTER_TABLE && containsFold(s.authz.sql, internalPrefix) {
+		// A rename into Skiff's names (the authorizer is never told the
+		// new name; a mention anywhere in the string is refused).
 		return sqlite3.SQLITE_DENY
 	}
 	return authorize(op, a1, a2, db)
@@ -175,7 +183,7 @@ func authorize(op int, a1, a2, db string) int {
 		if isInternal(a1) || isInternal(a2) {
 			return sqlite3.SQLITE_DENY
 		}
-	case sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_VIEW:
+	case sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_VIEW, sqlite3.SQLITE_CREATE_VTABLE:
 		if isInternal(a1) {
 			return sqlite3.SQLITE_DENY
 		}

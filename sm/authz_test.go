@@ -231,6 +231,9 @@ func TestAlterTable(t *testing.T) {
 		{"ALTER TABLE __skiff_meta RENAME TO m", "not authorized"},
 		{"ALTER TABLE __skiff_meta ADD COLUMN x", "not authorized"},
 		{"ALTER TABLE __skiff_meta RENAME COLUMN applied TO x", "not authorized"},
+		{"ALTER TABLE u RENAME TO __skiff_u", "not authorized"},
+		{`ALTER TABLE u RENAME TO "__SKIFF_u"`, "not authorized"},
+		{"CREATE VIRTUAL TABLE __skiff_f USING fts4(x)", "not authorized"},
 	} {
 		if got := h.apply(cmd("", false, tc.sql))[0].Results[0].Error; got != tc.wantErr {
 			t.Errorf("%q: error %q, want %q", tc.sql, got, tc.wantErr)

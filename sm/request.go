@@ -130,7 +130,7 @@ func (s *StateMachine) execRequest(req *cmdpb.Request, mode stmtMode) (execResul
 		}
 		s.cap.mark()
 		s.statements++
-		s.authz.user = true
+		s.authz.user, s.authz.sql = true, st.GetSql()
 		s.authz.startStatement()
 		var res *cmdpb.StatementResult
 		var err error
