@@ -411,16 +411,25 @@ func dumpSQL(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, only [
 			hasSequence = true
 			continue
 		}
-		// A virtual table's shadow tables hold its data in the module's
-		// own format; CREATE VIRTUAL TABLE makes them again, and the rows
-		// inserted through the virtual table fill them.
-		if strings.HasPrefix(e.name, "sqlite_") || kinds[e.name] == "shadow" {
+		if strings.HasPrefix(e.name, "sqlite_") {
 			continue
 		}
-		if _, err := w.WriteString(e.sql + ";\n"); err != nil {
+		// A virtual table (full-text search, R*Tree) keeps its data in
+		// shadow tables, which its CREATE VIRTUAL TABLE makes again (with
+		// a module's first rows) just before. Their rows are the virtual
+		// table's exact state, rowids, contentless and external-content
+		// indexes included; the virtual table's own rows are derived.
+		stmt := e.sql + ";\n"
+		if kinds[e.name] == "shadow" {
+			stmt = "DELETE FROM " + quoteIdent(e.name) + ";\n"
+		}
+		if _, err := w.WriteString(stmt); err != nil {
 			return fmt.Errorf("%w: %w", ErrBackupWrite, err)
 		}
-		if err := dumpRows(ctx, c, w, e.name, kinds[e.name] == "virtual" && keepsRowid(e.sql)); err != nil {
+		if kinds[e.name] == "virtual" {
+			continue
+		}
+		if err := dumpRows(ctx, c, w, e.name); err != nil {
 			return err
 		}
 	}
@@ -428,7 +437,7 @@ func dumpSQL(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, only [
 		if _, err := w.WriteString("DELETE FROM sqlite_sequence;\n"); err != nil {
 			return fmt.Errorf("%w: %w", ErrBackupWrite, err)
 		}
-		if err := dumpRows(ctx, c, w, "sqlite_sequence", false); err != nil {
+		if err := dumpRows(ctx, c, w, "sqlite_sequence"); err != nil {
 			return err
 		}
 	}
@@ -461,26 +470,12 @@ func tableKinds(ctx context.Context, c *sqlite3.SQLiteConn) (map[string]string, 
 	return kinds, err
 }
 
-// keepsRowid reports whether a virtual table's rows are dumped with their
-// rowids: a full-text table's rowid is its document's id, which clients
-// join on, and does not appear among its columns. An R*Tree's first
-// column is its rowid already.
-func keepsRowid(createSQL string) bool {
-	_, after, ok := strings.Cut(strings.ToLower(createSQL), " using ")
-	return ok && strings.HasPrefix(strings.TrimSpace(after), "fts")
-}
-
 // dumpRows writes one INSERT per row; SQLite's quote() renders each value
 // as the literal that reads back as the same value and storage class.
-// With rowid, each INSERT names its columns and sets the rowid too.
-func dumpRows(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, table string, rowid bool) error {
-	var cols, names []string
-	if rowid {
-		cols, names = append(cols, "quote(rowid)"), append(names, "rowid")
-	}
+func dumpRows(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, table string) error {
+	var cols []string
 	if err := eachRow(ctx, c, "SELECT name FROM pragma_table_info("+quoteLiteral(table)+")", 1, func(v []driver.Value) error {
 		cols = append(cols, "quote("+quoteIdent(str(v[0]))+")")
-		names = append(names, quoteIdent(str(v[0])))
 		return nil
 	}); err != nil {
 		return err
@@ -489,9 +484,6 @@ func dumpRows(ctx context.Context, c *sqlite3.SQLiteConn, w *bufio.Writer, table
 		return nil
 	}
 	prefix := "INSERT INTO " + quoteIdent(table) + " VALUES("
-	if rowid {
-		prefix = "INSERT INTO " + quoteIdent(table) + "(" + strings.Join(names, ",") + ") VALUES("
-	}
 	q := "SELECT " + strings.Join(cols, "||','||") + " FROM " + quoteIdent(table)
 	return eachRow(ctx, c, q, 1, func(v []driver.Value) error {
 		if _, err := w.WriteString(prefix + str(v[0]) + ");\n"); err != nil {
