@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/skiffdb/skiff/test/testdb"
 )
 
 // A SQL dump (API.md 1.10, fmt=sql) restores virtual tables: full-text
@@ -42,5 +45,35 @@ func TestSQLDumpRestoresVirtualTables(t *testing.T) {
 	}
 	if again := dst.get("/db/backup?fmt=sql"); string(again.body) != string(dump.body) {
 		t.Fatalf("the loaded node dumps differently:\n got %s\nwant %s", again.body, dump.body)
+	}
+}
+
+// A binary /db/load on a cluster (API.md 1.11) goes through the log as the
+// file's SQL dump, so a SQLite file with full-text and R*Tree tables,
+// the usual way into Skiff from rqlite or an application's own file,
+// arrives whole on every node.
+func TestBinaryLoadOfVirtualTablesOnThreeNodes(t *testing.T) {
+	c := newCluster(t, 3)
+	file := testdb.FileOf(t,
+		"CREATE VIRTUAL TABLE notes USING fts5(body)",
+		"INSERT INTO notes (rowid, body) VALUES (5, 'raft keeps replicas identical'), (6, 'sqlite on every node')",
+		"CREATE VIRTUAL TABLE boxes USING rtree(id, minx, maxx)",
+		"INSERT INTO boxes VALUES (3, 1.5, 2.5)")
+	wantOK(t, "POST /db/load", c.leader.postType("/db/load", "application/octet-stream", string(file)), `{"results":[]}`)
+	for _, m := range c.ms {
+		for q, want := range map[string]string{
+			"SELECT rowid, body FROM notes WHERE notes MATCH 'replicas'": `{"results":[{"columns":["rowid","body"],"types":["integer","text"],"values":[[5,"raft keeps replicas identical"]]}]}`,
+			"SELECT id, maxx FROM boxes WHERE minx < 2":                  `{"results":[{"columns":["id","maxx"],"types":["int","real"],"values":[[3,2.5]]}]}`,
+		} {
+			var got string
+			for deadline := time.Now().Add(catchUpTimeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				if got = string(m.query(q, "level=none").body); got == want {
+					break
+				}
+			}
+			if got != want {
+				t.Errorf("%s: %q = %s\nwant %s", m.id, q, got, want)
+			}
+		}
 	}
 }

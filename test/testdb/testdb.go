@@ -45,6 +45,30 @@ func File(t testing.TB, rows ...string) []byte {
 	return b
 }
 
+// FileOf is the bytes of a SQLite database made by running stmts.
+func FileOf(t testing.TB, stmts ...string) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "testdb.sqlite")
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // Gzip compresses b.
 func Gzip(t testing.TB, b []byte) []byte {
 	t.Helper()
