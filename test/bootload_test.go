@@ -3,7 +3,6 @@ package test
 import (
 	"bufio"
 	"bytes"
-	"database/sql"
 	"fmt"
 	"net"
 	"net/http"
@@ -125,28 +124,8 @@ func waitNoStaged(t *testing.T, n *member) {
 // is many reads of the server's buffer.
 func bigFile(t *testing.T) []byte {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "big.sqlite")
-	db, err := sql.Open("sqlite3", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, q := range []string{
-		"CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
-		"WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 20000) INSERT INTO t(v) SELECT printf('row-%05d-%0100d', i, i) FROM c",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testdb.FileOf(t, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+		"WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 20000) INSERT INTO t(v) SELECT printf('row-%05d-%0100d', i, i) FROM c")
 }
 
 // A /boot or /db/load whose client goes away half-way through the body
