@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/skiffdb/skiff/test/testdb"
 )
@@ -65,15 +64,7 @@ func TestBinaryLoadOfVirtualTablesOnThreeNodes(t *testing.T) {
 			"SELECT rowid, body FROM notes WHERE notes MATCH 'replicas'": `{"results":[{"columns":["rowid","body"],"types":["integer","text"],"values":[[5,"raft keeps replicas identical"]]}]}`,
 			"SELECT id, maxx FROM boxes WHERE minx < 2":                  `{"results":[{"columns":["id","maxx"],"types":["int","real"],"values":[[3,2.5]]}]}`,
 		} {
-			var got string
-			for deadline := time.Now().Add(catchUpTimeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-				if got = string(m.query(q, "level=none").body); got == want {
-					break
-				}
-			}
-			if got != want {
-				t.Errorf("%s: %q = %s\nwant %s", m.id, q, got, want)
-			}
+			waitAnswer(t, m.node, q, "level=none", want)
 		}
 	}
 }
