@@ -74,6 +74,9 @@ type Config struct {
 	JoinAs string
 	// HTTPAllowOrigin is the CORS origin allowed (rqlited's -http-allow-origin).
 	HTTPAllowOrigin string
+	// HTTPServer serves plain HTTP: gateway.ServerFast (fasthttp, the
+	// default) or gateway.ServerNet (net/http); HTTPS is net/http's.
+	HTTPServer string
 	// Raft timing (rqlited's flags); converted to ticks of RaftTick.
 	RaftTick             time.Duration
 	RaftHeartbeatTimeout time.Duration

@@ -191,7 +191,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	gw, err := gateway.New(gateway.Config{
 		MaxConns: cfg.HTTPMaxConns, MaxConnsPerIP: cfg.HTTPMaxConnsPerIP,
-		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Auth: cfg.Auth, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
+		AdvAddr: cfg.HTTPAdvAddr, AllowOrigin: cfg.HTTPAllowOrigin, Server: cfg.HTTPServer, Auth: cfg.Auth, Version: cfg.Version, Commit: cfg.Commit, BuildTime: cfg.BuildTime,
 		Logger: log.Named("gateway"), Failpoints: cfg.Failpoints, TLS: cfg.HTTPTLS, PeerTLS: nodeTLS.Client(), Peers: n.peers, Metrics: n.metrics,
 		Store: gateway.StoreInfo{
 			DataDir: absPath(cfg.DataDir), SQLiteDir: cfg.smDir(),

@@ -43,6 +43,15 @@ const (
 	DefaultMaxConnsPerIP = 1024
 )
 
+// Config.Server's values: which HTTP server serves plain HTTP.
+const (
+	// ServerFast is valyala/fasthttp: the data routes are served on it
+	// natively, the rest through net/http's handler (fastserve.go).
+	ServerFast = "fasthttp"
+	// ServerNet is net/http for every route.
+	ServerNet = "net/http"
+)
+
 // ErrInvalidConfig is returned by Config.Validate.
 var ErrInvalidConfig = errors.New("invalid gateway config")
 
@@ -84,6 +93,10 @@ type Config struct {
 	Sections []Section
 	// TLS, if set, serves HTTPS instead of HTTP on the listener.
 	TLS *TLS
+	// Server is the server for plain HTTP: ServerFast (the default) or
+	// ServerNet. HTTPS is always net/http's, which speaks HTTP/2 as
+	// rqlite's does.
+	Server string
 	// PeerTLS, when set, is node-to-node TLS (bootstrap/nodetls): peers'
 	// Raft ports (/nodes) are asked over https:// with it.
 	PeerTLS *tls.Config
@@ -143,6 +156,9 @@ func (c Config) WithDefaults() Config {
 	if c.Version == "" {
 		c.Version = "unknown"
 	}
+	if c.Server == "" {
+		c.Server = ServerFast
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -160,6 +176,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: timeouts must be positive", ErrInvalidConfig)
 	case c.MaxHeaderBytes < 0 || c.IdleTimeout < 0 || c.BodyReadTimeout < 0 || c.MaxConns < 0 || c.MaxConnsPerIP < 0:
 		return fmt.Errorf("%w: header, idle, body and connection bounds must not be negative", ErrInvalidConfig)
+	case c.Server != ServerFast && c.Server != ServerNet:
+		return fmt.Errorf("%w: HTTP server %q is neither %q nor %q", ErrInvalidConfig, c.Server, ServerFast, ServerNet)
 	}
 	if c.TLS != nil {
 		if err := c.TLS.Validate(); err != nil {

@@ -84,6 +84,8 @@ type Gateway struct {
 	// answers holds encoding buffers for data responses (*[]byte): a
 	// point read's answer otherwise grows a new one four times.
 	answers sync.Pool
+	// fastWriters holds the native fasthttp path's writers (*fastWriter).
+	fastWriters sync.Pool
 }
 
 // maxPooledAnswer is the largest buffer kept for reuse; a bigger answer's
@@ -172,6 +174,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		rctx, stopReload := context.WithCancel(ctx)
 		defer stopReload()
 		go func() { _ = g.certs.Run(rctx) }()
+	}
+	if g.tlsConf == nil && g.cfg.Server == ServerFast {
+		return newFastServer(g).run(ctx, ln)
 	}
 	go func() { errC <- g.srv.Serve(ln) }()
 	select {

@@ -95,6 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&c.RaftAdvAddr, "raft-adv-addr", "", "Advertised Raft address (default: -raft-addr)")
 	fs.StringVar(&c.RaftLogLevel, "raft-log-level", "WARN", "Raft log level: DEBUG, INFO, WARN, ERROR")
 	fs.StringVar(&c.HTTPAllowOrigin, "http-allow-origin", "", "Value of the Access-Control-Allow-Origin header (CORS)")
+	fs.StringVar(&c.HTTPServer, "http-server", gateway.ServerFast, "Skiff: HTTP server for plain HTTP, fasthttp or net/http (HTTPS is always net/http)")
 	fs.IntVar(&c.HTTPMaxConns, "http-max-conns", gateway.DefaultMaxConns, "Skiff: most open connections on the HTTP port")
 	fs.IntVar(&c.HTTPMaxConnsPerIP, "http-max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "Skiff: most open connections on the HTTP port from one remote IP")
 	fs.IntVar(&c.RaftMaxConns, "raft-max-conns", bootstrap.DefaultRaftMaxConns, "Skiff: most open connections on the Raft port (members' IPs exempt)")

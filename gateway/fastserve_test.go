@@ -1,0 +1,265 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/actors/queue"
+	"github.com/skiffdb/skiff/actors/replica"
+	"github.com/skiffdb/skiff/gateway/auth"
+	"github.com/skiffdb/skiff/gateway/metrics"
+)
+
+// fastPair is the same gateway served by both HTTP servers.
+type fastPair struct {
+	net, fast string
+	data      *fakeData
+	p         *phases
+}
+
+func startFastPair(t *testing.T, cfg Config) fastPair {
+	t.Helper()
+	fp := fastPair{data: &fakeData{}, p: &phases{}}
+	fp.p.set(lifecycle.Ready, 1)
+	withMetrics := func(c Config) Config {
+		m, err := metrics.New(metrics.Config{State: fp.p.st.Load})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Metrics = m
+		return c
+	}
+	cfg.Server = ServerNet
+	fp.net = startGatewayCfg(t, withMetrics(cfg), fp.data, fp.p)
+	cfg.Server = ServerFast
+	fp.fast = startGatewayCfg(t, withMetrics(cfg), fp.data, fp.p)
+	return fp
+}
+
+// answer is a response as a client sees it, without the Date header and
+// with the gateway's own address as ADDR.
+func answer(t *testing.T, base, method, target, body string, hdr map[string]string) string {
+	t.Helper()
+	req, err := http.NewRequest(method, base+target, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body == "" {
+		req.Body = nil
+	}
+	for k, v := range hdr {
+		if k == "chunked" {
+			req.ContentLength = -1
+			req.Body = io.NopCloser(strings.NewReader(body))
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var keys []string
+	for k := range resp.Header {
+		if k != "Date" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%d\n", resp.StatusCode)
+	for _, k := range keys {
+		fmt.Fprintf(&sb, "%s: %s\n", k, strings.Join(resp.Header[k], ", "))
+	}
+	sb.Write(b)
+	// Each gateway advertises its own address.
+	return strings.ReplaceAll(sb.String(), strings.TrimPrefix(base, "http://"), "ADDR")
+}
+
+// The native fasthttp path (fastQuery) and the adaptors answer every
+// request exactly as net/http's server does: status, every header but
+// Date, and body (API.md 1.1-1.8, 1.12).
+func TestFastQueryMatchesNetHTTP(t *testing.T) {
+	fp := startFastPair(t, Config{AllowOrigin: "https://app.example"})
+	big := `["SELECT 1", "` + strings.Repeat("x", 2*fastMaxHeldBody) + `"]`
+	json1 := map[string]string{"Content-Type": "application/json"}
+	cases := []struct {
+		// native: fastQuery serves it itself; the others it declines.
+		native                     bool
+		name, method, target, body string
+		hdr                        map[string]string
+		phase                      lifecycle.Phase
+		dataErr                    error
+	}{
+		{native: true, name: "post", method: "POST", target: "/db/query", body: `["SELECT 1"]`, hdr: json1},
+		{native: true, name: "post two, pretty, timings off", method: "POST", target: "/db/query?pretty", body: `["SELECT 1", "SELECT 2"]`},
+		{native: true, name: "associative", method: "POST", target: "/db/query?associative&level=none", body: `["SELECT 1"]`},
+		{native: true, name: "parameters", method: "POST", target: "/db/query?level=weak", body: `[["SELECT ?", 1]]`},
+		{native: true, name: "linearizable", method: "POST", target: "/db/query?level=linearizable", body: `["SELECT 1"]`},
+		{native: true, name: "freshness", method: "POST", target: "/db/query?level=none&freshness=1s", body: `["SELECT 1"]`},
+		{native: true, name: "get q", method: "GET", target: "/db/query?q=SELECT%201"},
+		{native: true, name: "get q, blob_array", method: "GET", target: "/db/query?q=SELECT%201&blob_array"},
+		{name: "get without q", method: "GET", target: "/db/query"},
+		{native: true, name: "write via query", method: "POST", target: "/db/query", body: `["INSERT INTO t VALUES(1)"]`},
+		{name: "strong: declined", method: "POST", target: "/db/query?level=strong", body: `["SELECT 1"]`},
+		{name: "redirect: declined", method: "POST", target: "/db/query?redirect", body: `["SELECT 1"]`},
+		{name: "bad json", method: "POST", target: "/db/query", body: `["SELECT 1"`},
+		{name: "bad parameter", method: "POST", target: "/db/query?timeout=xyz", body: `["SELECT 1"]`},
+		{name: "empty body", method: "POST", target: "/db/query"},
+		{name: "pragma", method: "POST", target: "/db/query", body: `["PRAGMA journal_mode=DELETE"]`},
+		{name: "method", method: "PUT", target: "/db/query", body: `["SELECT 1"]`},
+		{name: "options", method: "OPTIONS", target: "/db/query"},
+		{name: "prefix route", method: "POST", target: "/db/query/x", body: `["SELECT 1"]`},
+		{name: "chunked", method: "POST", target: "/db/query", body: `["SELECT 1"]`, hdr: map[string]string{"chunked": ""}},
+		{name: "streamed body past the held size", method: "POST", target: "/db/query", body: big},
+		{name: "streamed body, execute", method: "POST", target: "/db/execute", body: big},
+		{name: "body past MaxBodyBytes", method: "POST", target: "/db/execute", body: `["` + strings.Repeat("x", DefaultMaxBodyBytes) + `"]`},
+		{name: "starting", method: "POST", target: "/db/query", body: `["SELECT 1"]`, phase: lifecycle.Starting},
+		{native: true, name: "degraded, none", method: "POST", target: "/db/query?level=none", body: `["SELECT 1"]`, phase: lifecycle.Degraded},
+		{name: "degraded, weak", method: "POST", target: "/db/query?level=weak", body: `["SELECT 1"]`, phase: lifecycle.Degraded},
+		{native: true, name: "stale read", method: "POST", target: "/db/query?level=none&freshness=1s", body: `["SELECT 1"]`, dataErr: replica.ErrStaleRead},
+		{native: true, name: "data error", method: "POST", target: "/db/query", body: `["SELECT 1"]`, dataErr: errors.New("disk on fire")},
+		{native: true, name: "no leader", method: "POST", target: "/db/query?level=weak", body: `["SELECT 1"]`, dataErr: replica.ErrNoLeader},
+		{name: "execute", method: "POST", target: "/db/execute", body: `["INSERT INTO t VALUES(1)"]`},
+		{name: "status", method: "GET", target: "/readyz"},
+		{name: "backup (streamed answer)", method: "GET", target: "/db/backup"},
+		{name: "not found", method: "GET", target: "/nope"},
+	}
+	g := unservedGateway(t, Config{}, fp.data, fp.p)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ph := c.phase
+			if ph == "" {
+				ph = lifecycle.Ready
+			}
+			fp.p.set(ph, 1)
+			defer fp.p.set(lifecycle.Ready, 1)
+			fp.data.err = c.dataErr
+			defer func() { fp.data.err = nil }()
+			want := answer(t, fp.net, c.method, c.target, c.body, c.hdr)
+			got := answer(t, fp.fast, c.method, c.target, c.body, c.hdr)
+			if got != want {
+				t.Fatalf("fasthttp answered\n%s\nnet/http answered\n%s", clip(got), clip(want))
+			}
+			if _, chunked := c.hdr["chunked"]; !chunked && len(c.body) <= fastMaxHeldBody {
+				if served := fastQueryServes(t, g, c.method, c.target, c.body, c.hdr); served != c.native {
+					t.Fatalf("fastQuery served it: %v, want %v", served, c.native)
+				}
+			}
+		})
+	}
+}
+
+// fastQueryServes reports whether g.fastQuery serves a request itself.
+func fastQueryServes(t *testing.T, g *Gateway, method, target, body string, hdr map[string]string) bool {
+	t.Helper()
+	var req fasthttp.Request
+	req.Header.SetMethod(method)
+	req.SetRequestURI(target)
+	if body != "" {
+		req.SetBodyString(body)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, nil, nil)
+	return g.fastQuery(&ctx)
+}
+
+// unservedGateway is a gateway that is never run, for calling its
+// handlers directly.
+func unservedGateway(t *testing.T, cfg Config, data Data, p *phases) *Gateway {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	q, err := queue.New(queue.Config{}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AdvAddr = ln.Addr().String()
+	g, err := New(cfg, ln, data, q, p.st.Load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func clip(s string) string {
+	if len(s) > 2000 {
+		return s[:2000] + "..."
+	}
+	return s
+}
+
+// With -auth, the native path checks credentials as ServeHTTP does, and
+// counts them once (API.md 1.12).
+func TestFastQueryAuthMatchesNetHTTP(t *testing.T) {
+	type cred struct {
+		Username string   `json:"username"`
+		Password string   `json:"password"`
+		Perms    []string `json:"perms"`
+	}
+	b, _ := json.Marshal([]cred{{"reader", "pw", []string{"query", "status"}}, {"writer", "pw", []string{"execute"}}})
+	path := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store, err := auth.Open(auth.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := startFastPair(t, Config{Auth: store})
+	basic := func(u, p string) map[string]string {
+		r, _ := http.NewRequest("GET", "/", nil)
+		r.SetBasicAuth(u, p)
+		return map[string]string{"Authorization": r.Header.Get("Authorization")}
+	}
+	for _, c := range []struct {
+		name string
+		hdr  map[string]string
+	}{
+		{"allowed", basic("reader", "pw")},
+		{"wrong password", basic("reader", "no")},
+		{"no perm", basic("writer", "pw")},
+		{"no credentials", nil},
+		{"not basic", map[string]string{"Authorization": "Bearer x"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			want := answer(t, fp.net, "POST", "/db/query", `["SELECT 1"]`, c.hdr)
+			got := answer(t, fp.fast, "POST", "/db/query", `["SELECT 1"]`, c.hdr)
+			if got != want {
+				t.Fatalf("fasthttp answered\n%s\nnet/http answered\n%s", got, want)
+			}
+		})
+	}
+	vars := func(base string) string {
+		v := answer(t, base, "GET", "/debug/vars?key=http", "", basic("reader", "pw"))
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(v[strings.Index(v, "{"):]), &doc); err != nil {
+			t.Fatalf("vars: %v: %s", err, v)
+		}
+		return fmt.Sprint(doc["authOK"], " ", doc["authFail"], " ", doc["queries"])
+	}
+	if n, f := vars(fp.net), vars(fp.fast); n != f {
+		t.Fatalf("auth counters: net/http %s, fasthttp %s", n, f)
+	}
+}
