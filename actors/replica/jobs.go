@@ -51,7 +51,7 @@ func (r *Replica) startJobs(g *group, run *running) {
 	// removed (removed.go).
 	r.every(g, removalCheckInterval, nil, func() {
 		if r.needsRemovalCheck() {
-			r.checkRemoved(nh)
+			r.checkRemoved(r.jobsCtx, nh)
 		}
 	})
 	if r.reapEnabled() {

@@ -212,12 +212,27 @@ func (r *Replica) deleteReplica(nh *dragonboat.NodeHost, id uint64) func(context
 // ends, successfully, as soon as this node is known removed: it applied
 // its own removal (the listener closes deleted) or learned it otherwise
 // (stopAsRemoved closes gone).
+//
+// This node often never applies its own removal: the leader stops
+// replicating to it once the change commits there, and the commit may
+// not have reached it (removed.go). At a shutdown (leave) the periodic
+// job that would ask the peers has stopped already, so the removal asks
+// them itself (askRemoved) while it waits.
 func (r *Replica) removeSelf(ctx context.Context, nh *dragonboat.NodeHost) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
 		done <- r.retryConfigChange(cctx, nh, r.deleteReplica(nh, r.cfg.ReplicaID))
+	}()
+	asked := make(chan struct{})
+	go func() {
+		defer close(asked)
+		r.askRemoved(cctx, nh)
+	}()
+	defer func() {
+		cancel()
+		<-asked
 	}()
 	select {
 	case err := <-done:

@@ -44,21 +44,50 @@ func (r *Replica) needsRemovalCheck() bool {
 	return st.LeaderReplicaID == 0 || time.Since(st.LastLeaderContact) > after
 }
 
-// checkRemoved asks the peers this node last knew whether it was removed.
-func (r *Replica) checkRemoved(nh *dragonboat.NodeHost) {
+// checkRemoved asks the peers this node last knew whether it was removed,
+// within ctx (and probeTimeout); it reports whether one said so (the node
+// then stops taking part: stopAsRemoved).
+func (r *Replica) checkRemoved(ctx context.Context, nh *dragonboat.NodeHost) bool {
 	peers := r.peerAddrs(nh)
 	if len(peers) == 0 {
-		return
+		return false
 	}
-	ctx, cancel := context.WithTimeout(r.jobsCtx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	reason, err := r.cfg.CheckRemoved(ctx, peers, r.cfg.ReplicaID)
 	if err != nil {
 		r.log.Debug("asking peers about this node's membership failed", zap.Error(err))
+		return false
+	}
+	if reason == "" {
+		return false
+	}
+	r.stopAsRemoved(nh, reason)
+	return true
+}
+
+// askRemoved asks the peers whether this node was removed every election
+// timeout until one says so or ctx ends: removeSelf's wait for its own
+// removal, which this node may never apply. The first ask comes an
+// election timeout in: a removal that reaches this node applies well
+// within it, and the peers' answers follow their committed membership.
+func (r *Replica) askRemoved(ctx context.Context, nh *dragonboat.NodeHost) {
+	if r.cfg.CheckRemoved == nil {
 		return
 	}
-	if reason != "" {
-		r.stopAsRemoved(nh, reason)
+	every := time.Duration(r.cfg.ElectionRTT) * r.cfg.RTT
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if r.checkRemoved(ctx, nh) {
+			return
+		}
+		t.Reset(every)
 	}
 }
 
