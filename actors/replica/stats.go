@@ -172,6 +172,20 @@ func commitIndex(ctx context.Context, nh *dragonboat.NodeHost, shardID uint64) (
 		}
 		return lr.LastIndex - 1, nil
 	case <-ctx.Done():
+		// A query left pending when the NodeHost closes the shard may
+		// be answered after the close cleared it, which panics in
+		// Dragonboat ("no pending raft log query"; seen in CI at a
+		// SIGTERM): wait for the answer, which a step worker's pass
+		// gives, a bounded while.
+		t := time.NewTimer(logQueryDrain)
+		defer t.Stop()
+		select {
+		case <-rs.ResultC():
+		case <-t.C:
+		}
 		return 0, ctx.Err()
 	}
 }
+
+// logQueryDrain bounds commitIndex's wait for an abandoned query's answer.
+const logQueryDrain = time.Second
