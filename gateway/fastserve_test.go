@@ -1,6 +1,10 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +15,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -261,5 +267,200 @@ func TestFastQueryAuthMatchesNetHTTP(t *testing.T) {
 	}
 	if n, f := vars(fp.net), vars(fp.fast); n != f {
 		t.Fatalf("auth counters: net/http %s, fasthttp %s", n, f)
+	}
+}
+
+// startAdapted serves h through fastServer's adaptor (serveAdapted), as
+// every request but fastQuery's is served.
+func startAdapted(t *testing.T, h http.Handler) string {
+	t.Helper()
+	p := &phases{}
+	p.set(lifecycle.Ready, 1)
+	g := unservedGateway(t, Config{}, &fakeData{}, p)
+	g.srv.Handler = h
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- newFastServer(g).run(ctx, g.ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return "http://" + g.ln.Addr().String()
+}
+
+// A large answer streams as the handler writes it, chunked, and is never
+// held whole; a flushed one reaches the client before the handler ends.
+func TestAdaptedAnswerStreams(t *testing.T) {
+	release := make(chan struct{})
+	const part = 32 << 10
+	base := startAdapted(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			chunk := bytes.Repeat([]byte("0123456789abcdef"), part/16)
+			for i := 0; i < 320; i++ { // 10 MiB
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		case "/flushed":
+			_, _ = io.WriteString(w, "first part\n")
+			w.(http.Flusher).Flush()
+			<-release
+			_, _ = io.WriteString(w, "second part\n")
+		}
+	}))
+	resp, err := http.Get(base + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != 320*part || resp.ContentLength != -1 || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Fatalf("big answer: %d bytes, err %v, length %d, type %q", n, err, resp.ContentLength, resp.Header.Get("Content-Type"))
+	}
+	resp, err = http.Get(base + "/flushed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "first part\n" {
+		t.Fatalf("first part: %q, %v", line, err)
+	}
+	close(release)
+	if rest, err := io.ReadAll(br); err != nil || string(rest) != "second part\n" {
+		t.Fatalf("second part: %q, %v", rest, err)
+	}
+}
+
+// An aborted handler (http.ErrAbortHandler) drops the connection: no
+// answer before anything was sent, a cut body after, as net/http does.
+// A client that goes away fails the handler's next write.
+func TestAdaptedAbortAndClientGone(t *testing.T) {
+	writeErr := make(chan error, 1)
+	base := startAdapted(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/abort-before":
+			panic(http.ErrAbortHandler)
+		case "/abort-after":
+			_, _ = w.Write(make([]byte, 2*fastMaxHeldAnswer))
+			panic(http.ErrAbortHandler)
+		case "/forever":
+			chunk := make([]byte, 16<<10)
+			for {
+				if _, err := w.Write(chunk); err != nil {
+					writeErr <- err
+					return
+				}
+			}
+		}
+	}))
+	if resp, err := http.Get(base + "/abort-before"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("abort before the answer: status %d, want no answer", resp.StatusCode)
+	}
+	resp, err := http.Get(base + "/abort-after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatal("a body cut by an abort read as whole")
+	}
+	resp.Body.Close()
+	resp, err = http.Get(base + "/forever")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case err := <-writeErr:
+		if err == nil {
+			t.Fatal("nil write error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler still writes after its client went away")
+	}
+}
+
+// A request is the handler's own: what it keeps of one (a path, a
+// header, a query) does not change when fasthttp reads the connection's
+// next request into the same buffers.
+func TestAdaptedRequestIsCopied(t *testing.T) {
+	var kept []string
+	var mu sync.Mutex
+	base := startAdapted(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		kept = append(kept, r.Method+" "+r.URL.Path+" "+r.URL.RawQuery+" "+r.Header.Get("X-Tag")+" "+r.Host)
+		mu.Unlock()
+		_, _ = io.WriteString(w, "ok")
+	}))
+	c := &http.Client{}
+	var want []string
+	for i := 0; i < 50; i++ {
+		tag := strings.Repeat(string(rune('a'+i%26)), 10+i)
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/p%d/%s?q=%d", base, i, tag, i), nil)
+		req.Header.Set("X-Tag", tag)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		want = append(want, fmt.Sprintf("GET /p%d/%s q=%d %s %s", i, tag, i, tag, strings.TrimPrefix(base, "http://")))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range want {
+		if kept[i] != want[i] {
+			t.Fatalf("request %d kept as %q, want %q", i, kept[i], want[i])
+		}
+	}
+}
+
+// A body past fastMaxHeldBody, or chunked, reaches the handler as it
+// arrives; one the handler leaves unread closes the connection after the
+// answer, as net/http does.
+func TestAdaptedStreamedBody(t *testing.T) {
+	base := startAdapted(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ignore" {
+			_, _ = io.WriteString(w, "ignored")
+			return
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		fmt.Fprintf(w, "%d %x %v %d", n, h.Sum(nil), err, r.ContentLength)
+	}))
+	body := bytes.Repeat([]byte("skiff"), 1<<20)
+	sum := sha256.Sum256(body)
+	for _, chunked := range []bool{false, true} {
+		req, _ := http.NewRequest("POST", base+"/sum", bytes.NewReader(body))
+		wantLen := int64(len(body))
+		if chunked {
+			req.ContentLength, req.Body = -1, io.NopCloser(bytes.NewReader(body))
+			wantLen = -1
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("%d %x <nil> %d", len(body), sum, wantLen); string(got) != want {
+			t.Fatalf("chunked %v: %q, want %q", chunked, got, want)
+		}
+	}
+	resp, err := http.Post(base+"/ignore", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != "ignored" || !resp.Close {
+		t.Fatalf("unread body: %q, connection closed %v", got, resp.Close)
 	}
 }

@@ -1,0 +1,294 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+)
+
+// fastMaxHeldAnswer is the largest answer serveAdapted holds whole before
+// sending it; a larger one (a backup, a dump, a large SELECT) streams, as
+// net/http's answers do once its buffer fills.
+const fastMaxHeldAnswer = 64 << 10
+
+// errAnswerStreaming: a streamed request body read after the answer began
+// to stream, when fasthttp may already read the next request.
+var errAnswerStreaming = errors.New("request body read after the answer began")
+
+// serveAdapted runs the net/http handler (g.srv.Handler) on a request
+// fasthttp read, as net/http's server would:
+//   - The request is copied out of fasthttp's buffers, which fasthttp
+//     reuses for the connection's next request: a string kept from them
+//     (a metrics label, a queued statement) would change under its
+//     holder. fasthttpadaptor does not copy, and holds every answer whole
+//     (a 10 GB backup in memory), which is why it is not used.
+//   - A body larger than fastMaxHeldBody, or chunked, is read from the
+//     connection as the handler reads it (/db/load, /boot).
+//   - The handler runs on its own goroutine. Its answer is held until it
+//     returns, and streams once it outgrows fastMaxHeldAnswer or is
+//     flushed.
+//   - A handler that panics with http.ErrAbortHandler (or any panic
+//     ServeHTTP does not recover) drops the connection: no answer, or a
+//     cut one.
+func (f *fastServer) serveAdapted(ctx *fasthttp.RequestCtx) {
+	r, err := adaptedRequest(ctx)
+	if err != nil {
+		ctx.SetConnectionClose()
+		ctx.Error("400 Bad Request", http.StatusBadRequest)
+		return
+	}
+	w := &adaptedWriter{h: http.Header{}, conn: ctx.Conn(), streamC: make(chan struct{})}
+	body := &adaptedBody{w: w, length: r.ContentLength}
+	if n := ctx.Request.Header.ContentLength(); n == -1 || n > fastMaxHeldBody {
+		// The header's read deadline would cut a long upload;
+		// BodyProgress bounds the body's progress instead.
+		_ = ctx.Conn().SetReadDeadline(time.Time{})
+		body.r = ctx.RequestBodyStream()
+	} else {
+		b := bytes.Clone(ctx.PostBody())
+		body.r, body.held = bytes.NewReader(b), true
+		if n > 0 && len(b) != n {
+			// fasthttp gives a body it could not read whole as the
+			// error's text.
+			body.r = cutBody{}
+		}
+	}
+	r.Body = body
+	endC := make(chan bool, 1)
+	go func() {
+		rctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		endC <- f.runHandler(w, r.WithContext(rctx))
+	}()
+	select {
+	case ok := <-endC:
+		w.answerHeld(ctx, ok, body)
+	case <-w.streamC:
+		w.answerStreaming(ctx)
+	}
+}
+
+// runHandler reports false when the handler aborted.
+func (f *fastServer) runHandler(w *adaptedWriter, r *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				f.log.Error("panic in handler", zap.Any("panic", p), zap.String("path", r.URL.Path),
+					zap.ByteString("stack", debug.Stack()))
+			}
+			ok = false
+		}
+		if w.streaming.Load() {
+			if ok {
+				_ = w.pw.Close()
+			} else {
+				_ = w.pw.CloseWithError(http.ErrAbortHandler)
+			}
+		}
+	}()
+	f.g.srv.Handler.ServeHTTP(w, r)
+	return true
+}
+
+// adaptedRequest is ctx's request as net/http's server presents it, its
+// body aside, in memory of its own.
+func adaptedRequest(ctx *fasthttp.RequestCtx) (*http.Request, error) {
+	uri := string(ctx.RequestURI())
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	r := &http.Request{Method: string(ctx.Method()), URL: u, RequestURI: uri,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{}, Host: string(ctx.Host()), RemoteAddr: ctx.RemoteAddr().String(),
+		ContentLength: int64(ctx.Request.Header.ContentLength())}
+	if !ctx.Request.Header.IsHTTP11() {
+		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
+	}
+	if r.ContentLength < 0 {
+		r.ContentLength = -1
+		r.TransferEncoding = []string{"chunked"}
+	}
+	for k, v := range ctx.Request.Header.All() {
+		switch key := http.CanonicalHeaderKey(string(k)); key {
+		case "Host", "Transfer-Encoding":
+		default:
+			r.Header.Add(key, string(v))
+		}
+	}
+	return r, nil
+}
+
+// adaptedBody is a request body that notes its end, and that is not read
+// from the connection once the answer streams.
+type adaptedBody struct {
+	r io.Reader
+	w *adaptedWriter
+	// held: r is a copy, not the connection.
+	held bool
+	// eof: the whole body was read, so the connection may be kept.
+	eof bool
+	// length is the declared length (-1: chunked); read counts the bytes.
+	length, read int64
+}
+
+func (b *adaptedBody) Read(p []byte) (int, error) {
+	if !b.held && b.w.streaming.Load() {
+		return 0, errAnswerStreaming
+	}
+	n, err := b.r.Read(p)
+	b.read += int64(n)
+	if errors.Is(err, io.EOF) {
+		if b.length >= 0 && b.read < b.length {
+			// fasthttp ends a body cut short by its client with a
+			// plain EOF; net/http with this, and so must a handler
+			// that would otherwise take half an upload for all of it.
+			return n, io.ErrUnexpectedEOF
+		}
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *adaptedBody) Close() error { return nil }
+
+// cutBody is a held body fasthttp could not read whole.
+type cutBody struct{}
+
+func (cutBody) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+
+// adaptedWriter is the handler's http.ResponseWriter. Until the answer
+// streams, only the handler's goroutine touches it; serveAdapted reads it
+// once the handler returns (endC) or it streams (streamC).
+type adaptedWriter struct {
+	h http.Header
+	// sent is h as of WriteHeader: net/http sends the header then, and a
+	// later change is not sent.
+	sent http.Header
+	code int
+	buf  []byte
+	// first is what was held when the answer began to stream: its type
+	// is sniffed from it, as net/http does from its first write.
+	first []byte
+	conn  net.Conn
+	// streaming: the answer goes through pw, which fasthttp reads (pr).
+	streaming atomic.Bool
+	streamC   chan struct{}
+	pr        *io.PipeReader
+	pw        *io.PipeWriter
+}
+
+func (w *adaptedWriter) Header() http.Header { return w.h }
+
+func (w *adaptedWriter) WriteHeader(code int) {
+	if w.code != 0 {
+		return
+	}
+	w.code, w.sent = code, w.h.Clone()
+}
+
+func (w *adaptedWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	if w.streaming.Load() {
+		return w.pw.Write(p)
+	}
+	w.buf = append(w.buf, p...)
+	if len(w.buf) > fastMaxHeldAnswer {
+		if err := w.stream(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// Flush sends what the answer holds so far: it streams from then on.
+func (w *adaptedWriter) Flush() {
+	w.WriteHeader(http.StatusOK)
+	if !w.streaming.Load() {
+		_ = w.stream()
+	}
+}
+
+// SetReadDeadline lets BodyProgress bound a streamed body's progress
+// (connlimit's readDeadliner); once the answer streams, fasthttp owns
+// the connection's deadlines.
+func (w *adaptedWriter) SetReadDeadline(t time.Time) error {
+	if w.streaming.Load() {
+		return nil
+	}
+	return w.conn.SetReadDeadline(t)
+}
+
+// stream hands the answer to fasthttp (answerStreaming) and writes what
+// was held.
+func (w *adaptedWriter) stream() error {
+	w.pr, w.pw = io.Pipe()
+	w.first, w.buf = w.buf, nil
+	w.streaming.Store(true)
+	close(w.streamC)
+	if len(w.first) == 0 {
+		return nil
+	}
+	_, err := w.pw.Write(w.first)
+	return err
+}
+
+// answerHeld sends an answer the handler finished without streaming.
+func (w *adaptedWriter) answerHeld(ctx *fasthttp.RequestCtx, ok bool, body *adaptedBody) {
+	if !ok {
+		ctx.HijackSetNoResponse(true)
+		ctx.Hijack(func(c net.Conn) { _ = c.Close() })
+		return
+	}
+	if !body.held && !body.eof {
+		// The rest of the body is still on the connection.
+		ctx.SetConnectionClose()
+	}
+	w.WriteHeader(http.StatusOK)
+	copyHeader(ctx, w.sent, w.code)
+	if len(w.buf) > 0 && w.sent.Get("Content-Type") == "" {
+		ctx.Response.Header.SetContentType(http.DetectContentType(w.buf))
+	}
+	ctx.Response.SetBody(w.buf)
+}
+
+// answerStreaming sends the header now and the body as the handler
+// writes it. An abort cuts the body (pw's error) and fasthttp drops the
+// connection; a client that goes away closes pr, failing the handler's
+// next write.
+func (w *adaptedWriter) answerStreaming(ctx *fasthttp.RequestCtx) {
+	copyHeader(ctx, w.sent, w.code)
+	if w.sent.Get("Content-Type") == "" && len(w.first) > 0 {
+		ctx.Response.Header.SetContentType(http.DetectContentType(w.first))
+	}
+	size := -1
+	if n, err := strconv.Atoi(w.sent.Get("Content-Length")); err == nil && n >= 0 {
+		size = n
+	}
+	ctx.Response.SetBodyStream(w.pr, size)
+}
+
+// copyHeader sets ctx's status and the header a handler wrote.
+func copyHeader(ctx *fasthttp.RequestCtx, h http.Header, code int) {
+	ctx.SetStatusCode(code)
+	for k, vv := range h {
+		if k == "Content-Length" {
+			// fasthttp frames the body itself.
+			continue
+		}
+		for _, v := range vv {
+			ctx.Response.Header.Add(k, v)
+		}
+	}
+}
