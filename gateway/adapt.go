@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -41,7 +43,7 @@ var errAnswerStreaming = errors.New("request body read after the answer began")
 //   - A handler that panics with http.ErrAbortHandler (or any panic
 //     ServeHTTP does not recover) drops the connection: no answer, or a
 //     cut one.
-func (f *fastServer) serveAdapted(ctx *fasthttp.RequestCtx) {
+func (f *fastServer) serveAdapted(ctx *fasthttp.RequestCtx, held *heldBuf, whole bool) {
 	r, err := adaptedRequest(ctx)
 	if err != nil {
 		ctx.SetConnectionClose()
@@ -50,21 +52,23 @@ func (f *fastServer) serveAdapted(ctx *fasthttp.RequestCtx) {
 	}
 	w := &adaptedWriter{h: http.Header{}, conn: ctx.Conn(), streamC: make(chan struct{})}
 	body := &adaptedBody{w: w, length: r.ContentLength}
-	if n := ctx.Request.Header.ContentLength(); n == -1 || n > fastMaxHeldBody {
+	switch {
+	case whole:
+		// A copy: held goes back to its pool when this returns, and a
+		// streaming answer's handler runs on.
+		body.r, body.held = bytes.NewReader(bytes.Clone(held.b)), true
+	case held.cut:
+		body.r, body.held = cutBody{}, true
+	default:
 		// The header's read deadline would cut a long upload;
 		// BodyProgress bounds the body's progress instead.
 		_ = ctx.Conn().SetReadDeadline(time.Time{})
 		body.r = ctx.RequestBodyStream()
-	} else {
-		b := bytes.Clone(ctx.PostBody())
-		body.r, body.held = bytes.NewReader(b), true
-		if n > 0 && len(b) != n {
-			// fasthttp gives a body it could not read whole as the
-			// error's text.
-			body.r = cutBody{}
-		}
 	}
 	r.Body = body
+	if r.ContentLength == 0 {
+		r.Body = http.NoBody
+	}
 	endC := make(chan bool, 1)
 	go func() {
 		rctx, cancel := context.WithCancel(context.Background())
@@ -116,8 +120,11 @@ func adaptedRequest(ctx *fasthttp.RequestCtx) (*http.Request, error) {
 	if !ctx.Request.Header.IsHTTP11() {
 		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
 	}
-	if r.ContentLength < 0 {
-		r.ContentLength = -1
+	switch r.ContentLength {
+	case -2:
+		// Neither a length nor chunks: no body, for a request.
+		r.ContentLength = 0
+	case -1:
 		r.TransferEncoding = []string{"chunked"}
 	}
 	for k, v := range ctx.Request.Header.All() {
@@ -162,6 +169,23 @@ func (b *adaptedBody) Read(p []byte) (int, error) {
 }
 
 func (b *adaptedBody) Close() error { return nil }
+
+// lingerDelay is how long lingerClose reads what the client still sends
+// before closing (net/http's rstAvoidanceDelay).
+const lingerDelay = 500 * time.Millisecond
+
+// lingerClose readies a connection whose client may still be sending for
+// its close: it sends FIN and discards what arrives for lingerDelay, so
+// the client reads the answer before any reset.
+// raw is the connection under fasthttp's hijacked one, which hides its
+// CloseWrite.
+func lingerClose(c, raw net.Conn) {
+	if cw, ok := raw.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(lingerDelay))
+	_, _ = io.Copy(io.Discard, c)
+}
 
 // cutBody is a held body fasthttp could not read whole.
 type cutBody struct{}
@@ -251,11 +275,34 @@ func (w *adaptedWriter) answerHeld(ctx *fasthttp.RequestCtx, ok bool, body *adap
 		ctx.Hijack(func(c net.Conn) { _ = c.Close() })
 		return
 	}
-	if !body.held && !body.eof {
-		// The rest of the body is still on the connection.
-		ctx.SetConnectionClose()
-	}
 	w.WriteHeader(http.StatusOK)
+	if !body.held && !body.eof {
+		// The rest of the body is still on the connection: the answer
+		// goes, then the connection closes as net/http's does (its
+		// closeWriteAndWait). Closed at once, the unread upload would
+		// make the kernel reset it, and the client lose the answer.
+		// Written here: fasthttp closes a connection-close answer's
+		// connection without calling a hijack handler.
+		h := w.sent.Clone()
+		if len(w.buf) > 0 && h.Get("Content-Type") == "" {
+			h.Set("Content-Type", http.DetectContentType(w.buf))
+		}
+		h.Set("Content-Length", strconv.Itoa(len(w.buf)))
+		head := rawHead(ctx, w.code, h)
+		answer := w.buf
+		if ctx.IsHead() {
+			answer = nil
+		}
+		raw := ctx.Conn()
+		ctx.HijackSetNoResponse(true)
+		ctx.Hijack(func(c net.Conn) {
+			if _, err := c.Write(append(head, answer...)); err == nil {
+				lingerClose(c, raw)
+			}
+			_ = c.Close()
+		})
+		return
+	}
 	copyHeader(ctx, w.sent, w.code)
 	if len(w.buf) > 0 && w.sent.Get("Content-Type") == "" {
 		ctx.Response.Header.SetContentType(http.DetectContentType(w.buf))
@@ -268,6 +315,10 @@ func (w *adaptedWriter) answerHeld(ctx *fasthttp.RequestCtx, ok bool, body *adap
 // connection; a client that goes away closes pr, failing the handler's
 // next write.
 func (w *adaptedWriter) answerStreaming(ctx *fasthttp.RequestCtx) {
+	if !ctx.Request.Header.IsHTTP11() {
+		w.answerUntilClose(ctx)
+		return
+	}
 	copyHeader(ctx, w.sent, w.code)
 	if w.sent.Get("Content-Type") == "" && len(w.first) > 0 {
 		ctx.Response.Header.SetContentType(http.DetectContentType(w.first))
@@ -276,7 +327,63 @@ func (w *adaptedWriter) answerStreaming(ctx *fasthttp.RequestCtx) {
 	if n, err := strconv.Atoi(w.sent.Get("Content-Length")); err == nil && n >= 0 {
 		size = n
 	}
-	ctx.Response.SetBodyStream(w.pr, size)
+	ctx.Response.SetBodyStream(pipeBody{w.pr}, size)
+}
+
+// answerUntilClose streams an HTTP/1.0 client's answer, which cannot be
+// chunked: the body runs until the connection closes, written on the
+// hijacked connection (fasthttp would chunk it).
+func (w *adaptedWriter) answerUntilClose(ctx *fasthttp.RequestCtx) {
+	h := w.sent.Clone()
+	if h.Get("Content-Type") == "" && len(w.first) > 0 {
+		h.Set("Content-Type", http.DetectContentType(w.first))
+	}
+	head := rawHead(ctx, w.code, h)
+	pr := w.pr
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		bw := bufio.NewWriterSize(c, streamChunk)
+		_, err := bw.Write(head)
+		if err == nil && ctx.Request.Header.IsHead() {
+			_ = pr.Close()
+		} else if err == nil {
+			_, err = io.CopyBuffer(bw, pr, make([]byte, streamChunk))
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		// On a write error the handler's next write fails.
+		_ = pr.CloseWithError(err)
+		_ = c.Close()
+	})
+}
+
+// rawHead is an answer's status line and header, ending the connection
+// after it, for an answer written on a hijacked connection.
+func rawHead(ctx *fasthttp.RequestCtx, code int, h http.Header) []byte {
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	h.Set("Connection", "close")
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s %d %s\r\n", ctx.Request.Header.Protocol(), code, http.StatusText(code))
+	_ = h.Write(&b)
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// streamChunk is the buffer a streamed answer is copied through.
+const streamChunk = 256 << 10
+
+// pipeBody is a streamed answer as fasthttp reads it. Its WriteTo makes
+// each of the handler's writes one chunk, where fasthttp's own copy cuts
+// 4 KiB chunks and flushes each (a syscall per 4 KiB of a backup).
+type pipeBody struct{ *io.PipeReader }
+
+// SupportsBodyWriteTo opts in to fasthttp's use of WriteTo
+// (fasthttp.BodyWriterTo).
+func (pipeBody) SupportsBodyWriteTo() bool { return true }
+
+func (b pipeBody) WriteTo(dst io.Writer) (int64, error) {
+	return io.CopyBuffer(dst, b.PipeReader, make([]byte, streamChunk))
 }
 
 // copyHeader sets ctx's status and the header a handler wrote.

@@ -21,9 +21,11 @@ import (
 // it declines before anything is done for the request. Its answer goes
 // through the same finish as handleQuery's: TestFastQueryMatchesNetHTTP
 // compares the two byte for byte.
-func (g *Gateway) fastQuery(ctx *fasthttp.RequestCtx) (served bool) {
+func (g *Gateway) fastQuery(ctx *fasthttp.RequestCtx, body *heldBuf) (served bool) {
 	isGet := ctx.IsGet()
-	if (!isGet && !ctx.IsPost()) || string(ctx.Path()) != "/db/query" {
+	// The path as sent: ctx.Path() is normalized ("//db/query" would
+	// match), where ServeHTTP routes the path as sent.
+	if (!isGet && !ctx.IsPost()) || string(ctx.URI().PathOriginal()) != "/db/query" {
 		return false
 	}
 	start := time.Now()
@@ -42,19 +44,18 @@ func (g *Gateway) fastQuery(ctx *fasthttp.RequestCtx) (served bool) {
 		}
 		stmts = rqjson.ParseQueryString(params.Q)
 	} else {
-		n := ctx.Request.Header.ContentLength()
-		if n < 0 || int64(n) > g.cfg.MaxBodyBytes || n > fastMaxHeldBody {
+		// body is nil for a body heldBody did not read whole.
+		if body == nil || int64(len(body.b)) > g.cfg.MaxBodyBytes {
 			return false
 		}
-		if stmts, err = rqjson.ParseStatements(ctx.PostBody(), string(ctx.Request.Header.ContentType())); err != nil {
+		if stmts, err = rqjson.ParseStatements(body.b, string(ctx.Request.Header.ContentType())); err != nil {
 			return false
 		}
-	}
-	if rqjson.HasDisallowedPragma(stmts) || !g.fastAuthorized(ctx) {
-		return false
 	}
 	local := g.servedLocally(level)
-	if g.admit(local) != nil {
+	// Admission before credentials: a declined request's credentials are
+	// checked, and counted, by ServeHTTP.
+	if rqjson.HasDisallowedPragma(stmts) || g.admit(local) != nil || !g.fastAuthorized(ctx) {
 		return false
 	}
 	for _, s := range stmts {
@@ -104,6 +105,8 @@ func (g *Gateway) fastRecover(w *fastWriter, served *bool) {
 		w.ctx.Response.Reset()
 		w.wrote = false
 		clear(w.h)
+		w.h["X-Rqlite-Version"] = g.version
+		w.h["X-Skiff-Version"] = g.version
 		http.Error(w, "internal error", http.StatusInternalServerError)
 	}
 }

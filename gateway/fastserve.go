@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 
 	"github.com/valyala/fasthttp"
@@ -32,6 +33,8 @@ type fastServer struct {
 	// shutdown times out (fasthttp has no Close).
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	// bodies holds heldBody's buffers.
+	bodies sync.Pool
 }
 
 const (
@@ -51,7 +54,7 @@ func newFastServer(g *Gateway) *fastServer {
 	f.srv = &fasthttp.Server{
 		Handler:        f.serve,
 		Logger:         zapPrintf{f.log.Sugar()},
-		ReadBufferSize: min(g.cfg.MaxHeaderBytes, fastMaxHeaderBytes),
+		ReadBufferSize: g.maxHeaderBytes(),
 		// fasthttp's read timeout covers the headers and the held part
 		// of a body; a streamed body is bounded by BodyProgress instead
 		// (serveAdapted clears this deadline).
@@ -65,6 +68,9 @@ func newFastServer(g *Gateway) *fastServer {
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		CloseOnShutdown:       true,
+		// A malformed request is not echoed into the log (it may hold
+		// credentials).
+		SecureErrorLogMessage: true,
 		ConnState:             f.track,
 		ErrorHandler:          f.requestError,
 	}
@@ -89,13 +95,19 @@ func (f *fastServer) requestError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		ctx.Error("400 Bad Request", http.StatusBadRequest)
 	}
-	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	h := &ctx.Response.Header
+	h.SetContentType("text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Rqlite-Version", f.g.version[0])
+	h.Set("X-Skiff-Version", f.g.version[0])
 }
 
 // zapPrintf is fasthttp's Logger over zap.
 type zapPrintf struct{ s *zap.SugaredLogger }
 
-func (z zapPrintf) Printf(format string, args ...any) { z.s.Infof(format, args...) }
+// Printf logs at debug: fasthttp logs what net/http does not (each
+// malformed request, each aborted answer), and a client could flood it.
+func (z zapPrintf) Printf(format string, args ...any) { z.s.Debugf(format, args...) }
 
 func (f *fastServer) track(c net.Conn, s fasthttp.ConnState) {
 	f.mu.Lock()
@@ -132,14 +144,72 @@ func (f *fastServer) run(ctx context.Context, ln net.Listener) error {
 		f.log.Warn("http shutdown timed out; closing connections", zap.Error(err))
 		f.closeConns()
 	}
-	if err := <-errC; err != nil {
+	// fasthttp's Shutdown returns at once if Serve has not registered
+	// the listener yet, and Serve would then serve on: a closed listener
+	// ends it either way.
+	_ = ln.Close()
+	if err := <-errC; err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("http server: %w", err)
 	}
 	return nil
 }
 
 func (f *fastServer) serve(ctx *fasthttp.RequestCtx) {
-	if !f.g.fastQuery(ctx) {
-		f.serveAdapted(ctx)
+	defer func() {
+		// fasthttp does not recover a handler's panic; fastQuery and
+		// serveAdapted recover their own, this is for the rest.
+		if p := recover(); p != nil {
+			f.log.Error("panic in handler", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			ctx.Response.Reset()
+			ctx.SetConnectionClose()
+			ctx.Error("internal error\n", http.StatusInternalServerError)
+		}
+	}()
+	body, ok := f.heldBody(ctx)
+	defer f.bodies.Put(body)
+	held := body
+	if !ok {
+		held = nil
 	}
+	if !f.g.fastQuery(ctx, held) {
+		f.serveAdapted(ctx, body, ok)
+	}
+}
+
+// heldBody reads a body of at most fastMaxHeldBody bytes whole, into a
+// pooled buffer (a *heldBuf; its bytes are not kept past the request).
+// It reports false for a body it did not read: a larger or chunked one,
+// left on the connection for serveAdapted to stream, or one cut short
+// (its reader then answers io.ErrUnexpectedEOF). fasthttp's own
+// PostBody would log a warning per request and give a read error's text
+// as the body.
+func (f *fastServer) heldBody(ctx *fasthttp.RequestCtx) (*heldBuf, bool) {
+	b, _ := f.bodies.Get().(*heldBuf)
+	if b == nil {
+		b = &heldBuf{}
+	}
+	b.b, b.cut = b.b[:0], false
+	n := ctx.Request.Header.ContentLength()
+	switch {
+	case n == -2 || n == 0:
+		// -2: no length and no chunks, which for a request is no body.
+		return b, true
+	case n < 0 || n > fastMaxHeldBody:
+		return b, false
+	}
+	if cap(b.b) < n {
+		b.b = make([]byte, n)
+	}
+	b.b = b.b[:n]
+	if _, err := io.ReadFull(ctx.RequestBodyStream(), b.b); err != nil {
+		b.b, b.cut = b.b[:0], true
+		return b, false
+	}
+	return b, true
+}
+
+// heldBuf is a request body read whole, or cut short.
+type heldBuf struct {
+	b   []byte
+	cut bool
 }

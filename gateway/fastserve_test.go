@@ -131,6 +131,8 @@ func TestFastQueryMatchesNetHTTP(t *testing.T) {
 		{name: "method", method: "PUT", target: "/db/query", body: `["SELECT 1"]`},
 		{name: "options", method: "OPTIONS", target: "/db/query"},
 		{name: "prefix route", method: "POST", target: "/db/query/x", body: `["SELECT 1"]`},
+		{name: "unnormalized path", method: "GET", target: "//db/query?q=SELECT%201"},
+		{name: "dot segments", method: "GET", target: "/db/../db/query?q=SELECT%201"},
 		{name: "chunked", method: "POST", target: "/db/query", body: `["SELECT 1"]`, hdr: map[string]string{"chunked": ""}},
 		{name: "streamed body past the held size", method: "POST", target: "/db/query", body: big},
 		{name: "streamed body, execute", method: "POST", target: "/db/execute", body: big},
@@ -185,7 +187,7 @@ func fastQueryServes(t *testing.T, g *Gateway, method, target, body string, hdr 
 	}
 	var ctx fasthttp.RequestCtx
 	ctx.Init(&req, nil, nil)
-	return g.fastQuery(&ctx)
+	return g.fastQuery(&ctx, &heldBuf{b: []byte(body)})
 }
 
 // unservedGateway is a gateway that is never run, for calling its
@@ -248,8 +250,13 @@ func TestFastQueryAuthMatchesNetHTTP(t *testing.T) {
 		{"no perm", basic("writer", "pw")},
 		{"no credentials", nil},
 		{"not basic", map[string]string{"Authorization": "Bearer x"}},
+		{"allowed, node starting", basic("reader", "pw")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if strings.Contains(c.name, "starting") {
+				fp.p.set(lifecycle.Starting, 0)
+				defer fp.p.set(lifecycle.Ready, 1)
+			}
 			want := answer(t, fp.net, "POST", "/db/query", `["SELECT 1"]`, c.hdr)
 			got := answer(t, fp.fast, "POST", "/db/query", `["SELECT 1"]`, c.hdr)
 			if got != want {
@@ -462,5 +469,110 @@ func TestAdaptedStreamedBody(t *testing.T) {
 	resp.Body.Close()
 	if string(got) != "ignored" || !resp.Close {
 		t.Fatalf("unread body: %q, connection closed %v", got, resp.Close)
+	}
+}
+
+// A gateway told to stop at once stops, even before its server has begun
+// to serve (fasthttp's Shutdown does not stop a Serve still to come).
+func TestFastServerStopsAtOnce(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		p := &phases{}
+		p.set(lifecycle.Ready, 1)
+		g := unservedGateway(t, Config{}, &fakeData{}, p)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan error, 1)
+		go func() { done <- g.Run(ctx) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not return after its context ended")
+		}
+	}
+}
+
+// rawExchange sends raw on a new connection and returns all it reads
+// until the server closes it.
+func rawExchange(t *testing.T, base, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read: %v (after %d bytes)", err, len(b))
+	}
+	return string(b)
+}
+
+// An HTTP/1.0 client cannot read chunks: a streamed answer reaches it
+// whole, ended by the connection's close.
+func TestAdaptedHTTP10Streams(t *testing.T) {
+	big := strings.Repeat("x", 3*fastMaxHeldAnswer)
+	base := startAdapted(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, big)
+	}))
+	got := rawExchange(t, base, "GET /big HTTP/1.0\r\n\r\n")
+	head, body, ok := strings.Cut(got, "\r\n\r\n")
+	if !ok || !strings.HasPrefix(head, "HTTP/1.0 200 OK\r\n") || strings.Contains(strings.ToLower(head), "chunked") || body != big {
+		t.Fatalf("HTTP/1.0 answer: head %q, %d body bytes", head, len(body))
+	}
+}
+
+// A request body is what net/http gives a handler: none for a GET
+// without a length, and a body cut short fails with ErrUnexpectedEOF
+// whatever its size, never reading as a whole shorter body.
+func TestAdaptedRequestBodies(t *testing.T) {
+	base := startAdapted(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%d %v %d %v", r.ContentLength, r.Body == http.NoBody, len(b), err)
+	}))
+	if got := rawExchange(t, base, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasSuffix(got, "0 true 0 <nil>") {
+		t.Fatalf("GET: %q", got)
+	}
+	for _, n := range []int{100, 20000, 200000} {
+		sent := strings.Repeat("y", n/2)
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", n, sent)
+		_ = c.(*net.TCPConn).CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if strings.Contains(string(b), " <nil>") || !strings.HasPrefix(string(b), "HTTP/1.1 ") {
+			t.Fatalf("a %d-byte body cut at %d: %q", n, n/2, b)
+		}
+	}
+}
+
+// A handler that answers without reading a large upload (a refusal) gets
+// its answer to the client, not a reset.
+func TestAdaptedRefusalReachesUploader(t *testing.T) {
+	base := startAdapted(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		_, _ = io.WriteString(w, "too large\n")
+	}))
+	for i := 0; i < 10; i++ {
+		resp, err := http.Post(base+"/x", "application/octet-stream", bytes.NewReader(make([]byte, 5<<20)))
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || string(b) != "too large\n" {
+			t.Fatalf("upload %d: %d %q", i, resp.StatusCode, b)
+		}
 	}
 }

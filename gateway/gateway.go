@@ -175,7 +175,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		defer stopReload()
 		go func() { _ = g.certs.Run(rctx) }()
 	}
-	if g.tlsConf == nil && g.cfg.Server == ServerFast {
+	if g.server() == ServerFast {
 		return newFastServer(g).run(ctx, ln)
 	}
 	go func() { errC <- g.srv.Serve(ln) }()

@@ -193,7 +193,25 @@ func (g *Gateway) connSection(sec obj) {
 	sec["conns"] = obj{"max": g.cfg.MaxConns, "max_per_ip": g.cfg.MaxConnsPerIP,
 		"refused_total_cap": st.RefusedTotal, "refused_per_ip_cap": st.RefusedPerIP,
 		"read_header_timeout": g.cfg.ReadHeaderTimeout.String(), "body_read_timeout": g.cfg.BodyReadTimeout.String(),
-		"idle_timeout": g.cfg.IdleTimeout.String(), "max_header_bytes": g.cfg.MaxHeaderBytes}
+		"idle_timeout": g.cfg.IdleTimeout.String(), "max_header_bytes": g.maxHeaderBytes()}
+	sec["server"] = g.server()
+}
+
+// server is the HTTP server that serves the port: HTTPS is net/http's
+// whatever Config.Server says.
+func (g *Gateway) server() string {
+	if g.tlsConf != nil {
+		return ServerNet
+	}
+	return g.cfg.Server
+}
+
+// maxHeaderBytes is the header bound the serving server applies.
+func (g *Gateway) maxHeaderBytes() int {
+	if g.server() == ServerFast {
+		return min(g.cfg.MaxHeaderBytes, fastMaxHeaderBytes)
+	}
+	return g.cfg.MaxHeaderBytes
 }
 
 // statsTimeout bounds asking another actor for /status counters.
