@@ -170,23 +170,6 @@ func (b *adaptedBody) Read(p []byte) (int, error) {
 
 func (b *adaptedBody) Close() error { return nil }
 
-// lingerDelay is how long lingerClose reads what the client still sends
-// before closing (net/http's rstAvoidanceDelay).
-const lingerDelay = 500 * time.Millisecond
-
-// lingerClose readies a connection whose client may still be sending for
-// its close: it sends FIN and discards what arrives for lingerDelay, so
-// the client reads the answer before any reset.
-// raw is the connection under fasthttp's hijacked one, which hides its
-// CloseWrite.
-func lingerClose(c, raw net.Conn) {
-	if cw, ok := raw.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	_ = c.SetReadDeadline(time.Now().Add(lingerDelay))
-	_, _ = io.Copy(io.Discard, c)
-}
-
 // cutBody is a held body fasthttp could not read whole.
 type cutBody struct{}
 
@@ -275,34 +258,12 @@ func (w *adaptedWriter) answerHeld(ctx *fasthttp.RequestCtx, ok bool, body *adap
 		ctx.Hijack(func(c net.Conn) { _ = c.Close() })
 		return
 	}
-	w.WriteHeader(http.StatusOK)
 	if !body.held && !body.eof {
-		// The rest of the body is still on the connection: the answer
-		// goes, then the connection closes as net/http's does (its
-		// closeWriteAndWait). Closed at once, the unread upload would
-		// make the kernel reset it, and the client lose the answer.
-		// Written here: fasthttp closes a connection-close answer's
-		// connection without calling a hijack handler.
-		h := w.sent.Clone()
-		if len(w.buf) > 0 && h.Get("Content-Type") == "" {
-			h.Set("Content-Type", http.DetectContentType(w.buf))
-		}
-		h.Set("Content-Length", strconv.Itoa(len(w.buf)))
-		head := rawHead(ctx, w.code, h)
-		answer := w.buf
-		if ctx.IsHead() {
-			answer = nil
-		}
-		raw := ctx.Conn()
-		ctx.HijackSetNoResponse(true)
-		ctx.Hijack(func(c net.Conn) {
-			if _, err := c.Write(append(head, answer...)); err == nil {
-				lingerClose(c, raw)
-			}
-			_ = c.Close()
-		})
-		return
+		// The rest of the body is still on the connection, which closes
+		// after the answer (lingering: lingerConn).
+		ctx.SetConnectionClose()
 	}
+	w.WriteHeader(http.StatusOK)
 	copyHeader(ctx, w.sent, w.code)
 	if len(w.buf) > 0 && w.sent.Get("Content-Type") == "" {
 		ctx.Response.Header.SetContentType(http.DetectContentType(w.buf))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -132,7 +133,7 @@ func (f *fastServer) closeConns() {
 // (bounded by ShutdownTimeout), as Gateway.Run does with net/http.
 func (f *fastServer) run(ctx context.Context, ln net.Listener) error {
 	errC := make(chan error, 1)
-	go func() { errC <- f.srv.Serve(ln) }()
+	go func() { errC <- f.srv.Serve(lingerListener{ln}) }()
 	select {
 	case err := <-errC:
 		return fmt.Errorf("http server: %w", err)
@@ -212,4 +213,52 @@ func (f *fastServer) heldBody(ctx *fasthttp.RequestCtx) (*heldBuf, bool) {
 type heldBuf struct {
 	b   []byte
 	cut bool
+}
+
+// lingerListener's connections linger at close (lingerConn).
+type lingerListener struct{ net.Listener }
+
+func (l lingerListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &lingerConn{Conn: c}, nil
+}
+
+// lingerDelay is how long a closing connection reads what its client
+// still sends (net/http's rstAvoidanceDelay).
+const lingerDelay = 500 * time.Millisecond
+
+// lingerConn closes as net/http's server does (closeWriteAndWait): FIN
+// first, then what the client still sends is read and dropped for
+// lingerDelay, in the background, before the close. fasthttp closes at
+// once, and a client still sending (a refused upload, headers past the
+// bound) then gets a reset that destroys the answer it was sent.
+type lingerConn struct {
+	net.Conn
+	once sync.Once
+}
+
+func (c *lingerConn) Close() error {
+	c.once.Do(func() {
+		cw, ok := c.Conn.(interface{ CloseWrite() error })
+		if !ok || cw.CloseWrite() != nil || c.Conn.SetReadDeadline(time.Now().Add(lingerDelay)) != nil {
+			_ = c.Conn.Close()
+			return
+		}
+		go func() {
+			_, _ = io.Copy(io.Discard, c.Conn)
+			_ = c.Conn.Close()
+		}()
+	})
+	return nil
+}
+
+// CloseWrite half-closes, as the connection beneath does.
+func (c *lingerConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
