@@ -75,14 +75,22 @@ func (s *sumSM) RecoverFromSnapshot(r io.Reader, _ []sm.SnapshotFile, _ <-chan s
 
 func (s *sumSM) Close() error { return nil }
 
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n distinct free loopback addresses, for replica IDs
+// 1..n. The listeners stay open until all are picked: the kernel may hand
+// a just-closed port out again, and two replicas on one address make
+// Dragonboat panic ("duplicated address found").
+func freeAddrs(t *testing.T, n int) map[uint64]string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make(map[uint64]string, n)
+	for id := uint64(1); id <= uint64(n); id++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[id] = ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // How a test NodeHost gets its transport.
@@ -235,7 +243,7 @@ func transferTo(t *testing.T, nh *dragonboat.NodeHost, id uint64) {
 // receiver. (Skiff's own streamed snapshots, from its on-disk state
 // machine through the real mux, are covered by test/snapshotjoin_test.go.)
 func TestMixedTransportsReplicateAndSendSnapshots(t *testing.T) {
-	addrs := map[uint64]string{1: freeAddr(t), 2: freeAddr(t), 3: freeAddr(t), 4: freeAddr(t), 5: freeAddr(t)}
+	addrs := freeAddrs(t, 5)
 	kinds := map[uint64]transportKind{1: dragonboats, 2: listening, 3: handedOver, 4: handedOver, 5: dragonboats}
 	hosts := map[uint64]*dragonboat.NodeHost{}
 	sms := &machines{m: map[uint64]*sumSM{}}

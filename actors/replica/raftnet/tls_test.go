@@ -150,7 +150,7 @@ func newTLSCluster(t *testing.T) *tlsCluster {
 	t.Helper()
 	ca := testcert.NewCA(t, "skiff-test-ca")
 	return &tlsCluster{ca: ca, caFile: ca.WriteCA(t, t.TempDir(), "ca"),
-		addrs:  map[uint64]string{1: freeAddr(t), 2: freeAddr(t), 3: freeAddr(t), 4: freeAddr(t)},
+		addrs:  freeAddrs(t, 4),
 		counts: newCounts(), nodes: map[uint64]*tlsNode{}, hosts: map[uint64]*dragonboat.NodeHost{}, sms: &machines{m: map[uint64]*sumSM{}}}
 }
 
