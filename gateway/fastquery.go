@@ -14,27 +14,39 @@ import (
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 
-// fastQuery serves a read on /db/query natively on fasthttp and reports
-// whether it did. It takes only the common case: a request it declines is
-// served by ServeHTTP, which answers everything else (errors in the
-// request, other routes, strong reads, redirects, refused credentials), so
-// it declines before anything is done for the request. Its answer goes
-// through the same finish as handleQuery's: TestFastQueryMatchesNetHTTP
-// compares the two byte for byte.
-func (g *Gateway) fastQuery(ctx *fasthttp.RequestCtx, body *heldBuf) (served bool) {
+// fastData serves the common data requests natively on fasthttp, reads
+// on /db/query and writes on /db/execute, and reports whether it did. It
+// takes only the common case: a request it declines is served by
+// ServeHTTP, which answers everything else (errors in the request, other
+// routes, strong reads, queued writes, redirects, refused credentials),
+// so it declines before anything is done for the request. Its answer goes
+// through the same finish as handleQuery's and handleExecute's:
+// TestFastDataMatchesNetHTTP compares the two byte for byte.
+func (g *Gateway) fastData(ctx *fasthttp.RequestCtx, body *heldBuf) (served bool) {
 	isGet := ctx.IsGet()
 	// The path as sent: ctx.Path() is normalized ("//db/query" would
 	// match), where ServeHTTP routes the path as sent.
-	if (!isGet && !ctx.IsPost()) || string(ctx.URI().PathOriginal()) != "/db/query" {
+	var write bool
+	switch string(ctx.URI().PathOriginal()) {
+	case "/db/query":
+		if !isGet && !ctx.IsPost() {
+			return false
+		}
+	case "/db/execute":
+		if !ctx.IsPost() {
+			return false
+		}
+		write = true
+	default:
 		return false
 	}
 	start := time.Now()
 	params, err := rqjson.ParseRawQuery(string(ctx.URI().QueryString()))
-	if err != nil || params.Redirect || params.QualifyColumns {
+	if err != nil || params.Redirect || params.QualifyColumns || (write && params.Queue) {
 		return false
 	}
 	level := replica.ParseLevel(params.Level)
-	if level == replica.LevelStrong {
+	if !write && level == replica.LevelStrong {
 		return false
 	}
 	var stmts []*cmdpb.Statement
@@ -52,43 +64,61 @@ func (g *Gateway) fastQuery(ctx *fasthttp.RequestCtx, body *heldBuf) (served boo
 			return false
 		}
 	}
-	local := g.servedLocally(level)
+	local := !write && g.servedLocally(level)
 	// Admission before credentials: a declined request's credentials are
 	// checked, and counted, by ServeHTTP.
-	if rqjson.HasDisallowedPragma(stmts) || g.admit(local) != nil || !g.fastAuthorized(ctx) {
+	if rqjson.HasDisallowedPragma(stmts) || g.admit(local) != nil || !g.fastAuthorized(ctx, write) {
 		return false
 	}
-	for _, s := range stmts {
-		s.ReturnsRows = true
+	route, counter := "/db/query", &g.stats.query
+	if write {
+		route, counter = "/db/execute", &g.stats.execute
 	}
 	w := g.acquireFastWriter(ctx)
 	defer g.releaseFastWriter(w)
 	if m := g.cfg.Metrics; m != nil {
-		defer func() { m.ObserveHTTP("/db/query", w.status(), time.Since(start)) }()
+		defer func() { m.ObserveHTTP(route, w.status(), time.Since(start)) }()
 	}
-	defer g.fastRecover(w, &served)
-	g.count(&g.stats.query)
+	defer g.fastRecover(w, route, &served)
+	g.count(counter)
+	for _, s := range stmts {
+		// As prepare does.
+		s.ReturnsRows = !write || rqjson.HasReturning(s.GetSql())
+	}
 	c := dataCall{start: start, params: params, level: level,
 		req: &cmdpb.Request{Statements: stmts, Transaction: params.Transaction, Timings: params.Timings}}
+	if write {
+		g.rewrite(c)
+		// No client-gone signal on fasthttp: the write is bounded by its
+		// timeout, as on net/http when the client stays.
+		rctx, cancel := context.WithTimeout(context.Background(), g.timeout(params.Timeout))
+		defer cancel()
+		resp, err := g.data.Execute(rctx, c.req)
+		g.finish(w, c, resp, err, true)
+		return true
+	}
 	opts := c.readOptions()
 	opts.Deadline = start.Add(g.timeout(params.Timeout))
-	// No client-gone signal on fasthttp: the read is bounded by its
-	// deadline, as on net/http when the client stays.
+	// The read is bounded by its deadline (no client-gone signal here).
 	resp, err := g.data.Query(context.Background(), c.req, opts)
 	g.finish(w, c, resp, err, false)
 	return true
 }
 
-// fastAuthorized checks a /db/query request's credentials as authorized
-// does. A refusal is not counted here: the request is declined, and
-// ServeHTTP refuses and counts it.
-func (g *Gateway) fastAuthorized(ctx *fasthttp.RequestCtx) bool {
+// fastAuthorized checks a /db/query (or, write, /db/execute) request's
+// credentials as authorized does. A refusal is not counted here: the
+// request is declined, and ServeHTTP refuses and counts it.
+func (g *Gateway) fastAuthorized(ctx *fasthttp.RequestCtx, write bool) bool {
 	if g.cfg.Auth == nil {
 		return true
 	}
 	r := http.Request{Header: http.Header{"Authorization": {string(ctx.Request.Header.Peek("Authorization"))}}}
 	u, pw, hasBasic := r.BasicAuth()
-	if !g.cfg.Auth.Allowed(u, pw, hasBasic, routePerms("/db/query")...) {
+	p := "/db/query"
+	if write {
+		p = "/db/execute"
+	}
+	if !g.cfg.Auth.Allowed(u, pw, hasBasic, routePerms(p)...) {
 		return false
 	}
 	g.countAuth(true)
@@ -97,10 +127,10 @@ func (g *Gateway) fastAuthorized(ctx *fasthttp.RequestCtx) bool {
 
 // fastRecover answers 500 for a panic in the native path, as ServeHTTP's
 // recovery does: fasthttp itself does not recover.
-func (g *Gateway) fastRecover(w *fastWriter, served *bool) {
+func (g *Gateway) fastRecover(w *fastWriter, route string, served *bool) {
 	if p := recover(); p != nil {
 		*served = true
-		g.log.Error("panic in handler", zap.Any("panic", p), zap.String("path", "/db/query"),
+		g.log.Error("panic in handler", zap.Any("panic", p), zap.String("path", route),
 			zap.ByteString("stack", debug.Stack()))
 		w.ctx.Response.Reset()
 		w.wrote = false

@@ -157,7 +157,7 @@ func (f *fastServer) run(ctx context.Context, ln net.Listener) error {
 
 func (f *fastServer) serve(ctx *fasthttp.RequestCtx) {
 	defer func() {
-		// fasthttp does not recover a handler's panic; fastQuery and
+		// fasthttp does not recover a handler's panic; fastData and
 		// serveAdapted recover their own, this is for the rest.
 		if p := recover(); p != nil {
 			f.log.Error("panic in handler", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
@@ -172,7 +172,7 @@ func (f *fastServer) serve(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		held = nil
 	}
-	if !f.g.fastQuery(ctx, held) {
+	if !f.g.fastData(ctx, held) {
 		f.serveAdapted(ctx, body, ok)
 	}
 }
