@@ -157,7 +157,7 @@ func TestFastDataMatchesNetHTTP(t *testing.T) {
 		{name: "backup (streamed answer)", method: "GET", target: "/db/backup"},
 		{name: "not found", method: "GET", target: "/nope"},
 	}
-	g := unservedGateway(t, Config{}, fp.data, fp.p)
+	g, _ := unservedGateway(t, Config{}, fp.data, fp.p)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ph := c.phase
@@ -187,7 +187,7 @@ func TestFastDataMatchesNetHTTP(t *testing.T) {
 func TestFastDataDeclinesQueuedWrites(t *testing.T) {
 	p := &phases{}
 	p.set(lifecycle.Ready, 1)
-	g := unservedGateway(t, Config{}, &fakeData{}, p)
+	g, _ := unservedGateway(t, Config{}, &fakeData{}, p)
 	for _, target := range []string{"/db/execute?queue", "/db/execute?queue&wait"} {
 		if fastDataServes(t, g, "POST", target, `["INSERT INTO t VALUES(1)"]`, nil) {
 			t.Fatalf("%s served natively", target)
@@ -212,9 +212,9 @@ func fastDataServes(t *testing.T, g *Gateway, method, target, body string, hdr m
 	return g.fastData(&ctx, &heldBuf{b: []byte(body)})
 }
 
-// unservedGateway is a gateway that is never run, for calling its
-// handlers directly.
-func unservedGateway(t *testing.T, cfg Config, data Data, p *phases) *Gateway {
+// unservedGateway is a gateway and its queue, not yet run, on a listener
+// of its own (closed at the test's end).
+func unservedGateway(t *testing.T, cfg Config, data Data, p *phases) (*Gateway, *queue.Queue) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -230,7 +230,7 @@ func unservedGateway(t *testing.T, cfg Config, data Data, p *phases) *Gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return g
+	return g, q
 }
 
 func clip(s string) string {
@@ -307,7 +307,7 @@ func startAdapted(t *testing.T, h http.Handler) string {
 	t.Helper()
 	p := &phases{}
 	p.set(lifecycle.Ready, 1)
-	g := unservedGateway(t, Config{}, &fakeData{}, p)
+	g, _ := unservedGateway(t, Config{}, &fakeData{}, p)
 	g.srv.Handler = h
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -502,7 +502,7 @@ func TestFastServerStopsAtOnce(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		p := &phases{}
 		p.set(lifecycle.Ready, 1)
-		g := unservedGateway(t, Config{}, &fakeData{}, p)
+		g, _ := unservedGateway(t, Config{}, &fakeData{}, p)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		done := make(chan error, 1)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,25 +12,12 @@ import (
 	"time"
 
 	"github.com/skiffdb/skiff/actors/lifecycle"
-	"github.com/skiffdb/skiff/actors/queue"
 )
 
 // startGatewayCfg is startGateway with a configuration of the test's own.
 func startGatewayCfg(t *testing.T, cfg Config, data Data, p *phases) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := queue.New(queue.Config{}, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.AdvAddr = ln.Addr().String()
-	g, err := New(cfg, ln, data, q, p.st.Load)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, q := unservedGateway(t, cfg, data, p)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _ = q.Run(ctx) }()
@@ -42,7 +28,7 @@ func startGatewayCfg(t *testing.T, cfg Config, data Data, p *phases) string {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return "http://" + ln.Addr().String()
+	return "http://" + g.ln.Addr().String()
 }
 
 // kinds maps each key of a JSON object to its JSON type.
