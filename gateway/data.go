@@ -142,20 +142,46 @@ func (g *Gateway) prepare(w http.ResponseWriter, r *http.Request, ep endpoint) (
 	if params.Redirect && !local && g.redirect(w, r) {
 		return c, false
 	}
+	if params.QualifyColumns && !sm.QualifyColumnsSupported {
+		g.writeError(w, ErrQualifyUnsupported)
+		return c, false
+	}
+	c.req = dataRequest(params, stmts, ep.write)
+	return c, true
+}
+
+// dataRequest is the request a data route's statements make.
+func dataRequest(params rqjson.Params, stmts []*cmdpb.Statement, write bool) *cmdpb.Request {
 	for _, s := range stmts {
 		// A read route asks rows of every statement; on the log path a
 		// statement asking rows runs as a query when it has result columns
 		// and as a write otherwise. RETURNING makes a write answer with rows
 		// (API.md 1.4).
-		s.ReturnsRows = !ep.write || rqjson.HasReturning(s.GetSql())
+		s.ReturnsRows = !write || rqjson.HasReturning(s.GetSql())
 	}
-	if params.QualifyColumns && !sm.QualifyColumnsSupported {
-		g.writeError(w, ErrQualifyUnsupported)
-		return c, false
-	}
-	c.req = &cmdpb.Request{Statements: stmts, Transaction: params.Transaction, Timings: params.Timings,
+	return &cmdpb.Request{Statements: stmts, Transaction: params.Transaction, Timings: params.Timings,
 		QualifyColumns: params.QualifyColumns}
-	return c, true
+}
+
+// execute runs a write through the log and answers it; parent is the
+// request's context (net/http's, or none on fasthttp's native path).
+func (g *Gateway) execute(parent context.Context, w http.ResponseWriter, c dataCall) {
+	g.rewrite(c)
+	ctx, cancel := context.WithTimeout(parent, g.timeout(c.params.Timeout))
+	defer cancel()
+	resp, err := g.data.Execute(ctx, c.req)
+	g.finish(w, c, resp, err, true)
+}
+
+// readAt runs a read the node serves by level (none, weak, linearizable,
+// auto; not strong) and answers it. Its deadline is a value, not a
+// context with a timer: the read rounds and the state machine watch it
+// (ReadOptions.Deadline).
+func (g *Gateway) readAt(ctx context.Context, w http.ResponseWriter, c dataCall) {
+	opts := c.readOptions()
+	opts.Deadline = c.start.Add(g.timeout(c.params.Timeout))
+	resp, err := g.data.Query(ctx, c.req, opts)
+	g.finish(w, c, resp, err, false)
 }
 
 // rewrite makes c's statements deterministic before they enter the log
@@ -207,11 +233,7 @@ func (g *Gateway) handleExecute(w http.ResponseWriter, r *http.Request) {
 		g.enqueue(w, r, c)
 		return
 	}
-	g.rewrite(c)
-	ctx, cancel := g.requestContext(r, c.params.Timeout)
-	defer cancel()
-	resp, err := g.data.Execute(ctx, c.req)
-	g.finish(w, c, resp, err, true)
+	g.execute(r.Context(), w, c)
 }
 
 // enqueue answers a queued write (API.md 1.9): a sequence number at once,
@@ -256,13 +278,7 @@ func (g *Gateway) handleQuery(w http.ResponseWriter, r *http.Request) {
 		g.finish(w, c, resp, err, false)
 		return
 	}
-	// A read the node may serve itself gets its deadline as a value, not
-	// as a context with a timer: the read rounds and the state machine
-	// watch it (ReadOptions.Deadline).
-	opts := c.readOptions()
-	opts.Deadline = c.start.Add(g.timeout(c.params.Timeout))
-	resp, err := g.data.Query(r.Context(), c.req, opts)
-	g.finish(w, c, resp, err, false)
+	g.readAt(r.Context(), w, c)
 }
 
 // handleRequest: POST /db/request, mixed reads and writes (API.md 1.8): a

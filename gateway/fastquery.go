@@ -81,27 +81,14 @@ func (g *Gateway) fastData(ctx *fasthttp.RequestCtx, body *heldBuf) (served bool
 	}
 	defer g.fastRecover(w, route, &served)
 	g.count(counter)
-	for _, s := range stmts {
-		// As prepare does.
-		s.ReturnsRows = !write || rqjson.HasReturning(s.GetSql())
-	}
-	c := dataCall{start: start, params: params, level: level,
-		req: &cmdpb.Request{Statements: stmts, Transaction: params.Transaction, Timings: params.Timings}}
+	c := dataCall{start: start, params: params, level: level, req: dataRequest(params, stmts, write)}
+	// No client-gone signal on fasthttp: a request is bounded by its
+	// timeout, as on net/http when the client stays.
 	if write {
-		g.rewrite(c)
-		// No client-gone signal on fasthttp: the write is bounded by its
-		// timeout, as on net/http when the client stays.
-		rctx, cancel := context.WithTimeout(context.Background(), g.timeout(params.Timeout))
-		defer cancel()
-		resp, err := g.data.Execute(rctx, c.req)
-		g.finish(w, c, resp, err, true)
-		return true
+		g.execute(context.Background(), w, c)
+	} else {
+		g.readAt(context.Background(), w, c)
 	}
-	opts := c.readOptions()
-	opts.Deadline = start.Add(g.timeout(params.Timeout))
-	// The read is bounded by its deadline (no client-gone signal here).
-	resp, err := g.data.Query(context.Background(), c.req, opts)
-	g.finish(w, c, resp, err, false)
 	return true
 }
 
@@ -135,8 +122,7 @@ func (g *Gateway) fastRecover(w *fastWriter, route string, served *bool) {
 		w.ctx.Response.Reset()
 		w.wrote = false
 		clear(w.h)
-		w.h["X-Rqlite-Version"] = g.version
-		w.h["X-Skiff-Version"] = g.version
+		g.commonHeaders(w.h)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 	}
 }
@@ -157,12 +143,7 @@ func (g *Gateway) acquireFastWriter(ctx *fasthttp.RequestCtx) *fastWriter {
 		w = &fastWriter{h: make(http.Header, 8)}
 	}
 	w.ctx = ctx
-	// The headers ServeHTTP sets on every answer.
-	w.h["X-Rqlite-Version"] = g.version
-	w.h["X-Skiff-Version"] = g.version
-	if g.cfg.AllowOrigin != "" {
-		w.h.Set("Access-Control-Allow-Origin", g.cfg.AllowOrigin)
-	}
+	g.commonHeaders(w.h)
 	return w
 }
 

@@ -219,13 +219,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	h := w.Header()
-	// One shared value slice: net/http copies the header when it writes
-	// it, and Set would allocate a slice per header per request.
-	h["X-Rqlite-Version"] = g.version
-	h["X-Skiff-Version"] = g.version
-	if g.cfg.AllowOrigin != "" {
-		h.Set("Access-Control-Allow-Origin", g.cfg.AllowOrigin)
-	}
+	g.commonHeaders(h)
 	if r.Method == http.MethodOptions {
 		// CORS preflight answers before any routing (API.md 1.1).
 		h.Set("Access-Control-Allow-Methods", "OPTIONS, GET, POST")
@@ -302,6 +296,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.handleFailpoints(w, r)
 	default:
 		w.WriteHeader(http.StatusNotFound)
+	}
+}
+
+// commonHeaders sets the headers of every answer: the versions and CORS's
+// origin. One shared value slice: a server copies the header when it
+// writes it, and Set would allocate a slice per header per request.
+func (g *Gateway) commonHeaders(h http.Header) {
+	h["X-Rqlite-Version"] = g.version
+	h["X-Skiff-Version"] = g.version
+	if g.cfg.AllowOrigin != "" {
+		h.Set("Access-Control-Allow-Origin", g.cfg.AllowOrigin)
 	}
 }
 
