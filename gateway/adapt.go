@@ -265,10 +265,45 @@ func (w *adaptedWriter) answerHeld(ctx *fasthttp.RequestCtx, ok bool, body *adap
 	}
 	w.WriteHeader(http.StatusOK)
 	copyHeader(ctx, w.sent, w.code)
-	if len(w.buf) > 0 && w.sent.Get("Content-Type") == "" {
-		ctx.Response.Header.SetContentType(http.DetectContentType(w.buf))
+	if t, ok := sniffedType(w.sent, w.buf); ok {
+		ctx.Response.Header.SetContentType(t)
+	}
+	if ctx.Request.Header.IsHead() {
+		// fasthttp sends no body to a HEAD, and would send the length of
+		// the one it is given; net/http sends the handler's own length
+		// (http.ServeContent's), else that of a body that fit its buffer.
+		if n, ok := headLength(w.sent, w.buf); ok {
+			ctx.Response.Header.SetContentLength(n)
+		}
+		return
 	}
 	ctx.Response.SetBody(w.buf)
+}
+
+// netHTTPBuffered is how much of an answer net/http's server holds
+// before it sends the header (bufferBeforeChunkingSize): an answer that
+// ends within it gets a Content-Length.
+const netHTTPBuffered = 2048
+
+// headLength is the Content-Length net/http's server sends with an
+// answer to HEAD: the handler's, or the length of what it wrote if that
+// fit in net/http's buffer; none otherwise (ok false).
+func headLength(h http.Header, body []byte) (int, bool) {
+	if v := h.Get("Content-Length"); v != "" {
+		n, err := strconv.Atoi(v)
+		return n, err == nil && n >= 0
+	}
+	return len(body), len(body) > 0 && len(body) <= netHTTPBuffered
+}
+
+// sniffedType is the Content-Type net/http's server gives an answer from
+// its first bytes: none when the handler set one (a nil value is its
+// opt-out), or a Content-Encoding, or wrote nothing.
+func sniffedType(h http.Header, first []byte) (string, bool) {
+	if _, set := h["Content-Type"]; set || len(first) == 0 || h.Get("Content-Encoding") != "" {
+		return "", false
+	}
+	return http.DetectContentType(first), true
 }
 
 // answerStreaming sends the header now and the body as the handler
@@ -281,8 +316,8 @@ func (w *adaptedWriter) answerStreaming(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	copyHeader(ctx, w.sent, w.code)
-	if w.sent.Get("Content-Type") == "" && len(w.first) > 0 {
-		ctx.Response.Header.SetContentType(http.DetectContentType(w.first))
+	if t, ok := sniffedType(w.sent, w.first); ok {
+		ctx.Response.Header.SetContentType(t)
 	}
 	size := -1
 	if n, err := strconv.Atoi(w.sent.Get("Content-Length")); err == nil && n >= 0 {
@@ -296,8 +331,8 @@ func (w *adaptedWriter) answerStreaming(ctx *fasthttp.RequestCtx) {
 // hijacked connection (fasthttp would chunk it).
 func (w *adaptedWriter) answerUntilClose(ctx *fasthttp.RequestCtx) {
 	h := w.sent.Clone()
-	if h.Get("Content-Type") == "" && len(w.first) > 0 {
-		h.Set("Content-Type", http.DetectContentType(w.first))
+	if t, ok := sniffedType(h, w.first); ok {
+		h.Set("Content-Type", t)
 	}
 	head := rawHead(ctx, w.code, h)
 	pr := w.pr
