@@ -53,6 +53,9 @@ func (s *StateMachine) Update(ents []dbsm.Entry) ([]dbsm.Entry, error) {
 	}
 	last := ents[len(ents)-1].Index
 	s.applied.Store(last)
+	if s.ckpt != nil {
+		s.ckpt.nudge()
+	}
 	s.cfg.Notify(Event{Kind: EventApplied, Index: last})
 	if s.nodesChanged {
 		s.nodesChanged = false

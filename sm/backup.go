@@ -109,7 +109,10 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 		if s.onBackupPin != nil {
 			s.onBackupPin("checkpoint")
 		}
-		if err := checkpointAll(live, "PASSIVE", backupCheckpointBusyMS); err != nil {
+		s.checkpointMu.Lock()
+		err := checkpointAll(live, "PASSIVE", backupCheckpointBusyMS)
+		s.checkpointMu.Unlock()
+		if err != nil {
 			s.log.Info("backup copies through SQLite: the database file cannot be read as pinned", zap.Error(err))
 		} else {
 			inFile = true
@@ -558,9 +561,22 @@ type Checkpoint struct{}
 // CheckpointResult reports how many WAL frames were checkpointed.
 type CheckpointResult struct{ Frames int64 }
 
+// liveCheckpoint checkpoints the live database under mu.RLock, so that
+// an install or Close does not swap it meanwhile.
+func (s *StateMachine) liveCheckpoint() (*CheckpointResult, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed || s.path == "" {
+		return nil, ErrClosed
+	}
+	return s.checkpoint()
+}
+
 // checkpoint runs a PASSIVE checkpoint from a connection of its own: it
 // copies what no reader still needs and never blocks the writer.
 func (s *StateMachine) checkpoint() (*CheckpointResult, error) {
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
 	c, err := openWriter(s.path, s.cfg.ForeignKeys)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,12 @@ const (
 	// many entries of the original, which covers a retry inside any request
 	// timeout at tens of thousands of writes per second.
 	DefaultDedupWindow = 200_000
+	// DefaultCheckpointInterval is the least time between two background
+	// checkpoints (checkpointer.go). Single-row inserts at a node's
+	// highest rate add about 1,500 WAL pages a second, so the WAL stays
+	// well under SQLite's automatic threshold of 1,000 pages, which is
+	// left as the backstop for faster growth (large transactions).
+	DefaultCheckpointInterval = 250 * time.Millisecond
 )
 
 // Config configures a state machine.
@@ -29,6 +35,11 @@ type Config struct {
 	ReadConns int
 	// DedupWindow is the number of entries request IDs are remembered for.
 	DedupWindow uint64
+	// CheckpointInterval is the least time between two checkpoints of the
+	// WAL run in the background after commits (checkpointer.go); 0:
+	// DefaultCheckpointInterval; negative: none, only SQLite's automatic
+	// checkpoint inside the commit that crosses its threshold.
+	CheckpointInterval time.Duration
 	// ForeignKeys turns on PRAGMA foreign_keys (rqlited's -fk); it must be
 	// the same on every node.
 	ForeignKeys bool
@@ -68,6 +79,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = DefaultDedupWindow
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
 	}
 	if c.Notify == nil {
 		c.Notify = func(Event) {}

@@ -88,6 +88,15 @@ type StateMachine struct {
 	noWriteback bool
 
 	applied atomic.Uint64
+	// checkpointMu serializes this process's checkpoints of the live
+	// database (the background one, a snapshot's, a backup's, a reap's, a
+	// WAL truncation): SQLite runs one at a time and fails another at once
+	// with SQLITE_BUSY, without calling its busy handler, which would send
+	// a snapshot or a backup down its slower copying path.
+	checkpointMu sync.Mutex
+	// ckpt checkpoints the WAL off the apply path; nil until Open, and
+	// when Config.CheckpointInterval is negative.
+	ckpt *walCheckpointer
 }
 
 var (
@@ -169,6 +178,10 @@ func (s *StateMachine) Open(stopc <-chan struct{}) (uint64, error) {
 	s.schemaDirty = true
 	s.mu.Unlock()
 	s.applied.Store(applied)
+	if s.cfg.CheckpointInterval > 0 && s.ckpt == nil {
+		s.ckpt = newWALCheckpointer(s.cfg.CheckpointInterval, s.liveCheckpoint, s.log)
+		go s.ckpt.run()
+	}
 	s.cfg.Tap.attach(s)
 	s.log.Info("state machine open", zap.String("path", path), zap.Uint64("applied_index", applied))
 	s.cap.opened(applied)
@@ -256,6 +269,11 @@ func (s *StateMachine) fault(err error) {
 // Close releases every handle. Dragonboat may call it without a completed
 // Open and Lookup may still run after it; both are safe.
 func (s *StateMachine) Close() error {
+	if s.ckpt != nil {
+		// Before mu: a checkpoint in progress holds mu.RLock.
+		s.ckpt.stop()
+		s.ckpt = nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -297,12 +315,7 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 	case *DBStats:
 		return s.dbStats(x)
 	case *Checkpoint:
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		if s.closed || s.path == "" {
-			return nil, ErrClosed
-		}
-		return s.checkpoint()
+		return s.liveCheckpoint()
 	case *TruncateWAL:
 		s.mu.RLock()
 		defer s.mu.RUnlock()

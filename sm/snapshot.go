@@ -112,7 +112,10 @@ func (s *StateMachine) PrepareSnapshot() (interface{}, error) {
 // file. Update is excluded while it runs, so the WAL's last frame is the
 // pinned state's, and a complete checkpoint leaves the file holding it.
 func (s *StateMachine) pinFile(sc *snapshotCtx, path string) error {
-	if err := checkpointAll(path, "FULL", snapshotCheckpointBusyMS); err != nil {
+	s.checkpointMu.Lock()
+	err := checkpointAll(path, "FULL", snapshotCheckpointBusyMS)
+	s.checkpointMu.Unlock()
+	if err != nil {
 		return err
 	}
 	// page_count on the pinned connection is the pinned state's size.

@@ -55,6 +55,8 @@ func (s *StateMachine) truncateWAL(q *TruncateWAL) (*TruncateWALResult, error) {
 	if q.MinSize <= 0 || before < q.MinSize {
 		return res, nil
 	}
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
 	c, err := openCheckpointer(s.path, truncateBusyTimeout)
 	if err != nil {
 		return nil, err
