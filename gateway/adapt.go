@@ -79,6 +79,12 @@ func (f *fastServer) serveAdapted(ctx *fasthttp.RequestCtx, held *heldBuf, whole
 	case ok := <-endC:
 		w.answerHeld(ctx, ok, body)
 	case <-w.streamC:
+		if !body.consumed() {
+			// fasthttp would read the rest of the body after the answer
+			// with no read deadline (it was cleared for the upload): the
+			// connection closes instead (lingering: lingerConn).
+			ctx.SetConnectionClose()
+		}
 		w.answerStreaming(ctx)
 	}
 }
@@ -170,6 +176,13 @@ func (b *adaptedBody) Read(p []byte) (int, error) {
 
 func (b *adaptedBody) Close() error { return nil }
 
+// consumed reports whether nothing of the body is left on the connection.
+// Once the answer streams, only the handler's goroutine, which began the
+// stream, reads the body, and it reads no more of it.
+func (b *adaptedBody) consumed() bool {
+	return b.held || b.eof || (b.length >= 0 && b.read >= b.length)
+}
+
 // cutBody is a held body fasthttp could not read whole.
 type cutBody struct{}
 
@@ -258,7 +271,7 @@ func (w *adaptedWriter) answerHeld(ctx *fasthttp.RequestCtx, ok bool, body *adap
 		ctx.Hijack(func(c net.Conn) { _ = c.Close() })
 		return
 	}
-	if !body.held && !body.eof {
+	if !body.consumed() {
 		// The rest of the body is still on the connection, which closes
 		// after the answer (lingering: lingerConn).
 		ctx.SetConnectionClose()

@@ -650,3 +650,32 @@ func TestAdaptedRefusalReachesUploader(t *testing.T) {
 		}
 	}
 }
+
+// A handler whose answer streams before it read a large upload leaves the
+// rest of the upload unread: the connection closes after the answer, as
+// it does after a held one, rather than fasthttp reading the rest with the
+// read deadline the upload cleared. Nothing in the unread body is taken
+// for a request.
+func TestAdaptedStreamedAnswerClosesOnUnreadBody(t *testing.T) {
+	base := startAdapted(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/first" {
+			_, _ = io.WriteString(w, "answered "+r.URL.Path)
+			return
+		}
+		_, _ = w.Write(bytes.Repeat([]byte("b"), 2*fastMaxHeldAnswer))
+	}))
+	inner := "GET /inside-the-body HTTP/1.1\r\nHost: x\r\n\r\n"
+	body := strings.Repeat("a", 100<<10) + inner + strings.Repeat("a", 100<<10)
+	raw := fmt.Sprintf("POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body) +
+		"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+	out := rawExchange(t, base, raw)
+	if !strings.HasPrefix(out, "HTTP/1.1 200 ") || !strings.Contains(out, "Connection: close") {
+		t.Fatalf("answer: %.300q", out)
+	}
+	if n := strings.Count(out, "HTTP/1.1 "); n != 1 || strings.Contains(out, "answered") {
+		t.Fatalf("%d answers on the connection, want the first only: %q", n, out[len(out)-200:])
+	}
+	if n := strings.Count(out, "b"); n < 2*fastMaxHeldAnswer {
+		t.Fatalf("answer cut: %d bytes of it", n)
+	}
+}
