@@ -278,6 +278,23 @@ func (s *StateMachine) applyBoot(name string, id []byte, index, prev uint64) (db
 	return res, nil
 }
 
+// newerCommand returns ErrNewerCommand for a command of a version after
+// this build's, or of a type it does not know. Every node of one build
+// answers an invalid command alike (an error result), but a command a
+// newer build wrote is one the nodes already upgraded apply: this node
+// must not skip it (DRAGONBOAT.md 1: a failure that is not the same on
+// every replica halts the node). Versions before this build's are left
+// to the error result: no build writes them.
+func newerCommand(index uint64, cmd *cmdpb.Command) error {
+	if v := cmd.GetVersion(); v > CommandVersion {
+		return fmt.Errorf("%w: index %d has command version %d, this build applies %d", ErrNewerCommand, index, v, CommandVersion)
+	}
+	if _, known := cmdpb.Command_Type_name[int32(cmd.GetType())]; !known {
+		return fmt.Errorf("%w: index %d has command type %d", ErrNewerCommand, index, cmd.GetType())
+	}
+	return nil
+}
+
 func errorResult(index uint64, msg string) dbsm.Result {
 	b, _ := proto.Marshal(&cmdpb.Response{Error: msg, RaftIndex: index})
 	return dbsm.Result{Value: ResultRequestError, Data: b}
@@ -293,6 +310,9 @@ func (s *StateMachine) applyEntry(e *dbsm.Entry, cmd *cmdpb.Command, decErr erro
 	}
 	if cmd == nil {
 		return dbsm.Result{}, false, nil
+	}
+	if err := newerCommand(e.Index, cmd); err != nil {
+		return dbsm.Result{}, false, err
 	}
 	if cmd.GetVersion() != CommandVersion {
 		return errorResult(e.Index, fmt.Sprintf("unsupported command version %d", cmd.GetVersion())), false, nil
@@ -422,6 +442,9 @@ func (s *StateMachine) applyBatchCommand(index uint64, id []byte, cmds []*cmdpb.
 		stored, _ = proto.Marshal(&cmdpb.Response{RaftIndex: index})
 	}
 	for k, c := range cmds {
+		if err := newerCommand(index, c); err != nil {
+			return dbsm.Result{}, false, err
+		}
 		switch {
 		case rb.has(index, k):
 			out.Batch[k] = &cmdpb.Response{Error: errRolledBack, RaftIndex: index}

@@ -15,6 +15,12 @@ var (
 	// returned from Update or Sync it stops the node, because applying past
 	// it could make this replica diverge from the others.
 	ErrStorage = errors.New("storage fault")
+	// ErrNewerCommand marks an entry this build cannot apply: a command
+	// version or type a newer Skiff writes. Update returns it (wrapped in
+	// ErrStorage), which stops the node: nodes that apply the entry and
+	// nodes that skip it would diverge, so a node stops there until it is
+	// upgraded, and replays the entry then.
+	ErrNewerCommand = errors.New("entry written by a newer Skiff: upgrade this node to apply it")
 	// ErrUploadCut is returned when a /boot or binary /db/load body ends
 	// before its end (the client went away): the client's fault, not a
 	// storage fault; nothing was installed.
