@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,6 +110,38 @@ func (f *Factory) Create(nh config.NodeHostConfig, onMessage raftio.MessageHandl
 // Validate implements config.TransportFactory: addresses are host:port, as
 // for Dragonboat's own transport.
 func (f *Factory) Validate(addr string) bool { return stringutil.IsValidAddress(addr) }
+
+// deliver hands b to Dragonboat, unless its source address would stop
+// the process there. Dragonboat records the source address of every
+// message batch for each sender it names, and panics when the address is
+// not host:port or differs from the one it holds for that sender
+// (internal/registry Add), before it looks at anything else in the
+// batch: one frame from anyone who reaches the Raft port (without
+// node-to-node TLS) would end the node. An invalid address is refused
+// here; a conflicting one is known only to Dragonboat's registry, so that
+// panic is recovered, and only that one: the registry panics before it
+// stores the conflicting address and before the batch reaches Raft, and
+// any other panic is Dragonboat's and goes on.
+func (t *Transport) deliver(b pb.MessageBatch) (err error) {
+	if b.SourceAddress != "" && !stringutil.IsValidAddress(b.SourceAddress) {
+		return fmt.Errorf("%w: source address %q", ErrBadSender, b.SourceAddress)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if msg := fmt.Sprint(p); strings.HasPrefix(msg, registryConflict) {
+				err = fmt.Errorf("%w: %s", ErrBadSender, msg)
+				return
+			}
+			panic(p)
+		}
+	}()
+	t.onMessage(b)
+	return nil
+}
+
+// registryConflict begins Dragonboat's panic message for a sender whose
+// address differs from the one its registry holds.
+const registryConflict = "inconsistent target for "
 
 // Transport is one NodeHost's transport.
 type Transport struct {
@@ -237,7 +270,11 @@ func (t *Transport) serve(c net.Conn) {
 				t.cfg.Logger.Warn("raft transport: undecodable message batch", zap.Error(err))
 				return
 			}
-			t.onMessage(b)
+			if err := t.deliver(b); err != nil {
+				t.cfg.Logger.Warn("raft transport: dropping a connection whose message batch names its sender wrongly",
+					zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
+				return
+			}
 			continue
 		}
 		var ch pb.Chunk
