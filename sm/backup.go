@@ -109,10 +109,7 @@ func (s *StateMachine) backup(b *Backup) (*BackupResult, error) {
 		if s.onBackupPin != nil {
 			s.onBackupPin("checkpoint")
 		}
-		s.checkpointMu.Lock()
-		err := checkpointAll(live, "PASSIVE", backupCheckpointBusyMS)
-		s.checkpointMu.Unlock()
-		if err != nil {
+		if err := s.checkpointAll(live, "PASSIVE", backupCheckpointBusyMS); err != nil {
 			s.log.Info("backup copies through SQLite: the database file cannot be read as pinned", zap.Error(err))
 		} else {
 			inFile = true

@@ -47,8 +47,6 @@ func (c *walCheckpointer) nudge() {
 
 func (c *walCheckpointer) run() {
 	defer close(c.done)
-	t := time.NewTimer(0)
-	<-t.C
 	for {
 		select {
 		case <-c.nudgec:
@@ -61,11 +59,9 @@ func (c *walCheckpointer) run() {
 			// checkpoint still bounds the WAL.
 			c.log.Debug("background checkpoint", zap.Error(err))
 		}
-		t.Reset(c.interval)
 		select {
-		case <-t.C:
+		case <-time.After(c.interval):
 		case <-c.stopc:
-			t.Stop()
 			return
 		}
 	}

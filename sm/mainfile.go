@@ -82,8 +82,11 @@ func (h *heldFiles) retireAll() {
 
 // checkpointAll runs PRAGMA wal_checkpoint(mode) on a connection of its
 // own to the database at path, waiting up to busyMS for locks, and fails
-// unless every WAL frame was copied into the main file.
-func checkpointAll(path, mode string, busyMS int) error {
+// unless every WAL frame was copied into the main file. It holds
+// checkpointMu, as every checkpoint of the live database does.
+func (s *StateMachine) checkpointAll(path, mode string, busyMS int) error {
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
 	ck, err := openCheckpointer(path, busyMS)
 	if err != nil {
 		return err

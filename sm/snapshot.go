@@ -112,10 +112,7 @@ func (s *StateMachine) PrepareSnapshot() (interface{}, error) {
 // file. Update is excluded while it runs, so the WAL's last frame is the
 // pinned state's, and a complete checkpoint leaves the file holding it.
 func (s *StateMachine) pinFile(sc *snapshotCtx, path string) error {
-	s.checkpointMu.Lock()
-	err := checkpointAll(path, "FULL", snapshotCheckpointBusyMS)
-	s.checkpointMu.Unlock()
-	if err != nil {
+	if err := s.checkpointAll(path, "FULL", snapshotCheckpointBusyMS); err != nil {
 		return err
 	}
 	// page_count on the pinned connection is the pinned state's size.
