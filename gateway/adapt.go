@@ -302,11 +302,16 @@ const netHTTPBuffered = 2048
 // answer to HEAD: the handler's, or the length of what it wrote if that
 // fit in net/http's buffer; none otherwise (ok false).
 func headLength(h http.Header, body []byte) (int, bool) {
-	if v := h.Get("Content-Length"); v != "" {
-		n, err := strconv.Atoi(v)
-		return n, err == nil && n >= 0
+	if n, ok := declaredLength(h); ok {
+		return n, true
 	}
 	return len(body), len(body) > 0 && len(body) <= netHTTPBuffered
+}
+
+// declaredLength is the Content-Length a handler set, if it set a valid one.
+func declaredLength(h http.Header) (int, bool) {
+	n, err := strconv.Atoi(h.Get("Content-Length"))
+	return n, err == nil && n >= 0
 }
 
 // sniffedType is the Content-Type net/http's server gives an answer from
@@ -333,7 +338,7 @@ func (w *adaptedWriter) answerStreaming(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetContentType(t)
 	}
 	size := -1
-	if n, err := strconv.Atoi(w.sent.Get("Content-Length")); err == nil && n >= 0 {
+	if n, ok := declaredLength(w.sent); ok {
 		size = n
 	}
 	ctx.Response.SetBodyStream(pipeBody{w.pr}, size)
