@@ -23,11 +23,11 @@ const (
 	DefaultRTT          = 50 * time.Millisecond
 	DefaultHeartbeatRTT = 1
 	DefaultElectionRTT  = 10
-	// DefaultReadRoundSpacing, readRoundGather and readRoundBusy: see
+	// DefaultReadRoundHold, readRoundGather and readRoundBusy: see
 	// readRounds.
-	DefaultReadRoundSpacing = 2 * time.Millisecond
-	readRoundGather         = 32
-	readRoundBusy           = 8
+	DefaultReadRoundHold = 2 * time.Millisecond
+	readRoundGather      = 32
+	readRoundBusy        = 8
 	// DefaultSnapshotEntries matches rqlited's -raft-snap. A local snapshot
 	// of an on-disk machine is only a Sync plus metadata (DRAGONBOAT.md
 	// 0.1), so it is cheap; it bounds the log replayed at restart.
@@ -108,11 +108,11 @@ type Config struct {
 	// says so.
 	OnPromoted func()
 
-	// ReadRoundSpacing is the least time between the starts of two
-	// ReadIndex rounds while fewer than readRoundGather reads wait
-	// (readindex.go); 0: DefaultReadRoundSpacing; negative: each round
-	// starts as soon as the last ends.
-	ReadRoundSpacing time.Duration
+	// ReadRoundHold is the most time from the start of a busy ReadIndex
+	// round to the start of the next, which waits for the busy round's
+	// readers to come back (readRounds.regather); 0: DefaultReadRoundHold;
+	// negative: each round starts as soon as the last ends.
+	ReadRoundHold time.Duration
 
 	RTT                       time.Duration
 	HeartbeatRTT, ElectionRTT uint64
@@ -198,8 +198,8 @@ func (c Config) WithDefaults() Config {
 	if c.RTT == 0 {
 		c.RTT = DefaultRTT
 	}
-	if c.ReadRoundSpacing == 0 {
-		c.ReadRoundSpacing = DefaultReadRoundSpacing
+	if c.ReadRoundHold == 0 {
+		c.ReadRoundHold = DefaultReadRoundHold
 	}
 	if c.HeartbeatRTT == 0 {
 		c.HeartbeatRTT = DefaultHeartbeatRTT

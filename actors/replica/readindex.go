@@ -27,27 +27,36 @@ import (
 type readRounds struct {
 	// confirm runs one ReadIndex round.
 	confirm func(context.Context) error
-	// spacing is the least time from one round's start to the next's,
-	// unless gather reads are waiting: under load, rounds then carry more
-	// reads each, and a round's messages and wake-ups on every node are
-	// shared by more of them. 0 or less: each round starts as soon as the
-	// one before ends.
-	spacing time.Duration
-	gather  int
-	// busy: rounds are spaced only after a round of at least busy reads,
-	// so that a lightly loaded node (a client reading alone, a few at a
-	// time) never waits for the spacing.
+	// hold, gather and busy regather a round's readers (regather): after
+	// a round of at least busy reads, the next one starts once that
+	// round's readers are back, or gather reads wait, or hold after that
+	// round started. Under load a round then carries more reads, and its
+	// messages and wake-ups on every node are shared by more of them.
+	// hold 0 or less: each round starts as soon as the one before ends.
+	hold   time.Duration
+	gather int
+	// busy keeps a lightly loaded node (a client reading alone, a few at
+	// a time) from ever being held.
 	busy int
 	// bound is the longest rounds can keep a read waiting: the round in
-	// flight, the spacing and the read's own round. A read whose deadline
-	// is further away needs no timer: the rounds end first, and it looks
-	// at its deadline then. 0: every deadline gets a timer.
+	// flight, the hold and the read's own round. A read whose deadline is
+	// further away needs no timer: the rounds end first, and it looks at
+	// its deadline then. 0: every deadline gets a timer.
 	bound time.Duration
 	done  *actors.Done
 	mu    sync.Mutex
 	next  *readRound
-	// kick wakes Run when a round gets its first waiter, or its gather-th.
+	// want is how many reads the forming round is held for (under mu):
+	// the last round's, and those that joined while it was in flight.
+	want int
+	// kick wakes Run when a round gets its first waiter, or its want-th.
 	kick chan struct{}
+}
+
+// lastRound is what regather knows of the round before.
+type lastRound struct {
+	reads   int
+	started time.Time
 }
 
 type readRound struct {
@@ -56,9 +65,9 @@ type readRound struct {
 	err     error
 }
 
-func newReadRounds(confirm func(context.Context) error, spacing time.Duration, gather, busy int, bound time.Duration) *readRounds {
-	return &readRounds{confirm: confirm, spacing: spacing, gather: max(gather, 1), busy: busy, bound: bound, done: actors.NewDone(),
-		next: &readRound{done: make(chan struct{})}, kick: make(chan struct{}, 1)}
+func newReadRounds(confirm func(context.Context) error, hold time.Duration, gather, busy int, bound time.Duration) *readRounds {
+	return &readRounds{confirm: confirm, hold: hold, gather: max(gather, 1), busy: busy, bound: bound, done: actors.NewDone(),
+		next: &readRound{done: make(chan struct{})}, want: max(gather, 1), kick: make(chan struct{}, 1)}
 }
 
 // readRoundTimeout bounds one round: a second, or ten Raft RTTs when
@@ -94,8 +103,9 @@ func (x *readRounds) wait(ctx context.Context, deadline time.Time) error {
 		r := x.next
 		r.waiters++
 		n := r.waiters
+		want := x.want
 		x.mu.Unlock()
-		if n == 1 || n == x.gather {
+		if n == 1 || n == want {
 			select {
 			case x.kick <- struct{}{}:
 			default:
@@ -122,15 +132,12 @@ func (x *readRounds) wait(ctx context.Context, deadline time.Time) error {
 // ErrClosed, and so does every later wait.
 func (x *readRounds) Run(ctx context.Context) error {
 	defer x.done.Close()
-	var (
-		started time.Time
-		last    int // reads in the last round started
-	)
+	var last lastRound
 	for {
 		select {
 		case <-x.kick:
-			if last >= x.busy {
-				x.hold(ctx, started)
+			if x.hold > 0 && last.reads >= x.busy {
+				x.regather(ctx, last)
 			}
 		case <-ctx.Done():
 		}
@@ -150,18 +157,38 @@ func (x *readRounds) Run(ctx context.Context) error {
 			continue // a late kick of a round already served
 		}
 		x.next = &readRound{done: make(chan struct{})}
+		x.want = x.gather
 		x.mu.Unlock()
-		started, last = time.Now(), r.waiters
+		last = lastRound{reads: r.waiters, started: time.Now()}
 		r.err = x.confirm(ctx)
+		// The readers this round carried come back in a closed loop;
+		// the ones already waiting are others.
+		x.mu.Lock()
+		x.want = min(x.gather, last.reads+x.next.waiters)
+		x.mu.Unlock()
 		close(r.done)
 	}
 }
 
-// hold waits until spacing has passed since the last round started, or
-// gather reads wait, or ctx ends.
-func (x *readRounds) hold(ctx context.Context, last time.Time) {
-	wait := x.spacing - time.Since(last)
+// regather holds the forming round until want reads wait: the readers
+// the last round carried, who come back in a closed loop, and those that
+// joined while it was in flight (at most gather). Once they are all
+// there, nobody else is known to be coming, and holding longer would only
+// idle them. It holds until hold after the last round started at the
+// latest, or until ctx ends.
+//
+// Holding for gather reads alone idled every reader between rounds
+// whenever fewer than gather read at once (README, Benchmarks,
+// "ReadIndex rounds wait for their readers").
+func (x *readRounds) regather(ctx context.Context, last lastRound) {
+	wait := time.Until(last.started.Add(x.hold))
 	if wait <= 0 {
+		return
+	}
+	x.mu.Lock()
+	n, want := x.next.waiters, x.want
+	x.mu.Unlock()
+	if n == 0 || n >= want {
 		return
 	}
 	t := time.NewTimer(wait)
@@ -170,8 +197,8 @@ func (x *readRounds) hold(ctx context.Context, last time.Time) {
 		x.mu.Lock()
 		n := x.next.waiters
 		x.mu.Unlock()
-		if n == 0 || n >= x.gather {
-			return // a late kick (Run skips it), or enough reads
+		if n >= want {
+			return // a late kick (Run skips it), or the readers are back
 		}
 		select {
 		case <-t.C:

@@ -190,30 +190,34 @@ func (x *readRounds) run(ctx context.Context, confirm func(context.Context) erro
 	_ = x.Run(ctx)
 }
 
-// Under load, rounds are spaced: after a round of at least busy reads, the
-// next starts spacing after it began, or at once when gather reads wait;
-// after a smaller round, at once.
-func TestReadRoundsSpacing(t *testing.T) {
-	const spacing = 300 * time.Millisecond
+// Under load a round is held for the readers of the round before: after
+// a round of at least busy reads, the next starts once that round's
+// readers are back and as many more as joined while it was in flight (at
+// most gather), or hold after it started; after a smaller round, at once.
+func TestReadRoundsRegather(t *testing.T) {
+	const hold = 300 * time.Millisecond
 	tests := []struct {
 		name string
-		// first and second: reads in the first round, then reads that
-		// join the second while the first is in flight.
-		first, second, gather, busy int
-		held                        bool
+		// first: reads in the first round; second: reads that join the
+		// next while the first is in flight; back: reads that join it 50
+		// ms after the first ended (the first round's readers, back).
+		first, second, back, gather, busy int
+		hold                              time.Duration
+		// want: how long the next round waits after the first started:
+		// 0 not held, hold the whole hold, -1 until the readers were back.
+		want time.Duration
 	}{
-		{"a busy round, few waiting: held", 3, 2, 4, 3, true},
-		{"a busy round, gather waiting: not held", 3, 4, 4, 3, false},
-		{"a light round: not held", 2, 2, 4, 3, false},
-		{"spacing off", 3, 2, 4, 0, false},
+		{name: "a busy round, its readers not back: held", first: 3, second: 2, gather: 8, busy: 3, hold: hold, want: hold},
+		{name: "a busy round, its readers back: held until then", first: 3, second: 2, back: 3, gather: 8, busy: 3, hold: hold, want: -1},
+		{name: "some of its readers back: held", first: 3, second: 2, back: 2, gather: 8, busy: 3, hold: hold, want: hold},
+		{name: "gather waiting: held until then", first: 3, second: 2, back: 2, gather: 4, busy: 3, hold: hold, want: -1},
+		{name: "gather waiting at once: not held", first: 5, second: 4, gather: 4, busy: 3, hold: hold},
+		{name: "a light round: not held", first: 2, second: 1, gather: 8, busy: 3, hold: hold},
+		{name: "hold off", first: 3, second: 2, gather: 8, busy: 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sp := spacing
-			if tc.busy == 0 {
-				sp = 0
-			}
-			x := newReadRounds(nil, sp, tc.gather, tc.busy, 0)
+			x := newReadRounds(nil, tc.hold, tc.gather, tc.busy, 0)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			starts := make(chan time.Time, 10)
@@ -223,13 +227,13 @@ func TestReadRoundsSpacing(t *testing.T) {
 				<-release
 				return nil
 			})
-			errs := make(chan error, 1+tc.first+tc.second)
-			join := func(n int) {
+			errs := make(chan error, 1+tc.first+tc.second+tc.back)
+			read := func(n int) {
 				for range n {
 					go func() { errs <- x.wait(context.Background(), time.Time{}) }()
 				}
-				waitWaiters(t, x, n)
 			}
+			join := func(n int) { read(n); waitWaiters(t, x, n) }
 			// A round of one in flight while the first round's reads
 			// join, and the first in flight while the second's join.
 			go func() { errs <- x.wait(context.Background(), time.Time{}) }()
@@ -239,19 +243,28 @@ func TestReadRoundsSpacing(t *testing.T) {
 			first := <-starts
 			join(tc.second)
 			release <- struct{}{}
+			var back time.Time
+			if tc.back > 0 {
+				time.Sleep(50 * time.Millisecond)
+				back = time.Now()
+				read(tc.back) // may start the round at once: no waitWaiters
+			}
 			second := <-starts
 			release <- struct{}{}
-			for range 1 + tc.first + tc.second {
+			for range 1 + tc.first + tc.second + tc.back {
 				if err := <-errs; err != nil {
 					t.Fatal(err)
 				}
 			}
-			gap := second.Sub(first)
-			if tc.held && gap < spacing {
-				t.Fatalf("the second round started %v after the first, want at least %v", gap, spacing)
-			}
-			if !tc.held && gap >= spacing {
-				t.Fatalf("the second round was held %v", gap)
+			held := second.Sub(first)
+			switch {
+			case tc.want == 0 && held >= hold/2:
+				t.Fatalf("the next round was held %v", held)
+			case tc.want > 0 && held < tc.want:
+				t.Fatalf("the next round started %v after the first, want at least %v", held, tc.want)
+			case tc.want < 0 && (second.Before(back) || held >= hold):
+				t.Fatalf("the next round started %v after the first, the readers were back at %v",
+					held, back.Sub(first))
 			}
 		})
 	}

@@ -106,9 +106,9 @@ func (r *Replica) begin(nh *dragonboat.NodeHost) (*running, *group, *group) {
 	}
 	// A round ends within its timeout (a tick or two later, as Dragonboat
 	// times requests out on ticks); a read waits for at most the round in
-	// flight, the spacing and its own round. Three timeouts leave room.
-	bound := 3*timeout + r.cfg.ReadRoundSpacing
-	run := &running{nh: nh, reads: newReadRounds(confirm, r.cfg.ReadRoundSpacing, readRoundGather, readRoundBusy, bound)}
+	// flight, the hold and its own round. Three timeouts leave room.
+	bound := 3*timeout + max(r.cfg.ReadRoundHold, 0)
+	run := &running{nh: nh, reads: newReadRounds(confirm, r.cfg.ReadRoundHold, readRoundGather, readRoundBusy, bound)}
 	run.writes = newProposer(func(ctx context.Context, b []writeEnv) { r.proposeBatch(ctx, nh, b) }, r.log)
 	run.members = newMemberChanges(func(ctx context.Context, req MemberReq) error { return r.serveMember(ctx, nh, req) })
 	// The actors end with workCtx: a request still waiting on one when
