@@ -184,7 +184,12 @@ func (s *StateMachine) commitTx() error {
 	}
 	ddl := s.schemaChanged
 	if ddl {
+		// The channel first: a read that sees the generation odd finds
+		// the channel this commit closes.
+		committed := make(chan struct{})
+		s.schemaCommitted.Store(&committed)
 		s.schemaGen.Add(1)
+		defer close(committed)
 	}
 	err := run(s.w.commit)
 	if ddl {

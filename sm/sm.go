@@ -52,8 +52,11 @@ type StateMachine struct {
 	// schemaChanged: the batch being applied changes the schema.
 	// schemaGen counts schema changes, twice each: odd while the commit
 	// that makes one runs (readers re-sync their schema when it moves).
-	schemaChanged bool
-	schemaGen     atomic.Uint64
+	// schemaCommitted is closed when that commit ends: a read that finds
+	// the generation odd waits on it.
+	schemaChanged   bool
+	schemaGen       atomic.Uint64
+	schemaCommitted atomic.Pointer[chan struct{}]
 	// noWriteCache turns the write cache off (tests compare).
 	noWriteCache bool
 	// stopc is Open's stop channel: closed when Dragonboat stops the
@@ -346,13 +349,8 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 		if g%2 == 1 {
 			// A schema change is being committed: wait it out (a
 			// commit takes milliseconds), within the read's deadline.
-			if !query.Deadline.IsZero() && !time.Now().Before(query.Deadline) {
-				return nil, context.DeadlineExceeded
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Millisecond):
+			if err := s.awaitSchemaCommit(ctx, query.Deadline); err != nil {
+				return nil, err
 			}
 			continue
 		}
@@ -522,3 +520,31 @@ func (s *StateMachine) registerDeterministic(c *sqlite3.SQLiteConn) error {
 // index deterministic (k > 0 inside a BATCH entry; k = 0 keeps the seeds
 // of entries written before batches existed).
 func (s *StateMachine) seed(index, k uint64) { s.rng = rand.New(rand.NewPCG(index, 0x5eed+k)) }
+
+// awaitSchemaCommit waits until the schema change being committed when it
+// was called (schemaGen odd) has committed, ctx ends or deadline (zero:
+// none) passes.
+func (s *StateMachine) awaitSchemaCommit(ctx context.Context, deadline time.Time) error {
+	committed := s.schemaCommitted.Load()
+	if committed == nil || s.schemaGen.Load()%2 == 0 {
+		return nil
+	}
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return context.DeadlineExceeded
+		}
+		t := time.NewTimer(left)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-*committed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-expired:
+		return context.DeadlineExceeded
+	}
+}
