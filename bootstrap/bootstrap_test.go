@@ -3,7 +3,6 @@ package bootstrap
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,16 +15,12 @@ import (
 	"github.com/skiffdb/skiff/actors"
 	"github.com/skiffdb/skiff/actors/ingest"
 	"github.com/skiffdb/skiff/actors/lifecycle"
+	"github.com/skiffdb/skiff/test/testport"
 )
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testport.Addr(t)
 }
 
 func TestConfigValidate(t *testing.T) {

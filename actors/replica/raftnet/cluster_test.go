@@ -17,6 +17,8 @@ import (
 	"github.com/lni/dragonboat/v4/config"
 	"github.com/lni/dragonboat/v4/logger"
 	sm "github.com/lni/dragonboat/v4/statemachine"
+
+	"github.com/skiffdb/skiff/test/testport"
 )
 
 func TestMain(m *testing.M) {
@@ -83,12 +85,7 @@ func freeAddrs(t *testing.T, n int) map[uint64]string {
 	t.Helper()
 	addrs := make(map[uint64]string, n)
 	for id := uint64(1); id <= uint64(n); id++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		addrs[id] = ln.Addr().String()
+		addrs[id] = testport.Addr(t)
 	}
 	return addrs
 }
