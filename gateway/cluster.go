@@ -129,9 +129,16 @@ func (g *Gateway) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if !g.joinAuthorized(w, r, "join", jr.ID, joinPerm(jr)) {
 		return
 	}
-	if err := g.admit(false); err != nil {
-		g.writeError(w, err)
-		return
+	// A degraded node still hears joins: a member restarting with -join
+	// sends one before its Raft starts, and when it is the quorum the
+	// others lack (one of two), only it can end the degradation. The
+	// replica answers a known member's join without quorum and refuses
+	// any other while degraded (ErrNoLeader, as admit would).
+	if st := g.state(); st.Phase != lifecycle.Degraded {
+		if err := g.admit(false); err != nil {
+			g.writeError(w, err)
+			return
+		}
 	}
 	if jr.ReplicaID == 0 {
 		jr.ReplicaID = ReplicaIDFor(jr.ID)

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skiffdb/skiff/actors"
+	"github.com/skiffdb/skiff/actors/lifecycle"
 	"github.com/skiffdb/skiff/sm/cmdpb"
 )
 
@@ -265,6 +266,12 @@ func (r *Replica) addNonVoting(ctx context.Context, nh *dragonboat.NodeHost, id 
 		// no-op, answered from the last membership read, so that it needs
 		// no quorum (a 2-node cluster whose other node restarts has none).
 		return ignored()
+	}
+	if r.life.State().Phase == lifecycle.Degraded {
+		// Any other join needs a quorum to read the membership and
+		// change it: refuse at once rather than at the request's
+		// deadline.
+		return ErrNoLeader
 	}
 	m, err := r.readMembership(ctx, nh)
 	if err != nil {
