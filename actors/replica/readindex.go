@@ -198,7 +198,7 @@ func (x *readRounds) regather(ctx context.Context, last lastRound) {
 		n := x.next.waiters
 		x.mu.Unlock()
 		if n >= want {
-			return // a late kick (Run skips it), or the readers are back
+			return // the readers are back
 		}
 		select {
 		case <-t.C:
