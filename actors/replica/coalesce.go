@@ -69,12 +69,25 @@ type proposer struct {
 	propose proposeBatchFunc
 	log     *zap.Logger
 	done    *actors.Done
+	// hold and busy regather a batch's writers (next): after a batch of
+	// at least busy writes, the next one waits, at most hold after that
+	// batch was answered, for as many writes as that batch carried plus
+	// those that arrived while it was in flight. 0 or less: no hold.
+	hold time.Duration
+	busy int
 	// carry is the write that did not fit the last batch.
 	carry *writeEnv
 }
 
-func newProposer(propose proposeBatchFunc, log *zap.Logger) *proposer {
-	return &proposer{inbox: make(chan writeEnv, writeQueueSize), propose: propose, log: log, done: actors.NewDone()}
+func newProposer(propose proposeBatchFunc, hold time.Duration, busy int, log *zap.Logger) *proposer {
+	return &proposer{inbox: make(chan writeEnv, writeQueueSize), propose: propose, hold: hold, busy: busy, log: log, done: actors.NewDone()}
+}
+
+// lastBatch is what the proposer's regather knows of the batch before.
+type lastBatch struct {
+	// want is how many writes the next batch waits for (0: none).
+	want     int
+	answered time.Time
 }
 
 // submit hands req to the proposer and waits for its result (ctx must have
@@ -101,8 +114,9 @@ func (p *proposer) Run(ctx context.Context) error {
 	defer inFlight.Wait()
 	stall := time.NewTimer(proposalStall)
 	defer stall.Stop()
+	var last lastBatch
 	for {
-		batch, ok := p.next(ctx)
+		batch, ok := p.next(ctx, last)
 		if !ok {
 			return nil
 		}
@@ -115,8 +129,14 @@ func (p *proposer) Run(ctx context.Context) error {
 		}()
 		// Since Go 1.23 a Reset timer never delivers a stale tick.
 		stall.Reset(proposalStall)
+		last = lastBatch{}
 		select {
 		case <-done:
+			if p.hold > 0 && len(batch) >= p.busy {
+				// Its writers come back in a closed loop; the writes
+				// already waiting are others.
+				last = lastBatch{want: min(maxBatchWrites, len(batch)+len(p.inbox)), answered: time.Now()}
+			}
 		case <-stall.C:
 			p.log.Warn("a write batch is slow to commit; proposing the next without it",
 				zap.Int("writes", len(batch)), zap.Duration("waited", proposalStall))
@@ -125,8 +145,17 @@ func (p *proposer) Run(ctx context.Context) error {
 }
 
 // next forms the next batch: the first write to arrive and every one
-// already waiting, within the bounds; false when ctx ended first.
-func (p *proposer) next(ctx context.Context) ([]writeEnv, bool) {
+// already waiting, within the bounds, and after a busy batch those that
+// arrive until last.want are there or hold has passed since it was
+// answered; false when ctx ended first.
+//
+// The regather is group commit's other half: without it a closed loop of
+// W writers splits into two groups of about W/2, each proposed while the
+// other's writers are away, and an open loop sends batches back to back
+// however few writes each carries. Every batch costs each node fsyncs,
+// messages and wake-ups (README, Benchmarks, "Write batches wait for
+// their writers").
+func (p *proposer) next(ctx context.Context, last lastBatch) ([]writeEnv, bool) {
 	var first writeEnv
 	if p.carry != nil {
 		first, p.carry = *p.carry, nil
@@ -151,6 +180,38 @@ func (p *proposer) next(ctx context.Context) ([]writeEnv, bool) {
 			batch = append(batch, env)
 			size += n
 		default:
+			if len(batch) >= last.want {
+				return batch, true
+			}
+			return p.regather(ctx, batch, size, last)
+		}
+	}
+	return batch, true
+}
+
+// regather adds to batch the writes that arrive until last.want are in
+// it, hold has passed since the last batch was answered, or ctx ends.
+func (p *proposer) regather(ctx context.Context, batch []writeEnv, size int, last lastBatch) ([]writeEnv, bool) {
+	wait := time.Until(last.answered.Add(p.hold))
+	if wait <= 0 {
+		return batch, true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for len(batch) < last.want {
+		select {
+		case env := <-p.inbox:
+			n := proto.Size(env.Req.req)
+			if size+n > maxBatchBytes {
+				p.carry = &env
+				return batch, true
+			}
+			batch = append(batch, env)
+			size += n
+		case <-t.C:
+			return batch, true
+		case <-ctx.Done():
+			// The batch formed so far is proposed; Run ends after it.
 			return batch, true
 		}
 	}

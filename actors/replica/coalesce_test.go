@@ -115,7 +115,7 @@ func TestStuckBatchDoesNotHoldLaterWrites(t *testing.T) {
 		for _, pw := range b {
 			pw.Answer(&cmdpb.Response{}, nil)
 		}
-	}, zap.NewNop())
+	}, 0, writeBatchBusy, zap.NewNop())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stopped := make(chan struct{})
@@ -169,7 +169,7 @@ func TestBatchBytesBound(t *testing.T) {
 			pw.Answer(&cmdpb.Response{}, nil)
 		}
 		answered <- len(b)
-	}, zap.NewNop())
+	}, 0, writeBatchBusy, zap.NewNop())
 	big := strings.Repeat("x", maxBatchBytes/3)
 	const writes = 5
 	for range writes {
@@ -192,4 +192,122 @@ func TestBatchBytesBound(t *testing.T) {
 	if len(got) < 2 {
 		t.Fatalf("batches %v: the bound did not split them", got)
 	}
+}
+
+// After a busy batch the next one waits for that batch's writers to come
+// back, as closed-loop clients do, at most hold after it was answered
+// (proposer.next); a light batch, or hold 0, never holds the next.
+func TestWriteBatchesRegather(t *testing.T) {
+	const hold = 300 * time.Millisecond
+	tests := []struct {
+		name string
+		// first: writes in the first batch; second: writes that queue
+		// while it is in flight; back: writes sent 50 ms after it was
+		// answered (the first batch's writers, back).
+		first, second, back, busy int
+		hold                      time.Duration
+		// want: how long the next batch waits after the first was
+		// answered: 0 not held, hold the whole hold, -1 until the
+		// writers were back; size: the writes it carries.
+		want time.Duration
+		size int
+	}{
+		{name: "a busy batch, its writers not back: held", first: 3, second: 2, busy: 3, hold: hold, want: hold, size: 2},
+		{name: "a busy batch, its writers back: held until then", first: 3, second: 2, back: 3, busy: 3, hold: hold, want: -1, size: 5},
+		{name: "some of its writers back: held", first: 3, second: 2, back: 2, busy: 3, hold: hold, want: hold, size: 4},
+		{name: "a light batch: not held", first: 2, second: 1, busy: 3, hold: hold, size: 1},
+		{name: "hold off", first: 3, second: 2, busy: 3, size: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			type proposed struct {
+				at     time.Time
+				writes int
+			}
+			starts := make(chan proposed, 10)
+			release := make(chan struct{}, 10)
+			answered := make(chan time.Time, 10)
+			p := newProposer(func(_ context.Context, b []writeEnv) {
+				starts <- proposed{time.Now(), len(b)}
+				<-release
+				answered <- time.Now()
+				for _, pw := range b {
+					pw.Answer(&cmdpb.Response{}, nil)
+				}
+			}, tc.hold, tc.busy, zap.NewNop())
+			ctx, cancel := context.WithCancel(context.Background())
+			stopped := make(chan struct{})
+			go func() { _ = p.Run(ctx); close(stopped) }()
+			defer func() { cancel(); <-stopped }()
+			total := 1 + tc.first + tc.second + tc.back
+			errs := make(chan error, total)
+			write := func(n int) {
+				for range n {
+					go func() {
+						_, err := p.submit(context.Background(), &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: "w"}}}, func(err error) error { return err })
+						errs <- err
+					}()
+				}
+			}
+			queue := func(n int) { write(n); waitQueued(t, p, n) }
+			// A batch of one in flight while the first batch's writes
+			// queue, and the first in flight while the second's queue.
+			write(1)
+			<-starts
+			queue(tc.first)
+			release <- struct{}{}
+			<-answered
+			if got := (<-starts).writes; got != tc.first {
+				t.Fatalf("the first batch carried %d writes, want %d", got, tc.first)
+			}
+			queue(tc.second)
+			release <- struct{}{}
+			firstAnswered := <-answered
+			var back time.Time
+			if tc.back > 0 {
+				time.Sleep(50 * time.Millisecond)
+				back = time.Now()
+				write(tc.back)
+			}
+			next := <-starts
+			release <- struct{}{}
+			<-answered
+			if next.writes != tc.size {
+				t.Fatalf("the next batch carried %d writes, want %d", next.writes, tc.size)
+			}
+			for n := 1 + tc.first + next.writes; n < total; {
+				// Writes the next batch left are proposed after it.
+				b := <-starts
+				release <- struct{}{}
+				<-answered
+				n += b.writes
+			}
+			for range total {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			held := next.at.Sub(firstAnswered)
+			switch {
+			case tc.want == 0 && held >= hold/2:
+				t.Fatalf("the next batch was held %v", held)
+			case tc.want > 0 && held < tc.want:
+				t.Fatalf("the next batch started %v after the first was answered, want at least %v", held, tc.want)
+			case tc.want < 0 && (next.at.Before(back) || held >= hold):
+				t.Fatalf("the next batch started %v after the first was answered, the writers were back at %v",
+					held, back.Sub(firstAnswered))
+			}
+		})
+	}
+}
+
+// waitQueued waits until n writes wait in the proposer's inbox.
+func waitQueued(t *testing.T, p *proposer, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if len(p.inbox) >= n {
+			return
+		}
+	}
+	t.Fatalf("fewer than %d writes queued", n)
 }

@@ -109,7 +109,7 @@ func (r *Replica) begin(nh *dragonboat.NodeHost) (*running, *group, *group) {
 	// flight, the hold and its own round. Three timeouts leave room.
 	bound := 3*timeout + max(r.cfg.ReadRoundHold, 0)
 	run := &running{nh: nh, reads: newReadRounds(confirm, r.cfg.ReadRoundHold, readRoundGather, readRoundBusy, bound)}
-	run.writes = newProposer(func(ctx context.Context, b []writeEnv) { r.proposeBatch(ctx, nh, b) }, r.log)
+	run.writes = newProposer(func(ctx context.Context, b []writeEnv) { r.proposeBatch(ctx, nh, b) }, r.cfg.WriteBatchHold, writeBatchBusy, r.log)
 	run.members = newMemberChanges(func(ctx context.Context, req MemberReq) error { return r.serveMember(ctx, nh, req) })
 	// The actors end with workCtx: a request still waiting on one when
 	// shutdown cancels the work ends then (stop).

@@ -32,17 +32,18 @@ func main() {
 	workload := flag.String("workload", bench.WorkloadRead, "skiff bench workload (insert, read)")
 	level := flag.String("level", "none", "Read consistency level")
 	follower := flag.Bool("follower", false, "Send the requests to a follower")
+	rate := flag.Float64("rate", 0, "Open loop: requests per second, sent on schedule by up to -c workers (0: closed loop)")
 	flag.Parse()
 	if *a == "" || *b == "" {
 		fmt.Fprintln(os.Stderr, "benchab: -a and -b are required")
 		os.Exit(2)
 	}
-	if err := validate(*slice, *pairs, *workers); err != nil {
+	if err := validate(*slice, *pairs, *workers, *rate); err != nil {
 		fmt.Fprintln(os.Stderr, "benchab:", err)
 		os.Exit(2)
 	}
 	envs := [2][]string{splitEnv(*aEnv), splitEnv(*bEnv)}
-	if err := run([2]string{*a, *b}, envs, *slice, *pairs, *workers, *workload, *level, *follower); err != nil {
+	if err := run([2]string{*a, *b}, envs, *slice, *pairs, *workers, *rate, *workload, *level, *follower); err != nil {
 		fmt.Fprintln(os.Stderr, "benchab:", err)
 		os.Exit(1)
 	}
@@ -58,7 +59,7 @@ func splitEnv(s string) []string {
 
 // validate rejects numeric flags the run cannot use: the report takes the
 // median, minimum and maximum over the pairs, so it needs at least one.
-func validate(slice time.Duration, pairs, workers int) error {
+func validate(slice time.Duration, pairs, workers int, rate float64) error {
 	switch {
 	case pairs < 1:
 		return fmt.Errorf("-pairs %d: must be at least 1", pairs)
@@ -66,6 +67,8 @@ func validate(slice time.Duration, pairs, workers int) error {
 		return fmt.Errorf("-slice %s: must be positive", slice)
 	case workers < 1:
 		return fmt.Errorf("-c %d: must be at least 1", workers)
+	case rate < 0 || math.IsNaN(rate) || math.IsInf(rate, 0):
+		return fmt.Errorf("-rate %v: must be 0 (closed loop) or a positive rate", rate)
 	}
 	return nil
 }
@@ -82,9 +85,10 @@ type side struct {
 	cpuRequests int64
 	rates       []float64 // req/s per slice
 	cpus        []float64 // nodes' µs per request per slice
+	p99s        []float64 // ms per slice
 }
 
-func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers int, workload, level string, toFollower bool) error {
+func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers int, rate float64, workload, level string, toFollower bool) error {
 	ctx := context.Background()
 	var sides [2]*side
 	// Each cluster's nodes exit before its data directory goes.
@@ -124,7 +128,7 @@ func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers i
 		if _, err := bench.Run(ctx, warm, nil); err != nil {
 			return fmt.Errorf("%s: warm-up: %w", bin, err)
 		}
-		cfg.NoSetup, cfg.Duration = true, slice
+		cfg.NoSetup, cfg.Duration, cfg.Rate = true, slice, rate
 		sides[i].cfg = cfg
 	}
 	for p := range pairs {
@@ -143,6 +147,7 @@ func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers i
 			s.requests += res.Requests
 			s.elapsed += time.Duration(res.ElapsedS * float64(time.Second))
 			s.rates = append(s.rates, res.RequestsPerS)
+			s.p99s = append(s.p99s, res.Latency.P99)
 			// A slice whose /proc reads failed has no CPU figure: NaN, so
 			// that it is not counted as 0 µs.
 			if d.OK && res.Requests > 0 {
@@ -158,24 +163,28 @@ func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers i
 	if toFollower {
 		where = "follower"
 	}
-	fmt.Printf("%s (level %s) on the %s, %d workers, %d slices of %s each, alternating\n", workload, level, where, workers, pairs, slice)
+	loop := fmt.Sprintf("%d workers", workers)
+	if rate > 0 {
+		loop = fmt.Sprintf("open loop at %.0f req/s (up to %d workers)", rate, workers)
+	}
+	fmt.Printf("%s (level %s) on the %s, %s, %d slices of %s each, alternating\n", workload, level, where, loop, pairs, slice)
 	for i, s := range sides {
 		cpu := "n/a"
 		if s.cpuRequests > 0 {
 			cpu = fmt.Sprintf("%.1f", float64(s.cpu.Nodes.Microseconds())/float64(s.cpuRequests))
 		}
-		fmt.Printf("%s %-40s req/s %8.0f   nodes' CPU µs/req %6s\n", s.name, strings.Join(append([]string{bins[i]}, envs[i]...), " "),
-			float64(s.requests)/s.elapsed.Seconds(), cpu)
+		fmt.Printf("%s %-40s req/s %8.0f   nodes' CPU µs/req %6s   p99 ms per slice, median [min max] %s\n", s.name, strings.Join(append([]string{bins[i]}, envs[i]...), " "),
+			float64(s.requests)/s.elapsed.Seconds(), cpu, spread(s.p99s))
 	}
-	rate := make([]float64, pairs)
+	rates := make([]float64, pairs)
 	var cpu []float64 // only the pairs with both sides' CPU known
 	for p := range pairs {
-		rate[p] = sides[1].rates[p] / sides[0].rates[p]
+		rates[p] = sides[1].rates[p] / sides[0].rates[p]
 		if a, b := sides[0].cpus[p], sides[1].cpus[p]; !math.IsNaN(a) && !math.IsNaN(b) && a > 0 {
 			cpu = append(cpu, b/a)
 		}
 	}
-	fmt.Printf("B/A per pair of slices, median [min max]: req/s %s, CPU/req %s\n", spread(rate), spread(cpu))
+	fmt.Printf("B/A per pair of slices, median [min max]: req/s %s, CPU/req %s\n", spread(rates), spread(cpu))
 	return nil
 }
 
