@@ -83,7 +83,11 @@ type Config struct {
 	RaftElectionTimeout  time.Duration
 	RaftSnapshotEntries  uint64
 	RaftApplyTimeout     time.Duration
-	ShutdownTimeout      time.Duration
+	// WriteBatchHold is how long a busy write batch's successor may wait
+	// for its writers (replica.Config.WriteBatchHold: 0 its default,
+	// negative off).
+	WriteBatchHold  time.Duration
+	ShutdownTimeout time.Duration
 	// Queue configures queued writes (rqlited's -write-queue-* flags).
 	Queue queue.Config
 	// Join lists members to join through on first start: Raft addresses

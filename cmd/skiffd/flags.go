@@ -108,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&c.RaftApplyTimeout, "raft-apply-timeout", replica.DefaultApplyTimeout, "Deadline of a request that came without one")
 	fs.DurationVar(&c.RaftTick, "raft-tick", replica.DefaultRTT, "Skiff: Raft's logical clock tick; timeouts are whole ticks")
 	fs.StringVar(&c.RaftWALDir, "raft-wal-dir", "", "Skiff: directory of the Raft log's write-ahead log (default: DATADIR/raft-wal)")
+	batchHold := fs.Duration("write-batch-hold", replica.DefaultWriteBatchHold, "Skiff: after a batch of 8 or more writes, how long the next may wait for that batch's writers to come back (0: never waits)")
 	fs.StringVar(&c.LogDBMemory, "raft-logdb-memory", replica.LogDBSmall, "Skiff: Raft log store memory preset: tiny, small, medium, large")
 	fs.IntVar(&c.Queue.Capacity, "write-queue-capacity", queue.DefaultCapacity, "Queued-write capacity (requests)")
 	fs.IntVar(&c.Queue.BatchSize, "write-queue-batch-size", queue.DefaultBatchSize, "Queued-write batch size (requests per Raft entry)")
@@ -190,6 +191,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	c.NoShutdownStepdown = !*stepdown
 	c.NoMetrics = !*metricsOn
+	c.WriteBatchHold = *batchHold
+	if *batchHold <= 0 {
+		c.WriteBatchHold = -1 // off: the replica's 0 is its default
+	}
 	var refusedSet []string
 	for n, s := range refused {
 		if *s {

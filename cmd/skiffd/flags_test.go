@@ -64,6 +64,18 @@ func TestParseFlags(t *testing.T) {
 					t.Fatal("-metrics=false left metrics on")
 				}
 			}},
+		{name: "write batches held 4 ms by default", args: []string{"d"},
+			check: func(t *testing.T, o *options) {
+				if o.cfg.WriteBatchHold != 4*time.Millisecond {
+					t.Fatalf("WriteBatchHold = %v", o.cfg.WriteBatchHold)
+				}
+			}},
+		{name: "-write-batch-hold 0 turns the hold off", args: []string{"-write-batch-hold", "0", "d"},
+			check: func(t *testing.T, o *options) {
+				if o.cfg.WriteBatchHold >= 0 {
+					t.Fatalf("WriteBatchHold = %v, want negative (off)", o.cfg.WriteBatchHold)
+				}
+			}},
 		{name: "shutdown, reap and snapshot flags: rqlited's defaults (API.md 5)", args: []string{"d"},
 			check: func(t *testing.T, o *options) {
 				c := o.cfg

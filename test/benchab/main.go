@@ -85,7 +85,7 @@ type side struct {
 	cpuRequests int64
 	rates       []float64 // req/s per slice
 	cpus        []float64 // nodes' µs per request per slice
-	p99s        []float64 // ms per slice
+	p50s, p99s  []float64 // ms per slice
 }
 
 func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers int, rate float64, workload, level string, toFollower bool) error {
@@ -147,6 +147,7 @@ func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers i
 			s.requests += res.Requests
 			s.elapsed += time.Duration(res.ElapsedS * float64(time.Second))
 			s.rates = append(s.rates, res.RequestsPerS)
+			s.p50s = append(s.p50s, res.Latency.P50)
 			s.p99s = append(s.p99s, res.Latency.P99)
 			// A slice whose /proc reads failed has no CPU figure: NaN, so
 			// that it is not counted as 0 µs.
@@ -173,8 +174,9 @@ func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers i
 		if s.cpuRequests > 0 {
 			cpu = fmt.Sprintf("%.1f", float64(s.cpu.Nodes.Microseconds())/float64(s.cpuRequests))
 		}
-		fmt.Printf("%s %-40s req/s %8.0f   nodes' CPU µs/req %6s   p99 ms per slice, median [min max] %s\n", s.name, strings.Join(append([]string{bins[i]}, envs[i]...), " "),
-			float64(s.requests)/s.elapsed.Seconds(), cpu, spread(s.p99s))
+		fmt.Printf("%s %-40s req/s %8.0f   nodes' CPU µs/req %6s\n", s.name, strings.Join(append([]string{bins[i]}, envs[i]...), " "),
+			float64(s.requests)/s.elapsed.Seconds(), cpu)
+		fmt.Printf("  ms per slice, median [min max]: p50 %s, p99 %s\n", spread(s.p50s), spread(s.p99s))
 	}
 	rates := make([]float64, pairs)
 	var cpu []float64 // only the pairs with both sides' CPU known
