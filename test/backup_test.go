@@ -20,6 +20,7 @@ import (
 
 	"github.com/skiffdb/skiff/test/s3test"
 	"github.com/skiffdb/skiff/test/testdb"
+	"github.com/skiffdb/skiff/test/testport"
 )
 
 // Automatic backups and restores end to end (issue 18): real skiffd
@@ -394,7 +395,7 @@ func TestAutoBackupS3Failures(t *testing.T) {
 		}
 	})
 	t.Run("unreachable endpoint", func(t *testing.T) {
-		addr := freeAddr(t)
+		addr := testport.Addr(t)
 		sub := map[string]any{
 			"access_key_id": s3test.DefaultAccessKey, "secret_access_key": s3test.DefaultSecretKey,
 			"endpoint": "http://" + addr, "region": s3test.DefaultRegion, "bucket": s3test.DefaultBucket,

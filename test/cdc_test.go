@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skiffdb/skiff/test/natstest"
+	"github.com/skiffdb/skiff/test/testport"
 	"github.com/skiffdb/skiff/test/webhook"
 )
 
@@ -870,7 +871,7 @@ func TestCDCStatus(t *testing.T) {
 // is pruned to 0 (issue 15, "Bad input").
 func TestCDCSinkDown(t *testing.T) {
 	const inserts = 30
-	addr := freeAddr(t)
+	addr := testport.Addr(t)
 	cfg := writeJSONFile(t, "cdc.json", cdcConfigJSON("http://"+addr+"/cdc", nil))
 	c := newClusterWith(t, 1, withFlags("-cdc-config", cfg))
 	n := c.leader

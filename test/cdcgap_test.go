@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/skiffdb/skiff/test/testport"
 	"github.com/skiffdb/skiff/test/webhook"
 )
 
@@ -16,7 +17,7 @@ import (
 // new leader fetched the changes it never captured from another voter's
 // outbox - and no gap is counted.
 func TestCDCSnapshotGapBackfill(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testport.Addr(t)
 	cfg := writeJSONFile(t, "cdc.json", cdcConfigJSON("http://"+addr+"/cdc", nil))
 	c := newClusterWith(t, 3, withFlags("-cdc-config", cfg))
 	leader := c.leader

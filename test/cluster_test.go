@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/skiffdb/skiff/test/testport"
 )
 
 // Multi-node tests: every test starts its own cluster of skiffd processes
@@ -1119,7 +1121,7 @@ func TestClusterAddressChange(t *testing.T) {
 	if err := os.RemoveAll(moved.dataDir); err != nil {
 		t.Fatal(err)
 	}
-	moved.raftAddr = freeAddr(t)
+	moved.raftAddr = testport.Addr(t)
 	moved.setFlags("-join", c.leader.raftAddr)
 	moved.start()
 	moved.waitReady(clusterTimeout)

@@ -26,7 +26,8 @@ const (
 	gorqliteModule = "github.com/rqlite/gorqlite"
 	// gorqliteMockPort is the fixed port of the mock server in gorqlite's
 	// integration package (integration/rqlite_mock_server.go binds
-	// ":14001"); the harness must never give it to a daemon.
+	// ":14001"); testport's ports start at 20000, so a daemon never
+	// gets it.
 	gorqliteMockPort = 14001
 	// suiteTimeout bounds the whole child "go test", compilation included.
 	suiteTimeout = 5 * time.Minute
@@ -34,12 +35,6 @@ const (
 	// hung gorqlite test then panics with its goroutines in the output.
 	suiteTestTimeout = 3 * time.Minute
 )
-
-func init() {
-	portsMu.Lock()
-	portsUsed[gorqliteMockPort] = true
-	portsMu.Unlock()
-}
 
 // TestGorqliteSuite runs the test suite of gorqlite, the real rqlite Go
 // client, against a skiffd process: a copy of the module (read-only in the

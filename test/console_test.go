@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/skiffdb/skiff/test/testport"
 )
 
 // Web console tests (gateway/console) in a real browser: Debian's headless
@@ -541,7 +543,7 @@ func TestConsoleRestartProgress(t *testing.T) {
 // offered (TestConsoleQueryRestoreCluster checks that).
 func TestConsoleCDC(t *testing.T) {
 	const inserts = 5
-	cfg := writeJSONFile(t, "cdc.json", cdcConfigJSON("http://"+freeAddr(t)+"/cdc", nil))
+	cfg := writeJSONFile(t, "cdc.json", cdcConfigJSON("http://"+testport.Addr(t)+"/cdc", nil))
 	c := newClusterWith(t, 1, withFlags("-cdc-config", cfg))
 	n := c.leader
 	ctx := newBrowser(t)

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/skiffdb/skiff/test/testport"
 )
 
 // dnsServer is a DNS server on loopback that answers from a record table
@@ -88,7 +90,7 @@ func TestClusterDNSDiscovery(t *testing.T) {
 		// its own loopback address.
 		d := startDNS(t)
 		c := &cluster{t: t}
-		_, port, _ := net.SplitHostPort(freeAddr(t))
+		_, port, _ := net.SplitHostPort(testport.Addr(t))
 		for i := 1; i <= 3; i++ {
 			m := c.add(fmt.Sprintf("n%d", i))
 			ip := fmt.Sprintf("127.0.0.%d", 10+i)

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiffdb/skiff/test/testport"
 )
 
 // Bounds on every wait, so that no test can hang: a broken daemon fails the
@@ -166,37 +168,6 @@ func readSources(root string) error {
 	})
 }
 
-// Ports handed out in this test binary; never hand out the same one twice,
-// so that parallel tests cannot pick each other's just-closed ports.
-var (
-	portsMu   sync.Mutex
-	portsUsed = map[int]bool{}
-)
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-// Another process may still grab it before the daemon binds; start retries
-// on such a clash.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("picking a port: %v", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		portsMu.Lock()
-		fresh := !portsUsed[port]
-		portsUsed[port] = true
-		portsMu.Unlock()
-		if fresh {
-			return fmt.Sprintf("127.0.0.1:%d", port)
-		}
-	}
-	t.Fatal("no free port found")
-	return ""
-}
-
 // process is one run of the daemon.
 type process struct {
 	cmd     *exec.Cmd
@@ -256,8 +227,8 @@ func newNode(t *testing.T) *node {
 		t:        t,
 		dir:      dir,
 		dataDir:  filepath.Join(dir, "data"),
-		httpAddr: freeAddr(t),
-		raftAddr: freeAddr(t),
+		httpAddr: testport.Addr(t),
+		raftAddr: testport.Addr(t),
 		client:   newClient(requestTimeout, false),
 	}
 	// Registered after t.TempDir, so it runs before the directory is
@@ -379,14 +350,14 @@ func (n *node) start() {
 		}
 		if errors.Is(err, errPortClash) && attempt < portAttempts {
 			n.t.Logf("start attempt %d: %v; retrying with other ports", attempt, err)
-			n.httpAddr = freeAddr(n.t)
+			n.httpAddr = testport.Addr(n.t)
 			if fresh {
 				// The failed run stored the old Raft address as the
 				// node's identity; nothing else is in there yet.
 				if err := os.RemoveAll(n.dataDir); err != nil {
 					n.t.Fatal(err)
 				}
-				n.raftAddr = freeAddr(n.t)
+				n.raftAddr = testport.Addr(n.t)
 			}
 			continue
 		}

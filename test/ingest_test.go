@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skiffdb/skiff/test/natstest"
+	"github.com/skiffdb/skiff/test/testport"
 )
 
 // SQL commands in from NATS end to end (issue 15, "In: SQL commands from
@@ -395,7 +396,7 @@ func TestIngestBadConfig(t *testing.T) {
 // the backlog growing and whose ingest section is there (issue 15: an
 // unreachable NATS server never blocks writes or status).
 func TestIntegrationsNATSDown(t *testing.T) {
-	down := "nats://" + freeAddr(t)
+	down := "nats://" + testport.Addr(t)
 	c := newClusterWith(t, 1, withFlags("-ingest-config", down+"/"+ingestSubject, "-cdc-config", down+"/cdc.items"))
 	n := c.leader
 	wantOK(t, "CREATE TABLE", n.execute(createItems), `{"results":[{}]}`)

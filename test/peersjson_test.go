@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiffdb/skiff/test/testport"
 )
 
 // peerEntry is one entry of rqlite's peers.json (API.md 5, "lost quorum").
@@ -53,7 +55,7 @@ func TestPeersJSONMovesEveryNode(t *testing.T) {
 	}
 	c.stopAll()
 	for _, m := range c.ms {
-		m.raftAddr = freeAddr(t)
+		m.raftAddr = testport.Addr(t)
 	}
 	writePeers(t, c.ms)
 	startTogether(t, c.ms) // n2 and n3 still carry -join: a member ignores it
@@ -139,7 +141,7 @@ func TestPeersJSONReadReplica(t *testing.T) {
 	}
 	c.stopAll()
 	for _, m := range c.ms {
-		m.raftAddr = freeAddr(t)
+		m.raftAddr = testport.Addr(t)
 	}
 	writePeers(t, c.ms, r3)
 	startTogether(t, c.ms)
@@ -196,7 +198,7 @@ func TestClusterRejoinNewAddressKeepsDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs.insert(t, c.leader, "while-stopped")
-	moved.raftAddr = freeAddr(t)
+	moved.raftAddr = testport.Addr(t)
 
 	moved.setFlags()
 	p := moved.launch()
@@ -298,7 +300,7 @@ func TestPeersJSONNodeBehind(t *testing.T) {
 	}
 	c.stopAll()
 	for _, m := range c.ms {
-		m.raftAddr = freeAddr(t)
+		m.raftAddr = testport.Addr(t)
 	}
 	writePeers(t, c.ms)
 	startTogether(t, c.ms)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiffdb/skiff/test/testport"
 )
 
 // Lifecycle states a single bootstrapping node may show, in DESIGN.md
@@ -105,14 +107,14 @@ func TestStatusFromFirstMillisecond(t *testing.T) {
 				t.Fatalf("round %d: port clash on %d attempts", round, attempt)
 			}
 			t.Logf("round %d, attempt %d: port clash, retrying with other ports", round, attempt)
-			n.httpAddr = freeAddr(t)
+			n.httpAddr = testport.Addr(t)
 			if round == 1 {
 				// Nothing of value yet; the Raft address is part of the
 				// stored identity, so start afresh.
 				if err := os.RemoveAll(n.dataDir); err != nil {
 					t.Fatal(err)
 				}
-				n.raftAddr = freeAddr(t)
+				n.raftAddr = testport.Addr(t)
 			}
 		}
 	}

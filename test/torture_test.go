@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiffdb/skiff/test/testport"
 )
 
 // The phase torture test (issue 5; DESIGN.md "Lifecycle states"; API.md
@@ -454,7 +456,7 @@ func TestTorturePhases(t *testing.T) {
 
 	t.Run("joining", func(t *testing.T) {
 		// A join target that never answers: the node stays joining.
-		dead := freeAddr(t)
+		dead := testport.Addr(t)
 		j := c.add("n5", "-join", dead, "-join-attempts", "1000", "-join-interval", "200ms")
 		empty := ""
 		j.failpoints = &empty
