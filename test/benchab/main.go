@@ -1,5 +1,6 @@
 // Command benchab compares two skiffd binaries, or one binary under two
-// environments (-a-env, -b-env), under one `skiff bench` workload on a
+// environments (-a-env, -b-env) or flag sets (-a-flags, -b-flags), under
+// one `skiff bench` workload on a
 // machine too noisy for separate runs: it starts a 3-node
 // loopback cluster of each at once and drives them in short alternating
 // slices (A, B, B, A, A, B, ...), so that both see the same phases of the
@@ -26,6 +27,8 @@ func main() {
 	b := flag.String("b", "", "skiffd binary B (the change)")
 	aEnv := flag.String("a-env", "", "Comma-separated KEY=VALUE settings added to A's environment")
 	bEnv := flag.String("b-env", "", "Comma-separated KEY=VALUE settings added to B's environment")
+	aFlags := flag.String("a-flags", "", "Space-separated skiffd flags added to A's command line")
+	bFlags := flag.String("b-flags", "", "Space-separated skiffd flags added to B's command line")
 	slice := flag.Duration("slice", 2*time.Second, "Duration of one slice")
 	pairs := flag.Int("pairs", 10, "Slices of each binary")
 	workers := flag.Int("c", 64, "Workers")
@@ -43,7 +46,8 @@ func main() {
 		os.Exit(2)
 	}
 	envs := [2][]string{splitEnv(*aEnv), splitEnv(*bEnv)}
-	if err := run([2]string{*a, *b}, envs, *slice, *pairs, *workers, *rate, *workload, *level, *follower); err != nil {
+	flags := [2][]string{strings.Fields(*aFlags), strings.Fields(*bFlags)}
+	if err := run([2]string{*a, *b}, envs, flags, *slice, *pairs, *workers, *rate, *workload, *level, *follower); err != nil {
 		fmt.Fprintln(os.Stderr, "benchab:", err)
 		os.Exit(1)
 	}
@@ -88,7 +92,7 @@ type side struct {
 	p50s, p99s  []float64 // ms per slice
 }
 
-func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers int, rate float64, workload, level string, toFollower bool) error {
+func run(bins [2]string, envs, flags [2][]string, slice time.Duration, pairs, workers int, rate float64, workload, level string, toFollower bool) error {
 	ctx := context.Background()
 	var sides [2]*side
 	// Each cluster's nodes exit before its data directory goes.
@@ -109,7 +113,7 @@ func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers i
 			return err
 		}
 		sides[i] = &side{name: string(rune('A' + i)), dir: dir}
-		c, err := benchkit.StartClusterWith(bin, dir, benchkit.Access{}, envs[i])
+		c, err := benchkit.StartClusterWith(bin, dir, benchkit.Access{}, envs[i], flags[i]...)
 		sides[i].cluster = c
 		if err != nil {
 			return fmt.Errorf("%s: %w", bin, err)
@@ -174,7 +178,7 @@ func run(bins [2]string, envs [2][]string, slice time.Duration, pairs, workers i
 		if s.cpuRequests > 0 {
 			cpu = fmt.Sprintf("%.1f", float64(s.cpu.Nodes.Microseconds())/float64(s.cpuRequests))
 		}
-		fmt.Printf("%s %-40s req/s %8.0f   nodes' CPU µs/req %6s\n", s.name, strings.Join(append([]string{bins[i]}, envs[i]...), " "),
+		fmt.Printf("%s %-40s req/s %8.0f   nodes' CPU µs/req %6s\n", s.name, strings.Join(append(append([]string{bins[i]}, envs[i]...), flags[i]...), " "),
 			float64(s.requests)/s.elapsed.Seconds(), cpu)
 		fmt.Printf("  ms per slice, median [min max]: p50 %s, p99 %s\n", spread(s.p50s), spread(s.p99s))
 	}
