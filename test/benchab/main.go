@@ -35,6 +35,7 @@ func main() {
 	workload := flag.String("workload", bench.WorkloadRead, "skiff bench workload (insert, read)")
 	level := flag.String("level", "none", "Read consistency level")
 	follower := flag.Bool("follower", false, "Send the requests to a follower")
+	queued := flag.Bool("queued", false, "Send writes as queued writes (?queue)")
 	rate := flag.Float64("rate", 0, "Open loop: requests per second, sent on schedule by up to -c workers (0: closed loop)")
 	flag.Parse()
 	if *a == "" || *b == "" {
@@ -47,7 +48,7 @@ func main() {
 	}
 	envs := [2][]string{splitEnv(*aEnv), splitEnv(*bEnv)}
 	flags := [2][]string{strings.Fields(*aFlags), strings.Fields(*bFlags)}
-	if err := run([2]string{*a, *b}, envs, flags, *slice, *pairs, *workers, *rate, *workload, *level, *follower); err != nil {
+	if err := run([2]string{*a, *b}, envs, flags, *slice, *pairs, *workers, *rate, *queued, *workload, *level, *follower); err != nil {
 		fmt.Fprintln(os.Stderr, "benchab:", err)
 		os.Exit(1)
 	}
@@ -92,7 +93,7 @@ type side struct {
 	p50s, p99s  []float64 // ms per slice
 }
 
-func run(bins [2]string, envs, flags [2][]string, slice time.Duration, pairs, workers int, rate float64, workload, level string, toFollower bool) error {
+func run(bins [2]string, envs, flags [2][]string, slice time.Duration, pairs, workers int, rate float64, queued bool, workload, level string, toFollower bool) error {
 	ctx := context.Background()
 	var sides [2]*side
 	// Each cluster's nodes exit before its data directory goes.
@@ -122,7 +123,7 @@ func run(bins [2]string, envs, flags [2][]string, slice time.Duration, pairs, wo
 		if toFollower {
 			target = c.Follower()
 		}
-		cfg := bench.Config{Addrs: []string{target.HTTP}, Workload: workload, Workers: workers, Level: level}
+		cfg := bench.Config{Addrs: []string{target.HTTP}, Workload: workload, Workers: workers, Level: level, Queued: queued}
 		if workload == bench.WorkloadRead {
 			cfg.Preload = 10000
 		}
