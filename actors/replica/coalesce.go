@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lni/dragonboat/v4"
@@ -75,6 +76,12 @@ type proposer struct {
 	// those that arrived while it was in flight. 0 or less: no hold.
 	hold time.Duration
 	busy int
+	// writers is how many writers are inside submit, and peak the most
+	// there were since the last batch was answered: at its answer, that
+	// batch's writers and those that arrived meanwhile. A writer counts
+	// once however fast it comes back, so peak never exceeds the writers
+	// there are (the length of inbox would count a fast one twice).
+	writers, peak atomic.Int64
 	// carry is the write that did not fit the last batch.
 	carry *writeEnv
 }
@@ -94,6 +101,13 @@ type lastBatch struct {
 // a deadline: withDeadline). mapErr names a context's end as Dragonboat's
 // calls do; a stopped proposer is ErrStopped.
 func (p *proposer) submit(ctx context.Context, req *cmdpb.Request, mapErr func(error) error) (*cmdpb.Response, error) {
+	for n := p.writers.Add(1); ; {
+		pk := p.peak.Load()
+		if n <= pk || p.peak.CompareAndSwap(pk, n) {
+			break
+		}
+	}
+	defer p.writers.Add(-1)
 	resp, err := actors.Call(ctx, p.done.C(), p.inbox, writeReq{ctx: ctx, req: req})
 	switch {
 	case errors.Is(err, actors.ErrCanceled):
@@ -132,10 +146,11 @@ func (p *proposer) Run(ctx context.Context) error {
 		last = lastBatch{}
 		select {
 		case <-done:
+			// Its writers come back in a closed loop; the writes that
+			// arrived while it was in flight are others.
+			want := int(p.peak.Swap(p.writers.Load()))
 			if p.hold > 0 && len(batch) >= p.busy {
-				// Its writers come back in a closed loop; the writes
-				// already waiting are others.
-				last = lastBatch{want: min(maxBatchWrites, len(batch)+len(p.inbox)), answered: time.Now()}
+				last = lastBatch{want: min(maxBatchWrites, want), answered: time.Now()}
 			}
 		case <-stall.C:
 			p.log.Warn("a write batch is slow to commit; proposing the next without it",

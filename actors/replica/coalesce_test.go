@@ -311,3 +311,77 @@ func waitQueued(t *testing.T, p *proposer, n int) {
 	}
 	t.Fatalf("fewer than %d writes queued", n)
 }
+
+// Writers that come back before the proposer looks (in-process clients)
+// are counted once: the next batch takes them at once instead of holding
+// for them twice (the length of the inbox counted them twice, and an
+// in-process benchmark ran at half the rate).
+func TestWriteBatchWritersBackAtOnce(t *testing.T) {
+	const hold, first, second = 300 * time.Millisecond, 3, 2
+	type proposed struct {
+		at     time.Time
+		writes int
+	}
+	starts := make(chan proposed, 10)
+	answered := make(chan time.Time, 10)
+	release := make(chan struct{}, 10)
+	var p *proposer
+	errs := make(chan error, 1+2*first+second)
+	// write starts n writers, each writing times in a row, as a closed
+	// loop's clients do.
+	write := func(n, times int) {
+		for range n {
+			go func() {
+				for range times {
+					_, err := p.submit(context.Background(), &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: "w"}}}, func(err error) error { return err })
+					errs <- err
+				}
+			}()
+		}
+	}
+	batches := 0
+	p = newProposer(func(_ context.Context, b []writeEnv) {
+		batches++
+		starts <- proposed{time.Now(), len(b)}
+		<-release
+		for _, pw := range b {
+			pw.Answer(&cmdpb.Response{}, nil)
+		}
+		if batches == 2 {
+			// The busy batch's writers are back before it returns.
+			waitQueued(t, p, first+second)
+		}
+		answered <- time.Now()
+	}, hold, 3, zap.NewNop())
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+	write(1, 1)
+	<-starts
+	write(first, 2)
+	waitQueued(t, p, first)
+	release <- struct{}{}
+	<-answered
+	if got := (<-starts).writes; got != first {
+		t.Fatalf("the busy batch carried %d writes, want %d", got, first)
+	}
+	write(second, 1)
+	waitQueued(t, p, second)
+	release <- struct{}{}
+	busyAnswered := <-answered
+	next := <-starts
+	release <- struct{}{}
+	<-answered
+	if next.writes != first+second {
+		t.Fatalf("the next batch carried %d writes, want %d", next.writes, first+second)
+	}
+	if held := next.at.Sub(busyAnswered); held >= hold/2 {
+		t.Fatalf("the next batch was held %v with all its writers there", held)
+	}
+	for range 1 + 2*first + second {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

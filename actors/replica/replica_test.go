@@ -239,14 +239,16 @@ func TestConfigValidate(t *testing.T) {
 // autocommit transaction each. `make bench` prints the ratios.
 func BenchmarkWritePath(b *testing.B) {
 	const insert = "INSERT INTO t (v) VALUES (?)"
-	b.Run("skiff-c64", func(b *testing.B) { benchSkiff(b, 64, insert) })
-	b.Run("skiff-c1", func(b *testing.B) { benchSkiff(b, 1, insert) })
+	b.Run("skiff-c64", func(b *testing.B) { benchSkiff(b, 64, insert, nil) })
+	// The write hold's cost, off against on (proposer.next).
+	b.Run("skiff-c64-nohold", func(b *testing.B) { benchSkiff(b, 64, insert, func(c *Config) { c.WriteBatchHold = -1 }) })
+	b.Run("skiff-c1", func(b *testing.B) { benchSkiff(b, 1, insert, nil) })
 	b.Run("raw-sqlite-full", func(b *testing.B) { benchRaw(b, "FULL", insert) })
 	b.Run("raw-sqlite-normal", func(b *testing.B) { benchRaw(b, "NORMAL", insert) })
 }
 
-func benchSkiff(b *testing.B, clients int, insert string) {
-	n := startNode(b, b.TempDir(), freeAddr(b))
+func benchSkiff(b *testing.B, clients int, insert string, mod func(*Config)) {
+	n := startNodeWith(b, b.TempDir(), freeAddr(b), mod)
 	defer n.stop(b)
 	ctx := context.Background()
 	if _, err := n.r.Execute(ctx, req("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")); err != nil {
