@@ -187,13 +187,9 @@ func (p *proposer) next(ctx context.Context, last lastBatch) ([]writeEnv, bool) 
 	for len(batch) < maxBatchWrites {
 		select {
 		case env := <-p.inbox:
-			n := proto.Size(env.Req.req)
-			if size+n > maxBatchBytes {
-				p.carry = &env // each write fits alone; the batch must too
+			if !p.add(&batch, &size, env) {
 				return batch, true
 			}
-			batch = append(batch, env)
-			size += n
 		default:
 			if len(batch) >= last.want {
 				return batch, true
@@ -202,6 +198,20 @@ func (p *proposer) next(ctx context.Context, last lastBatch) ([]writeEnv, bool) 
 		}
 	}
 	return batch, true
+}
+
+// add appends env to batch unless that would take it past maxBatchBytes;
+// then env is carried to the next batch (each write fits alone; the batch
+// must too) and add reports false: the batch is full.
+func (p *proposer) add(batch *[]writeEnv, size *int, env writeEnv) bool {
+	n := proto.Size(env.Req.req)
+	if *size+n > maxBatchBytes {
+		p.carry = &env
+		return false
+	}
+	*batch = append(*batch, env)
+	*size += n
+	return true
 }
 
 // regather adds to batch the writes that arrive until last.want are in
@@ -216,13 +226,9 @@ func (p *proposer) regather(ctx context.Context, batch []writeEnv, size int, las
 	for len(batch) < last.want {
 		select {
 		case env := <-p.inbox:
-			n := proto.Size(env.Req.req)
-			if size+n > maxBatchBytes {
-				p.carry = &env
+			if !p.add(&batch, &size, env) {
 				return batch, true
 			}
-			batch = append(batch, env)
-			size += n
 		case <-t.C:
 			return batch, true
 		case <-ctx.Done():

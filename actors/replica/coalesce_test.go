@@ -194,6 +194,79 @@ func TestBatchBytesBound(t *testing.T) {
 	}
 }
 
+// gatedProposer is a proposer whose batches wait for the test: each
+// reports its start on starts, waits for release (or Run's end), answers
+// its writes,
+// runs then (if set) and reports on answered.
+type gatedProposer struct {
+	p        *proposer
+	starts   chan proposed
+	release  chan struct{}
+	answered chan time.Time
+	errs     chan error
+}
+
+type proposed struct {
+	at     time.Time
+	writes int
+}
+
+func startGatedProposer(t *testing.T, hold time.Duration, busy int, then func(batch int)) *gatedProposer {
+	g := &gatedProposer{starts: make(chan proposed, 10), release: make(chan struct{}, 10),
+		answered: make(chan time.Time, 10), errs: make(chan error, 64)}
+	batches := 0
+	g.p = newProposer(func(ctx context.Context, b []writeEnv) {
+		batches++
+		g.starts <- proposed{time.Now(), len(b)}
+		select {
+		case <-g.release:
+		case <-ctx.Done(): // a test that failed: Run's end ends the batch
+			return
+		}
+		for _, pw := range b {
+			pw.Answer(&cmdpb.Response{}, nil)
+		}
+		if then != nil {
+			then(batches)
+		}
+		g.answered <- time.Now()
+	}, hold, busy, zap.NewNop())
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = g.p.Run(ctx); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	return g
+}
+
+// write starts n writers, each writing times in a row, as a closed loop's
+// clients do; each write's error goes to errs.
+func (g *gatedProposer) write(n, times int) {
+	for range n {
+		go func() {
+			for range times {
+				_, err := g.p.submit(context.Background(), &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: "w"}}}, func(err error) error { return err })
+				g.errs <- err
+			}
+		}()
+	}
+}
+
+// finish lets the batch in flight end and returns when it was answered.
+func (g *gatedProposer) finish() time.Time {
+	g.release <- struct{}{}
+	return <-g.answered
+}
+
+// checkWrites takes n writes' errors.
+func (g *gatedProposer) checkWrites(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		if err := <-g.errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // After a busy batch the next one waits for that batch's writers to come
 // back, as closed-loop clients do, at most hold after it was answered
 // (proposer.next); a light batch, or hold 0, never holds the next.
@@ -220,73 +293,38 @@ func TestWriteBatchesRegather(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			type proposed struct {
-				at     time.Time
-				writes int
-			}
-			starts := make(chan proposed, 10)
-			release := make(chan struct{}, 10)
-			answered := make(chan time.Time, 10)
-			p := newProposer(func(_ context.Context, b []writeEnv) {
-				starts <- proposed{time.Now(), len(b)}
-				<-release
-				answered <- time.Now()
-				for _, pw := range b {
-					pw.Answer(&cmdpb.Response{}, nil)
-				}
-			}, tc.hold, tc.busy, zap.NewNop())
-			ctx, cancel := context.WithCancel(context.Background())
-			stopped := make(chan struct{})
-			go func() { _ = p.Run(ctx); close(stopped) }()
-			defer func() { cancel(); <-stopped }()
+			g := startGatedProposer(t, tc.hold, tc.busy, nil)
 			total := 1 + tc.first + tc.second + tc.back
-			errs := make(chan error, total)
-			write := func(n int) {
-				for range n {
-					go func() {
-						_, err := p.submit(context.Background(), &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: "w"}}}, func(err error) error { return err })
-						errs <- err
-					}()
-				}
-			}
-			queue := func(n int) { write(n); waitQueued(t, p, n) }
 			// A batch of one in flight while the first batch's writes
 			// queue, and the first in flight while the second's queue.
-			write(1)
-			<-starts
-			queue(tc.first)
-			release <- struct{}{}
-			<-answered
-			if got := (<-starts).writes; got != tc.first {
+			g.write(1, 1)
+			<-g.starts
+			g.write(tc.first, 1)
+			waitQueued(t, g.p, tc.first)
+			g.finish()
+			if got := (<-g.starts).writes; got != tc.first {
 				t.Fatalf("the first batch carried %d writes, want %d", got, tc.first)
 			}
-			queue(tc.second)
-			release <- struct{}{}
-			firstAnswered := <-answered
+			g.write(tc.second, 1)
+			waitQueued(t, g.p, tc.second)
+			firstAnswered := g.finish()
 			var back time.Time
 			if tc.back > 0 {
 				time.Sleep(50 * time.Millisecond)
 				back = time.Now()
-				write(tc.back)
+				g.write(tc.back, 1)
 			}
-			next := <-starts
-			release <- struct{}{}
-			<-answered
+			next := <-g.starts
+			g.finish()
 			if next.writes != tc.size {
 				t.Fatalf("the next batch carried %d writes, want %d", next.writes, tc.size)
 			}
 			for n := 1 + tc.first + next.writes; n < total; {
 				// Writes the next batch left are proposed after it.
-				b := <-starts
-				release <- struct{}{}
-				<-answered
-				n += b.writes
+				n += (<-g.starts).writes
+				g.finish()
 			}
-			for range total {
-				if err := <-errs; err != nil {
-					t.Fatal(err)
-				}
-			}
+			g.checkWrites(t, total)
 			held := next.at.Sub(firstAnswered)
 			switch {
 			case tc.want == 0 && held >= hold/2:
@@ -318,70 +356,31 @@ func waitQueued(t *testing.T, p *proposer, n int) {
 // in-process benchmark ran at half the rate).
 func TestWriteBatchWritersBackAtOnce(t *testing.T) {
 	const hold, first, second = 300 * time.Millisecond, 3, 2
-	type proposed struct {
-		at     time.Time
-		writes int
-	}
-	starts := make(chan proposed, 10)
-	answered := make(chan time.Time, 10)
-	release := make(chan struct{}, 10)
-	var p *proposer
-	errs := make(chan error, 1+2*first+second)
-	// write starts n writers, each writing times in a row, as a closed
-	// loop's clients do.
-	write := func(n, times int) {
-		for range n {
-			go func() {
-				for range times {
-					_, err := p.submit(context.Background(), &cmdpb.Request{Statements: []*cmdpb.Statement{{Sql: "w"}}}, func(err error) error { return err })
-					errs <- err
-				}
-			}()
-		}
-	}
-	batches := 0
-	p = newProposer(func(_ context.Context, b []writeEnv) {
-		batches++
-		starts <- proposed{time.Now(), len(b)}
-		<-release
-		for _, pw := range b {
-			pw.Answer(&cmdpb.Response{}, nil)
-		}
-		if batches == 2 {
+	var g *gatedProposer
+	g = startGatedProposer(t, hold, 3, func(batch int) {
+		if batch == 2 {
 			// The busy batch's writers are back before it returns.
-			waitQueued(t, p, first+second)
+			waitQueued(t, g.p, first+second)
 		}
-		answered <- time.Now()
-	}, hold, 3, zap.NewNop())
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { _ = p.Run(ctx); close(stopped) }()
-	defer func() { cancel(); <-stopped }()
-	write(1, 1)
-	<-starts
-	write(first, 2)
-	waitQueued(t, p, first)
-	release <- struct{}{}
-	<-answered
-	if got := (<-starts).writes; got != first {
+	})
+	g.write(1, 1)
+	<-g.starts
+	g.write(first, 2)
+	waitQueued(t, g.p, first)
+	g.finish()
+	if got := (<-g.starts).writes; got != first {
 		t.Fatalf("the busy batch carried %d writes, want %d", got, first)
 	}
-	write(second, 1)
-	waitQueued(t, p, second)
-	release <- struct{}{}
-	busyAnswered := <-answered
-	next := <-starts
-	release <- struct{}{}
-	<-answered
+	g.write(second, 1)
+	waitQueued(t, g.p, second)
+	busyAnswered := g.finish()
+	next := <-g.starts
+	g.finish()
 	if next.writes != first+second {
 		t.Fatalf("the next batch carried %d writes, want %d", next.writes, first+second)
 	}
 	if held := next.at.Sub(busyAnswered); held >= hold/2 {
 		t.Fatalf("the next batch was held %v with all its writers there", held)
 	}
-	for range 1 + 2*first + second {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	g.checkWrites(t, 1+2*first+second)
 }
