@@ -1,6 +1,8 @@
 package lifecycle
 
 import (
+	"time"
+
 	"github.com/skiffdb/skiff/sm"
 )
 
@@ -32,8 +34,11 @@ type CaughtUp struct{ LeaderReplicaID, Index uint64 }
 // how, for /status and the log.
 type RemovedFromCluster struct{ Reason string }
 
-// LeaderContact: a round trip with the leader (a ReadIndex) succeeded.
-type LeaderContact struct{ LeaderReplicaID uint64 }
+// LeaderContact: this node heard from its leader at At (zero: now).
+type LeaderContact struct {
+	LeaderReplicaID uint64
+	At              time.Time
+}
 
 // MembershipChanged carries the new membership, and the replica IDs ever
 // removed from it (Raft never lets them back).

@@ -111,7 +111,14 @@ func (m *Machine) Apply(ev Event, now time.Time) bool {
 		if e.LeaderReplicaID == 0 || e.LeaderReplicaID != next.LeaderReplicaID {
 			return false
 		}
-		next.LastLeaderContact = now
+		at := e.At
+		if at.IsZero() || at.After(now) {
+			at = now
+		}
+		if !at.After(next.LastLeaderContact) {
+			return false // nothing newer heard
+		}
+		next.LastLeaderContact = at
 	case LeaderIndex:
 		if e.Index > next.Progress.TargetIndex {
 			next.Progress.TargetIndex = e.Index

@@ -415,3 +415,34 @@ func TestSnapshotAndReplayCounters(t *testing.T) {
 		t.Fatalf("after an install at 900: restores %d, installed %d bytes, %+v", st.Restores, st.InstalledBytes, st.Progress)
 	}
 }
+
+// TestLeaderContact: contact is when the node heard from its current
+// leader, never later than now, and never moves back (API.md 1.8's
+// freshness is measured from it).
+func TestLeaderContact(t *testing.T) {
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	cases := []struct {
+		name string
+		ev   LeaderContact
+		now  time.Time
+		want time.Time // LastLeaderContact after; the leader was named at 10 s
+	}{
+		{"heard at a time: that time", LeaderContact{LeaderReplicaID: 2, At: at(12)}, at(13), at(12)},
+		{"no time: now", LeaderContact{LeaderReplicaID: 2}, at(13), at(13)},
+		{"a time ahead of now: now", LeaderContact{LeaderReplicaID: 2, At: at(20)}, at(13), at(13)},
+		{"older than the last contact: kept", LeaderContact{LeaderReplicaID: 2, At: at(9)}, at(13), at(10)},
+		{"from another replica: ignored", LeaderContact{LeaderReplicaID: 3, At: at(12)}, at(13), at(10)},
+		{"no leader named: ignored", LeaderContact{At: at(12)}, at(13), at(10)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMachine(t0)
+			m.Apply(IdentityKnown{self()}, t0)
+			m.Apply(LeaderUpdated{2, 3}, at(10))
+			m.Apply(tc.ev, tc.now)
+			if got := m.State().LastLeaderContact; !got.Equal(tc.want) {
+				t.Fatalf("LastLeaderContact = %v, want %v", got.Sub(t0), tc.want.Sub(t0))
+			}
+		})
+	}
+}

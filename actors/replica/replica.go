@@ -81,8 +81,8 @@ const (
 	// probeInterval is how often a node that is not ready checks whether
 	// it has caught up with the leader.
 	probeInterval = 50 * time.Millisecond
-	// contactInterval is how often a follower confirms it can reach the
-	// leader; it bounds how stale LastLeaderContact may look (freshness).
+	// contactInterval is how often a follower reports when it last heard
+	// from the leader; LastLeaderContact lags by at most this much.
 	contactInterval = 200 * time.Millisecond
 	// refreshInterval is how often membership is re-read regardless.
 	refreshInterval = time.Second
@@ -118,9 +118,12 @@ type Replica struct {
 	machine atomic.Pointer[sm.StateMachine]
 	// tap is the snapshot receive tap of the running NodeHost (start),
 	// closed after it (closeNodeHost).
-	tap  *sm.ReceiveTap
-	done *actors.Done
-	lis  *listener
+	tap *sm.ReceiveTap
+	// heard is when each peer last sent this node a leader's message
+	// (the transport records it; checkContact reads it).
+	heard raftnet.Heard
+	done  *actors.Done
+	lis   *listener
 	// workCtx ends every in-flight request when shutdown's grace period
 	// is over, so shutdown is bounded whatever the requests' deadlines.
 	workCtx    context.Context
@@ -344,7 +347,8 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 	r.tap = tap
 	smc.Tap = tap
 	tf, err := raftnet.NewFactory(raftnet.Config{Inbound: c.RaftInbound, Logger: r.log.Named("raftnet"),
-		TLS: c.RaftTLS, ServerTLS: c.RaftServerTLS, ChunkTap: tap.Chunk, ChunkStreamEnded: tap.StreamEnded})
+		TLS: c.RaftTLS, ServerTLS: c.RaftServerTLS, ChunkTap: tap.Chunk, ChunkStreamEnded: tap.StreamEnded,
+		Heard: &r.heard})
 	if err != nil {
 		return nil, fmt.Errorf("raft transport: %w", err)
 	}
@@ -705,25 +709,17 @@ func (r *Replica) needsContact() bool {
 	return st.NodeReady && st.LeaderReplicaID != 0 && !st.IsLeader() && st.Phase == lifecycle.Ready
 }
 
-// checkContact runs a ReadIndex round: it completes only when the leader
-// answered, which is what "heard from the leader" means for freshness.
-// Dragonboat does not expose a follower's last heartbeat time.
+// checkContact tells lifecycle when this follower last heard from its
+// leader: the last heartbeat or replicated entries the transport saw it
+// send (raftnet.Heard), which is what freshness means in rqlite too
+// (hashicorp/raft's LastContact). Heartbeats come every RTT.
 func (r *Replica) checkContact(nh *dragonboat.NodeHost) {
 	leader, _, ok, err := nh.GetLeaderID(r.cfg.ShardID)
 	if err != nil || !ok {
 		return
 	}
-	rs, err := nh.ReadIndex(r.cfg.ShardID, probeTimeout)
-	if err != nil {
-		return
-	}
-	defer rs.Release()
-	select {
-	case res := <-rs.ResultC():
-		if res.Completed() {
-			r.life.Notify(lifecycle.LeaderContact{LeaderReplicaID: leader})
-		}
-	case <-r.jobsCtx.Done():
+	if at, ok := r.heard.Last(r.cfg.ShardID, leader); ok {
+		r.life.Notify(lifecycle.LeaderContact{LeaderReplicaID: leader, At: at})
 	}
 }
 

@@ -53,6 +53,10 @@ type Config struct {
 	// connection ended before its last chunk will not go on.
 	ChunkTap         func(pb.Chunk)
 	ChunkStreamEnded func(last pb.Chunk)
+	// Heard, when set, records when each peer last sent a leader's
+	// message that Dragonboat accepted (a follower's contact with its
+	// leader).
+	Heard *Heard
 }
 
 // DefaultHandshakeTimeout bounds the TLS handshake of an accepted
@@ -136,6 +140,9 @@ func (t *Transport) deliver(b pb.MessageBatch) (err error) {
 		}
 	}()
 	t.onMessage(b)
+	if t.cfg.Heard != nil {
+		t.cfg.Heard.observe(&b, time.Now)
+	}
 	return nil
 }
 
