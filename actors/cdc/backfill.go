@@ -116,24 +116,34 @@ func (s *Service) backfillRound(ctx context.Context, from, to uint64) (done, ref
 // giveUp is called while the leader's transmitter waits at the missing
 // range [from, to]: once every voter has answered that it cannot supply it
 // for backfill_timeout (all of them installed snapshots past it), it logs
-// the gap, counts it, and skips the range. It reports whether it did.
-func (s *Service) giveUp(from, to uint64) bool {
+// the gap, counts it, and skips the range. It reports whether it did, and
+// if not, the soonest it could: the transmitter sleeps that long unless a
+// stored range or a role change wakes it, rather than polling.
+func (s *Service) giveUp(from, to uint64) (bool, time.Duration) {
 	now := time.Now()
 	if s.blockedSince.IsZero() {
 		s.blockedSince = now
 	}
 	rs := s.refusedSince.Load()
-	if rs == 0 || now.Sub(time.Unix(0, rs)) < s.cfg.BackfillTimeout || now.Sub(s.blockedSince) < s.cfg.BackfillTimeout {
-		return false
+	if rs == 0 {
+		// The backfill loop marks refusals from now at the earliest.
+		return false, s.cfg.BackfillTimeout
+	}
+	since := time.Unix(0, rs)
+	if s.blockedSince.After(since) {
+		since = s.blockedSince
+	}
+	if left := s.cfg.BackfillTimeout - now.Sub(since); left > 0 {
+		return false, left
 	}
 	if err := s.ob.skipMissing(to); err != nil {
 		s.log.Error("could not skip the CDC range no voter holds", zap.Error(err))
-		return false
+		return false, backfillMinBackoff
 	}
 	s.gaps.Add(1)
 	s.blockedSince = time.Time{}
 	s.log.Error("CDC gap: no voter holds the changes of these indexes (every one installed a snapshot past them "+
 		"before the sink acknowledged them); they are skipped and the sink never receives them",
 		zap.Uint64("from", from), zap.Uint64("to", to), zap.Duration("waited", s.cfg.BackfillTimeout))
-	return true
+	return true, 0
 }

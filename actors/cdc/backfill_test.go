@@ -229,3 +229,54 @@ func TestServiceGap(t *testing.T) {
 		})
 	}
 }
+
+// TestGiveUpSaysWhenItCould: the transmitter blocked at a missing range
+// sleeps until the soonest giveUp could skip it, not in a poll loop:
+// backfill_timeout after both the block and the voters' refusals began.
+func TestGiveUpSaysWhenItCould(t *testing.T) {
+	const timeout = time.Minute
+	cases := []struct {
+		name             string
+		blockedAgo       time.Duration // 0: not blocked before
+		refusedAgo       time.Duration // 0: no refusal recorded
+		wantSkip         bool
+		wantMin, wantMax time.Duration
+	}{
+		{"no refusal yet: a whole timeout", 0, 0, false, timeout, timeout},
+		{"refused a while ago, blocked now", 0, 40 * time.Second, false, timeout - time.Second, timeout},
+		{"blocked longer than refused", 50 * time.Second, 20 * time.Second, false, 39 * time.Second, 40 * time.Second},
+		{"refused longer than blocked", 20 * time.Second, 50 * time.Second, false, 39 * time.Second, 40 * time.Second},
+		{"both past the timeout: skipped", 61 * time.Second, 70 * time.Second, true, 0, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ob := openOutbox(t, t.TempDir())
+			captureRange(t, ob, 1, 2)
+			ob.Installed(10)
+			cfg := testConfig(t, "http://127.0.0.1:1")
+			cfg.BackfillTimeout = timeout
+			s, err := New(cfg, ob, func() bool { return true }, &proposer{ob: ob})
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			if tc.blockedAgo > 0 {
+				s.blockedSince = now.Add(-tc.blockedAgo)
+			}
+			if tc.refusedAgo > 0 {
+				s.refusedSince.Store(now.Add(-tc.refusedAgo).UnixNano())
+			}
+			mf, mt, ok := ob.Missing()
+			if !ok {
+				t.Fatal("no missing range")
+			}
+			skipped, retry := s.giveUp(mf, mt)
+			if skipped != tc.wantSkip || retry < tc.wantMin || retry > tc.wantMax {
+				t.Fatalf("giveUp = %v, %s; want %v, in [%s, %s]", skipped, retry, tc.wantSkip, tc.wantMin, tc.wantMax)
+			}
+			if _, _, still := ob.Missing(); still == tc.wantSkip {
+				t.Fatalf("range still missing = %v after giveUp = %v", still, skipped)
+			}
+		})
+	}
+}

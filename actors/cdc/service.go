@@ -157,8 +157,8 @@ func (s *Service) Run(ctx context.Context) error {
 				// supply it for backfill_timeout).
 				firstSeen = time.Time{}
 				s.backfilling.Store(true)
-				if !s.giveUp(mf, mt) {
-					s.wait(ctx, leaderPoll, changed) // backfill_timeout runs
+				if skipped, retry := s.giveUp(mf, mt); !skipped {
+					s.wait(ctx, retry, changed) // backfill_timeout runs
 				}
 				continue
 			}

@@ -18,8 +18,8 @@ import (
 )
 
 const (
-	// readyPoll is how often a service that may not fetch (node not
-	// serving data, NATS unreachable) looks again.
+	// readyPoll is how often a service without Config.ReadyChanged
+	// (tests) looks again at whether the node serves data.
 	readyPoll = 100 * time.Millisecond
 	// bindTimeout bounds finding the stream and creating the consumer.
 	bindTimeout = 10 * time.Second
@@ -235,6 +235,17 @@ func untilDisconnected(ctx context.Context, nc *nats.Conn) (context.Context, fun
 	}
 }
 
+// drainStatus empties ch of the events it holds.
+func drainStatus(ch <-chan nats.Status) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
 // consume fetches while the node serves data and NATS answers, handing
 // each message to a goroutine of its own, at most MaxInFlight at once.
 func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
@@ -252,6 +263,10 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 	var wg sync.WaitGroup
 	inFlight := &s.c.inFlight
 	freed := make(chan struct{}, 1)
+	// A lost server is waited for on the client's own reconnection
+	// event, not polled.
+	reconnected := nc.StatusChanged(nats.CONNECTED)
+	defer nc.RemoveStatusListener(reconnected)
 	var b *binding
 	for ctx.Err() == nil {
 		// Taken before readiness is read: a change in between closes it.
@@ -259,6 +274,9 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 		if s.cfg.ReadyChanged != nil {
 			readyChanged = s.cfg.ReadyChanged()
 		}
+		// Emptied before the connection is read, so that a reconnection
+		// after the read is in the channel (older ones are not).
+		drainStatus(reconnected)
 		// The handlers' reports arrive asynchronously: the loop's own look
 		// at the connection corrects any reordering within a turn.
 		up := nc.IsConnected()
@@ -266,7 +284,10 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 		if !up {
 			s.fetching.Store(false)
 			s.idle.Add(1)
-			actors.Sleep(ctx, readyPoll)
+			select {
+			case <-ctx.Done():
+			case <-reconnected:
+			}
 			continue
 		}
 		if b == nil {

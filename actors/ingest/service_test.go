@@ -477,8 +477,18 @@ func TestNATSDownAtStart(t *testing.T) {
 	run(t, svc)
 	eventually(t, "a connection error in /status", func() bool {
 		st := svc.Status().(map[string]any)
-		return st["connected"] == false && st["last_error"] != "" && svc.idle.Load() > 2
+		// idle: the loop is waiting for the connection (on the client's
+		// event, so once: it does not poll).
+		return st["connected"] == false && st["last_error"] != "" && svc.idle.Load() >= 1
 	})
+	// While NATS stays down the loop does not turn: it waits for the
+	// client's reconnection event (the old loop turned every 100 ms).
+	// The wait is the condition under test, not a synchronisation.
+	turns := svc.idle.Load()
+	time.Sleep(500 * time.Millisecond)
+	if got := svc.idle.Load(); got != turns {
+		t.Fatalf("the loop turned %d times in 500 ms with NATS down: it polls", got-turns)
+	}
 	url, _ := natstest.Start(t, natstest.Port(port))
 	_, js, _ := client(t, url, "sql.in")
 	publish(t, js, `["INSERT INTO t VALUES(1)"]`, nil)
