@@ -121,7 +121,7 @@ type Replica struct {
 	tap *sm.ReceiveTap
 	// heard is when each peer last sent this node a leader's message
 	// (the transport records it; checkContact reads it).
-	heard raftnet.Heard
+	heard *raftnet.Heard
 	done  *actors.Done
 	lis   *listener
 	// workCtx ends every in-flight request when shutdown's grace period
@@ -152,7 +152,7 @@ func New(cfg Config) (*Replica, error) {
 // it to the gateway and the other actors before it knows the node's
 // identity, which the configuration holds.
 func NewHandle() *Replica {
-	return &Replica{done: actors.NewDone(), gone: make(chan struct{})}
+	return &Replica{done: actors.NewDone(), gone: make(chan struct{}), heard: raftnet.NewHeard()}
 }
 
 // Configure validates cfg and makes it the replica's; it must be called
@@ -348,7 +348,7 @@ func (r *Replica) start() (*dragonboat.NodeHost, error) {
 	smc.Tap = tap
 	tf, err := raftnet.NewFactory(raftnet.Config{Inbound: c.RaftInbound, Logger: r.log.Named("raftnet"),
 		TLS: c.RaftTLS, ServerTLS: c.RaftServerTLS, ChunkTap: tap.Chunk, ChunkStreamEnded: tap.StreamEnded,
-		Heard: &r.heard})
+		Heard: r.heard})
 	if err != nil {
 		return nil, fmt.Errorf("raft transport: %w", err)
 	}

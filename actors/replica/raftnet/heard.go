@@ -15,12 +15,18 @@ import (
 // the leader with a ReadIndex round instead costs a round trip and can
 // wait out its timeout when one message is lost.
 //
-// The zero value is ready to use and safe for concurrent use.
+// Times are kept on the monotonic clock (as offsets from the record's
+// creation), so a step of the wall clock cannot make an old contact look
+// recent. Safe for concurrent use.
 type Heard struct {
-	m sync.Map // heardKey -> *atomic.Int64 (Unix nanoseconds)
+	base time.Time
+	m    sync.Map // heardKey -> *atomic.Int64 (nanoseconds since base)
 }
 
 type heardKey struct{ shard, replica uint64 }
+
+// NewHeard returns an empty record.
+func NewHeard() *Heard { return &Heard{base: time.Now()} }
 
 // Last returns when replica of shard last sent a leader's message, and
 // false if it never did.
@@ -29,7 +35,7 @@ func (h *Heard) Last(shard, replica uint64) (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
-	return time.Unix(0, v.(*atomic.Int64).Load()), true
+	return h.base.Add(time.Duration(v.(*atomic.Int64).Load())), true
 }
 
 // observe records the leaders' messages of a batch Dragonboat accepted,
@@ -50,7 +56,7 @@ func (h *Heard) observe(b *pb.MessageBatch, now func() time.Time) {
 			continue
 		}
 		if !found {
-			at = now().UnixNano()
+			at = int64(now().Sub(h.base))
 		}
 		last, found = k, true
 		if v, ok := h.m.Load(k); ok {

@@ -1,6 +1,7 @@
 package raftnet
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ func TestHeard(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var h Heard
+			h := NewHeard()
 			reads := 0
 			h.observe(tc.batch, func() time.Time { reads++; return t0 })
 			if reads > 1 {
@@ -49,7 +50,7 @@ func TestHeard(t *testing.T) {
 		})
 	}
 	// A later batch moves the time on.
-	var h Heard
+	h := NewHeard()
 	h.observe(batch(msg(pb.Heartbeat, 1, 2)), func() time.Time { return t0 })
 	h.observe(batch(msg(pb.Heartbeat, 1, 2)), func() time.Time { return t0.Add(time.Second) })
 	if got, _ := h.Last(1, 2); !got.Equal(t0.Add(time.Second)) {
@@ -60,10 +61,27 @@ func TestHeard(t *testing.T) {
 // BenchmarkHeardObserve: what recording contact adds to each batch a
 // follower receives (a heartbeat, or a batch of entries to replicate).
 func BenchmarkHeardObserve(b *testing.B) {
-	var h Heard
+	h := NewHeard()
 	mb := &pb.MessageBatch{Requests: []pb.Message{{Type: pb.Replicate, ShardID: 1, From: 2}}}
 	b.ReportAllocs()
 	for b.Loop() {
 		h.observe(mb, time.Now)
+	}
+}
+
+// TestHeardIsMonotonic: a contact time carries the monotonic clock, so
+// freshness (time.Since) does not move with a step of the wall clock.
+func TestHeardIsMonotonic(t *testing.T) {
+	h := NewHeard()
+	h.observe(&pb.MessageBatch{Requests: []pb.Message{{Type: pb.Heartbeat, ShardID: 1, From: 2}}}, time.Now)
+	got, ok := h.Last(1, 2)
+	if !ok {
+		t.Fatal("not heard")
+	}
+	if !strings.Contains(got.String(), " m=") {
+		t.Fatalf("contact time %s has no monotonic reading", got)
+	}
+	if d := time.Since(got); d < 0 || d > time.Minute {
+		t.Fatalf("contact %s ago", d)
 	}
 }
