@@ -19,7 +19,8 @@ import (
 
 const (
 	// readyPoll is how often a service without Config.ReadyChanged
-	// (tests) looks again at whether the node serves data.
+	// (tests) looks again at whether the node serves data, or at NATS
+	// without its status events.
 	readyPoll = 100 * time.Millisecond
 	// bindTimeout bounds finding the stream and creating the consumer.
 	bindTimeout = 10 * time.Second
@@ -235,14 +236,33 @@ func untilDisconnected(ctx context.Context, nc *nats.Conn) (context.Context, fun
 	}
 }
 
-// drainStatus empties ch of the events it holds.
+// drainStatus empties ch of the events it holds (ch may be nil).
 func drainStatus(ch <-chan nats.Status) {
 	for {
 		select {
-		case <-ch:
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
 		default:
 			return
 		}
+	}
+}
+
+// waitReconnected waits for ch's next event or ctx's end, and reports
+// whether ch is still open. Only RemoveStatusListener closes it; were a
+// client to close it otherwise, the caller polls instead of spinning.
+func waitReconnected(ctx context.Context, ch <-chan nats.Status) bool {
+	if ch == nil {
+		actors.Sleep(ctx, readyPoll)
+		return false
+	}
+	select {
+	case <-ctx.Done():
+		return true
+	case _, ok := <-ch:
+		return ok
 	}
 }
 
@@ -265,8 +285,9 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 	freed := make(chan struct{}, 1)
 	// A lost server is waited for on the client's own reconnection
 	// event, not polled.
-	reconnected := nc.StatusChanged(nats.CONNECTED)
-	defer nc.RemoveStatusListener(reconnected)
+	listener := nc.StatusChanged(nats.CONNECTED)
+	defer nc.RemoveStatusListener(listener)
+	reconnected := (<-chan nats.Status)(listener)
 	var b *binding
 	for ctx.Err() == nil {
 		// Taken before readiness is read: a change in between closes it.
@@ -284,9 +305,8 @@ func (s *Service) consume(ctx context.Context, nc *nats.Conn) {
 		if !up {
 			s.fetching.Store(false)
 			s.idle.Add(1)
-			select {
-			case <-ctx.Done():
-			case <-reconnected:
+			if !waitReconnected(ctx, reconnected) {
+				reconnected = nil
 			}
 			continue
 		}

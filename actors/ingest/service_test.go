@@ -550,3 +550,47 @@ func TestManyMessagesOnceEach(t *testing.T) {
 		t.Fatalf("applied %d of %d", len(seen), n)
 	}
 }
+
+// TestWaitReconnected: the loop's wait for NATS ends on a status event or
+// the context, and a closed channel (which only RemoveStatusListener does)
+// is reported rather than read in a spin.
+func TestWaitReconnected(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	cases := []struct {
+		name     string
+		ctx      context.Context
+		ch       func() chan nats.Status
+		wantOpen bool
+	}{
+		{"an event", context.Background(), func() chan nats.Status {
+			ch := make(chan nats.Status, 1)
+			ch <- nats.CONNECTED
+			return ch
+		}, true},
+		{"context ended", cancelled, func() chan nats.Status { return make(chan nats.Status) }, true},
+		{"closed", context.Background(), func() chan nats.Status {
+			ch := make(chan nats.Status)
+			close(ch)
+			return ch
+		}, false},
+		{"no channel: a poll", cancelled, func() chan nats.Status { return nil }, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := tc.ch()
+			if got := waitReconnected(tc.ctx, ch); got != tc.wantOpen {
+				t.Fatalf("waitReconnected = %v, want %v", got, tc.wantOpen)
+			}
+			drainStatus(ch) // returns, closed or not
+		})
+	}
+	// drainStatus empties what is buffered.
+	ch := make(chan nats.Status, 3)
+	ch <- nats.CONNECTED
+	ch <- nats.CONNECTED
+	drainStatus(ch)
+	if len(ch) != 0 {
+		t.Fatalf("%d events left", len(ch))
+	}
+}
