@@ -18,7 +18,7 @@ BENCH_RUNS ?= 3
 TAGS := sqlite_column_metadata,sqlite_preupdate_hook,sqlite_fts5
 export GOFLAGS := $(strip $(GOFLAGS) -tags=$(TAGS))
 
-.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-sysmon bench-gc bench-write-hold bench-inprocess soak-restart failover verify fmt tools proto clean
+.PHONY: all build run test test-unit test-e2e test-compat bench bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-sysmon bench-gc bench-write-hold bench-contact bench-inprocess soak-restart failover verify fmt tools proto clean
 
 all: build
 
@@ -49,7 +49,7 @@ test-compat:
 
 ## bench: bench-inprocess, then bench-cluster, bench-cdc, bench-security,
 ## bench-backup, bench-metrics, bench-sysmon and bench-gc.
-bench: bench-inprocess bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-sysmon bench-gc bench-write-hold
+bench: bench-inprocess bench-cluster bench-cdc bench-security bench-backup bench-metrics bench-sysmon bench-gc bench-write-hold bench-contact
 
 ## bench-sysmon: the cost of skiffd's runtime setting (cmd/skiffd/sysmon.go):
 ## inserts on two 3-node loopback clusters of bin/skiffd, A with the
@@ -65,6 +65,12 @@ bench-sysmon: build
 bench-write-hold: build
 	$(GO) run ./test/benchab -a bin/skiffd -a-flags "-write-batch-hold 0" -b bin/skiffd -workload insert -pairs 8
 	$(GO) run ./test/benchab -a bin/skiffd -a-flags "-write-batch-hold 0" -b bin/skiffd -workload insert -c 256 -rate 6000 -slice 4s -pairs 6
+
+## bench-contact: what a follower pays to know when it last heard from its
+## leader (actors/replica/raftnet/heard.go): the record kept for every
+## message batch the transport delivers, in ns per batch.
+bench-contact:
+	$(GO) test -run '^$$' -bench 'BenchmarkHeardObserve' -count 3 ./actors/replica/raftnet/
 
 ## bench-gc: the cost of skiffd's GC target (cmd/skiffd/gcpercent.go): point
 ## reads, then inserts, on two 3-node clusters of bin/skiffd, A with Go's
